@@ -1,0 +1,127 @@
+// Addon registration: the classes and functions JS sees (declared in lib/native/types.ts).
+#include <napi.h>
+
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "binding/addon_state.h"
+#include "binding/args.h"
+#include "binding/errors.h"
+#include "binding/tensor_wrap.h"
+#include "tensor/runtime.h"
+
+namespace difftune {
+
+namespace {
+
+// OMP_NUM_THREADS wins when set (the convention every torch user knows); otherwise all cores,
+// since torch's own default here is 1.
+int defaultThreads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    char* end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n > 0 && n <= 1024) return static_cast<int>(n);
+  }
+  unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+Napi::Value runtimeInfoJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    RuntimeInfo r = runtimeInfo();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("torchVersion", r.torchVersion);
+    o.Set("torchMajor", r.torchMajor);
+    o.Set("torchMinor", r.torchMinor);
+    o.Set("cudaAvailable", r.cudaAvailable);
+    o.Set("cudaDeviceCount", r.cudaDeviceCount);
+    o.Set("parallelInfo", r.parallelInfo);
+    o.Set("buildConfig", r.buildConfig);
+    o.Set("napiVersion", NAPI_VERSION);
+    return o;
+  });
+}
+
+Napi::Value setThreadsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    int threads = static_cast<int>(expectInt(argAt(info, 0), "threads", 1, 1024));
+    return addonState(env).compute->run(
+        env, [threads] { setIntraOpThreads(threads); return intraOpThreads(); },
+        [](Napi::Env env, int& n) -> Napi::Value { return Napi::Number::New(env, n); });
+  });
+}
+
+Napi::Value getThreadsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    return addonState(env).compute->run(
+        env, [] { return intraOpThreads(); },
+        [](Napi::Env env, int& n) -> Napi::Value { return Napi::Number::New(env, n); });
+  });
+}
+
+Napi::Value gemmBenchmarkJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    Napi::Object options = expectObject(argAt(info, 0), "options");
+    int n = static_cast<int>(expectInt(options.Get("n"), "options.n", 1, 16384));
+    int reps = static_cast<int>(expectInt(options.Get("reps"), "options.reps", 1, 10000));
+    std::string device = expectString(options.Get("device"), "options.device");
+    std::string dtype = expectString(options.Get("dtype"), "options.dtype");
+    return addonState(env).compute->run(
+        env, [=] { return gemmBenchmark(n, reps, device, dtype); },
+        [](Napi::Env env, GemmResult& r) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("seconds", r.seconds);
+          o.Set("gflops", r.gflops);
+          return o;
+        });
+  });
+}
+
+Napi::Value pendingJobsJs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), addonState(info.Env()).compute->pending());
+}
+
+Napi::Object registerAll(Napi::Env env, Napi::Object exports);
+
+}  // namespace
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  return boundary(env, [&] { return registerAll(env, exports); });
+}
+
+namespace {
+
+Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
+  auto state = std::make_unique<AddonState>();
+  state->compute = std::make_unique<ComputeThread>(env, defaultThreads());
+  Napi::Function tensor = TensorWrap::define(env);
+  state->tensorConstructor = Napi::Persistent(tensor);
+  env.SetInstanceData<AddonState>(state.release());  // the environment owns it from here
+
+  exports.Set("NativeTensor", tensor);
+  exports.Set("runtimeInfo", Napi::Function::New<runtimeInfoJs>(env, "runtimeInfo"));
+  exports.Set("setThreads", Napi::Function::New<setThreadsJs>(env, "setThreads"));
+  exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));
+  exports.Set("gemmBenchmark", Napi::Function::New<gemmBenchmarkJs>(env, "gemmBenchmark"));
+  exports.Set("pendingJobs", Napi::Function::New<pendingJobsJs>(env, "pendingJobs"));
+  return exports;
+}
+
+}  // namespace
+
+AddonState& addonState(Napi::Env env) {
+  AddonState* state = env.GetInstanceData<AddonState>();
+  if (state == nullptr) throw std::logic_error("difftune addon state missing");
+  return *state;
+}
+
+}  // namespace difftune
+
+static Napi::Object InitDifftune(Napi::Env env, Napi::Object exports) { return difftune::init(env, exports); }
+
+NODE_API_MODULE(difftune, InitDifftune)

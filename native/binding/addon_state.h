@@ -1,0 +1,20 @@
+// Per-environment state of the addon (main thread and each worker_thread get their own).
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "binding/compute_thread.h"
+
+namespace difftune {
+
+struct AddonState {
+  std::unique_ptr<ComputeThread> compute;
+  Napi::FunctionReference tensorConstructor;
+};
+
+AddonState& addonState(Napi::Env env);
+Napi::Object init(Napi::Env env, Napi::Object exports);
+
+}  // namespace difftune

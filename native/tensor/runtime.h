@@ -1,0 +1,39 @@
+// Process-level facts and settings of libtorch: version, backends, threads, a GEMM probe.
+#pragma once
+
+#include <string>
+
+namespace difftune {
+
+struct RuntimeInfo {
+  std::string torchVersion;
+  int torchMajor = 0;
+  int torchMinor = 0;
+  bool cudaAvailable = false;
+  int cudaDeviceCount = 0;
+  int threads = 0;  // intra-op threads of the calling thread
+  std::string parallelInfo;
+  std::string buildConfig;
+};
+
+RuntimeInfo runtimeInfo();
+
+// Sets torch's intra-op thread count for the calling OS thread (OpenMP keeps it per thread),
+// so it must run on the compute thread.
+void setIntraOpThreads(int threads);
+int intraOpThreads();
+
+// Called once on the compute thread before any job: intra-op threads, and grad mode off by default
+// (jobs that train enable it for their own scope).
+void initComputeThread(int threads);
+
+struct GemmResult {
+  double seconds = 0;  // median of the timed repetitions
+  double gflops = 0;
+};
+
+// Times an n×n×n matrix multiply on `device` in `dtype` ("float32" or "bfloat16"): the GEMM peak the
+// benchmarks compare achieved FLOP/s against.
+GemmResult gemmBenchmark(int n, int reps, const std::string& device, const std::string& dtype);
+
+}  // namespace difftune
