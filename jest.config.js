@@ -1,7 +1,7 @@
 // Three tiers: unit (pure TypeScript, never loads the addon), native (CPU libtorch, run serially
 // through one worker because the addon owns one compute thread per process), gpu (opt-in).
-const tsJest = ['ts-jest', { isolatedModules: true, diagnostics: false }];
-const common = { testEnvironment: 'node', transform: { '^.+\\.ts$': tsJest }, moduleFileExtensions: ['ts', 'js', 'json'] };
+const tsJest = ['ts-jest', { diagnostics: false }];
+const common = { testEnvironment: 'node', transform: { '^.+\\.ts$': tsJest }, moduleFileExtensions: ['ts', 'js', 'json'], setupFiles: ['<rootDir>/test/setup-realm.js'] };
 
 module.exports = {
   maxWorkers: 1,

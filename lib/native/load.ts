@@ -1,0 +1,149 @@
+/**
+ * The one place that loads the native addon, lazily, on first use. Pure-TypeScript modules never
+ * reach this. Preference: $DIFFTUNE_ADDON if set; otherwise the most recently built of
+ * build-cmake/Release/difftune.node (cmake-js, `npm run build`) and build/Release/difftune.node
+ * (node-gyp, `npm run build:gyp`), so whichever you built last is the one that runs.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {
+  DifftuneError,
+  DisposedError,
+  InvalidArgumentError,
+  NativeError,
+  NativeLoadError,
+  OutOfMemoryError,
+  TorchError,
+} from '../errors';
+import type { NativeAddon } from './types';
+
+const ADDON_PATHS = ['build-cmake/Release/difftune.node', 'build/Release/difftune.node'];
+
+let addon: NativeAddon | undefined;
+
+/** The package root: the nearest folder above this file whose package.json is difftune's. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest)) {
+      try {
+        if ((JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'difftune') return dir;
+      } catch {
+        // unreadable package.json: keep walking up
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new NativeLoadError(`cannot find difftune's package.json above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+function candidates(root: string): string[] {
+  const fromEnv = process.env.DIFFTUNE_ADDON;
+  if (fromEnv) return [path.resolve(fromEnv)];
+  const mtime = (p: string): number => {
+    try {
+      return fs.statSync(p).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+  return ADDON_PATHS.map((rel) => path.join(root, rel)).sort((a, b) => mtime(b) - mtime(a));
+}
+
+export function isNativeLoaded(): boolean {
+  return addon !== undefined;
+}
+
+/** Loads the addon once; throws NativeLoadError listing every path tried and how to build. */
+export function loadNative(): NativeAddon {
+  if (addon) return addon;
+  const root = packageRoot();
+  const tried: string[] = [];
+  for (const file of candidates(root)) {
+    if (!fs.existsSync(file)) {
+      tried.push(`${file}: not built`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      addon = require(file) as NativeAddon;
+      applyDefaultThreads(addon);
+      return addon;
+    } catch (error) {
+      tried.push(`${file}: ${(error as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new NativeLoadError(
+    [
+      'the difftune native addon could not be loaded. Tried:',
+      ...tried.map((t) => `  - ${t}`),
+      'To build it, in the difftune folder run one of:',
+      '  npm install          (resolves libtorch, installing it with apt on Debian as root, then builds)',
+      '  npm run build        (cmake-js → build-cmake/Release/difftune.node)',
+      '  npm run build:gyp    (node-gyp → build/Release/difftune.node)',
+      'If libtorch cannot be found, set LIBTORCH=/path/to/libtorch or Torch_DIR=/path/to/TorchConfig.cmake-folder,',
+      'or on Debian: sudo apt-get install libtorch-dev libopenblas0-openmp. "cannot open shared object file"',
+      'means the libtorch the addon was built against has moved: rebuild with npm run build.',
+    ].join('\n'),
+  );
+}
+
+/**
+ * torch's intra-op default here is 1 thread; the addon starts with all hardware threads unless
+ * OMP_NUM_THREADS is set. Node's availableParallelism honours CPU affinity, so prefer it.
+ */
+function applyDefaultThreads(native: NativeAddon): void {
+  if (process.env.OMP_NUM_THREADS) return;
+  native.setThreads(Math.max(1, os.availableParallelism())).catch(() => undefined);
+}
+
+interface NativeFailure {
+  code?: unknown;
+  message?: unknown;
+}
+
+/** Turns an error thrown or rejected by the addon into difftune's typed error classes. */
+export function translateNativeError(error: unknown): unknown {
+  // Duck-typed, not instanceof: the addon's errors come from the main V8 context, which differs
+  // from the caller's in vm sandboxes such as jest's.
+  if (error instanceof DifftuneError || typeof error !== 'object' || error === null) return error;
+  const { code, message } = error as NativeFailure;
+  const text = typeof message === 'string' ? message : String(error);
+  switch (code) {
+    case 'ERR_INVALID_ARG':
+      return new InvalidArgumentError(text, { cause: error });
+    case 'ERR_DISPOSED': {
+      const what = /^(.*) was used after dispose\(\)$/.exec(text);
+      return new DisposedError(what?.[1] ?? 'a handle');
+    }
+    case 'ERR_TORCH':
+      return new TorchError(text, { cause: error });
+    case 'ERR_OUT_OF_MEMORY':
+      return new OutOfMemoryError(text, { cause: error });
+    case 'ERR_NATIVE':
+      return new NativeError(text, { cause: error });
+    default:
+      return error;
+  }
+}
+
+/** Runs a synchronous native call, translating its errors. */
+export function callSync<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw translateNativeError(error);
+  }
+}
+
+/** Runs an asynchronous native call; synchronous throws become rejections, errors are translated. */
+export async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    throw translateNativeError(error);
+  }
+}

@@ -1,0 +1,53 @@
+/** Facts about the libtorch in use and the compute thread's settings. */
+import { expected } from '../errors';
+import { callAsync, callSync, loadNative } from './load';
+import type { NativeGemmResult } from './types';
+
+export interface RuntimeInfo {
+  torchVersion: string;
+  /** "cuda" when this libtorch has CUDA and a GPU is visible, else "cpu". */
+  backend: 'cuda' | 'cpu';
+  cudaDeviceCount: number;
+  /** torch's intra-op threads on the compute thread. */
+  threads: number;
+  /** libtorch's own account of its parallel backend (OpenMP, MKL, ...). */
+  parallelInfo: string;
+  buildConfig: string;
+  napiVersion: number;
+}
+
+export async function runtimeInfo(): Promise<RuntimeInfo> {
+  const native = loadNative();
+  const info = callSync(() => native.runtimeInfo());
+  const threads = await callAsync(() => native.getThreads());
+  return {
+    torchVersion: info.torchVersion,
+    backend: info.cudaAvailable ? 'cuda' : 'cpu',
+    cudaDeviceCount: info.cudaDeviceCount,
+    threads,
+    parallelInfo: info.parallelInfo,
+    buildConfig: info.buildConfig,
+    napiVersion: info.napiVersion,
+  };
+}
+
+/** Sets torch's intra-op threads (they apply to the compute thread, where all torch work runs). */
+export async function setThreads(threads: number): Promise<number> {
+  if (!Number.isSafeInteger(threads) || threads < 1 || threads > 1024) throw expected('an integer in [1, 1024]', 'threads', threads);
+  const native = loadNative();
+  return callAsync(() => native.setThreads(threads));
+}
+
+export interface GemmOptions {
+  n?: number;
+  reps?: number;
+  device?: string;
+  dtype?: 'float32' | 'bfloat16' | 'float16';
+}
+
+/** Times an n×n×n matrix multiply on the compute thread: the machine's practical GEMM peak. */
+export async function gemmBenchmark(options: GemmOptions = {}): Promise<NativeGemmResult> {
+  const native = loadNative();
+  const full = { n: options.n ?? 1024, reps: options.reps ?? 5, device: options.device ?? 'cpu', dtype: options.dtype ?? 'float32' };
+  return callAsync(() => native.gemmBenchmark(full));
+}
