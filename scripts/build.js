@@ -15,9 +15,16 @@ function log(message) {
   process.stderr.write(`[difftune/build] ${message}\n`);
 }
 
+// Builds take both cores; two at once (two shells, two agents) would thrash. flock queues them.
+function hasFlock() {
+  return spawnSync('flock', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
 function run(command, args, env) {
   log(`${command} ${args.join(' ')}`);
-  const result = spawnSync(command, args, { cwd: ROOT, stdio: 'inherit', env });
+  const lock = path.join(os.tmpdir(), 'difftune-build.lock');
+  const [cmd, argv] = hasFlock() ? ['flock', [lock, command, ...args]] : [command, args];
+  const result = spawnSync(cmd, argv, { cwd: ROOT, stdio: 'inherit', env });
   if (result.error) throw result.error;
   if (result.status !== 0) throw new Error(`${path.basename(command)} exited with ${result.status}`);
 }

@@ -1,0 +1,23 @@
+/** difftune's public API: re-exports only. Importing it does not load the native addon. */
+export * from './errors';
+export { Tensor, type TensorOptions, type ReadOptions } from './native/tensor';
+export { DTYPES, DTYPE_BYTES, isDType, type DType } from './native/dtype';
+export { runtimeInfo, setThreads, gemmBenchmark, type RuntimeInfo, type GemmOptions } from './native/runtime';
+export { isNativeLoaded } from './native/load';
+export {
+  SafetensorsFile,
+  writeSafetensors,
+  decodeTensorData,
+  encodeTensorData,
+  f16ToF32,
+  f32ToF16,
+  bf16ToF32,
+  f32ToBf16,
+  type DType as SafetensorsDType,
+  type TensorInfo,
+  type SafetensorsHeader,
+  type TensorToWrite,
+  type TensorsToWrite,
+} from './checkpoint/safetensors';
+export { loadStateDict, saveStateDict, disposeStateDict, type StateDict, type LoadStateDictOptions } from './checkpoint/state-dict';
+export { parseLenientJson } from './config/json';
