@@ -1,0 +1,137 @@
+/**
+ * The logic of the `inspect` CLI (scripts/inspect.ts only wires it to the process), kept here so tests
+ * can run it without a build: print what a .safetensors file or a diffusers model folder holds.
+ */
+
+import { promises as fs } from 'node:fs';
+import * as nodePath from 'node:path';
+import { formatLenientJson, parseLenientJson } from '../config/json';
+import { SafetensorsFile } from './safetensors';
+
+/** Where the CLI writes: process.stdout / process.stderr, or a collector in tests. */
+export interface TextSink {
+  write(text: string): unknown;
+}
+
+const USAGE = 'usage: inspect <file.safetensors | model-folder> [--stack]\n';
+
+/** Config files printed for a folder, in this order. */
+const CONFIG_FILES = ['model_index.json', 'config.json', 'scheduler_config.json'];
+const PICKLE_FILE = /\.(bin|ckpt|pt|pth)$/i;
+
+/** An error the user caused by how they called inspect; printed without a stack even with --stack. */
+class UsageError extends Error {}
+
+export async function runInspect(argv: readonly string[], out: TextSink, err: TextSink): Promise<number> {
+  let showStack = false;
+  try {
+    const paths: string[] = [];
+    let optionsDone = false;
+    for (const arg of argv) {
+      if (!optionsDone && arg === '--') optionsDone = true;
+      else if (!optionsDone && arg === '--stack') showStack = true;
+      else if (!optionsDone && (arg === '--help' || arg === '-h')) {
+        out.write(USAGE);
+        return 0;
+      } else if (!optionsDone && arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option "${arg}"`);
+      else paths.push(arg);
+    }
+    if (paths.length !== 1) throw new UsageError(paths.length === 0 ? 'no path given' : `expected one path, got ${paths.length}`);
+    await inspectPath(paths[0] as string, out);
+    return 0;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    err.write(`inspect: ${message}\n`);
+    if (error instanceof UsageError) err.write(USAGE);
+    else if (showStack && error instanceof Error && error.stack !== undefined) err.write(`${error.stack}\n`);
+    return 1;
+  }
+}
+
+async function inspectPath(path: string, out: TextSink): Promise<void> {
+  let stat;
+  try {
+    stat = await fs.stat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${path}: no such file or directory`);
+    throw error;
+  }
+  if (stat.isDirectory()) await inspectFolder(path, out);
+  else await inspectFile(path, out);
+}
+
+async function inspectFolder(dir: string, out: TextSink): Promise<void> {
+  out.write(`folder: ${dir}\n`);
+  const shown = await inspectFolderLevel(dir, '', out);
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  const subfolders = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  let total = shown;
+  for (const sub of subfolders) total += await inspectFolderLevel(nodePath.join(dir, sub), `${sub}/`, out);
+  if (total === 0) {
+    throw new Error(`${dir}: found no ${CONFIG_FILES.join(', ')} or *.safetensors file in it or in its immediate subfolders`);
+  }
+}
+
+/** Prints the configs and safetensors files directly in `dir`; returns how many it printed. */
+async function inspectFolderLevel(dir: string, label: string, out: TextSink): Promise<number> {
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  const files = entries.filter((e) => e.isFile()).map((e) => e.name).sort();
+  let count = 0;
+  for (const name of CONFIG_FILES) {
+    if (!files.includes(name)) continue;
+    const file = nodePath.join(dir, name);
+    const config = parseLenientJson(await fs.readFile(file, 'utf8'), file);
+    out.write(`\n== ${label}${name}\n${formatLenientJson(config, 2, true)}\n`);
+    count += 1;
+  }
+  for (const name of files.filter((f) => f.endsWith('.safetensors'))) {
+    out.write(`\n== ${label}${name}\n`);
+    await inspectFile(nodePath.join(dir, name), out);
+    count += 1;
+  }
+  for (const name of files.filter((f) => PICKLE_FILE.test(f))) {
+    out.write(`\n== ${label}${name}\nskipped: a pickle checkpoint, never loaded (convert it to .safetensors; see the error for that file)\n`);
+  }
+  return count;
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(2)} ${units[unit]}`;
+}
+
+async function inspectFile(path: string, out: TextSink): Promise<void> {
+  const file = await SafetensorsFile.open(path);
+  try {
+    const lines: string[] = [];
+    lines.push(`file: ${path}`);
+    lines.push(`size: ${file.size} bytes (header ${file.header.headerLength} bytes, data from byte ${file.header.dataStart})`);
+    const metadata = file.metadata;
+    if (metadata === undefined || Object.keys(metadata).length === 0) lines.push('metadata: (none)');
+    else {
+      lines.push('metadata:');
+      for (const [key, value] of Object.entries(metadata)) lines.push(`  ${key}: ${value}`);
+    }
+    const infos = [...file.tensors.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const rows = infos.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, String(t.byteLength)] as const);
+    const head = ['name', 'dtype', 'shape', 'bytes'] as const;
+    const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+    const format = (r: readonly string[]): string =>
+      `  ${r.slice(0, 3).map((c, i) => c.padEnd(width[i] ?? 0)).join('  ')}  ${(r[3] ?? '').padStart(width[3] ?? 0)}`;
+    lines.push('tensors:');
+    lines.push(format(head));
+    for (const row of rows) lines.push(format(row));
+    const bytes = infos.reduce((acc, t) => acc + t.byteLength, 0);
+    const elements = infos.reduce((acc, t) => acc + t.numel, 0);
+    lines.push(`total: ${infos.length} tensors, ${elements} elements, ${bytes} bytes (${formatBytes(bytes)})`);
+    out.write(`${lines.join('\n')}\n`);
+  } finally {
+    await file.close();
+  }
+}
