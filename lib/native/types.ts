@@ -73,8 +73,57 @@ export interface NativeGemmResult {
   gflops: number;
 }
 
+export interface NativeParameterInfo {
+  name: string;
+  shape: number[];
+  dtype: NativeDType;
+  requiresGrad: boolean;
+}
+
+export interface NativeNamedTensors {
+  names: string[];
+  tensors: NativeTensor[];
+}
+
+export interface NativeUNetInputs {
+  sample: NativeTensor;
+  timestep: NativeTensor;
+  encoderHiddenStates?: NativeTensor;
+  classLabels?: NativeTensor;
+}
+
+export interface NativeBackwardResult {
+  output: NativeTensor;
+  loss: NativeTensor;
+  gradSample: NativeTensor;
+  gradEncoderHiddenStates?: NativeTensor;
+  gradParams: NativeNamedTensors;
+}
+
+/** A U-Net (UNet2DModel or UNet2DConditionModel) living on the compute thread. */
+export interface NativeUNet {
+  readonly disposed: boolean;
+  parameters(): Promise<NativeParameterInfo[]>;
+  /** Strict: one error lists every missing, unexpected and wrongly shaped weight. */
+  loadStateDict(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
+  stateDict(): Promise<NativeNamedTensors>;
+  to(device: string, dtype: NativeDType): Promise<void>;
+  initialize(seed: number): Promise<void>;
+  setTraining(training: boolean): Promise<void>;
+  forward(inputs: NativeUNetInputs): Promise<NativeTensor>;
+  /** loss = mean((unet(inputs) − target)²), backward; gradients of `gradNames` (all if omitted). */
+  forwardBackwardMse(inputs: NativeUNetInputs, target: NativeTensor, gradNames?: string[]): Promise<NativeBackwardResult>;
+  dispose(): void;
+}
+
+export interface NativeUNetStatic {
+  /** The flat config of lib/config/unet.ts (NativeUNetConfig). */
+  create(config: object): Promise<NativeUNet>;
+}
+
 export interface NativeAddon {
   NativeTensor: NativeTensorStatic;
+  NativeUNet: NativeUNetStatic;
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */
   setThreads(threads: number): Promise<number>;

@@ -8,7 +8,10 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
+#include "binding/generator_wrap.h"
+#include "binding/scheduler_wrap.h"
 #include "binding/tensor_wrap.h"
+#include "binding/unet_wrap.h"
 #include "tensor/runtime.h"
 
 namespace difftune {
@@ -101,9 +104,18 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   state->compute = std::make_unique<ComputeThread>(env, defaultThreads());
   Napi::Function tensor = TensorWrap::define(env);
   state->tensorConstructor = Napi::Persistent(tensor);
+  Napi::Function unet = UNetWrap::define(env);
+  state->unetConstructor = Napi::Persistent(unet);
+  Napi::Function scheduler = SchedulerWrap::define(env);
+  state->schedulerConstructor = Napi::Persistent(scheduler);
+  Napi::Function generator = GeneratorWrap::define(env);
+  state->generatorConstructor = Napi::Persistent(generator);
   env.SetInstanceData<AddonState>(state.release());  // the environment owns it from here
 
   exports.Set("NativeTensor", tensor);
+  exports.Set("NativeScheduler", scheduler);
+  exports.Set("NativeGenerator", generator);
+  exports.Set("NativeUNet", unet);
   exports.Set("runtimeInfo", Napi::Function::New<runtimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreadsJs>(env, "setThreads"));
   exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));

@@ -12,6 +12,9 @@ namespace difftune {
 struct AddonState {
   std::unique_ptr<ComputeThread> compute;
   Napi::FunctionReference tensorConstructor;
+  Napi::FunctionReference schedulerConstructor;
+  Napi::FunctionReference generatorConstructor;
+  Napi::FunctionReference unetConstructor;
 };
 
 AddonState& addonState(Napi::Env env);

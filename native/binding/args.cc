@@ -118,3 +118,61 @@ ByteView expectBytes(const Napi::Value& value, const std::string& param) {
 }
 
 }  // namespace difftune
+
+namespace difftune {
+
+namespace {
+std::string fieldName(const std::string& param, const std::string& key) { return param + "." + key; }
+
+Napi::Array expectArray(const Napi::Value& v, const std::string& name) {
+  if (!v.IsArray()) failArg("an array", name, v);
+  return v.As<Napi::Array>();
+}
+}  // namespace
+
+double fieldNumber(const Napi::Object& o, const std::string& key, const std::string& param) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) failArg("a number", fieldName(param, key), v);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int64_t fieldInt(const Napi::Object& o, const std::string& key, const std::string& param, int64_t min, int64_t max) {
+  return expectInt(o.Get(key), fieldName(param, key), min, max);
+}
+
+bool fieldBool(const Napi::Object& o, const std::string& key, const std::string& param) {
+  return expectBool(o.Get(key), fieldName(param, key));
+}
+
+std::string fieldString(const Napi::Object& o, const std::string& key, const std::string& param) {
+  return expectString(o.Get(key), fieldName(param, key));
+}
+
+std::vector<int64_t> fieldIntList(const Napi::Object& o, const std::string& key, const std::string& param, int64_t min, int64_t max) {
+  std::string name = fieldName(param, key);
+  Napi::Array a = expectArray(o.Get(key), name);
+  std::vector<int64_t> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(expectInt(a.Get(i), name + "[" + std::to_string(i) + "]", min, max));
+  return out;
+}
+
+std::vector<std::string> fieldStringList(const Napi::Object& o, const std::string& key, const std::string& param) {
+  return expectStringArray(o.Get(key), fieldName(param, key));
+}
+
+std::vector<bool> fieldBoolList(const Napi::Object& o, const std::string& key, const std::string& param) {
+  std::string name = fieldName(param, key);
+  Napi::Array a = expectArray(o.Get(key), name);
+  std::vector<bool> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(expectBool(a.Get(i), name + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+std::vector<std::string> expectStringArray(const Napi::Value& value, const std::string& param) {
+  Napi::Array a = expectArray(value, param);
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(expectString(a.Get(i), param + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+}  // namespace difftune

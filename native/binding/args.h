@@ -33,3 +33,17 @@ struct ByteView {
 ByteView expectBytes(const Napi::Value& value, const std::string& param);
 
 }  // namespace difftune
+
+namespace difftune {
+
+// Fields of a plain JS options object, named "<param>.<key>" in errors.
+double fieldNumber(const Napi::Object& o, const std::string& key, const std::string& param);
+int64_t fieldInt(const Napi::Object& o, const std::string& key, const std::string& param, int64_t min, int64_t max);
+bool fieldBool(const Napi::Object& o, const std::string& key, const std::string& param);
+std::string fieldString(const Napi::Object& o, const std::string& key, const std::string& param);
+std::vector<int64_t> fieldIntList(const Napi::Object& o, const std::string& key, const std::string& param, int64_t min, int64_t max);
+std::vector<std::string> fieldStringList(const Napi::Object& o, const std::string& key, const std::string& param);
+std::vector<bool> fieldBoolList(const Napi::Object& o, const std::string& key, const std::string& param);
+std::vector<std::string> expectStringArray(const Napi::Value& value, const std::string& param);
+
+}  // namespace difftune

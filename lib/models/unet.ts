@@ -1,0 +1,254 @@
+/**
+ * U-Nets from diffusers folders: `loadUNet(dir)` reads config.json and the safetensors weights
+ * (single file, sharded index, or a variant such as fp16) into a native model; `unet.save(dir)` writes
+ * a folder diffusers loads back.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { ConfigError, DisposedError, expected, InvalidArgumentError, UnsupportedFormatError } from '../errors';
+import { parseLenientJson, formatLenientJson } from '../config/json';
+import { parseUNetConfig, toNativeUNetConfig, type UNetConfig } from '../config/unet';
+import { loadStateDict, saveStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
+import { writeFileAtomically, writeAll } from '../util/atomic-write';
+import { callAsync, loadNative } from '../native/load';
+import { Tensor } from '../native/tensor';
+import type { NativeNamedTensors, NativeParameterInfo, NativeUNet } from '../native/types';
+
+export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
+export const DIFFUSERS_VERSION = '0.31.0';
+
+export type ComputeDType = 'float32' | 'bfloat16' | 'float16';
+
+export interface UNetOptions {
+  /** "cpu" (default), "cuda", "cuda:1", ... */
+  device?: string;
+  /** Parameter dtype (default float32). float16 needs CUDA: libtorch 1.13 has no CPU fp16 convolution. */
+  dtype?: ComputeDType;
+}
+
+export interface LoadUNetOptions extends UNetOptions {
+  /** Weights variant: "fp16" reads diffusion_pytorch_model.fp16.safetensors (upcast to `dtype`). */
+  variant?: string;
+}
+
+export interface ForwardOptions {
+  encoderHiddenStates?: Tensor;
+  classLabels?: Tensor;
+}
+
+export interface BackwardResult {
+  output: Tensor;
+  loss: Tensor;
+  gradSample: Tensor;
+  gradEncoderHiddenStates?: Tensor;
+  gradParams: Map<string, Tensor>;
+}
+
+function toMap(named: NativeNamedTensors): Map<string, Tensor> {
+  return new Map(named.names.map((n, i) => [n, new Tensor(named.tensors[i]!)]));
+}
+
+function checkOptions(options: UNetOptions): { device: string; dtype: ComputeDType } {
+  const device = options.device ?? 'cpu';
+  const dtype = options.dtype ?? 'float32';
+  if (typeof device !== 'string') throw expected('a device string like "cpu" or "cuda"', 'options.device', device);
+  if (!['float32', 'bfloat16', 'float16'].includes(dtype)) throw expected('"float32", "bfloat16" or "float16"', 'options.dtype', dtype);
+  if (dtype === 'float16' && device === 'cpu') {
+    throw new InvalidArgumentError('float16 weights cannot compute on the CPU (libtorch has no CPU fp16 convolution): use dtype "float32" or "bfloat16" on CPU, or device "cuda"');
+  }
+  return { device, dtype };
+}
+
+/** Reads and validates `<dir>/config.json` (or a config.json path). */
+export function readUNetConfig(file: string): { config: UNetConfig; unknownKeys: string[] } {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+  return parseUNetConfig(parseLenientJson(text, file), file);
+}
+
+/** The weight files of a model folder, in load order, with a clear error when there are none. */
+export function resolveWeightFiles(dir: string, variant?: string): string[] {
+  const base = variant ? `diffusion_pytorch_model.${variant}.safetensors` : UNET_WEIGHTS;
+  const single = path.join(dir, base);
+  if (fs.existsSync(single)) return [single];
+  const index = `${single}.index.json`;
+  if (fs.existsSync(index)) {
+    const parsed = parseLenientJson(fs.readFileSync(index, 'utf8'), index) as { weight_map?: unknown };
+    const map = parsed.weight_map;
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(`${index}: expected an object "weight_map" of tensor name → shard file`);
+    const shards = [...new Set(Object.values(map as Record<string, unknown>))];
+    for (const shard of shards) {
+      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new ConfigError(`${index}: shard ${JSON.stringify(shard)} is not a file name in the folder`);
+      if (!fs.existsSync(path.join(dir, shard))) throw new ConfigError(`${index}: shard ${shard} is missing from ${dir}`);
+    }
+    return (shards as string[]).map((s) => path.join(dir, s));
+  }
+  const pickles = ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'].filter((f) => fs.existsSync(path.join(dir, f)));
+  if (pickles.length > 0) {
+    throw new UnsupportedFormatError(
+      `${path.join(dir, pickles[0]!)} is a PyTorch pickle checkpoint, which difftune never loads (pickles can run arbitrary code). ` +
+        'Convert it once with diffusers: UNet2DModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True).',
+    );
+  }
+  throw new ConfigError(`${dir} has no ${base} (nor a ${base}.index.json)${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
+}
+
+export class UNet {
+  #native: NativeUNet | undefined;
+  readonly config: UNetConfig;
+  /** Keys of config.json that difftune does not know (ignored). */
+  readonly unknownKeys: readonly string[];
+  readonly device: string;
+  readonly dtype: ComputeDType;
+
+  private constructor(native: NativeUNet, config: UNetConfig, unknownKeys: string[], device: string, dtype: ComputeDType) {
+    this.#native = native;
+    this.config = config;
+    this.unknownKeys = unknownKeys;
+    this.device = device;
+    this.dtype = dtype;
+  }
+
+  /** A model from a config (raw diffusers config.json content), initialised like torch.nn from `seed`. */
+  static async fromConfig(rawConfig: unknown, options: UNetOptions & { seed?: number; source?: string } = {}): Promise<UNet> {
+    const { device, dtype } = checkOptions(options);
+    const { config, unknownKeys } = parseUNetConfig(rawConfig, options.source ?? 'config');
+    const native = loadNative();
+    const handle = await callAsync(() => native.NativeUNet.create(toNativeUNetConfig(config)));
+    try {
+      await callAsync(() => handle.initialize(options.seed ?? 0));
+      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
+    } catch (error) {
+      handle.dispose();
+      throw error;
+    }
+    return new UNet(handle, config, unknownKeys, device, dtype);
+  }
+
+  /** @internal */
+  static async fromParts(config: UNetConfig, unknownKeys: string[], weights: StateDict, source: string, options: UNetOptions): Promise<UNet> {
+    const { device, dtype } = checkOptions(options);
+    const native = loadNative();
+    const handle = await callAsync(() => native.NativeUNet.create(toNativeUNetConfig(config)));
+    try {
+      const names = [...weights.keys()];
+      await callAsync(() => handle.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
+      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
+    } catch (error) {
+      handle.dispose();
+      throw error;
+    }
+    return new UNet(handle, config, unknownKeys, device, dtype);
+  }
+
+  private live(): NativeUNet {
+    if (this.#native === undefined || this.#native.disposed) throw new DisposedError('UNet');
+    return this.#native;
+  }
+
+  get isConditional(): boolean {
+    return this.config._class_name === 'UNet2DConditionModel';
+  }
+
+  async parameters(): Promise<NativeParameterInfo[]> {
+    const native = this.live();
+    return callAsync(() => native.parameters());
+  }
+
+  /** Predicts noise (or v / x0, per the scheduler's prediction type) for `sample` at `timestep`. */
+  async forward(sample: Tensor, timestep: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
+    const native = this.live();
+    const inputs = {
+      sample: sample.native,
+      timestep: timestep.native,
+      encoderHiddenStates: options.encoderHiddenStates?.native,
+      classLabels: options.classLabels?.native,
+    };
+    return new Tensor(await callAsync(() => native.forward(inputs)));
+  }
+
+  /** Forward, MSE loss against `target`, backward: the loss, output and the gradients asked for. */
+  async forwardBackwardMse(sample: Tensor, timestep: Tensor, target: Tensor, options: ForwardOptions & { gradNames?: string[] } = {}): Promise<BackwardResult> {
+    const native = this.live();
+    const inputs = {
+      sample: sample.native,
+      timestep: timestep.native,
+      encoderHiddenStates: options.encoderHiddenStates?.native,
+      classLabels: options.classLabels?.native,
+    };
+    const r = await callAsync(() => native.forwardBackwardMse(inputs, target.native, options.gradNames));
+    return {
+      output: new Tensor(r.output),
+      loss: new Tensor(r.loss),
+      gradSample: new Tensor(r.gradSample),
+      gradEncoderHiddenStates: r.gradEncoderHiddenStates ? new Tensor(r.gradEncoderHiddenStates) : undefined,
+      gradParams: toMap(r.gradParams),
+    };
+  }
+
+  /** Copies of the weights under diffusers' keys. */
+  async stateDict(): Promise<StateDict> {
+    const native = this.live();
+    return toMap(await callAsync(() => native.stateDict()));
+  }
+
+  /** Replaces the weights (strict: every key, right shapes). */
+  async loadStateDict(weights: StateDict, source = 'state dict'): Promise<void> {
+    const native = this.live();
+    const names = [...weights.keys()];
+    await callAsync(() => native.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
+  }
+
+  /** The diffusers config.json object: every key, defaults included, sorted as diffusers writes it. */
+  configJson(): Record<string, unknown> {
+    const { _class_name, ...rest } = this.config;
+    const out: Record<string, unknown> = { _class_name, _diffusers_version: DIFFUSERS_VERSION };
+    for (const key of Object.keys(rest).sort()) out[key] = (rest as Record<string, unknown>)[key];
+    return out;
+  }
+
+  /** Writes config.json and diffusion_pytorch_model.safetensors (float32 unless asked), each atomically. */
+  async save(dir: string): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    const weights = await this.stateDict();
+    try {
+      await saveStateDict(path.join(dir, UNET_WEIGHTS), weights, { format: 'pt' });
+    } finally {
+      disposeStateDict(weights);
+    }
+    const text = Buffer.from(`${formatLenientJson(this.configJson(), 2)}\n`, 'utf8');
+    await writeFileAtomically(path.join(dir, 'config.json'), (handle) => writeAll(handle, text));
+  }
+
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Loads a diffusers U-Net folder (config.json + safetensors weights). */
+export async function loadUNet(dir: string, options: LoadUNetOptions = {}): Promise<UNet> {
+  if (typeof dir !== 'string' || dir.length === 0) throw expected('a model folder path', 'dir', dir);
+  checkOptions(options);
+  const configFile = path.join(dir, 'config.json');
+  if (!fs.existsSync(configFile)) throw new ConfigError(`${dir} has no config.json: expected a diffusers model folder (config.json + ${UNET_WEIGHTS})`);
+  const { config, unknownKeys } = readUNetConfig(configFile);
+  const files = resolveWeightFiles(dir, options.variant);
+  const weights: StateDict = new Map();
+  try {
+    for (const file of files) {
+      for (const [name, t] of await loadStateDict(file)) weights.set(name, t);
+    }
+    return await UNet.fromParts(config, unknownKeys, weights, files.length === 1 ? files[0]! : `${dir} (${files.length} shards)`, options);
+  } finally {
+    disposeStateDict(weights);
+  }
+}

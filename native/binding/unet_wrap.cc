@@ -1,0 +1,256 @@
+#include "binding/unet_wrap.h"
+
+#include "binding/addon_state.h"
+#include "binding/args.h"
+#include "binding/errors.h"
+#include "binding/tensor_wrap.h"
+#include "tensor/failure.h"
+
+namespace difftune {
+
+namespace {
+
+constexpr int64_t kBig = int64_t{1} << 40;
+
+UNetConfig parseConfig(const Napi::Object& o) {
+  const std::string p = "config";
+  UNetConfig c;
+  c.conditional = fieldBool(o, "conditional", p);
+  c.inChannels = fieldInt(o, "inChannels", p, 1, kBig);
+  c.outChannels = fieldInt(o, "outChannels", p, 1, kBig);
+  c.centerInputSample = fieldBool(o, "centerInputSample", p);
+  c.timeEmbeddingType = fieldString(o, "timeEmbeddingType", p);
+  c.flipSinToCos = fieldBool(o, "flipSinToCos", p);
+  c.freqShift = fieldNumber(o, "freqShift", p);
+  c.downBlockTypes = fieldStringList(o, "downBlockTypes", p);
+  c.upBlockTypes = fieldStringList(o, "upBlockTypes", p);
+  c.midBlockType = fieldString(o, "midBlockType", p);
+  c.blockOutChannels = fieldIntList(o, "blockOutChannels", p, 1, kBig);
+  c.layersPerBlock = fieldIntList(o, "layersPerBlock", p, 1, 1024);
+  c.transformerLayersPerBlock = fieldIntList(o, "transformerLayersPerBlock", p, 1, 1024);
+  c.upTransformerLayersPerBlock = fieldIntList(o, "upTransformerLayersPerBlock", p, 1, 1024);
+  c.midBlockScaleFactor = fieldNumber(o, "midBlockScaleFactor", p);
+  c.downsamplePadding = fieldInt(o, "downsamplePadding", p, 0, 16);
+  c.dropout = fieldNumber(o, "dropout", p);
+  c.actFn = fieldString(o, "actFn", p);
+  c.attentionHeadDim = fieldIntList(o, "attentionHeadDim", p, -1, kBig);
+  c.numAttentionHeads = fieldIntList(o, "numAttentionHeads", p, -1, kBig);
+  c.crossAttentionDim = fieldIntList(o, "crossAttentionDim", p, -1, kBig);
+  c.onlyCrossAttention = fieldBoolList(o, "onlyCrossAttention", p);
+  c.normNumGroups = fieldInt(o, "normNumGroups", p, -1, kBig);
+  c.attnNormNumGroups = fieldInt(o, "attnNormNumGroups", p, -1, kBig);
+  c.normEps = fieldNumber(o, "normEps", p);
+  c.resnetTimeScaleShift = fieldString(o, "resnetTimeScaleShift", p);
+  c.addAttention = fieldBool(o, "addAttention", p);
+  c.classEmbedType = fieldString(o, "classEmbedType", p);
+  c.numClassEmbeds = fieldInt(o, "numClassEmbeds", p, -1, kBig);
+  c.useLinearProjection = fieldBool(o, "useLinearProjection", p);
+  c.upcastAttention = fieldBool(o, "upcastAttention", p);
+  c.convInKernel = fieldInt(o, "convInKernel", p, 1, 15);
+  c.convOutKernel = fieldInt(o, "convOutKernel", p, 1, 15);
+  c.timeEmbeddingDim = fieldInt(o, "timeEmbeddingDim", p, -1, kBig);
+  c.timestepPostAct = fieldString(o, "timestepPostAct", p);
+  c.timeEmbeddingActFn = fieldString(o, "timeEmbeddingActFn", p);
+  return c;
+}
+
+ForwardInputs parseInputs(const Napi::Value& value) {
+  Napi::Object o = expectObject(value, "inputs");
+  ForwardInputs in;
+  in.sample = TensorWrap::unwrapArg(o.Get("sample"), "inputs.sample");
+  in.timestep = TensorWrap::unwrapArg(o.Get("timestep"), "inputs.timestep");
+  Napi::Value ctx = o.Get("encoderHiddenStates");
+  if (!ctx.IsUndefined() && !ctx.IsNull()) in.context = TensorWrap::unwrapArg(ctx, "inputs.encoderHiddenStates");
+  Napi::Value labels = o.Get("classLabels");
+  if (!labels.IsUndefined() && !labels.IsNull()) in.classLabels = TensorWrap::unwrapArg(labels, "inputs.classLabels");
+  return in;
+}
+
+Napi::Object namedTensorsToJs(Napi::Env env, NamedTensors& tensors) {
+  Napi::Array names = Napi::Array::New(env, tensors.size());
+  Napi::Array values = Napi::Array::New(env, tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    names.Set(static_cast<uint32_t>(i), tensors[i].first);
+    values.Set(static_cast<uint32_t>(i), TensorWrap::create(env, tensors[i].second));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("names", names);
+  out.Set("tensors", values);
+  return out;
+}
+
+}  // namespace
+
+Napi::Function UNetWrap::define(Napi::Env env) {
+  return DefineClass(env, "NativeUNet",
+                     {
+                         StaticMethod<&UNetWrap::create>("create"),
+                         InstanceMethod<&UNetWrap::parameters>("parameters"),
+                         InstanceMethod<&UNetWrap::loadStateDict>("loadStateDict"),
+                         InstanceMethod<&UNetWrap::stateDict>("stateDict"),
+                         InstanceMethod<&UNetWrap::to>("to"),
+                         InstanceMethod<&UNetWrap::initialize>("initialize"),
+                         InstanceMethod<&UNetWrap::setTraining>("setTraining"),
+                         InstanceMethod<&UNetWrap::forward>("forward"),
+                         InstanceMethod<&UNetWrap::forwardBackwardMse>("forwardBackwardMse"),
+                         InstanceMethod<&UNetWrap::dispose>("dispose"),
+                         InstanceAccessor<&UNetWrap::disposed>("disposed"),
+                     });
+}
+
+UNetWrap::UNetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UNetWrap>(info) {
+  boundary(info.Env(), [&] {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw InvalidArgument("NativeUNet cannot be constructed directly; use NativeUNet.create(config)");
+    model_ = *info[0].As<Napi::External<std::shared_ptr<UNetModel>>>().Data();
+    return 0;
+  });
+}
+
+std::shared_ptr<UNetModel> UNetWrap::live() const {
+  if (!model_) throw Disposed("UNet was used after dispose()");
+  return model_;
+}
+
+Napi::Value UNetWrap::create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    UNetConfig config = parseConfig(expectObject(argAt(info, 0), "config"));
+    return addonState(env).compute->run(
+        env, [config] { return std::make_shared<UNetModel>(config); },
+        [](Napi::Env env, std::shared_ptr<UNetModel>& model) -> Napi::Value {
+          Napi::External<std::shared_ptr<UNetModel>> ext = Napi::External<std::shared_ptr<UNetModel>>::New(env, &model);
+          return addonState(env).unetConstructor.New({ext});
+        });
+  });
+}
+
+Napi::Value UNetWrap::parameters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    return addonState(env).compute->run(
+        env, [model] { return model->parameters(); },
+        [](Napi::Env env, std::vector<ParameterInfo>& params) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(env, params.size());
+          for (size_t i = 0; i < params.size(); ++i) {
+            Napi::Object p = Napi::Object::New(env);
+            p.Set("name", params[i].name);
+            Napi::Array shape = Napi::Array::New(env, params[i].shape.size());
+            for (size_t d = 0; d < params[i].shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(params[i].shape[d]));
+            p.Set("shape", shape);
+            p.Set("dtype", dtypeName(params[i].dtype));
+            p.Set("requiresGrad", params[i].requiresGrad);
+            out.Set(static_cast<uint32_t>(i), p);
+          }
+          return out;
+        });
+  });
+}
+
+Napi::Value UNetWrap::loadStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    std::vector<std::string> names = expectStringArray(argAt(info, 0), "names");
+    Napi::Value tensorsArg = argAt(info, 1);
+    if (!tensorsArg.IsArray() || tensorsArg.As<Napi::Array>().Length() != names.size())
+      failArg("an array of " + std::to_string(names.size()) + " Tensors (one per name)", "tensors", tensorsArg);
+    Napi::Array tensors = tensorsArg.As<Napi::Array>();
+    NamedTensors weights;
+    for (uint32_t i = 0; i < names.size(); ++i)
+      weights.emplace_back(names[i], TensorWrap::unwrapArg(tensors.Get(i), "tensors[" + std::to_string(i) + "]"));
+    std::string source = expectString(argAt(info, 2), "source");
+    return addonState(env).compute->run(
+        env, [model, weights, source] { model->loadStateDict(weights, source); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value UNetWrap::stateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    return addonState(env).compute->run(
+        env, [model] { return model->stateDict(); },
+        [](Napi::Env env, NamedTensors& tensors) -> Napi::Value { return namedTensorsToJs(env, tensors); });
+  });
+}
+
+Napi::Value UNetWrap::to(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    std::string device = expectString(argAt(info, 0), "device");
+    std::string problem = checkDevice(device);
+    if (!problem.empty()) throw InvalidArgument(problem);
+    DType dtype = expectDType(argAt(info, 1), "dtype");
+    return addonState(env).compute->run(
+        env, [model, device, dtype] { model->to(device, dtype); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value UNetWrap::initialize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    uint64_t seed = static_cast<uint64_t>(expectInt(argAt(info, 0), "seed", 0, (int64_t{1} << 53) - 1));
+    return addonState(env).compute->run(
+        env, [model, seed] { model->initialize(seed); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value UNetWrap::setTraining(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    bool on = expectBool(argAt(info, 0), "training");
+    return addonState(env).compute->run(
+        env, [model, on] { model->setTraining(on); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value UNetWrap::forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    ForwardInputs in = parseInputs(argAt(info, 0));
+    return addonState(env).compute->run(
+        env, [model, in] { return model->forward(in); },
+        [](Napi::Env env, Tensor& out) -> Napi::Value { return TensorWrap::create(env, out); });
+  });
+}
+
+Napi::Value UNetWrap::forwardBackwardMse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    ForwardInputs in = parseInputs(argAt(info, 0));
+    Tensor target = TensorWrap::unwrapArg(argAt(info, 1), "target");
+    Napi::Value namesArg = argAt(info, 2);
+    std::vector<std::string> names = namesArg.IsUndefined() ? std::vector<std::string>{} : expectStringArray(namesArg, "gradNames");
+    return addonState(env).compute->run(
+        env, [model, in, target, names] { return model->forwardBackwardMse(in, target, names); },
+        [](Napi::Env env, BackwardResult& r) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("output", TensorWrap::create(env, r.output));
+          o.Set("loss", TensorWrap::create(env, r.loss));
+          o.Set("gradSample", TensorWrap::create(env, r.gradSample));
+          if (r.gradContext.defined()) o.Set("gradEncoderHiddenStates", TensorWrap::create(env, r.gradContext));
+          o.Set("gradParams", namedTensorsToJs(env, r.gradParams));
+          return o;
+        });
+  });
+}
+
+Napi::Value UNetWrap::dispose(const Napi::CallbackInfo& info) {
+  model_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value UNetWrap::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !model_); }
+
+}  // namespace difftune

@@ -1,0 +1,35 @@
+// The JS handle on a U-Net (NativeUNet). All model work runs on the compute thread; the handle
+// holds a shared reference, so dispose() during a job in flight is safe.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "unet/unet_model.h"
+
+namespace difftune {
+
+class UNetWrap : public Napi::ObjectWrap<UNetWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  explicit UNetWrap(const Napi::CallbackInfo& info);
+
+ private:
+  static Napi::Value create(const Napi::CallbackInfo& info);
+  Napi::Value parameters(const Napi::CallbackInfo& info);
+  Napi::Value loadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value stateDict(const Napi::CallbackInfo& info);
+  Napi::Value to(const Napi::CallbackInfo& info);
+  Napi::Value initialize(const Napi::CallbackInfo& info);
+  Napi::Value setTraining(const Napi::CallbackInfo& info);
+  Napi::Value forward(const Napi::CallbackInfo& info);
+  Napi::Value forwardBackwardMse(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value disposed(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<UNetModel> live() const;
+  std::shared_ptr<UNetModel> model_;
+};
+
+}  // namespace difftune

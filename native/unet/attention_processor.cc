@@ -1,0 +1,61 @@
+#include "unet/attention_processor.h"
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace difftune {
+
+Attention::Attention(const AttentionOptions& o) : options(o), scale(1.0 / std::sqrt(static_cast<double>(o.dimHead))) {
+  int64_t inner = o.heads * o.dimHead;
+  int64_t kvDim = o.crossAttentionDim > 0 ? o.crossAttentionDim : o.queryDim;
+  if (o.normNumGroups > 0) group_norm = registerModule("group_norm", std::make_shared<GroupNorm>(o.normNumGroups, o.queryDim, o.eps));
+  to_q = registerModule("to_q", std::make_shared<Linear>(o.queryDim, inner, o.bias));
+  to_k = registerModule("to_k", std::make_shared<Linear>(kvDim, inner, o.bias));
+  to_v = registerModule("to_v", std::make_shared<Linear>(kvDim, inner, o.bias));
+  to_out = registerModule("to_out", std::make_shared<ModuleList<Linear>>());
+  to_out->push(std::make_shared<Linear>(inner, o.queryDim, o.outBias));
+}
+
+at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
+                                     bool upcast) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (!upcast || q.scalar_type() == at::kFloat) {
+    return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/false, scale);
+  }
+#endif
+  at::ScalarType dtype = q.scalar_type();
+  at::Tensor qq = upcast ? q.to(at::kFloat) : q;
+  at::Tensor kk = upcast ? k.to(at::kFloat) : k;
+  at::Tensor scores = at::matmul(qq, kk.transpose(-1, -2)) * scale;  // [B, H, N, M]
+  at::Tensor probs = at::softmax(scores, -1).to(dtype);
+  return at::matmul(probs, v);
+}
+
+at::Tensor Attention::forward(const at::Tensor& xIn, const at::Tensor& context) const {
+  const at::Tensor& residual = xIn;
+  at::Tensor x = xIn;
+  bool spatial = x.dim() == 4;
+  int64_t b = x.size(0), c = 0, h = 0, w = 0;
+  if (spatial) {
+    c = x.size(1), h = x.size(2), w = x.size(3);
+    x = x.view({b, c, h * w}).transpose(1, 2);  // [B, HW, C]
+  }
+  if (group_norm) x = group_norm->forward(x.transpose(1, 2)).transpose(1, 2);
+  at::Tensor q = to_q->forward(x);
+  const at::Tensor& kvIn = context.defined() ? context : x;
+  at::Tensor k = to_k->forward(kvIn);
+  at::Tensor v = to_v->forward(kvIn);
+  int64_t heads = options.heads, d = options.dimHead;
+  auto split = [&](const at::Tensor& t) { return t.view({b, -1, heads, d}).transpose(1, 2); };  // [B, H, N, d]
+  at::Tensor out = scaledDotProductAttention(split(q), split(k), split(v), scale,
+                                             options.upcastAttention || options.upcastSoftmax);
+  out = out.transpose(1, 2).reshape({b, -1, heads * d}).to(q.scalar_type());  // [B, N, H·d]
+  out = trainDropout((*to_out)[0].forward(out), options.dropout, training());
+  if (spatial) out = out.transpose(-1, -2).reshape({b, c, h, w});
+  if (options.residualConnection) out = out + residual;
+  return options.rescaleOutputFactor == 1.0 ? out : out / options.rescaleOutputFactor;
+}
+
+}  // namespace difftune
