@@ -1,13 +1,14 @@
 /**
  * npm run demo [-- --out <folder>]: what difftune can do today, for real, with timings. Until the
- * recipes land it exercises the native bridge end to end: libtorch runtime facts, loading a
- * diffusers fixture model's weights into native tensors, a GEMM throughput probe on the compute
- * thread (while the event loop keeps turning), and an atomic safetensors save and bit-exact reload.
+ * fine-tuning recipes land it runs the pieces end to end: libtorch runtime facts; loading a tiny
+ * Stable-Diffusion-shaped diffusers U-Net (made by diffusers itself, shipped in test/fixtures);
+ * a forward and a forward+backward pass on the compute thread while the event loop keeps turning;
+ * a GEMM probe; saving the model as a diffusers folder and reloading it bit-exact.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
-import { disposeStateDict, gemmBenchmark, loadStateDict, runtimeInfo, saveStateDict, SafetensorsFile } from '../lib/index';
+import { gemmBenchmark, loadUNet, runtimeInfo, Tensor } from '../lib/index';
 import { packageRoot } from '../lib/native/load';
 
 function arg(name: string, fallback: string): string {
@@ -15,8 +16,27 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
 }
 
-function mb(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(2)} MB`;
+/** Deterministic pseudo-random normal values (no dependence on Math.random). */
+function randn(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  const next = (): number => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return (s + 1) / 4294967297;
+  };
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
+  return out;
+}
+
+async function median(runs: number, fn: () => Promise<void>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
 }
 
 async function main(): Promise<void> {
@@ -25,52 +45,50 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
 
   const info = await runtimeInfo();
-  console.log(`difftune demo — libtorch ${info.torchVersion}, backend ${info.backend}, ${info.threads} intra-op threads, N-API ${info.napiVersion}`);
+  console.log(`difftune demo — libtorch ${info.torchVersion}, backend ${info.backend}, ${info.threads} intra-op threads`);
 
-  const modelDir = path.join(root, 'test', 'fixtures', 'diffusers', 'unet2d-tiny');
-  const weights = path.join(modelDir, 'diffusion_pytorch_model.safetensors');
+  const modelDir = path.join(root, 'test', 'fixtures', 'diffusers', 'unet2dcond-tiny');
   let t0 = performance.now();
-  const file = await SafetensorsFile.open(weights);
-  const headerMs = performance.now() - t0;
-  const bytes = [...file.tensors.values()].reduce((a, t) => a + t.byteLength, 0);
-  await file.close();
-  t0 = performance.now();
-  const stateDict = await loadStateDict(weights);
-  const loadMs = performance.now() - t0;
-  console.log(`loaded ${stateDict.size} tensors (${mb(bytes)}) of ${path.relative(root, modelDir)} into native tensors: header ${headerMs.toFixed(1)} ms, tensors ${loadMs.toFixed(1)} ms`);
+  using unet = await loadUNet(modelDir);
+  const params = await unet.parameters();
+  const count = params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  console.log(`loaded ${path.relative(root, modelDir)} (${unet.config._class_name}, ${params.length} tensors, ${(count / 1e6).toFixed(2)} M parameters) in ${(performance.now() - t0).toFixed(0)} ms`);
 
-  // The event loop must stay free while native work runs: sample its lag during the GEMM probe.
-  const lags: number[] = [];
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    lags.push(now - last - 5);
-    last = now;
-  }, 5);
-  const fp32 = await gemmBenchmark({ n: 1024, reps: 8, dtype: 'float32' });
-  const bf16 = await gemmBenchmark({ n: 1024, reps: 4, dtype: 'bfloat16' });
+  const batch = 2;
+  using sample = Tensor.from(randn(batch * 4 * 16 * 16, 1), [batch, 4, 16, 16]);
+  using timestep = Tensor.from(new BigInt64Array([10n, 500n]), [batch]);
+  using context = Tensor.from(randn(batch * 77 * 32, 2), [batch, 77, 32]);
+  using target = Tensor.from(randn(batch * 4 * 16 * 16, 3), [batch, 4, 16, 16]);
+
+  // The event loop must stay free while native work runs: count its ticks during the passes.
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  const fwdMs = await median(5, async () => {
+    (await unet.forward(sample, timestep, { encoderHiddenStates: context })).dispose();
+  });
+  let loss = NaN;
+  const bwdMs = await median(5, async () => {
+    const r = await unet.forwardBackwardMse(sample, timestep, target, { encoderHiddenStates: context, gradNames: ['conv_in.weight'] });
+    loss = (r.loss.toArray() as Float32Array)[0]!;
+    for (const t of [r.output, r.loss, r.gradSample, r.gradEncoderHiddenStates, ...r.gradParams.values()]) t?.dispose();
+  });
   clearInterval(timer);
-  lags.sort((a, b) => a - b);
-  const p99 = lags[Math.floor(lags.length * 0.99)] ?? 0;
-  console.log(`GEMM 1024³ on the compute thread: float32 ${fp32.gflops.toFixed(1)} GFLOP/s (${(fp32.seconds * 1e3).toFixed(1)} ms), bfloat16 ${bf16.gflops.toFixed(1)} GFLOP/s`);
-  console.log(`event loop during native work: ${lags.length} ticks, p99 lag ${Math.max(0, p99).toFixed(1)} ms`);
+  console.log(`forward (batch ${batch}, 4×16×16, 77 tokens): ${fwdMs.toFixed(1)} ms median; forward+backward: ${bwdMs.toFixed(1)} ms median (MSE loss ${loss.toFixed(4)})`);
+  console.log(`event loop kept turning: ${ticks} timer ticks during the native passes`);
 
-  const saved = path.join(out, 'unet2d-tiny-copy.safetensors');
+  const fp32 = await gemmBenchmark({ n: 1024, reps: 8, dtype: 'float32' });
+  console.log(`GEMM 1024³ float32 on the compute thread: ${fp32.gflops.toFixed(1)} GFLOP/s`);
+
+  const saved = path.join(out, 'unet');
   t0 = performance.now();
-  await saveStateDict(saved, stateDict, { format: 'pt' });
-  const saveMs = performance.now() - t0;
-  const reloaded = await loadStateDict(saved);
-  let identical = true;
-  for (const [name, t] of stateDict) {
-    const a = Buffer.from((await t.data()).buffer);
-    const b = Buffer.from((await reloaded.get(name)!.data()).buffer);
-    if (!a.equals(b)) identical = false;
-  }
-  console.log(`saved atomically to ${path.relative(process.cwd(), saved)} in ${saveMs.toFixed(1)} ms; reload bit-exact: ${identical ? 'yes' : 'NO'}`);
-  disposeStateDict(stateDict);
-  disposeStateDict(reloaded);
-  console.log('The U-Net forward/backward and fine-tuning join this demo as their issues land (see README).');
-  if (!identical) process.exitCode = 1;
+  await unet.save(saved);
+  using reloaded = await loadUNet(saved);
+  using a = await unet.forward(sample, timestep, { encoderHiddenStates: context });
+  using b = await reloaded.forward(sample, timestep, { encoderHiddenStates: context });
+  const same = Buffer.from(a.toArray().buffer).equals(Buffer.from(b.toArray().buffer));
+  console.log(`saved a diffusers folder to ${path.relative(process.cwd(), saved)} and reloaded it in ${(performance.now() - t0).toFixed(0)} ms; outputs bit-identical: ${same ? 'yes' : 'NO'}`);
+  console.log('Fine-tuning (freezing presets, LoRA, the transfer study) joins this demo as its issues land (see README).');
+  if (!same) process.exitCode = 1;
 }
 
 main().catch((error: unknown) => {
