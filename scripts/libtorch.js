@@ -150,6 +150,19 @@ function aptInstall(packages) {
   if (update.status !== 0) log('apt-get update failed; trying the install with the package lists already here');
   const install = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages], { stdio: ['ignore', 2, 2], env });
   if (install.status !== 0) throw new Error(`apt-get install ${packages.join(' ')} failed (exit ${install.status})`);
+  preferOpenmpBlas();
+}
+
+// libtorch runs its intra-op threads on OpenMP; Debian's alternatives may pick the pthread OpenBLAS
+// (pulled in by other packages), whose own thread pool then competes with OpenMP's. Pick OpenMP's.
+function preferOpenmpBlas() {
+  const arch = multiarch();
+  for (const lib of ['libblas.so.3', 'liblapack.so.3']) {
+    const target = `/usr/lib/${arch}/openblas-openmp/${lib}`;
+    if (!isFile(target)) continue;
+    const r = spawnSync('update-alternatives', ['--set', `${lib}-${arch}`, target], { stdio: ['ignore', 2, 2] });
+    if (r.status === 0) log(`using the OpenMP OpenBLAS for ${lib}`);
+  }
 }
 
 const HOW_TO_FIX = [
