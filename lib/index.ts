@@ -23,3 +23,36 @@ export { loadStateDict, saveStateDict, disposeStateDict, type StateDict, type Lo
 export { parseLenientJson } from './config/json';
 export { loadUNet, readUNetConfig, UNet, type UNetOptions, type LoadUNetOptions, type ForwardOptions, type BackwardResult, type ComputeDType } from './models/unet';
 export { parseUNetConfig, type UNetConfig, type UNet2DConfig, type UNet2DConditionConfig } from './config/unet';
+export { Generator } from './native/generator';
+export {
+  Scheduler,
+  loadScheduler,
+  resolveSchedulerConfigPath,
+  SCHEDULER_CONFIG_FILE,
+  type SchedulerOptions,
+  type StepOptions,
+  type StepOutput,
+} from './schedulers/scheduler';
+export {
+  SCHEDULER_CLASSES,
+  SCHEDULER_SCHEMAS,
+  parseSchedulerConfig,
+  parseSchedulerConfigText,
+  defaultSchedulerConfig,
+  formatSchedulerConfig,
+  schedulerConfigToJson,
+  type SchedulerClassName,
+  type SchedulerConfig,
+  type ParsedSchedulerConfig,
+  type DDPMSchedulerConfig,
+  type DDIMSchedulerConfig,
+  type EulerDiscreteSchedulerConfig,
+  type DPMSolverMultistepSchedulerConfig,
+  type PNDMSchedulerConfig,
+} from './config/scheduler';
+export { relError, type Check } from './conformance/compare';
+export { TOLERANCES } from './conformance/tolerances';
+export { CaseRegistry, type CaseRunner } from './conformance/registry';
+export { FixtureSet, type FixtureCase } from './conformance/fixture-set';
+export { defaultRegistry } from './conformance/default-registry';
+export { runFixtureSet, findFixtureSets, type CaseReport, type SetReport } from './conformance/run';

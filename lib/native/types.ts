@@ -121,8 +121,123 @@ export interface NativeUNetStatic {
   create(config: object): Promise<NativeUNet>;
 }
 
+export type NativeSchedulerClass =
+  | 'DDPMScheduler'
+  | 'DDIMScheduler'
+  | 'EulerDiscreteScheduler'
+  | 'DPMSolverMultistepScheduler'
+  | 'PNDMScheduler';
+
+/**
+ * Every scheduler option as one flat object (diffusers' config keys in camelCase); each family reads
+ * the ones it has. Built by lib/schedulers/native-config.ts from a validated config.
+ */
+export interface NativeSchedulerConfig {
+  className: NativeSchedulerClass;
+  numTrainTimesteps: number;
+  betaStart: number;
+  betaEnd: number;
+  betaSchedule: 'linear' | 'scaled_linear' | 'squaredcos_cap_v2' | 'sigmoid';
+  trainedBetas: number[] | null;
+  rescaleBetasZeroSnr: boolean;
+  predictionType: 'epsilon' | 'v_prediction' | 'sample';
+  timestepSpacing: 'leading' | 'trailing' | 'linspace';
+  stepsOffset: number;
+  clipSample: boolean;
+  clipSampleRange: number;
+  thresholding: boolean;
+  dynamicThresholdingRatio: number;
+  sampleMaxValue: number;
+  setAlphaToOne: boolean;
+  ddpmVarianceType: 'fixed_small' | 'fixed_small_log' | 'fixed_large' | 'learned' | 'learned_range';
+  skipPrkSteps: boolean;
+  interpolationType: 'linear' | 'log_linear';
+  useKarrasSigmas: boolean;
+  useExponentialSigmas: boolean;
+  useLuLambdas: boolean;
+  sigmaMin: number | null;
+  sigmaMax: number | null;
+  timestepType: 'discrete' | 'continuous';
+  finalSigmasType: 'zero' | 'sigma_min';
+  solverOrder: number;
+  algorithmType: 'dpmsolver++' | 'dpmsolver' | 'sde-dpmsolver++' | 'sde-dpmsolver';
+  solverType: 'midpoint' | 'heun';
+  lowerOrderFinal: boolean;
+  eulerAtFinal: boolean;
+  /** May be -Infinity (no clipping). */
+  lambdaMinClipped: number;
+  dpmVarianceType: 'none' | 'learned' | 'learned_range';
+}
+
+export interface NativeSchedule {
+  /** int64 (DDPM, DDIM, PNDM, DPM-Solver after setTimesteps) or float32 (Euler). */
+  timesteps: NativeTensor;
+  /** float32, one more than timesteps (Euler, DPM-Solver); null for the others. */
+  sigmas: NativeTensor | null;
+  initNoiseSigma: number;
+  /** 0 before setTimesteps. */
+  numInferenceSteps: number;
+}
+
+export interface NativeStepOptions {
+  generator?: NativeGenerator;
+  eta?: number;
+  useClippedModelOutput?: boolean;
+  varianceNoise?: NativeTensor;
+  sChurn?: number;
+  sTmin?: number;
+  sTmax?: number;
+  sNoise?: number;
+}
+
+export interface NativeStepResult {
+  prevSample: NativeTensor;
+  /** DDPM, DDIM and Euler only. */
+  predOriginalSample?: NativeTensor;
+}
+
+/** A noise scheduler with its multistep state, living on the compute thread. */
+export interface NativeScheduler {
+  readonly disposed: boolean;
+  /** Resets the multistep state. */
+  setTimesteps(numInferenceSteps: number): Promise<NativeSchedule>;
+  schedule(): Promise<NativeSchedule>;
+  tables(): Promise<{ betas: NativeTensor; alphasCumprod: NativeTensor }>;
+  /** noise · initNoiseSigma. */
+  scaleInitialNoise(noise: NativeTensor): Promise<NativeTensor>;
+  scaleModelInput(sample: NativeTensor, timestep: number): Promise<NativeTensor>;
+  step(modelOutput: NativeTensor, timestep: number, sample: NativeTensor, options?: NativeStepOptions): Promise<NativeStepResult>;
+  addNoise(originalSamples: NativeTensor, noise: NativeTensor, timesteps: NativeTensor): Promise<NativeTensor>;
+  getVelocity(sample: NativeTensor, noise: NativeTensor, timesteps: NativeTensor): Promise<NativeTensor>;
+  /** alpha² / sigma² at integer training timesteps (float32). */
+  snr(timesteps: NativeTensor): Promise<NativeTensor>;
+  dispose(): void;
+}
+
+export interface NativeSchedulerStatic {
+  create(config: NativeSchedulerConfig): Promise<NativeScheduler>;
+}
+
+/** A seedable CPU random generator. */
+export interface NativeGenerator {
+  readonly initialSeed: bigint;
+  readonly disposed: boolean;
+  /** Queued on the compute thread, after the work already submitted. */
+  manualSeed(seed: number | bigint): Promise<void>;
+  /** The full state as a uint8 tensor (a copy). */
+  getState(): Promise<NativeTensor>;
+  setState(state: NativeTensor): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeGeneratorStatic {
+  new (seed: number | bigint): NativeGenerator;
+}
+
 export interface NativeAddon {
   NativeTensor: NativeTensorStatic;
+  NativeScheduler: NativeSchedulerStatic;
+  NativeGenerator: NativeGeneratorStatic;
   NativeUNet: NativeUNetStatic;
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */

@@ -1,0 +1,113 @@
+// diffusers' DDIMScheduler (Song et al. 2020): deterministic at eta = 0, ancestral-like with eta > 0.
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "schedulers/families.h"
+#include "schedulers/scheduler_base.h"
+#include "schedulers/timestep_spacing.h"
+#include "tensor/failure.h"
+#include "tensor/tensor_data.h"
+
+namespace difftune {
+
+namespace {
+
+class DDIMScheduler final : public SchedulerBase {
+ public:
+  explicit DDIMScheduler(const SchedulerConfig& config)
+      : SchedulerBase(config), finalAlphaCumprod_(config.setAlphaToOne ? 1.0f : alphaProd(0)) {
+    for (int64_t t = config.numTrainTimesteps - 1; t >= 0; --t) timesteps_.push_back(t);
+  }
+
+  void setTimesteps(int64_t n) override {
+    if (n < 1 || n > config_.numTrainTimesteps) {
+      throw InvalidArgument("Expected an integer in [1, " + std::to_string(config_.numTrainTimesteps) +
+                            "] (num_train_timesteps) for numInferenceSteps but received " + std::to_string(n));
+    }
+    timesteps_ = ddpmTimesteps(config_.timestepSpacing, config_.numTrainTimesteps, n, config_.stepsOffset);
+    numInferenceSteps_ = n;
+  }
+
+  ScheduleInfo schedule() const override {
+    return {wrap(at::tensor(timesteps_, at::kLong)), Tensor(), 1.0, numInferenceSteps_};
+  }
+
+  Tensor scaleModelInput(const Tensor& sample, double) override {
+    floatTensorArg(sample, "sample");
+    return sample;
+  }
+
+  StepResult step(const Tensor& modelOutputArg, double timestep, const Tensor& sampleArg, const StepOptions& options) override {
+    if (numInferenceSteps_ == 0) throw InvalidArgument("DDIMScheduler.step: call setTimesteps() first");
+    const at::Tensor& modelOutput = floatTensorArg(modelOutputArg, "modelOutput");
+    const at::Tensor& sample = floatTensorArg(sampleArg, "sample");
+    expectSameShape(sample, "sample", modelOutput, "modelOutput");
+    if (!(options.eta >= 0)) throw InvalidArgument("Expected a non-negative number for options.eta but received " + std::to_string(options.eta));
+    const int64_t t = integerTimestep(timestep);
+    // Even with trailing spacing diffusers steps by T / n here, not to the next listed timestep.
+    const int64_t prevT = t - config_.numTrainTimesteps / numInferenceSteps_;
+
+    const float alphaProdT = alphaProd(t);
+    const float alphaProdTPrev = prevT >= 0 ? alphaProd(prevT) : finalAlphaCumprod_;
+    const float betaProdT = 1 - alphaProdT;
+
+    at::Tensor x0, eps;
+    switch (config_.predictionType) {
+      case PredictionType::Epsilon:
+        x0 = (sample - std::sqrt(betaProdT) * modelOutput) / std::sqrt(alphaProdT);
+        eps = modelOutput;
+        break;
+      case PredictionType::Sample:
+        x0 = modelOutput;
+        eps = (sample - std::sqrt(alphaProdT) * x0) / std::sqrt(betaProdT);
+        break;
+      case PredictionType::VPrediction:
+        x0 = std::sqrt(alphaProdT) * sample - std::sqrt(betaProdT) * modelOutput;
+        eps = std::sqrt(alphaProdT) * modelOutput + std::sqrt(betaProdT) * sample;
+        break;
+    }
+    if (config_.thresholding) {
+      x0 = thresholdSample(x0);
+    } else if (config_.clipSample) {
+      x0 = x0.clamp(-config_.clipSampleRange, config_.clipSampleRange);
+    }
+
+    // σ_t of eq. 16: eta · sqrt((1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev)).
+    const float betaProdTPrev = 1 - alphaProdTPrev;
+    const float variance = (betaProdTPrev / betaProdT) * (1 - alphaProdT / alphaProdTPrev);
+    const float stdDevT = static_cast<float>(options.eta) * std::sqrt(variance);
+
+    if (options.useClippedModelOutput) eps = (sample - std::sqrt(alphaProdT) * x0) / std::sqrt(betaProdT);
+
+    at::Tensor direction = std::sqrt(1 - alphaProdTPrev - stdDevT * stdDevT) * eps;
+    at::Tensor prev = std::sqrt(alphaProdTPrev) * x0 + direction;
+    if (options.eta > 0) prev = prev + stdDevT * stepNoise(modelOutput, options, "DDIMScheduler.step");
+    return {wrap(prev), wrap(x0)};
+  }
+
+  Tensor addNoise(const Tensor& original, const Tensor& noise, const Tensor& timesteps) override {
+    const at::Tensor& x0 = floatTensorArg(original, "originalSamples");
+    const at::Tensor& n = floatTensorArg(noise, "noise");
+    expectSameShape(x0, "originalSamples", n, "noise");
+    return wrap(addNoiseAt(x0, n, trainingTimesteps(timesteps, x0)));
+  }
+
+  Tensor getVelocity(const Tensor& sampleArg, const Tensor& noise, const Tensor& timesteps) override {
+    const at::Tensor& sample = floatTensorArg(sampleArg, "sample");
+    const at::Tensor& n = floatTensorArg(noise, "noise");
+    expectSameShape(sample, "sample", n, "noise");
+    return wrap(velocityAt(sample, n, trainingTimesteps(timesteps, sample)));
+  }
+
+ private:
+  const float finalAlphaCumprod_;
+  std::vector<int64_t> timesteps_;
+  int64_t numInferenceSteps_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Scheduler> makeDDIMScheduler(const SchedulerConfig& config) { return std::make_unique<DDIMScheduler>(config); }
+
+}  // namespace difftune

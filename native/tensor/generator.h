@@ -1,0 +1,39 @@
+// A torch-free handle on a seedable random generator (an at::Generator on the CPU), so that sampling
+// and training noise is reproducible and its state can be saved and restored to resume exactly.
+// Noise for CUDA tensors is drawn on the CPU and copied, as diffusers' randn_tensor does with a CPU
+// generator, so a seed gives the same numbers on every device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace difftune {
+
+struct GeneratorData;  // holds the at::Generator; defined in generator_data.h
+
+class Generator {
+ public:
+  Generator() = default;
+  explicit Generator(std::shared_ptr<GeneratorData> data) : data_(std::move(data)) {}
+
+  static Generator create(uint64_t seed);
+
+  bool defined() const { return data_ != nullptr; }
+  uint64_t initialSeed() const;
+  void manualSeed(uint64_t seed);
+  // The full state (a uint8 CPU tensor, a copy), and restoring it; a state from another kind of
+  // generator or a corrupted one is an InvalidArgument.
+  Tensor state() const;
+  void setState(const Tensor& state);
+
+  const std::shared_ptr<GeneratorData>& data() const { return data_; }
+
+ private:
+  std::shared_ptr<GeneratorData> data_;
+};
+
+}  // namespace difftune
