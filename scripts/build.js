@@ -50,7 +50,7 @@ function build(tool, { install = false } = {}) {
     return fs.existsSync(local) ? local : name;
   };
   if (tool === 'cmake') {
-    run(bin('cmake-js'), ['build', '--out', 'build-cmake', `--CDTorch_DIR=${torch.torchDir}`, '--parallel', jobs], env);
+    run(bin('cmake-js'), ['build', '--out', 'build-cmake', `--CDTorch_DIR=${torch.torchDir}`, `--CDCMAKE_PREFIX_PATH=${torch.root}`, '--parallel', jobs], env);
     return path.join(ROOT, 'build-cmake', 'Release', 'difftune.node');
   }
   if (tool === 'gyp') {

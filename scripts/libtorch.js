@@ -57,7 +57,9 @@ function describeInstall(torchDir, source) {
   const libDir = libCandidates.find((dir) => isFile(path.join(dir, 'libtorch.so')) || isFile(path.join(dir, 'libtorch.dylib')));
   if (!libDir) throw new Error(`found ${torchDir} but no libtorch.so in ${libCandidates.join(', ')}`);
 
-  const versionText = fs.readFileSync(path.join(includeRoot, 'torch', 'csrc', 'api', 'include', 'torch', 'version.h'), 'utf8');
+  // torch >= 2.8 keeps the numbers in torch/headeronly/version.h, included from the old place.
+  const versionFiles = [path.join(includeRoot, 'torch', 'headeronly', 'version.h'), path.join(includeRoot, 'torch', 'csrc', 'api', 'include', 'torch', 'version.h')];
+  const versionText = versionFiles.filter(isFile).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
   const num = (name) => {
     const m = new RegExp(`#define\\s+TORCH_VERSION_${name}\\s+(\\d+)`).exec(versionText);
     return m ? Number(m[1]) : 0;
@@ -71,6 +73,8 @@ function describeInstall(torchDir, source) {
   return {
     source,
     torchDir,
+    // The install prefix: CMake gets it as CMAKE_PREFIX_PATH, so it searches this install first.
+    root: path.dirname(includeRoot),
     includeDirs: [includeRoot, path.join(includeRoot, 'torch', 'csrc', 'api', 'include')],
     libDir,
     libraries: cuda ? ['c10', 'torch', 'torch_cpu', 'c10_cuda', 'torch_cuda'] : ['c10', 'torch', 'torch_cpu'],
