@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { ConfigError, describeValue } from '../errors';
 import { formatLenientJson, parseLenientJson, type JsonValue } from './json';
+import { pythonFloatRepr } from './python-float';
 
 export const SCHEDULER_CLASSES = [
   'DDPMScheduler',
@@ -355,7 +356,24 @@ export function schedulerConfigToJson(parsed: Pick<ParsedSchedulerConfig, 'confi
   return sorted;
 }
 
-/** The file text: 2-space indent, non-finite numbers as Python writes them, and a final newline. */
+/** Options whose values are Python ints; every other numeric option is a float. */
+const INTEGER_KEYS = new Set(['num_train_timesteps', 'steps_offset', 'solver_order']);
+
+/**
+ * The file text as diffusers writes it (json.dumps(indent=2, sort_keys=True) plus a newline): floats
+ * in Python's repr ("1.0", "1e-05"), non-finite numbers as Python writes them.
+ */
 export function formatSchedulerConfig(parsed: Pick<ParsedSchedulerConfig, 'config' | 'diffusersVersion' | 'extraKeys'>): string {
-  return `${formatLenientJson(schedulerConfigToJson(parsed), 2)}\n`;
+  const known = new Set(Object.keys(SCHEDULER_SCHEMAS[parsed.config.className].shape));
+  const floatOption = (key: string): boolean => known.has(key) && !INTEGER_KEYS.has(key);
+  const format = (key: string, value: JsonValue): string => {
+    if (typeof value === 'number' && floatOption(key)) return pythonFloatRepr(value);
+    if (Array.isArray(value) && value.length > 0 && floatOption(key) && value.every((v) => typeof v === 'number')) {
+      return `[\n${value.map((v) => `    ${pythonFloatRepr(v as number)}`).join(',\n')}\n  ]`;
+    }
+    // Nested values (extra keys only): the lenient formatter, indented one level.
+    return formatLenientJson(value, 2).split('\n').join('\n  ');
+  };
+  const entries = Object.entries(schedulerConfigToJson(parsed)).map(([key, value]) => `  ${JSON.stringify(key)}: ${format(key, value)}`);
+  return `{\n${entries.join(',\n')}\n}\n`;
 }
