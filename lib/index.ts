@@ -21,7 +21,7 @@ export {
 } from './checkpoint/safetensors';
 export { loadStateDict, saveStateDict, disposeStateDict, type StateDict, type LoadStateDictOptions } from './checkpoint/state-dict';
 export { parseLenientJson } from './config/json';
-export { loadUNet, readUNetConfig, UNet, type UNetOptions, type LoadUNetOptions, type ForwardOptions, type BackwardResult, type ComputeDType } from './models/unet';
+export { loadUNet, readUNetConfig, UNet, type UNetOptions, type UNetRuntimeOptions, type LoadUNetOptions, type ForwardOptions, type BackwardResult, type ComputeDType } from './models/unet';
 export { parseUNetConfig, type UNetConfig, type UNet2DConfig, type UNet2DConditionConfig } from './config/unet';
 export { Generator } from './native/generator';
 export {

@@ -31,6 +31,15 @@ export interface LoadUNetOptions extends UNetOptions {
   variant?: string;
 }
 
+export interface UNetRuntimeOptions {
+  /** Recompute each block's activations during backward instead of storing them (less memory, ~30% more time). */
+  gradientCheckpointing?: boolean;
+  /** NHWC memory format for activations and conv weights. */
+  channelsLast?: boolean;
+  /** Mixed precision: compute in this dtype where safe (bfloat16 on CPU/CUDA, float16 on CUDA); weights stay as they are. */
+  autocast?: 'bfloat16' | 'float16' | null;
+}
+
 export interface ForwardOptions {
   encoderHiddenStates?: Tensor;
   classLabels?: Tensor;
@@ -99,6 +108,7 @@ export function resolveWeightFiles(dir: string, variant?: string): string[] {
 
 export class UNet {
   #native: NativeUNet | undefined;
+  #options: Required<UNetRuntimeOptions> = { gradientCheckpointing: false, channelsLast: false, autocast: null };
   readonly config: UNetConfig;
   /** Keys of config.json that difftune does not know (ignored). */
   readonly unknownKeys: readonly string[];
@@ -152,6 +162,22 @@ export class UNet {
 
   get isConditional(): boolean {
     return this.config._class_name === 'UNet2DConditionModel';
+  }
+
+  /** Current gradient-checkpointing, memory-format and autocast settings. */
+  get options(): Readonly<Required<UNetRuntimeOptions>> {
+    return this.#options;
+  }
+
+  async setOptions(options: UNetRuntimeOptions): Promise<void> {
+    const next = { ...this.#options, ...options };
+    if (typeof next.gradientCheckpointing !== 'boolean') throw expected('a boolean', 'options.gradientCheckpointing', next.gradientCheckpointing);
+    if (typeof next.channelsLast !== 'boolean') throw expected('a boolean', 'options.channelsLast', next.channelsLast);
+    if (next.autocast !== null && next.autocast !== 'bfloat16' && next.autocast !== 'float16') throw expected('"bfloat16", "float16" or null', 'options.autocast', next.autocast);
+    if (next.autocast === 'float16' && this.device === 'cpu') throw new InvalidArgumentError('float16 autocast needs CUDA; on the CPU use autocast "bfloat16"');
+    const native = this.live();
+    await callAsync(() => native.setOptions(next));
+    this.#options = next;
   }
 
   async parameters(): Promise<NativeParameterInfo[]> {

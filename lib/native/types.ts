@@ -100,6 +100,13 @@ export interface NativeBackwardResult {
   gradParams: NativeNamedTensors;
 }
 
+export interface NativeUNetRuntimeOptions {
+  gradientCheckpointing: boolean;
+  channelsLast: boolean;
+  /** Autocast compute dtype; null: off. */
+  autocast: 'bfloat16' | 'float16' | null;
+}
+
 /** A U-Net (UNet2DModel or UNet2DConditionModel) living on the compute thread. */
 export interface NativeUNet {
   readonly disposed: boolean;
@@ -110,6 +117,7 @@ export interface NativeUNet {
   to(device: string, dtype: NativeDType): Promise<void>;
   initialize(seed: number): Promise<void>;
   setTraining(training: boolean): Promise<void>;
+  setOptions(options: NativeUNetRuntimeOptions): Promise<void>;
   forward(inputs: NativeUNetInputs): Promise<NativeTensor>;
   /** loss = mean((unet(inputs) − target)²), backward; gradients of `gradNames` (all if omitted). */
   forwardBackwardMse(inputs: NativeUNetInputs, target: NativeTensor, gradNames?: string[]): Promise<NativeBackwardResult>;

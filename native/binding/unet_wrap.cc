@@ -91,6 +91,7 @@ Napi::Function UNetWrap::define(Napi::Env env) {
                          InstanceMethod<&UNetWrap::to>("to"),
                          InstanceMethod<&UNetWrap::initialize>("initialize"),
                          InstanceMethod<&UNetWrap::setTraining>("setTraining"),
+                         InstanceMethod<&UNetWrap::setOptions>("setOptions"),
                          InstanceMethod<&UNetWrap::forward>("forward"),
                          InstanceMethod<&UNetWrap::forwardBackwardMse>("forwardBackwardMse"),
                          InstanceMethod<&UNetWrap::dispose>("dispose"),
@@ -209,6 +210,25 @@ Napi::Value UNetWrap::setTraining(const Napi::CallbackInfo& info) {
     bool on = expectBool(argAt(info, 0), "training");
     return addonState(env).compute->run(
         env, [model, on] { model->setTraining(on); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+Napi::Value UNetWrap::setOptions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    Napi::Object o = expectObject(argAt(info, 0), "options");
+    UNetRuntimeOptions opts;
+    opts.gradientCheckpointing = fieldBool(o, "gradientCheckpointing", "options");
+    opts.channelsLast = fieldBool(o, "channelsLast", "options");
+    Napi::Value autocast = o.Get("autocast");
+    if (!autocast.IsNull() && !autocast.IsUndefined()) {
+      opts.autocast = true;
+      opts.autocastDtype = expectDType(autocast, "options.autocast");
+    }
+    return addonState(env).compute->run(
+        env, [model, opts] { model->setOptions(opts); return true; },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   });
 }

@@ -23,6 +23,7 @@ class UNetWrap : public Napi::ObjectWrap<UNetWrap> {
   Napi::Value to(const Napi::CallbackInfo& info);
   Napi::Value initialize(const Napi::CallbackInfo& info);
   Napi::Value setTraining(const Napi::CallbackInfo& info);
+  Napi::Value setOptions(const Napi::CallbackInfo& info);
   Napi::Value forward(const Napi::CallbackInfo& info);
   Napi::Value forwardBackwardMse(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);

@@ -62,7 +62,16 @@ GroupNorm::GroupNorm(int64_t groups, int64_t channels, double eps, bool affine) 
   }
 }
 
-at::Tensor GroupNorm::forward(const at::Tensor& x) const {
+namespace {
+// Under autocast a norm may receive bf16/fp16 activations while its affine parameters stay float32:
+// normalise in the parameters' precision (the statistics need it) and let the next op cast down.
+at::Tensor matchParameter(const at::Tensor& x, const at::Tensor* weight) {
+  return weight && x.scalar_type() != weight->scalar_type() ? x.to(weight->scalar_type()) : x;
+}
+}  // namespace
+
+at::Tensor GroupNorm::forward(const at::Tensor& xIn) const {
+  at::Tensor x = matchParameter(xIn, weight);
   return at::group_norm(x, groups, weight ? *weight : at::Tensor(), bias ? *bias : at::Tensor(), eps);
 }
 
@@ -79,7 +88,8 @@ LayerNorm::LayerNorm(int64_t dim, double eps, bool affine) : dim(dim), eps(eps) 
   }
 }
 
-at::Tensor LayerNorm::forward(const at::Tensor& x) const {
+at::Tensor LayerNorm::forward(const at::Tensor& xIn) const {
+  at::Tensor x = matchParameter(xIn, weight);
   return at::layer_norm(x, {dim}, weight ? *weight : at::Tensor(), bias ? *bias : at::Tensor(), eps);
 }
 

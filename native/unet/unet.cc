@@ -1,8 +1,10 @@
 #include "unet/unet.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "tensor/failure.h"
+#include "unet/checkpoint.h"
 
 namespace difftune {
 
@@ -164,6 +166,8 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
 
   at::ScalarType dtype = conv_in->weight.scalar_type();
   at::Tensor sample = config.centerInputSample ? sampleIn * 2.0 - 1.0 : sampleIn;
+  if (channelsLast) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
+  bool recompute = gradientCheckpointing && at::GradMode::is_enabled();
 
   at::Tensor timesteps = (timestep.dim() == 0 ? timestep.unsqueeze(0) : timestep).expand({batch});
   at::Tensor emb = time_embedding->forward(timeProjection(timesteps).to(dtype));
@@ -178,13 +182,58 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
 
   at::Tensor x = conv_in->forward(sample);
   std::vector<at::Tensor> skips{x};
-  for (auto& block : *down_blocks) x = block->forward(x, emb, context, skips);
-  if (mid_block) x = mid_block->forward(x, emb, context);
+  for (auto& block : *down_blocks) {
+    if (!recompute) {
+      x = block->forward(x, emb, context, skips);
+      continue;
+    }
+    DownBlock* b = block.get();
+    // The block's outputs are its skips; the last of them is also its output.
+    std::vector<at::Tensor> outs = checkpoint(
+        [b](const std::vector<at::Tensor>& in) {
+          std::vector<at::Tensor> s;
+          b->forward(in[0], in[1], in[2], s);
+          return s;
+        },
+        {x, emb, context});
+    skips.insert(skips.end(), outs.begin(), outs.end());
+    x = outs.back();
+  }
+  if (mid_block) {
+    if (recompute) {
+      MidBlock* m = mid_block.get();
+      x = checkpoint([m](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{m->forward(in[0], in[1], in[2])}; },
+                     {x, emb, context})[0];
+    } else {
+      x = mid_block->forward(x, emb, context);
+    }
+  }
 
-  // Sizes that are not multiples of 2^upsamplers: each upsampler matches its skip's size.
+  // Sizes that are not multiples of 2^upsamplers: each upsampler matches the next skip's size.
   int64_t factor = int64_t{1} << (up_blocks->size() - 1);
   bool matchSkipSize = sample.size(2) % factor != 0 || sample.size(3) % factor != 0;
-  for (auto& block : *up_blocks) x = block->forward(x, emb, context, skips, matchSkipSize);
+  for (auto& block : *up_blocks) {
+    std::vector<at::Tensor> mine;
+    for (size_t i = 0; i < block->numResnets(); ++i) {
+      mine.push_back(skips.back());
+      skips.pop_back();
+    }
+    std::optional<std::vector<int64_t>> size;
+    if (matchSkipSize && !skips.empty()) size = std::vector<int64_t>{skips.back().size(2), skips.back().size(3)};
+    if (!recompute) {
+      x = block->forward(x, emb, context, mine, size);
+      continue;
+    }
+    UpBlock* u = block.get();
+    std::vector<at::Tensor> in{x, emb, context};
+    in.insert(in.end(), mine.begin(), mine.end());
+    x = checkpoint(
+        [u, size](const std::vector<at::Tensor>& v) {
+          std::vector<at::Tensor> own(v.begin() + 3, v.end());
+          return std::vector<at::Tensor>{u->forward(v[0], v[1], v[2], own, size)};
+        },
+        in)[0];
+  }
 
   x = conv_out->forward(activate(convAct, conv_norm_out->forward(x)));
   if (time_proj_fourier && !config.conditional) x = x / timesteps.reshape({batch, 1, 1, 1});

@@ -21,6 +21,10 @@ class UNet : public Module {
                      const at::Tensor& classLabels) const;
 
   const UNetConfig config;
+  // Recompute each block's activations in backward instead of keeping them (memory for time).
+  bool gradientCheckpointing = false;
+  // NHWC activations and conv weights (faster convolutions on some CPUs and on tensor cores).
+  bool channelsLast = false;
   int64_t timeEmbedDim = 0;
   std::shared_ptr<Conv2d> conv_in, conv_out;
   std::shared_ptr<Timesteps> time_proj_sinusoidal;

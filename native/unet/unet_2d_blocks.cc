@@ -167,19 +167,13 @@ UpBlock::UpBlock(const BlockOptions& o) : options(o) {
 }
 
 at::Tensor UpBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context,
-                            std::vector<at::Tensor>& skips, bool matchSkipSize) const {
+                            const std::vector<at::Tensor>& skips, const std::optional<std::vector<int64_t>>& upsampleSize) const {
   at::Tensor x = xIn;
   for (size_t i = 0; i < resnets->size(); ++i) {
-    at::Tensor skip = skips.back();
-    skips.pop_back();
-    x = (*resnets)[i].forward(at::cat({x, skip}, 1), temb);
+    x = (*resnets)[i].forward(at::cat({x, skips.at(i)}, 1), temb);
     if (attentions) x = attentions->forward(i, x, context);
   }
-  if (upsamplers) {
-    std::optional<std::vector<int64_t>> size;
-    if (matchSkipSize && !skips.empty()) size = std::vector<int64_t>{skips.back().size(2), skips.back().size(3)};
-    x = (*upsamplers)[0].forward(x, size);
-  }
+  if (upsamplers) x = (*upsamplers)[0].forward(x, upsampleSize);
   return x;
 }
 

@@ -78,10 +78,10 @@ class MidBlock : public Module {
 class UpBlock : public Module {
  public:
   explicit UpBlock(const BlockOptions& o);
-  // Pops one skip per resnet from the back of `skips`. With matchSkipSize, upsamples to the size of
-  // the next skip (inputs whose size is not a multiple of 2^levels) instead of exactly 2×.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context, std::vector<at::Tensor>& skips,
-                     bool matchSkipSize) const;
+  // `skips`: this block's skip connections in the order its resnets consume them. upsampleSize: the
+  // next skip's size where it is not exactly 2× (inputs not a multiple of 2^levels).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context, const std::vector<at::Tensor>& skips,
+                     const std::optional<std::vector<int64_t>>& upsampleSize) const;
   size_t numResnets() const { return resnets->size(); }
   BlockOptions options;
   std::shared_ptr<ModuleList<ResnetBlock2D>> resnets;

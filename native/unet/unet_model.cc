@@ -5,10 +5,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "tensor/failure.h"
 #include "tensor/tensor_data.h"
+#include "unet/autocast.h"
 #include "unet/unet.h"
 
 namespace difftune {
@@ -111,20 +113,46 @@ void UNetModel::initialize(uint64_t seed) {
 
 void UNetModel::setTraining(bool on) { unet_->setTraining(on); }
 
+void UNetModel::setOptions(const UNetRuntimeOptions& options) {
+  if (options.autocast && options.autocastDtype != DType::BFloat16 && options.autocastDtype != DType::Float16)
+    throw InvalidArgument("Expected \"bfloat16\" or \"float16\" for autocast");
+  if (options.channelsLast != unet_->channelsLast) {
+    at::NoGradGuard noGrad;
+    auto format = options.channelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    unet_->forEachParameter([format](const std::string&, at::Tensor& slot) {
+      if (slot.dim() != 4) return;
+      bool grad = slot.requires_grad();
+      slot = slot.contiguous(format).detach().set_requires_grad(grad);
+    });
+  }
+  unet_->channelsLast = options.channelsLast;
+  unet_->gradientCheckpointing = options.gradientCheckpointing;
+  options_ = options;
+}
+
+namespace {
+std::optional<c10::ScalarType> autocastType(const UNetRuntimeOptions& o) {
+  return o.autocast ? std::optional<c10::ScalarType>(toScalarType(o.autocastDtype)) : std::nullopt;
+}
+}  // namespace
+
 Tensor UNetModel::forward(const ForwardInputs& in) const {
   at::NoGradGuard noGrad;
+  AutocastScope autocast(unet_->conv_in->weight.device().type(), autocastType(options_));
   return wrap(unet_->forward(unwrap(in.sample), unwrap(in.timestep), opt(in.context), opt(in.classLabels)));
 }
 
 BackwardResult UNetModel::forwardBackwardMse(const ForwardInputs& in, const Tensor& target, const std::vector<std::string>& names) {
   at::AutoGradMode grad(true);
+  AutocastScope autocast(unet_->conv_in->weight.device().type(), autocastType(options_));
   at::Tensor sample = unwrap(in.sample).detach().requires_grad_(true);
   at::Tensor context = in.context.defined() ? unwrap(in.context).detach().requires_grad_(true) : at::Tensor();
   at::Tensor out = unet_->forward(sample, unwrap(in.timestep), context, opt(in.classLabels));
   const at::Tensor& tgt = unwrap(target);
   if (tgt.sizes() != out.sizes())
     throw InvalidArgument("Expected a target of shape " + shapeText(out.sizes()) + " but received " + shapeText(tgt.sizes()));
-  at::Tensor loss = at::mse_loss(out, tgt);
+  // The loss in float32 even under autocast: a bf16 mean over many elements loses the small errors.
+  at::Tensor loss = at::mse_loss(out.to(at::kFloat), tgt.to(at::kFloat));
   unet_->forEachParameter([](const std::string&, at::Tensor& p) {
     if (p.grad().defined()) p.mutable_grad() = at::Tensor();
   });

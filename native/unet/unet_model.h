@@ -27,6 +27,13 @@ struct ForwardInputs {
   Tensor sample, timestep, context, classLabels;  // context / classLabels may be undefined
 };
 
+struct UNetRuntimeOptions {
+  bool gradientCheckpointing = false;
+  bool channelsLast = false;
+  bool autocast = false;
+  DType autocastDtype = DType::BFloat16;
+};
+
 struct BackwardResult {
   Tensor output, loss, gradSample, gradContext;
   NamedTensors gradParams;
@@ -47,6 +54,7 @@ class UNetModel {
   // torch.nn default initialisation from a seed (training from scratch).
   void initialize(uint64_t seed);
   void setTraining(bool on);
+  void setOptions(const UNetRuntimeOptions& options);
 
   Tensor forward(const ForwardInputs& in) const;
   // loss = mean((unet(in) − target)²); backward; returns the gradients asked for (all when `names` is empty).
@@ -57,6 +65,7 @@ class UNetModel {
 
  private:
   std::unique_ptr<UNet> unet_;
+  UNetRuntimeOptions options_;
 };
 
 }  // namespace difftune

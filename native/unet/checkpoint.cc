@@ -1,0 +1,91 @@
+#include "unet/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace difftune {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct BlockHolder : torch::CustomClassHolder {
+  BlockFn fn;
+  std::vector<bool> defined;  // which inputs were defined (undefined ones are not autograd inputs)
+  at::Tensor rngState;
+};
+
+class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
+ public:
+  // inputs as a TensorList: custom Functions treat each element of a TensorList as a differentiable
+  // input, but a std::vector argument as opaque data.
+  static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<BlockHolder> holder, at::TensorList inputList) {
+    variable_list inputs(inputList.begin(), inputList.end());
+    holder->rngState = at::detail::getDefaultCPUGenerator().get_state();
+    std::vector<at::Tensor> full;
+    size_t k = 0;
+    for (bool d : holder->defined) full.push_back(d ? inputs[k++] : at::Tensor());
+    std::vector<at::Tensor> outputs;
+    {
+      at::NoGradGuard noGrad;
+      outputs = holder->fn(full);
+    }
+    ctx->saved_data["block"] = c10::IValue::make_capsule(holder);
+    ctx->save_for_backward(inputs);
+    return outputs;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list gradOutputs) {
+    auto holder = c10::static_intrusive_pointer_cast<BlockHolder>(ctx->saved_data["block"].toCapsule());
+    variable_list saved = ctx->get_saved_variables();
+    std::vector<at::Tensor> detached;
+    for (const auto& t : saved) detached.push_back(t.detach().requires_grad_(t.requires_grad()));
+    std::vector<at::Tensor> full;
+    size_t k = 0;
+    for (bool d : holder->defined) full.push_back(d ? detached[k++] : at::Tensor());
+
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    at::Tensor current = gen.get_state();
+    gen.set_state(holder->rngState);
+    std::vector<at::Tensor> outputs;
+    {
+      at::AutoGradMode grad(true);
+      outputs = holder->fn(full);
+    }
+    gen.set_state(current);
+
+    // Backpropagate through the recomputed block: accumulates the parameters' .grad and the
+    // detached inputs' .grad, which become this function's input gradients.
+    std::vector<at::Tensor> outs, grads;
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      if (outputs[i].requires_grad() && gradOutputs[i].defined()) {
+        outs.push_back(outputs[i]);
+        grads.push_back(gradOutputs[i]);
+      }
+    }
+    if (!outs.empty()) torch::autograd::backward(outs, grads);
+    variable_list result;
+    result.push_back(at::Tensor());  // the holder argument has no gradient
+    for (const auto& t : detached) result.push_back(t.requires_grad() ? t.grad() : at::Tensor());
+    return result;
+  }
+};
+
+}  // namespace
+
+std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs) {
+  if (!at::GradMode::is_enabled()) return fn(inputs);
+  auto holder = c10::make_intrusive<BlockHolder>();
+  holder->fn = fn;
+  variable_list defined;
+  for (const auto& t : inputs) {
+    holder->defined.push_back(t.defined());
+    if (t.defined()) defined.push_back(t);
+  }
+  return CheckpointFunction::apply(holder, at::TensorList(defined));
+}
+
+}  // namespace difftune

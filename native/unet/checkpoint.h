@@ -1,0 +1,20 @@
+// Gradient checkpointing: run a block without keeping its activations, and recompute them during
+// backward. libtorch's C++ API has no torch.utils.checkpoint, so this is the reentrant variant
+// written as a custom autograd function.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <vector>
+
+namespace difftune {
+
+using BlockFn = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&)>;
+
+// outputs = fn(inputs), with only `inputs` kept for backward. Parameters used by fn receive their
+// gradients when backward recomputes fn. Undefined inputs are allowed (passed through as undefined).
+// The CPU random state is replayed so dropout masks match between the two runs.
+std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs);
+
+}  // namespace difftune
