@@ -156,10 +156,7 @@ class DPMSolverMultistepScheduler final : public SchedulerBase {
     expectSameShape(x0, "originalSamples", noise, "noise");
     if (!timesteps.defined()) throw InvalidArgument("Expected a Tensor for timesteps but received none");
     at::Tensor t = unwrap(timesteps).to(at::kCPU, at::kDouble).flatten();
-    const int64_t batch = x0.dim() > 0 ? x0.size(0) : 1;
-    if (t.numel() != 1 && t.numel() != batch) {
-      throw InvalidArgument("Expected 1 or " + std::to_string(batch) + " (the batch size) timesteps for timesteps but received shape " + shapeText(t));
-    }
+    expectTimestepCount(t, x0);
     std::vector<int64_t> idx;
     for (int64_t k = 0; k < t.numel(); ++k) idx.push_back(indexOf(t.data_ptr<double>()[k]));
     at::Tensor sigma = at::tensor(sigmas_, at::kFloat).to(x0.device(), x0.scalar_type()).index({at::tensor(idx, at::kLong).to(x0.device())});

@@ -180,10 +180,7 @@ class EulerDiscreteScheduler final : public SchedulerBase {
   at::Tensor scheduleIndices(const Tensor& timesteps, const at::Tensor& like) const {
     if (!timesteps.defined()) throw InvalidArgument("Expected a Tensor for timesteps but received none");
     at::Tensor t = unwrap(timesteps).to(at::kCPU, at::kDouble).flatten();
-    const int64_t batch = like.dim() > 0 ? like.size(0) : 1;
-    if (t.numel() != 1 && t.numel() != batch) {
-      throw InvalidArgument("Expected 1 or " + std::to_string(batch) + " (the batch size) timesteps for timesteps but received shape " + shapeText(t));
-    }
+    expectTimestepCount(t, like);
     std::vector<int64_t> idx;
     const double* p = t.data_ptr<double>();
     for (int64_t k = 0; k < t.numel(); ++k) idx.push_back(indexOf(p[k]));

@@ -88,10 +88,7 @@ int64_t SchedulerBase::integerTimestep(double timestep) const {
 
 at::Tensor SchedulerBase::trainingTimesteps(const Tensor& timesteps, const at::Tensor& like) const {
   const at::Tensor& t = integerTensorArg(timesteps, "timesteps");
-  const int64_t batch = like.dim() > 0 ? like.size(0) : 1;
-  if (t.numel() != 1 && t.numel() != batch) {
-    throw InvalidArgument("Expected 1 or " + std::to_string(batch) + " (the batch size) timesteps for timesteps but received shape " + shapeText(t));
-  }
+  expectTimestepCount(t, like);
   const int64_t n = config_.numTrainTimesteps;
   if (t.numel() == 0) return t.to(at::kLong);
   const int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
@@ -174,6 +171,13 @@ at::Tensor stepNoise(const at::Tensor& like, const StepOptions& options, const c
     return noise.to(like.device(), like.scalar_type());
   }
   return randnLike(like, &options.generator);
+}
+
+void expectTimestepCount(const at::Tensor& timesteps, const at::Tensor& like) {
+  const int64_t batch = like.dim() > 0 ? like.size(0) : 1;
+  if (timesteps.numel() == 1 || timesteps.numel() == batch) return;
+  const std::string what = batch == 1 ? "1 timestep" : "1 or " + std::to_string(batch) + " (one per batch item) timesteps";
+  throw InvalidArgument("Expected " + what + " for timesteps but received shape " + shapeText(timesteps));
 }
 
 int64_t indexForTimestep(const std::vector<double>& schedule, double timestep) {

@@ -56,7 +56,10 @@ void expectSameShape(const at::Tensor& a, const char* nameA, const at::Tensor& b
 at::Tensor stepNoise(const at::Tensor& like, const StepOptions& options, const char* who);
 std::string shapeText(const at::Tensor& t);
 
-// An integer timestep index into a 1-D table (float32 CPU), broadcast to x's rank as [B, 1, 1, ...].
+// One timestep for the whole batch of `like`, or one per batch item.
+void expectTimestepCount(const at::Tensor& timesteps, const at::Tensor& like);
+
+// One value per batch item (or one for all), shaped [B, 1, 1, ...] to broadcast against `like`.
 at::Tensor perBatch(const at::Tensor& values, const at::Tensor& like);
 
 // diffusers' index_for_timestep: the position of `timestep` in `schedule`; the second match when it
