@@ -1,9 +1,11 @@
 /** Every case type difftune can run; each model family adds its runners here, one line each. */
 import { CaseRegistry } from './registry';
 import { registerSchedulerCases } from './scheduler-cases';
+import { registerUNetCases } from './unet-cases';
 
 export function defaultRegistry(): CaseRegistry {
   const registry = new CaseRegistry();
   registerSchedulerCases(registry);
+  registerUNetCases(registry);
   return registry;
 }

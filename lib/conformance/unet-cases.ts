@@ -1,30 +1,27 @@
 /**
- * Runners for the U-Net fixture cases (`unet_forward`, `unet_backward`): what diffusers computed,
- * recomputed with difftune's U-Net and compared by max|got − expected| / max|expected|.
+ * Runners for the U-Net case types of test/fixtures/diffusers: unet_forward, unet_backward and
+ * unet_sampling_loop (a pipeline-style denoising loop with the set's own scheduler, classifier-free
+ * guidance for conditional models). The model is loaded once per set folder and reused.
  */
 import { z } from 'zod';
-import type { UNet } from '../models/unet';
-import type { Tensor } from '../native/tensor';
-
-export const UNET_TOLERANCE = { forward: 1e-5, gradient: 5e-5, loop: 1e-4 } as const;
-
-export interface TensorCheck {
-  name: string;
-  rel: number;
-  bound: number;
-}
+import { disposeStateDict, type StateDict } from '../checkpoint/state-dict';
+import { ConfigError } from '../errors';
+import { loadUNet, type UNet } from '../models/unet';
+import { classifierFreeGuidance, concat } from '../native/ops';
+import { Tensor } from '../native/tensor';
+import { loadScheduler } from '../schedulers/scheduler';
+import { checkNumbers, checkTensor, type Check } from './compare';
+import { caseFields, CASES_FILE, type FixtureCase, type FixtureSet } from './fixture-set';
+import type { CaseRegistry } from './registry';
+import { TOLERANCES } from './tolerances';
 
 const key = z.string();
-const forwardCase = z.object({
-  name: z.string(),
-  type: z.literal('unet_forward'),
-  inputs: z.object({ sample: key, timestep: key, encoder_hidden_states: key.optional(), class_labels: key.optional() }),
-  expected: z.object({ sample: key }),
-});
+const modelInputs = { sample: key, timestep: key, encoder_hidden_states: key.optional(), class_labels: key.optional() };
+
+const forwardCase = z.object({ inputs: z.object(modelInputs), expected: z.object({ sample: key }) });
+
 const backwardCase = z.object({
-  name: z.string(),
-  type: z.literal('unet_backward'),
-  inputs: z.object({ sample: key, timestep: key, target: key, encoder_hidden_states: key.optional(), class_labels: key.optional() }),
+  inputs: z.object({ ...modelInputs, target: key }),
   expected: z.object({
     loss: key,
     sample: key,
@@ -34,71 +31,178 @@ const backwardCase = z.object({
   }),
 });
 
-export type TensorLookup = (key: string) => Tensor;
+const samplingLoopCase = z.object({
+  scheduler_config_file: z.string(),
+  num_inference_steps: z.number().int().positive(),
+  guidance_scale: z.number().nullable(),
+  timesteps: z.array(z.number()),
+  inputs: z.object({
+    init_noise: key,
+    encoder_hidden_states_uncond: key.optional(),
+    encoder_hidden_states_cond: key.optional(),
+    class_labels: key.optional(),
+  }),
+  steps: z.array(
+    z.object({
+      timestep: z.number(),
+      unet_input: key,
+      unet_output: key,
+      guided_output: key.optional(),
+      variance_noise: key.optional(),
+      prev_sample: key,
+    }),
+  ),
+});
 
-/** max|got − expected| / max|expected| over all elements (float32/float64 tensors on the CPU). */
-export function relError(got: Tensor, expected: Tensor, what: string): number {
-  const a = got.toArray();
-  const b = expected.toArray();
-  if (got.shape.join(',') !== expected.shape.join(',')) {
-    throw new Error(`${what}: shape [${got.shape.join(', ')}] differs from the expected [${expected.shape.join(', ')}]`);
+/** One loaded model per set folder: every case of a set shares it. */
+const models = new Map<string, Promise<UNet>>();
+
+function modelFor(set: FixtureSet): Promise<UNet> {
+  let model = models.get(set.dir);
+  if (model === undefined) {
+    model = loadUNet(set.dir);
+    models.set(set.dir, model);
+    model.catch(() => models.delete(set.dir));
   }
-  let maxErr = 0;
-  let maxRef = 0;
-  for (let i = 0; i < b.length; i++) {
-    const e = Number(b[i]);
-    const d = Math.abs(Number(a[i]) - e);
-    if (!(d <= maxErr)) maxErr = Number.isNaN(d) ? Infinity : d;
-    const m = e < 0 ? -e : e;
-    if (m > maxRef) maxRef = m;
-  }
-  return maxRef === 0 ? maxErr : maxErr / maxRef;
+  return model;
 }
 
-function optional(lookup: TensorLookup, k: string | undefined): Tensor | undefined {
-  return k === undefined ? undefined : lookup(k);
+/** Disposes the cached models (tests call it when done). */
+export async function releaseUNetCaseModels(): Promise<void> {
+  const all = [...models.values()];
+  models.clear();
+  for (const m of all) (await m.catch(() => undefined))?.dispose();
 }
 
-export async function runUNetForwardCase(unet: UNet, raw: unknown, lookup: TensorLookup): Promise<TensorCheck[]> {
-  const c = forwardCase.parse(raw);
-  const i = c.inputs;
-  using out = await unet.forward(lookup(i.sample), lookup(i.timestep), {
-    encoderHiddenStates: optional(lookup, i.encoder_hidden_states),
-    classLabels: optional(lookup, i.class_labels),
-  });
-  return [{ name: 'sample', rel: relError(out, lookup(c.expected.sample), `${c.name}/sample`), bound: UNET_TOLERANCE.forward }];
+function lookup(set: FixtureSet, fixtureCase: FixtureCase, tensors: StateDict): (k: string) => Tensor {
+  return (k) => {
+    const t = tensors.get(k);
+    if (t === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" names tensor "${k}", which is not in the tensors file`);
+    return t;
+  };
 }
 
-export async function runUNetBackwardCase(unet: UNet, raw: unknown, lookup: TensorLookup): Promise<TensorCheck[]> {
-  const c = backwardCase.parse(raw);
-  const i = c.inputs;
-  const e = c.expected;
-  const r = await unet.forwardBackwardMse(lookup(i.sample), lookup(i.timestep), lookup(i.target), {
-    encoderHiddenStates: optional(lookup, i.encoder_hidden_states),
-    classLabels: optional(lookup, i.class_labels),
-    gradNames: Object.keys(e.grad_params),
-  });
+function allKeys(value: unknown, out: string[] = []): string[] {
+  if (typeof value === 'string') out.push(value);
+  else if (Array.isArray(value)) value.forEach((v) => allKeys(v, out));
+  else if (value !== null && typeof value === 'object') Object.values(value).forEach((v) => allKeys(v, out));
+  return out;
+}
+
+async function withTensors<T>(set: FixtureSet, fixtureCase: FixtureCase, keys: string[], use: (get: (k: string) => Tensor) => Promise<T>): Promise<T> {
+  const tensors = await set.tensors(keys);
   try {
-    const checks: TensorCheck[] = [
-      { name: 'loss', rel: relError(r.loss, lookup(e.loss), `${c.name}/loss`), bound: UNET_TOLERANCE.forward },
-      { name: 'sample', rel: relError(r.output, lookup(e.sample), `${c.name}/sample`), bound: UNET_TOLERANCE.forward },
-      { name: 'grad_sample', rel: relError(r.gradSample, lookup(e.grad_sample), `${c.name}/grad_sample`), bound: UNET_TOLERANCE.gradient },
-    ];
-    if (e.grad_encoder_hidden_states !== undefined) {
-      if (r.gradEncoderHiddenStates === undefined) throw new Error(`${c.name}: no gradient for encoder_hidden_states`);
-      checks.push({
-        name: 'grad_encoder_hidden_states',
-        rel: relError(r.gradEncoderHiddenStates, lookup(e.grad_encoder_hidden_states), `${c.name}/grad_encoder_hidden_states`),
-        bound: UNET_TOLERANCE.gradient,
-      });
-    }
-    for (const [name, k] of Object.entries(e.grad_params)) {
-      const g = r.gradParams.get(name);
-      if (g === undefined) throw new Error(`${c.name}: no gradient for parameter ${name}`);
-      checks.push({ name: `grad_params/${name}`, rel: relError(g, lookup(k), `${c.name}/grad ${name}`), bound: UNET_TOLERANCE.gradient });
-    }
-    return checks;
+    return await use(lookup(set, fixtureCase, tensors));
   } finally {
-    for (const t of [r.output, r.loss, r.gradSample, r.gradEncoderHiddenStates, ...r.gradParams.values()]) t?.dispose();
+    disposeStateDict(tensors);
   }
+}
+
+async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
+  const c = caseFields(set, fixtureCase, forwardCase);
+  const unet = await modelFor(set);
+  return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
+    const i = c.inputs;
+    using out = await unet.forward(get(i.sample), get(i.timestep), {
+      encoderHiddenStates: i.encoder_hidden_states === undefined ? undefined : get(i.encoder_hidden_states),
+      classLabels: i.class_labels === undefined ? undefined : get(i.class_labels),
+    });
+    return [await checkTensor('sample', out, get(c.expected.sample), TOLERANCES.forward)];
+  });
+}
+
+async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
+  const c = caseFields(set, fixtureCase, backwardCase);
+  const unet = await modelFor(set);
+  return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
+    const i = c.inputs;
+    const e = c.expected;
+    const r = await unet.forwardBackwardMse(get(i.sample), get(i.timestep), get(i.target), {
+      encoderHiddenStates: i.encoder_hidden_states === undefined ? undefined : get(i.encoder_hidden_states),
+      classLabels: i.class_labels === undefined ? undefined : get(i.class_labels),
+      gradNames: Object.keys(e.grad_params),
+    });
+    try {
+      const checks = [
+        await checkTensor('loss', r.loss, get(e.loss), TOLERANCES.forward),
+        await checkTensor('sample', r.output, get(e.sample), TOLERANCES.forward),
+        await checkTensor('grad_inputs/sample', r.gradSample, get(e.grad_sample), TOLERANCES.gradient),
+      ];
+      if (e.grad_encoder_hidden_states !== undefined) {
+        if (r.gradEncoderHiddenStates === undefined) throw new Error('the model returned no gradient for encoder_hidden_states');
+        checks.push(await checkTensor('grad_inputs/encoder_hidden_states', r.gradEncoderHiddenStates, get(e.grad_encoder_hidden_states), TOLERANCES.gradient));
+      }
+      for (const [name, k] of Object.entries(e.grad_params)) {
+        const g = r.gradParams.get(name);
+        if (g === undefined) throw new Error(`the model returned no gradient for parameter ${name}`);
+        checks.push(await checkTensor(`grad_params/${name}`, g, get(k), TOLERANCES.gradient));
+      }
+      return checks;
+    } finally {
+      for (const t of [r.output, r.loss, r.gradSample, r.gradEncoderHiddenStates, ...r.gradParams.values()]) t?.dispose();
+    }
+  });
+}
+
+function scalarTimestep(t: number, dtype: 'int64' | 'float32'): Tensor {
+  return dtype === 'int64' ? Tensor.from(new BigInt64Array([BigInt(Math.round(t))]), []) : Tensor.from(new Float32Array([t]), []);
+}
+
+async function runSamplingLoop(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
+  const c = caseFields(set, fixtureCase, samplingLoopCase);
+  const unet = await modelFor(set);
+  using scheduler = await loadScheduler(set.resolve(c.scheduler_config_file));
+  await scheduler.setTimesteps(c.num_inference_steps);
+  const checks: Check[] = [checkNumbers('timesteps', scheduler.timesteps, c.timesteps, 0)];
+  const guided = unet.isConditional;
+  // await, not return: `using` must keep the scheduler alive until the loop has finished.
+  return await withTensors(set, fixtureCase, allKeys([c.inputs, c.steps]), async (get) => {
+    const owned: Tensor[] = [];
+    const keep = <T extends Tensor>(t: T): T => {
+      owned.push(t);
+      return t;
+    };
+    try {
+      let context: Tensor | undefined;
+      if (guided) {
+        const { encoder_hidden_states_uncond: u, encoder_hidden_states_cond: k } = c.inputs;
+        if (u === undefined || k === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: a conditional sampling loop needs encoder_hidden_states_uncond and _cond`);
+        context = keep(await concat([get(u), get(k)]));
+      }
+      let labels: Tensor | undefined;
+      if (c.inputs.class_labels !== undefined) {
+        const l = get(c.inputs.class_labels);
+        labels = guided ? keep(await concat([l, l])) : l;
+      }
+      let latents = keep(await scheduler.scaleInitialNoise(get(c.inputs.init_noise)));
+      for (const [index, step] of c.steps.entries()) {
+        const t = scheduler.timesteps[index];
+        if (t === undefined) throw new Error(`the scheduler has ${scheduler.timesteps.length} timesteps, the case ${c.steps.length} steps`);
+        const name = `step_${String(index).padStart(3, '0')}`;
+        const input = keep(await scheduler.scaleModelInput(guided ? keep(await concat([latents, latents])) : latents, t));
+        checks.push(await checkTensor(`${name}/unet_input`, input, get(step.unet_input), TOLERANCES.samplingLoop));
+        const ts = keep(scalarTimestep(t, scheduler.timestepDType));
+        const output = keep(await unet.forward(input, ts, { encoderHiddenStates: context, classLabels: labels }));
+        checks.push(await checkTensor(`${name}/unet_output`, output, get(step.unet_output), TOLERANCES.samplingLoop));
+        let modelOutput = output;
+        if (guided) {
+          if (c.guidance_scale === null) throw new ConfigError(`${set.resolve(CASES_FILE)}: a conditional sampling loop needs guidance_scale`);
+          modelOutput = keep(await classifierFreeGuidance(output, c.guidance_scale));
+          if (step.guided_output !== undefined) checks.push(await checkTensor(`${name}/guided_output`, modelOutput, get(step.guided_output), TOLERANCES.samplingLoop));
+        }
+        const varianceNoise = step.variance_noise === undefined ? undefined : get(step.variance_noise);
+        const result = await scheduler.step(modelOutput, t, latents, { varianceNoise });
+        result.predOriginalSample?.dispose();
+        latents = keep(result.prevSample);
+        checks.push(await checkTensor(`${name}/prev_sample`, latents, get(step.prev_sample), TOLERANCES.samplingLoop));
+      }
+      return checks;
+    } finally {
+      for (const t of owned) t.dispose();
+    }
+  });
+}
+
+export function registerUNetCases(registry: CaseRegistry): CaseRegistry {
+  return registry.register('unet_forward', runForward).register('unet_backward', runBackward).register('unet_sampling_loop', runSamplingLoop);
 }

@@ -254,4 +254,8 @@ export interface NativeAddon {
   gemmBenchmark(options: NativeGemmOptions): Promise<NativeGemmResult>;
   /** Jobs submitted to the compute thread and not yet completed. */
   pendingJobs(): number;
+  /** torch.cat(tensors, dim). */
+  concat(tensors: NativeTensor[], dim: number): Promise<NativeTensor>;
+  /** (u, c) = output.chunk(2) along the batch; u + scale·(c − u). */
+  classifierFreeGuidance(output: NativeTensor, guidanceScale: number): Promise<NativeTensor>;
 }

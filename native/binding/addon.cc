@@ -9,6 +9,7 @@
 #include "binding/args.h"
 #include "binding/errors.h"
 #include "binding/generator_wrap.h"
+#include "binding/ops_wrap.h"
 #include "binding/scheduler_wrap.h"
 #include "binding/tensor_wrap.h"
 #include "binding/unet_wrap.h"
@@ -121,6 +122,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));
   exports.Set("gemmBenchmark", Napi::Function::New<gemmBenchmarkJs>(env, "gemmBenchmark"));
   exports.Set("pendingJobs", Napi::Function::New<pendingJobsJs>(env, "pendingJobs"));
+  registerOps(env, exports);
   return exports;
 }
 

@@ -1,0 +1,20 @@
+/** Tensor operations that pipeline code needs between model calls, computed natively. */
+import { expected } from '../errors';
+import { callAsync, loadNative } from './load';
+import { Tensor } from './tensor';
+
+/** torch.cat(tensors, dim). */
+export async function concat(tensors: readonly Tensor[], dim = 0): Promise<Tensor> {
+  if (!Array.isArray(tensors) || tensors.length === 0) throw expected('a non-empty array of Tensors', 'tensors', tensors);
+  const native = loadNative();
+  const handles = tensors.map((t) => t.native);
+  return new Tensor(await callAsync(() => native.concat(handles, dim)));
+}
+
+/** Classifier-free guidance on a batch [unconditional; conditional]: u + scale·(c − u). */
+export async function classifierFreeGuidance(output: Tensor, guidanceScale: number): Promise<Tensor> {
+  if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw expected('a finite number', 'guidanceScale', guidanceScale);
+  const native = loadNative();
+  const handle = output.native;
+  return new Tensor(await callAsync(() => native.classifierFreeGuidance(handle, guidanceScale)));
+}

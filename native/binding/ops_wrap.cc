@@ -1,0 +1,46 @@
+#include "binding/ops_wrap.h"
+
+#include "binding/addon_state.h"
+#include "binding/args.h"
+#include "binding/errors.h"
+#include "binding/tensor_wrap.h"
+#include "tensor/ops.h"
+
+namespace difftune {
+
+namespace {
+
+Napi::Value tensorResult(Napi::Env env, Tensor& t) { return TensorWrap::create(env, t); }
+
+Napi::Value concatJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    Napi::Value arg = argAt(info, 0);
+    if (!arg.IsArray()) failArg("an array of Tensors", "tensors", arg);
+    Napi::Array array = arg.As<Napi::Array>();
+    std::vector<Tensor> tensors;
+    for (uint32_t i = 0; i < array.Length(); ++i) tensors.push_back(TensorWrap::unwrapArg(array.Get(i), "tensors[" + std::to_string(i) + "]"));
+    int64_t dim = expectInt(argAt(info, 1), "dim", -8, 7);
+    return addonState(env).compute->run(env, [tensors, dim] { return concat(tensors, dim); }, tensorResult);
+  });
+}
+
+Napi::Value guidanceJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    Tensor output = TensorWrap::unwrapArg(argAt(info, 0), "output");
+    Napi::Value s = argAt(info, 1);
+    if (!s.IsNumber()) failArg("a number", "guidanceScale", s);
+    double scale = s.As<Napi::Number>().DoubleValue();
+    return addonState(env).compute->run(env, [output, scale] { return classifierFreeGuidance(output, scale); }, tensorResult);
+  });
+}
+
+}  // namespace
+
+void registerOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("concat", Napi::Function::New<concatJs>(env, "concat"));
+  exports.Set("classifierFreeGuidance", Napi::Function::New<guidanceJs>(env, "classifierFreeGuidance"));
+}
+
+}  // namespace difftune

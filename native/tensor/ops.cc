@@ -1,0 +1,26 @@
+#include "tensor/ops.h"
+
+#include <ATen/ATen.h>
+
+#include "tensor/failure.h"
+#include "tensor/tensor_data.h"
+
+namespace difftune {
+
+Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (tensors.empty()) throw InvalidArgument("Expected at least one tensor for tensors but received none");
+  std::vector<at::Tensor> list;
+  for (const auto& t : tensors) list.push_back(unwrap(t));
+  return wrap(at::cat(list, dim));
+}
+
+Tensor classifierFreeGuidance(const Tensor& output, double scale) {
+  const at::Tensor& out = unwrap(output);
+  if (out.dim() == 0 || out.size(0) % 2 != 0)
+    throw InvalidArgument("Expected an output whose batch holds the unconditional then the conditional half (an even batch) but received batch " +
+                          std::to_string(out.dim() == 0 ? 0 : out.size(0)));
+  auto halves = out.chunk(2, 0);
+  return wrap(halves[0] + scale * (halves[1] - halves[0]));
+}
+
+}  // namespace difftune
