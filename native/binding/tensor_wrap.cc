@@ -164,13 +164,19 @@ Napi::Value TensorWrap::read(const Napi::CallbackInfo& info) {
           size_t bytes = copy.nbytes();
           size_t length = static_cast<size_t>(copy.numel());
           if (bytes == 0) return typedArrayOver(env, Napi::ArrayBuffer::New(env, 0), plan.arrayType, 0);
-          // Zero-copy: the ArrayBuffer aliases the private CPU copy and keeps it alive.
+          // Zero-copy: the ArrayBuffer aliases the private CPU copy and keeps it alive. V8 does not
+          // count external buffers, so report the bytes: otherwise reads pile up until a late GC.
           auto owner = std::make_unique<Tensor>(copy);
           void* data = owner->hostData();
           Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-              env, data, bytes, [](Napi::Env, void*, Tensor* hint) { std::unique_ptr<Tensor> drop(hint); },
+              env, data, bytes,
+              [](Napi::Env env, void*, Tensor* hint) {
+                std::unique_ptr<Tensor> drop(hint);
+                Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(drop->nbytes()));
+              },
               owner.get());
           owner.release();
+          Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
           return typedArrayOver(env, buffer, plan.arrayType, length);
         });
   });
