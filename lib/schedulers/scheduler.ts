@@ -165,6 +165,17 @@ export class Scheduler {
     return this.#schedule.timestepDType;
   }
 
+  /**
+   * A 0-d tensor holding `timestep` in the schedule's dtype (int64 or float32), as diffusers' loops pass
+   * `t` from `scheduler.timesteps` to the model.
+   */
+  timestepTensor(timestep: number): Tensor {
+    checkTimestep(timestep);
+    if (this.timestepDType === 'float32') return Tensor.from(Float32Array.of(timestep), []);
+    if (!Number.isSafeInteger(timestep)) throw expected('an integer timestep (this schedule is int64)', 'timestep', timestep);
+    return Tensor.from(BigInt64Array.of(BigInt(timestep)), []);
+  }
+
   /** Euler and DPM-Solver: the noise level of each timestep, plus the final one. */
   get sigmas(): readonly number[] | undefined {
     return this.#schedule.sigmas;

@@ -228,6 +228,17 @@ describe('Scheduler API', () => {
     expect(back.toJSON()).toEqual(s.toJSON());
   });
 
+  test('timestepTensor gives a 0-d tensor in the schedule dtype', async () => {
+    using euler = await loadScheduler(setDir('euler-karras'));
+    await euler.setTimesteps(4);
+    using te = euler.timestepTensor(euler.timesteps[1]!);
+    expect([te.shape, te.dtype, Number(te.toArray()[0])]).toEqual([[], 'float32', euler.timesteps[1]]);
+    using ddim = await loadScheduler(setDir('ddim-sd1'));
+    using td = ddim.timestepTensor(981);
+    expect([td.shape, td.dtype, td.toArray()[0]]).toEqual([[], 'int64', 981n]);
+    expect(() => ddim.timestepTensor(1.5)).toThrow('Expected an integer timestep (this schedule is int64) for timestep but received 1.5 of type number');
+  });
+
   test('a disposed scheduler throws DisposedError', async () => {
     const s = await loadScheduler(setDir('ddim-sd1'));
     s.dispose();
