@@ -258,4 +258,6 @@ export interface NativeAddon {
   concat(tensors: NativeTensor[], dim: number): Promise<NativeTensor>;
   /** (u, c) = output.chunk(2) along the batch; u + scale·(c − u). */
   classifierFreeGuidance(output: NativeTensor, guidanceScale: number): Promise<NativeTensor>;
+  /** A decoded image batch, uint8 [N, H, W, C] (copied at the call), as float32 [N, C, H, W] in [-1, 1]. */
+  imagesToTensor(pixels: Uint8Array, shape: number[]): Promise<NativeTensor>;
 }

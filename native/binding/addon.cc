@@ -7,6 +7,7 @@
 
 #include "binding/addon_state.h"
 #include "binding/args.h"
+#include "binding/data_wrap.h"
 #include "binding/errors.h"
 #include "binding/generator_wrap.h"
 #include "binding/ops_wrap.h"
@@ -123,6 +124,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmBenchmark", Napi::Function::New<gemmBenchmarkJs>(env, "gemmBenchmark"));
   exports.Set("pendingJobs", Napi::Function::New<pendingJobsJs>(env, "pendingJobs"));
   registerOps(env, exports);
+  registerData(env, exports);
   return exports;
 }
 
