@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'ERR_SAFETENSORS'
   | 'ERR_UNSUPPORTED_FORMAT'
   | 'ERR_CONFIG'
-  | 'ERR_UNSUPPORTED_DTYPE';
+  | 'ERR_UNSUPPORTED_DTYPE'
+  | 'ERR_DATASET';
 
 export class DifftuneError extends Error {
   readonly code: ErrorCode;
@@ -95,6 +96,16 @@ export class ConfigError extends DifftuneError {
 export class UnsupportedDtypeError extends DifftuneError {
   constructor(message: string) {
     super('ERR_UNSUPPORTED_DTYPE', message);
+  }
+}
+
+/**
+ * A dataset cannot be used: a bad metadata line, a file name escaping the dataset folder, no images
+ * left after filtering, an unreadable image with onBadImage "fail". The message names file and line.
+ */
+export class DatasetError extends DifftuneError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DATASET', message, options);
   }
 }
 
