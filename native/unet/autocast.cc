@@ -50,6 +50,8 @@ void setDtype(c10::DeviceType d, c10::ScalarType t) {
 
 }  // namespace
 
+bool autocastEnabled(c10::DeviceType device) { return enabled(device); }
+
 AutocastScope::AutocastScope(c10::DeviceType device, std::optional<c10::ScalarType> dtype) : device_(device) {
   if (!dtype) return;
   if (device != c10::DeviceType::CPU && device != c10::DeviceType::CUDA)

@@ -9,6 +9,9 @@
 
 namespace difftune {
 
+// Whether autocast is on for this device type in the calling thread.
+bool autocastEnabled(c10::DeviceType device);
+
 class AutocastScope {
  public:
   // dtype nullopt: no autocast (a no-op scope).

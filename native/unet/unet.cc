@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "tensor/failure.h"
+#include "unet/autocast.h"
 #include "unet/checkpoint.h"
 
 namespace difftune {
@@ -165,7 +166,12 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
     throw InvalidArgument("Expected class_labels of shape [" + std::to_string(batch) + "] but received " + shapeText(classLabels));
 
   at::ScalarType dtype = conv_in->weight.scalar_type();
-  at::Tensor sample = config.centerInputSample ? sampleIn * 2.0 - 1.0 : sampleIn;
+  // Inputs follow the weights' dtype (a bf16 model takes float32 data as diffusers users pass it),
+  // except under autocast, which picks the compute dtype op by op.
+  bool castInputs = !autocastEnabled(conv_in->weight.device().type());
+  at::Tensor sample = castInputs && sampleIn.is_floating_point() ? sampleIn.to(dtype) : sampleIn;
+  at::Tensor ctx = castInputs && context.defined() && context.is_floating_point() ? context.to(dtype) : context;
+  if (config.centerInputSample) sample = sample * 2.0 - 1.0;
   if (channelsLast) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
   bool recompute = gradientCheckpointing && at::GradMode::is_enabled();
 
@@ -184,7 +190,7 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
   std::vector<at::Tensor> skips{x};
   for (auto& block : *down_blocks) {
     if (!recompute) {
-      x = block->forward(x, emb, context, skips);
+      x = block->forward(x, emb, ctx, skips);
       continue;
     }
     DownBlock* b = block.get();
@@ -195,7 +201,7 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
           b->forward(in[0], in[1], in[2], s);
           return s;
         },
-        {x, emb, context});
+        {x, emb, ctx});
     skips.insert(skips.end(), outs.begin(), outs.end());
     x = outs.back();
   }
@@ -203,9 +209,9 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
     if (recompute) {
       MidBlock* m = mid_block.get();
       x = checkpoint([m](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{m->forward(in[0], in[1], in[2])}; },
-                     {x, emb, context})[0];
+                     {x, emb, ctx})[0];
     } else {
-      x = mid_block->forward(x, emb, context);
+      x = mid_block->forward(x, emb, ctx);
     }
   }
 
@@ -221,11 +227,11 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
     std::optional<std::vector<int64_t>> size;
     if (matchSkipSize && !skips.empty()) size = std::vector<int64_t>{skips.back().size(2), skips.back().size(3)};
     if (!recompute) {
-      x = block->forward(x, emb, context, mine, size);
+      x = block->forward(x, emb, ctx, mine, size);
       continue;
     }
     UpBlock* u = block.get();
-    std::vector<at::Tensor> in{x, emb, context};
+    std::vector<at::Tensor> in{x, emb, ctx};
     in.insert(in.end(), mine.begin(), mine.end());
     x = checkpoint(
         [u, size](const std::vector<at::Tensor>& v) {

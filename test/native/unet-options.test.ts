@@ -71,3 +71,17 @@ test('float16 autocast on the CPU is refused clearly', async () => {
   using unet = await loadUNet(path.join(FIXTURES, 'unet2d-tiny'));
   await expect(unet.setOptions({ autocast: 'float16' })).rejects.toThrow(/float16 autocast needs CUDA/);
 });
+
+test('bfloat16 weights take float32 inputs and stay close to the float32 model', async () => {
+  using full = await loadUNet(path.join(FIXTURES, 'unet2dcond-tiny'));
+  using half = await loadUNet(path.join(FIXTURES, 'unet2dcond-tiny'), { dtype: 'bfloat16' });
+  expect((await half.parameters()).every((p) => p.dtype === 'bfloat16')).toBe(true);
+  using x = Tensor.from(noise(4 * 16 * 16, 1), [1, 4, 16, 16]);
+  using t = Tensor.from(new BigInt64Array([42n]), [1]);
+  using ctx = Tensor.from(noise(5 * 32, 2), [1, 5, 32]);
+  using a = await full.forward(x, t, { encoderHiddenStates: ctx });
+  using b = await half.forward(x, t, { encoderHiddenStates: ctx });
+  expect(b.dtype).toBe('bfloat16');
+  using b32 = await b.to('cpu', 'float32');
+  expect(relError(b32, a, 'bf16 vs fp32')).toBeLessThan(5e-2);
+});
