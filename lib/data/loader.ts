@@ -1,0 +1,261 @@
+/**
+ * The loader: a seeded order per epoch, batches decoded ahead of the consumer (a bounded prefetch
+ * queue; decodes share one FIFO semaphore sized by the thread budget), and a position that is part of
+ * the checkpoint — restoring a saved state continues with the exact next batch. A batch reaches native
+ * code as one uint8 NHWC buffer, converted in one call to float32 NCHW in [-1, 1].
+ */
+import sharp from 'sharp';
+import { DatasetError } from '../errors';
+import { imagesToTensor } from '../native/images';
+import { setThreads } from '../native/runtime';
+import type { Tensor } from '../native/tensor';
+import type { Dataset } from './dataset';
+import { firstLine } from './decode';
+import { Semaphore } from './limit';
+import { hashInts, permutation, Rng, STREAM } from './random';
+import { planThreads, type ThreadPlan } from './threads';
+
+/** Where the loader stands: serialisable (JSON), saved with a training checkpoint. */
+export interface LoaderState {
+  readonly version: 1;
+  readonly seed: number;
+  /** The epoch and batch index (within it) of the next batch the consumer receives. */
+  readonly epoch: number;
+  readonly batch: number;
+  /** Checked on restore: the same dataset and batching are needed for the same order. */
+  readonly size: number;
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+}
+
+interface BatchInfo {
+  readonly epoch: number;
+  /** Index of the batch within its epoch. */
+  readonly batch: number;
+  /** Batches before this one since epoch 0 (epoch × batchesPerEpoch + batch). */
+  readonly step: number;
+  /** Sample indices (in items × repeats space) of the samples in the batch, in batch order. */
+  readonly indices: number[];
+  /** Item ids (file paths, or e.g. "mnist:3:17"). */
+  readonly ids: string[];
+  /** One per sample; null when the dataset has no captions. */
+  readonly captions: string[] | null;
+  /** Class label ids; null when the dataset has no classes. */
+  readonly labels: number[] | null;
+  /** Samples of this batch that could not be decoded (skipped, so the batch is smaller). */
+  readonly skipped: string[];
+}
+
+/** Decoded pixels, uint8 [N, H, W, C]. */
+export interface RawBatch extends BatchInfo {
+  readonly pixels: Uint8Array;
+  readonly shape: [number, number, number, number];
+}
+
+/** The model's input: float32 [N, C, H, W] in [-1, 1]. dispose() frees it. */
+export interface Batch extends BatchInfo {
+  readonly pixels: Tensor;
+  dispose(): void;
+}
+
+export interface LoaderOptions {
+  /** Defaults: the dataset's options (data.batchSize, data.seed, ...). */
+  readonly batchSize?: number;
+  readonly seed?: number;
+  readonly shuffle?: boolean;
+  readonly dropLast?: boolean;
+  readonly prefetch?: number;
+  readonly decodeConcurrency?: number;
+  readonly torchThreads?: number;
+  /** Set torch's intra-op threads to the budget's share on the first next() (default true). */
+  readonly applyTorchThreads?: boolean;
+  /** Start from a saved position. */
+  readonly state?: LoaderState;
+  /** Skipped images and budget notes (default: console.warn). */
+  readonly onWarning?: (message: string) => void;
+}
+
+interface Position {
+  epoch: number;
+  batch: number;
+}
+
+export class DataLoader {
+  readonly batchSize: number;
+  readonly seed: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+  readonly prefetch: number;
+  readonly threads: ThreadPlan;
+  readonly batchesPerEpoch: number;
+  /** Decode failures met while loading (validate "header" lets truncated files through the scan). */
+  skippedAtLoad = 0;
+
+  private readonly dataset: Dataset;
+  private readonly semaphore: Semaphore;
+  private readonly onWarning: (message: string) => void;
+  private readonly warned = new Set<string>();
+  private readonly orders = new Map<number, Uint32Array>();
+  private readonly applyTorchThreads: boolean;
+  private torchThreadsApplied = false;
+  private position: Position = { epoch: 0, batch: 0 };
+  private scheduled: Position = { epoch: 0, batch: 0 };
+  private pending: Array<{ position: Position; result: Promise<RawBatch> }> = [];
+  private closed = false;
+
+  constructor(dataset: Dataset, options: LoaderOptions = {}) {
+    const d = dataset.options;
+    this.dataset = dataset;
+    this.batchSize = options.batchSize ?? d.batchSize;
+    this.seed = options.seed ?? d.seed;
+    this.shuffle = options.shuffle ?? d.shuffle;
+    this.dropLast = options.dropLast ?? d.dropLast;
+    this.prefetch = options.prefetch ?? d.prefetch;
+    this.onWarning = options.onWarning ?? ((message: string) => console.warn(`difftune: ${message}`));
+    this.applyTorchThreads = options.applyTorchThreads ?? true;
+    this.threads = planThreads({ torchThreads: options.torchThreads ?? d.torchThreads, decodeConcurrency: options.decodeConcurrency ?? d.decodeConcurrency });
+    for (const w of this.threads.warnings) this.onWarning(w);
+    // Parallelism comes from decoding several images at once; libvips' own threads would oversubscribe.
+    sharp.concurrency(1);
+    sharp.cache(false);
+    this.semaphore = new Semaphore(this.threads.decodeConcurrency);
+    const n = dataset.size;
+    this.batchesPerEpoch = this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    if (this.batchesPerEpoch === 0)
+      throw new DatasetError(`batchSize ${this.batchSize} is larger than the dataset (${n} samples) and dropLast is set: an epoch would have no batch`);
+    if (options.state) this.restore(options.state);
+  }
+
+  /** The position of the next batch next() returns, for the checkpoint. */
+  state(): LoaderState {
+    return { version: 1, seed: this.seed, epoch: this.position.epoch, batch: this.position.batch, size: this.dataset.size, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast };
+  }
+
+  /** Continues from a saved state; batches decoded ahead are dropped. */
+  restore(state: LoaderState): void {
+    const mine = this.state();
+    for (const key of ['version', 'seed', 'size', 'batchSize', 'shuffle', 'dropLast'] as const) {
+      if (state[key] !== mine[key])
+        throw new DatasetError(`loader state: "${key}" is ${JSON.stringify(state[key])} in the saved state but ${JSON.stringify(mine[key])} here; the same dataset and batching are needed to resume`);
+    }
+    if (!Number.isSafeInteger(state.epoch) || state.epoch < 0 || !Number.isSafeInteger(state.batch) || state.batch < 0 || state.batch >= this.batchesPerEpoch)
+      throw new DatasetError(`loader state: expected epoch ≥ 0 and batch in [0, ${this.batchesPerEpoch}) but found epoch ${state.epoch}, batch ${state.batch}`);
+    this.position = { epoch: state.epoch, batch: state.batch };
+    this.scheduled = { ...this.position };
+    this.pending = [];
+  }
+
+  /** The next batch as the model's float tensor (one native call). */
+  async next(): Promise<Batch> {
+    const raw = await this.nextRaw();
+    if (this.applyTorchThreads && !this.torchThreadsApplied) {
+      this.torchThreadsApplied = true;
+      await setThreads(this.threads.torchThreads);
+    }
+    const { pixels, shape, ...info } = raw;
+    const tensor = await imagesToTensor(pixels, shape);
+    return { ...info, pixels: tensor, dispose: () => tensor.dispose() };
+  }
+
+  /** The next batch as decoded uint8 pixels (pure TypeScript: never loads the addon). */
+  async nextRaw(): Promise<RawBatch> {
+    for (;;) {
+      if (this.closed) throw new DatasetError('DataLoader used after close()');
+      this.fill();
+      const head = this.pending.shift()!;
+      this.position = this.advance(head.position);
+      this.fill();
+      const batch = await head.result;
+      if (batch.indices.length > 0) return batch;
+      // Every image of the batch was unreadable: the consumer gets the next one instead.
+    }
+  }
+
+  /** Batches forever (epoch after epoch); break out of the loop to stop. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Batch> {
+    for (;;) yield await this.next();
+  }
+
+  /** Stops prefetching; later calls throw. */
+  close(): void {
+    this.closed = true;
+    this.pending = [];
+  }
+
+  /** The sample order of an epoch (identity without shuffle); the last two epochs are kept. */
+  order(epoch: number): Uint32Array {
+    let order = this.orders.get(epoch);
+    if (!order) {
+      const n = this.dataset.size;
+      order = this.shuffle ? permutation(n, new Rng(hashInts(this.seed, STREAM.order, epoch))) : Uint32Array.from({ length: n }, (_, i) => i);
+      this.orders.set(epoch, order);
+      for (const key of this.orders.keys()) if (key < epoch - 1) this.orders.delete(key);
+    }
+    return order;
+  }
+
+  private advance(p: Position): Position {
+    return p.batch + 1 < this.batchesPerEpoch ? { epoch: p.epoch, batch: p.batch + 1 } : { epoch: p.epoch + 1, batch: 0 };
+  }
+
+  private fill(): void {
+    while (this.pending.length < this.prefetch + 1) {
+      const position = this.scheduled;
+      const result = this.produce(position);
+      result.catch(() => undefined); // surfaced when the consumer reaches this batch, not before
+      this.pending.push({ position, result });
+      this.scheduled = this.advance(position);
+    }
+  }
+
+  private async produce(p: Position): Promise<RawBatch> {
+    const order = this.order(p.epoch);
+    const start = p.batch * this.batchSize;
+    const indices = Array.from(order.subarray(start, Math.min(start + this.batchSize, order.length)));
+    const bytes = this.dataset.sampleBytes;
+    const pixels = new Uint8Array(indices.length * bytes);
+    const results = await Promise.all(
+      indices.map((index, k) =>
+        this.semaphore.run(() => this.dataset.loadSample(index, p.epoch, pixels.subarray(k * bytes, (k + 1) * bytes))).then(
+          (info) => ({ ok: true as const, info }),
+          (error: unknown) => ({ ok: false as const, error }),
+        ),
+      ),
+    );
+    const kept: number[] = [];
+    const skipped: string[] = [];
+    results.forEach((r, k) => {
+      const id = this.dataset.item(indices[k]!).id;
+      if (r.ok) return void kept.push(k);
+      const reason = firstLine(r.error);
+      if (this.dataset.options.onBadImage === 'fail') throw new DatasetError(`${id}: cannot decode: ${reason} (data.onBadImage is "fail")`, { cause: r.error });
+      skipped.push(id);
+      this.skippedAtLoad++;
+      if (!this.warned.has(id)) {
+        this.warned.add(id);
+        this.onWarning(`skipping ${id}: ${reason}`);
+      }
+    });
+    // Close the gaps of skipped samples (rare), so the buffer holds exactly the kept ones in order.
+    kept.forEach((k, slot) => {
+      if (k !== slot) pixels.copyWithin(slot * bytes, k * bytes, (k + 1) * bytes);
+    });
+    const infos = kept.map((k) => (results[k] as { ok: true; info: { caption: string | null; label: number | null } }).info);
+    const hasCaptions = infos.length > 0 ? infos[0]!.caption !== null : this.dataset.items[0]!.captions !== null;
+    const hasLabels = this.dataset.classNames !== null;
+    const [h, w, c] = this.dataset.sampleShape;
+    return {
+      epoch: p.epoch,
+      batch: p.batch,
+      step: p.epoch * this.batchesPerEpoch + p.batch,
+      indices: kept.map((k) => indices[k]!),
+      ids: kept.map((k) => this.dataset.item(indices[k]!).id),
+      captions: hasCaptions ? infos.map((i) => i.caption ?? '') : null,
+      labels: hasLabels ? infos.map((i) => i.label ?? 0) : null,
+      skipped,
+      pixels: kept.length === indices.length ? pixels : pixels.subarray(0, kept.length * bytes),
+      shape: [kept.length, h, w, c],
+    };
+  }
+}
