@@ -13,6 +13,7 @@
 #include "binding/ops_wrap.h"
 #include "binding/scheduler_wrap.h"
 #include "binding/tensor_wrap.h"
+#include "binding/trainer_wrap.h"
 #include "binding/unet_wrap.h"
 #include "tensor/runtime.h"
 
@@ -108,6 +109,8 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   state->tensorConstructor = Napi::Persistent(tensor);
   Napi::Function unet = UNetWrap::define(env);
   state->unetConstructor = Napi::Persistent(unet);
+  Napi::Function trainer = TrainerWrap::define(env);
+  state->trainerConstructor = Napi::Persistent(trainer);
   Napi::Function scheduler = SchedulerWrap::define(env);
   state->schedulerConstructor = Napi::Persistent(scheduler);
   Napi::Function generator = GeneratorWrap::define(env);
@@ -118,6 +121,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeScheduler", scheduler);
   exports.Set("NativeGenerator", generator);
   exports.Set("NativeUNet", unet);
+  exports.Set("NativeTrainer", trainer);
   exports.Set("runtimeInfo", Napi::Function::New<runtimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreadsJs>(env, "setThreads"));
   exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));

@@ -15,6 +15,7 @@ struct AddonState {
   Napi::FunctionReference schedulerConstructor;
   Napi::FunctionReference generatorConstructor;
   Napi::FunctionReference unetConstructor;
+  Napi::FunctionReference trainerConstructor;
 };
 
 AddonState& addonState(Napi::Env env);

@@ -3,6 +3,7 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
+#include "binding/named_tensors.h"
 #include "binding/tensor_wrap.h"
 #include "tensor/failure.h"
 
@@ -66,19 +67,6 @@ ForwardInputs parseInputs(const Napi::Value& value) {
   return in;
 }
 
-Napi::Object namedTensorsToJs(Napi::Env env, NamedTensors& tensors) {
-  Napi::Array names = Napi::Array::New(env, tensors.size());
-  Napi::Array values = Napi::Array::New(env, tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    names.Set(static_cast<uint32_t>(i), tensors[i].first);
-    values.Set(static_cast<uint32_t>(i), TensorWrap::create(env, tensors[i].second));
-  }
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("names", names);
-  out.Set("tensors", values);
-  return out;
-}
-
 }  // namespace
 
 Napi::Function UNetWrap::define(Napi::Env env) {
@@ -106,6 +94,13 @@ UNetWrap::UNetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UNetWrap>(
     model_ = *info[0].As<Napi::External<std::shared_ptr<UNetModel>>>().Data();
     return 0;
   });
+}
+
+std::shared_ptr<UNetModel> UNetWrap::modelArg(const Napi::Value& value, const std::string& param) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addonState(env).unetConstructor.Value()))
+    failArg("a UNet", param, value);
+  return Unwrap(value.As<Napi::Object>())->live();
 }
 
 std::shared_ptr<UNetModel> UNetWrap::live() const {
@@ -153,14 +148,7 @@ Napi::Value UNetWrap::loadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
-    std::vector<std::string> names = expectStringArray(argAt(info, 0), "names");
-    Napi::Value tensorsArg = argAt(info, 1);
-    if (!tensorsArg.IsArray() || tensorsArg.As<Napi::Array>().Length() != names.size())
-      failArg("an array of " + std::to_string(names.size()) + " Tensors (one per name)", "tensors", tensorsArg);
-    Napi::Array tensors = tensorsArg.As<Napi::Array>();
-    NamedTensors weights;
-    for (uint32_t i = 0; i < names.size(); ++i)
-      weights.emplace_back(names[i], TensorWrap::unwrapArg(tensors.Get(i), "tensors[" + std::to_string(i) + "]"));
+    NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "weights");
     std::string source = expectString(argAt(info, 2), "source");
     return addonState(env).compute->run(
         env, [model, weights, source] { model->loadStateDict(weights, source); return true; },

@@ -14,6 +14,8 @@ class UNetWrap : public Napi::ObjectWrap<UNetWrap> {
  public:
   static Napi::Function define(Napi::Env env);
   explicit UNetWrap(const Napi::CallbackInfo& info);
+  // The model behind a JS value that must be a live NativeUNet.
+  static std::shared_ptr<UNetModel> modelArg(const Napi::Value& value, const std::string& param);
 
  private:
   static Napi::Value create(const Napi::CallbackInfo& info);

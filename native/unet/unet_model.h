@@ -62,6 +62,9 @@ class UNetModel {
 
   std::string device() const;
   DType dtype() const;
+  // The module tree, for the trainer (which lives in native/ too and includes unet.h itself).
+  UNet& unet() { return *unet_; }
+  const UNetRuntimeOptions& options() const { return options_; }
 
  private:
   std::unique_ptr<UNet> unet_;

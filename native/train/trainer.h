@@ -1,0 +1,91 @@
+// The training step, one native call per micro-batch: per-sample noise and timesteps from
+// (seed, step, sample index), the noisy input and the target by prediction type, the U-Net forward,
+// the (min-SNR weighted) MSE, backward with gradient accumulation; then AdamW with clipping, EMA and
+// (fp16) loss scaling. Torch-free header for the N-API glue.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+#include "unet/unet_model.h"
+
+namespace difftune {
+
+struct TrainableParam {
+  std::string name;
+  double lrMultiplier = 1.0;
+  bool weightDecay = true;
+};
+
+struct TrainerConfig {
+  std::vector<TrainableParam> trainable;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 1e-2;
+  double maxGradNorm = 1.0;  // <= 0: no clipping
+  std::string predictionType = "epsilon";  // "epsilon" | "v_prediction" | "sample"
+  Tensor alphasCumprod;                    // [num_train_timesteps], from the noise scheduler
+  int64_t timestepMin = 0;                 // sampled uniformly in [min, max)
+  int64_t timestepMax = -1;                // -1: num_train_timesteps
+  double minSnrGamma = 0;                  // <= 0: off
+  double noiseOffset = 0;
+  double inputPerturbation = 0;
+  uint64_t seed = 0;
+  bool ema = false;
+  double emaDecay = 0.9999, emaMinDecay = 0, emaInvGamma = 1, emaPower = 2.0 / 3.0;
+  int64_t emaUpdateAfterStep = 0, emaUpdateEvery = 1;
+  bool emaWarmup = false, emaOnCpu = false;
+  std::string mixedPrecision = "no";  // "no" | "bf16" | "fp16"
+  double lossScale = 65536, lossScaleGrowthInterval = 2000;
+};
+
+struct MicroBatch {
+  Tensor pixels;       // [B, C, H, W] float, the clean samples x0 (in [-1, 1] or latents)
+  Tensor classLabels;  // optional [B] int64
+  Tensor context;      // optional [B, M, D] encoder hidden states
+  std::vector<int64_t> sampleIndices;  // global index of each sample: its randomness derives from it
+  int64_t step = 0;                    // the optimizer step this micro-batch belongs to (0-based)
+  int64_t totalSamples = 0;            // samples in the whole optimizer step (over all micro-batches)
+};
+
+struct MicroResult {
+  double lossSum = 0;  // sum over the micro-batch of each sample's (weighted) loss
+  int64_t samples = 0;
+  bool finite = true;
+};
+
+struct OptimizerStepResult {
+  double gradNorm = 0;  // before clipping
+  bool skipped = false; // non-finite loss or gradients: no update
+  int64_t optimizerSteps = 0;
+  double emaDecay = 0;
+  double lossScale = 1;
+};
+
+class Trainer {
+ public:
+  Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config);
+  ~Trainer();
+  MicroResult accumulate(const MicroBatch& batch);
+  OptimizerStepResult step(double lr);
+  // Mean unweighted MSE with noise and timesteps fixed by (seed, sample index) and `timesteps`
+  // cycled over the samples: comparable across runs and steps.
+  double validationLoss(const Tensor& pixels, const Tensor& classLabels, const Tensor& context,
+                        const std::vector<int64_t>& sampleIndices, uint64_t seed, const std::vector<int64_t>& timesteps);
+
+  // Optimizer moments ("exp_avg.<name>", "exp_avg_sq.<name>") and EMA weights ("<name>").
+  NamedTensors optimizerState() const;
+  void loadOptimizerState(const NamedTensors& state, int64_t optimizerSteps);
+  NamedTensors emaWeights() const;
+  void loadEmaWeights(const NamedTensors& weights, int64_t updates);
+  int64_t optimizerSteps() const;
+  int64_t emaUpdates() const;
+  double lossScale() const;
+  void setLossScale(double scale);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace difftune
