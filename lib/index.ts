@@ -62,3 +62,20 @@ export { planThreads, type ThreadPlan, type ThreadRequest } from './data/threads
 export type { DatasetItem, ImageSource, ScanProgress, SkippedFile } from './data/item';
 export { dataOptionsSchema, parseDataOptions, DATA_SOURCES, INTERPOLATIONS, type DataOptions, type DataOptionsInput, type DataSource, type Interpolation } from './config/data';
 export { imagesToTensor } from './native/images';
+export { compilePattern, REGEX_PREFIX, type CompiledPattern } from './freeze/patterns';
+export { PRESETS, PRESET_NAMES, isPresetName, type PresetName, type PresetRule, type RuleAction } from './freeze/presets';
+export { isBias, isNormParameter, isEmbeddingTable, defaultWeightDecay, topLevelBlock } from './freeze/param-kinds';
+export {
+  planFreeze,
+  planLoraBase,
+  type FreezePlan,
+  type ParameterInfo,
+  type PlannedParameter,
+  type AppliedRule,
+  type BlockSummary,
+  type ParamGroupSummary,
+  type MemoryEstimate,
+  type PlanOptions,
+} from './freeze/plan';
+export { formatPlan } from './freeze/format';
+export { freezeOptionsSchema, parseFreezeOptions, type FreezeOptions, type FreezeOptionsInput } from './config/freeze';
