@@ -103,6 +103,8 @@ export class DataLoader {
   private scheduled: Position = { epoch: 0, batch: 0 };
   private pending: Array<{ position: Position; result: Promise<RawBatch> }> = [];
   private closed = false;
+  /** Bumped by restore() and close(): work scheduled under an older generation stops decoding. */
+  private generation = 0;
 
   constructor(dataset: Dataset, options: LoaderOptions = {}) {
     const d = dataset.options;
@@ -143,6 +145,7 @@ export class DataLoader {
       throw new DatasetError(`loader state: expected epoch ≥ 0 and batch in [0, ${this.batchesPerEpoch}) but found epoch ${state.epoch}, batch ${state.batch}`);
     this.position = { epoch: state.epoch, batch: state.batch };
     this.scheduled = { ...this.position };
+    this.generation++;
     this.pending = [];
   }
 
@@ -177,10 +180,13 @@ export class DataLoader {
     for (;;) yield await this.next();
   }
 
-  /** Stops prefetching; later calls throw. */
-  close(): void {
+  /** Stops prefetching (decodes not yet started never start); resolves once those in flight are done. Later calls throw. */
+  async close(): Promise<void> {
     this.closed = true;
+    this.generation++;
+    const inFlight = this.pending.map((p) => p.result);
     this.pending = [];
+    await Promise.allSettled(inFlight);
   }
 
   /** The sample order of an epoch (identity without shuffle); the last two epochs are kept. */
@@ -213,16 +219,18 @@ export class DataLoader {
     const order = this.order(p.epoch);
     const start = p.batch * this.batchSize;
     const indices = Array.from(order.subarray(start, Math.min(start + this.batchSize, order.length)));
+    const generation = this.generation;
     const bytes = this.dataset.sampleBytes;
     const pixels = new Uint8Array(indices.length * bytes);
     const results = await Promise.all(
       indices.map((index, k) =>
-        this.semaphore.run(() => this.dataset.loadSample(index, p.epoch, pixels.subarray(k * bytes, (k + 1) * bytes))).then(
+        this.semaphore.run(() => (generation !== this.generation ? Promise.reject(new Error('cancelled')) : this.dataset.loadSample(index, p.epoch, pixels.subarray(k * bytes, (k + 1) * bytes)))).then(
           (info) => ({ ok: true as const, info }),
           (error: unknown) => ({ ok: false as const, error }),
         ),
       ),
     );
+    if (generation !== this.generation) throw new DatasetError('batch dropped: the loader was closed or restored');
     const kept: number[] = [];
     const skipped: string[] = [];
     results.forEach((r, k) => {

@@ -41,5 +41,5 @@ test('DataLoader.next(): the float batch equals the raw batch, in [-1, 1]', asyn
   expect(Math.min(...data)).toBeGreaterThanOrEqual(-1);
   expect(Math.max(...data)).toBeLessThanOrEqual(1);
   batch.dispose();
-  loader.close();
+  await loader.close();
 });
