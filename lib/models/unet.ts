@@ -155,6 +155,11 @@ export class UNet {
     return new UNet(handle, config, unknownKeys, device, dtype);
   }
 
+  /** @internal The native handle, for the trainer. */
+  get native(): NativeUNet {
+    return this.live();
+  }
+
   private live(): NativeUNet {
     if (this.#native === undefined || this.#native.disposed) throw new DisposedError('UNet');
     return this.#native;

@@ -242,7 +242,67 @@ export interface NativeGeneratorStatic {
   new (seed: number | bigint): NativeGenerator;
 }
 
+export interface NativeTrainerConfig {
+  trainable: Array<{ name: string; lrMultiplier: number; weightDecay: boolean }>;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** <= 0: no clipping. */
+  maxGradNorm?: number;
+  predictionType: 'epsilon' | 'v_prediction' | 'sample';
+  /** [num_train_timesteps] from the noise scheduler. */
+  alphasCumprod: NativeTensor;
+  timestepMin?: number;
+  timestepMax?: number;
+  minSnrGamma?: number;
+  noiseOffset?: number;
+  inputPerturbation?: number;
+  seed: number;
+  ema: boolean;
+  emaDecay?: number;
+  emaMinDecay?: number;
+  emaInvGamma?: number;
+  emaPower?: number;
+  emaUpdateAfterStep?: number;
+  emaUpdateEvery?: number;
+  emaWarmup?: boolean;
+  emaOnCpu?: boolean;
+  mixedPrecision: 'no' | 'bf16' | 'fp16';
+}
+
+export interface NativeMicroBatch {
+  /** [B, C, H, W] clean samples. */
+  pixels: NativeTensor;
+  classLabels?: NativeTensor;
+  encoderHiddenStates?: NativeTensor;
+  /** Global index of each sample: its noise and timestep derive from (seed, step, index). */
+  sampleIndices: number[];
+  /** The optimizer step (0-based) this micro-batch belongs to. */
+  step: number;
+  /** Samples in the whole optimizer step, over all its micro-batches. */
+  totalSamples: number;
+}
+
+export interface NativeTrainer {
+  readonly disposed: boolean;
+  accumulate(batch: NativeMicroBatch): Promise<{ lossSum: number; samples: number; finite: boolean }>;
+  step(lr: number): Promise<{ gradNorm: number; skipped: boolean; optimizerSteps: number; emaDecay: number; lossScale: number }>;
+  validationLoss(batch: { pixels: NativeTensor; classLabels?: NativeTensor; encoderHiddenStates?: NativeTensor; sampleIndices: number[]; seed: number; timesteps: number[] }): Promise<number>;
+  optimizerState(): Promise<NativeNamedTensors>;
+  loadOptimizerState(names: string[], tensors: NativeTensor[], optimizerSteps: number): Promise<void>;
+  emaWeights(): Promise<NativeNamedTensors>;
+  loadEmaWeights(names: string[], tensors: NativeTensor[], updates: number): Promise<void>;
+  counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }>;
+  dispose(): void;
+}
+
+export interface NativeTrainerStatic {
+  create(unet: NativeUNet, config: NativeTrainerConfig): Promise<NativeTrainer>;
+}
+
 export interface NativeAddon {
+  NativeTrainer: NativeTrainerStatic;
   NativeTensor: NativeTensorStatic;
   NativeScheduler: NativeSchedulerStatic;
   NativeGenerator: NativeGeneratorStatic;

@@ -1,0 +1,128 @@
+/**
+ * The native training session over one U-Net: micro-batches accumulate gradients, `step(lr)` applies
+ * AdamW (clipping, EMA, loss scaling). Holds no policy: which parameters train and at which learning
+ * rate come from the freeze plan, the learning rate per step from the LR schedule.
+ */
+import { DisposedError, expected } from '../errors';
+import type { UNet } from '../models/unet';
+import { callAsync, loadNative } from '../native/load';
+import { Tensor } from '../native/tensor';
+import type { NativeTrainer, NativeTrainerConfig } from '../native/types';
+
+export interface TrainableParameter {
+  name: string;
+  lrMultiplier: number;
+  weightDecay: boolean;
+}
+
+export type TrainerOptions = Omit<NativeTrainerConfig, 'alphasCumprod' | 'trainable'> & {
+  trainable: readonly TrainableParameter[];
+  /** The noise scheduler's alphas_cumprod ([num_train_timesteps]). */
+  alphasCumprod: Tensor;
+};
+
+export interface MicroBatch {
+  pixels: Tensor;
+  classLabels?: Tensor;
+  encoderHiddenStates?: Tensor;
+  sampleIndices: readonly number[];
+  step: number;
+  totalSamples: number;
+}
+
+function toMap(named: { names: string[]; tensors: import('../native/types').NativeTensor[] }): Map<string, Tensor> {
+  return new Map(named.names.map((n, i) => [n, new Tensor(named.tensors[i]!)]));
+}
+
+export class Trainer {
+  #native: NativeTrainer | undefined;
+
+  private constructor(native: NativeTrainer) {
+    this.#native = native;
+  }
+
+  /** Freezes everything not in `options.trainable` (no gradients, bit-identical) and builds the optimizer. */
+  static async create(unet: UNet, options: TrainerOptions): Promise<Trainer> {
+    if (!Array.isArray(options.trainable) || options.trainable.length === 0) throw expected('a non-empty list of trainable parameters', 'options.trainable', options.trainable);
+    const native = loadNative();
+    const config: NativeTrainerConfig = { ...options, trainable: options.trainable.map((t) => ({ ...t })), alphasCumprod: options.alphasCumprod.native };
+    const handle = unet.native;
+    return new Trainer(await callAsync(() => native.NativeTrainer.create(handle, config)));
+  }
+
+  private live(): NativeTrainer {
+    if (this.#native === undefined || this.#native.disposed) throw new DisposedError('Trainer');
+    return this.#native;
+  }
+
+  /** Forward + backward of one micro-batch; gradients add up until step(). */
+  async accumulate(batch: MicroBatch): Promise<{ lossSum: number; samples: number; finite: boolean }> {
+    const native = this.live();
+    return callAsync(() =>
+      native.accumulate({
+        pixels: batch.pixels.native,
+        classLabels: batch.classLabels?.native,
+        encoderHiddenStates: batch.encoderHiddenStates?.native,
+        sampleIndices: [...batch.sampleIndices],
+        step: batch.step,
+        totalSamples: batch.totalSamples,
+      }),
+    );
+  }
+
+  /** Clip, AdamW at learning rate `lr`, EMA; skipped (and reported) when the loss or gradients are not finite. */
+  async step(lr: number): Promise<{ gradNorm: number; skipped: boolean; optimizerSteps: number; emaDecay: number; lossScale: number }> {
+    const native = this.live();
+    return callAsync(() => native.step(lr));
+  }
+
+  async validationLoss(batch: { pixels: Tensor; classLabels?: Tensor; encoderHiddenStates?: Tensor; sampleIndices: readonly number[]; seed: number; timesteps: readonly number[] }): Promise<number> {
+    const native = this.live();
+    return callAsync(() =>
+      native.validationLoss({
+        pixels: batch.pixels.native,
+        classLabels: batch.classLabels?.native,
+        encoderHiddenStates: batch.encoderHiddenStates?.native,
+        sampleIndices: [...batch.sampleIndices],
+        seed: batch.seed,
+        timesteps: [...batch.timesteps],
+      }),
+    );
+  }
+
+  async optimizerState(): Promise<Map<string, Tensor>> {
+    const native = this.live();
+    return toMap(await callAsync(() => native.optimizerState()));
+  }
+
+  async loadOptimizerState(state: ReadonlyMap<string, Tensor>, optimizerSteps: number): Promise<void> {
+    const native = this.live();
+    const names = [...state.keys()];
+    await callAsync(() => native.loadOptimizerState(names, names.map((n) => state.get(n)!.native), optimizerSteps));
+  }
+
+  async emaWeights(): Promise<Map<string, Tensor>> {
+    const native = this.live();
+    return toMap(await callAsync(() => native.emaWeights()));
+  }
+
+  async loadEmaWeights(weights: ReadonlyMap<string, Tensor>, updates: number): Promise<void> {
+    const native = this.live();
+    const names = [...weights.keys()];
+    await callAsync(() => native.loadEmaWeights(names, names.map((n) => weights.get(n)!.native), updates));
+  }
+
+  async counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }> {
+    const native = this.live();
+    return callAsync(() => native.counters());
+  }
+
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

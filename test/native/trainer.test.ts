@@ -1,0 +1,157 @@
+// The native training step: frozen weights stay bit-identical, accumulation equals a full batch,
+// a resumed run equals a straight one bit for bit, runs are reproducible, NaN steps are skipped.
+import * as path from 'path';
+import { disposeStateDict, type StateDict } from '../../lib/checkpoint/state-dict';
+import { loadUNet, type UNet } from '../../lib/models/unet';
+import { Tensor } from '../../lib/native/tensor';
+import { loadScheduler } from '../../lib/schedulers/scheduler';
+import { Trainer, type TrainableParameter, type TrainerOptions } from '../../lib/train/trainer';
+
+const DIR = path.join(__dirname, '..', 'fixtures', 'diffusers', 'unet2d-tiny');
+
+/** Samples first..first+n−1 of a synthetic dataset: each sample's pixels depend on its index only. */
+function images(n: number, first: number): Tensor {
+  const per = 3 * 16 * 16;
+  const data = new Float32Array(n * per);
+  for (let k = 0; k < n; k++) for (let j = 0; j < per; j++) data[k * per + j] = Math.sin(((first + k) * 7919 + j) * 0.37) * 0.9;
+  return Tensor.from(data, [n, 3, 16, 16]);
+}
+
+async function setup(trainable: (name: string) => boolean, extra: Partial<TrainerOptions> = {}) {
+  const unet = await loadUNet(DIR);
+  const scheduler = await loadScheduler(path.join(DIR, 'scheduler'));
+  const alphasCumprod = await scheduler.alphasCumprod();
+  scheduler.dispose();
+  const params = await unet.parameters();
+  const list: TrainableParameter[] = params.filter((p) => trainable(p.name)).map((p) => ({ name: p.name, lrMultiplier: 1, weightDecay: !p.name.endsWith('bias') }));
+  const trainer = await Trainer.create(unet, { trainable: list, alphasCumprod, predictionType: 'epsilon', seed: 1234, ema: false, mixedPrecision: 'no', maxGradNorm: 1, ...extra });
+  alphasCumprod.dispose();
+  return { unet, trainer, names: list.map((p) => p.name) };
+}
+
+async function runSteps(trainer: Trainer, from: number, to: number, batch = 8, micro = 8): Promise<void> {
+  for (let step = from; step < to; step++) {
+    for (let start = 0; start < batch; start += micro) {
+      using pixels = images(micro, step * batch + start);
+      const indices = Array.from({ length: micro }, (_, i) => step * batch + start + i);
+      await trainer.accumulate({ pixels, sampleIndices: indices, step, totalSamples: batch });
+    }
+    await trainer.step(1e-3);
+  }
+}
+
+async function weights(unet: UNet): Promise<StateDict> {
+  return unet.stateDict();
+}
+
+function bytesOf(t: Tensor): Buffer {
+  return Buffer.from(t.toArray().buffer);
+}
+
+function maxRel(a: Tensor, b: Tensor): number {
+  const x = a.toArray() as Float32Array;
+  const y = b.toArray() as Float32Array;
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < x.length; i++) {
+    d = Math.max(d, Math.abs(x[i]! - y[i]!));
+    m = Math.max(m, Math.abs(x[i]!));
+  }
+  return m === 0 ? d : d / m;
+}
+
+const decoderOnly = (n: string) => n.startsWith('up_blocks.') || n.startsWith('conv_norm_out.') || n.startsWith('conv_out.');
+
+test('frozen parameters stay bit-identical; trainable ones change', async () => {
+  const { unet, trainer, names } = await setup(decoderOnly);
+  const before = await weights(unet);
+  await runSteps(trainer, 0, 3);
+  const after = await weights(unet);
+  let changed = 0;
+  for (const [name, t] of before) {
+    const same = bytesOf(t).equals(bytesOf(after.get(name)!));
+    if (names.includes(name)) changed += same ? 0 : 1;
+    else expect([name, same]).toEqual([name, true]);
+  }
+  expect(changed).toBe(names.length);
+  disposeStateDict(before);
+  disposeStateDict(after);
+  trainer.dispose();
+  unet.dispose();
+});
+
+test('batch 8 equals batch 4 × accumulation 2 within 1e-5', async () => {
+  const a = await setup(() => true);
+  const b = await setup(() => true);
+  await runSteps(a.trainer, 0, 2, 8, 8);
+  await runSteps(b.trainer, 0, 2, 8, 4);
+  const wa = await weights(a.unet);
+  const wb = await weights(b.unet);
+  let worst = 0;
+  for (const [name, t] of wa) worst = Math.max(worst, maxRel(t, wb.get(name)!));
+  expect(worst).toBeLessThan(1e-5);
+  for (const x of [wa, wb]) disposeStateDict(x);
+  for (const s of [a, b]) {
+    s.trainer.dispose();
+    s.unet.dispose();
+  }
+});
+
+test('N steps + resume + N steps is bit-identical to 2N straight steps, with EMA', async () => {
+  const straight = await setup(() => true, { ema: true, emaDecay: 0.99 });
+  await runSteps(straight.trainer, 0, 4);
+  const first = await setup(() => true, { ema: true, emaDecay: 0.99 });
+  await runSteps(first.trainer, 0, 2);
+  const savedWeights = await weights(first.unet);
+  const savedOptimizer = await first.trainer.optimizerState();
+  const savedEma = await first.trainer.emaWeights();
+  const counters = await first.trainer.counters();
+  first.trainer.dispose();
+  first.unet.dispose();
+
+  const resumed = await setup(() => true, { ema: true, emaDecay: 0.99 });
+  await resumed.unet.loadStateDict(savedWeights);
+  // The trainer was created before the weights were loaded: rebuild it so its EMA starts from them.
+  resumed.trainer.dispose();
+  const again = await setup(() => true, { ema: true, emaDecay: 0.99 });
+  await again.unet.loadStateDict(savedWeights);
+  await again.trainer.loadOptimizerState(savedOptimizer, counters.optimizerSteps);
+  await again.trainer.loadEmaWeights(savedEma, counters.emaUpdates);
+  await runSteps(again.trainer, 2, 4);
+  const a = await weights(straight.unet);
+  const b = await weights(again.unet);
+  for (const [name, t] of a) expect([name, bytesOf(t).equals(bytesOf(b.get(name)!))]).toEqual([name, true]);
+  const ea = await straight.trainer.emaWeights();
+  const eb = await again.trainer.emaWeights();
+  for (const [name, t] of ea) expect([name, bytesOf(t).equals(bytesOf(eb.get(name)!))]).toEqual([name, true]);
+  for (const x of [a, b, ea, eb, savedWeights, savedOptimizer, savedEma]) disposeStateDict(x);
+  for (const s of [straight, again]) {
+    s.trainer.dispose();
+    s.unet.dispose();
+  }
+  resumed.unet.dispose();
+});
+
+test('a non-finite loss skips the step and leaves the weights untouched', async () => {
+  const { unet, trainer } = await setup(() => true);
+  const before = await weights(unet);
+  using bad = Tensor.from(new Float32Array(2 * 3 * 16 * 16).fill(NaN), [2, 3, 16, 16]);
+  const micro = await trainer.accumulate({ pixels: bad, sampleIndices: [0, 1], step: 0, totalSamples: 2 });
+  expect(micro.finite).toBe(false);
+  const r = await trainer.step(1e-3);
+  expect(r.skipped).toBe(true);
+  const after = await weights(unet);
+  for (const [name, t] of before) expect(bytesOf(t).equals(bytesOf(after.get(name)!))).toBe(true);
+  disposeStateDict(before);
+  disposeStateDict(after);
+  trainer.dispose();
+  unet.dispose();
+});
+
+test('bad trainer options are clear errors', async () => {
+  const unet = await loadUNet(DIR);
+  using ac = Tensor.from(new Float32Array(10).fill(0.5), [10]);
+  await expect(Trainer.create(unet, { trainable: [{ name: 'nope.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod: ac, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'no' })).rejects.toThrow(/not in the model: nope\.weight/);
+  await expect(Trainer.create(unet, { trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod: ac, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'fp16' })).rejects.toThrow(/fp16 mixed precision needs CUDA/);
+  unet.dispose();
+});
