@@ -79,3 +79,5 @@ export {
 } from './freeze/plan';
 export { formatPlan } from './freeze/format';
 export { freezeOptionsSchema, parseFreezeOptions, type FreezeOptions, type FreezeOptionsInput } from './config/freeze';
+export { lrAt, lrMultiplierAt, makeLrSchedule, resolveLrSchedule, type LrScheduleOptions, type ResolvedLrSchedule } from './train/lr-schedule';
+export { lrScheduleSchema, parseLrSchedule, LR_SCHEDULE_NAMES, LR_SCHEDULE_DEFAULTS, type LrScheduleName, type LrScheduleInput, type LrScheduleConfig } from './config/lr-schedule';
