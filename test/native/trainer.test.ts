@@ -29,15 +29,17 @@ async function setup(trainable: (name: string) => boolean, extra: Partial<Traine
   return { unet, trainer, names: list.map((p) => p.name) };
 }
 
-async function runSteps(trainer: Trainer, from: number, to: number, batch = 8, micro = 8): Promise<void> {
+async function runSteps(trainer: Trainer, from: number, to: number, batch = 8, micro = 8, lr = 1e-3): Promise<number[]> {
+  const norms: number[] = [];
   for (let step = from; step < to; step++) {
     for (let start = 0; start < batch; start += micro) {
       using pixels = images(micro, step * batch + start);
       const indices = Array.from({ length: micro }, (_, i) => step * batch + start + i);
       await trainer.accumulate({ pixels, sampleIndices: indices, step, totalSamples: batch });
     }
-    await trainer.step(1e-3);
+    norms.push((await trainer.step(lr)).gradNorm);
   }
+  return norms;
 }
 
 async function weights(unet: UNet): Promise<StateDict> {
@@ -80,15 +82,25 @@ test('frozen parameters stay bit-identical; trainable ones change', async () => 
   unet.dispose();
 });
 
+// Gradients of 8 samples summed in one reduction or in two differ in the last bits; Adam divides by
+// the gradient's own scale, so near-zero elements turn those bits into updates of up to ~lr. At a
+// fine-tuning learning rate (1e-5, Stable Diffusion's usual) the trained weights agree within 1e-5.
 test('batch 8 equals batch 4 × accumulation 2 within 1e-5', async () => {
   const a = await setup(() => true);
   const b = await setup(() => true);
-  await runSteps(a.trainer, 0, 2, 8, 8);
-  await runSteps(b.trainer, 0, 2, 8, 4);
+  const na = await runSteps(a.trainer, 0, 3, 8, 8, 1e-5);
+  const nb = await runSteps(b.trainer, 0, 3, 8, 4, 1e-5);
+  // Adam would hide a wrongly scaled gradient; the gradient norms do not.
+  na.forEach((n, i) => expect(Math.abs(n - nb[i]!) / n).toBeLessThan(1e-5));
   const wa = await weights(a.unet);
   const wb = await weights(b.unet);
   let worst = 0;
-  for (const [name, t] of wa) worst = Math.max(worst, maxRel(t, wb.get(name)!));
+  let worstName = '';
+  for (const [name, t] of wa) {
+    const r = maxRel(t, wb.get(name)!);
+    if (r > worst) [worst, worstName] = [r, name];
+  }
+  expect([worstName, worst]).toEqual([worstName, expect.any(Number)]);
   expect(worst).toBeLessThan(1e-5);
   for (const x of [wa, wb]) disposeStateDict(x);
   for (const s of [a, b]) {
