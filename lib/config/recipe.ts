@@ -1,0 +1,184 @@
+/**
+ * The training recipe: one zod-validated object, the same file the npm recipes read. Errors name the
+ * field path (`train.lr`); relative paths resolve against the recipe file's folder; `--set a.b=value`
+ * overrides parse the value as JSON when it is valid JSON, else take it as a string. Pure.
+ */
+import * as path from 'path';
+import { z } from 'zod';
+import { ConfigError } from '../errors';
+import { dataOptionsSchema } from './data';
+import { freezeOptionsSchema } from './freeze';
+import { lrScheduleSchema } from './lr-schedule';
+
+const posInt = z.number().int().positive();
+
+export const emaSchema = z
+  .object({
+    /** Upper bound of the EMA decay. */
+    decay: z.number().min(0).max(1).default(0.9999),
+    minDecay: z.number().min(0).max(1).default(0),
+    /** Optimizer steps before the EMA starts averaging. */
+    updateAfterStep: z.number().int().nonnegative().default(0),
+    /** Optimizer steps between EMA updates. */
+    updateEvery: posInt.default(1),
+    /** decay = 1 − (1 + step / invGamma)^−power instead of (1 + step) / (10 + step). */
+    warmup: z.boolean().default(false),
+    invGamma: z.number().positive().default(1),
+    power: z.number().positive().default(2 / 3),
+    /** Keep the averaged weights in host memory. */
+    onCpu: z.boolean().default(false),
+  })
+  .strict();
+
+export const trainSchema = z
+  .object({
+    /** Optimizer steps. */
+    steps: posInt,
+    /** Samples per micro-batch (per process, as in diffusers/accelerate). */
+    batchSize: posInt.default(1),
+    /** Micro-batches per optimizer step. */
+    gradientAccumulation: posInt.default(1),
+    /** Base learning rate (fine-tuning wants it low: 1e-5 … 1e-4). */
+    lr: z.number().positive().finite(),
+    lrSchedule: lrScheduleSchema.default({}),
+    seed: z.number().int().nonnegative().max(2 ** 53 - 1).default(0),
+    /** "bf16" autocast on CPU and CUDA, "fp16" autocast with loss scaling on CUDA. */
+    mixedPrecision: z.enum(['no', 'bf16', 'fp16']).default('no'),
+    gradientCheckpointing: z.boolean().default(false),
+    channelsLast: z.boolean().default(false),
+    /** <= 0 disables clipping. */
+    maxGradNorm: z.number().default(1),
+    adamBeta1: z.number().min(0).lt(1).default(0.9),
+    adamBeta2: z.number().min(0).lt(1).default(0.999),
+    adamEpsilon: z.number().positive().default(1e-8),
+    weightDecay: z.number().min(0).default(1e-2),
+    /** Min-SNR-γ loss weighting (5 is the paper's choice); null: off. */
+    minSnrGamma: z.number().positive().nullable().default(null),
+    noiseOffset: z.number().min(0).default(0),
+    inputPerturbation: z.number().min(0).default(0),
+    /** Overrides the scheduler config's prediction_type (e.g. to switch a model to v-prediction). */
+    predictionType: z.enum(['epsilon', 'v_prediction', 'sample']).nullable().default(null),
+    ema: emaSchema.nullable().default(null),
+    /** Consecutive skipped (non-finite) steps before training stops with an error. */
+    maxSkippedSteps: posInt.default(10),
+    /** torch intra-op threads; default: the data loader's thread budget. */
+    threads: posInt.optional(),
+  })
+  .strict();
+
+export const validationSchema = z
+  .object({
+    /** Optimizer steps between validations (and at the end); 0: never. */
+    every: z.number().int().nonnegative().default(0),
+    /** The held-out data; default: the training data's options with split "test". */
+    data: z.record(z.unknown()).optional(),
+    /** Held-out samples used (the first N of the held-out set, in order). */
+    samples: posInt.default(16),
+    /** Fixed timesteps cycled over the samples, so the loss is comparable across runs. */
+    timesteps: z.array(z.number().int().nonnegative()).nonempty().default([100, 300, 500, 700, 900]),
+    seed: z.number().int().nonnegative().default(1234),
+  })
+  .strict();
+
+export const recipeSchema = z
+  .object({
+    model: z
+      .object({
+        /** A diffusers U-Net folder, or a pipeline folder (its unet/ and scheduler/ are used). */
+        pretrained: z.string().min(1),
+        /** Weights variant, e.g. "fp16" (read and upcast). */
+        variant: z.string().min(1).optional(),
+        device: z.string().default('cpu'),
+      })
+      .strict(),
+    data: z.record(z.unknown()),
+    freeze: z.record(z.unknown()).default({}),
+    /** LoRA adapters instead of full weights; not available yet (null). */
+    lora: z.null().default(null),
+    train: trainSchema,
+    validation: validationSchema.default({}),
+    /** Output folder: checkpoints, metrics.jsonl, the final diffusers folder. */
+    output: z.string().min(1),
+    checkpoint: z
+      .object({
+        /** Optimizer steps between checkpoints (0: only at the end). */
+        every: z.number().int().nonnegative().default(0),
+        /** Checkpoints kept (older ones are deleted after a new one is complete); 0: all. */
+        keep: z.number().int().nonnegative().default(2),
+      })
+      .strict()
+      .default({}),
+    /** Continue from "latest" (in output) or a checkpoint folder. */
+    resume: z.string().min(1).optional(),
+  })
+  .strict();
+
+export type Recipe = z.infer<typeof recipeSchema>;
+
+function issueText(issue: z.ZodIssue, where: string): string {
+  const key = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('');
+  return `${where}: ${key.replace(/^\./, '') || '(root)'}: ${issue.message}`;
+}
+
+/**
+ * Validates a recipe. `file` names it in errors and anchors relative paths. The data and freeze
+ * sections are checked by their own schemas (dataOptionsSchema, freezeOptionsSchema).
+ */
+export function parseRecipe(raw: unknown, file = 'recipe'): Recipe {
+  const result = recipeSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(result.error.issues.map((i) => issueText(i, file)).join('\n'));
+  const recipe = result.data;
+  const data = dataOptionsSchema.safeParse(recipe.data);
+  if (!data.success) throw new ConfigError(data.error.issues.map((i) => issueText({ ...i, path: ['data', ...i.path] }, file)).join('\n'));
+  const freeze = freezeOptionsSchema.safeParse(recipe.freeze);
+  if (!freeze.success) throw new ConfigError(freeze.error.issues.map((i) => issueText({ ...i, path: ['freeze', ...i.path] }, file)).join('\n'));
+  return recipe;
+}
+
+/** Resolves the recipe's relative paths against `baseDir` (the recipe file's folder). */
+export function resolveRecipePaths(recipe: Recipe, baseDir: string): Recipe {
+  const abs = (p: string) => (path.isAbsolute(p) ? p : path.resolve(baseDir, p));
+  const data = { ...recipe.data };
+  if (typeof data.path === 'string') data.path = abs(data.path);
+  const cache = data.cache;
+  if (cache !== null && typeof cache === 'object' && typeof (cache as { dir?: unknown }).dir === 'string') {
+    data.cache = { ...(cache as object), dir: abs((cache as { dir: string }).dir) };
+  }
+  const validation = { ...recipe.validation };
+  if (validation.data && typeof validation.data.path === 'string') validation.data = { ...validation.data, path: abs(validation.data.path) };
+  return {
+    ...recipe,
+    model: { ...recipe.model, pretrained: abs(recipe.model.pretrained) },
+    data,
+    validation,
+    output: abs(recipe.output),
+    resume: recipe.resume === undefined || recipe.resume === 'latest' ? recipe.resume : abs(recipe.resume),
+  };
+}
+
+/** Applies `a.b.c=value` overrides to a raw recipe object (before validation). */
+export function applyOverrides(raw: unknown, overrides: readonly string[]): Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('recipe: expected a JSON object');
+  const root = structuredClone(raw) as Record<string, unknown>;
+  for (const override of overrides) {
+    const eq = override.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set ${override}: expected key.path=value`);
+    const keys = override.slice(0, eq).split('.');
+    const text = override.slice(eq + 1);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = text;
+    }
+    let node: Record<string, unknown> = root;
+    for (const key of keys.slice(0, -1)) {
+      const next = node[key];
+      if (next === undefined || next === null) node[key] = {};
+      else if (typeof next !== 'object' || Array.isArray(next)) throw new ConfigError(`--set ${override}: "${key}" is not an object in the recipe`);
+      node = node[key] as Record<string, unknown>;
+    }
+    node[keys[keys.length - 1]!] = value;
+  }
+  return root;
+}

@@ -1,0 +1,343 @@
+/**
+ * finetune(recipe): the whole fine-tuning run. It reads like the recipe it runs — load the base model,
+ * plan what trains, open the data, resume if asked, then for each optimizer step: micro-batches,
+ * accumulate, step, log, validate, checkpoint — and finally write a diffusers folder. Details live in
+ * the functions it calls; the native step runs off the main thread throughout.
+ */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { performance } from 'perf_hooks';
+import { loadStateDict, disposeStateDict, saveStateDict } from '../checkpoint/state-dict';
+import {
+  CHECKPOINT_FORMAT,
+  EMA_FILE,
+  OPTIMIZER_FILE,
+  UNET_DIR,
+  hashFiles,
+  readCheckpointState,
+  resolveResume,
+  writeCheckpoint,
+  type CheckpointState,
+} from '../checkpoint/train-state';
+import { parseRecipe, resolveRecipePaths, type Recipe } from '../config/recipe';
+import { ConfigError, DifftuneError } from '../errors';
+import { createDataset, type Dataset } from '../data/dataset';
+import { DataLoader, type Batch, type LoaderState } from '../data/loader';
+import { planFreeze, type FreezePlan } from '../freeze/plan';
+import { loadUNet, resolveWeightFiles, UNET_WEIGHTS, type UNet } from '../models/unet';
+import { Tensor } from '../native/tensor';
+import { loadScheduler, Scheduler } from '../schedulers/scheduler';
+import { makeLrSchedule } from './lr-schedule';
+import { MetricsLog } from './metrics';
+import { resolveModelFolder, type ModelFolder } from './model-folder';
+import { Trainer } from './trainer';
+
+export interface FinetuneProgress {
+  /** Optimizer steps done. */
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  imagesPerSecond: number;
+  etaSeconds: number;
+  skipped: boolean;
+}
+
+export interface FinetuneOptions {
+  /** The recipe file, for error messages and to resolve relative paths (default: the working folder). */
+  recipeFile?: string;
+  onProgress?: (progress: FinetuneProgress) => void;
+  /** Informational lines (plan summary, checkpoints written, validation). */
+  onLog?: (line: string) => void;
+  /** Stops at the next step boundary, after writing a checkpoint. */
+  signal?: AbortSignal;
+}
+
+export interface FinetuneResult {
+  status: 'completed' | 'aborted';
+  steps: number;
+  output: string;
+  /** The final diffusers folder: <output>/unet (+ scheduler/, model_index.json for pipelines). */
+  unetDir: string;
+  schedulerDir: string;
+  checkpoints: string[];
+  finalLoss: number;
+  validation: Array<{ step: number; loss: number }>;
+  plan: FreezePlan;
+  skippedSteps: number;
+}
+
+/** Loads and validates a recipe (relative paths anchored at the recipe file's folder). */
+export function prepareRecipe(input: unknown, recipeFile?: string): Recipe {
+  const recipe = parseRecipe(input, recipeFile ?? 'recipe');
+  return resolveRecipePaths(recipe, recipeFile ? path.dirname(path.resolve(recipeFile)) : process.cwd());
+}
+
+async function openScheduler(folder: ModelFolder): Promise<Scheduler> {
+  return folder.schedulerConfig ? loadScheduler(folder.schedulerConfig) : Scheduler.fromConfig({ _class_name: 'DDPMScheduler' }, { source: 'DDPMScheduler defaults' });
+}
+
+/** The parameter plan alone (what `--dry-run` prints): nothing trains, no data is read. */
+export async function planRecipe(input: unknown, recipeFile?: string): Promise<FreezePlan> {
+  const recipe = prepareRecipe(input, recipeFile);
+  const folder = resolveModelFolder(recipe.model.pretrained);
+  using unet = await loadUNet(folder.unetDir, { device: recipe.model.device, variant: recipe.model.variant });
+  return planFreeze(await unet.parameters(), recipe.freeze, { ema: recipe.train.ema !== null });
+}
+
+function requiresClassLabels(unet: UNet): boolean {
+  const c = unet.config;
+  return c.class_embed_type !== null || c.num_class_embeds !== null;
+}
+
+async function labelsTensor(batch: Batch, unet: UNet): Promise<Tensor | undefined> {
+  if (!requiresClassLabels(unet)) return undefined;
+  if (batch.labels === null) throw new ConfigError('data: this U-Net is class-conditional but the dataset has no class labels (use class subfolders or a built-in dataset)');
+  return Tensor.from(BigInt64Array.from(batch.labels.map(BigInt)), [batch.labels.length]);
+}
+
+/** The held-out batch for validation: the first N samples of the held-out data, in order, fixed for the run. */
+async function openValidation(recipe: Recipe, log: (line: string) => void): Promise<{ pixels: Tensor; labels: number[] | null; indices: number[] } | undefined> {
+  if (recipe.validation.every === 0) return undefined;
+  const options = recipe.validation.data ?? { ...recipe.data, split: 'test' };
+  if ((options.source ?? 'imagefolder') === 'imagefolder' && recipe.validation.data === undefined) {
+    throw new ConfigError('validation.data: required for an image folder (held-out images in another folder); built-in datasets use their test split');
+  }
+  const dataset = await createDataset({ ...options, limit: recipe.validation.samples, onBadImage: 'skip' }, { onWarning: log });
+  const loader = new DataLoader(dataset, { batchSize: Math.min(recipe.validation.samples, dataset.size), shuffle: false, applyTorchThreads: false, onWarning: log });
+  try {
+    const batch = await loader.next();
+    return { pixels: batch.pixels, labels: batch.labels, indices: batch.indices };
+  } finally {
+    await loader.close();
+  }
+}
+
+export async function finetune(input: unknown, options: FinetuneOptions = {}): Promise<FinetuneResult> {
+  const log = options.onLog ?? (() => undefined);
+  const recipe = prepareRecipe(input, options.recipeFile);
+  const t = recipe.train;
+  const folder = resolveModelFolder(recipe.model.pretrained);
+  const baseFiles = resolveWeightFiles(folder.unetDir, recipe.model.variant);
+  const base = { path: folder.unetDir, sha256: await hashFiles(baseFiles) };
+
+  // Resume: the checkpoint's weights replace the base weights before the optimizer and EMA exist.
+  let resumed: { dir: string; state: CheckpointState } | undefined;
+  if (recipe.resume !== undefined) {
+    const dir = await resolveResume(recipe.resume, recipe.output);
+    const state = await readCheckpointState(dir);
+    if (state.base.sha256 !== base.sha256) {
+      throw new ConfigError(`resume: ${dir} was trained from ${state.base.path} (sha256 ${state.base.sha256.slice(0, 12)}…), not from ${base.path} (sha256 ${base.sha256.slice(0, 12)}…)`);
+    }
+    resumed = { dir, state };
+  }
+
+  using unet = await loadUNet(resumed ? path.join(resumed.dir, UNET_DIR) : folder.unetDir, { device: recipe.model.device, variant: resumed ? undefined : recipe.model.variant });
+  if (unet.isConditional && !requiresClassLabels(unet)) {
+    throw new ConfigError('model.pretrained: fine-tuning a text-conditioned UNet2DConditionModel needs captions encoded by its text encoder, which arrives with text-to-image support; UNet2DModel (and class-conditional) models train now');
+  }
+  await unet.setOptions({ gradientCheckpointing: t.gradientCheckpointing, channelsLast: t.channelsLast });
+  using scheduler = await openScheduler(folder);
+  const predictionType = t.predictionType ?? (scheduler.config as { prediction_type?: string }).prediction_type ?? 'epsilon';
+  if (predictionType !== 'epsilon' && predictionType !== 'v_prediction' && predictionType !== 'sample') throw new ConfigError(`scheduler prediction_type "${predictionType}" is not trainable`);
+
+  const plan = planFreeze(await unet.parameters(), recipe.freeze, { ema: t.ema !== null });
+  log(`training ${plan.totals.trainableTensors} of ${plan.totals.tensors} tensors (${plan.totals.trainablePercent.toFixed(1)}% of ${plan.totals.numel} parameters)`);
+
+  const dataset: Dataset = await createDataset({ ...recipe.data, batchSize: t.batchSize, seed: (recipe.data as { seed?: number }).seed ?? t.seed }, { onWarning: log });
+  const loader = new DataLoader(dataset, { batchSize: t.batchSize, torchThreads: t.threads, onWarning: log, state: resumed?.state.loader as LoaderState | undefined });
+  const validation = await openValidation(recipe, log);
+  using alphasCumprod = await scheduler.alphasCumprod();
+  const ema = t.ema;
+  using trainer = await Trainer.create(unet, {
+    trainable: plan.trainable.map((p) => ({ name: p.name, lrMultiplier: p.lrMultiplier, weightDecay: p.weightDecay })),
+    alphasCumprod,
+    predictionType,
+    seed: t.seed,
+    beta1: t.adamBeta1,
+    beta2: t.adamBeta2,
+    eps: t.adamEpsilon,
+    weightDecay: t.weightDecay,
+    maxGradNorm: t.maxGradNorm,
+    minSnrGamma: t.minSnrGamma ?? 0,
+    noiseOffset: t.noiseOffset,
+    inputPerturbation: t.inputPerturbation,
+    mixedPrecision: t.mixedPrecision,
+    ema: ema !== null,
+    ...(ema
+      ? { emaDecay: ema.decay, emaMinDecay: ema.minDecay, emaUpdateAfterStep: ema.updateAfterStep, emaUpdateEvery: ema.updateEvery, emaWarmup: ema.warmup, emaInvGamma: ema.invGamma, emaPower: ema.power, emaOnCpu: ema.onCpu }
+      : {}),
+  });
+
+  let step = 0;
+  let skippedSteps = 0;
+  if (resumed) {
+    step = resumed.state.step;
+    skippedSteps = resumed.state.skippedSteps;
+    const optimizer = await loadStateDict(path.join(resumed.dir, OPTIMIZER_FILE));
+    try {
+      await trainer.loadOptimizerState(optimizer, resumed.state.optimizerSteps);
+    } finally {
+      disposeStateDict(optimizer);
+    }
+    if (ema) {
+      const weights = await loadStateDict(path.join(resumed.dir, EMA_FILE));
+      try {
+        await trainer.loadEmaWeights(weights, resumed.state.emaUpdates);
+      } finally {
+        disposeStateDict(weights);
+      }
+    }
+    log(`resumed from ${resumed.dir} at step ${step}`);
+  }
+
+  const lrAt = makeLrSchedule({ ...t.lrSchedule, lr: t.lr, totalSteps: t.steps });
+  const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));
+  await fs.mkdir(recipe.output, { recursive: true });
+  const checkpoints: string[] = [];
+  const validations: Array<{ step: number; loss: number }> = [];
+  let consecutiveSkips = 0;
+  let lastLoss = NaN;
+  let status: FinetuneResult['status'] = 'completed';
+  const started = performance.now();
+  const startStep = step;
+  let images = 0;
+
+  const saveCheckpoint = async (): Promise<void> => {
+    const counters = await trainer.counters();
+    const state: CheckpointState = {
+      format: CHECKPOINT_FORMAT,
+      step,
+      optimizerSteps: counters.optimizerSteps,
+      emaUpdates: counters.emaUpdates,
+      lossScale: counters.lossScale,
+      skippedSteps,
+      loader: loader.state() as unknown as Record<string, unknown>,
+      recipe: recipe as unknown as Record<string, unknown>,
+      base,
+      createdAt: new Date().toISOString(),
+    };
+    const dir = await writeCheckpoint(
+      recipe.output,
+      state,
+      async (tmp) => {
+        await unet.save(path.join(tmp, UNET_DIR));
+        const optimizer = await trainer.optimizerState();
+        try {
+          await saveStateDict(path.join(tmp, OPTIMIZER_FILE), optimizer, { format: 'difftune-optimizer' });
+        } finally {
+          disposeStateDict(optimizer);
+        }
+        if (ema) {
+          const weights = await trainer.emaWeights();
+          try {
+            await saveStateDict(path.join(tmp, EMA_FILE), weights, { format: 'pt' });
+          } finally {
+            disposeStateDict(weights);
+          }
+        }
+      },
+      recipe.checkpoint.keep,
+    );
+    checkpoints.push(dir);
+    log(`checkpoint ${path.relative(process.cwd(), dir) || dir}`);
+  };
+
+  const validate = async (): Promise<void> => {
+    if (!validation) return;
+    using labels = validation.labels && requiresClassLabels(unet) ? Tensor.from(BigInt64Array.from(validation.labels.map(BigInt)), [validation.labels.length]) : undefined;
+    const loss = await trainer.validationLoss({
+      pixels: validation.pixels,
+      classLabels: labels,
+      sampleIndices: validation.indices,
+      seed: recipe.validation.seed,
+      timesteps: recipe.validation.timesteps,
+    });
+    validations.push({ step, loss });
+    await metrics.write({ step, validationLoss: loss });
+    log(`step ${step}: held-out loss ${loss.toFixed(5)}`);
+  };
+
+  try {
+    if (step === 0) await validate();
+    while (step < t.steps) {
+      if (options.signal?.aborted) {
+        status = 'aborted';
+        break;
+      }
+      // Fetch the step's micro-batches first: the loss is divided by the step's true sample count.
+      const batches: Batch[] = [];
+      try {
+        for (let a = 0; a < t.gradientAccumulation; a++) batches.push(await loader.next());
+        const total = batches.reduce((n, b) => n + b.indices.length, 0);
+        let lossSum = 0;
+        for (const batch of batches) {
+          using labels = await labelsTensor(batch, unet);
+          const r = await trainer.accumulate({ pixels: batch.pixels, classLabels: labels, sampleIndices: batch.indices, step, totalSamples: total });
+          lossSum += r.lossSum;
+        }
+        const lr = lrAt(step);
+        const r = await trainer.step(lr);
+        step += 1;  // a skipped step still consumed its data and counts, so the run ends on time
+        images += total;
+        lastLoss = lossSum / total;
+        consecutiveSkips = r.skipped ? consecutiveSkips + 1 : 0;
+        if (r.skipped) skippedSteps++;
+        const elapsed = (performance.now() - started) / 1000;
+        const rate = images / Math.max(elapsed, 1e-9);
+        const stepsPerSecond = (step - startStep) / Math.max(elapsed, 1e-9);
+        const progress: FinetuneProgress = { step, totalSteps: t.steps, loss: lastLoss, lr, gradNorm: r.gradNorm, imagesPerSecond: rate, etaSeconds: (t.steps - step) / Math.max(stepsPerSecond, 1e-9), skipped: r.skipped };
+        options.onProgress?.(progress);
+        await metrics.write({ step, loss: lastLoss, lr, gradNorm: r.gradNorm, imagesPerSecond: rate, skipped: r.skipped });
+        if (consecutiveSkips >= t.maxSkippedSteps) {
+          throw new DifftuneError('ERR_NATIVE', `training stopped: ${consecutiveSkips} steps in a row had a non-finite loss or gradients (last at step ${step}); the last checkpoint is intact. Lower train.lr, enable train.maxGradNorm, or check the data`);
+        }
+      } finally {
+        for (const b of batches) b.dispose();
+      }
+      if (recipe.validation.every > 0 && step % recipe.validation.every === 0 && step < t.steps) await validate();
+      if (recipe.checkpoint.every > 0 && step % recipe.checkpoint.every === 0 && step < t.steps) await saveCheckpoint();
+    }
+    if (status === 'completed') await validate();
+    await saveCheckpoint();
+  } finally {
+    await loader.close();
+    validation?.pixels.dispose();
+  }
+
+  // The final model: EMA weights where an EMA was kept (as diffusers' training scripts save them).
+  const unetDir = path.join(recipe.output, UNET_DIR);
+  const schedulerDir = path.join(recipe.output, 'scheduler');
+  if (status === 'completed') {
+    if (ema) {
+      const weights = await trainer.emaWeights();
+      const current = await unet.stateDict();
+      try {
+        for (const [name, w] of weights) {
+          current.get(name)?.dispose();
+          current.set(name, w);
+        }
+        await unet.loadStateDict(current, 'EMA weights');
+      } finally {
+        disposeStateDict(current);
+      }
+    }
+    await unet.save(unetDir);
+    await scheduler.save(schedulerDir);
+    if (folder.pipelineDir) await copyPipelineRest(folder.pipelineDir, recipe.output);
+  }
+  return { status, steps: step, output: recipe.output, unetDir, schedulerDir, checkpoints, finalLoss: lastLoss, validation: validations, plan, skippedSteps };
+}
+
+/** model_index.json and the untouched components of a pipeline folder, beside the new unet/. */
+async function copyPipelineRest(pipelineDir: string, output: string): Promise<void> {
+  for (const entry of await fs.readdir(pipelineDir, { withFileTypes: true })) {
+    if (entry.name === 'unet' || entry.name === 'scheduler') continue;
+    const from = path.join(pipelineDir, entry.name);
+    const to = path.join(output, entry.name);
+    if (entry.isDirectory() || entry.name === 'model_index.json') await fs.cp(from, to, { recursive: true, force: true });
+  }
+}
+
+export { UNET_WEIGHTS };
