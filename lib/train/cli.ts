@@ -1,0 +1,98 @@
+/**
+ * `npm run finetune -- --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack]`:
+ * argument parsing and printing around finetune(). A progress bar on a TTY, plain lines otherwise;
+ * Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary with a checkpoint.
+ */
+import { promises as fs } from 'fs';
+import type { Writable } from 'stream';
+import { applyOverrides } from '../config/recipe';
+import { parseLenientJson } from '../config/json';
+import { formatPlan } from '../freeze/format';
+import { finetune, planRecipe, type FinetuneProgress } from './finetune';
+
+interface Args {
+  recipe?: string;
+  sets: string[];
+  dryRun: boolean;
+  stack: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { sets: [], dryRun: false, stack: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--recipe') args.recipe = argv[++i];
+    else if (a === '--set') args.sets.push(argv[++i] ?? '');
+    else if (a.startsWith('--set=')) args.sets.push(a.slice(6));
+    else if (a === '--dry-run') args.dryRun = true;
+    else if (a === '--stack') args.stack = true;
+    else throw new Error(`unknown argument ${a}: expected --recipe <file.json> [--set key.path=value ...] [--dry-run]`);
+  }
+  if (!args.recipe) throw new Error('missing --recipe <file.json>');
+  return args;
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+export function progressLine(p: FinetuneProgress, width = 24): string {
+  const filled = Math.round((p.step / p.totalSteps) * width);
+  const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+  return `${bar} step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${p.imagesPerSecond.toFixed(1)} img/s  ETA ${duration(p.etaSeconds)}${p.skipped ? '  (skipped: non-finite)' : ''}`;
+}
+
+export async function runFinetuneCli(argv: readonly string[], out: Writable, err: Writable, tty: boolean): Promise<number> {
+  let stack = argv.includes('--stack');
+  try {
+    const args = parseArgs(argv);
+    stack = args.stack;
+    const file = args.recipe!;
+    const raw = applyOverrides(parseLenientJson(await fs.readFile(file, 'utf8'), file), args.sets);
+    if (args.dryRun) {
+      out.write(`${formatPlan(await planRecipe(raw, file))}\n`);
+      return 0;
+    }
+    const controller = new AbortController();
+    const stop = (signal: string) => {
+      if (controller.signal.aborted) return;
+      err.write(`\n${signal}: stopping after this step and writing a checkpoint (again to force)\n`);
+      controller.abort();
+    };
+    const onSigint = () => (controller.signal.aborted ? process.exit(130) : stop('SIGINT'));
+    const onSigterm = () => stop('SIGTERM');
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigterm);
+    try {
+      const result = await finetune(raw, {
+        recipeFile: file,
+        signal: controller.signal,
+        onLog: (line) => out.write(`${tty ? '\r\x1b[K' : ''}${line}\n`),
+        onProgress: (p) => (tty ? out.write(`\r\x1b[K${progressLine(p)}`) : out.write(`${progressLine(p, 0).trim()}\n`)),
+      });
+      if (tty) out.write('\n');
+      const v = result.validation;
+      out.write(
+        [
+          `${result.status === 'completed' ? 'done' : 'stopped'}: ${result.steps} steps, final training loss ${result.finalLoss.toFixed(4)}` +
+            (v.length > 1 ? `, held-out loss ${v[0]!.loss.toFixed(4)} → ${v[v.length - 1]!.loss.toFixed(4)}` : ''),
+          result.skippedSteps > 0 ? `skipped steps (non-finite): ${result.skippedSteps}` : '',
+          result.status === 'completed' ? `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}` : `resume with --set resume=latest`,
+          `checkpoints: ${result.checkpoints.join(', ') || 'none'}`,
+          `metrics: ${result.output}/metrics.jsonl`,
+        ]
+          .filter(Boolean)
+          .join('\n') + '\n',
+      );
+      return result.status === 'completed' ? 0 : 130;
+    } finally {
+      process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
+    }
+  } catch (error) {
+    err.write(`finetune: ${error instanceof Error ? (stack ? error.stack : error.message) : String(error)}\n`);
+    return 1;
+  }
+}
