@@ -81,3 +81,8 @@ export { formatPlan } from './freeze/format';
 export { freezeOptionsSchema, parseFreezeOptions, type FreezeOptions, type FreezeOptionsInput } from './config/freeze';
 export { lrAt, lrMultiplierAt, makeLrSchedule, resolveLrSchedule, type LrScheduleOptions, type ResolvedLrSchedule } from './train/lr-schedule';
 export { lrScheduleSchema, parseLrSchedule, LR_SCHEDULE_NAMES, LR_SCHEDULE_DEFAULTS, type LrScheduleName, type LrScheduleInput, type LrScheduleConfig } from './config/lr-schedule';
+export { finetune, planRecipe, prepareRecipe, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune';
+export { Trainer, type TrainerOptions, type TrainableParameter, type MicroBatch } from './train/trainer';
+export { recipeSchema, parseRecipe, applyOverrides, type Recipe } from './config/recipe';
+export { listCheckpoints, readCheckpointState, type CheckpointState } from './checkpoint/train-state';
+export { concat, classifierFreeGuidance } from './native/ops';
