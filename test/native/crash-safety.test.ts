@@ -1,0 +1,69 @@
+// A run killed (SIGKILL) while it writes a checkpoint leaves the previous checkpoint complete and
+// loadable, and resuming from "latest" works. The child runs the compiled package (npm test compiles
+// it first), and is killed the moment a temporary checkpoint folder appears: mid-save.
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { listCheckpoints, readCheckpointState } from '../../lib/checkpoint/train-state';
+import { loadUNet } from '../../lib/models/unet';
+import { finetune } from '../../lib/train/finetune';
+
+const ROOT = path.join(__dirname, '..', '..');
+const BASE = path.join(ROOT, 'test', 'fixtures', 'diffusers', 'unet2d-classcond');
+
+test('SIGKILL mid-checkpoint leaves the previous checkpoint intact and resumable', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-crash-'));
+  try {
+    const output = path.join(tmp, 'run');
+    const recipe = {
+      model: { pretrained: BASE },
+      data: { source: 'mnist', resolution: 16, channels: 1, limit: 32 },
+      train: { steps: 50, batchSize: 2, lr: 1e-3 },
+      output,
+      checkpoint: { every: 1, keep: 2 },
+    };
+    const script = `require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'train', 'finetune.js'))}).finetune(${JSON.stringify(recipe)}).catch(() => process.exit(3));`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+    let killedMidSave = false;
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + 60_000;
+      const poll = () => {
+        let names: string[] = [];
+        try {
+          names = fs.readdirSync(output);
+        } catch {
+          // not created yet
+        }
+        const complete = names.filter((n) => /^checkpoint-\d+$/.test(n)).length;
+        if (complete >= 1 && names.some((n) => n.startsWith('.checkpoint-'))) {
+          killedMidSave = true;
+          child.kill('SIGKILL');
+          return resolve();
+        }
+        if (child.exitCode !== null) return reject(new Error(`the training child exited (${child.exitCode}) before a checkpoint was caught mid-save`));
+        if (Date.now() > deadline) {
+          child.kill('SIGKILL');
+          return reject(new Error('timed out waiting for a checkpoint write'));
+        }
+        setImmediate(poll);
+      };
+      poll();
+    });
+    await new Promise((r) => child.once('exit', r));
+    expect(killedMidSave).toBe(true);
+    const checkpoints = await listCheckpoints(output);
+    expect(checkpoints.length).toBeGreaterThanOrEqual(1);
+    const latest = checkpoints[checkpoints.length - 1]!;
+    const state = await readCheckpointState(latest.dir);
+    expect(state.step).toBe(latest.step);
+    using unet = await loadUNet(path.join(latest.dir, 'unet'));
+    expect(unet.config._class_name).toBe('UNet2DModel');
+    const resumed = await finetune({ ...recipe, train: { ...recipe.train, steps: latest.step + 2 }, resume: 'latest', checkpoint: { every: 0, keep: 2 } });
+    expect(resumed.status).toBe('completed');
+    expect(resumed.steps).toBe(latest.step + 2);
+    expect(fs.readdirSync(output).filter((n) => n.startsWith('.checkpoint-'))).toEqual([]);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
