@@ -118,6 +118,14 @@ export interface NativeUNet {
   initialize(seed: number): Promise<void>;
   setTraining(training: boolean): Promise<void>;
   setOptions(options: NativeUNetRuntimeOptions): Promise<void>;
+  /** LoRA adapters on the named Linear/Conv2d layers (A kaiming-uniform or gaussian, B zero). */
+  addLora(options: { targets: string[]; rank: number; alpha: number; dropout: number; init: 'kaiming' | 'gaussian'; seed: number }): Promise<void>;
+  /** Installs adapters with given weights; all or nothing. */
+  setLora(entries: Array<{ module: string; A: NativeTensor; B: NativeTensor; alpha: number }>, dropout: number): Promise<void>;
+  loraEntries(): Promise<Array<{ module: string; A: NativeTensor; B: NativeTensor; alpha: number }>>;
+  /** W += alpha/rank·B·A for every adapter, then the adapters are removed. */
+  mergeLora(): Promise<void>;
+  removeLora(): Promise<void>;
   forward(inputs: NativeUNetInputs): Promise<NativeTensor>;
   /** loss = mean((unet(inputs) − target)²), backward; gradients of `gradNames` (all if omitted). */
   forwardBackwardMse(inputs: NativeUNetInputs, target: NativeTensor, gradNames?: string[]): Promise<NativeBackwardResult>;

@@ -26,6 +26,11 @@ class UNetWrap : public Napi::ObjectWrap<UNetWrap> {
   Napi::Value initialize(const Napi::CallbackInfo& info);
   Napi::Value setTraining(const Napi::CallbackInfo& info);
   Napi::Value setOptions(const Napi::CallbackInfo& info);
+  Napi::Value addLora(const Napi::CallbackInfo& info);
+  Napi::Value setLora(const Napi::CallbackInfo& info);
+  Napi::Value loraEntries(const Napi::CallbackInfo& info);
+  Napi::Value mergeLora(const Napi::CallbackInfo& info);
+  Napi::Value removeLora(const Napi::CallbackInfo& info);
   Napi::Value forward(const Napi::CallbackInfo& info);
   Napi::Value forwardBackwardMse(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);

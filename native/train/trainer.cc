@@ -152,7 +152,7 @@ Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config) 
   for (const auto& p : config.trainable) wanted[p.name] = &p;
   std::vector<AdamWParam> groups;
   std::vector<std::string> found;
-  m.unet().forEachParameter([&](const std::string& name, at::Tensor& slot) {
+  m.model->forEachSlot([&](const std::string& name, at::Tensor& slot) {
     auto it = wanted.find(name);
     bool train = it != wanted.end();
     // Frozen parameters get no gradient at all: no memory for it, and bit-identical after training.

@@ -38,7 +38,8 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
 }
 
 at::Tensor Conv2d::forward(const at::Tensor& x) const {
-  return at::conv2d(x, weight, bias ? *bias : at::Tensor(), {stride, stride}, {padding, padding});
+  at::Tensor y = at::conv2d(x, weight, bias ? *bias : at::Tensor(), {stride, stride}, {padding, padding});
+  return lora ? y + lora->delta(x, training()) : y;
 }
 
 void Conv2d::reset(at::Generator& gen) { torchDefaultInit(weight, bias, in * kernel * kernel, gen); }
@@ -48,7 +49,10 @@ Linear::Linear(int64_t in, int64_t out, bool withBias)
   if (withBias) bias = &registerParameter("bias", param({out}));
 }
 
-at::Tensor Linear::forward(const at::Tensor& x) const { return at::linear(x, weight, bias ? *bias : at::Tensor()); }
+at::Tensor Linear::forward(const at::Tensor& x) const {
+  at::Tensor y = at::linear(x, weight, bias ? *bias : at::Tensor());
+  return lora ? y + lora->delta(x, training()) : y;
+}
 
 void Linear::reset(at::Generator& gen) { torchDefaultInit(weight, bias, in, gen); }
 

@@ -3,8 +3,10 @@
 
 #include <ATen/core/Generator.h>
 
+#include <memory>
 #include <string>
 
+#include "unet/lora.h"
 #include "unet/module.h"
 
 namespace difftune {
@@ -27,6 +29,7 @@ class Conv2d : public Layer {
   int64_t in, out, kernel, stride, padding;
   at::Tensor& weight;
   at::Tensor* bias = nullptr;
+  std::shared_ptr<LoraAdapter> lora;  // optional low-rank update (not a registered parameter)
 };
 
 class Linear : public Layer {
@@ -37,6 +40,7 @@ class Linear : public Layer {
   int64_t in, out;
   at::Tensor& weight;
   at::Tensor* bias = nullptr;
+  std::shared_ptr<LoraAdapter> lora;  // optional low-rank update (not a registered parameter)
 };
 
 class GroupNorm : public Layer {

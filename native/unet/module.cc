@@ -32,6 +32,11 @@ void Module::forEachModule(const std::function<void(Module&)>& fn) {
   for (auto& [name, child] : children_) child->forEachModule(fn);
 }
 
+void Module::forEachNamedModule(const std::function<void(const std::string&, Module&)>& fn, const std::string& prefix) {
+  fn(prefix, *this);
+  for (auto& [name, child] : children_) child->forEachNamedModule(fn, prefix.empty() ? name : prefix + "." + name);
+}
+
 void Module::setTraining(bool on) {
   forEachModule([on](Module& m) { m.training_ = on; });
 }

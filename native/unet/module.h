@@ -26,6 +26,8 @@ class Module {
   void forEachParameter(const std::function<void(const std::string& name, at::Tensor& slot)>& fn);
   // Visits this module and all descendants (train/eval flags, options).
   void forEachModule(const std::function<void(Module&)>& fn);
+  // Visits every descendant with its dotted path ("down_blocks.0.attentions.0...to_q"); the root is "".
+  void forEachNamedModule(const std::function<void(const std::string& name, Module&)>& fn, const std::string& prefix = "");
 
   bool training() const { return training_; }
   void setTraining(bool on);

@@ -2,6 +2,7 @@
 // binding files never include torch headers. Every method may be slow: call them on the compute thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -13,6 +14,11 @@
 namespace difftune {
 
 class UNet;
+}  // namespace difftune
+namespace at {
+class Tensor;
+}  // namespace at
+namespace difftune {
 
 struct ParameterInfo {
   std::string name;
@@ -32,6 +38,21 @@ struct UNetRuntimeOptions {
   bool channelsLast = false;
   bool autocast = false;
   DType autocastDtype = DType::BFloat16;
+};
+
+struct LoraOptions {
+  std::vector<std::string> targets;  // module paths of Linear / Conv2d layers
+  int64_t rank = 4;
+  double alpha = 4;
+  double dropout = 0;
+  std::string init = "kaiming";  // PEFT's default: A kaiming-uniform, B zero; "gaussian": A ~ N(0, 1/rank)
+  uint64_t seed = 0;
+};
+
+struct LoraEntry {
+  std::string module;
+  Tensor A, B;
+  double alpha = 0;
 };
 
 struct BackwardResult {
@@ -55,6 +76,18 @@ class UNetModel {
   void initialize(uint64_t seed);
   void setTraining(bool on);
   void setOptions(const UNetRuntimeOptions& options);
+
+  // LoRA adapters on Linear/Conv2d layers (the base weights are untouched until mergeLora).
+  void addLora(const LoraOptions& options);
+  // Installs adapters with given weights (loading a LoRA file); replaces existing ones on those modules.
+  void setLora(const std::vector<LoraEntry>& entries, double dropout);
+  // (module, A, B, alpha) of every adapter, as copies.
+  std::vector<LoraEntry> loraEntries() const;
+  // Folds every adapter into its base weight (W += alpha/rank·B·A) and removes the adapters.
+  void mergeLora();
+  void removeLora();
+  // Visits base parameters, then adapters' "<module>.lora_A.weight" / ".lora_B.weight" (the trainer's slots).
+  void forEachSlot(const std::function<void(const std::string&, at::Tensor&)>& fn);
 
   Tensor forward(const ForwardInputs& in) const;
   // loss = mean((unet(in) − target)²); backward; returns the gradients asked for (all when `names` is empty).

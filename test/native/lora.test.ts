@@ -1,0 +1,135 @@
+// LoRA: adapters start as a no-op, train while the base stays bit-identical, merge into the same
+// function, and round-trip through both file formats (PEFT/diffusers and kohya).
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { SafetensorsFile } from '../../lib/checkpoint/safetensors';
+import { disposeStateDict } from '../../lib/checkpoint/state-dict';
+import { relError } from '../../lib/conformance/compare';
+import { loraOptionsSchema, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../../lib/models/lora';
+import { loadUNet, type UNet } from '../../lib/models/unet';
+import { Tensor } from '../../lib/native/tensor';
+import { loadScheduler } from '../../lib/schedulers/scheduler';
+import { Trainer } from '../../lib/train/trainer';
+
+const COND = path.join(__dirname, '..', 'fixtures', 'diffusers', 'unet2dcond-tiny');
+
+function noise(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sin(i * 0.91 + seed * 2.3);
+  return out;
+}
+
+const inputs = () => ({
+  x: Tensor.from(noise(2 * 4 * 16 * 16, 1), [2, 4, 16, 16]),
+  t: Tensor.from(new BigInt64Array([20n, 600n]), [2]),
+  ctx: Tensor.from(noise(2 * 6 * 32, 2), [2, 6, 32]),
+});
+
+async function out(unet: UNet): Promise<Float32Array> {
+  const { x, t, ctx } = inputs();
+  using y = await unet.forward(x, t, { encoderHiddenStates: ctx });
+  for (const v of [x, t, ctx]) v.dispose();
+  return y.toArray() as Float32Array;
+}
+
+/** A model with trained (non-zero) adapters: a few LoRA-only steps. */
+async function trainedLora(options = loraOptionsSchema.parse({ rank: 4, alpha: 8, feedForward: true })) {
+  const unet = await loadUNet(COND);
+  const modules = loraTargetModules((await unet.parameters()).map((p) => p.name), options);
+  await unet.addLora({ targets: modules, rank: options.rank, alpha: options.alpha, seed: 5 });
+  using scheduler = await loadScheduler(path.join(COND, 'scheduler'));
+  using alphasCumprod = await scheduler.alphasCumprod();
+  const trainable = loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true }));
+  using trainer = await Trainer.create(unet, { trainable, alphasCumprod, predictionType: 'epsilon', seed: 1, ema: false, mixedPrecision: 'no' });
+  for (let step = 0; step < 3; step++) {
+    using pixels = Tensor.from(noise(2 * 4 * 16 * 16, 10 + step), [2, 4, 16, 16]);
+    using ctx = Tensor.from(noise(2 * 6 * 32, 20 + step), [2, 6, 32]);
+    await trainer.accumulate({ pixels, encoderHiddenStates: ctx, sampleIndices: [2 * step, 2 * step + 1], step, totalSamples: 2 });
+    await trainer.step(1e-2);
+  }
+  return { unet, modules, options };
+}
+
+test('targets: attention projections by default, feed-forward and patterns on request', async () => {
+  using unet = await loadUNet(COND);
+  const names = (await unet.parameters()).map((p) => p.name);
+  const attention = loraTargetModules(names, loraOptionsSchema.parse({}));
+  expect(attention.every((m) => /\.(to_q|to_k|to_v|to_out\.0)$/.test(m))).toBe(true);
+  expect(attention).toContain('down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k');
+  expect(attention).toHaveLength(32); // 4 transformer blocks × attn1/attn2 × q, k, v, out
+  const more = loraTargetModules(names, loraOptionsSchema.parse({ feedForward: true, targets: ['conv_in'] }));
+  expect(more).toContain('mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj');
+  expect(more).toContain('conv_in');
+  expect(() => loraTargetModules(names, loraOptionsSchema.parse({ targets: ['nothing.**'] }))).toThrow(/matches no layer/);
+});
+
+test('fresh adapters are a no-op; LoRA training leaves the base bit-identical', async () => {
+  using base = await loadUNet(COND);
+  const reference = await out(base);
+  const { unet, modules } = await trainedLora();
+  using _ = unet;
+  const before = await base.stateDict();
+  const after = await unet.stateDict();
+  for (const [name, t] of before) expect([name, Buffer.from(t.toArray().buffer).equals(Buffer.from(after.get(name)!.toArray().buffer))]).toEqual([name, true]);
+  expect(relError(await out(unet), reference)).toBeGreaterThan(1e-4); // the adapters learned something
+  const fresh = await loadUNet(COND);
+  await fresh.addLora({ targets: modules, rank: 4 });
+  expect(relError(await out(fresh), reference)).toBe(0);
+  fresh.dispose();
+  disposeStateDict(before);
+  disposeStateDict(after);
+});
+
+test('merged equals unmerged within 1e-5', async () => {
+  const { unet } = await trainedLora();
+  using _ = unet;
+  const adapted = await out(unet);
+  await unet.mergeLora();
+  expect(await unet.loraEntries()).toHaveLength(0);
+  expect(relError(await out(unet), adapted)).toBeLessThan(1e-5);
+});
+
+test.each(['peft', 'kohya'] as const)('saved in %s format, reloaded onto the base, reproduces the outputs', async (format) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-lora-'));
+  try {
+    const { unet, options } = await trainedLora();
+    using _ = unet;
+    const adapted = await out(unet);
+    const entries = await unet.loraEntries();
+    const file = path.join(tmp, 'lora.safetensors');
+    await saveLoraFile(file, entries, format, { rank: options.rank, alpha: options.alpha ?? options.rank, dropout: 0, init: 'kaiming' });
+    const st = await SafetensorsFile.open(file);
+    const names = st.names();
+    await st.close();
+    if (format === 'peft') {
+      expect(names).toContain('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight');
+      expect(names).toContain('unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight');
+    } else {
+      expect(names).toContain('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight');
+      expect(names).toContain('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight');
+      expect(names).toContain('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.alpha');
+    }
+    using fresh = await loadUNet(COND);
+    const modules = (await fresh.parameters()).filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -7));
+    const read = await readLoraFile(file, modules);
+    expect(read.format).toBe(format);
+    expect(read.entries.every((e) => e.alpha === 8)).toBe(true);
+    await fresh.setLora(read.entries);
+    expect(relError(await out(fresh), adapted)).toBeLessThan(1e-6);
+    for (const e of [...entries, ...read.entries]) {
+      e.A.dispose();
+      e.B.dispose();
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('LoRA weights that do not fit a layer are refused by name', async () => {
+  using unet = await loadUNet(COND);
+  using A = Tensor.from(new Float32Array(4 * 7), [4, 7]);
+  using B = Tensor.from(new Float32Array(32 * 4), [32, 4]);
+  await expect(unet.setLora([{ module: 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', A, B, alpha: 4 }])).rejects.toThrow(/do not fit the layer/);
+  await expect(unet.setLora([{ module: 'nope', A, B, alpha: 4 }])).rejects.toThrow(/"nope" is not a Linear or Conv2d layer/);
+});
