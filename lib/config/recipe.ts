@@ -9,6 +9,7 @@ import { ConfigError } from '../errors';
 import { dataOptionsSchema } from './data';
 import { freezeOptionsSchema } from './freeze';
 import { lrScheduleSchema } from './lr-schedule';
+import { loraOptionsSchema } from './lora';
 
 const posInt = z.number().int().positive();
 
@@ -93,8 +94,8 @@ export const recipeSchema = z
       .strict(),
     data: z.record(z.unknown()),
     freeze: z.record(z.unknown()).default({}),
-    /** LoRA adapters instead of full weights; not available yet (null). */
-    lora: z.null().default(null),
+    /** LoRA adapters instead of full weights (the whole base stays frozen); null: full-weight fine-tuning. */
+    lora: loraOptionsSchema.nullable().default(null),
     train: trainSchema,
     validation: validationSchema.default({}),
     /** Output folder: checkpoints, metrics.jsonl, the final diffusers folder. */

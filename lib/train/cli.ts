@@ -79,7 +79,11 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
           `${result.status === 'completed' ? 'done' : 'stopped'}: ${result.steps} steps, final training loss ${result.finalLoss.toFixed(4)}` +
             (v.length > 1 ? `, held-out loss ${v[0]!.loss.toFixed(4)} → ${v[v.length - 1]!.loss.toFixed(4)}` : ''),
           result.skippedSteps > 0 ? `skipped steps (non-finite): ${result.skippedSteps}` : '',
-          result.status === 'completed' ? `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}` : `resume with --set resume=latest`,
+          result.status !== 'completed'
+            ? `resume with --set resume=latest`
+            : result.loraFile
+              ? `LoRA: ${result.loraFile}, scheduler: ${result.schedulerDir}`
+              : `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}`,
           `checkpoints: ${result.checkpoints.join(', ') || 'none'}`,
           `metrics: ${result.output}/metrics.jsonl`,
         ]

@@ -23,7 +23,8 @@ import { parseRecipe, resolveRecipePaths, type Recipe } from '../config/recipe';
 import { ConfigError, DifftuneError } from '../errors';
 import { createDataset, type Dataset } from '../data/dataset';
 import { DataLoader, type Batch, type LoaderState } from '../data/loader';
-import { planFreeze, type FreezePlan } from '../freeze/plan';
+import { planFreeze, planLoraBase, type FreezePlan } from '../freeze/plan';
+import { LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
 import { loadUNet, resolveWeightFiles, UNET_WEIGHTS, type UNet } from '../models/unet';
 import { Tensor } from '../native/tensor';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
@@ -58,8 +59,10 @@ export interface FinetuneResult {
   status: 'completed' | 'aborted';
   steps: number;
   output: string;
-  /** The final diffusers folder: <output>/unet (+ scheduler/, model_index.json for pipelines). */
+  /** The final diffusers folder: <output>/unet (+ scheduler/, model_index.json for pipelines); for LoRA runs only with lora.saveMerged. */
   unetDir: string;
+  /** LoRA runs: <output>/pytorch_lora_weights.safetensors. */
+  loraFile?: string;
   schedulerDir: string;
   checkpoints: string[];
   finalLoss: number;
@@ -133,7 +136,10 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     resumed = { dir, state };
   }
 
-  using unet = await loadUNet(resumed ? path.join(resumed.dir, UNET_DIR) : folder.unetDir, { device: recipe.model.device, variant: resumed ? undefined : recipe.model.variant });
+  const lora = recipe.lora;
+  // A LoRA run always starts from the base weights; its checkpoints hold only the adapters.
+  const fromCheckpoint = resumed !== undefined && lora === null;
+  using unet = await loadUNet(fromCheckpoint ? path.join(resumed!.dir, UNET_DIR) : folder.unetDir, { device: recipe.model.device, variant: fromCheckpoint ? undefined : recipe.model.variant });
   if (unet.isConditional && !requiresClassLabels(unet)) {
     throw new ConfigError('model.pretrained: fine-tuning a text-conditioned UNet2DConditionModel needs captions encoded by its text encoder, which arrives with text-to-image support; UNet2DModel (and class-conditional) models train now');
   }
@@ -142,8 +148,30 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const predictionType = t.predictionType ?? (scheduler.config as { prediction_type?: string }).prediction_type ?? 'epsilon';
   if (predictionType !== 'epsilon' && predictionType !== 'v_prediction' && predictionType !== 'sample') throw new ConfigError(`scheduler prediction_type "${predictionType}" is not trainable`);
 
-  const plan = planFreeze(await unet.parameters(), recipe.freeze, { ema: t.ema !== null });
-  log(`training ${plan.totals.trainableTensors} of ${plan.totals.tensors} tensors (${plan.totals.trainablePercent.toFixed(1)}% of ${plan.totals.numel} parameters)`);
+  const parameters = await unet.parameters();
+  let plan: FreezePlan;
+  let trainable: Array<{ name: string; lrMultiplier: number; weightDecay: boolean }>;
+  let loraModules: string[] = [];
+  if (lora) {
+    plan = planLoraBase(parameters);
+    loraModules = loraTargetModules(parameters.map((p) => p.name), lora);
+    if (resumed) {
+      const read = await readLoraFile(path.join(resumed.dir, LORA_WEIGHTS), loraModules);
+      try {
+        await unet.setLora(read.entries, lora.dropout);
+      } finally {
+        for (const e of read.entries) [e.A, e.B].forEach((x) => x.dispose());
+      }
+    } else {
+      await unet.addLora({ targets: loraModules, rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init, seed: t.seed });
+    }
+    trainable = loraParameterNames(loraModules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true }));
+    log(`LoRA rank ${lora.rank} on ${loraModules.length} layers; the base model (${plan.totals.numel} parameters) stays frozen`);
+  } else {
+    plan = planFreeze(parameters, recipe.freeze, { ema: t.ema !== null });
+    trainable = plan.trainable.map((p) => ({ name: p.name, lrMultiplier: p.lrMultiplier, weightDecay: p.weightDecay }));
+    log(`training ${plan.totals.trainableTensors} of ${plan.totals.tensors} tensors (${plan.totals.trainablePercent.toFixed(1)}% of ${plan.totals.numel} parameters)`);
+  }
 
   const dataset: Dataset = await createDataset({ ...recipe.data, batchSize: t.batchSize, seed: (recipe.data as { seed?: number }).seed ?? t.seed }, { onWarning: log });
   const loader = new DataLoader(dataset, { batchSize: t.batchSize, torchThreads: t.threads, onWarning: log, state: resumed?.state.loader as LoaderState | undefined });
@@ -151,7 +179,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   using alphasCumprod = await scheduler.alphasCumprod();
   const ema = t.ema;
   using trainer = await Trainer.create(unet, {
-    trainable: plan.trainable.map((p) => ({ name: p.name, lrMultiplier: p.lrMultiplier, weightDecay: p.weightDecay })),
+    trainable,
     alphasCumprod,
     predictionType,
     seed: t.seed,
@@ -204,6 +232,15 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const startStep = step;
   let images = 0;
 
+  const saveAdapters = async (file: string, format: 'peft' | 'kohya'): Promise<void> => {
+    const entries = await unet.loraEntries();
+    try {
+      await saveLoraFile(file, entries, format, { rank: lora!.rank, alpha: lora!.alpha ?? lora!.rank, dropout: lora!.dropout, init: lora!.init });
+    } finally {
+      for (const e of entries) [e.A, e.B].forEach((x) => x.dispose());
+    }
+  };
+
   const saveCheckpoint = async (): Promise<void> => {
     const counters = await trainer.counters();
     const state: CheckpointState = {
@@ -222,7 +259,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
       recipe.output,
       state,
       async (tmp) => {
-        await unet.save(path.join(tmp, UNET_DIR));
+        if (lora) await saveAdapters(path.join(tmp, LORA_WEIGHTS), 'peft');
+        else await unet.save(path.join(tmp, UNET_DIR));
         const optimizer = await trainer.optimizerState();
         try {
           await saveStateDict(path.join(tmp, OPTIMIZER_FILE), optimizer, { format: 'difftune-optimizer' });
@@ -310,7 +348,20 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const unetDir = path.join(recipe.output, UNET_DIR);
   const schedulerDir = path.join(recipe.output, 'scheduler');
   if (status === 'completed') {
-    if (ema) {
+    if (ema && lora) {
+      // The averaged adapters replace the trained ones.
+      const weights = await trainer.emaWeights();
+      const entries = await unet.loraEntries();
+      try {
+        await unet.setLora(
+          entries.map((e) => ({ module: e.module, A: weights.get(`${e.module}.lora_A.weight`)!, B: weights.get(`${e.module}.lora_B.weight`)!, alpha: e.alpha })),
+          lora.dropout,
+        );
+      } finally {
+        disposeStateDict(weights);
+        for (const e of entries) [e.A, e.B].forEach((x) => x.dispose());
+      }
+    } else if (ema) {
       const weights = await trainer.emaWeights();
       const current = await unet.stateDict();
       try {
@@ -323,11 +374,21 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
         disposeStateDict(current);
       }
     }
-    await unet.save(unetDir);
+    if (lora) {
+      await saveAdapters(path.join(recipe.output, LORA_WEIGHTS), 'peft');
+      if (lora.format === 'kohya') await saveAdapters(path.join(recipe.output, 'lora.kohya.safetensors'), 'kohya');
+      if (lora.saveMerged) {
+        await unet.mergeLora();
+        await unet.save(unetDir);
+      }
+    } else {
+      await unet.save(unetDir);
+    }
     await scheduler.save(schedulerDir);
     if (folder.pipelineDir) await copyPipelineRest(folder.pipelineDir, recipe.output);
   }
-  return { status, steps: step, output: recipe.output, unetDir, schedulerDir, checkpoints, finalLoss: lastLoss, validation: validations, plan, skippedSteps };
+  const loraFile = lora ? path.join(recipe.output, LORA_WEIGHTS) : undefined;
+  return { status, steps: step, output: recipe.output, unetDir, schedulerDir, loraFile, checkpoints, finalLoss: lastLoss, validation: validations, plan, skippedSteps };
 }
 
 /** model_index.json and the untouched components of a pipeline folder, beside the new unet/. */

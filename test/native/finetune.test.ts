@@ -100,3 +100,30 @@ test('resuming from another base model is refused', async () => {
   fs.writeFileSync(weights, bytes);
   await expect(finetune({ ...recipe(out, { resume: 'latest' }), model: { pretrained: other } })).rejects.toThrow(/was trained from .* not from/);
 });
+
+test('a LoRA run: adapters file out (PEFT and kohya), merged U-Net, base untouched, exact resume', async () => {
+  const lora = { rank: 4, alpha: 4, attention: true, format: 'kohya', saveMerged: true, targets: ['up_blocks.*.resnets.*.conv1'] };
+  const straight = await finetune(recipe(path.join(tmp, 'l1'), { lora }));
+  expect(straight.loraFile).toBe(path.join(tmp, 'l1', 'pytorch_lora_weights.safetensors'));
+  expect(fs.existsSync(path.join(tmp, 'l1', 'lora.kohya.safetensors'))).toBe(true);
+  const adapters = await tensorBytes(straight.loraFile!);
+  expect([...adapters.keys()].some((k) => k.startsWith('unet.') && k.endsWith('.to_q.lora_A.weight'))).toBe(true);
+  expect([...adapters.keys()].some((k) => k.endsWith('resnets.0.conv1.lora_B.weight'))).toBe(true);
+  // The checkpoints hold the adapters, not the U-Net.
+  const [last] = (await listCheckpoints(path.join(tmp, 'l1'))).slice(-1);
+  expect(fs.existsSync(path.join(last!.dir, 'pytorch_lora_weights.safetensors'))).toBe(true);
+  expect(fs.existsSync(path.join(last!.dir, 'unet'))).toBe(false);
+
+  const controller = new AbortController();
+  const out = path.join(tmp, 'l2');
+  await finetune(recipe(out, { lora }), { signal: controller.signal, onProgress: (p) => p.step === 3 && controller.abort() });
+  const resumed = await finetune(recipe(out, { lora, resume: 'latest' }));
+  const a = await tensorBytes(straight.loraFile!);
+  const b = await tensorBytes(resumed.loraFile!);
+  for (const [name, bytes] of a) expect([name, bytes.equals(b.get(name)!)]).toEqual([name, true]);
+  const merged = await tensorBytes(path.join(resumed.unetDir, 'diffusion_pytorch_model.safetensors'));
+  const base = await tensorBytes(path.join(BASE, 'diffusion_pytorch_model.safetensors'));
+  const changed = [...base].filter(([name, bytes]) => !bytes.equals(merged.get(name)!)).map(([name]) => name);
+  expect(changed.length).toBeGreaterThan(0);
+  expect(changed.every((n) => /\.(to_q|to_k|to_v|to_out\.0|conv1)\.weight$/.test(n))).toBe(true);
+});
