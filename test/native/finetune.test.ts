@@ -127,3 +127,39 @@ test('a LoRA run: adapters file out (PEFT and kohya), merged U-Net, base untouch
   expect(changed.length).toBeGreaterThan(0);
   expect(changed.every((n) => /\.(to_q|to_k|to_v|to_out\.0|conv1)\.weight$/.test(n))).toBe(true);
 });
+
+test('bf16 mixed precision trains with float32 weights', async () => {
+  const result = await finetune(recipe(path.join(tmp, 'bf16'), { validation: { every: 0 } }, { mixedPrecision: 'bf16', steps: 4 }));
+  expect(result.status).toBe('completed');
+  expect(Number.isFinite(result.finalLoss)).toBe(true);
+  const f = await SafetensorsFile.open(path.join(result.unetDir, 'diffusion_pytorch_model.safetensors'));
+  expect([...f.tensors.values()].every((t) => t.dtype === 'F32')).toBe(true);
+  await f.close();
+});
+
+test('a diverging run stops after maxSkippedSteps non-finite steps, the last checkpoint intact', async () => {
+  const out = path.join(tmp, 'nan');
+  await finetune(recipe(out, { validation: { every: 0 } }, { steps: 3 }));
+  const error = await finetune(recipe(out, { validation: { every: 0 }, resume: 'latest' }, { steps: 40, lr: 1e30, maxGradNorm: 0, maxSkippedSteps: 2 })).catch((e: unknown) => e as Error);
+  expect(error).toBeInstanceOf(Error);
+  expect((error as Error).message).toMatch(/2 steps in a row had a non-finite loss/);
+  const checkpoints = await listCheckpoints(out);
+  expect(checkpoints.map((c) => c.step)).toEqual([3]);
+  using unet = await loadUNet(path.join(checkpoints[0]!.dir, 'unet'));
+  expect(unet.config._class_name).toBe('UNet2DModel');
+});
+
+test('a pipeline folder as the base: its unet/ and scheduler/ train, the rest is copied beside the result', async () => {
+  const pipeline = path.join(tmp, 'pipe');
+  fs.mkdirSync(path.join(pipeline, 'unet'), { recursive: true });
+  for (const f of ['config.json', 'diffusion_pytorch_model.safetensors']) fs.copyFileSync(path.join(BASE, f), path.join(pipeline, 'unet', f));
+  fs.cpSync(path.join(BASE, 'scheduler'), path.join(pipeline, 'scheduler'), { recursive: true });
+  fs.mkdirSync(path.join(pipeline, 'extra'));
+  fs.writeFileSync(path.join(pipeline, 'extra', 'note.txt'), 'kept');
+  fs.writeFileSync(path.join(pipeline, 'model_index.json'), JSON.stringify({ _class_name: 'DDPMPipeline', unet: ['diffusers', 'UNet2DModel'], scheduler: ['diffusers', 'DDPMScheduler'] }));
+  const result = await finetune({ ...recipe(path.join(tmp, 'pout'), { validation: { every: 0 } }, { steps: 2 }), model: { pretrained: pipeline } });
+  expect(fs.existsSync(path.join(tmp, 'pout', 'model_index.json'))).toBe(true);
+  expect(fs.readFileSync(path.join(tmp, 'pout', 'extra', 'note.txt'), 'utf8')).toBe('kept');
+  using unet = await loadUNet(result.unetDir);
+  expect(unet.config._class_name).toBe('UNet2DModel');
+});

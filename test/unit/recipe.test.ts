@@ -1,0 +1,57 @@
+// The recipe: field-path errors, relative paths against the recipe file, --set overrides. Pure.
+import * as path from 'path';
+import { applyOverrides, parseRecipe, resolveRecipePaths } from '../../lib/config/recipe';
+import { ConfigError } from '../../lib/errors';
+
+const minimal = {
+  model: { pretrained: 'models/base' },
+  data: { source: 'mnist', resolution: 16, channels: 1 },
+  train: { steps: 10, lr: 1e-4 },
+  output: 'runs/x',
+};
+
+test('defaults are filled in and the sections are validated by their own schemas', () => {
+  const r = parseRecipe(minimal, 'r.json');
+  expect(r.train.batchSize).toBe(1);
+  expect(r.train.gradientAccumulation).toBe(1);
+  expect(r.train.mixedPrecision).toBe('no');
+  expect(r.lora).toBeNull();
+  expect(r.checkpoint).toEqual({ every: 0, keep: 2 });
+});
+
+test.each([
+  [{ ...minimal, train: { steps: 0, lr: 1e-4 } }, /r\.json: train\.steps: Number must be greater than 0/],
+  [{ ...minimal, train: { steps: 5, lr: 1e-4, mixedPrecision: 'fp8' } }, /train\.mixedPrecision/],
+  [{ ...minimal, data: { source: 'mnist', resolution: -1 } }, /r\.json: data\.resolution/],
+  [{ ...minimal, freeze: { preset: 'everything' } }, /r\.json: freeze\.preset/],
+  [{ ...minimal, lora: { rank: 0 } }, /lora\.rank/],
+  [{ ...minimal, extra: 1 }, /Unrecognized key\(s\) in object: 'extra'/],
+  [{ ...minimal, output: undefined }, /output: Required/],
+])('a bad recipe names the field (%#)', (bad, message) => {
+  expect(() => parseRecipe(bad, 'r.json')).toThrow(ConfigError);
+  expect(() => parseRecipe(bad, 'r.json')).toThrow(message);
+});
+
+test('relative paths resolve against the recipe file’s folder; absolute ones stay', () => {
+  const r = resolveRecipePaths(parseRecipe({ ...minimal, data: { path: 'imgs', resolution: 32 }, resume: 'ck/checkpoint-4' }, 'r.json'), '/home/u/project');
+  expect(r.model.pretrained).toBe(path.resolve('/home/u/project/models/base'));
+  expect(r.data.path).toBe(path.resolve('/home/u/project/imgs'));
+  expect(r.output).toBe(path.resolve('/home/u/project/runs/x'));
+  expect(r.resume).toBe(path.resolve('/home/u/project/ck/checkpoint-4'));
+  const latest = resolveRecipePaths(parseRecipe({ ...minimal, output: '/abs/out', resume: 'latest' }, 'r.json'), '/x');
+  expect(latest.output).toBe('/abs/out');
+  expect(latest.resume).toBe('latest');
+});
+
+test('--set parses JSON values, else strings, creating objects on the way', () => {
+  const r = applyOverrides(minimal, ['train.lr=3e-5', 'train.ema={"decay":0.99}', 'output=runs/other', 'lora.rank=8', 'data.classes=[1,2]', 'model.pretrained=true-ish']);
+  expect((r.train as Record<string, unknown>).lr).toBe(3e-5);
+  expect((r.train as Record<string, unknown>).ema).toEqual({ decay: 0.99 });
+  expect(r.output).toBe('runs/other');
+  expect(r.lora).toEqual({ rank: 8 });
+  expect((r.data as Record<string, unknown>).classes).toEqual([1, 2]);
+  expect((r.model as Record<string, unknown>).pretrained).toBe('true-ish');
+  expect((minimal.train as Record<string, unknown>).ema).toBeUndefined(); // the input is not mutated
+  expect(() => applyOverrides(minimal, ['nokey'])).toThrow(/expected key\.path=value/);
+  expect(() => applyOverrides(minimal, ['output.x=1'])).toThrow(/"output" is not an object/);
+});
