@@ -86,7 +86,22 @@ export async function planRecipe(input: unknown, recipeFile?: string): Promise<F
   const recipe = prepareRecipe(input, recipeFile);
   const folder = resolveModelFolder(recipe.model.pretrained);
   using unet = await loadUNet(folder.unetDir, { device: recipe.model.device, variant: recipe.model.variant });
-  return planFreeze(await unet.parameters(), recipe.freeze, { ema: recipe.train.ema !== null });
+  const parameters = await unet.parameters();
+  if (!recipe.lora) return planFreeze(parameters, recipe.freeze, { ema: recipe.train.ema !== null });
+  const plan = planLoraBase(parameters);
+  const modules = new Set(loraTargetModules(parameters.map((p) => p.name), recipe.lora));
+  const r = recipe.lora.rank;
+  let numel = 0;
+  for (const p of parameters) {
+    if (!p.name.endsWith('.weight') || !modules.has(p.name.slice(0, -7))) continue;
+    const [out, inp, kh = 1, kw = 1] = p.shape;
+    numel += r * inp! * kh * kw + out! * r;
+  }
+  const states = recipe.train.ema ? 3 : 2;
+  return {
+    ...plan,
+    notes: [...plan.notes, `LoRA rank ${r} (alpha ${recipe.lora.alpha ?? r}) on ${modules.size} layers: ${numel.toLocaleString('en-US')} adapter parameters, optimizer state ${((numel * 4 * states) / 2 ** 20).toFixed(2)} MiB`],
+  };
 }
 
 function requiresClassLabels(unet: UNet): boolean {
