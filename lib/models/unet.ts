@@ -12,7 +12,7 @@ import { loadStateDict, saveStateDict, disposeStateDict, type StateDict } from '
 import { writeFileAtomically, writeAll } from '../util/atomic-write';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
-import type { NativeNamedTensors, NativeParameterInfo, NativeUNet } from '../native/types';
+import type { NativeNamedTensors, NativeParameterInfo, NativeUNet, NativeUNetInputs } from '../native/types';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
 export const DIFFUSERS_VERSION = '0.31.0';
@@ -55,6 +55,15 @@ export interface BackwardResult {
 
 function toMap(named: NativeNamedTensors): Map<string, Tensor> {
   return new Map(named.names.map((n, i) => [n, new Tensor(named.tensors[i]!)]));
+}
+
+function nativeInputs(sample: Tensor, timestep: Tensor, options: ForwardOptions): NativeUNetInputs {
+  return {
+    sample: sample.native,
+    timestep: timestep.native,
+    encoderHiddenStates: options.encoderHiddenStates?.native,
+    classLabels: options.classLabels?.native,
+  };
 }
 
 function checkOptions(options: UNetOptions): { device: string; dtype: ComputeDType } {
@@ -193,24 +202,14 @@ export class UNet {
   /** Predicts noise (or v / x0, per the scheduler's prediction type) for `sample` at `timestep`. */
   async forward(sample: Tensor, timestep: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
     const native = this.live();
-    const inputs = {
-      sample: sample.native,
-      timestep: timestep.native,
-      encoderHiddenStates: options.encoderHiddenStates?.native,
-      classLabels: options.classLabels?.native,
-    };
+    const inputs = nativeInputs(sample, timestep, options);
     return new Tensor(await callAsync(() => native.forward(inputs)));
   }
 
   /** Forward, MSE loss against `target`, backward: the loss, output and the gradients asked for. */
   async forwardBackwardMse(sample: Tensor, timestep: Tensor, target: Tensor, options: ForwardOptions & { gradNames?: string[] } = {}): Promise<BackwardResult> {
     const native = this.live();
-    const inputs = {
-      sample: sample.native,
-      timestep: timestep.native,
-      encoderHiddenStates: options.encoderHiddenStates?.native,
-      classLabels: options.classLabels?.native,
-    };
+    const inputs = nativeInputs(sample, timestep, options);
     const r = await callAsync(() => native.forwardBackwardMse(inputs, target.native, options.gradNames));
     return {
       output: new Tensor(r.output),
