@@ -33,6 +33,14 @@ class ComputeThread {
   template <typename Work, typename Done>
   Napi::Promise run(Napi::Env env, Work work, Done done);
 
+  // Work without a result: the Promise resolves to undefined.
+  template <typename Work>
+  Napi::Promise runVoid(Napi::Env env, Work work) {
+    return run(
+        env, [work = std::move(work)]() mutable { work(); return true; },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  }
+
   // Called from the compute thread: runs fn on the main thread soon (progress events, completions).
   // Dropped silently once the environment is shutting down.
   void post(MainThreadFn fn);

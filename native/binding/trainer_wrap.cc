@@ -66,8 +66,6 @@ Tensor optionalTensor(const Napi::Object& o, const std::string& key, const std::
   return v.IsUndefined() || v.IsNull() ? Tensor() : TensorWrap::unwrapArg(v, param + "." + key);
 }
 
-Napi::Value undefinedResult(Napi::Env env, bool&) { return env.Undefined(); }
-
 }  // namespace
 
 Napi::Function TrainerWrap::define(Napi::Env env) {
@@ -193,8 +191,7 @@ Napi::Value TrainerWrap::loadOptimizerState(const Napi::CallbackInfo& info) {
     auto trainer = live();
     NamedTensors state = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "optimizer state");
     int64_t steps = expectInt(argAt(info, 2), "optimizerSteps", 0, kMaxSafe);
-    return addonState(env).compute->run(
-        env, [trainer, state, steps] { trainer->loadOptimizerState(state, steps); return true; }, undefinedResult);
+    return addonState(env).compute->runVoid(env, [trainer, state, steps] { trainer->loadOptimizerState(state, steps); });
   });
 }
 
@@ -214,8 +211,7 @@ Napi::Value TrainerWrap::loadEmaWeights(const Napi::CallbackInfo& info) {
     auto trainer = live();
     NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "EMA weights");
     int64_t updates = expectInt(argAt(info, 2), "updates", 0, kMaxSafe);
-    return addonState(env).compute->run(
-        env, [trainer, weights, updates] { trainer->loadEmaWeights(weights, updates); return true; }, undefinedResult);
+    return addonState(env).compute->runVoid(env, [trainer, weights, updates] { trainer->loadEmaWeights(weights, updates); });
   });
 }
 

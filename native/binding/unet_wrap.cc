@@ -155,9 +155,7 @@ Napi::Value UNetWrap::loadStateDict(const Napi::CallbackInfo& info) {
     auto model = live();
     NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "weights");
     std::string source = expectString(argAt(info, 2), "source");
-    return addonState(env).compute->run(
-        env, [model, weights, source] { model->loadStateDict(weights, source); return true; },
-        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model, weights, source] { model->loadStateDict(weights, source); });
   });
 }
 
@@ -179,9 +177,7 @@ Napi::Value UNetWrap::to(const Napi::CallbackInfo& info) {
     std::string problem = checkDevice(device);
     if (!problem.empty()) throw InvalidArgument(problem);
     DType dtype = expectDType(argAt(info, 1), "dtype");
-    return addonState(env).compute->run(
-        env, [model, device, dtype] { model->to(device, dtype); return true; },
-        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model, device, dtype] { model->to(device, dtype); });
   });
 }
 
@@ -190,9 +186,7 @@ Napi::Value UNetWrap::initialize(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
     uint64_t seed = static_cast<uint64_t>(expectInt(argAt(info, 0), "seed", 0, (int64_t{1} << 53) - 1));
-    return addonState(env).compute->run(
-        env, [model, seed] { model->initialize(seed); return true; },
-        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model, seed] { model->initialize(seed); });
   });
 }
 
@@ -201,9 +195,7 @@ Napi::Value UNetWrap::setTraining(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
     bool on = expectBool(argAt(info, 0), "training");
-    return addonState(env).compute->run(
-        env, [model, on] { model->setTraining(on); return true; },
-        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model, on] { model->setTraining(on); });
   });
 }
 
@@ -220,9 +212,7 @@ Napi::Value UNetWrap::setOptions(const Napi::CallbackInfo& info) {
       opts.autocast = true;
       opts.autocastDtype = expectDType(autocast, "options.autocast");
     }
-    return addonState(env).compute->run(
-        env, [model, opts] { model->setOptions(opts); return true; },
-        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model, opts] { model->setOptions(opts); });
   });
 }
 
@@ -238,8 +228,7 @@ Napi::Value UNetWrap::addLora(const Napi::CallbackInfo& info) {
     opts.dropout = fieldNumber(o, "dropout", "lora");
     opts.init = fieldString(o, "init", "lora");
     opts.seed = static_cast<uint64_t>(fieldInt(o, "seed", "lora", 0, (int64_t{1} << 53) - 1));
-    return addonState(env).compute->run(env, [model, opts] { model->addLora(opts); return true; },
-                                        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model, opts] { model->addLora(opts); });
   });
 }
 
@@ -260,8 +249,7 @@ Napi::Value UNetWrap::setLora(const Napi::CallbackInfo& info) {
     Napi::Value d = argAt(info, 1);
     if (!d.IsNumber()) failArg("a number", "dropout", d);
     double dropout = d.As<Napi::Number>().DoubleValue();
-    return addonState(env).compute->run(env, [model, entries, dropout] { model->setLora(entries, dropout); return true; },
-                                        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model, entries, dropout] { model->setLora(entries, dropout); });
   });
 }
 
@@ -290,8 +278,7 @@ Napi::Value UNetWrap::mergeLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
-    return addonState(env).compute->run(env, [model] { model->mergeLora(); return true; },
-                                        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model] { model->mergeLora(); });
   });
 }
 
@@ -299,8 +286,7 @@ Napi::Value UNetWrap::removeLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
-    return addonState(env).compute->run(env, [model] { model->removeLora(); return true; },
-                                        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    return addonState(env).compute->runVoid(env, [model] { model->removeLora(); });
   });
 }
 
