@@ -86,12 +86,22 @@ export const recipeSchema = z
     model: z
       .object({
         /** A diffusers U-Net folder, or a pipeline folder (its unet/ and scheduler/ are used). */
-        pretrained: z.string().min(1),
+        pretrained: z.string().min(1).optional(),
+        /** Train from scratch: the architecture of `pretrained` (or of `config`) with torch.nn's initialisation from train.seed. */
+        scratch: z.boolean().default(false),
+        /** A U-Net config.json to train from scratch (instead of `pretrained`). */
+        config: z.string().min(1).optional(),
+        /** A scheduler_config.json for a `config` model (default: DDPM with diffusers' defaults). */
+        scheduler: z.string().min(1).optional(),
         /** Weights variant, e.g. "fp16" (read and upcast). */
         variant: z.string().min(1).optional(),
         device: z.string().default('cpu'),
       })
-      .strict(),
+      .strict()
+      .superRefine((m, ctx) => {
+        if ((m.pretrained === undefined) === (m.config === undefined))
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['pretrained'], message: 'give exactly one of model.pretrained (a diffusers folder) and model.config (a config.json to train from scratch)' });
+      }),
     data: z.record(z.unknown()),
     freeze: z.record(z.unknown()).default({}),
     /** LoRA adapters instead of full weights (the whole base stays frozen); null: full-weight fine-tuning. */
@@ -149,7 +159,12 @@ export function resolveRecipePaths(recipe: Recipe, baseDir: string): Recipe {
   if (validation.data && typeof validation.data.path === 'string') validation.data = { ...validation.data, path: abs(validation.data.path) };
   return {
     ...recipe,
-    model: { ...recipe.model, pretrained: abs(recipe.model.pretrained) },
+    model: {
+      ...recipe.model,
+      pretrained: recipe.model.pretrained === undefined ? undefined : abs(recipe.model.pretrained),
+      config: recipe.model.config === undefined ? undefined : abs(recipe.model.config),
+      scheduler: recipe.model.scheduler === undefined ? undefined : abs(recipe.model.scheduler),
+    },
     data,
     validation,
     output: abs(recipe.output),

@@ -4,7 +4,7 @@
  * accumulate, step, log, validate, checkpoint — and finally write a diffusers folder. Details live in
  * the functions it calls; the native step runs off the main thread throughout.
  */
-import { promises as fs } from 'fs';
+import { promises as fs, readFileSync } from 'fs';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { loadStateDict, disposeStateDict, saveStateDict } from '../checkpoint/state-dict';
@@ -25,12 +25,14 @@ import { createDataset, type Dataset } from '../data/dataset';
 import { DataLoader, type Batch, type LoaderState } from '../data/loader';
 import { planFreeze, planLoraBase, type FreezePlan } from '../freeze/plan';
 import { LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
-import { loadUNet, resolveWeightFiles, UNET_WEIGHTS, type UNet } from '../models/unet';
+import { loadUNet, resolveWeightFiles, UNET_WEIGHTS, UNet } from '../models/unet';
 import { Tensor } from '../native/tensor';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
 import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog } from './metrics';
-import { resolveModelFolder, type ModelFolder } from './model-folder';
+import { resolveBaseModel, type BaseModel, type ModelFolder } from './model-folder';
+import { parseLenientJson } from '../config/json';
+
 import { Trainer } from './trainer';
 
 export interface FinetuneProgress {
@@ -77,6 +79,13 @@ export function prepareRecipe(input: unknown, recipeFile?: string): Recipe {
   return resolveRecipePaths(recipe, recipeFile ? path.dirname(path.resolve(recipeFile)) : process.cwd());
 }
 
+/** The U-Net a run starts from: the folder's weights, or its architecture initialised from `seed`. */
+async function openBaseUNet(base: BaseModel, recipe: Recipe): Promise<UNet> {
+  if (base.scratchConfig === undefined) return loadUNet(base.unetDir, { device: recipe.model.device, variant: recipe.model.variant });
+  const raw = parseLenientJson(readFileSync(base.scratchConfig, 'utf8'), base.scratchConfig);
+  return UNet.fromConfig(raw, { seed: recipe.train.seed, device: recipe.model.device, source: base.scratchConfig });
+}
+
 async function openScheduler(folder: ModelFolder): Promise<Scheduler> {
   return folder.schedulerConfig ? loadScheduler(folder.schedulerConfig) : Scheduler.fromConfig({ _class_name: 'DDPMScheduler' }, { source: 'DDPMScheduler defaults' });
 }
@@ -84,8 +93,8 @@ async function openScheduler(folder: ModelFolder): Promise<Scheduler> {
 /** The parameter plan alone (what `--dry-run` prints): nothing trains, no data is read. */
 export async function planRecipe(input: unknown, recipeFile?: string): Promise<FreezePlan> {
   const recipe = prepareRecipe(input, recipeFile);
-  const folder = resolveModelFolder(recipe.model.pretrained);
-  using unet = await loadUNet(folder.unetDir, { device: recipe.model.device, variant: recipe.model.variant });
+  const folder = resolveBaseModel(recipe.model, (dir) => resolveWeightFiles(dir, recipe.model.variant));
+  using unet = await openBaseUNet(folder, recipe);
   const parameters = await unet.parameters();
   if (!recipe.lora) return planFreeze(parameters, recipe.freeze, { ema: recipe.train.ema !== null });
   const plan = planLoraBase(parameters);
@@ -136,9 +145,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const log = options.onLog ?? (() => undefined);
   const recipe = prepareRecipe(input, options.recipeFile);
   const t = recipe.train;
-  const folder = resolveModelFolder(recipe.model.pretrained);
-  const baseFiles = resolveWeightFiles(folder.unetDir, recipe.model.variant);
-  const base = { path: folder.unetDir, sha256: await hashFiles(baseFiles) };
+  const folder = resolveBaseModel(recipe.model, (dir) => resolveWeightFiles(dir, recipe.model.variant));
+  const base = { path: folder.describe, sha256: await hashFiles(folder.identity) };
 
   // Resume: the checkpoint's weights replace the base weights before the optimizer and EMA exist.
   let resumed: { dir: string; state: CheckpointState } | undefined;
@@ -154,7 +162,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const lora = recipe.lora;
   // A LoRA run always starts from the base weights; its checkpoints hold only the adapters.
   const fromCheckpoint = resumed !== undefined && lora === null;
-  using unet = await loadUNet(fromCheckpoint ? path.join(resumed!.dir, UNET_DIR) : folder.unetDir, { device: recipe.model.device, variant: fromCheckpoint ? undefined : recipe.model.variant });
+  using unet = fromCheckpoint ? await loadUNet(path.join(resumed!.dir, UNET_DIR), { device: recipe.model.device }) : await openBaseUNet(folder, recipe);
   if (unet.isConditional && !requiresClassLabels(unet)) {
     throw new ConfigError('model.pretrained: fine-tuning a text-conditioned UNet2DConditionModel needs captions encoded by its text encoder, which arrives with text-to-image support; UNet2DModel (and class-conditional) models train now');
   }

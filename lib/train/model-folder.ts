@@ -16,6 +16,29 @@ export interface ModelFolder {
   pipelineDir: string | undefined;
 }
 
+/** What a recipe's `model` section starts from: a folder's weights, or an architecture trained from scratch. */
+export interface BaseModel extends ModelFolder {
+  /** The config.json to initialise from (from-scratch runs); undefined: load the folder's weights. */
+  scratchConfig: string | undefined;
+  /** Files whose sha256 identifies the base (weights, or the config of a from-scratch run). */
+  identity: string[];
+  describe: string;
+}
+
+export function resolveBaseModel(model: { pretrained?: string; config?: string; scheduler?: string; scratch: boolean; variant?: string }, weightFiles: (dir: string) => string[]): BaseModel {
+  if (model.config !== undefined) {
+    if (!fs.existsSync(model.config)) throw new ConfigError(`model.config: ${model.config} does not exist (expected a U-Net config.json)`);
+    if (model.scheduler !== undefined && !fs.existsSync(model.scheduler)) throw new ConfigError(`model.scheduler: ${model.scheduler} does not exist`);
+    return { unetDir: path.dirname(model.config), schedulerConfig: model.scheduler, pipelineDir: undefined, scratchConfig: model.config, identity: [model.config], describe: `${model.config} (from scratch)` };
+  }
+  const folder = resolveModelFolder(model.pretrained!);
+  if (model.scratch) {
+    const config = path.join(folder.unetDir, 'config.json');
+    return { ...folder, scratchConfig: config, identity: [config], describe: `${folder.unetDir} architecture (from scratch)` };
+  }
+  return { ...folder, scratchConfig: undefined, identity: weightFiles(folder.unetDir), describe: folder.unetDir };
+}
+
 export function resolveModelFolder(pretrained: string): ModelFolder {
   if (!fs.existsSync(pretrained) || !fs.statSync(pretrained).isDirectory()) {
     throw new ConfigError(`model.pretrained: ${pretrained} is not a folder (expected a diffusers U-Net folder or pipeline folder)`);
