@@ -1,6 +1,7 @@
 /** Tensor operations that pipeline code needs between model calls, computed natively. */
 import { expected } from '../errors';
 import { callAsync, loadNative } from './load';
+import type { Generator } from './generator';
 import { Tensor } from './tensor';
 
 /** torch.cat(tensors, dim). */
@@ -17,4 +18,11 @@ export async function classifierFreeGuidance(output: Tensor, guidanceScale: numb
   const native = loadNative();
   const handle = output.native;
   return new Tensor(await callAsync(() => native.classifierFreeGuidance(handle, guidanceScale)));
+}
+
+/** Standard-normal float32 noise; with a generator, drawn on the CPU and reproducible on every device. */
+export async function randn(shape: readonly number[], options: { device?: string; generator?: Generator } = {}): Promise<Tensor> {
+  const native = loadNative();
+  const generator = options.generator?.native;
+  return new Tensor(await callAsync(() => native.randn([...shape], options.device ?? 'cpu', generator)));
 }

@@ -324,6 +324,8 @@ export interface NativeAddon {
   pendingJobs(): number;
   /** torch.cat(tensors, dim). */
   concat(tensors: NativeTensor[], dim: number): Promise<NativeTensor>;
+  /** N(0, 1) float32 noise, drawn on the CPU from the generator when given, then moved to `device`. */
+  randn(shape: readonly number[], device: string, generator?: NativeGenerator): Promise<NativeTensor>;
   /** (u, c) = output.chunk(2) along the batch; u + scale·(c − u). */
   classifierFreeGuidance(output: NativeTensor, guidanceScale: number): Promise<NativeTensor>;
   /** A decoded image batch, uint8 [N, H, W, C] (copied at the call), as float32 [N, C, H, W] in [-1, 1]. */

@@ -49,6 +49,10 @@ export function resolveModelFolder(pretrained: string): ModelFolder {
     if (!fs.existsSync(path.join(unetDir, 'config.json'))) throw new ConfigError(`model.pretrained: the pipeline folder ${pretrained} has no unet/config.json`);
     return { unetDir, schedulerConfig: firstExisting([path.join(pretrained, 'scheduler', SCHEDULER_CONFIG_FILE)]), pipelineDir: pretrained };
   }
+  if (!fs.existsSync(path.join(pretrained, 'config.json')) && fs.existsSync(path.join(pretrained, 'unet', 'config.json'))) {
+    // A fine-tuning output folder: unet/ and scheduler/ without a model_index.json.
+    return { unetDir: path.join(pretrained, 'unet'), schedulerConfig: firstExisting([path.join(pretrained, 'scheduler', SCHEDULER_CONFIG_FILE)]), pipelineDir: undefined };
+  }
   if (!fs.existsSync(path.join(pretrained, 'config.json'))) {
     throw new ConfigError(`model.pretrained: ${pretrained} has neither model_index.json (a pipeline) nor config.json (a U-Net)`);
   }

@@ -3,6 +3,7 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
+#include "binding/generator_wrap.h"
 #include "binding/tensor_wrap.h"
 #include "tensor/ops.h"
 
@@ -36,10 +37,24 @@ Napi::Value guidanceJs(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value randnJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    std::vector<int64_t> shape = expectShape(argAt(info, 0), "shape");
+    std::string device = expectString(argAt(info, 1), "device");
+    Napi::Value g = argAt(info, 2);
+    bool seeded = !g.IsUndefined() && !g.IsNull();
+    Generator generator = seeded ? GeneratorWrap::unwrapArg(g, "generator") : Generator();
+    return addonState(env).compute->run(
+        env, [shape, device, generator, seeded] { return randn(shape, device, seeded ? &generator : nullptr); }, tensorResult);
+  });
+}
+
 }  // namespace
 
 void registerOps(Napi::Env env, Napi::Object exports) {
   exports.Set("concat", Napi::Function::New<concatJs>(env, "concat"));
+  exports.Set("randn", Napi::Function::New<randnJs>(env, "randn"));
   exports.Set("classifierFreeGuidance", Napi::Function::New<guidanceJs>(env, "classifierFreeGuidance"));
 }
 

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "tensor/failure.h"
+#include "tensor/generator_data.h"
 #include "tensor/tensor_data.h"
 
 namespace difftune {
@@ -12,6 +13,14 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   std::vector<at::Tensor> list;
   for (const auto& t : tensors) list.push_back(unwrap(t));
   return wrap(at::cat(list, dim));
+}
+
+Tensor randn(const std::vector<int64_t>& shape, const std::string& device, const Generator* generator) {
+  std::string problem = checkDevice(device);
+  if (!problem.empty()) throw InvalidArgument(problem);
+  at::Tensor cpu = generator ? at::randn(shape, generator->data()->value, at::TensorOptions().dtype(at::kFloat))
+                             : at::randn(shape, at::TensorOptions().dtype(at::kFloat));
+  return wrap(device == "cpu" ? cpu : cpu.to(c10::Device(device)));
 }
 
 Tensor classifierFreeGuidance(const Tensor& output, double scale) {

@@ -4,12 +4,16 @@
 
 #include <vector>
 
+#include "tensor/generator.h"
 #include "tensor/tensor.h"
 
 namespace difftune {
 
 // torch.cat(tensors, dim).
 Tensor concat(const std::vector<Tensor>& tensors, int64_t dim);
+// Standard-normal noise of `shape` (float32) on `device`, drawn on the CPU from `generator` when given
+// (so a seed gives the same numbers on every device, as diffusers' randn_tensor with a CPU generator).
+Tensor randn(const std::vector<int64_t>& shape, const std::string& device, const Generator* generator);
 // Classifier-free guidance: (u, c) = output.chunk(2) along the batch; u + scale·(c − u).
 Tensor classifierFreeGuidance(const Tensor& output, double scale);
 

@@ -1,0 +1,113 @@
+/**
+ * `npm run sample -- --model <folder> [--lora <file>] [--scheduler ddpm|ddim|pndm|euler|dpmpp]
+ * [--steps N] [--seed S] [--count N] [--class-label K] [--eta E] --out grid.png`: a PNG grid.
+ * The model folder's own scheduler (or DDPM defaults) unless --scheduler picks another class.
+ */
+import * as path from 'path';
+import type { Writable } from 'stream';
+import { ConfigError } from '../errors';
+import { readLoraFile } from '../models/lora';
+import { loadUNet } from '../models/unet';
+import { loadScheduler, Scheduler } from '../schedulers/scheduler';
+import { resolveModelFolder } from '../train/model-folder';
+import { toImages, writeGrid } from './image';
+import { sample } from './pipeline';
+
+const SCHEDULERS = {
+  ddpm: 'DDPMScheduler',
+  ddim: 'DDIMScheduler',
+  pndm: 'PNDMScheduler',
+  euler: 'EulerDiscreteScheduler',
+  dpmpp: 'DPMSolverMultistepScheduler',
+} as const;
+
+interface Args {
+  model?: string;
+  lora?: string;
+  scheduler?: keyof typeof SCHEDULERS;
+  steps?: number;
+  seed: number;
+  count: number;
+  classLabel?: number;
+  eta?: number;
+  out?: string;
+  stack: boolean;
+}
+
+function intArg(name: string, value: string | undefined, min: number): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`${name}: expected an integer ≥ ${min} but found ${JSON.stringify(value)}`);
+  return n;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const a: Args = { seed: 0, count: 16, stack: false };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = () => argv[++i];
+    if (k === '--model') a.model = v();
+    else if (k === '--lora') a.lora = v();
+    else if (k === '--scheduler') {
+      const s = v();
+      if (!s || !(s in SCHEDULERS)) throw new ConfigError(`--scheduler: expected one of ${Object.keys(SCHEDULERS).join(', ')} but found ${JSON.stringify(s)}`);
+      a.scheduler = s as keyof typeof SCHEDULERS;
+    } else if (k === '--steps') a.steps = intArg('--steps', v(), 1);
+    else if (k === '--seed') a.seed = intArg('--seed', v(), 0);
+    else if (k === '--count') a.count = intArg('--count', v(), 1);
+    else if (k === '--class-label') a.classLabel = intArg('--class-label', v(), 0);
+    else if (k === '--eta') a.eta = Number(v());
+    else if (k === '--out') a.out = v();
+    else if (k === '--stack') a.stack = true;
+    else throw new ConfigError(`unknown argument ${k} (see the usage in README: npm run sample -- --model <folder> --out grid.png)`);
+  }
+  if (!a.model) throw new ConfigError('--model <folder> is required');
+  if (!a.out) throw new ConfigError('--out <grid.png> is required');
+  return a;
+}
+
+export async function runSampleCli(argv: readonly string[], out: Writable, err: Writable): Promise<number> {
+  let stack = argv.includes('--stack');
+  try {
+    const a = parseArgs(argv);
+    stack = a.stack;
+    const folder = resolveModelFolder(path.resolve(a.model!));
+    using unet = await loadUNet(folder.unetDir);
+    if (a.lora) {
+      const modules = (await unet.parameters()).filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -7));
+      const { entries } = await readLoraFile(a.lora, modules);
+      try {
+        await unet.setLora(entries);
+      } finally {
+        for (const e of entries) [e.A, e.B].forEach((t) => t.dispose());
+      }
+    }
+    const className = a.scheduler ? SCHEDULERS[a.scheduler] : undefined;
+    using scheduler = folder.schedulerConfig
+      ? await loadScheduler(folder.schedulerConfig, { className })
+      : await Scheduler.fromConfig({ _class_name: className ?? 'DDPMScheduler' });
+    const steps = a.steps ?? (scheduler.className === 'DDPMScheduler' ? 1000 : 50);
+    const classLabels = a.classLabel !== undefined ? Array.from({ length: a.count }, () => a.classLabel!) : undefined;
+    const started = Date.now();
+    let last = 0;
+    using samples = await sample(unet, scheduler, {
+      batchSize: a.count,
+      steps,
+      seed: a.seed,
+      classLabels,
+      eta: a.eta,
+      onStep: (i, n) => {
+        if (Date.now() - last > 1000 || i === n) {
+          last = Date.now();
+          err.write(`\rsampling: step ${i}/${n}`);
+        }
+      },
+    });
+    err.write('\n');
+    await writeGrid(a.out!, await toImages(samples), { scale: unet.config.in_channels === 1 ? 2 : 1 });
+    out.write(`wrote ${a.out} (${a.count} samples, ${scheduler.className}, ${steps} steps, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    return 0;
+  } catch (error) {
+    err.write(`sample: ${error instanceof Error ? (stack ? error.stack : error.message) : String(error)}\n`);
+    return 1;
+  }
+}
