@@ -45,7 +45,7 @@ test('a grid PNG of the samples', async () => {
   const dir = path.join(FIXTURES, 'unet2d-classcond');
   using unet = await loadUNet(dir);
   using scheduler = await loadScheduler(path.join(dir, 'scheduler'));
-  using s = await sample(unet, scheduler, { batchSize: 6, steps: 2, seed: 1, classLabels: [0, 1, 2, 3, 4, 5] });
+  using s = await sample(unet, scheduler, { batchSize: 6, steps: 2, seed: 1, classLabels: [0, 1, 2, 3, 4, 5], height: 16, width: 16 });
   const images = await toImages(s);
   expect(images).toMatchObject({ count: 6, height: 16, width: 16, channels: 1 });
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-grid-')), 'grid.png');
