@@ -1,0 +1,78 @@
+/**
+ * A small line chart as SVG (loss curves): axes with ticks, one polyline per series, a legend.
+ * Rendered to PNG by sharp (librsvg); no browser or canvas needed. Pure.
+ */
+export interface Series {
+  name: string;
+  color: string;
+  points: ReadonlyArray<readonly [number, number]>;
+}
+
+export interface ChartOptions {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  width?: number;
+  height?: number;
+  /** Log scale on y (losses span decades early in training). */
+  logY?: boolean;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!);
+}
+
+function niceTicks(min: number, max: number, count: number): number[] {
+  if (!(max > min)) return [min];
+  const step = 10 ** Math.floor(Math.log10((max - min) / count));
+  const err = ((max - min) / count) / step;
+  const nice = step * (err >= 7.5 ? 10 : err >= 3.5 ? 5 : err >= 1.5 ? 2 : 1);
+  const ticks: number[] = [];
+  for (let v = Math.ceil(min / nice) * nice; v <= max + nice * 1e-9; v += nice) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
+function format(v: number): string {
+  return Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(3)));
+}
+
+export function lineChart(series: readonly Series[], options: ChartOptions): string {
+  const width = options.width ?? 640;
+  const height = options.height ?? 400;
+  const m = { left: 64, right: 16, top: 36, bottom: 48 };
+  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y) && (!options.logY || y > 0));
+  const xs = all.map(([x]) => x);
+  const ys = all.map(([, y]) => (options.logY ? Math.log10(y) : y));
+  const [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
+  let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
+  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
+  const pad = (y1 - y0) * 0.05;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const px = (x: number) => m.left + ((x - x0) / (x1 - x0 || 1)) * (width - m.left - m.right);
+  const py = (y: number) => height - m.bottom - ((y - y0) / (y1 - y0)) * (height - m.top - m.bottom);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(options.title)}</text>`,
+  ];
+  for (const t of niceTicks(x0, x1, 6)) {
+    out.push(`<line x1="${px(t)}" y1="${m.top}" x2="${px(t)}" y2="${height - m.bottom}" stroke="#eee"/>`);
+    out.push(`<text x="${px(t)}" y="${height - m.bottom + 16}" text-anchor="middle">${format(t)}</text>`);
+  }
+  for (const t of niceTicks(y0, y1, 6)) {
+    out.push(`<line x1="${m.left}" y1="${py(t)}" x2="${width - m.right}" y2="${py(t)}" stroke="#eee"/>`);
+    out.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end">${format(options.logY ? 10 ** t : t)}</text>`);
+  }
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" fill="none" stroke="#333"/>`);
+  out.push(`<text x="${(m.left + width - m.right) / 2}" y="${height - 12}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
+  out.push(`<text transform="translate(16 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}${options.logY ? ' (log)' : ''}</text>`);
+  series.forEach((s, i) => {
+    const pts = s.points.filter(([, y]) => Number.isFinite(y) && (!options.logY || y > 0)).map(([x, y]) => `${px(x).toFixed(1)},${py(options.logY ? Math.log10(y) : y).toFixed(1)}`);
+    if (pts.length) out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(' ')}"/>`);
+    const ly = m.top + 16 + i * 18;
+    out.push(`<line x1="${width - m.right - 150}" y1="${ly - 4}" x2="${width - m.right - 130}" y2="${ly - 4}" stroke="${s.color}" stroke-width="3"/>`);
+    out.push(`<text x="${width - m.right - 124}" y="${ly}">${escapeXml(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}

@@ -1,0 +1,30 @@
+/**
+ * npm run pretrain:mnist [-- --set resume=latest]: trains the embedded base model (recipes/pretrain-mnist.json)
+ * and packages it into models/mnist-ddpm. It checkpoints and resumes like any fine-tune.
+ */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { applyOverrides } from '../lib/config/recipe';
+import { parseLenientJson } from '../lib/config/json';
+import { packageBaseModel } from '../lib/demo/base-model';
+import { packageRoot } from '../lib/native/load';
+import { finetune } from '../lib/train/finetune';
+import { progressLine } from '../lib/train/cli';
+
+async function main(): Promise<void> {
+  const root = packageRoot();
+  const recipeFile = path.join(root, 'recipes', 'pretrain-mnist.json');
+  const sets: string[] = [];
+  for (let i = 2; i < process.argv.length; i++) if (process.argv[i] === '--set') sets.push(process.argv[++i] ?? '');
+  const raw = applyOverrides(parseLenientJson(await fs.readFile(recipeFile, 'utf8'), recipeFile), sets);
+  const result = await finetune(raw, { recipeFile, onLog: (l) => console.log(l), onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()) });
+  if (result.status !== 'completed') throw new Error('pretraining stopped early; run again with --set resume=latest');
+  const target = path.join(root, 'models', 'mnist-ddpm');
+  await packageBaseModel(result, target, recipeFile);
+  console.log(`base model written to ${target}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(`pretrain:mnist: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
