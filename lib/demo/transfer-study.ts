@@ -1,0 +1,114 @@
+/**
+ * The transfer study: one base recipe (model, data, validation, train budget) run several ways —
+ * from scratch, full fine-tune, each freezing preset, LoRA — with a table and a plot of held-out
+ * loss, trainable parameters and time per step. It answers "what should I freeze?" on your own data.
+ */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import sharp from 'sharp';
+import { SafetensorsFile } from '../checkpoint/safetensors';
+import { renderReport } from '../report/html';
+import { lineChart } from '../report/svg-chart';
+import { finetune } from '../train/finetune';
+
+export interface StudyVariant {
+  name: string;
+  /** Merged over the base recipe (freeze, lora, model.scratch, train.lr ...). */
+  overrides: Record<string, unknown>;
+}
+
+export interface StudyRow {
+  name: string;
+  trainableParams: number;
+  trainablePercent: number;
+  heldOutLoss: number;
+  secondsPerStep: number;
+  curve: Array<{ step: number; loss: number }>;
+}
+
+const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+
+/** The default ways to run: scratch (10× the fine-tuning lr, cosine with warmup), full, the presets, LoRA. */
+export function defaultVariants(lr: number): StudyVariant[] {
+  const ft = (name: string, freeze: Record<string, unknown>): StudyVariant => ({ name, overrides: { freeze } });
+  return [
+    { name: 'from scratch', overrides: { model: { scratch: true }, train: { lr: lr * 10, lrSchedule: { name: 'cosine', warmupSteps: 0 } } } },
+    ft('full', { preset: 'full' }),
+    ft('encoder-frozen', { preset: 'encoder-frozen' }),
+    ft('decoder-only', { preset: 'decoder-only' }),
+    ft('attention-only', { preset: 'attention-only' }),
+    ft('bias-norm', { preset: 'bias-norm' }),
+    { name: 'LoRA r8 (attention + conv)', overrides: { lora: { rank: 8, convolutions: true }, train: { lr: lr * 10 } } },
+  ];
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' && !Array.isArray(b) ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
+export function studyTable(rows: readonly StudyRow[]): string {
+  const lines = ['| run | trainable parameters | held-out loss | s / step |', '|---|---:|---:|---:|'];
+  for (const r of rows) lines.push(`| ${r.name} | ${r.trainableParams.toLocaleString('en-US')} (${r.trainablePercent.toFixed(1)}%) | ${r.heldOutLoss.toFixed(4)} | ${r.secondsPerStep.toFixed(3)} |`);
+  return lines.join('\n');
+}
+
+export async function runTransferStudy(recipe: Record<string, unknown>, recipeFile: string, out: string, variants: readonly StudyVariant[], log: (line: string) => void = () => undefined): Promise<StudyRow[]> {
+  await fs.mkdir(out, { recursive: true });
+  const rows: StudyRow[] = [];
+  for (const [i, v] of variants.entries()) {
+    const dir = path.join(out, `run-${i}-${v.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`);
+    await fs.rm(dir, { recursive: true, force: true });
+    log(`${v.name}`);
+    const started = Date.now();
+    const r = await finetune(merge({ ...recipe, checkpoint: { every: 0, keep: 1 }, resume: undefined }, { ...v.overrides, output: dir }), { recipeFile });
+    const seconds = (Date.now() - started) / 1000;
+    const lora = r.loraFile !== undefined;
+    const trainable = lora ? await loraParams(r.loraFile!) : r.plan.totals.trainableNumel;
+    rows.push({
+      name: v.name,
+      trainableParams: trainable,
+      trainablePercent: (100 * trainable) / r.plan.totals.numel,
+      heldOutLoss: r.validation[r.validation.length - 1]!.loss,
+      secondsPerStep: seconds / Math.max(1, r.steps),
+      curve: r.validation,
+    });
+    log(`  held-out loss ${rows[rows.length - 1]!.heldOutLoss.toFixed(4)}, ${rows[rows.length - 1]!.secondsPerStep.toFixed(3)} s/step`);
+  }
+  const svg = lineChart(
+    rows.map((r, i) => ({ name: r.name, color: COLORS[i % COLORS.length]!, points: r.curve.map((c) => [c.step, c.loss] as const) })),
+    { title: 'Held-out loss vs step', xLabel: 'training step', yLabel: 'held-out loss', logY: true, width: 760, height: 460 },
+  );
+  await fs.writeFile(path.join(out, 'loss.svg'), svg);
+  await sharp(Buffer.from(svg)).png().toFile(path.join(out, 'loss.png'));
+  const table = studyTable(rows);
+  await fs.writeFile(path.join(out, 'study.md'), `${table}\n`);
+  await fs.writeFile(path.join(out, 'study.json'), `${JSON.stringify(rows, null, 2)}\n`);
+  await fs.writeFile(
+    path.join(out, 'report.html'),
+    renderReport('difftune transfer study', [
+      {
+        title: 'Runs',
+        blocks: [
+          { kind: 'table', header: ['run', 'trainable parameters', '% trained', 'held-out loss', 's / step'], rows: rows.map((r) => [r.name, r.trainableParams.toLocaleString('en-US'), r.trainablePercent.toFixed(2), r.heldOutLoss.toFixed(5), r.secondsPerStep.toFixed(3)]) },
+        ],
+      },
+      { title: 'Held-out loss', blocks: [{ kind: 'images', items: [{ src: 'loss.png', caption: 'held-out loss vs step (log scale)' }] }] },
+      { title: 'Recipe', blocks: [{ kind: 'pre', text: JSON.stringify(recipe, null, 2) }] },
+    ]),
+  );
+  return rows;
+}
+
+async function loraParams(file: string): Promise<number> {
+  const f = await SafetensorsFile.open(file);
+  try {
+    return [...f.tensors.values()].reduce((n, t) => n + t.numel, 0);
+  } finally {
+    await f.close();
+  }
+}
