@@ -26,7 +26,9 @@ export async function packageBaseModel(result: FinetuneResult, target: string, r
   const params = (await unet.parameters()).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
   // The whole run's held-out losses, across resumes: metrics.jsonl keeps them all.
   const lines = (await fs.readFile(path.join(result.output, 'metrics.jsonl'), 'utf8')).trim().split('\n');
-  const v = lines.map((l) => JSON.parse(l) as { step: number; validationLoss?: number }).filter((e) => e.validationLoss !== undefined).map((e) => ({ step: e.step, loss: e.validationLoss! }));
+  const entries = lines.map((l) => JSON.parse(l) as { step: number; loss?: number; validationLoss?: number });
+  const v = entries.filter((e) => e.validationLoss !== undefined).map((e) => ({ step: e.step, loss: e.validationLoss! }));
+  const lastTrain = entries.filter((e) => e.loss !== undefined).pop();
   const recipe = await fs.readFile(recipeFile, 'utf8');
   const card = `# mnist-ddpm — difftune's embedded base model
 
@@ -36,7 +38,7 @@ of each digit's images). It is the pretrained model the transfer demo fine-tunes
 
 - Made with \`npm run pretrain:mnist\` (recipe below), ${result.steps} optimizer steps of batch 32, AdamW, cosine
   learning-rate schedule with warmup, EMA of the weights (decay 0.999; the EMA weights are saved).
-- Final training loss ${result.finalLoss.toFixed(4)}; held-out loss (MNIST test split, fixed noise and timesteps)
+- Last training loss ${lastTrain ? `${lastTrain.loss!.toFixed(4)} (step ${lastTrain.step})` : 'not logged'}; held-out loss (MNIST test split, fixed noise and timesteps)
   ${v.length ? `${v[0]!.loss.toFixed(4)} at step 0 → ${v[v.length - 1]!.loss.toFixed(4)} at step ${v[v.length - 1]!.step}` : 'not measured'}.
 - Scheduler: DDPM, linear betas 1e-4…0.02 over 1,000 steps, epsilon prediction.
 - \`samples.png\`: 32 samples, DDIM 50 steps, seed 0.
