@@ -3,6 +3,7 @@
  * The MNIST base model shipped in models/mnist-ddpm is fine-tuned on a little Fashion-MNIST and compared
  * with the same architecture trained from scratch; writes report.html, summary.json, grids and curves.
  */
+import { promises as fs } from 'fs';
 import * as path from 'path';
 import { runTransferDemo } from '../lib/demo/transfer-demo';
 import { packageRoot } from '../lib/native/load';
@@ -22,6 +23,30 @@ async function main(): Promise<void> {
   console.log(`\nheld-out loss after ${summary.steps} steps on ${summary.trainImages} images: fine-tuned ${h.finetuned.toFixed(4)}, from scratch ${h.scratch.toFixed(4)} (base ${h.base.toFixed(4)})`);
   console.log(summary.stepsToMatchScratch === null ? 'the fine-tuned model did not reach the from-scratch final loss' : `the fine-tuned model matched the from-scratch final loss after ${summary.stepsToMatchScratch} steps`);
   console.log(`report: ${path.join(out, 'report.html')} (${summary.seconds.toFixed(0)} s)`);
+  if (process.argv.includes('--readme')) {
+    // The README's numbers come from a run, never typed in.
+    const readme = path.join(root, 'README.md');
+    const text = await fs.readFile(readme, 'utf8');
+    const [begin, end] = ['<!-- demo:begin -->', '<!-- demo:end -->'];
+    const i = text.indexOf(begin);
+    const j = text.indexOf(end);
+    if (i < 0 || j < i) throw new Error(`README.md has no ${begin} … ${end} section to update`);
+    const lines = [
+      `Measured by \`npm run demo -- --readme\` on ${new Date().toISOString().slice(0, 10)} (2-core CPU, ${summary.seconds.toFixed(0)} s):`,
+      '',
+      '| | held-out loss |',
+      '|---|---:|',
+      `| MNIST base model, before any training on clothes | ${h.base.toFixed(4)} |`,
+      `| fine-tuned, ${summary.steps} steps on ${summary.trainImages} images | **${h.finetuned.toFixed(4)}** |`,
+      `| from scratch, same architecture, data and steps | ${h.scratch.toFixed(4)} |`,
+      '',
+      summary.stepsToMatchScratch === null
+        ? 'The fine-tuned model did not reach the from-scratch final loss within the budget.'
+        : `The fine-tuned model reached the from-scratch model's final held-out loss after ${summary.stepsToMatchScratch} of ${summary.steps} steps.`,
+    ];
+    await fs.writeFile(readme, `${text.slice(0, i + begin.length)}\n${lines.join('\n')}\n${text.slice(j)}`);
+    console.log('README.md updated');
+  }
 }
 
 main().catch((error: unknown) => {
