@@ -13,30 +13,10 @@ namespace difftune {
 
 namespace {
 
-class DDIMScheduler final : public SchedulerBase {
+class DDIMScheduler final : public IntegerTimestepScheduler {
  public:
   explicit DDIMScheduler(const SchedulerConfig& config)
-      : SchedulerBase(config), finalAlphaCumprod_(config.setAlphaToOne ? 1.0f : alphaProd(0)) {
-    for (int64_t t = config.numTrainTimesteps - 1; t >= 0; --t) timesteps_.push_back(t);
-  }
-
-  void setTimesteps(int64_t n) override {
-    if (n < 1 || n > config_.numTrainTimesteps) {
-      throw InvalidArgument("Expected an integer in [1, " + std::to_string(config_.numTrainTimesteps) +
-                            "] (num_train_timesteps) for numInferenceSteps but received " + std::to_string(n));
-    }
-    timesteps_ = ddpmTimesteps(config_.timestepSpacing, config_.numTrainTimesteps, n, config_.stepsOffset);
-    numInferenceSteps_ = n;
-  }
-
-  ScheduleInfo schedule() const override {
-    return {wrap(at::tensor(timesteps_, at::kLong)), Tensor(), 1.0, numInferenceSteps_};
-  }
-
-  Tensor scaleModelInput(const Tensor& sample, double) override {
-    floatTensorArg(sample, "sample");
-    return sample;
-  }
+      : IntegerTimestepScheduler(config), finalAlphaCumprod_(config.setAlphaToOne ? 1.0f : alphaProd(0)) {}
 
   StepResult step(const Tensor& modelOutputArg, double timestep, const Tensor& sampleArg, const StepOptions& options) override {
     if (numInferenceSteps_ == 0) throw InvalidArgument("DDIMScheduler.step: call setTimesteps() first");
@@ -102,8 +82,6 @@ class DDIMScheduler final : public SchedulerBase {
 
  private:
   const float finalAlphaCumprod_;
-  std::vector<int64_t> timesteps_;
-  int64_t numInferenceSteps_ = 0;
 };
 
 }  // namespace

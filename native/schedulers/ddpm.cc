@@ -13,29 +13,9 @@ namespace difftune {
 
 namespace {
 
-class DDPMScheduler final : public SchedulerBase {
+class DDPMScheduler final : public IntegerTimestepScheduler {
  public:
-  explicit DDPMScheduler(const SchedulerConfig& config) : SchedulerBase(config) {
-    for (int64_t t = config.numTrainTimesteps - 1; t >= 0; --t) timesteps_.push_back(t);
-  }
-
-  void setTimesteps(int64_t n) override {
-    if (n < 1 || n > config_.numTrainTimesteps) {
-      throw InvalidArgument("Expected an integer in [1, " + std::to_string(config_.numTrainTimesteps) +
-                            "] (num_train_timesteps) for numInferenceSteps but received " + std::to_string(n));
-    }
-    timesteps_ = ddpmTimesteps(config_.timestepSpacing, config_.numTrainTimesteps, n, config_.stepsOffset);
-    numInferenceSteps_ = n;
-  }
-
-  ScheduleInfo schedule() const override {
-    return {wrap(at::tensor(timesteps_, at::kLong)), Tensor(), 1.0, numInferenceSteps_};
-  }
-
-  Tensor scaleModelInput(const Tensor& sample, double) override {
-    floatTensorArg(sample, "sample");
-    return sample;
-  }
+  explicit DDPMScheduler(const SchedulerConfig& config) : IntegerTimestepScheduler(config) {}
 
   StepResult step(const Tensor& modelOutputArg, double timestep, const Tensor& sampleArg, const StepOptions& options) override {
     at::Tensor modelOutput = floatTensorArg(modelOutputArg, "modelOutput");
@@ -117,9 +97,6 @@ class DDPMScheduler final : public SchedulerBase {
     return wrap(velocityAt(sample, n, trainingTimesteps(timesteps, sample)));
   }
 
- private:
-  std::vector<int64_t> timesteps_;
-  int64_t numInferenceSteps_ = 0;
 };
 
 }  // namespace

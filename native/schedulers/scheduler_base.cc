@@ -1,4 +1,5 @@
 #include "schedulers/scheduler_base.h"
+#include "schedulers/timestep_spacing.h"
 
 #include <ATen/ATen.h>
 
@@ -188,6 +189,28 @@ int64_t indexForTimestep(const std::vector<double>& schedule, double timestep) {
     first = static_cast<int64_t>(i);
   }
   return first;
+}
+
+IntegerTimestepScheduler::IntegerTimestepScheduler(const SchedulerConfig& config) : SchedulerBase(config) {
+  for (int64_t t = config.numTrainTimesteps - 1; t >= 0; --t) timesteps_.push_back(t);
+}
+
+void IntegerTimestepScheduler::setTimesteps(int64_t n) {
+  if (n < 1 || n > config_.numTrainTimesteps) {
+    throw InvalidArgument("Expected an integer in [1, " + std::to_string(config_.numTrainTimesteps) +
+                          "] (num_train_timesteps) for numInferenceSteps but received " + std::to_string(n));
+  }
+  timesteps_ = ddpmTimesteps(config_.timestepSpacing, config_.numTrainTimesteps, n, config_.stepsOffset);
+  numInferenceSteps_ = n;
+}
+
+ScheduleInfo IntegerTimestepScheduler::schedule() const {
+  return {wrap(at::tensor(timesteps_, at::kLong)), Tensor(), 1.0, numInferenceSteps_};
+}
+
+Tensor IntegerTimestepScheduler::scaleModelInput(const Tensor& sample, double) {
+  floatTensorArg(sample, "sample");
+  return sample;
 }
 
 }  // namespace difftune

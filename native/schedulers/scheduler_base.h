@@ -66,4 +66,18 @@ at::Tensor perBatch(const at::Tensor& values, const at::Tensor& like);
 // occurs more than once (so img2img starting mid-schedule does not skip a step); -1 when absent.
 int64_t indexForTimestep(const std::vector<double>& schedule, double timestep);
 
+// DDPM and DDIM: integer timesteps counting down from num_train_timesteps − 1, spaced by
+// timestep_spacing, and no input scaling.
+class IntegerTimestepScheduler : public SchedulerBase {
+ public:
+  explicit IntegerTimestepScheduler(const SchedulerConfig& config);
+  void setTimesteps(int64_t n) override;
+  ScheduleInfo schedule() const override;
+  Tensor scaleModelInput(const Tensor& sample, double timestep) override;
+
+ protected:
+  std::vector<int64_t> timesteps_;
+  int64_t numInferenceSteps_ = 0;
+};
+
 }  // namespace difftune
