@@ -370,10 +370,13 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // The final model: EMA weights where an EMA was kept (as diffusers' training scripts save them).
   const unetDir = path.join(recipe.output, UNET_DIR);
   const schedulerDir = path.join(recipe.output, 'scheduler');
+  // Training is over: detach the optimizer from the model (LoRA adapters may now be replaced or merged).
+  const emaWeights = status === 'completed' && ema ? await trainer.emaWeights() : undefined;
+  trainer.dispose();
   if (status === 'completed') {
     if (ema && lora) {
       // The averaged adapters replace the trained ones.
-      const weights = await trainer.emaWeights();
+      const weights = emaWeights!;
       const entries = await unet.loraEntries();
       try {
         await unet.setLora(
@@ -385,7 +388,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
         for (const e of entries) [e.A, e.B].forEach((x) => x.dispose());
       }
     } else if (ema) {
-      const weights = await trainer.emaWeights();
+      const weights = emaWeights!;
       const current = await unet.stateDict();
       try {
         for (const [name, w] of weights) {

@@ -189,9 +189,12 @@ Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config) 
   }
   m.lossScale = config.mixedPrecision == "fp16" ? config.lossScale : 1.0;
   m.model->setTraining(true);
+  m.model->attachTrainer();
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  if (impl_ && impl_->model) impl_->model->detachTrainer();
+}
 
 MicroResult Trainer::accumulate(const MicroBatch& batch) {
   Impl& m = *impl_;

@@ -211,7 +211,13 @@ LoraTarget findTarget(std::map<std::string, LoraTarget>& targets, const std::str
 
 }  // namespace
 
+void UNetModel::requireNoTrainer(const char* what) const {
+  if (trainers_.load() > 0)
+    throw InvalidArgument(std::string("cannot ") + what + " while a Trainer is attached to this U-Net: dispose the Trainer first");
+}
+
 void UNetModel::addLora(const LoraOptions& o) {
+  requireNoTrainer("add LoRA adapters");
   if (o.rank < 1) throw InvalidArgument("Expected a positive LoRA rank but received " + std::to_string(o.rank));
   if (o.targets.empty()) throw InvalidArgument("LoRA needs at least one target layer");
   if (o.init != "kaiming" && o.init != "gaussian")
@@ -250,6 +256,7 @@ void UNetModel::addLora(const LoraOptions& o) {
 }
 
 void UNetModel::setLora(const std::vector<LoraEntry>& entries, double dropout) {
+  requireNoTrainer("replace LoRA adapters");
   auto targets = loraTargets(*unet_);
   std::vector<std::pair<LoraTarget, std::shared_ptr<LoraAdapter>>> planned;
   for (const auto& e : entries) {
@@ -296,6 +303,7 @@ std::vector<LoraEntry> UNetModel::loraEntries() const {
 }
 
 void UNetModel::mergeLora() {
+  requireNoTrainer("merge LoRA adapters");
   at::NoGradGuard noGrad;
   for (auto& [name, t] : loraTargets(*unet_)) {
     LoraTarget target = t;
@@ -308,6 +316,7 @@ void UNetModel::mergeLora() {
 }
 
 void UNetModel::removeLora() {
+  requireNoTrainer("remove LoRA adapters");
   for (auto& [name, t] : loraTargets(*unet_)) {
     LoraTarget target = t;
     target.slot().reset();

@@ -2,6 +2,7 @@
 // binding files never include torch headers. Every method may be slow: call them on the compute thread.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -98,10 +99,16 @@ class UNetModel {
   // The module tree, for the trainer (which lives in native/ too and includes unet.h itself).
   UNet& unet() { return *unet_; }
   const UNetRuntimeOptions& options() const { return options_; }
+  // A Trainer holds the addresses of the parameter slots it updates: while one is attached, changes
+  // that would free or replace slots (adding, loading, merging or removing LoRA adapters) are refused.
+  void attachTrainer() { ++trainers_; }
+  void detachTrainer() { --trainers_; }
 
  private:
   std::unique_ptr<UNet> unet_;
   UNetRuntimeOptions options_;
+  std::atomic<int> trainers_{0};
+  void requireNoTrainer(const char* what) const;
 };
 
 }  // namespace difftune

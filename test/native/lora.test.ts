@@ -133,3 +133,18 @@ test('LoRA weights that do not fit a layer are refused by name', async () => {
   await expect(unet.setLora([{ module: 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', A, B, alpha: 4 }])).rejects.toThrow(/do not fit the layer/);
   await expect(unet.setLora([{ module: 'nope', A, B, alpha: 4 }])).rejects.toThrow(/"nope" is not a Linear or Conv2d layer/);
 });
+
+test('adapters cannot be removed, replaced or merged while a Trainer updates them (no dangling slots)', async () => {
+  using unet = await loadUNet(COND);
+  const modules = loraTargetModules((await unet.parameters()).map((p) => p.name), loraOptionsSchema.parse({}));
+  await unet.addLora({ targets: modules, rank: 2 });
+  using scheduler = await loadScheduler(path.join(COND, 'scheduler'));
+  using alphasCumprod = await scheduler.alphasCumprod();
+  const trainer = await Trainer.create(unet, { trainable: loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true })), alphasCumprod, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'no' });
+  await expect(unet.removeLora()).rejects.toThrow(/while a Trainer is attached to this U-Net: dispose the Trainer first/);
+  await expect(unet.mergeLora()).rejects.toThrow(/while a Trainer is attached/);
+  await expect(unet.addLora({ targets: ['conv_in'], rank: 2 })).rejects.toThrow(/while a Trainer is attached/);
+  trainer.dispose();
+  await unet.mergeLora();
+  expect(await unet.loraEntries()).toHaveLength(0);
+});
