@@ -86,3 +86,10 @@ export { Trainer, type TrainerOptions, type TrainableParameter, type MicroBatch 
 export { recipeSchema, parseRecipe, applyOverrides, type Recipe } from './config/recipe';
 export { listCheckpoints, readCheckpointState, type CheckpointState } from './checkpoint/train-state';
 export { concat, classifierFreeGuidance } from './native/ops';
+export { sample, type SampleOptions } from './sample/pipeline';
+export { toImages, writeGrid, type Images } from './sample/image';
+export { randn } from './native/ops';
+export { Generator } from './native/generator';
+export { loraOptionsSchema, loraTargetModules, loraParameterNames, readLoraFile, saveLoraFile, LORA_WEIGHTS, type LoraOptions, type LoraEntry } from './models/lora';
+export { runTransferDemo, type DemoOptions, type DemoSummary } from './demo/transfer-demo';
+export { runTransferStudy, defaultVariants, studyTable, type StudyRow, type StudyVariant } from './demo/transfer-study';
