@@ -89,7 +89,6 @@ export { concat, classifierFreeGuidance } from './native/ops';
 export { sample, type SampleOptions } from './sample/pipeline';
 export { toImages, writeGrid, type Images } from './sample/image';
 export { randn } from './native/ops';
-export { Generator } from './native/generator';
 export { loraOptionsSchema, loraTargetModules, loraParameterNames, readLoraFile, saveLoraFile, LORA_WEIGHTS, type LoraOptions, type LoraEntry } from './models/lora';
 export { runTransferDemo, type DemoOptions, type DemoSummary } from './demo/transfer-demo';
 export { runTransferStudy, defaultVariants, studyTable, type StudyRow, type StudyVariant } from './demo/transfer-study';
