@@ -67,3 +67,32 @@ test('SIGKILL mid-checkpoint leaves the previous checkpoint intact and resumable
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('SIGINT during npm run finetune stops at the next step with a checkpoint and exit code 130', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sigint-'));
+  try {
+    const output = path.join(tmp, 'run');
+    const recipeFile = path.join(tmp, 'r.json');
+    fs.writeFileSync(recipeFile, JSON.stringify({ model: { pretrained: BASE }, data: { source: 'mnist', resolution: 16, channels: 1, limit: 32 }, train: { steps: 500, batchSize: 2, lr: 1e-3 }, output }));
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'finetune.js'), '--recipe', recipeFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let interrupted = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (!interrupted && /step 3\/500/.test(stdout)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect(interrupted).toBe(true);
+    expect(code).toBe(130);
+    expect(stdout).toMatch(/stopped: \d+ steps/);
+    const checkpoints = await listCheckpoints(output);
+    expect(checkpoints).toHaveLength(1);
+    expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(3);
+    expect(checkpoints[0]!.step).toBeLessThan(500);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
