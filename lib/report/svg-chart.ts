@@ -32,6 +32,15 @@ function niceTicks(min: number, max: number, count: number): number[] {
   return ticks;
 }
 
+/** Ticks at 1, 2 and 5 × 10^k inside [10^lo, 10^hi] (lo, hi in log10 units); decades only when that is enough. */
+function logTicks(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) for (const m of [1, 2, 5]) out.push(m * 10 ** k);
+  const inside = out.filter((v) => Math.log10(v) >= lo && Math.log10(v) <= hi);
+  const decades = inside.filter((v) => Number((v / 10 ** Math.floor(Math.log10(v) + 1e-9)).toPrecision(3)) === 1);
+  return (decades.length >= 3 ? decades : inside).map((v) => Number(v.toPrecision(6)));
+}
+
 function format(v: number): string {
   return Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(3)));
 }
@@ -59,7 +68,8 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
     out.push(`<line x1="${px(t)}" y1="${m.top}" x2="${px(t)}" y2="${height - m.bottom}" stroke="#eee"/>`);
     out.push(`<text x="${px(t)}" y="${height - m.bottom + 16}" text-anchor="middle">${format(t)}</text>`);
   }
-  for (const t of niceTicks(y0, y1, 6)) {
+  const yTicks = options.logY ? logTicks(y0, y1).map((v) => Math.log10(v)) : niceTicks(y0, y1, 6);
+  for (const t of yTicks) {
     out.push(`<line x1="${m.left}" y1="${py(t)}" x2="${width - m.right}" y2="${py(t)}" stroke="#eee"/>`);
     out.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end">${format(options.logY ? 10 ** t : t)}</text>`);
   }
