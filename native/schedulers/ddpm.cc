@@ -83,20 +83,6 @@ class DDPMScheduler final : public IntegerTimestepScheduler {
     return {wrap(prev), wrap(x0)};
   }
 
-  Tensor addNoise(const Tensor& original, const Tensor& noise, const Tensor& timesteps) override {
-    const at::Tensor& x0 = floatTensorArg(original, "originalSamples");
-    const at::Tensor& n = floatTensorArg(noise, "noise");
-    expectSameShape(x0, "originalSamples", n, "noise");
-    return wrap(addNoiseAt(x0, n, trainingTimesteps(timesteps, x0)));
-  }
-
-  Tensor getVelocity(const Tensor& sampleArg, const Tensor& noise, const Tensor& timesteps) override {
-    const at::Tensor& sample = floatTensorArg(sampleArg, "sample");
-    const at::Tensor& n = floatTensorArg(noise, "noise");
-    expectSameShape(sample, "sample", n, "noise");
-    return wrap(velocityAt(sample, n, trainingTimesteps(timesteps, sample)));
-  }
-
 };
 
 }  // namespace

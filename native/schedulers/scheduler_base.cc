@@ -213,4 +213,18 @@ Tensor IntegerTimestepScheduler::scaleModelInput(const Tensor& sample, double) {
   return sample;
 }
 
+Tensor IntegerTimestepScheduler::addNoise(const Tensor& original, const Tensor& noise, const Tensor& timesteps) {
+  const at::Tensor& x0 = floatTensorArg(original, "originalSamples");
+  const at::Tensor& n = floatTensorArg(noise, "noise");
+  expectSameShape(x0, "originalSamples", n, "noise");
+  return wrap(addNoiseAt(x0, n, trainingTimesteps(timesteps, x0)));
+}
+
+Tensor IntegerTimestepScheduler::getVelocity(const Tensor& sampleArg, const Tensor& noise, const Tensor& timesteps) {
+  const at::Tensor& sample = floatTensorArg(sampleArg, "sample");
+  const at::Tensor& n = floatTensorArg(noise, "noise");
+  expectSameShape(sample, "sample", n, "noise");
+  return wrap(velocityAt(sample, n, trainingTimesteps(timesteps, sample)));
+}
+
 }  // namespace difftune

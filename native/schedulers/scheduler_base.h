@@ -67,13 +67,15 @@ at::Tensor perBatch(const at::Tensor& values, const at::Tensor& like);
 int64_t indexForTimestep(const std::vector<double>& schedule, double timestep);
 
 // DDPM and DDIM: integer timesteps counting down from num_train_timesteps − 1, spaced by
-// timestep_spacing, and no input scaling.
+// timestep_spacing, no input scaling, and add_noise / get_velocity at training timesteps.
 class IntegerTimestepScheduler : public SchedulerBase {
  public:
   explicit IntegerTimestepScheduler(const SchedulerConfig& config);
   void setTimesteps(int64_t n) override;
   ScheduleInfo schedule() const override;
   Tensor scaleModelInput(const Tensor& sample, double timestep) override;
+  Tensor addNoise(const Tensor& original, const Tensor& noise, const Tensor& timesteps) override;
+  Tensor getVelocity(const Tensor& sample, const Tensor& noise, const Tensor& timesteps) override;
 
  protected:
   std::vector<int64_t> timesteps_;
