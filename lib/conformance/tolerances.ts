@@ -17,4 +17,14 @@ export const TOLERANCES = {
   gradient: 5e-5,
   /** Every step of a unet_sampling_loop. */
   samplingLoop: 1e-4,
+  /** CLIP text encoder outputs and loss; the pipelines' prompt embeddings. */
+  textEncoder: 1e-5,
+  /** CLIP text encoder gradients. */
+  textEncoderGradient: 5e-5,
+  /** VAE outputs (mean, logvar, std, sample, latents) and loss. */
+  vae: 2e-5,
+  /** VAE gradients. */
+  vaeGradient: 5e-5,
+  /** Text-to-image pipeline steps, the decoder input and the decoded image. */
+  pipeline: 1e-4,
 } as const;

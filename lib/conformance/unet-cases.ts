@@ -11,6 +11,7 @@ import { classifierFreeGuidance, concat } from '../native/ops';
 import { Tensor } from '../native/tensor';
 import { loadScheduler } from '../schedulers/scheduler';
 import { checkNumbers, checkTensor, type Check } from './compare';
+import { allKeys, withTensors } from './case-tensors';
 import { caseFields, CASES_FILE, type FixtureCase, type FixtureSet } from './fixture-set';
 import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
@@ -72,30 +73,6 @@ export async function releaseUNetCaseModels(): Promise<void> {
   const all = [...models.values()];
   models.clear();
   for (const m of all) (await m.catch(() => undefined))?.dispose();
-}
-
-function lookup(set: FixtureSet, fixtureCase: FixtureCase, tensors: StateDict): (k: string) => Tensor {
-  return (k) => {
-    const t = tensors.get(k);
-    if (t === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" names tensor "${k}", which is not in the tensors file`);
-    return t;
-  };
-}
-
-function allKeys(value: unknown, out: string[] = []): string[] {
-  if (typeof value === 'string') out.push(value);
-  else if (Array.isArray(value)) value.forEach((v) => allKeys(v, out));
-  else if (value !== null && typeof value === 'object') Object.values(value).forEach((v) => allKeys(v, out));
-  return out;
-}
-
-async function withTensors<T>(set: FixtureSet, fixtureCase: FixtureCase, keys: string[], use: (get: (k: string) => Tensor) => Promise<T>): Promise<T> {
-  const tensors = await set.tensors(keys);
-  try {
-    return await use(lookup(set, fixtureCase, tensors));
-  } finally {
-    disposeStateDict(tensors);
-  }
 }
 
 async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
