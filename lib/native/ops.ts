@@ -26,3 +26,19 @@ export async function randn(shape: readonly number[], options: { device?: string
   const generator = options.generator?.native;
   return new Tensor(await callAsync(() => native.randn([...shape], options.device ?? 'cpu', generator)));
 }
+
+/** tensor · factor (e.g. latents into and out of the VAE's scaled space). */
+export async function scale(tensor: Tensor, factor: number): Promise<Tensor> {
+  if (typeof factor !== 'number' || !Number.isFinite(factor)) throw expected('a finite number', 'factor', factor);
+  const native = loadNative();
+  const handle = tensor.native;
+  return new Tensor(await callAsync(() => native.scale(handle, factor)));
+}
+
+/** A draw from a diagonal Gaussian (the VAE's latent distribution), times `factor`: (mean + σ·noise)·factor. */
+export async function gaussianSample(mean: Tensor, logvar: Tensor, noise: Tensor, factor = 1): Promise<Tensor> {
+  if (typeof factor !== 'number' || !Number.isFinite(factor)) throw expected('a finite number', 'factor', factor);
+  const native = loadNative();
+  const [m, l, n] = [mean.native, logvar.native, noise.native];
+  return new Tensor(await callAsync(() => native.gaussianSample(m, l, n, factor)));
+}

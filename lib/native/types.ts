@@ -328,6 +328,10 @@ export interface NativeAddon {
   randn(shape: readonly number[], device: string, generator?: NativeGenerator): Promise<NativeTensor>;
   /** (u, c) = output.chunk(2) along the batch; u + scale·(c − u). */
   classifierFreeGuidance(output: NativeTensor, guidanceScale: number): Promise<NativeTensor>;
+  /** tensor · factor. */
+  scale(tensor: NativeTensor, factor: number): Promise<NativeTensor>;
+  /** (mean + exp(½·clamp(logvar, −30, 20))·noise)·factor. */
+  gaussianSample(mean: NativeTensor, logvar: NativeTensor, noise: NativeTensor, factor: number): Promise<NativeTensor>;
   /** A decoded image batch, uint8 [N, H, W, C] (copied at the call), as float32 [N, C, H, W] in [-1, 1]. */
   imagesToTensor(pixels: Uint8Array, shape: number[]): Promise<NativeTensor>;
 }

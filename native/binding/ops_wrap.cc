@@ -1,5 +1,7 @@
 #include "binding/ops_wrap.h"
 
+#include <cmath>
+
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
@@ -12,6 +14,11 @@ namespace difftune {
 namespace {
 
 Napi::Value tensorResult(Napi::Env env, Tensor& t) { return TensorWrap::create(env, t); }
+
+double finiteNumber(const Napi::Value& v, const std::string& param) {
+  if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue())) failArg("a finite number", param, v);
+  return v.As<Napi::Number>().DoubleValue();
+}
 
 Napi::Value concatJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -50,12 +57,34 @@ Napi::Value randnJs(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value scaleJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    Tensor t = TensorWrap::unwrapArg(argAt(info, 0), "tensor");
+    double factor = finiteNumber(argAt(info, 1), "factor");
+    return addonState(env).compute->run(env, [t, factor] { return scale(t, factor); }, tensorResult);
+  });
+}
+
+Napi::Value gaussianSampleJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    Tensor mean = TensorWrap::unwrapArg(argAt(info, 0), "mean");
+    Tensor logvar = TensorWrap::unwrapArg(argAt(info, 1), "logvar");
+    Tensor noise = TensorWrap::unwrapArg(argAt(info, 2), "noise");
+    double factor = finiteNumber(argAt(info, 3), "factor");
+    return addonState(env).compute->run(env, [mean, logvar, noise, factor] { return gaussianSample(mean, logvar, noise, factor); }, tensorResult);
+  });
+}
+
 }  // namespace
 
 void registerOps(Napi::Env env, Napi::Object exports) {
   exports.Set("concat", Napi::Function::New<concatJs>(env, "concat"));
   exports.Set("randn", Napi::Function::New<randnJs>(env, "randn"));
   exports.Set("classifierFreeGuidance", Napi::Function::New<guidanceJs>(env, "classifierFreeGuidance"));
+  exports.Set("scale", Napi::Function::New<scaleJs>(env, "scale"));
+  exports.Set("gaussianSample", Napi::Function::New<gaussianSampleJs>(env, "gaussianSample"));
 }
 
 }  // namespace difftune

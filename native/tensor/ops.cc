@@ -32,4 +32,14 @@ Tensor classifierFreeGuidance(const Tensor& output, double scale) {
   return wrap(halves[0] + scale * (halves[1] - halves[0]));
 }
 
+Tensor scale(const Tensor& output, double factor) { return wrap(unwrap(output) * factor); }
+
+Tensor gaussianSample(const Tensor& mean, const Tensor& logvar, const Tensor& noise, double factor) {
+  const at::Tensor &m = unwrap(mean), &lv = unwrap(logvar), &n = unwrap(noise);
+  if (m.sizes() != lv.sizes() || m.sizes() != n.sizes())
+    throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + c10::str(m.sizes()) + ", " + c10::str(lv.sizes()) + " and " + c10::str(n.sizes()));
+  at::Tensor std = (0.5 * lv.clamp(-30.0, 20.0)).exp();
+  return wrap((m + std * n.to(m.device(), m.scalar_type())) * factor);
+}
+
 }  // namespace difftune

@@ -16,5 +16,9 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim);
 Tensor randn(const std::vector<int64_t>& shape, const std::string& device, const Generator* generator);
 // Classifier-free guidance: (u, c) = output.chunk(2) along the batch; u + scale·(c − u).
 Tensor classifierFreeGuidance(const Tensor& output, double scale);
+// output · factor (latents to and from the VAE's scaled space).
+Tensor scale(const Tensor& output, double factor);
+// A draw from the VAE's diagonal Gaussian, times `factor`: (mean + exp(½·clamp(logvar, −30, 20))·noise)·factor.
+Tensor gaussianSample(const Tensor& mean, const Tensor& logvar, const Tensor& noise, double factor);
 
 }  // namespace difftune
