@@ -1,0 +1,100 @@
+/**
+ * The PyTorch side: the real diffusers U-Net timed by ../shared/reference/bench_diffusers.py on the same
+ * model folder (weights exported by difftune), with the same threads, batch and resolution. Runs as a
+ * child process after difftune's own timing, never alongside it.
+ */
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { z } from 'zod';
+
+export interface PytorchEnv {
+  available: boolean;
+  reason?: string;
+  python?: string;
+  torchVersion?: string;
+  implementation?: string;
+  script?: string;
+}
+
+const HOW_TO =
+  'install Debian\'s python3-torch (apt-get install -y python3-torch libopenblas0-openmp), fetch diffusers ' +
+  '(git copy of github.com/huggingface/diffusers) and run ../shared/reference/setup.sh <git dir> (exports v0.31.0 to /tmp/diffusers-src)';
+
+/** Finds a Python with torch and an exported diffusers; says what is missing otherwise. */
+export function detectPytorch(referenceDir: string): PytorchEnv {
+  const python = process.env.PYTHON ?? '/usr/bin/python3';
+  const script = path.join(referenceDir, 'bench_diffusers.py');
+  if (!fs.existsSync(script)) return { available: false, reason: `no ${script} (set DIFFTUNE_REFERENCE_DIR to the reference folder); ${HOW_TO}` };
+  const probe = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
+  if (probe.status !== 0) return { available: false, python, reason: `${python} cannot import torch (${(probe.stderr || String(probe.error ?? '')).trim().split('\n').pop()}); ${HOW_TO}` };
+  const torchVersion = probe.stdout.trim();
+  const src = process.env.DIFFUSERS_SRC ?? '/tmp/diffusers-src';
+  if (!fs.existsSync(path.join(src, 'src', 'diffusers'))) {
+    return { available: false, python, torchVersion, reason: `torch ${torchVersion} found but no diffusers export at ${src}: fetch diffusers and run ../shared/reference/setup.sh <git dir>` };
+  }
+  return { available: true, python, torchVersion, implementation: `diffusers (${src})`, script };
+}
+
+const lineSchema = z.object({
+  median_s: z.number(),
+  min_s: z.number(),
+  max_s: z.number(),
+  cpu_util: z.number().nullable(),
+  other_cpu: z.number().nullable(),
+  steal: z.number().nullable(),
+  peak_rss_mb: z.number(),
+  torch_version: z.string(),
+});
+export type PytorchLine = z.infer<typeof lineSchema>;
+
+export interface PytorchRun {
+  modelDir: string;
+  mode: 'forward' | 'backward' | 'train';
+  freeze: 'full' | 'decoder-only';
+  batch: number;
+  resolution: number;
+  threads: number;
+  steps: number;
+  warmup: number;
+  crossAttnLen: number;
+}
+
+/** Runs bench_diffusers.py once; resolves to its JSON line, or rejects with its stderr's tail. */
+export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000): Promise<PytorchLine> {
+  if (!env.available || !env.python || !env.script) return Promise.reject(new Error(env.reason ?? 'PyTorch unavailable'));
+  const args = [
+    env.script,
+    run.modelDir,
+    '--mode', run.mode,
+    '--freeze', run.freeze,
+    '--batch', String(run.batch),
+    '--resolution', String(run.resolution),
+    '--threads', String(run.threads),
+    '--steps', String(run.steps),
+    '--warmup', String(run.warmup),
+    ...(run.crossAttnLen > 0 ? ['--cross-attn-len', String(run.crossAttnLen)] : []),
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn(env.python!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: String(run.threads) } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0) return reject(new Error(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
+      try {
+        resolve(lineSchema.parse(JSON.parse(line)));
+      } catch (e) {
+        reject(new Error(`bench_diffusers.py printed no valid JSON line (${(e as Error).message}): ${line.slice(0, 200)}`));
+      }
+    });
+  });
+}

@@ -1,0 +1,51 @@
+/** bench.md: the run's facts, one table row per workload, the goals. Pure: a BenchFile in, text out. */
+import type { BenchFile, BenchResult } from './schema';
+
+const f = (x: number | null | undefined, digits = 1): string => (x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));
+
+function pct(x: number | null | undefined): string {
+  return x === null || x === undefined ? '—' : `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
+}
+
+function pytorchCell(r: BenchResult): string {
+  const p = r.pytorch;
+  if (!p) return '—';
+  if (p.status !== 'ok') return `${p.status}`;
+  return `${f(p.ratio, 2)}× (${f(p.medianMs, 0)} ms${r.dtype !== p.dtype ? ` ${p.dtype}` : ''})`;
+}
+
+function flags(r: BenchResult): string {
+  const out: string[] = [];
+  if (r.noise?.disturbed) out.push(`disturbed (other ${f(r.noise.otherCpu, 2)} cores)`);
+  else if (r.noise && r.noise.attempts > 1) out.push(`repeated ×${r.noise.attempts}`);
+  if (r.pytorch?.status === 'ok' && ((r.pytorch.otherCpu ?? 0) > 0.3 || (r.pytorch.steal ?? 0) > 0.05)) out.push(`PyTorch disturbed (other ${f(r.pytorch.otherCpu, 2)})`);
+  return out.join('; ');
+}
+
+export function formatMarkdown(file: BenchFile): string {
+  const m = file.machine;
+  const lines: string[] = [];
+  lines.push(`# difftune benchmarks (${file.suite})`, '');
+  lines.push(`${file.startedAt}, ${f(file.durationS, 0)} s. ${m.cpuModel}, ${m.cores} cores${m.cpuFlags.avx512bf16 ? ' (AVX-512 bf16)' : ''}, ${m.memoryGb} GB; load average ${m.loadAverageStart.join(' ')} → ${m.loadAverageEnd.join(' ')}.`);
+  lines.push(`libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}. Node ${m.node}.`);
+  lines.push(`GEMM peak (n = ${file.gemm.n}): ${f(file.gemm.fp32Gflops, 0)} GFLOP/s fp32, ${f(file.gemm.bf16Gflops, 0)} bf16. Compute-thread round trip of an empty job: ${f(file.noopRoundTripUs, 0)} µs.`);
+  lines.push(file.pytorch.available ? `PyTorch: torch ${file.pytorch.torchVersion}, ${file.pytorch.implementation}, same threads and weights.` : `PyTorch: not run — ${file.pytorch.reason}.`);
+  lines.push('');
+  lines.push('| model | workload | dtype | train | batch | median ms | min–max ms | img/s | GFLOP/s | % peak | RSS MB | data wait | lag p50/p99 ms | JS ms/step | PyTorch | flags |');
+  lines.push('|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
+  for (const r of file.results) {
+    if (r.status !== 'ok' || !r.timing) {
+      lines.push(`| ${r.model} | ${r.workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch || ''} | ${r.status} | | | | | | | | | | ${r.reason ?? ''} |`);
+      continue;
+    }
+    const t = r.timing;
+    const workload = r.workload === 'sample' ? `sample (${r.samplingSteps} steps)` : r.workload;
+    lines.push(
+      `| ${r.model} | ${workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch} | ${f(t.medianMs)} | ${f(t.minMs)}–${f(t.maxMs)} | ${f(r.imagesPerS)} | ${f(r.gflops, 0)} | ${pct(r.peakFraction)} | ${f(r.peakRssMb, 0)} | ${pct(r.dataWait)} | ${f(r.lagP50Ms, 2)}/${f(r.lagP99Ms, 2)} | ${f(r.jsCpuMsPerStep, 2)} | ${pytorchCell(r)} | ${flags(r)} |`,
+    );
+  }
+  lines.push('', 'PyTorch: difftune ÷ PyTorch median (lower is better); bf16 rows are compared with PyTorch\'s fp32 step. % peak: achieved GFLOP/s (FLOPs counted from the layer shapes) ÷ the GEMM peak of the same dtype in this run. JS ms/step: on-CPU time of the JS thread per step (orchestration and N-API marshalling, outside native compute). Disturbed: other processes used more than the threshold of CPU while timing (repeated, least disturbed pass kept).', '');
+  lines.push('## Goals', '', '| goal | target | measured | met | note |', '|---|---|---:|---|---|');
+  for (const g of file.goals) lines.push(`| ${g.name} | ${g.target} | ${f(g.measured, 2)} | ${g.met === null ? '—' : g.met ? 'yes' : 'no'} | ${g.note} |`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,242 @@
+/**
+ * One harness run: the machine and runtime, the GEMM peak, the compute thread's hand-off cost, then
+ * each model's workloads in difftune followed by the same workloads in PyTorch (never both at once),
+ * the data loader, the distributed slot, and the goals. Returns the bench.json content.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { gemmBenchmark, runtimeInfo, setThreads } from '../native/runtime';
+import { callAsync, loadNative } from '../native/load';
+import { benchModels, type BenchModel } from './presets';
+import { applyConfig, SUITES, type Suite, type SuiteEntry } from './suites';
+import { benchFileSchema, type BenchConfig, type BenchFile, type BenchResult } from './schema';
+import { blasLibraries, machineInfo } from './system';
+import { median, measure } from './measure';
+import { detectPytorch, runPytorch, type PytorchEnv } from './pytorch';
+import { benchForward, benchForwardBackward, benchSampling, benchTrainStep, exportModel, openModel, skipped, type RunSettings } from './workloads';
+import { openLoader, writeImageFolder } from './data';
+import { benchDistThroughput } from './dist-slot';
+import { evaluateGoals } from './goals';
+
+export interface BenchOptions {
+  suite: 'quick' | 'full';
+  config?: BenchConfig;
+  /** The repository root (test/fixtures, models/). */
+  root: string;
+  /** ../shared/reference by default (bench_diffusers.py). */
+  referenceDir?: string;
+  log?: (line: string) => void;
+  /** Override the suite outright (the self-test uses a one-model suite). */
+  suiteOverride?: Suite;
+}
+
+async function noopRoundTripUs(): Promise<number> {
+  const native = loadNative();
+  for (let i = 0; i < 20; i++) await callAsync(() => native.getThreads());
+  const times: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const t0 = performance.now();
+    await callAsync(() => native.getThreads());
+    times.push((performance.now() - t0) * 1000);
+  }
+  return median(times);
+}
+
+async function gemmPeak(): Promise<{ fp32: number; bf16: number | null }> {
+  const fp32 = (await gemmBenchmark({ n: 1536, reps: 6 })).gflops;
+  let bf16: number | null = null;
+  try {
+    bf16 = (await gemmBenchmark({ n: 1536, reps: 6, dtype: 'bfloat16' })).gflops;
+  } catch {
+    bf16 = null;
+  }
+  return { fp32, bf16 };
+}
+
+const PYTORCH_MODES = { forward: 'forward', 'forward-backward': 'backward', 'train-step': 'train' } as const;
+
+async function pytorchFor(env: PytorchEnv, results: BenchResult[], exportDir: () => Promise<string>, model: BenchModel, entry: SuiteEntry, threads: number, log: (l: string) => void): Promise<void> {
+  // One PyTorch run per (workload, freeze) in fp32; bf16 rows are compared with it (the goal's baseline).
+  const done = new Map<string, BenchResult['pytorch']>();
+  for (const r of results) {
+    if (r.status !== 'ok' || !r.timing) continue;
+    const mode = PYTORCH_MODES[r.workload as keyof typeof PYTORCH_MODES];
+    const freeze = r.freeze === null || r.freeze === 'full' ? 'full' : r.freeze === 'decoder-only' ? 'decoder-only' : null;
+    if (!mode || !freeze) {
+      r.pytorch = { status: 'skipped', reason: r.workload === 'sample' ? 'bench_diffusers.py has no sampling loop' : `bench_diffusers.py trains "full" or "decoder-only" only, not ${r.freeze}` };
+      continue;
+    }
+    const key = `${mode}/${freeze}`;
+    if (!done.has(key)) {
+      if (!env.available) {
+        done.set(key, { status: 'skipped', reason: env.reason });
+      } else {
+        try {
+          log(`  PyTorch ${model.name} ${mode} (${freeze})`);
+          const line = await runPytorch(env, { modelDir: await exportDir(), mode, freeze, batch: model.batch, resolution: model.resolution, threads, steps: entry.steps, warmup: Math.max(1, entry.warmup), crossAttnLen: model.crossAttnLen });
+          done.set(key, {
+            status: 'ok',
+            implementation: 'diffusers',
+            dtype: 'fp32',
+            medianMs: line.median_s * 1000,
+            minMs: line.min_s * 1000,
+            maxMs: line.max_s * 1000,
+            cpuUtil: line.cpu_util,
+            otherCpu: line.other_cpu,
+            steal: line.steal,
+            peakRssMb: line.peak_rss_mb,
+          });
+        } catch (error) {
+          done.set(key, { status: 'failed', reason: (error as Error).message });
+        }
+      }
+    }
+    const p = done.get(key)!;
+    r.pytorch = p.status === 'ok' ? { ...p, ratio: r.timing.medianMs / p.medianMs! } : p;
+  }
+}
+
+async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, settings: RunSettings, env: PytorchEnv, backend: string, log: (l: string) => void): Promise<BenchResult[]> {
+  const results: BenchResult[] = [];
+  if (model.needsGpu && backend !== 'cuda') {
+    for (const w of entry.workloads) for (const d of entry.dtypes) results.push(skipped(model, w, d, w === 'train-step' ? 'full' : null, `${model.needsGpu}; this libtorch has no GPU (backend ${backend})`));
+    return results;
+  }
+  log(`${model.name}: opening (${model.note})`);
+  const opened = await openModel(model);
+  try {
+    const per = { ...settings, steps: entry.steps, warmup: entry.warmup };
+    const run = async (label: string, fn: () => Promise<BenchResult>, fallback: () => BenchResult): Promise<void> => {
+      log(`  ${label}`);
+      try {
+        const r = await fn();
+        results.push(r);
+        if (r.timing) log(`    median ${r.timing.medianMs.toFixed(1)} ms${r.noise?.disturbed ? ' (disturbed)' : ''}`);
+      } catch (error) {
+        results.push({ ...fallback(), status: 'failed', reason: (error as Error).message });
+        log(`    failed: ${(error as Error).message}`);
+      }
+    };
+    for (const dtype of entry.dtypes) {
+      if (entry.workloads.includes('forward')) await run(`forward ${dtype}`, () => benchForward(opened, model, dtype, per), () => skipped(model, 'forward', dtype, null, ''));
+      if (entry.workloads.includes('forward-backward')) await run(`forward+backward ${dtype}`, () => benchForwardBackward(opened, model, dtype, per), () => skipped(model, 'forward-backward', dtype, 'full', ''));
+      if (entry.workloads.includes('sample')) {
+        await run(`sampling loop ${dtype} (${suite.samplingSteps} steps)`, () => benchSampling(opened, model, dtype, { ...per, steps: entry.samplingLoops, warmup: Math.min(1, entry.warmup) }), () => skipped(model, 'sample', dtype, null, ''));
+      }
+    }
+    if (entry.workloads.includes('train-step')) {
+      for (const freeze of entry.freezes) {
+        for (const dtype of entry.dtypes) {
+          await run(`train step ${dtype} ${freeze}`, () => benchTrainStep(opened, model, dtype, freeze, per), () => skipped(model, 'train-step', dtype, freeze, ''));
+        }
+      }
+    }
+    if (entry.pytorch) {
+      const dir = path.join(settings.tmpDir, `export-${model.name}`);
+      await pytorchFor(env, results, () => exportModel(opened, dir), model, entry, settings.threads, log);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  } finally {
+    opened.unet.dispose();
+    opened.scheduler.dispose();
+  }
+  return results;
+}
+
+async function benchDataLoader(spec: NonNullable<Suite['dataLoader']>, settings: RunSettings): Promise<BenchResult> {
+  const dir = await writeImageFolder(path.join(settings.tmpDir, 'loader-images'), 256, spec.resolution, 3);
+  const loader = await openLoader(dir, spec.resolution, 3, spec.batch);
+  try {
+    const m = await measure(async () => (await loader.next()).dispose(), { ...settings, warmup: 1, steps: spec.batches });
+    return {
+      id: `png-folder/data-loader/fp32`,
+      model: 'png-folder',
+      workload: 'data-loader',
+      dtype: 'fp32',
+      freeze: null,
+      batch: spec.batch,
+      resolution: spec.resolution,
+      status: 'ok',
+      reason: `PNG decode, resize, random crop and flip, to float32 NCHW; ${loader.threads.decodeConcurrency} decoder(s), prefetch ${loader.prefetch}`,
+      timing: { medianMs: m.medianMs, minMs: m.minMs, maxMs: m.maxMs, madPct: m.madPct, timesMs: m.timesMs, medianOver: m.medianOver },
+      imagesPerS: spec.batch / (m.medianMs / 1000),
+      batchesPerS: 1000 / m.medianMs,
+      peakRssMb: m.peakRssMb,
+      peakRssIsolated: m.peakRssIsolated,
+      lagP50Ms: m.lagP50Ms,
+      lagP99Ms: m.lagP99Ms,
+      lagMaxMs: m.lagMaxMs,
+      jsCpuMsPerStep: m.jsCpuMsPerStep,
+      dataWait: null,
+      noise: m.noise,
+    };
+  } finally {
+    await loader.close();
+    await setThreads(settings.threads);
+  }
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchFile> {
+  const log = options.log ?? ((l: string) => console.log(l));
+  const started = new Date();
+  const t0 = performance.now();
+  const machine = machineInfo();
+  const models = benchModels(path.join(options.root, 'test/fixtures/diffusers'), path.join(options.root, 'models'));
+  const suite = options.suiteOverride ?? applyConfig(SUITES[options.suite], options.config ?? {}, new Set(models.keys()));
+  const threads = options.config?.threads ?? Number(process.env.OMP_NUM_THREADS || os.cpus().length);
+  await setThreads(threads);
+  const info = await runtimeInfo();
+  log(`difftune bench (${suite.name}): libtorch ${info.torchVersion} ${info.backend}, ${info.threads} thread(s), load ${machine.loadAverage.join(' ')}`);
+  const peak = await gemmPeak();
+  const noop = await noopRoundTripUs();
+  log(`GEMM peak ${peak.fp32.toFixed(0)} GFLOP/s fp32, ${peak.bf16 === null ? 'n/a' : peak.bf16.toFixed(0)} bf16; compute-thread round trip ${noop.toFixed(0)} µs`);
+  const referenceDir = options.referenceDir ?? process.env.DIFFTUNE_REFERENCE_DIR ?? path.resolve(options.root, '..', 'shared', 'reference');
+  const wantsPytorch = suite.entries.some((e) => e.pytorch) && options.config?.pytorch !== false;
+  const env: PytorchEnv = wantsPytorch ? detectPytorch(referenceDir) : { available: false, reason: 'not asked for (config pytorch: false or no entry needs it)' };
+  log(env.available ? `PyTorch: torch ${env.torchVersion} with ${env.implementation}` : `PyTorch: unavailable — ${env.reason}`);
+
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-bench-'));
+  const settings: RunSettings = {
+    threads,
+    samplingSteps: suite.samplingSteps,
+    loraRank: 4,
+    peak,
+    tmpDir,
+    log,
+    warmup: 1,
+    steps: 3,
+    retries: suite.retries,
+    otherCpuThreshold: options.config?.otherCpuThreshold ?? 0.3,
+  };
+  const results: BenchResult[] = [];
+  try {
+    for (const entry of suite.entries) {
+      const model = models.get(entry.model);
+      if (!model) throw new Error(`suite ${suite.name}: unknown model ${entry.model}`);
+      results.push(...(await benchEntry(model, entry, suite, settings, env, info.backend, log)));
+      await setThreads(threads);
+    }
+    if (suite.dataLoader) {
+      log('data loader');
+      results.push(await benchDataLoader(suite.dataLoader, settings));
+    }
+    if (!options.config?.workloads || options.config.workloads.includes('dist-throughput')) results.push(await benchDistThroughput());
+  } finally {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+  }
+  const file: BenchFile = {
+    format: 'difftune-bench/1',
+    suite: suite.name,
+    startedAt: started.toISOString(),
+    durationS: (performance.now() - t0) / 1000,
+    machine: { cpuModel: machine.cpuModel, cores: machine.cores, cpuFlags: machine.cpuFlags, memoryGb: machine.memoryGb, os: machine.os, node: machine.node, loadAverageStart: machine.loadAverage, loadAverageEnd: machineInfo().loadAverage },
+    runtime: { torchVersion: info.torchVersion, backend: info.backend, threads: info.threads, blas: blasLibraries(), parallelInfo: info.parallelInfo.split('\n').filter((l) => /OpenMP|MKL|threads|ATen/i.test(l)).join('; ').slice(0, 400), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null },
+    gemm: { n: 1536, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16 },
+    noopRoundTripUs: noop,
+    pytorch: { available: env.available, reason: env.reason, python: env.python, torchVersion: env.torchVersion, implementation: env.implementation },
+    results,
+    goals: evaluateGoals(results),
+  };
+  return benchFileSchema.parse(file);
+}

@@ -1,0 +1,84 @@
+/**
+ * The two suites. quick: the tiny fixtures (forward, forward+backward, training step) and the training
+ * step of ddpm-cifar10 and mnist-small, a few timed steps each, fp32 and bf16 (≤ 5 min on the 2-core dev
+ * machine). full: every model × every workload × fp32/bf16, freezing variants and LoRA.
+ */
+import type { BenchConfig, BenchDType, WorkloadName } from './schema';
+
+export interface SuiteEntry {
+  model: string;
+  workloads: WorkloadName[];
+  dtypes: BenchDType[];
+  /** Training variants: "full", a freezing preset, "lora". */
+  freezes: string[];
+  steps: number;
+  warmup: number;
+  /** Timed sampling loops (each is samplingSteps U-Net calls). */
+  samplingLoops: number;
+  pytorch: boolean;
+}
+
+export interface Suite {
+  name: string;
+  entries: SuiteEntry[];
+  samplingSteps: number;
+  retries: number;
+  dataLoader: { resolution: number; batch: number; batches: number } | null;
+}
+
+const MODEL_WORKLOADS: WorkloadName[] = ['forward', 'forward-backward', 'train-step', 'sample'];
+
+export const SUITES: Record<'quick' | 'full', Suite> = {
+  quick: {
+    name: 'quick',
+    samplingSteps: 10,
+    retries: 1,
+    dataLoader: { resolution: 32, batch: 32, batches: 12 },
+    entries: [
+      { model: 'unet2d-tiny', workloads: ['forward', 'forward-backward', 'train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 10, warmup: 2, samplingLoops: 2, pytorch: false },
+      { model: 'unet2dcond-tiny', workloads: ['forward', 'forward-backward', 'train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 10, warmup: 2, samplingLoops: 2, pytorch: false },
+      { model: 'ddpm-cifar10', workloads: ['train-step'], dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 3, warmup: 1, samplingLoops: 1, pytorch: true },
+      { model: 'mnist-small', workloads: ['train-step'], dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 3, warmup: 1, samplingLoops: 1, pytorch: true },
+      { model: 'sd15-unet', workloads: ['train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 1, warmup: 0, samplingLoops: 1, pytorch: false },
+    ],
+  },
+  full: {
+    name: 'full',
+    samplingSteps: 10,
+    retries: 2,
+    dataLoader: { resolution: 32, batch: 32, batches: 48 },
+    entries: [
+      ...['unet2d-tiny', 'unet2dcond-tiny'].map((model) => ({ model, workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'] as BenchDType[], freezes: ['full', 'decoder-only', 'lora'], steps: 10, warmup: 2, samplingLoops: 3, pytorch: true })),
+      ...['ddpm-cifar10', 'mnist-small', 'sd15-unet-small', 'mnist-ddpm'].map((model) => ({ model, workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'] as BenchDType[], freezes: ['full', 'decoder-only', 'lora'], steps: 5, warmup: 2, samplingLoops: 2, pytorch: true })),
+      { model: 'sd15-unet', workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 5, warmup: 2, samplingLoops: 2, pytorch: true },
+    ],
+  },
+};
+
+/** The suite with a --config's overrides applied (filters and counts). */
+export function applyConfig(suite: Suite, config: BenchConfig, knownModels: ReadonlySet<string>): Suite {
+  for (const [i, m] of (config.models ?? []).entries()) {
+    if (!knownModels.has(m)) throw new Error(`config models[${i}]: unknown model "${m}"; expected one of ${[...knownModels].join(', ')}`);
+  }
+  const wanted = config.models ? new Set(config.models) : null;
+  const fromSuite = suite.entries.filter((e) => !wanted || wanted.has(e.model));
+  // Models the config names but the suite lacks get the full suite's entry.
+  const extra = (config.models ?? []).filter((m) => !fromSuite.some((e) => e.model === m)).map((m) => SUITES.full.entries.find((e) => e.model === m) ?? { ...SUITES.full.entries[2]!, model: m });
+  const entries = [...fromSuite, ...extra].map((e) => ({
+    ...e,
+    workloads: config.workloads ? e.workloads.filter((w) => config.workloads!.includes(w)).concat(config.workloads.filter((w) => !e.workloads.includes(w) && MODEL_WORKLOADS.includes(w))) : e.workloads,
+    dtypes: config.dtypes ?? e.dtypes,
+    freezes: config.freezes ?? e.freezes,
+    steps: config.steps ?? e.steps,
+    warmup: config.warmup ?? e.warmup,
+    pytorch: config.pytorch === false ? false : e.pytorch,
+  }));
+  const keepLoader = !config.workloads || config.workloads.includes('data-loader');
+  return {
+    ...suite,
+    entries: entries.filter((e) => e.workloads.length > 0),
+    samplingSteps: config.samplingSteps ?? suite.samplingSteps,
+    retries: config.retries ?? suite.retries,
+    dataLoader: keepLoader ? suite.dataLoader : null,
+  };
+}
