@@ -11,7 +11,9 @@ import { callAsync, loadNative } from '../native/load';
 import { benchModels, type BenchModel } from './presets';
 import { applyConfig, SUITES, type Suite, type SuiteEntry } from './suites';
 import { benchFileSchema, type BenchConfig, type BenchFile, type BenchResult } from './schema';
-import { blasLibraries, machineInfo } from './system';
+import { blasLibraries, disturbance, machineInfo, sampleCpu } from './system';
+
+const GEMM_N = 1536;
 import { median, measure } from './measure';
 import { detectPytorch, runPytorch, type PytorchEnv } from './pytorch';
 import { benchForward, benchForwardBackward, benchSampling, benchTrainStep, exportModel, openModel, skipped, type RunSettings } from './workloads';
@@ -43,15 +45,35 @@ async function noopRoundTripUs(): Promise<number> {
   return median(times);
 }
 
-async function gemmPeak(): Promise<{ fp32: number; bf16: number | null }> {
-  const fp32 = (await gemmBenchmark({ n: 1536, reps: 6 })).gflops;
+/**
+ * The GEMM peak: the best of several n×n×n multiplies per dtype, each attempt judged by what other
+ * processes did meanwhile; a peak measured only under disturbance is flagged (it would inflate % peak).
+ */
+async function gemmPeak(threshold: number): Promise<{ fp32: number; bf16: number | null; disturbed: boolean; otherCpu: number | null }> {
+  let disturbed = true;
+  let worstOther: number | null = null;
+  const best = async (dtype: 'float32' | 'bfloat16'): Promise<number> => {
+    let top = 0;
+    for (let i = 0; i < 4; i++) {
+      const a = sampleCpu();
+      const g = (await gemmBenchmark({ n: GEMM_N, reps: 6, dtype })).gflops;
+      const d = disturbance(a, sampleCpu());
+      const clean = d === null || d.otherCpu <= threshold;
+      if (d) worstOther = Math.max(worstOther ?? 0, d.otherCpu);
+      if (clean && dtype === 'float32') disturbed = false;
+      top = Math.max(top, g);
+      if (clean && i >= 1) break;
+    }
+    return top;
+  };
+  const fp32 = await best('float32');
   let bf16: number | null = null;
   try {
-    bf16 = (await gemmBenchmark({ n: 1536, reps: 6, dtype: 'bfloat16' })).gflops;
+    bf16 = await best('bfloat16');
   } catch {
     bf16 = null;
   }
-  return { fp32, bf16 };
+  return { fp32, bf16, disturbed, otherCpu: worstOther };
 }
 
 const PYTORCH_MODES = { forward: 'forward', 'forward-backward': 'backward', 'train-step': 'train' } as const;
@@ -188,9 +210,10 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
   await setThreads(threads);
   const info = await runtimeInfo();
   log(`difftune bench (${suite.name}): libtorch ${info.torchVersion} ${info.backend}, ${info.threads} thread(s), load ${machine.loadAverage.join(' ')}`);
-  const peak = await gemmPeak();
+  const threshold = options.config?.otherCpuThreshold ?? 0.3;
+  const peak = await gemmPeak(threshold);
   const noop = await noopRoundTripUs();
-  log(`GEMM peak ${peak.fp32.toFixed(0)} GFLOP/s fp32, ${peak.bf16 === null ? 'n/a' : peak.bf16.toFixed(0)} bf16; compute-thread round trip ${noop.toFixed(0)} µs`);
+  log(`GEMM peak ${peak.fp32.toFixed(0)} GFLOP/s fp32, ${peak.bf16 === null ? 'n/a' : peak.bf16.toFixed(0)} bf16${peak.disturbed ? ' (disturbed)' : ''}; compute-thread round trip ${noop.toFixed(0)} µs`);
   const referenceDir = options.referenceDir ?? process.env.DIFFTUNE_REFERENCE_DIR ?? path.resolve(options.root, '..', 'shared', 'reference');
   const wantsPytorch = suite.entries.some((e) => e.pytorch) && options.config?.pytorch !== false;
   const env: PytorchEnv = wantsPytorch ? detectPytorch(referenceDir) : { available: false, reason: 'not asked for (config pytorch: false or no entry needs it)' };
@@ -207,7 +230,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     warmup: 1,
     steps: 3,
     retries: suite.retries,
-    otherCpuThreshold: options.config?.otherCpuThreshold ?? 0.3,
+    otherCpuThreshold: threshold,
   };
   const results: BenchResult[] = [];
   try {
@@ -232,7 +255,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     durationS: (performance.now() - t0) / 1000,
     machine: { cpuModel: machine.cpuModel, cores: machine.cores, cpuFlags: machine.cpuFlags, memoryGb: machine.memoryGb, os: machine.os, node: machine.node, loadAverageStart: machine.loadAverage, loadAverageEnd: machineInfo().loadAverage },
     runtime: { torchVersion: info.torchVersion, backend: info.backend, threads: info.threads, blas: blasLibraries(), parallelInfo: info.parallelInfo.split('\n').filter((l) => /OpenMP|MKL|threads|ATen/i.test(l)).join('; ').slice(0, 400), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null },
-    gemm: { n: 1536, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16 },
+    gemm: { n: GEMM_N, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16, disturbed: peak.disturbed, otherCpu: peak.otherCpu },
     noopRoundTripUs: noop,
     pytorch: { available: env.available, reason: env.reason, python: env.python, torchVersion: env.torchVersion, implementation: env.implementation },
     results,
