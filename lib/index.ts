@@ -23,6 +23,8 @@ export { loadStateDict, saveStateDict, disposeStateDict, type StateDict, type Lo
 export { parseLenientJson } from './config/json';
 export { loadUNet, readUNetConfig, UNet, type UNetOptions, type UNetRuntimeOptions, type LoadUNetOptions, type ForwardOptions, type BackwardResult, type ComputeDType } from './models/unet';
 export { parseUNetConfig, type UNetConfig, type UNet2DConfig, type UNet2DConditionConfig } from './config/unet';
+export { AutoencoderKL, loadVae, VAE_WEIGHTS, type LatentDistribution, type LoadVaeOptions, type VaeBackwardResult } from './models/vae';
+export { parseVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from './config/vae';
 export { Generator } from './native/generator';
 export {
   Scheduler,

@@ -2,10 +2,12 @@
 import { CaseRegistry } from './registry';
 import { registerSchedulerCases } from './scheduler-cases';
 import { registerUNetCases } from './unet-cases';
+import { registerVaeCases } from './vae-cases';
 
 export function defaultRegistry(): CaseRegistry {
   const registry = new CaseRegistry();
   registerSchedulerCases(registry);
   registerUNetCases(registry);
+  registerVaeCases(registry);
   return registry;
 }

@@ -137,6 +137,40 @@ export interface NativeUNetStatic {
   create(config: object): Promise<NativeUNet>;
 }
 
+/** The three tensors of an encoded batch: DiagonalGaussianDistribution's mean, clamped logvar, std. */
+export interface NativeLatentDistribution {
+  mean: NativeTensor;
+  logvar: NativeTensor;
+  std: NativeTensor;
+}
+
+/** A frozen diffusers AutoencoderKL living on the compute thread (no autograd except decodeBackwardMse). */
+export interface NativeAutoencoderKL {
+  readonly disposed: boolean;
+  parameters(): Promise<NativeParameterInfo[]>;
+  /** Strict: one error lists every missing, unexpected and wrongly shaped weight. */
+  loadStateDict(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
+  stateDict(): Promise<NativeNamedTensors>;
+  to(device: string, dtype: NativeDType): Promise<void>;
+  initialize(seed: number): Promise<void>;
+  /** images [B, in_channels, H, W] → the latent distribution [B, latent_channels, H/f, W/f]. */
+  encode(images: NativeTensor): Promise<NativeLatentDistribution>;
+  /** latents in the VAE's own scale → images. */
+  decode(latents: NativeTensor): Promise<NativeTensor>;
+  /** decode(encode(images).mean). */
+  forward(images: NativeTensor): Promise<NativeTensor>;
+  /** (mean + exp(0.5·logvar)·noise)·factor. */
+  sample(mean: NativeTensor, logvar: NativeTensor, noise: NativeTensor, factor: number): Promise<NativeTensor>;
+  /** loss = mean((decode(latents) − target)²), backward; gradients of `gradNames` (all if omitted). */
+  decodeBackwardMse(latents: NativeTensor, target: NativeTensor, gradNames?: string[]): Promise<{ output: NativeTensor; loss: NativeTensor; gradLatents: NativeTensor; gradParams: NativeNamedTensors }>;
+  dispose(): void;
+}
+
+export interface NativeAutoencoderKLStatic {
+  /** The flat config of lib/config/vae.ts (NativeVaeConfig). */
+  create(config: object): Promise<NativeAutoencoderKL>;
+}
+
 export type NativeSchedulerClass =
   | 'DDPMScheduler'
   | 'DDIMScheduler'
@@ -315,6 +349,7 @@ export interface NativeAddon {
   NativeScheduler: NativeSchedulerStatic;
   NativeGenerator: NativeGeneratorStatic;
   NativeUNet: NativeUNetStatic;
+  NativeAutoencoderKL: NativeAutoencoderKLStatic;
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */
   setThreads(threads: number): Promise<number>;

@@ -15,6 +15,7 @@
 #include "binding/tensor_wrap.h"
 #include "binding/trainer_wrap.h"
 #include "binding/unet_wrap.h"
+#include "binding/vae_wrap.h"
 #include "tensor/runtime.h"
 
 namespace difftune {
@@ -111,6 +112,8 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   state->unetConstructor = Napi::Persistent(unet);
   Napi::Function trainer = TrainerWrap::define(env);
   state->trainerConstructor = Napi::Persistent(trainer);
+  Napi::Function vae = VaeWrap::define(env);
+  state->vaeConstructor = Napi::Persistent(vae);
   Napi::Function scheduler = SchedulerWrap::define(env);
   state->schedulerConstructor = Napi::Persistent(scheduler);
   Napi::Function generator = GeneratorWrap::define(env);
@@ -122,6 +125,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeGenerator", generator);
   exports.Set("NativeUNet", unet);
   exports.Set("NativeTrainer", trainer);
+  exports.Set("NativeAutoencoderKL", vae);
   exports.Set("runtimeInfo", Napi::Function::New<runtimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreadsJs>(env, "setThreads"));
   exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));

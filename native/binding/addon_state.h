@@ -16,6 +16,7 @@ struct AddonState {
   Napi::FunctionReference generatorConstructor;
   Napi::FunctionReference unetConstructor;
   Napi::FunctionReference trainerConstructor;
+  Napi::FunctionReference vaeConstructor;
 };
 
 AddonState& addonState(Napi::Env env);

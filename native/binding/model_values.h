@@ -1,0 +1,15 @@
+// JS values shared by the frozen-model handles (VAE, text encoder): parameter listings.
+#pragma once
+
+#include <napi.h>
+
+#include <vector>
+
+#include "unet/unet_model.h"
+
+namespace difftune {
+
+// [{ name, shape, dtype, requiresGrad }, ...]
+Napi::Array parameterInfosToJs(Napi::Env env, const std::vector<ParameterInfo>& params);
+
+}  // namespace difftune

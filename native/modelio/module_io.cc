@@ -1,0 +1,123 @@
+#include "modelio/module_io.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <map>
+
+#include "tensor/failure.h"
+#include "tensor/tensor_data.h"
+
+namespace difftune {
+
+std::string shapeText(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::vector<ParameterInfo> parameterInfos(const Module& model) {
+  std::vector<ParameterInfo> out;
+  for (const auto& [name, t] : model.namedParameters()) {
+    auto sizes = t.sizes();
+    out.push_back({name, {sizes.begin(), sizes.end()}, fromScalarType(t.scalar_type()), t.requires_grad()});
+  }
+  return out;
+}
+
+namespace {
+
+void appendList(std::string& msg, const char* what, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  msg += std::string("\n  ") + what + " (" + std::to_string(names.size()) + "):";
+  size_t shown = 0;
+  for (const auto& n : names) {
+    if (shown++ == 20) {
+      msg += "\n    ... and " + std::to_string(names.size() - 20) + " more";
+      break;
+    }
+    msg += "\n    " + n;
+  }
+}
+
+}  // namespace
+
+void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source,
+                         const std::set<std::string>& ignored) {
+  std::map<std::string, const at::Tensor*> given;
+  std::vector<std::string> duplicates;
+  for (const auto& [name, t] : weights) {
+    if (ignored.count(name)) continue;
+    if (!given.emplace(name, &unwrap(t)).second) duplicates.push_back(name);
+  }
+  std::vector<std::string> missing, wrongShape, wrongType;
+  std::set<std::string> used;
+  for (const auto& [name, param] : model.namedParameters()) {
+    auto it = given.find(name);
+    if (it == given.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    used.insert(name);
+    if (it->second->sizes() != param.sizes())
+      wrongShape.push_back(name + " (expected " + shapeText(param.sizes()) + ", found " + shapeText(it->second->sizes()) + ")");
+    else if (!at::isFloatingType(it->second->scalar_type()))
+      wrongType.push_back(name + " (expected a floating-point tensor, found " + std::string(c10::toString(it->second->scalar_type())) + ")");
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& [name, t] : given)
+    if (!used.count(name)) unexpected.push_back(name);
+  if (!missing.empty() || !unexpected.empty() || !wrongShape.empty() || !wrongType.empty() || !duplicates.empty()) {
+    std::string msg = source + " does not match the model's config:";
+    appendList(msg, "missing weights", missing);
+    appendList(msg, "unexpected weights", unexpected);
+    appendList(msg, "wrongly shaped weights", wrongShape);
+    appendList(msg, "weights of a non-float dtype", wrongType);
+    appendList(msg, "duplicate weights", duplicates);
+    throw InvalidArgument(msg);
+  }
+  at::NoGradGuard noGrad;
+  model.forEachParameter([&](const std::string& name, at::Tensor& slot) { slot.copy_(*given.at(name)); });
+}
+
+NamedTensors moduleStateDict(const Module& model) {
+  NamedTensors out;
+  at::NoGradGuard noGrad;
+  for (const auto& [name, t] : model.namedParameters()) out.emplace_back(name, wrap(t.detach().clone()));
+  return out;
+}
+
+void moveModule(Module& model, const std::string& device, DType dtype) {
+  std::string problem = checkDevice(device);
+  if (!problem.empty()) throw InvalidArgument(problem);
+  at::ScalarType type = toScalarType(dtype);
+  if (!at::isFloatingType(type)) throw InvalidArgument(std::string("Expected a floating-point dtype for the model but received ") + dtypeName(dtype));
+  at::NoGradGuard noGrad;
+  model.forEachParameter([&](const std::string&, at::Tensor& slot) {
+    bool grad = slot.requires_grad();
+    slot = slot.to(c10::Device(device), type).detach().set_requires_grad(grad);
+  });
+}
+
+void clearGradients(Module& model) {
+  model.forEachParameter([](const std::string&, at::Tensor& p) {
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  });
+}
+
+NamedTensors takeGradients(Module& model, const std::vector<std::string>& names) {
+  std::set<std::string> wanted(names.begin(), names.end());
+  std::set<std::string> found;
+  NamedTensors out;
+  model.forEachParameter([&](const std::string& name, at::Tensor& p) {
+    if (!wanted.empty() && !wanted.count(name)) return;
+    found.insert(name);
+    out.emplace_back(name, wrap(p.grad().defined() ? p.grad() : at::zeros_like(p)));
+  });
+  clearGradients(model);
+  for (const auto& n : wanted)
+    if (!found.count(n)) throw InvalidArgument("gradient requested for \"" + n + "\", which is not a parameter of this model");
+  return out;
+}
+
+}  // namespace difftune

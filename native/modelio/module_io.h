@@ -1,0 +1,38 @@
+// What every native model facade does with its module tree, written once: parameter listings, strict
+// state-dict loading, copies of the weights, device/dtype moves and handing out gradients. The U-Net
+// keeps its own copies (it also manages LoRA slots); the frozen models (VAE, text encoder) use these.
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "unet/module.h"
+#include "unet/unet_model.h"
+
+namespace difftune {
+
+std::string shapeText(at::IntArrayRef sizes);
+
+std::vector<ParameterInfo> parameterInfos(const Module& model);
+
+// Copies every weight in (converting dtype/device to the parameter's). Strict: one error lists every
+// missing, unexpected, duplicate and wrongly shaped tensor, and nothing changes unless all match.
+// Names in `ignored` (buffers older checkpoints carry) are accepted and skipped.
+void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source,
+                         const std::set<std::string>& ignored = {});
+
+// Private copies of the parameters, in registration (checkpoint) order.
+NamedTensors moduleStateDict(const Module& model);
+
+// Moves every parameter to `device` and `dtype`, keeping requires_grad.
+void moveModule(Module& model, const std::string& device, DType dtype);
+
+// Drops every parameter's .grad (before a backward, so gradients are never accumulated across calls).
+void clearGradients(Module& model);
+
+// The gradients of `names` (all parameters when empty) after a backward, zeros where a parameter got
+// none; then clears them. An unknown name is an InvalidArgument.
+NamedTensors takeGradients(Module& model, const std::vector<std::string>& names);
+
+}  // namespace difftune

@@ -1,0 +1,25 @@
+// The AutoencoderKL configuration as the C++ side receives it: validated by lib/config/vae.ts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace difftune {
+
+struct VaeConfig {
+  int64_t inChannels = 3;
+  int64_t outChannels = 3;
+  int64_t latentChannels = 4;
+  std::vector<std::string> downBlockTypes;  // "DownEncoderBlock2D" each
+  std::vector<std::string> upBlockTypes;    // "UpDecoderBlock2D" each
+  std::vector<int64_t> blockOutChannels;
+  int64_t layersPerBlock = 1;
+  std::string actFn = "silu";
+  int64_t normNumGroups = 32;
+  bool midBlockAddAttention = true;
+  bool useQuantConv = true;
+  bool usePostQuantConv = true;
+};
+
+}  // namespace difftune

@@ -1,0 +1,117 @@
+#include "vae/vae_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include "modelio/module_io.h"
+#include "tensor/failure.h"
+#include "tensor/tensor_data.h"
+#include "vae/autoencoder_kl.h"
+
+namespace difftune {
+
+namespace {
+
+// A 4-D floating batch with `channels` channels and at least `minSize` rows and columns, moved to
+// the model's device and dtype.
+at::Tensor modelInput(const Tensor& t, const char* what, int64_t channels, int64_t minSize, const at::Tensor& weight) {
+  if (!t.defined()) throw InvalidArgument(std::string("Expected a Tensor for ") + what);
+  const at::Tensor& x = unwrap(t);
+  if (x.dim() != 4 || x.size(1) != channels)
+    throw InvalidArgument(std::string("Expected ") + what + " of shape [batch, " + std::to_string(channels) +
+                          ", height, width] but received " + shapeText(x.sizes()));
+  if (!at::isFloatingType(x.scalar_type()))
+    throw InvalidArgument(std::string("Expected a floating-point tensor for ") + what + " but received " +
+                          std::string(c10::toString(x.scalar_type())));
+  if (x.size(0) < 1 || x.size(2) < minSize || x.size(3) < minSize)
+    throw InvalidArgument(std::string("Expected ") + what + " with a batch of at least 1 and height and width of at least " +
+                          std::to_string(minSize) + " but received " + shapeText(x.sizes()));
+  return x.to(weight.device(), weight.scalar_type());
+}
+
+}  // namespace
+
+VaeModel::VaeModel(const VaeConfig& config) : vae_(std::make_unique<AutoencoderKL>(config)) {}
+VaeModel::~VaeModel() = default;
+
+std::vector<ParameterInfo> VaeModel::parameters() const { return parameterInfos(*vae_); }
+
+void VaeModel::loadStateDict(const NamedTensors& weights, const std::string& source) {
+  loadModuleStateDict(*vae_, weights, source);
+}
+
+NamedTensors VaeModel::stateDict() const { return moduleStateDict(*vae_); }
+
+void VaeModel::to(const std::string& device, DType dtype) { moveModule(*vae_, device, dtype); }
+
+void VaeModel::initialize(uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::string dev = device();
+  DType dt = dtype();
+  to("cpu", DType::Float32);
+  resetParameters(*vae_, gen);
+  to(dev, dt);
+}
+
+int64_t VaeModel::scaleFactor() const { return int64_t{1} << (vae_->config.blockOutChannels.size() - 1); }
+
+VaeEncoding VaeModel::encode(const Tensor& images) const {
+  at::NoGradGuard noGrad;
+  const VaeConfig& c = vae_->config;
+  at::Tensor x = modelInput(images, "images", c.inChannels, scaleFactor(), vae_->encoder->conv_in->weight);
+  auto [mean, logvar] = vae_->encode(x);
+  at::Tensor std = at::exp(0.5 * logvar);
+  return {wrap(mean.contiguous()), wrap(logvar.contiguous()), wrap(std)};
+}
+
+Tensor VaeModel::decode(const Tensor& latents) const {
+  at::NoGradGuard noGrad;
+  at::Tensor z = modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight);
+  return wrap(vae_->decode(z));
+}
+
+Tensor VaeModel::forward(const Tensor& images) const {
+  at::NoGradGuard noGrad;
+  at::Tensor x = modelInput(images, "images", vae_->config.inChannels, scaleFactor(), vae_->encoder->conv_in->weight);
+  return wrap(vae_->decode(vae_->encode(x).first));
+}
+
+Tensor VaeModel::sample(const Tensor& meanT, const Tensor& logvarT, const Tensor& noiseT, double factor) const {
+  at::NoGradGuard noGrad;
+  const at::Tensor& mean = unwrap(meanT);
+  const at::Tensor& logvar = unwrap(logvarT);
+  const at::Tensor& noise = unwrap(noiseT);
+  if (logvar.sizes() != mean.sizes() || noise.sizes() != mean.sizes())
+    throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + shapeText(mean.sizes()) + ", " +
+                          shapeText(logvar.sizes()) + " and " + shapeText(noise.sizes()));
+  for (const at::Tensor* t : {&mean, &logvar, &noise})
+    if (!at::isFloatingType(t->scalar_type()))
+      throw InvalidArgument("Expected floating-point mean, logvar and noise but received " + std::string(c10::toString(t->scalar_type())));
+  at::Tensor out = mean + at::exp(0.5 * logvar) * noise.to(mean.device(), mean.scalar_type());
+  return wrap(factor == 1.0 ? out : out * factor);
+}
+
+VaeBackwardResult VaeModel::decodeBackwardMse(const Tensor& latents, const Tensor& target, const std::vector<std::string>& names) {
+  at::AutoGradMode grad(true);
+  at::Tensor z = modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight).detach().requires_grad_(true);
+  if (!target.defined()) throw InvalidArgument("Expected a Tensor for target");
+  at::Tensor out = vae_->decode(z);
+  const at::Tensor& tgt = unwrap(target);
+  if (tgt.sizes() != out.sizes())
+    throw InvalidArgument("Expected a target of shape " + shapeText(out.sizes()) + " but received " + shapeText(tgt.sizes()));
+  at::Tensor loss = at::mse_loss(out.to(at::kFloat), tgt.to(out.device(), at::kFloat));
+  clearGradients(*vae_);
+  loss.backward();
+  VaeBackwardResult r;
+  r.output = wrap(out.detach());
+  r.loss = wrap(loss.detach());
+  r.gradLatents = wrap(z.grad());
+  r.gradParams = takeGradients(*vae_, names);
+  return r;
+}
+
+std::string VaeModel::device() const { return vae_->encoder->conv_in->weight.device().str(); }
+DType VaeModel::dtype() const { return fromScalarType(vae_->encoder->conv_in->weight.scalar_type()); }
+
+}  // namespace difftune

@@ -1,0 +1,59 @@
+// A torch-free facade over AutoencoderKL for the N-API glue (tensors cross as difftune::Tensor). The
+// VAE is used frozen: encode/decode run without autograd, in eval mode (it has no dropout or batch
+// statistics). Every method may be slow: call them on the compute thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "unet/unet_model.h"
+#include "vae/vae_config.h"
+
+namespace difftune {
+
+class AutoencoderKL;
+
+// The latent distribution of an encoded batch: DiagonalGaussianDistribution's parameters.
+struct VaeEncoding {
+  Tensor mean, logvar, std;  // [B, latent_channels, h, w] each; std = exp(0.5·logvar)
+};
+
+struct VaeBackwardResult {
+  Tensor output, loss, gradLatents;
+  NamedTensors gradParams;
+};
+
+class VaeModel {
+ public:
+  explicit VaeModel(const VaeConfig& config);
+  ~VaeModel();
+
+  std::vector<ParameterInfo> parameters() const;
+  // Strict (every key, right shapes); see loadModuleStateDict.
+  void loadStateDict(const NamedTensors& weights, const std::string& source);
+  NamedTensors stateDict() const;
+  void to(const std::string& device, DType dtype);
+  // torch.nn default initialisation from a seed.
+  void initialize(uint64_t seed);
+
+  // images [B, in_channels, H, W] (any float dtype, converted to the model's) → the latent distribution.
+  VaeEncoding encode(const Tensor& images) const;
+  // latents [B, latent_channels, h, w] in the VAE's own scale → images [B, out_channels, h·f, w·f].
+  Tensor decode(const Tensor& latents) const;
+  // decode(encode(images).mean): diffusers' vae(images).sample.
+  Tensor forward(const Tensor& images) const;
+  // mean + exp(0.5·logvar)·noise, times `factor` (scaling_factor for the U-Net's latent space).
+  Tensor sample(const Tensor& mean, const Tensor& logvar, const Tensor& noise, double factor) const;
+  // loss = mean((decode(latents) − target)²); backward; gradients of `names` (all when empty).
+  VaeBackwardResult decodeBackwardMse(const Tensor& latents, const Tensor& target, const std::vector<std::string>& names);
+
+  std::string device() const;
+  DType dtype() const;
+  int64_t scaleFactor() const;  // 2^(levels − 1)
+
+ private:
+  std::unique_ptr<AutoencoderKL> vae_;
+};
+
+}  // namespace difftune
