@@ -67,6 +67,20 @@ export const trainSchema = z
   })
   .strict();
 
+/** Text-to-image runs (a Stable Diffusion pipeline folder as the base): how captions and images become U-Net inputs. */
+export const textToImageSchema = z
+  .object({
+    /** Condition on the text encoder's layer −(clipSkip + 1), through its final LayerNorm; null: the last layer. */
+    clipSkip: z.number().int().nonnegative().nullable().default(null),
+    /** Keep each image's latent distribution (keyed by its transformed pixels and the VAE weights). */
+    cacheLatents: z.boolean().default(true),
+    /** Keep each caption's embeddings (keyed by caption, clipSkip and the text encoder weights). */
+    cacheTextEmbeddings: z.boolean().default(true),
+    /** Where cache entries persist across runs; null: <output>/cache. */
+    cacheDir: z.string().min(1).nullable().default(null),
+  })
+  .strict();
+
 export const validationSchema = z
   .object({
     /** Optimizer steps between validations (and at the end); 0: never. */
@@ -108,6 +122,7 @@ export const recipeSchema = z
     lora: loraOptionsSchema.nullable().default(null),
     train: trainSchema,
     validation: validationSchema.default({}),
+    textToImage: textToImageSchema.default({}),
     /** Output folder: checkpoints, metrics.jsonl, the final diffusers folder. */
     output: z.string().min(1),
     checkpoint: z
@@ -167,6 +182,7 @@ export function resolveRecipePaths(recipe: Recipe, baseDir: string): Recipe {
     },
     data,
     validation,
+    textToImage: { ...recipe.textToImage, cacheDir: recipe.textToImage.cacheDir === null ? null : abs(recipe.textToImage.cacheDir) },
     output: abs(recipe.output),
     resume: recipe.resume === undefined || recipe.resume === 'latest' ? recipe.resume : abs(recipe.resume),
   };

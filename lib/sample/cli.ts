@@ -9,7 +9,7 @@ import { ConfigError } from '../errors';
 import { readLoraFile } from '../models/lora';
 import { loadUNet } from '../models/unet';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
-import { resolveModelFolder } from '../train/model-folder';
+import { isTextToImageFolder, resolveModelFolder } from '../train/model-folder';
 import { toImages, writeGrid } from './image';
 import { sample } from './pipeline';
 
@@ -32,6 +32,13 @@ interface Args {
   eta?: number;
   out?: string;
   stack: boolean;
+  prompts: string[];
+  negativePrompts: string[];
+  guidance?: number;
+  clipSkip?: number;
+  height?: number;
+  width?: number;
+  latents?: string;
 }
 
 function intArg(name: string, value: string | undefined, min: number): number {
@@ -41,7 +48,7 @@ function intArg(name: string, value: string | undefined, min: number): number {
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { seed: 0, count: 16, stack: false };
+  const a: Args = { seed: 0, count: 16, stack: false, prompts: [], negativePrompts: [] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = () => argv[++i];
@@ -58,6 +65,16 @@ function parseArgs(argv: readonly string[]): Args {
     else if (k === '--eta') a.eta = Number(v());
     else if (k === '--out') a.out = v();
     else if (k === '--stack') a.stack = true;
+    else if (k === '--prompt') a.prompts.push(v() ?? '');
+    else if (k === '--negative-prompt') a.negativePrompts.push(v() ?? '');
+    else if (k === '--guidance') {
+      const g = Number(v());
+      if (!Number.isFinite(g)) throw new ConfigError(`--guidance: expected a number but found ${JSON.stringify(argv[i])}`);
+      a.guidance = g;
+    } else if (k === '--clip-skip') a.clipSkip = intArg('--clip-skip', v(), 0);
+    else if (k === '--height') a.height = intArg('--height', v(), 1);
+    else if (k === '--width') a.width = intArg('--width', v(), 1);
+    else if (k === '--latents') a.latents = v();
     else throw new ConfigError(`unknown argument ${k} (see the usage in README: npm run sample -- --model <folder> --out grid.png)`);
   }
   if (!a.model) throw new ConfigError('--model <folder> is required');
@@ -70,6 +87,30 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
   try {
     const a = parseArgs(argv);
     stack = a.stack;
+    if (isTextToImageFolder(path.resolve(a.model!))) {
+      const { runTxt2ImgCli } = await import('./txt2img-cli');
+      return await runTxt2ImgCli(
+        {
+          model: path.resolve(a.model!),
+          out: a.out!,
+          prompts: a.prompts,
+          negativePrompts: a.negativePrompts,
+          guidance: a.guidance ?? 7.5,
+          steps: a.steps ?? 50,
+          seed: a.seed,
+          clipSkip: a.clipSkip ?? null,
+          height: a.height,
+          width: a.width,
+          latents: a.latents,
+          lora: a.lora,
+          schedulerClass: a.scheduler ? SCHEDULERS[a.scheduler] : undefined,
+          eta: a.eta,
+        },
+        out,
+        err,
+      );
+    }
+    if (a.prompts.length > 0) throw new ConfigError(`--prompt: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`);
     const folder = resolveModelFolder(path.resolve(a.model!));
     using unet = await loadUNet(folder.unetDir);
     if (a.lora) {

@@ -67,3 +67,8 @@ export function resolveModelFolder(pretrained: string): ModelFolder {
     pipelineDir: undefined,
   };
 }
+
+/** True when `dir` is a diffusers pipeline folder with a text encoder and a VAE (text-to-image). */
+export function isTextToImageFolder(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'model_index.json')) && fs.existsSync(path.join(dir, 'text_encoder')) && fs.existsSync(path.join(dir, 'vae'));
+}
