@@ -1,0 +1,140 @@
+/**
+ * The structure of a single-file checkpoint's three models, read from a diffusers folder's configs
+ * (`unet/config.json`, `vae/config.json`, `text_encoder/config.json`), as diffusers'
+ * `from_single_file(config=...)` takes it. Only the fields that decide the key layout are read; the
+ * VAE and text encoder configs are parsed here with passthrough schemas (their full schemas belong to
+ * the models). Pure apart from reading the files.
+ */
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors';
+import { formatFieldPath } from '../config/field-path';
+import { parseLenientJson } from '../config/json';
+import { parseUNetConfig, type UNet2DConditionConfig } from '../config/unet';
+import type { LdmLayout, TextEncoderLayout, UNetLayout, VaeLayout } from './ldm-layout';
+
+const posInt = z.number().int().positive();
+
+/** AutoencoderKL fields that decide its keys (defaults: diffusers'). */
+const vaeKeyConfigSchema = z
+  .object({
+    _class_name: z.literal('AutoencoderKL').optional(),
+    block_out_channels: z.array(posInt).nonempty().default([64]),
+    layers_per_block: posInt.default(1),
+    down_block_types: z.array(z.literal('DownEncoderBlock2D')).nonempty().optional(),
+    up_block_types: z.array(z.literal('UpDecoderBlock2D')).nonempty().optional(),
+    mid_block_add_attention: z.boolean().default(true),
+    use_quant_conv: z.boolean().default(true),
+    use_post_quant_conv: z.boolean().default(true),
+  })
+  .passthrough();
+
+/** CLIPTextModel fields that decide its keys (default: transformers' CLIPTextConfig). */
+const textEncoderKeyConfigSchema = z.object({ num_hidden_layers: posInt.default(12) }).passthrough();
+
+export const SINGLE_FILE_CONFIG_FILES = {
+  unet: 'unet/config.json',
+  vae: 'vae/config.json',
+  text_encoder: 'text_encoder/config.json',
+} as const;
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  return parseLenientJson(text, file);
+}
+
+function parseWith<T extends z.ZodTypeAny>(schema: T, value: unknown, file: string): z.infer<T> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`${file} field "${formatFieldPath('', issue.path)}": ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** One value per block from an int-or-list field, refusing a list of the wrong length. */
+function perBlock(value: number | readonly number[], n: number, field: string, file: string): number[] {
+  if (typeof value === 'number') return new Array<number>(n).fill(value);
+  if (value.length !== n) throw new ConfigError(`${file}: "${field}" has ${value.length} entries for ${n} blocks`);
+  return [...value];
+}
+
+export function unetLayout(config: UNet2DConditionConfig, file: string): UNetLayout {
+  const n = config.block_out_channels.length;
+  const refuse = (field: string, found: unknown, why: string): never => {
+    throw new ConfigError(`${file}: "${field}" is ${JSON.stringify(found)}; ${why}`);
+  };
+  const lpb = perBlock(config.layers_per_block, n, 'layers_per_block', file);
+  if (lpb.some((l) => l !== lpb[0])) refuse('layers_per_block', config.layers_per_block, 'original-layout checkpoints number their blocks with one layers_per_block for every level');
+  const down = config.down_block_types.map((t, i) => {
+    if (t !== 'CrossAttnDownBlock2D' && t !== 'DownBlock2D') refuse(`down_block_types[${i}]`, t, 'Stable Diffusion single files have CrossAttnDownBlock2D or DownBlock2D');
+    return t === 'CrossAttnDownBlock2D';
+  });
+  const up = config.up_block_types.map((t, i) => {
+    if (t !== 'CrossAttnUpBlock2D' && t !== 'UpBlock2D') refuse(`up_block_types[${i}]`, t, 'Stable Diffusion single files have CrossAttnUpBlock2D or UpBlock2D');
+    return t === 'CrossAttnUpBlock2D';
+  });
+  if (config.mid_block_type !== 'UNetMidBlock2DCrossAttn') refuse('mid_block_type', config.mid_block_type, 'Stable Diffusion single files have a UNetMidBlock2DCrossAttn');
+  if (config.num_class_embeds !== null || config.class_embed_type !== null) {
+    refuse(config.num_class_embeds !== null ? 'num_class_embeds' : 'class_embed_type', config.num_class_embeds ?? config.class_embed_type, 'original-layout Stable Diffusion checkpoints have no class embedding');
+  }
+  if (config.time_embedding_type !== 'positional') refuse('time_embedding_type', config.time_embedding_type, 'Stable Diffusion uses "positional"');
+  const transformerLayers = perBlock(config.transformer_layers_per_block, n, 'transformer_layers_per_block', file);
+  const transformerLayersUp = config.reverse_transformer_layers_per_block ?? [...transformerLayers].reverse();
+  if (transformerLayersUp.length !== n) throw new ConfigError(`${file}: "reverse_transformer_layers_per_block" has ${transformerLayersUp.length} entries for ${n} blocks`);
+  return {
+    blockOutChannels: config.block_out_channels,
+    layersPerBlock: lpb[0]!,
+    downAttention: down,
+    upAttention: up,
+    transformerLayersDown: transformerLayers,
+    transformerLayersUp,
+    transformerLayersMid: transformerLayers[n - 1]!,
+  };
+}
+
+export function vaeLayout(json: unknown, file: string): VaeLayout {
+  const c = parseWith(vaeKeyConfigSchema, json, file);
+  const n = c.block_out_channels.length;
+  for (const field of ['down_block_types', 'up_block_types'] as const) {
+    const types = c[field];
+    if (types !== undefined && types.length !== n) throw new ConfigError(`${file}: "${field}" has ${types.length} entries, "block_out_channels" ${n}`);
+  }
+  return {
+    blockOutChannels: c.block_out_channels,
+    layersPerBlock: c.layers_per_block,
+    midBlockAttention: c.mid_block_add_attention,
+    quantConv: c.use_quant_conv,
+    postQuantConv: c.use_post_quant_conv,
+  };
+}
+
+export function textEncoderLayout(json: unknown, file: string): TextEncoderLayout {
+  return { numHiddenLayers: parseWith(textEncoderKeyConfigSchema, json, file).num_hidden_layers };
+}
+
+/** The key layout of a single file whose models have the configs of the diffusers folder `dir`. */
+export function readLdmLayout(dir: string): LdmLayout {
+  if (typeof dir !== 'string' || dir.length === 0 || !fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new ConfigError(
+      `Expected a diffusers folder with ${Object.values(SINGLE_FILE_CONFIG_FILES).join(', ')} for the single-file configs but received ${JSON.stringify(dir)}`,
+    );
+  }
+  const file = (c: keyof typeof SINGLE_FILE_CONFIG_FILES): string => nodePath.join(dir, SINGLE_FILE_CONFIG_FILES[c]);
+  const unetFile = file('unet');
+  const { config } = parseUNetConfig(readJson(unetFile), unetFile);
+  if (config._class_name !== 'UNet2DConditionModel') {
+    throw new ConfigError(`${unetFile}: "_class_name" is "${config._class_name}"; a Stable Diffusion single file holds a UNet2DConditionModel`);
+  }
+  return {
+    unet: unetLayout(config, unetFile),
+    vae: vaeLayout(readJson(file('vae')), file('vae')),
+    textEncoder: textEncoderLayout(readJson(file('text_encoder')), file('text_encoder')),
+  };
+}
