@@ -13,7 +13,6 @@ import { applyConfig, SUITES, type Suite, type SuiteEntry } from './suites';
 import { benchFileSchema, type BenchConfig, type BenchFile, type BenchResult } from './schema';
 import { blasLibraries, disturbance, machineInfo, sampleCpu } from './system';
 
-const GEMM_N = 1536;
 import { median, measure } from './measure';
 import { detectPytorch, runPytorch, type PytorchEnv } from './pytorch';
 import { benchForward, benchForwardBackward, benchSampling, benchTrainStep, exportModel, openModel, skipped, type RunSettings } from './workloads';
@@ -49,14 +48,14 @@ async function noopRoundTripUs(): Promise<number> {
  * The GEMM peak: the best of several n×n×n multiplies per dtype, each attempt judged by what other
  * processes did meanwhile; a peak measured only under disturbance is flagged (it would inflate % peak).
  */
-async function gemmPeak(threshold: number): Promise<{ fp32: number; bf16: number | null; disturbed: boolean; otherCpu: number | null }> {
+async function gemmPeak(n: number, threshold: number): Promise<{ fp32: number; bf16: number | null; disturbed: boolean; otherCpu: number | null }> {
   let disturbed = true;
   let worstOther: number | null = null;
   const best = async (dtype: 'float32' | 'bfloat16'): Promise<number> => {
     let top = 0;
     for (let i = 0; i < 4; i++) {
       const a = sampleCpu();
-      const g = (await gemmBenchmark({ n: GEMM_N, reps: 6, dtype })).gflops;
+      const g = (await gemmBenchmark({ n, reps: dtype === 'float32' ? 6 : 3, dtype })).gflops;
       const d = disturbance(a, sampleCpu());
       const clean = d === null || d.otherCpu <= threshold;
       if (d) worstOther = Math.max(worstOther ?? 0, d.otherCpu);
@@ -167,7 +166,7 @@ async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, se
 }
 
 async function benchDataLoader(spec: NonNullable<Suite['dataLoader']>, settings: RunSettings): Promise<BenchResult> {
-  const dir = await writeImageFolder(path.join(settings.tmpDir, 'loader-images'), 256, spec.resolution, 3);
+  const dir = await writeImageFolder(path.join(settings.tmpDir, 'loader-images'), spec.batch * 8, spec.resolution, 3);
   const loader = await openLoader(dir, spec.resolution, 3, spec.batch);
   try {
     const m = await measure(async () => (await loader.next()).dispose(), { ...settings, warmup: 1, steps: spec.batches });
@@ -211,7 +210,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
   const info = await runtimeInfo();
   log(`difftune bench (${suite.name}): libtorch ${info.torchVersion} ${info.backend}, ${info.threads} thread(s), load ${machine.loadAverage.join(' ')}`);
   const threshold = options.config?.otherCpuThreshold ?? 0.3;
-  const peak = await gemmPeak(threshold);
+  const peak = await gemmPeak(suite.gemmN, threshold);
   const noop = await noopRoundTripUs();
   log(`GEMM peak ${peak.fp32.toFixed(0)} GFLOP/s fp32, ${peak.bf16 === null ? 'n/a' : peak.bf16.toFixed(0)} bf16${peak.disturbed ? ' (disturbed)' : ''}; compute-thread round trip ${noop.toFixed(0)} µs`);
   const referenceDir = options.referenceDir ?? process.env.DIFFTUNE_REFERENCE_DIR ?? path.resolve(options.root, '..', 'shared', 'reference');
@@ -255,7 +254,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     durationS: (performance.now() - t0) / 1000,
     machine: { cpuModel: machine.cpuModel, cores: machine.cores, cpuFlags: machine.cpuFlags, memoryGb: machine.memoryGb, os: machine.os, node: machine.node, loadAverageStart: machine.loadAverage, loadAverageEnd: machineInfo().loadAverage },
     runtime: { torchVersion: info.torchVersion, backend: info.backend, threads: info.threads, blas: blasLibraries(), parallelInfo: info.parallelInfo.split('\n').filter((l) => /OpenMP|MKL|threads|ATen/i.test(l)).join('; ').slice(0, 400), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null },
-    gemm: { n: GEMM_N, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16, disturbed: peak.disturbed, otherCpu: peak.otherCpu },
+    gemm: { n: suite.gemmN, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16, disturbed: peak.disturbed, otherCpu: peak.otherCpu },
     noopRoundTripUs: noop,
     pytorch: { available: env.available, reason: env.reason, python: env.python, torchVersion: env.torchVersion, implementation: env.implementation },
     results,

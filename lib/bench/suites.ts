@@ -23,6 +23,8 @@ export interface Suite {
   entries: SuiteEntry[];
   samplingSteps: number;
   retries: number;
+  /** Size of the GEMM that measures the peak (n×n×n). */
+  gemmN: number;
   dataLoader: { resolution: number; batch: number; batches: number } | null;
 }
 
@@ -33,6 +35,7 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
     name: 'quick',
     samplingSteps: 10,
     retries: 1,
+    gemmN: 1536,
     dataLoader: { resolution: 32, batch: 32, batches: 12 },
     entries: [
       { model: 'unet2d-tiny', workloads: ['forward', 'forward-backward', 'train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 10, warmup: 2, samplingLoops: 2, pytorch: false },
@@ -46,6 +49,7 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
     name: 'full',
     samplingSteps: 10,
     retries: 2,
+    gemmN: 1536,
     dataLoader: { resolution: 32, batch: 32, batches: 48 },
     entries: [
       ...['unet2d-tiny', 'unet2dcond-tiny'].map((model) => ({ model, workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'] as BenchDType[], freezes: ['full', 'decoder-only', 'lora'], steps: 10, warmup: 2, samplingLoops: 3, pytorch: true })),
