@@ -11,7 +11,10 @@ const posInt = int.positive();
 const intOrList = z.union([posInt, z.array(posInt).nonempty()]);
 
 /** Keys diffusers writes that carry no meaning for the model's computation. */
-const BOOKKEEPING_KEYS = new Set(['_class_name', '_diffusers_version', '_name_or_path', 'sample_size', '_use_default_values']);
+const BOOKKEEPING_KEYS = new Set(['_class_name', '_diffusers_version', '_name_or_path', '_use_default_values']);
+
+/** The default height and width of samples (pipelines read it; the computation does not): kept through load and save. */
+const sampleSize = z.union([posInt, z.array(posInt).length(2)]).nullable().default(null);
 
 export const unet2DSchema = z.object({
   /** Input image channels. */
@@ -53,6 +56,7 @@ export const unet2DSchema = z.object({
   num_class_embeds: posInt.nullable().default(null),
   /** Only for time_embedding_type "learned", which is not supported. */
   num_train_timesteps: posInt.nullable().default(null),
+  sample_size: sampleSize,
 });
 
 export const unet2DConditionSchema = z.object({
@@ -111,6 +115,7 @@ export const unet2DConditionSchema = z.object({
   attention_type: z.literal('default').default('default'),
   class_embeddings_concat: z.literal(false).default(false),
   cross_attention_norm: z.null().default(null),
+  sample_size: sampleSize,
 });
 
 export type UNet2DConfig = z.infer<typeof unet2DSchema>;

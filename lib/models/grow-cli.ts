@@ -1,7 +1,8 @@
 /**
- * `npm run grow -- --model <folder> --out <folder> [--seed S] [--check-size N] [--no-check]`: writes the
+ * `npm run grow -- --model <folder> --out <folder> [--resolution N] [--seed S] [--no-check]`: writes the
  * U-Net grown to twice the resolution (same layout as the input) and prints the measured property error
- * max |avgpool(g(up2 x)) − f(x)| / max |f(x)| on random inputs.
+ * max |avgpool(g(up2 x)) − f(x)| / max |f(x)| on random N×N inputs. --resolution is the old model's
+ * resolution: the default when its config has no sample_size (the grown one gets twice it).
  */
 import * as path from 'path';
 import type { Writable } from 'stream';
@@ -14,12 +15,12 @@ interface Args {
   model?: string;
   out?: string;
   seed: number;
-  checkSize?: number;
+  resolution?: number;
   check: boolean;
   stack: boolean;
 }
 
-const USAGE = 'npm run grow -- --model <diffusers U-Net or pipeline folder> --out <new folder>';
+const USAGE = 'npm run grow -- --model <diffusers U-Net or pipeline folder> --out <new folder> [--resolution <old px>] [--seed S] [--no-check]';
 
 function intArg(name: string, value: string | undefined, min: number): number {
   const n = Number(value);
@@ -35,7 +36,7 @@ function parseArgs(argv: readonly string[]): Args {
     if (k === '--model') a.model = v();
     else if (k === '--out') a.out = v();
     else if (k === '--seed') a.seed = intArg('--seed', v(), 0);
-    else if (k === '--check-size') a.checkSize = intArg('--check-size', v(), 1);
+    else if (k === '--resolution') a.resolution = intArg('--resolution', v(), 1);
     else if (k === '--no-check') a.check = false;
     else if (k === '--stack') a.stack = true;
     else throw new ConfigError(`unknown argument ${k} (usage: ${USAGE})`);
@@ -50,18 +51,17 @@ export async function runGrowCli(argv: readonly string[], out: Writable, err: Wr
   try {
     const a = parseArgs(argv);
     stack = a.stack;
-    const grown = await growModelFolder(path.resolve(a.model!), path.resolve(a.out!), { seed: a.seed });
+    const grown = await growModelFolder(path.resolve(a.model!), path.resolve(a.out!), { seed: a.seed, resolution: a.resolution });
     const levels = (grown.config.block_out_channels as number[]).length;
-    out.write(`wrote ${a.out} (${levels} levels: ${JSON.stringify(grown.config.down_block_types)}, sample_size ${JSON.stringify(grown.config.sample_size ?? null)})\n`);
+    const size = grown.config.sample_size as number | number[] | null;
+    out.write(`wrote ${a.out}: ${levels} levels ${JSON.stringify(grown.config.block_out_channels)}, sample_size ${JSON.stringify(size)}\n`);
     if (!a.check) return 0;
     using old = await loadUNet(grown.inputUnetDir);
     using g = await loadUNet(grown.unetDir);
-    const oldSize = (grown.config.sample_size as number | number[] | undefined) ?? undefined;
-    const multiple = 2 ** (levels - 2);
-    const size = a.checkSize ?? (typeof oldSize === 'number' ? oldSize / 2 : Array.isArray(oldSize) ? oldSize[0]! / 2 : 4 * multiple);
-    if (size % multiple !== 0) throw new ConfigError(`--check-size: ${size} must be a multiple of ${multiple} (the old model's ${levels - 2} downsamplers)`);
-    for (const r of await checkGrowth(old, g, { resolution: size, seed: a.seed })) {
-      out.write(`t=${r.timestep}: max|avgpool(g(up2 x)) − f(x)| / max|f(x)| = ${r.relativeError.toExponential(2)} (pixel by pixel, g(up2 x) vs up2(f(x)): ${r.pixelwiseRelativeError.toExponential(2)})\n`);
+    // Inputs at the old resolution (any size works; the old sample_size when known).
+    const r = a.resolution ?? (typeof size === 'number' ? size / 2 : Array.isArray(size) ? size[0]! / 2 : 2 ** (levels - 1));
+    for (const c of await checkGrowth(old, g, { resolution: r, seed: a.seed })) {
+      out.write(`t=${c.timestep}: max|avgpool(g(up2 x)) − f(x)| / max|f(x)| = ${c.relativeError.toExponential(2)} (pixel by pixel, g(up2 x) vs up2(f(x)): ${c.pixelwiseRelativeError.toExponential(2)})\n`);
     }
     return 0;
   } catch (error) {

@@ -56,7 +56,7 @@ async function readWeights(dir: string): Promise<StateDict> {
 }
 
 /** Writes the grown model of `input` to `output` (which must not exist or be empty). */
-export async function growModelFolder(input: string, output: string, options: Pick<GrowOptions, 'seed'> = {}): Promise<GrownFolder> {
+export async function growModelFolder(input: string, output: string, options: Pick<GrowOptions, 'seed' | 'resolution'> = {}): Promise<GrownFolder> {
   const layout = layoutOf(input);
   if (fs.existsSync(output) && fs.readdirSync(output).length > 0) throw new ConfigError(`--out: ${output} exists and is not empty; pick a new folder`);
   const configFile = path.join(layout.unetDir, 'config.json');

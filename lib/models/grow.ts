@@ -20,10 +20,12 @@ export interface GrowOptions {
   seed?: number;
   /** Names the config in errors (a file path). */
   source?: string;
+  /** The old model's resolution, for configs without sample_size: the grown sample_size is twice it. */
+  resolution?: number;
 }
 
 export interface GrownUNet {
-  /** The grown config.json object (every key, defaults included; sample_size doubled when present). */
+  /** The grown config.json object (every key, defaults included; sample_size doubled). */
   config: Record<string, unknown>;
   weights: StateDict;
 }
@@ -58,18 +60,16 @@ export function checkGrowable(raw: unknown, source = 'config'): UNetConfig {
   return config;
 }
 
-function doubled(size: unknown, source: string): unknown {
-  if (size === undefined || size === null) return size;
-  if (typeof size === 'number') return 2 * size;
-  if (Array.isArray(size) && size.every((s) => typeof s === 'number')) return size.map((s: number) => 2 * s);
-  throw refuse(source, 'sample_size', `is ${JSON.stringify(size)}; expected a number or [height, width]`);
+function doubled(size: number | number[] | null): number | number[] | null {
+  if (size === null) return null;
+  return typeof size === 'number' ? 2 * size : size.map((s) => 2 * s);
 }
 
 /**
  * The grown config.json object: a new first level (DownBlock2D / UpBlock2D, block_out_channels[0]
  * channels), per-level lists extended, sample_size doubled. It is validated by our config schema.
  */
-export function growUNetConfig(raw: unknown, options: Pick<GrowOptions, 'source'> = {}): Record<string, unknown> {
+export function growUNetConfig(raw: unknown, options: Pick<GrowOptions, 'source' | 'resolution'> = {}): Record<string, unknown> {
   const source = options.source ?? 'config';
   const config = checkGrowable(raw, source);
   const rawObject = raw as Record<string, unknown>;
@@ -84,8 +84,8 @@ export function growUNetConfig(raw: unknown, options: Pick<GrowOptions, 'source'
   // Indexed by up block: the new up block is the last.
   const reverse = grown.reverse_transformer_layers_per_block;
   if (Array.isArray(reverse)) grown.reverse_transformer_layers_per_block = [...reverse, reverse[reverse.length - 1]];
-  const size = doubled(rawObject.sample_size, source);
-  if (size !== undefined) grown.sample_size = size;
+  const oldSize = config.sample_size ?? options.resolution ?? null;
+  grown.sample_size = doubled(oldSize);
   const { _class_name, ...rest } = grown;
   const ordered: Record<string, unknown> = { _class_name };
   if (typeof rawObject._diffusers_version === 'string') ordered._diffusers_version = rawObject._diffusers_version;
