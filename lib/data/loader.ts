@@ -72,6 +72,13 @@ export interface LoaderOptions {
   readonly applyTorchThreads?: boolean;
   /** Start from a saved position. */
   readonly state?: LoaderState;
+  /**
+   * Data-parallel training: this process reads batches rank, rank + worldSize, rank + 2·worldSize, …
+   * of the one global sequence of batches (each epoch's shuffled order, cut in batchSize pieces), so
+   * the ranks read disjoint shards and together every sample once per epoch. state() is then the
+   * position of the next global group of worldSize batches: any world size resumes from it.
+   */
+  readonly shard?: { readonly rank: number; readonly worldSize: number };
   /** Skipped images and budget notes (default: console.warn). */
   readonly onWarning?: (message: string) => void;
 }
@@ -98,6 +105,9 @@ export class DataLoader {
   private readonly warned = new Set<string>();
   private readonly orders = new Map<number, Uint32Array>();
   private readonly applyTorchThreads: boolean;
+  /** Data-parallel shard: this process takes every `stride`-th batch, starting at `offset`. */
+  private readonly stride: number;
+  private readonly offset: number;
   private torchThreadsApplied = false;
   private position: Position = { epoch: 0, batch: 0 };
   private scheduled: Position = { epoch: 0, batch: 0 };
@@ -126,12 +136,20 @@ export class DataLoader {
     this.batchesPerEpoch = this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
     if (this.batchesPerEpoch === 0)
       throw new DatasetError(`batchSize ${this.batchSize} is larger than the dataset (${n} samples) and dropLast is set: an epoch would have no batch`);
+    const shard = options.shard ?? { rank: 0, worldSize: 1 };
+    if (!Number.isSafeInteger(shard.worldSize) || shard.worldSize < 1 || !Number.isSafeInteger(shard.rank) || shard.rank < 0 || shard.rank >= shard.worldSize)
+      throw new DatasetError(`shard: expected 0 ≤ rank < worldSize but found rank ${shard.rank}, worldSize ${shard.worldSize}`);
+    this.stride = shard.worldSize;
+    this.offset = shard.rank;
+    this.position = this.fromLinear(this.offset);
+    this.scheduled = { ...this.position };
     if (options.state) this.restore(options.state);
   }
 
   /** The position of the next batch next() returns, for the checkpoint. */
   state(): LoaderState {
-    return { version: 1, seed: this.seed, epoch: this.position.epoch, batch: this.position.batch, size: this.dataset.size, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast };
+    const group = this.fromLinear(this.toLinear(this.position) - this.offset);
+    return { version: 1, seed: this.seed, epoch: group.epoch, batch: group.batch, size: this.dataset.size, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast };
   }
 
   /** Continues from a saved state; batches decoded ahead are dropped. */
@@ -143,7 +161,7 @@ export class DataLoader {
     }
     if (!Number.isSafeInteger(state.epoch) || state.epoch < 0 || !Number.isSafeInteger(state.batch) || state.batch < 0 || state.batch >= this.batchesPerEpoch)
       throw new DatasetError(`loader state: expected epoch ≥ 0 and batch in [0, ${this.batchesPerEpoch}) but found epoch ${state.epoch}, batch ${state.batch}`);
-    this.position = { epoch: state.epoch, batch: state.batch };
+    this.position = this.fromLinear(this.toLinear({ epoch: state.epoch, batch: state.batch }) + this.offset);
     this.scheduled = { ...this.position };
     this.generation++;
     this.pending = [];
@@ -202,7 +220,16 @@ export class DataLoader {
   }
 
   private advance(p: Position): Position {
-    return p.batch + 1 < this.batchesPerEpoch ? { epoch: p.epoch, batch: p.batch + 1 } : { epoch: p.epoch + 1, batch: 0 };
+    return this.fromLinear(this.toLinear(p) + this.stride);
+  }
+
+  /** Batches before p since epoch 0 (every epoch has batchesPerEpoch). */
+  private toLinear(p: Position): number {
+    return p.epoch * this.batchesPerEpoch + p.batch;
+  }
+
+  private fromLinear(index: number): Position {
+    return { epoch: Math.floor(index / this.batchesPerEpoch), batch: index % this.batchesPerEpoch };
   }
 
   private fill(): void {

@@ -336,6 +336,8 @@ export interface NativeTrainer {
   emaWeights(): Promise<NativeNamedTensors>;
   loadEmaWeights(names: string[], tensors: NativeTensor[], updates: number): Promise<void>;
   counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }>;
+  /** Data-parallel: broadcasts rank 0's trainable (and EMA) weights, then all-reduces every step's gradients; null detaches. */
+  setProcessGroup(group: NativeProcessGroup | null): Promise<void>;
   dispose(): void;
 }
 
@@ -369,4 +371,49 @@ export interface NativeAddon {
   gaussianSample(mean: NativeTensor, logvar: NativeTensor, noise: NativeTensor, factor: number): Promise<NativeTensor>;
   /** A decoded image batch, uint8 [N, H, W, C] (copied at the call), as float32 [N, C, H, W] in [-1, 1]. */
   imagesToTensor(pixels: Uint8Array, shape: number[]): Promise<NativeTensor>;
+  NativeProcessGroup: NativeProcessGroupStatic;
+  /** Which c10d backends this build of the addon has. */
+  distCapabilities(): { gloo: boolean; nccl: boolean };
+}
+
+export interface NativeProcessGroupOptions {
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  /** A rendezvous or collective waiting longer than this fails with an error naming the rank. */
+  timeoutMs: number;
+  /** Default "auto": NCCL for CUDA tensors where the build has it, else Gloo. */
+  backend?: 'auto' | 'gloo' | 'nccl';
+  /** Where the trained tensors live (picks the backend under "auto"). */
+  device?: string;
+  /** Gradients travel in flat buckets of at most this many bytes (default 25 MiB). */
+  bucketBytes?: number;
+}
+
+export interface NativeProcessGroupCounters {
+  /** Gradient elements handed to all-reduce so far (trainable parameters only). */
+  gradientElements: number;
+  gradientAllreduces: number;
+  broadcastElements: number;
+  scalarAllreduces: number;
+}
+
+/** A c10d process group; every method runs on the compute thread, in order with training work. */
+export interface NativeProcessGroup {
+  readonly disposed: boolean;
+  /** The rendezvous: resolves once all ranks joined. */
+  connect(): Promise<void>;
+  /** Element-wise sums over the ranks. */
+  allreduceSum(values: number[]): Promise<number[]>;
+  barrier(): Promise<void>;
+  shutdown(): Promise<void>;
+  counters(): Promise<NativeProcessGroupCounters>;
+  /** "gloo" or "nccl" once connected. */
+  backend(): Promise<string>;
+  dispose(): void;
+}
+
+export interface NativeProcessGroupStatic {
+  new (options: NativeProcessGroupOptions): NativeProcessGroup;
 }

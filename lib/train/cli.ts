@@ -1,5 +1,6 @@
 /**
- * `npm run finetune -- --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack]`:
+ * `npm run finetune -- --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack]
+ * [--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] [--dist-timeout S]]`:
  * argument parsing and printing around finetune(). A progress bar on a TTY, plain lines otherwise;
  * Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary with a checkpoint.
  */
@@ -9,6 +10,7 @@ import { applyOverrides } from '../config/recipe';
 import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
 import { finetune, planRecipe, type FinetuneProgress } from './finetune';
+import { launchWorkers, parseLaunchArgs } from '../dist/launch';
 
 interface Args {
   recipe?: string;
@@ -47,7 +49,10 @@ export function progressLine(p: FinetuneProgress, width = 24): string {
 export async function runFinetuneCli(argv: readonly string[], out: Writable, err: Writable, tty: boolean): Promise<number> {
   let stack = argv.includes('--stack');
   try {
-    const args = parseArgs(argv);
+    // --nproc-per-node N: this process becomes the launcher of N workers (lib/dist/launch.ts).
+    const { launch, rest } = parseLaunchArgs(argv);
+    if (launch && !rest.includes('--dry-run')) return await launchWorkers(launch, rest, out, err);
+    const args = parseArgs(rest);
     stack = args.stack;
     const file = args.recipe!;
     const raw = applyOverrides(parseLenientJson(await fs.readFile(file, 'utf8'), file), args.sets);

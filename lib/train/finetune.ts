@@ -34,6 +34,7 @@ import { resolveBaseModel, type BaseModel, type ModelFolder } from './model-fold
 import { parseLenientJson } from '../config/json';
 
 import { Trainer } from './trainer';
+import { joinDataParallel } from '../dist/data-parallel';
 
 export interface FinetuneProgress {
   /** Optimizer steps done. */
@@ -142,8 +143,10 @@ async function openValidation(recipe: Recipe, log: (line: string) => void): Prom
 }
 
 export async function finetune(input: unknown, options: FinetuneOptions = {}): Promise<FinetuneResult> {
-  const log = options.onLog ?? (() => undefined);
   const recipe = prepareRecipe(input, options.recipeFile);
+  // Data-parallel (lib/dist): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
+  const dp = await joinDataParallel({ device: recipe.model.device });
+  const log = dp.isMain ? options.onLog ?? (() => undefined) : () => undefined;
   const t = recipe.train;
   const folder = resolveBaseModel(recipe.model, (dir) => resolveWeightFiles(dir, recipe.model.variant));
   const base = { path: folder.describe, sha256: await hashFiles(folder.identity) };
@@ -197,7 +200,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   }
 
   const dataset: Dataset = await createDataset({ ...recipe.data, batchSize: t.batchSize, seed: (recipe.data as { seed?: number }).seed ?? t.seed }, { onWarning: log });
-  const loader = new DataLoader(dataset, { batchSize: t.batchSize, torchThreads: t.threads, onWarning: log, state: resumed?.state.loader as LoaderState | undefined });
+  const loader = new DataLoader(dataset, { batchSize: t.batchSize, torchThreads: t.threads ?? dp.torchThreads, shard: dp.shard, onWarning: log, state: resumed?.state.loader as LoaderState | undefined });
   const validation = await openValidation(recipe, log);
   using alphasCumprod = await scheduler.alphasCumprod();
   const ema = t.ema;
@@ -243,6 +246,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     log(`resumed from ${resumed.dir} at step ${step}`);
   }
 
+  await dp.attach(trainer);
+
   const lrAt = makeLrSchedule({ ...t.lrSchedule, lr: t.lr, totalSteps: t.steps });
   const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));
   await fs.mkdir(recipe.output, { recursive: true });
@@ -265,6 +270,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   };
 
   const saveCheckpoint = async (): Promise<void> => {
+    if (!dp.isMain) return;
     const counters = await trainer.counters();
     const state: CheckpointState = {
       format: CHECKPOINT_FORMAT,
@@ -306,7 +312,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   };
 
   const validate = async (): Promise<void> => {
-    if (!validation) return;
+    if (!validation || !dp.isMain) return;
     using labels = validation.labels && requiresClassLabels(unet) ? Tensor.from(BigInt64Array.from(validation.labels.map(BigInt)), [validation.labels.length]) : undefined;
     const loss = await trainer.validationLoss({
       pixels: validation.pixels,
@@ -323,7 +329,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   try {
     if (step === 0) await validate();
     while (step < t.steps) {
-      if (options.signal?.aborted) {
+      if (dp.shouldStop(options.signal)) {
         status = 'aborted';
         break;
       }
@@ -340,17 +346,18 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
         }
         const lr = lrAt(step);
         const r = await trainer.step(lr);
+        const totals = await dp.stepTotals({ lossSum, samples: total, stop: options.signal?.aborted ?? false });
         step += 1;  // a skipped step still consumed its data and counts, so the run ends on time
-        images += total;
-        lastLoss = lossSum / total;
+        images += totals.samples;
+        lastLoss = totals.lossSum / totals.samples;
         consecutiveSkips = r.skipped ? consecutiveSkips + 1 : 0;
         if (r.skipped) skippedSteps++;
         const elapsed = (performance.now() - started) / 1000;
         const rate = images / Math.max(elapsed, 1e-9);
         const stepsPerSecond = (step - startStep) / Math.max(elapsed, 1e-9);
         const progress: FinetuneProgress = { step, totalSteps: t.steps, loss: lastLoss, lr, gradNorm: r.gradNorm, imagesPerSecond: rate, etaSeconds: (t.steps - step) / Math.max(stepsPerSecond, 1e-9), skipped: r.skipped };
-        options.onProgress?.(progress);
-        await metrics.write({ step, loss: lastLoss, lr, gradNorm: r.gradNorm, imagesPerSecond: rate, skipped: r.skipped });
+        if (dp.isMain) options.onProgress?.(progress);
+        if (dp.isMain) await metrics.write({ step, loss: lastLoss, lr, gradNorm: r.gradNorm, imagesPerSecond: rate, skipped: r.skipped });
         if (consecutiveSkips >= t.maxSkippedSteps) {
           throw new DifftuneError('ERR_NATIVE', `training stopped: ${consecutiveSkips} steps in a row had a non-finite loss or gradients (last at step ${step}); the last checkpoint is intact. Lower train.lr, enable train.maxGradNorm, or check the data`);
         }
@@ -367,13 +374,15 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     validation?.pixels.dispose();
   }
 
+  await dp.finish();
+
   // The final model: EMA weights where an EMA was kept (as diffusers' training scripts save them).
   const unetDir = path.join(recipe.output, UNET_DIR);
   const schedulerDir = path.join(recipe.output, 'scheduler');
   // Training is over: detach the optimizer from the model (LoRA adapters may now be replaced or merged).
   const emaWeights = status === 'completed' && ema ? await trainer.emaWeights() : undefined;
   trainer.dispose();
-  if (status === 'completed') {
+  if (status === 'completed' && dp.isMain) {
     if (ema && lora) {
       // The averaged adapters replace the trained ones.
       const weights = emaWeights!;

@@ -7,7 +7,7 @@ import { DisposedError, expected } from '../errors';
 import type { UNet } from '../models/unet';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
-import type { NativeTrainer, NativeTrainerConfig } from '../native/types';
+import type { NativeProcessGroup, NativeTrainer, NativeTrainerConfig } from '../native/types';
 
 export interface TrainableParameter {
   name: string;
@@ -115,6 +115,15 @@ export class Trainer {
   async counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }> {
     const native = this.live();
     return callAsync(() => native.counters());
+  }
+
+  /**
+   * Data-parallel training (lib/dist): copies rank 0's trainable and EMA weights to this process, then
+   * averages every step's gradients over the group before clipping. null goes back to one process.
+   */
+  async setProcessGroup(group: { readonly native: NativeProcessGroup } | null): Promise<void> {
+    const native = this.live();
+    await callAsync(() => native.setProcessGroup(group ? group.native : null));
   }
 
   dispose(): void {

@@ -8,6 +8,7 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/data_wrap.h"
+#include "binding/dist_wrap.h"
 #include "binding/errors.h"
 #include "binding/generator_wrap.h"
 #include "binding/ops_wrap.h"
@@ -133,6 +134,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("pendingJobs", Napi::Function::New<pendingJobsJs>(env, "pendingJobs"));
   registerOps(env, exports);
   registerData(env, exports);
+  registerDist(env, exports);
   return exports;
 }
 

@@ -2,6 +2,7 @@
 
 #include "binding/addon_state.h"
 #include "binding/args.h"
+#include "binding/dist_wrap.h"
 #include "binding/errors.h"
 #include "binding/named_tensors.h"
 #include "binding/tensor_wrap.h"
@@ -80,6 +81,7 @@ Napi::Function TrainerWrap::define(Napi::Env env) {
                          InstanceMethod<&TrainerWrap::emaWeights>("emaWeights"),
                          InstanceMethod<&TrainerWrap::loadEmaWeights>("loadEmaWeights"),
                          InstanceMethod<&TrainerWrap::counters>("counters"),
+                         InstanceMethod<&TrainerWrap::setProcessGroup>("setProcessGroup"),
                          InstanceMethod<&TrainerWrap::dispose>("dispose"),
                          InstanceAccessor<&TrainerWrap::disposed>("disposed"),
                      });
@@ -232,6 +234,17 @@ Napi::Value TrainerWrap::counters(const Napi::CallbackInfo& info) {
           out.Set("lossScale", c.scale);
           return out;
         });
+  });
+}
+
+Napi::Value TrainerWrap::setProcessGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto trainer = live();
+    Napi::Value arg = argAt(info, 0);
+    std::shared_ptr<ProcessGroup> group = arg.IsNull() || arg.IsUndefined() ? nullptr : DistWrap::groupArg(arg, "group");
+    // Broadcasts rank 0's trainable weights on the compute thread, then reduces every step's gradients.
+    return addonState(env).compute->runVoid(env, [trainer, group] { trainer->setGradientReducer(group); });
   });
 }
 

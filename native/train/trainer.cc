@@ -56,6 +56,7 @@ struct Trainer::Impl {
   std::unique_ptr<Ema> ema;
   std::vector<std::pair<std::string, at::Tensor*>> trainable;
   bool badStep = false;
+  std::shared_ptr<GradientReducer> reducer;  // data-parallel: set by setGradientReducer
   double lossScale = 1;
   int64_t goodSteps = 0;
 
@@ -227,8 +228,18 @@ OptimizerStepResult Trainer::step(double lr) {
   at::NoGradGuard noGrad;
   OptimizerStepResult r;
   std::vector<at::Tensor> grads;
-  for (auto& [name, p] : m.trainable)
-    if (p->grad().defined()) grads.push_back(p->grad());
+  if (m.reducer) {
+    // Every process hands over the same list, so a gradient this process never got (its loss was
+    // not finite, or the parameter took no part) is zeros rather than missing.
+    for (auto& [name, p] : m.trainable) {
+      if (!p->grad().defined()) p->mutable_grad() = at::zeros_like(*p);
+      grads.push_back(p->grad());
+    }
+    m.badStep = m.reducer->reduceGradients(grads, m.badStep);
+  } else {
+    for (auto& [name, p] : m.trainable)
+      if (p->grad().defined()) grads.push_back(p->grad());
+  }
   if (m.lossScale != 1.0)
     for (auto& g : grads) g.mul_(1.0 / m.lossScale);
   double norm = 0;
@@ -337,6 +348,19 @@ void Trainer::loadEmaWeights(const NamedTensors& weights, int64_t updates) {
     s.copy_(*it->second);
   }
   impl_->ema->setUpdates(updates);
+}
+
+void Trainer::setGradientReducer(std::shared_ptr<GradientReducer> reducer) {
+  Impl& m = *impl_;
+  if (reducer) {
+    at::NoGradGuard noGrad;
+    std::vector<at::Tensor> weights;
+    for (auto& [name, p] : m.trainable) weights.push_back(*p);
+    if (m.ema)
+      for (auto& [name, s] : m.ema->shadow()) weights.push_back(s);
+    reducer->broadcastFromRoot(weights);
+  }
+  m.reducer = std::move(reducer);
 }
 
 int64_t Trainer::optimizerSteps() const { return impl_->optimizer->steps(); }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tensor/tensor.h"
+#include "train/gradient_reducer.h"
 #include "unet/unet_model.h"
 
 namespace difftune {
@@ -82,6 +83,9 @@ class Trainer {
   int64_t emaUpdates() const;
   double lossScale() const;
   void setLossScale(double scale);
+  // Data-parallel training: copies rank 0's trainable weights (and EMA weights) to this process, then
+  // hands every later step's gradients to `reducer` before the norm and clipping. nullptr detaches.
+  void setGradientReducer(std::shared_ptr<GradientReducer> reducer);
 
  private:
   struct Impl;

@@ -1,0 +1,189 @@
+/**
+ * The launcher behind `npm run finetune -- --recipe r.json --nproc-per-node N [--nnodes M --node-rank R
+ * --master-addr A --master-port P] [--dist-timeout S] [--dist-backend gloo|nccl]`: starts N worker
+ * processes on this node with torchrun's environment (lib/dist/env.ts), passes rank 0's output
+ * through, prefixes the others' lines with their rank, forwards Ctrl-C / SIGTERM once, and when a
+ * worker fails gives the rest a moment to report, then stops them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type { Writable } from 'node:stream';
+import { packageRoot } from '../native/load';
+import { workerEnv } from './env';
+
+export interface LaunchOptions {
+  nprocPerNode: number;
+  nnodes: number;
+  nodeRank: number;
+  masterAddr: string;
+  /** 0: a free port on this machine (one node only). */
+  masterPort: number;
+  timeoutSeconds?: number;
+  backend?: 'auto' | 'gloo' | 'nccl';
+  /** The worker script (default: dist/scripts/finetune.js of this package). */
+  script?: string;
+  /** After the first failure, how long the other workers get to exit on their own before SIGTERM. */
+  graceMs?: number;
+  /** Extra environment for the workers. */
+  env?: NodeJS.ProcessEnv;
+}
+
+const FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port', '--dist-timeout', '--dist-backend'] as const;
+type Flag = (typeof FLAGS)[number];
+
+/** Splits the launcher's flags from the worker's; `launch` is null when --nproc-per-node is absent. */
+export function parseLaunchArgs(argv: readonly string[]): { launch: LaunchOptions | null; rest: string[] } {
+  const values = new Map<Flag, string>();
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const name = (eq > 0 ? a.slice(0, eq) : a) as Flag;
+    if (!FLAGS.includes(name)) {
+      rest.push(a);
+      continue;
+    }
+    const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
+    if (value === undefined || value === '') throw new Error(`${name}: expected a value`);
+    values.set(name, value);
+  }
+  if (!values.has('--nproc-per-node')) {
+    if (values.size > 0) throw new Error(`${[...values.keys()].join(', ')} given without --nproc-per-node <N>`);
+    return { launch: null, rest };
+  }
+  const int = (flag: Flag, min: number, max: number, fallback: number): number => {
+    const v = values.get(flag);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < min || n > max) throw new Error(`${flag}: expected an integer in [${min}, ${max}] but received "${v}"`);
+    return n;
+  };
+  const nnodes = int('--nnodes', 1, 1 << 16, 1);
+  const launch: LaunchOptions = {
+    nprocPerNode: int('--nproc-per-node', 1, 1024, 1),
+    nnodes,
+    nodeRank: int('--node-rank', 0, nnodes - 1, 0),
+    masterAddr: values.get('--master-addr') ?? '127.0.0.1',
+    masterPort: int('--master-port', 0, 65535, nnodes > 1 ? 29500 : 0),
+  };
+  if (nnodes > 1 && launch.masterPort === 0) throw new Error('--master-port: a multi-node run needs a fixed port that every node passes');
+  const timeout = values.get('--dist-timeout');
+  if (timeout !== undefined) {
+    const s = Number(timeout);
+    if (!(s > 0)) throw new Error(`--dist-timeout: expected a positive number of seconds but received "${timeout}"`);
+    launch.timeoutSeconds = s;
+  }
+  const backend = values.get('--dist-backend');
+  if (backend !== undefined) {
+    if (backend !== 'auto' && backend !== 'gloo' && backend !== 'nccl') throw new Error(`--dist-backend: expected auto, gloo or nccl but received "${backend}"`);
+    launch.backend = backend;
+  }
+  return { launch, rest };
+}
+
+/** A TCP port free on this machine now (the OS picks it). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function workerScript(options: LaunchOptions): string {
+  const script = options.script ?? path.join(packageRoot(), 'dist', 'scripts', 'finetune.js');
+  if (!fs.existsSync(script)) throw new Error(`worker script ${script} not found: run npm run build:ts`);
+  return script;
+}
+
+/** Copies a stream to `out` line by line with a prefix (whole lines, so ranks do not interleave mid-line). */
+function pipeLines(from: NodeJS.ReadableStream, out: Writable, prefix: string): void {
+  let pending = '';
+  from.setEncoding('utf8');
+  from.on('data', (chunk: string) => {
+    const text = pending + chunk;
+    const lines = text.split('\n');
+    pending = lines.pop()!;
+    if (lines.length > 0) out.write(lines.map((l) => `${prefix}${l}\n`).join(''));
+  });
+  from.on('end', () => {
+    if (pending) out.write(`${prefix}${pending}\n`);
+  });
+}
+
+export interface WorkerExit {
+  rank: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * Runs this node's workers to the end. Resolves to the launcher's exit code: 0 when every worker
+ * succeeded, 130 when they stopped on a signal with a checkpoint, otherwise the first failure's code.
+ */
+export async function launchWorkers(options: LaunchOptions, workerArgs: readonly string[], out: Writable, err: Writable): Promise<number> {
+  const script = workerScript(options);
+  const port = options.masterPort === 0 ? await freePort(options.masterAddr) : options.masterPort;
+  const worldSize = options.nprocPerNode * options.nnodes;
+  const children: Array<{ rank: number; child: ChildProcess; exited: Promise<WorkerExit> }> = [];
+  for (let local = 0; local < options.nprocPerNode; local++) {
+    const rank = options.nodeRank * options.nprocPerNode + local;
+    const env = workerEnv(
+      { rank, worldSize, localRank: local, localWorldSize: options.nprocPerNode, masterAddr: options.masterAddr, masterPort: port, timeoutSeconds: options.timeoutSeconds, backend: options.backend },
+      { ...process.env, ...options.env },
+    );
+    // Own process group: Ctrl-C reaches the launcher only, which forwards it once to each worker.
+    const child = spawn(process.execPath, [script, ...workerArgs], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    pipeLines(child.stdout!, out, rank === 0 ? '' : `[rank ${rank}] `);
+    pipeLines(child.stderr!, err, rank === 0 ? '' : `[rank ${rank}] `);
+    const exited = new Promise<WorkerExit>((resolve) => child.once('exit', (code, signal) => resolve({ rank, code, signal })));
+    child.once('error', (e) => err.write(`finetune: rank ${rank} could not start: ${e.message}\n`));
+    children.push({ rank, child, exited });
+  }
+  const alive = () => children.filter((c) => c.child.exitCode === null && c.child.signalCode === null);
+  const forward = (signal: NodeJS.Signals) => () => {
+    for (const c of alive()) c.child.kill(signal);
+  };
+  const onSigint = forward('SIGINT');
+  const onSigterm = forward('SIGTERM');
+  const onExit = () => {
+    for (const c of alive()) c.child.kill('SIGKILL');
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+  process.on('exit', onExit);
+  try {
+    let failure: WorkerExit | undefined;
+    let stopTimer: NodeJS.Timeout | undefined;
+    const exits = await Promise.all(
+      children.map(async (c) => {
+        const e = await c.exited;
+        const failed = e.code !== 0 && e.code !== 130;
+        if (failed && failure === undefined) {
+          failure = e;
+          err.write(`finetune: rank ${e.rank} ${e.code === null ? `was killed (${e.signal})` : `exited with code ${e.code}`}; stopping the other ${children.length - 1} worker(s)\n`);
+          // The others notice the lost peer at their next collective; give them a moment to say so.
+          stopTimer = setTimeout(() => {
+            for (const a of alive()) a.child.kill('SIGTERM');
+            setTimeout(onExit, 5000).unref();
+          }, options.graceMs ?? 10_000);
+          stopTimer.unref();
+        }
+        return e;
+      }),
+    );
+    if (stopTimer) clearTimeout(stopTimer);
+    if (failure) return failure.code ?? 1;
+    return exits.some((e) => e.code === 130) ? 130 : 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    process.off('exit', onExit);
+  }
+}
