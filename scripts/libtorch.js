@@ -147,8 +147,8 @@ function isRoot() {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-function aptInstall(packages) {
-  log(`libtorch not found: installing ${packages.join(' ')} with apt-get (Debian, running as root)`);
+function aptInstall(packages, why = 'libtorch not found') {
+  log(`${why}: installing ${packages.join(' ')} with apt-get (Debian, running as root)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const update = spawnSync('apt-get', ['update'], { stdio: ['ignore', 2, 2], env });
   if (update.status !== 0) log('apt-get update failed; trying the install with the package lists already here');
@@ -213,13 +213,18 @@ function resolveLibtorch({ install = false } = {}) {
       if (found.source.startsWith('system') && isDebian() && isRoot() && install && blasInfo().reference) {
         aptInstall(['libopenblas0-openmp']);
       }
+      // Data-parallel training (native/dist) compiles against Gloo's headers, which Debian's libtorch-dev
+      // does not pull in; without them the addon builds with no distributed backend.
+      if (found.source.startsWith('system') && isDebian() && isRoot() && install && !isFile('/usr/include/gloo/config.h') && process.env.DIFFTUNE_NO_APT !== '1') {
+        aptInstall(['libgloo-dev'], 'Gloo headers not found (data-parallel training)');
+      }
       found.blas = warnAboutBlas();
       return found;
     }
     tried.push(what);
   }
   if (install && isDebian() && isRoot() && process.env.DIFFTUNE_NO_APT !== '1') {
-    aptInstall(['libtorch-dev', 'libopenblas0-openmp']);
+    aptInstall(['libtorch-dev', 'libopenblas0-openmp', 'libgloo-dev']);
     const found = fromSystem();
     if (found) {
       found.blas = warnAboutBlas();
