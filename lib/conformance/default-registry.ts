@@ -1,6 +1,8 @@
 /** Every case type difftune can run; each model family adds its runners here, one line each. */
 import { CaseRegistry } from './registry';
 import { registerSchedulerCases } from './scheduler-cases';
+import { registerSingleFileCases } from './single-file-cases';
+import { registerTokenizerCases } from './tokenizer-cases';
 import { registerUNetCases } from './unet-cases';
 import { registerVaeCases } from './vae-cases';
 
@@ -9,5 +11,7 @@ export function defaultRegistry(): CaseRegistry {
   registerSchedulerCases(registry);
   registerUNetCases(registry);
   registerVaeCases(registry);
+  registerTokenizerCases(registry);
+  registerSingleFileCases(registry);
   return registry;
 }
