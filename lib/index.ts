@@ -94,3 +94,34 @@ export { randn } from './native/ops';
 export { loraOptionsSchema, loraTargetModules, loraParameterNames, readLoraFile, saveLoraFile, LORA_WEIGHTS, type LoraOptions, type LoraEntry } from './models/lora';
 export { runTransferDemo, type DemoOptions, type DemoSummary } from './demo/transfer-demo';
 export { runTransferStudy, defaultVariants, studyTable, type StudyRow, type StudyVariant } from './demo/transfer-study';
+export { CLIPTokenizer, CLIP_MAX_LENGTH, type EncodeOptions, type Encoding, type BatchEncoding, type LoadTokenizerOptions, type TokenizerOverrides } from './text/clip-tokenizer';
+export { readTokenizerFiles, type TokenizerFiles } from './text/tokenizer-files';
+export {
+  readModelIndex,
+  parseModelIndex,
+  StableDiffusionIndex,
+  STABLE_DIFFUSION_COMPONENTS,
+  MODEL_INDEX_FILE,
+  type ModelIndexFile,
+  type ComponentSpec,
+  type StableDiffusionComponent,
+} from './models/model-index';
+export {
+  loadLdmSingleFile,
+  saveLdmSingleFile,
+  fromLdmSingleFile,
+  toLdmSingleFile,
+  planLdmConversion,
+  convertLdmSingleFileToFolder,
+  readDiffusersComponents,
+  isTrainingOnlyKey,
+  type RawTensor,
+  type RawStateDict,
+  type DiffusersComponents,
+  type LdmLoadResult,
+  type SingleFileOptions,
+} from './checkpoint/ldm-single-file';
+export { ldmKeyTable, LDM_PREFIXES, type LdmKey, type LdmLayout, type LdmComponent } from './checkpoint/ldm-layout';
+export { readLdmLayout } from './checkpoint/ldm-configs';
+export { registerTokenizerCases } from './conformance/tokenizer-cases';
+export { registerSingleFileCases } from './conformance/single-file-cases';
