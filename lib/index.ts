@@ -25,6 +25,8 @@ export { loadUNet, readUNetConfig, UNet, type UNetOptions, type UNetRuntimeOptio
 export { parseUNetConfig, type UNetConfig, type UNet2DConfig, type UNet2DConditionConfig } from './config/unet';
 export { AutoencoderKL, loadVae, VAE_WEIGHTS, type LatentDistribution, type LoadVaeOptions, type VaeBackwardResult } from './models/vae';
 export { parseVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from './config/vae';
+export { CLIPTextModel, loadTextEncoder, resolveTextEncoderWeights, TEXT_ENCODER_WEIGHTS, type TextEncodeOptions, type TextEncoderOutput, type TextEncoderBackwardResult, type LoadTextEncoderOptions } from './models/clip-text';
+export { parseClipTextConfig, type CLIPTextConfig } from './config/clip-text';
 export { Generator } from './native/generator';
 export {
   Scheduler,

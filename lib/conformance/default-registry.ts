@@ -5,12 +5,14 @@ import { registerSingleFileCases } from './single-file-cases';
 import { registerTokenizerCases } from './tokenizer-cases';
 import { registerUNetCases } from './unet-cases';
 import { registerVaeCases } from './vae-cases';
+import { registerClipTextCases } from './clip-text-cases';
 
 export function defaultRegistry(): CaseRegistry {
   const registry = new CaseRegistry();
   registerSchedulerCases(registry);
   registerUNetCases(registry);
   registerVaeCases(registry);
+  registerClipTextCases(registry);
   registerTokenizerCases(registry);
   registerSingleFileCases(registry);
   return registry;

@@ -171,6 +171,36 @@ export interface NativeAutoencoderKLStatic {
   create(config: object): Promise<NativeAutoencoderKL>;
 }
 
+/** What the CLIP text encoder returns for a batch of token ids. */
+export interface NativeTextEncoderOutput {
+  lastHiddenState: NativeTensor;
+  pooledOutput: NativeTensor;
+  /** lastHiddenState, or with clipSkip k final_layer_norm(hiddenStates[−(k+1)]). */
+  promptEmbeds: NativeTensor;
+  /** Only when asked for: embeddings, then each layer's output before final_layer_norm. */
+  hiddenStates?: NativeTensor[];
+}
+
+/** A frozen transformers CLIPTextModel living on the compute thread (no autograd except forwardBackwardMse). */
+export interface NativeCLIPTextModel {
+  readonly disposed: boolean;
+  parameters(): Promise<NativeParameterInfo[]>;
+  /** Strict, except that text_model.embeddings.position_ids is accepted and ignored. */
+  loadStateDict(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
+  stateDict(): Promise<NativeNamedTensors>;
+  to(device: string, dtype: NativeDType): Promise<void>;
+  initialize(seed: number): Promise<void>;
+  encode(inputIds: NativeTensor, options: { attentionMask?: NativeTensor; clipSkip: number; outputHiddenStates: boolean }): Promise<NativeTextEncoderOutput>;
+  /** loss = mean((last_hidden_state − target)²), backward; gradients of `gradNames` (all if omitted). */
+  forwardBackwardMse(inputIds: NativeTensor, target: NativeTensor, attentionMask: NativeTensor | undefined, gradNames?: string[]): Promise<{ output: NativeTensor; loss: NativeTensor; gradParams: NativeNamedTensors }>;
+  dispose(): void;
+}
+
+export interface NativeCLIPTextModelStatic {
+  /** The flat config of lib/config/clip-text.ts (NativeClipTextConfig). */
+  create(config: object): Promise<NativeCLIPTextModel>;
+}
+
 export type NativeSchedulerClass =
   | 'DDPMScheduler'
   | 'DDIMScheduler'
@@ -352,6 +382,7 @@ export interface NativeAddon {
   NativeGenerator: NativeGeneratorStatic;
   NativeUNet: NativeUNetStatic;
   NativeAutoencoderKL: NativeAutoencoderKLStatic;
+  NativeCLIPTextModel: NativeCLIPTextModelStatic;
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */
   setThreads(threads: number): Promise<number>;

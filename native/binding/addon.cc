@@ -17,6 +17,7 @@
 #include "binding/trainer_wrap.h"
 #include "binding/unet_wrap.h"
 #include "binding/vae_wrap.h"
+#include "binding/clip_text_wrap.h"
 #include "tensor/runtime.h"
 
 namespace difftune {
@@ -115,6 +116,8 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   state->trainerConstructor = Napi::Persistent(trainer);
   Napi::Function vae = VaeWrap::define(env);
   state->vaeConstructor = Napi::Persistent(vae);
+  Napi::Function clipText = ClipTextWrap::define(env);
+  state->clipTextConstructor = Napi::Persistent(clipText);
   Napi::Function scheduler = SchedulerWrap::define(env);
   state->schedulerConstructor = Napi::Persistent(scheduler);
   Napi::Function generator = GeneratorWrap::define(env);
@@ -127,6 +130,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeUNet", unet);
   exports.Set("NativeTrainer", trainer);
   exports.Set("NativeAutoencoderKL", vae);
+  exports.Set("NativeCLIPTextModel", clipText);
   exports.Set("runtimeInfo", Napi::Function::New<runtimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreadsJs>(env, "setThreads"));
   exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));

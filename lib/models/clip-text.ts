@@ -1,0 +1,236 @@
+/**
+ * transformers CLIPTextModel from a `text_encoder/` folder: `loadTextEncoder(dir)` reads config.json and
+ * model.safetensors (single file, sharded index, or a variant such as fp16) into a native model. The
+ * encoder is used frozen: encode runs without autograd, in eval mode. Pickle weights
+ * (pytorch_model.bin) are refused.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { ConfigError, DisposedError, expected } from '../errors';
+import { parseLenientJson } from '../config/json';
+import { parseClipTextConfig, toNativeClipTextConfig, type CLIPTextConfig } from '../config/clip-text';
+import { loadStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
+import { callAsync, loadNative } from '../native/load';
+import { Tensor } from '../native/tensor';
+import type { NativeCLIPTextModel, NativeParameterInfo } from '../native/types';
+import { checkModelOptions, readConfigJson, refusePickles, toTensorMap, type ModelOptions } from './frozen-model';
+import type { ComputeDType } from './unet';
+
+export const TEXT_ENCODER_WEIGHTS = 'model.safetensors';
+
+export interface LoadTextEncoderOptions extends ModelOptions {
+  /** Weights variant: "fp16" reads model.fp16.safetensors (converted to `dtype`). */
+  variant?: string;
+}
+
+export interface TextEncodeOptions {
+  /** [B, T], 1 for tokens to attend to and 0 for padding; masks padded keys on top of the causal mask. */
+  attentionMask?: Tensor;
+  /** k > 0: promptEmbeds = final_layer_norm(hiddenStates[−(k+1)]) (diffusers' clip_skip). */
+  clipSkip?: number;
+  /** Also return every hidden state (embeddings, then each layer before final_layer_norm). */
+  outputHiddenStates?: boolean;
+}
+
+export interface TextEncoderOutput {
+  /** [B, T, D] after final_layer_norm. */
+  lastHiddenState: Tensor;
+  /** [B, D]: lastHiddenState at each sequence's end-of-text token. */
+  pooledOutput: Tensor;
+  /** What a pipeline feeds the U-Net: lastHiddenState, or the clipSkip layer through final_layer_norm. */
+  promptEmbeds: Tensor;
+  /** num_hidden_layers + 1 tensors [B, T, D], when asked for. */
+  hiddenStates?: Tensor[];
+}
+
+export interface TextEncoderBackwardResult {
+  output: Tensor;
+  loss: Tensor;
+  gradParams: Map<string, Tensor>;
+}
+
+function checkTensor(value: unknown, param: string): Tensor {
+  if (!(value instanceof Tensor)) throw expected('a Tensor', param, value);
+  return value;
+}
+
+/** The weight files of a text_encoder folder, in load order; pickles are refused. */
+export function resolveTextEncoderWeights(dir: string, variant?: string): string[] {
+  const base = variant ? `model.${variant}.safetensors` : TEXT_ENCODER_WEIGHTS;
+  const single = path.join(dir, base);
+  if (fs.existsSync(single)) return [single];
+  const index = `${single}.index.json`;
+  if (fs.existsSync(index)) {
+    const parsed = parseLenientJson(fs.readFileSync(index, 'utf8'), index) as { weight_map?: unknown };
+    const map = parsed.weight_map;
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(`${index}: expected an object "weight_map" of tensor name → shard file`);
+    const shards = [...new Set(Object.values(map as Record<string, unknown>))];
+    for (const shard of shards) {
+      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new ConfigError(`${index}: shard ${JSON.stringify(shard)} is not a file name in the folder`);
+      if (!fs.existsSync(path.join(dir, shard))) throw new ConfigError(`${index}: shard ${shard} is missing from ${dir}`);
+    }
+    return (shards as string[]).map((s) => path.join(dir, s));
+  }
+  refusePickles(dir, ['pytorch_model.bin', 'pytorch_model.fp16.bin', `pytorch_model.${variant ?? 'fp16'}.bin`], 'CLIPTextModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True) (transformers)');
+  throw new ConfigError(`${dir} has no ${base} (nor a ${base}.index.json)${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
+}
+
+export class CLIPTextModel {
+  #native: NativeCLIPTextModel | undefined;
+  readonly config: CLIPTextConfig;
+  /** Keys of config.json that difftune does not know (kept, unused). */
+  readonly unknownKeys: readonly string[];
+  readonly extraConfig: Readonly<Record<string, unknown>>;
+  #device: string;
+  #dtype: ComputeDType;
+
+  private constructor(native: NativeCLIPTextModel, config: CLIPTextConfig, extra: Record<string, unknown>, device: string, dtype: ComputeDType) {
+    this.#native = native;
+    this.config = config;
+    this.extraConfig = extra;
+    this.unknownKeys = Object.keys(extra);
+    this.#device = device;
+    this.#dtype = dtype;
+  }
+
+  /** A model from a config (raw config.json content), initialised with torch.nn's defaults from `seed`. */
+  static async fromConfig(rawConfig: unknown, options: ModelOptions & { seed?: number; source?: string } = {}): Promise<CLIPTextModel> {
+    const { device, dtype } = checkModelOptions(options);
+    const { config, extra } = parseClipTextConfig(rawConfig, options.source ?? 'config');
+    const native = loadNative();
+    const handle = await callAsync(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)));
+    try {
+      await callAsync(() => handle.initialize(options.seed ?? 0));
+      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
+    } catch (error) {
+      handle.dispose();
+      throw error;
+    }
+    return new CLIPTextModel(handle, config, extra, device, dtype);
+  }
+
+  /** @internal */
+  static async fromParts(rawConfig: unknown, configSource: string, weights: StateDict, source: string, options: ModelOptions): Promise<CLIPTextModel> {
+    const { device, dtype } = checkModelOptions(options);
+    const { config, extra } = parseClipTextConfig(rawConfig, configSource);
+    const native = loadNative();
+    const handle = await callAsync(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)));
+    try {
+      const names = [...weights.keys()];
+      await callAsync(() => handle.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
+      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
+    } catch (error) {
+      handle.dispose();
+      throw error;
+    }
+    return new CLIPTextModel(handle, config, extra, device, dtype);
+  }
+
+  private live(): NativeCLIPTextModel {
+    if (this.#native === undefined || this.#native.disposed) throw new DisposedError('CLIPTextModel');
+    return this.#native;
+  }
+
+  get device(): string {
+    return this.#device;
+  }
+
+  get dtype(): ComputeDType {
+    return this.#dtype;
+  }
+
+  /** D: the width of the embeddings (the U-Net's cross_attention_dim must match it). */
+  get hiddenSize(): number {
+    return this.config.hidden_size;
+  }
+
+  async parameters(): Promise<NativeParameterInfo[]> {
+    const native = this.live();
+    return callAsync(() => native.parameters());
+  }
+
+  /** Encodes token ids [B, T] (int64). The caller disposes every returned tensor. */
+  async encode(inputIds: Tensor, options: TextEncodeOptions = {}): Promise<TextEncoderOutput> {
+    checkTensor(inputIds, 'inputIds');
+    if (options === null || typeof options !== 'object') throw expected('an options object', 'options', options);
+    const clipSkip = options.clipSkip ?? 0;
+    if (!Number.isSafeInteger(clipSkip) || clipSkip < 0 || clipSkip > this.config.num_hidden_layers) {
+      throw expected(`an integer in [0, ${this.config.num_hidden_layers}] (num_hidden_layers)`, 'options.clipSkip', options.clipSkip);
+    }
+    const mask = options.attentionMask === undefined ? undefined : checkTensor(options.attentionMask, 'options.attentionMask').native;
+    const native = this.live();
+    const r = await callAsync(() => native.encode(inputIds.native, { attentionMask: mask, clipSkip, outputHiddenStates: options.outputHiddenStates === true }));
+    const out: TextEncoderOutput = { lastHiddenState: new Tensor(r.lastHiddenState), pooledOutput: new Tensor(r.pooledOutput), promptEmbeds: new Tensor(r.promptEmbeds) };
+    if (r.hiddenStates !== undefined) out.hiddenStates = r.hiddenStates.map((h) => new Tensor(h));
+    return out;
+  }
+
+  /** Only the embeddings a pipeline feeds the U-Net ([B, T, D]; see TextEncodeOptions.clipSkip). */
+  async embed(inputIds: Tensor, options: Omit<TextEncodeOptions, 'outputHiddenStates'> = {}): Promise<Tensor> {
+    const r = await this.encode(inputIds, { ...options, outputHiddenStates: false });
+    r.lastHiddenState.dispose();
+    r.pooledOutput.dispose();
+    return r.promptEmbeds;
+  }
+
+  /** Forward, MSE of last_hidden_state against `target`, backward: the loss, output and the gradients asked for. */
+  async forwardBackwardMse(inputIds: Tensor, target: Tensor, options: { attentionMask?: Tensor; gradNames?: string[] } = {}): Promise<TextEncoderBackwardResult> {
+    checkTensor(inputIds, 'inputIds');
+    checkTensor(target, 'target');
+    const mask = options.attentionMask === undefined ? undefined : checkTensor(options.attentionMask, 'options.attentionMask').native;
+    const native = this.live();
+    const r = await callAsync(() => native.forwardBackwardMse(inputIds.native, target.native, mask, options.gradNames));
+    return { output: new Tensor(r.output), loss: new Tensor(r.loss), gradParams: toTensorMap(r.gradParams) };
+  }
+
+  /** Copies of the weights under transformers' keys (text_model.…). */
+  async stateDict(): Promise<StateDict> {
+    const native = this.live();
+    return toTensorMap(await callAsync(() => native.stateDict()));
+  }
+
+  /** Replaces the weights (strict; text_model.embeddings.position_ids is accepted and ignored). */
+  async loadStateDict(weights: StateDict, source = 'state dict'): Promise<void> {
+    const native = this.live();
+    const names = [...weights.keys()];
+    await callAsync(() => native.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
+  }
+
+  /** Moves the weights to another device and/or dtype. */
+  async to(options: ModelOptions): Promise<void> {
+    const { device, dtype } = checkModelOptions({ device: this.#device, dtype: this.#dtype, ...options });
+    const native = this.live();
+    await callAsync(() => native.to(device, dtype));
+    this.#device = device;
+    this.#dtype = dtype;
+  }
+
+  get disposed(): boolean {
+    return this.#native === undefined || this.#native.disposed;
+  }
+
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Loads a transformers CLIPTextModel folder (config.json + model.safetensors). */
+export async function loadTextEncoder(dir: string, options: LoadTextEncoderOptions = {}): Promise<CLIPTextModel> {
+  checkModelOptions(options);
+  const { file, raw } = readConfigJson(dir, 'transformers CLIPTextModel (config.json + model.safetensors)');
+  const files = resolveTextEncoderWeights(dir, options.variant);
+  const weights: StateDict = new Map();
+  try {
+    for (const f of files) {
+      for (const [name, t] of await loadStateDict(f)) weights.set(name, t);
+    }
+    return await CLIPTextModel.fromParts(raw, file, weights, files.length === 1 ? files[0]! : `${dir} (${files.length} shards)`, options);
+  } finally {
+    disposeStateDict(weights);
+  }
+}

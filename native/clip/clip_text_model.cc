@@ -1,0 +1,102 @@
+#include "clip/clip_text_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include "clip/clip_text.h"
+#include "modelio/module_io.h"
+#include "tensor/failure.h"
+#include "tensor/tensor_data.h"
+
+namespace difftune {
+
+ClipTextModel::ClipTextModel(const ClipTextConfig& config) : model_(std::make_unique<CLIPTextModule>(config)) {}
+ClipTextModel::~ClipTextModel() = default;
+
+std::vector<ParameterInfo> ClipTextModel::parameters() const { return parameterInfos(*model_); }
+
+void ClipTextModel::loadStateDict(const NamedTensors& weights, const std::string& source) {
+  loadModuleStateDict(*model_, weights, source, {"text_model.embeddings.position_ids"});
+}
+
+NamedTensors ClipTextModel::stateDict() const { return moduleStateDict(*model_); }
+
+void ClipTextModel::to(const std::string& device, DType dtype) { moveModule(*model_, device, dtype); }
+
+void ClipTextModel::initialize(uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::string dev = device();
+  DType dt = dtype();
+  to("cpu", DType::Float32);
+  resetParameters(*model_, gen);
+  to(dev, dt);
+}
+
+std::pair<at::Tensor, at::Tensor> ClipTextModel::inputs(const Tensor& inputIds, const Tensor& attentionMask) const {
+  const ClipTextConfig& c = model_->text_model->config;
+  if (!inputIds.defined()) throw InvalidArgument("Expected a Tensor for inputIds");
+  const at::Tensor& ids = unwrap(inputIds);
+  if (ids.scalar_type() != at::kLong && ids.scalar_type() != at::kInt)
+    throw InvalidArgument("Expected int64 token ids for inputIds but received a " + std::string(c10::toString(ids.scalar_type())) + " tensor");
+  if (ids.dim() != 2 || ids.size(0) < 1 || ids.size(1) < 1 || ids.size(1) > c.maxPositionEmbeddings)
+    throw InvalidArgument("Expected inputIds of shape [batch, tokens] with 1 to " + std::to_string(c.maxPositionEmbeddings) +
+                          " tokens (max_position_embeddings) but received " + shapeText(ids.sizes()));
+  int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (lo < 0 || hi >= c.vocabSize)
+    throw InvalidArgument("Expected token ids in [0, " + std::to_string(c.vocabSize - 1) + "] (vocab_size " + std::to_string(c.vocabSize) +
+                          ") but received the id " + std::to_string(lo < 0 ? lo : hi));
+  const at::Tensor& weight = model_->text_model->embeddings->token_embedding->weight;
+  at::Tensor mask;
+  if (attentionMask.defined()) {
+    mask = unwrap(attentionMask);
+    if (mask.sizes() != ids.sizes())
+      throw InvalidArgument("Expected an attentionMask of shape " + shapeText(ids.sizes()) + " (as inputIds) but received " + shapeText(mask.sizes()));
+    if (mask.is_complex()) throw InvalidArgument("Expected a real or bool attentionMask but received a complex tensor");
+    mask = mask.to(weight.device());
+  }
+  return {ids.to(weight.device(), at::kLong), mask};
+}
+
+TextEncoderOutput ClipTextModel::encode(const Tensor& inputIds, const Tensor& attentionMask, const TextEncodeOptions& o) const {
+  at::NoGradGuard noGrad;
+  int64_t layers = model_->text_model->config.numHiddenLayers;
+  if (o.clipSkip < 0 || o.clipSkip > layers)
+    throw InvalidArgument("Expected clipSkip in [0, " + std::to_string(layers) + "] (num_hidden_layers) but received " + std::to_string(o.clipSkip));
+  auto [ids, mask] = inputs(inputIds, attentionMask);
+  ClipTextOutputs r = model_->text_model->forward(ids, mask);
+  TextEncoderOutput out;
+  out.lastHiddenState = wrap(r.lastHiddenState);
+  out.pooledOutput = wrap(r.pooled);
+  // hidden_states[-(k + 1)] through the final LayerNorm (diffusers' clip_skip); k = 0 is last_hidden_state.
+  out.promptEmbeds = wrap(o.clipSkip == 0 ? r.lastHiddenState
+                                          : model_->text_model->final_layer_norm->forward(r.hiddenStates[r.hiddenStates.size() - 1 - o.clipSkip]));
+  if (o.outputHiddenStates)
+    for (auto& h : r.hiddenStates) out.hiddenStates.push_back(wrap(h));
+  return out;
+}
+
+TextEncoderBackwardResult ClipTextModel::forwardBackwardMse(const Tensor& inputIds, const Tensor& attentionMask, const Tensor& target,
+                                                            const std::vector<std::string>& names) {
+  at::AutoGradMode grad(true);
+  auto [ids, mask] = inputs(inputIds, attentionMask);
+  if (!target.defined()) throw InvalidArgument("Expected a Tensor for target");
+  ClipTextOutputs r = model_->text_model->forward(ids, mask);
+  const at::Tensor& out = r.lastHiddenState;
+  const at::Tensor& tgt = unwrap(target);
+  if (tgt.sizes() != out.sizes())
+    throw InvalidArgument("Expected a target of shape " + shapeText(out.sizes()) + " but received " + shapeText(tgt.sizes()));
+  at::Tensor loss = at::mse_loss(out.to(at::kFloat), tgt.to(out.device(), at::kFloat));
+  clearGradients(*model_);
+  loss.backward();
+  TextEncoderBackwardResult res;
+  res.output = wrap(out.detach());
+  res.loss = wrap(loss.detach());
+  res.gradParams = takeGradients(*model_, names);
+  return res;
+}
+
+std::string ClipTextModel::device() const { return model_->text_model->embeddings->token_embedding->weight.device().str(); }
+DType ClipTextModel::dtype() const { return fromScalarType(model_->text_model->embeddings->token_embedding->weight.scalar_type()); }
+
+}  // namespace difftune

@@ -1,0 +1,60 @@
+// A torch-free facade over the CLIP text encoder for the N-API glue. The encoder is used frozen:
+// encode runs without autograd, in eval mode (no dropout). Call every method on the compute thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clip/clip_config.h"
+#include "unet/unet_model.h"
+
+namespace difftune {
+
+class CLIPTextModule;
+
+struct TextEncodeOptions {
+  int64_t clipSkip = 0;           // promptEmbeds = final_layer_norm(hidden_states[-(clipSkip + 1)])
+  bool outputHiddenStates = false;
+};
+
+struct TextEncoderOutput {
+  Tensor lastHiddenState;          // [B, T, D]
+  Tensor pooledOutput;             // [B, D]
+  Tensor promptEmbeds;             // what a pipeline feeds the U-Net: lastHiddenState unless clipSkip > 0
+  std::vector<Tensor> hiddenStates;  // num_hidden_layers + 1 entries when asked for
+};
+
+struct TextEncoderBackwardResult {
+  Tensor output, loss;
+  NamedTensors gradParams;
+};
+
+class ClipTextModel {
+ public:
+  explicit ClipTextModel(const ClipTextConfig& config);
+  ~ClipTextModel();
+
+  std::vector<ParameterInfo> parameters() const;
+  // Strict; text_model.embeddings.position_ids (a buffer older transformers saved) is accepted and ignored.
+  void loadStateDict(const NamedTensors& weights, const std::string& source);
+  NamedTensors stateDict() const;
+  void to(const std::string& device, DType dtype);
+  void initialize(uint64_t seed);
+
+  // inputIds [B, T] int64/int32 ids in [0, vocab_size), T <= max_position_embeddings; attentionMask
+  // [B, T] (1 keep, 0 padding) or undefined.
+  TextEncoderOutput encode(const Tensor& inputIds, const Tensor& attentionMask, const TextEncodeOptions& options) const;
+  // loss = mean((last_hidden_state − target)²); backward; gradients of `names` (all when empty).
+  TextEncoderBackwardResult forwardBackwardMse(const Tensor& inputIds, const Tensor& attentionMask, const Tensor& target,
+                                               const std::vector<std::string>& names);
+
+  std::string device() const;
+  DType dtype() const;
+
+ private:
+  std::pair<at::Tensor, at::Tensor> inputs(const Tensor& inputIds, const Tensor& attentionMask) const;
+  std::unique_ptr<CLIPTextModule> model_;
+};
+
+}  // namespace difftune
