@@ -12,8 +12,14 @@ import { cleanText } from './clean-text';
 import { splitOnAddedTokens, type AddedToken } from './special-tokens';
 import { readTokenizerFiles, type TokenSpec, type TokenizerFiles } from './tokenizer-files';
 
-/** CLIP's pre-tokenizer (transformers uses the `regex` module, case-insensitive, with Unicode classes). */
-const PRE_TOKENIZE = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
+/**
+ * CLIP's pre-tokenizer. transformers compiles it case-insensitive with Python's `regex` module; the
+ * text is lower-cased by then, and of all code points that flag changes only two things: "'ſ" (U+017F
+ * folds to "s") matches "'s", and U+0345 (a combining mark that folds to the letter ι) matches no
+ * alternative at all, so it separates words like a space. Both are spelled out here: a JS /i flag
+ * would instead let U+0345 count as a letter.
+ */
+const PRE_TOKENIZE = /<\|startoftext\|>|<\|endoftext\|>|'[sſ]|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}\u0345]+/gu;
 /** Words the BPE keeps whole (transformers hard-codes them in CLIPTokenizer's cache). */
 const WHOLE_WORDS = ['<|startoftext|>', '<|endoftext|>'];
 /** CLIP's context length: model_max_length when tokenizer_config.json does not give one. */

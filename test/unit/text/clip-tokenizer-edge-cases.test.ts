@@ -68,6 +68,12 @@ describe('pre-tokenizer and BPE on the tiny tokenizer', () => {
     same('1920', '1 9 2 0');
     expect(tok.tokenize('1920').every((t) => t.endsWith('</w>'))).toBe(true);
   });
+  it('follows Python regex\'s case-insensitive quirks: U+0345 separates like a space, "\'ſ" is a contraction', () => {
+    same('z\u0345x', 'z x');
+    same('*\u0345*', '* *');
+    same("dog'ſ", "dog 'ſ");
+    differ("dog'ſ", "dog ' ſ");
+  });
   it('ends a word at a combining mark that NFC cannot compose', () => {
     same('x\u0301y', 'x \u0301 y');
   });
