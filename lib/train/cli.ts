@@ -11,6 +11,7 @@ import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
 import { finetune, planRecipe, type FinetuneProgress } from './finetune';
 import { launchWorkers, parseLaunchArgs } from '../dist/launch';
+import { readDistEnv } from '../dist/env';
 
 interface Args {
   recipe?: string;
@@ -78,6 +79,8 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
         onProgress: (p) => (tty ? out.write(`\r\x1b[K${progressLine(p)}`) : out.write(`${progressLine(p, 0).trim()}\n`)),
       });
       if (tty) out.write('\n');
+      // Data-parallel: rank 0 reports for the run; the other ranks only fail loudly.
+      if ((readDistEnv()?.rank ?? 0) > 0) return result.status === 'completed' ? 0 : 130;
       const v = result.validation;
       out.write(
         [
