@@ -101,7 +101,8 @@ export class CLIPTokenizer {
     const added = new Map<string, AddedToken>();
     const ids = new Map<string, number>();
     for (const [id, token] of Object.entries(files.config.added_tokens_decoder ?? {})) ids.set(token.content, Number(id));
-    let nextId = Math.max(...files.vocab.values(), ...ids.values()) + 1;
+    let nextId = 0;
+    for (const id of [...files.vocab.values(), ...ids.values()]) if (id >= nextId) nextId = id + 1;
     const addToken = (spec: TokenSpec): AddedToken => {
       const content = tokenText(spec);
       const known = added.get(content);
