@@ -22,6 +22,8 @@ export {
 export { loadStateDict, saveStateDict, disposeStateDict, type StateDict, type LoadStateDictOptions } from './checkpoint/state-dict';
 export { parseLenientJson } from './config/json';
 export { loadUNet, readUNetConfig, UNet, type UNetOptions, type UNetRuntimeOptions, type LoadUNetOptions, type ForwardOptions, type BackwardResult, type ComputeDType } from './models/unet';
+export { growUNet, growUNetConfig, growUNetParts, growUNetWeights, type GrowOptions, type GrownUNet } from './models/grow';
+export { growModelFolder, type GrownFolder } from './models/grow-folder';
 export { parseUNetConfig, type UNetConfig, type UNet2DConfig, type UNet2DConditionConfig } from './config/unet';
 export { AutoencoderKL, loadVae, VAE_WEIGHTS, type LatentDistribution, type LoadVaeOptions, type VaeBackwardResult } from './models/vae';
 export { parseVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from './config/vae';
