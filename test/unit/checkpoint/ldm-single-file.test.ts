@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { SafetensorsFile } from '../../../lib/checkpoint/safetensors';
-import { readLdmLayout } from '../../../lib/checkpoint/ldm-configs';
+import { readLdmLayout, unetLayout } from '../../../lib/checkpoint/ldm-configs';
+import { parseUNetConfig, type UNet2DConditionConfig } from '../../../lib/config/unet';
 import { ldmKeyTable, type LdmLayout } from '../../../lib/checkpoint/ldm-layout';
 import {
   convertLdmSingleFileToFolder,
@@ -262,5 +263,27 @@ describe('Stable Diffusion 1.5 structure (4 levels, layers_per_block 2), by cons
     expect(vae('encoder.down.1.block.0.nin_shortcut.weight')).toBe('encoder.down_blocks.1.resnets.0.conv_shortcut.weight');
     expect(vae('decoder.up.1.block.0.nin_shortcut.weight')).toBe('decoder.up_blocks.2.resnets.0.conv_shortcut.weight');
     expect(vae('decoder.mid.attn_1.proj_out.weight')).toBe('decoder.mid_block.attentions.0.to_out.0.weight');
+  });
+});
+
+describe('other U-Net structures of the fixtures', () => {
+  it.each(['unet2dcond-tiny', 'unet2dcond-sd2ish'])('%s: the table has exactly the weights file\'s keys, and its weights round-trip', async (set) => {
+    const dir = path.join(FIXTURES, set);
+    const file = path.join(dir, 'config.json');
+    const config = parseUNetConfig(JSON.parse(readFileSync(file, 'utf8')), file).config as UNet2DConditionConfig;
+    const layout: LdmLayout = { ...readLdmLayout(PIPELINE), unet: unetLayout(config, file) };
+    const weights = await readRaw(path.join(dir, 'diffusion_pytorch_model.safetensors'));
+    const unetKeys = ldmKeyTable(layout).filter((k) => k.component === 'unet').map((k) => k.diffusers);
+    expect(new Set(unetKeys).size).toBe(unetKeys.length);
+    expect([...unetKeys].sort()).toEqual([...weights.keys()].sort());
+    const rest = await readDiffusersComponents(PIPELINE);
+    const single = toLdmSingleFile({ ...rest, unet: weights }, layout);
+    expectSameStateDict(fromLdmSingleFile(single, layout).components.unet, weights);
+  });
+  it('refuses a U-Net structure single files cannot hold', () => {
+    const file = path.join(FIXTURES, 'unet2dcond-classcond/config.json');
+    const config = parseUNetConfig(JSON.parse(readFileSync(file, 'utf8')), file).config as UNet2DConditionConfig;
+    expect(() => unetLayout(config, file)).toThrow(/unet2dcond-classcond\/config\.json: "(num_class_embeds|class_embed_type)" is .*no class embedding/);
+    expect(() => unetLayout({ ...config, num_class_embeds: null, class_embed_type: null, layers_per_block: [1, 2] }, file)).toThrow(/one layers_per_block for every level/);
   });
 });
