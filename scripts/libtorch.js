@@ -250,7 +250,8 @@ function gypValue(info, what) {
     case 'cflags':
       return `-std=c++${info.cxxStd}`;
     case 'defines':
-      return `_GLIBCXX_USE_CXX11_ABI=${info.abi}`;
+      // DIFFTUNE_WITH_NCCL: native/dist may use NCCL where libtorch is a CUDA build (and nccl.h is found).
+      return `_GLIBCXX_USE_CXX11_ABI=${info.abi}${info.cuda ? ' DIFFTUNE_WITH_NCCL' : ''}`;
     default:
       throw new Error(`unknown --gyp value ${what}`);
   }
