@@ -1,4 +1,5 @@
 /** Every case type difftune can run; each model family adds its runners here, one line each. */
+import { registerPipelineCases } from './pipeline-cases';
 import { CaseRegistry } from './registry';
 import { registerSchedulerCases } from './scheduler-cases';
 import { registerSingleFileCases } from './single-file-cases';
@@ -15,5 +16,6 @@ export function defaultRegistry(): CaseRegistry {
   registerClipTextCases(registry);
   registerTokenizerCases(registry);
   registerSingleFileCases(registry);
+  registerPipelineCases(registry);
   return registry;
 }

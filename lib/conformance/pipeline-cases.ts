@@ -127,7 +127,7 @@ async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
       checks.push(await checkTensor('image_decoded', result.images, get(c.expected.image_decoded), TOLERANCES.pipeline));
       // The post-processed image: (x / 2 + 0.5) clamped to [0, 1], compared as float and as 8-bit.
       const decoded = (await result.images.data()) as Float32Array;
-      using image = Tensor.from(decoded.map((v) => Math.min(1, Math.max(0, v / 2 + 0.5))), result.images.shape);
+      using image = Tensor.from(Float32Array.from(decoded, (v) => Math.min(1, Math.max(0, v / 2 + 0.5))), result.images.shape);
       checks.push(await checkTensor('image', image, get(c.expected.image), TOLERANCES.pipeline));
       checks.push(await checkUint8('image_uint8', (await toImages(result.images)).pixels, get(c.expected.image_uint8)));
       return checks;

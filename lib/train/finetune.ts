@@ -30,9 +30,10 @@ import { Tensor } from '../native/tensor';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
 import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog } from './metrics';
-import { resolveBaseModel, type BaseModel, type ModelFolder } from './model-folder';
+import { isTextToImageFolder, resolveBaseModel, type BaseModel, type ModelFolder } from './model-folder';
 import { parseLenientJson } from '../config/json';
 
+import type { CacheStats, OpenedTextConditioning } from './text-conditioning';
 import { Trainer } from './trainer';
 import { joinDataParallel } from '../dist/data-parallel';
 
@@ -72,6 +73,8 @@ export interface FinetuneResult {
   validation: Array<{ step: number; loss: number }>;
   plan: FreezePlan;
   skippedSteps: number;
+  /** Text-to-image runs: the cache's hits and misses, and the frozen models' weight digests before and after training (equal). */
+  textToImage?: { cache: CacheStats; frozenBefore: { textEncoder: string; vae: string }; frozenAfter: { textEncoder: string; vae: string } };
 }
 
 /** Loads and validates a recipe (relative paths anchored at the recipe file's folder). */
@@ -126,7 +129,7 @@ async function labelsTensor(batch: Batch, unet: UNet): Promise<Tensor | undefine
 }
 
 /** The held-out batch for validation: the first N samples of the held-out data, in order, fixed for the run. */
-async function openValidation(recipe: Recipe, log: (line: string) => void): Promise<{ pixels: Tensor; labels: number[] | null; indices: number[] } | undefined> {
+async function openValidation(recipe: Recipe, log: (line: string) => void): Promise<{ pixels: Tensor; labels: number[] | null; captions: string[] | null; indices: number[] } | undefined> {
   if (recipe.validation.every === 0) return undefined;
   const options = recipe.validation.data ?? { ...recipe.data, split: 'test' };
   if ((options.source ?? 'imagefolder') === 'imagefolder' && recipe.validation.data === undefined) {
@@ -136,7 +139,7 @@ async function openValidation(recipe: Recipe, log: (line: string) => void): Prom
   const loader = new DataLoader(dataset, { batchSize: Math.min(recipe.validation.samples, dataset.size), shuffle: false, applyTorchThreads: false, onWarning: log });
   try {
     const batch = await loader.next();
-    return { pixels: batch.pixels, labels: batch.labels, indices: batch.indices };
+    return { pixels: batch.pixels, labels: batch.labels, captions: batch.captions, indices: batch.indices };
   } finally {
     await loader.close();
   }
@@ -166,9 +169,27 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // A LoRA run always starts from the base weights; its checkpoints hold only the adapters.
   const fromCheckpoint = resumed !== undefined && lora === null;
   using unet = fromCheckpoint ? await loadUNet(path.join(resumed!.dir, UNET_DIR), { device: recipe.model.device }) : await openBaseUNet(folder, recipe);
+  // Text-to-image: the pipeline's frozen text encoder and VAE make the U-Net's inputs.
+  let text: OpenedTextConditioning | undefined;
   if (unet.isConditional && !requiresClassLabels(unet)) {
-    throw new ConfigError('model.pretrained: fine-tuning a text-conditioned UNet2DConditionModel needs captions encoded by its text encoder, which arrives with text-to-image support; UNet2DModel (and class-conditional) models train now');
+    if (!folder.pipelineDir || !isTextToImageFolder(folder.pipelineDir)) {
+      throw new ConfigError('model.pretrained: a text-conditioned UNet2DConditionModel trains from a whole Stable Diffusion pipeline folder (model_index.json with text_encoder/, tokenizer/ and vae/), which encodes the captions and images');
+    }
+    const tti = recipe.textToImage;
+    // Loaded on demand: U-Net-only runs never load the text models' code.
+    const { openTextConditioning } = await import('./text-conditioning');
+    text = await openTextConditioning(folder.pipelineDir, {
+      device: recipe.model.device,
+      clipSkip: tti.clipSkip,
+      cacheLatents: tti.cacheLatents,
+      cacheTextEmbeddings: tti.cacheTextEmbeddings,
+      cacheDir: tti.cacheDir ?? path.join(recipe.output, 'cache'),
+      seed: t.seed,
+    });
+    log(`text-to-image: captions through the frozen text encoder${tti.clipSkip ? ` (clip skip ${tti.clipSkip})` : ''}, images through the frozen VAE to latents (cache: ${[tti.cacheLatents && 'latents', tti.cacheTextEmbeddings && 'text embeddings'].filter(Boolean).join(' + ') || 'off'})`);
   }
+  using _text = text;
+  const frozenBefore = text ? await text.fingerprint() : undefined;
   await unet.setOptions({ gradientCheckpointing: t.gradientCheckpointing, channelsLast: t.channelsLast });
   using scheduler = await openScheduler(folder);
   const predictionType = t.predictionType ?? (scheduler.config as { prediction_type?: string }).prediction_type ?? 'epsilon';
@@ -311,11 +332,14 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     log(`checkpoint ${path.relative(process.cwd(), dir) || dir}`);
   };
 
+  // Text-to-image validation sees the latent means (no draw) and the held-out captions, fixed for the run.
+  const validationText = validation && text ? await text.conditioning.prepareFixed(validation.pixels, validation.captions) : undefined;
   const validate = async (): Promise<void> => {
     if (!validation || !dp.isMain) return;
     using labels = validation.labels && requiresClassLabels(unet) ? Tensor.from(BigInt64Array.from(validation.labels.map(BigInt)), [validation.labels.length]) : undefined;
     const loss = await trainer.validationLoss({
-      pixels: validation.pixels,
+      pixels: validationText?.latents ?? validation.pixels,
+      encoderHiddenStates: validationText?.context,
       classLabels: labels,
       sampleIndices: validation.indices,
       seed: recipe.validation.seed,
@@ -341,7 +365,10 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
         let lossSum = 0;
         for (const batch of batches) {
           using labels = await labelsTensor(batch, unet);
-          const r = await trainer.accumulate({ pixels: batch.pixels, classLabels: labels, sampleIndices: batch.indices, step, totalSamples: total });
+          const inputs = text ? await text.conditioning.prepare(batch.pixels, batch.captions, batch.indices, step) : undefined;
+          using _latents = inputs?.latents;
+          using _context = inputs?.context;
+          const r = await trainer.accumulate({ pixels: inputs?.latents ?? batch.pixels, encoderHiddenStates: inputs?.context, classLabels: labels, sampleIndices: batch.indices, step, totalSamples: total });
           lossSum += r.lossSum;
         }
         const lr = lrAt(step);
@@ -372,6 +399,9 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   } finally {
     await loader.close();
     validation?.pixels.dispose();
+    validationText?.latents.dispose();
+    validationText?.context.dispose();
+    if (text) log(`text-to-image cache: latents ${text.conditioning.stats.latentHits} hits / ${text.conditioning.stats.latentMisses} misses, text ${text.conditioning.stats.textHits} hits / ${text.conditioning.stats.textMisses} misses`);
   }
 
   await dp.finish();
@@ -423,7 +453,15 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     if (folder.pipelineDir) await copyPipelineRest(folder.pipelineDir, recipe.output);
   }
   const loraFile = lora ? path.join(recipe.output, LORA_WEIGHTS) : undefined;
-  return { status, steps: step, output: recipe.output, unetDir, schedulerDir, loraFile, checkpoints, finalLoss: lastLoss, validation: validations, plan, skippedSteps };
+  let textToImage: FinetuneResult['textToImage'];
+  if (text && frozenBefore) {
+    const frozenAfter = await text.fingerprint();
+    if (frozenAfter.textEncoder !== frozenBefore.textEncoder || frozenAfter.vae !== frozenBefore.vae) {
+      throw new DifftuneError('ERR_NATIVE', 'internal error: the frozen text encoder or VAE changed during training (their weights must stay bit-identical)');
+    }
+    textToImage = { cache: { ...text.conditioning.stats }, frozenBefore, frozenAfter };
+  }
+  return { status, steps: step, output: recipe.output, unetDir, schedulerDir, loraFile, checkpoints, finalLoss: lastLoss, validation: validations, plan, skippedSteps, textToImage };
 }
 
 /** model_index.json and the untouched components of a pipeline folder, beside the new unet/. */

@@ -126,8 +126,8 @@ export class TextConditioning {
     const parts: Float32Array[] = [];
     for (const index of indices) {
       // A stream of its own per (seed, step, sample): independent of batch composition and world size.
-      const seed = BigInt(`0x${sha256(`latent-noise:${this.options.seed}:${step}:${index}`).slice(0, 15)}`);
-      using generator = new Generator(Number(seed));
+      const seed = parseInt(sha256(`latent-noise:${this.options.seed}:${step}:${index}`).slice(0, 13), 16);  // 52 bits: a safe integer
+      using generator = new Generator(seed);
       using n = await randn([1, ...shape], { generator });
       parts.push(await floats(n));
     }

@@ -1,0 +1,126 @@
+// Text-to-image: the pipeline reproduces diffusers' StableDiffusionPipeline (sd-pipeline-tiny, every
+// case: token ids, embeddings, every step, the decoded image), and a captioned image folder fine-tunes
+// the tiny pipeline end to end with the text encoder and VAE frozen and the latent cache reused.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import { Writable } from 'stream';
+import { releasePipelineCaseModels, registerPipelineCases } from '../../lib/conformance/pipeline-cases';
+import { FixtureSet } from '../../lib/conformance/fixture-set';
+import { CaseRegistry } from '../../lib/conformance/registry';
+import { loadStableDiffusion } from '../../lib/models/stable-diffusion';
+import { txt2img } from '../../lib/sample/txt2img';
+import { runSampleCli } from '../../lib/sample/cli';
+import { finetune } from '../../lib/train/finetune';
+
+const ROOT = path.join(__dirname, '..', '..');
+const PIPELINE = path.join(ROOT, 'test', 'fixtures', 'diffusers', 'sd-pipeline-tiny');
+const SHAPES = path.join(ROOT, 'recipes', 'data', 'shapes');
+
+afterAll(() => releasePipelineCaseModels());
+
+describe('sd-pipeline-tiny: every txt2img case of diffusers’ StableDiffusionPipeline', () => {
+  const registry = new CaseRegistry();
+  registerPipelineCases(registry);
+  for (const name of ['txt2img', 'txt2img_default_size', 'txt2img_clip_skip']) {
+    test(name, async () => {
+      const set = await FixtureSet.open(PIPELINE);
+      const c = set.cases.find((x) => x.name === name)!;
+      const checks = await registry.get(c.type)!(set, c);
+      const failed = checks.filter((k) => !k.pass).map((k) => `${k.name}: ${k.rel} > ${k.bound} ${k.note ?? ''}`);
+      expect(failed).toEqual([]);
+      // Everything the case pins down was compared: ids, embeddings, 5 steps × 5 values, the decode.
+      expect(checks.length).toBeGreaterThanOrEqual(2 + 1 + 2 + 5 * 5 + 5);
+    });
+  }
+});
+
+test('guidance off runs a single batch; bad options are named', async () => {
+  using sd = await loadStableDiffusion(PIPELINE);
+  const r = await txt2img(sd, { prompt: 'a cat', guidanceScale: 1, steps: 2, seed: 1 });
+  try {
+    expect(r.images.shape).toEqual([1, 3, 32, 32]);
+    expect(r.negativePromptEmbeds).toBeUndefined();
+  } finally {
+    r.dispose();
+  }
+  await expect(txt2img(sd, { prompt: 'a cat', height: 31 })).rejects.toThrow(/options.height/);
+  await expect(txt2img(sd, { prompt: ['a', 'b'], negativePrompt: ['x', 'y', 'z'], steps: 1 })).rejects.toThrow(/2 negative prompts/);
+  await expect(txt2img(sd, { prompt: [] as string[] })).rejects.toThrow(/options.prompt/);
+});
+
+test('npm run sample on a pipeline folder writes a PNG from prompts; the same seed gives the same image', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-t2i-'));
+  const sink = () => {
+    let text = '';
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        text += chunk.toString();
+        done();
+      },
+    });
+    return Object.assign(stream, { text: () => text });
+  };
+  const runs = [];
+  for (const file of ['a.png', 'b.png']) {
+    const out = sink();
+    const err = sink();
+    const code = await runSampleCli(['--model', PIPELINE, '--prompt', 'a red circle', '--negative-prompt', 'blurry', '--steps', '3', '--seed', '5', '--out', path.join(dir, file)], out, err);
+    expect({ code, err: code === 0 ? '' : err.text() }).toEqual({ code: 0, err: '' });
+    runs.push(await sharp(path.join(dir, file)).raw().toBuffer({ resolveWithObject: true }));
+  }
+  expect(runs[0]!.info.width).toBe(32);
+  expect(runs[0]!.info.height).toBe(32);
+  expect(Buffer.compare(runs[0]!.data, runs[1]!.data)).toBe(0);
+  const err = sink();
+  expect(await runSampleCli(['--model', PIPELINE, '--out', path.join(dir, 'c.png')], sink(), err)).toBe(1);
+  expect(err.text()).toMatch(/--prompt/);
+});
+
+describe('text-to-image fine-tuning on a captioned image folder', () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-t2i-train-'));
+  const recipe = (output: string, extra: Record<string, unknown> = {}) => ({
+    model: { pretrained: PIPELINE },
+    data: { path: path.join(SHAPES, 'train'), resolution: 32, channels: 3, captionDropout: 0.2 },
+    train: { steps: 3, batchSize: 4, lr: 1e-4, seed: 0 },
+    validation: { every: 3, samples: 4, data: { path: path.join(SHAPES, 'test'), resolution: 32, channels: 3 } },
+    textToImage: { cacheDir: path.join(work, 'cache') },
+    output,
+    ...extra,
+  });
+
+  test('trains the U-Net only, keeps the text encoder and VAE bit-identical, and reuses cached latents', async () => {
+    const first = await finetune(recipe(path.join(work, 'run1')));
+    expect(first.status).toBe('completed');
+    expect(Number.isFinite(first.finalLoss)).toBe(true);
+    const t = first.textToImage!;
+    expect(t.frozenAfter).toEqual(t.frozenBefore);
+    // 12 images × (3 steps of 4 / 12 per epoch) + 4 held-out: every latent encoded once.
+    expect(t.cache.vaeEncoded).toBe(12 + 4);
+    // The output is a whole pipeline: the trained U-Net beside the untouched text encoder and VAE.
+    for (const part of ['text_encoder/model.safetensors', 'vae/diffusion_pytorch_model.safetensors']) {
+      expect(fs.readFileSync(path.join(work, 'run1', part)).equals(fs.readFileSync(path.join(PIPELINE, part)))).toBe(true);
+    }
+    expect(fs.readFileSync(path.join(work, 'run1', 'unet', 'diffusion_pytorch_model.safetensors')).equals(fs.readFileSync(path.join(PIPELINE, 'unet', 'diffusion_pytorch_model.safetensors')))).toBe(false);
+
+    // A second run with the same cache folder reads every latent from disk: the VAE encodes nothing.
+    const second = await finetune(recipe(path.join(work, 'run2')));
+    expect(second.textToImage!.cache.vaeEncoded).toBe(0);
+    expect(second.textToImage!.cache.latentHits).toBeGreaterThan(0);
+    // ... and trains identically: the cache holds the same distributions the VAE computes.
+    expect(second.finalLoss).toBe(first.finalLoss);
+    expect(second.validation).toEqual(first.validation);
+
+    // Another transform (here: a different resolution) is another key: nothing stale is read.
+    const third = await finetune(recipe(path.join(work, 'run3'), { data: { path: path.join(SHAPES, 'train'), resolution: 24, channels: 3 }, validation: { every: 0 } }));
+    expect(third.textToImage!.cache.vaeEncoded).toBe(12);
+  }, 120_000);
+
+  test('a dataset without captions is refused with a clear message', async () => {
+    const plain = path.join(work, 'plain');
+    fs.mkdirSync(plain, { recursive: true });
+    for (const f of ['red-circle.png', 'blue-square.png']) fs.copyFileSync(path.join(SHAPES, 'train', f), path.join(plain, f));
+    await expect(finetune(recipe(path.join(work, 'run4'), { data: { path: plain, resolution: 32, channels: 3, layout: 'plain' }, validation: { every: 0 } }))).rejects.toThrow(/captioned images/);
+  }, 60_000);
+});
