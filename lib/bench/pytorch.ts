@@ -15,6 +15,8 @@ export interface PytorchEnv {
   torchVersion?: string;
   implementation?: string;
   script?: string;
+  /** BLAS libraries the PyTorch process mapped (from its first run). */
+  blas?: string[];
 }
 
 const HOW_TO =
@@ -45,6 +47,7 @@ const lineSchema = z.object({
   steal: z.number().nullable(),
   peak_rss_mb: z.number(),
   torch_version: z.string(),
+  blas: z.array(z.string()).optional(),
 });
 export type PytorchLine = z.infer<typeof lineSchema>;
 

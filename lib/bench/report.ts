@@ -29,7 +29,7 @@ export function formatMarkdown(file: BenchFile): string {
   lines.push(`${file.startedAt}, ${f(file.durationS, 0)} s. ${m.cpuModel}, ${m.cores} cores${m.cpuFlags.avx512bf16 ? ' (AVX-512 bf16)' : ''}, ${m.memoryGb} GB; load average ${m.loadAverageStart.join(' ')} → ${m.loadAverageEnd.join(' ')}.`);
   lines.push(`libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}. Node ${m.node}.`);
   lines.push(`GEMM peak (n = ${file.gemm.n}): ${f(file.gemm.fp32Gflops, 0)} GFLOP/s fp32, ${f(file.gemm.bf16Gflops, 0)} bf16${file.gemm.disturbed ? ' (disturbed: other processes used the CPU, % peak is inflated)' : ''}. Compute-thread round trip of an empty job: ${f(file.noopRoundTripUs, 0)} µs.`);
-  lines.push(file.pytorch.available ? `PyTorch: torch ${file.pytorch.torchVersion}, ${file.pytorch.implementation}, same threads and weights.` : `PyTorch: not run — ${file.pytorch.reason}.`);
+  lines.push(file.pytorch.available ? `PyTorch: torch ${file.pytorch.torchVersion}, ${file.pytorch.implementation}, same threads and weights${file.pytorch.blas ? `; its BLAS ${file.pytorch.blas.join(', ')}` : ''}.` : `PyTorch: not run — ${file.pytorch.reason}.`);
   lines.push('');
   lines.push('| model | workload | dtype | train | batch | median ms | min–max ms | img/s | GFLOP/s | % peak | RSS MB | data wait | lag p50/p99 ms | JS ms/step | PyTorch | flags |');
   lines.push('|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');

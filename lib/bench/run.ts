@@ -96,6 +96,7 @@ async function pytorchFor(env: PytorchEnv, results: BenchResult[], exportDir: ()
         try {
           log(`  PyTorch ${model.name} ${mode} (${freeze})`);
           const line = await runPytorch(env, { modelDir: await exportDir(), mode, freeze, batch: model.batch, resolution: model.resolution, threads, steps: entry.steps, warmup: Math.max(1, entry.warmup), crossAttnLen: model.crossAttnLen });
+          env.blas ??= line.blas;
           done.set(key, {
             status: 'ok',
             implementation: 'diffusers',
@@ -256,7 +257,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     runtime: { torchVersion: info.torchVersion, backend: info.backend, threads: info.threads, blas: blasLibraries(), parallelInfo: info.parallelInfo.split('\n').filter((l) => /OpenMP|MKL|threads|ATen/i.test(l)).join('; ').slice(0, 400), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null },
     gemm: { n: suite.gemmN, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16, disturbed: peak.disturbed, otherCpu: peak.otherCpu },
     noopRoundTripUs: noop,
-    pytorch: { available: env.available, reason: env.reason, python: env.python, torchVersion: env.torchVersion, implementation: env.implementation },
+    pytorch: { available: env.available, reason: env.reason, python: env.python, torchVersion: env.torchVersion, implementation: env.implementation, blas: env.blas },
     results,
     goals: evaluateGoals(results),
   };

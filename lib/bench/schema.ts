@@ -135,6 +135,7 @@ export const benchFileSchema = z.object({
     python: z.string().optional(),
     torchVersion: z.string().optional(),
     implementation: z.string().optional(),
+    blas: z.array(z.string()).optional(),
   }),
   results: z.array(resultSchema),
   goals: z.array(goalSchema),
