@@ -91,8 +91,10 @@ export { finetune, planRecipe, prepareRecipe, type FinetuneOptions, type Finetun
 export { Trainer, type TrainerOptions, type TrainableParameter, type MicroBatch } from './train/trainer';
 export { recipeSchema, parseRecipe, applyOverrides, type Recipe } from './config/recipe';
 export { listCheckpoints, readCheckpointState, type CheckpointState } from './checkpoint/train-state';
-export { concat, classifierFreeGuidance } from './native/ops';
+export { concat, classifierFreeGuidance, gaussianSample, scale } from './native/ops';
 export { sample, type SampleOptions } from './sample/pipeline';
+export { txt2img, encodePrompts, tokenizePrompts, type Txt2ImgOptions, type Txt2ImgResult, type StepTrace } from './sample/txt2img';
+export { loadStableDiffusion, isTextToImageFolder, type StableDiffusion, type LoadStableDiffusionOptions } from './models/stable-diffusion';
 export { toImages, writeGrid, type Images } from './sample/image';
 export { randn } from './native/ops';
 export { loraOptionsSchema, loraTargetModules, loraParameterNames, readLoraFile, saveLoraFile, LORA_WEIGHTS, type LoraOptions, type LoraEntry } from './models/lora';
