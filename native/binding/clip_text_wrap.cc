@@ -3,7 +3,6 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
-#include "binding/model_values.h"
 #include "binding/named_tensors.h"
 #include "binding/tensor_wrap.h"
 #include "tensor/failure.h"
@@ -14,7 +13,20 @@ namespace {
 
 constexpr int64_t kBig = int64_t{1} << 40;
 
-ClipTextConfig parseConfig(const Napi::Object& o) {
+Tensor optionalTensor(const Napi::Value& v, const std::string& param) {
+  return v.IsUndefined() || v.IsNull() ? Tensor() : TensorWrap::unwrapArg(v, param);
+}
+
+}  // namespace
+
+Napi::Function ClipTextWrap::define(Napi::Env env) {
+  return defineModel(env, {
+      InstanceMethod<&ClipTextWrap::encode>("encode"),
+      InstanceMethod<&ClipTextWrap::forwardBackwardMse>("forwardBackwardMse"),
+  });
+}
+
+ClipTextConfig ClipTextWrap::parseConfig(const Napi::Object& o) {
   const std::string p = "config";
   ClipTextConfig c;
   c.vocabSize = fieldInt(o, "vocabSize", p, 1, kBig);
@@ -28,106 +40,6 @@ ClipTextConfig parseConfig(const Napi::Object& o) {
   if (!(c.layerNormEps > 0)) throw InvalidArgument("Expected a positive number for config.layerNormEps");
   c.eosTokenId = fieldInt(o, "eosTokenId", p, -kBig, kBig);
   return c;
-}
-
-Tensor optionalTensor(const Napi::Value& v, const std::string& param) {
-  return v.IsUndefined() || v.IsNull() ? Tensor() : TensorWrap::unwrapArg(v, param);
-}
-
-}  // namespace
-
-Napi::Function ClipTextWrap::define(Napi::Env env) {
-  return DefineClass(env, "NativeCLIPTextModel",
-                     {
-                         StaticMethod<&ClipTextWrap::create>("create"),
-                         InstanceMethod<&ClipTextWrap::parameters>("parameters"),
-                         InstanceMethod<&ClipTextWrap::loadStateDict>("loadStateDict"),
-                         InstanceMethod<&ClipTextWrap::stateDict>("stateDict"),
-                         InstanceMethod<&ClipTextWrap::to>("to"),
-                         InstanceMethod<&ClipTextWrap::initialize>("initialize"),
-                         InstanceMethod<&ClipTextWrap::encode>("encode"),
-                         InstanceMethod<&ClipTextWrap::forwardBackwardMse>("forwardBackwardMse"),
-                         InstanceMethod<&ClipTextWrap::dispose>("dispose"),
-                         InstanceAccessor<&ClipTextWrap::disposed>("disposed"),
-                     });
-}
-
-ClipTextWrap::ClipTextWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ClipTextWrap>(info) {
-  boundary(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal())
-      throw InvalidArgument("NativeCLIPTextModel cannot be constructed directly; use NativeCLIPTextModel.create(config)");
-    model_ = *info[0].As<Napi::External<std::shared_ptr<ClipTextModel>>>().Data();
-    return 0;
-  });
-}
-
-std::shared_ptr<ClipTextModel> ClipTextWrap::live() const {
-  if (!model_) throw Disposed("CLIPTextModel was used after dispose()");
-  return model_;
-}
-
-Napi::Value ClipTextWrap::create(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    ClipTextConfig config = parseConfig(expectObject(argAt(info, 0), "config"));
-    return addonState(env).compute->run(
-        env, [config] { return std::make_shared<ClipTextModel>(config); },
-        [](Napi::Env env, std::shared_ptr<ClipTextModel>& model) -> Napi::Value {
-          auto ext = Napi::External<std::shared_ptr<ClipTextModel>>::New(env, &model);
-          return addonState(env).clipTextConstructor.New({ext});
-        });
-  });
-}
-
-Napi::Value ClipTextWrap::parameters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->run(
-        env, [model] { return model->parameters(); },
-        [](Napi::Env env, std::vector<ParameterInfo>& params) -> Napi::Value { return parameterInfosToJs(env, params); });
-  });
-}
-
-Napi::Value ClipTextWrap::loadStateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "weights");
-    std::string source = expectString(argAt(info, 2), "source");
-    return addonState(env).compute->runVoid(env, [model, weights, source] { model->loadStateDict(weights, source); });
-  });
-}
-
-Napi::Value ClipTextWrap::stateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->run(
-        env, [model] { return model->stateDict(); },
-        [](Napi::Env env, NamedTensors& tensors) -> Napi::Value { return namedTensorsToJs(env, tensors); });
-  });
-}
-
-Napi::Value ClipTextWrap::to(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    std::string device = expectString(argAt(info, 0), "device");
-    std::string problem = checkDevice(device);
-    if (!problem.empty()) throw InvalidArgument(problem);
-    DType dtype = expectDType(argAt(info, 1), "dtype");
-    return addonState(env).compute->runVoid(env, [model, device, dtype] { model->to(device, dtype); });
-  });
-}
-
-Napi::Value ClipTextWrap::initialize(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    uint64_t seed = static_cast<uint64_t>(expectInt(argAt(info, 0), "seed", 0, (int64_t{1} << 53) - 1));
-    return addonState(env).compute->runVoid(env, [model, seed] { model->initialize(seed); });
-  });
 }
 
 Napi::Value ClipTextWrap::encode(const Napi::CallbackInfo& info) {
@@ -177,12 +89,5 @@ Napi::Value ClipTextWrap::forwardBackwardMse(const Napi::CallbackInfo& info) {
         });
   });
 }
-
-Napi::Value ClipTextWrap::dispose(const Napi::CallbackInfo& info) {
-  model_.reset();
-  return info.Env().Undefined();
-}
-
-Napi::Value ClipTextWrap::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !model_); }
 
 }  // namespace difftune

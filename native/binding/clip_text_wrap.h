@@ -1,34 +1,28 @@
 // The JS handle on a CLIP text encoder (NativeCLIPTextModel). All model work runs on the compute
-// thread; the handle holds a shared reference, so dispose() during a job in flight is safe.
+// thread; the common model methods come from ModelWrap (binding/model_wrap.h).
 #pragma once
 
 #include <napi.h>
 
-#include <memory>
-
+#include "binding/model_wrap.h"
 #include "clip/clip_text_model.h"
 
 namespace difftune {
 
-class ClipTextWrap : public Napi::ObjectWrap<ClipTextWrap> {
+class ClipTextWrap : public ModelWrap<ClipTextWrap, ClipTextModel> {
  public:
   static Napi::Function define(Napi::Env env);
-  explicit ClipTextWrap(const Napi::CallbackInfo& info);
+  using ModelWrap::ModelWrap;
 
  private:
-  static Napi::Value create(const Napi::CallbackInfo& info);
-  Napi::Value parameters(const Napi::CallbackInfo& info);
-  Napi::Value loadStateDict(const Napi::CallbackInfo& info);
-  Napi::Value stateDict(const Napi::CallbackInfo& info);
-  Napi::Value to(const Napi::CallbackInfo& info);
-  Napi::Value initialize(const Napi::CallbackInfo& info);
+  friend ModelWrap;
+  static constexpr const char* kClassName = "NativeCLIPTextModel";
+  static constexpr const char* kModelName = "CLIPTextModel";
+  static Napi::FunctionReference& constructor(AddonState& state) { return state.clipTextConstructor; }
+  static ClipTextConfig parseConfig(const Napi::Object& o);
+
   Napi::Value encode(const Napi::CallbackInfo& info);
   Napi::Value forwardBackwardMse(const Napi::CallbackInfo& info);
-  Napi::Value dispose(const Napi::CallbackInfo& info);
-  Napi::Value disposed(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<ClipTextModel> live() const;
-  std::shared_ptr<ClipTextModel> model_;
 };
 
 }  // namespace difftune

@@ -1,4 +1,4 @@
-// JS values shared by the frozen-model handles (VAE, text encoder): parameter listings.
+// JS values shared by the model handles (binding/model_wrap.h): parameter listings.
 #pragma once
 
 #include <napi.h>

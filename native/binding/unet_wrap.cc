@@ -13,7 +13,35 @@ namespace {
 
 constexpr int64_t kBig = int64_t{1} << 40;
 
-UNetConfig parseConfig(const Napi::Object& o) {
+ForwardInputs parseInputs(const Napi::Value& value) {
+  Napi::Object o = expectObject(value, "inputs");
+  ForwardInputs in;
+  in.sample = TensorWrap::unwrapArg(o.Get("sample"), "inputs.sample");
+  in.timestep = TensorWrap::unwrapArg(o.Get("timestep"), "inputs.timestep");
+  Napi::Value ctx = o.Get("encoderHiddenStates");
+  if (!ctx.IsUndefined() && !ctx.IsNull()) in.context = TensorWrap::unwrapArg(ctx, "inputs.encoderHiddenStates");
+  Napi::Value labels = o.Get("classLabels");
+  if (!labels.IsUndefined() && !labels.IsNull()) in.classLabels = TensorWrap::unwrapArg(labels, "inputs.classLabels");
+  return in;
+}
+
+}  // namespace
+
+Napi::Function UNetWrap::define(Napi::Env env) {
+  return defineModel(env, {
+      InstanceMethod<&UNetWrap::setTraining>("setTraining"),
+      InstanceMethod<&UNetWrap::setOptions>("setOptions"),
+      InstanceMethod<&UNetWrap::addLora>("addLora"),
+      InstanceMethod<&UNetWrap::setLora>("setLora"),
+      InstanceMethod<&UNetWrap::loraEntries>("loraEntries"),
+      InstanceMethod<&UNetWrap::mergeLora>("mergeLora"),
+      InstanceMethod<&UNetWrap::removeLora>("removeLora"),
+      InstanceMethod<&UNetWrap::forward>("forward"),
+      InstanceMethod<&UNetWrap::forwardBackwardMse>("forwardBackwardMse"),
+  });
+}
+
+UNetConfig UNetWrap::parseConfig(const Napi::Object& o) {
   const std::string p = "config";
   UNetConfig c;
   c.conditional = fieldBool(o, "conditional", p);
@@ -55,139 +83,11 @@ UNetConfig parseConfig(const Napi::Object& o) {
   return c;
 }
 
-ForwardInputs parseInputs(const Napi::Value& value) {
-  Napi::Object o = expectObject(value, "inputs");
-  ForwardInputs in;
-  in.sample = TensorWrap::unwrapArg(o.Get("sample"), "inputs.sample");
-  in.timestep = TensorWrap::unwrapArg(o.Get("timestep"), "inputs.timestep");
-  Napi::Value ctx = o.Get("encoderHiddenStates");
-  if (!ctx.IsUndefined() && !ctx.IsNull()) in.context = TensorWrap::unwrapArg(ctx, "inputs.encoderHiddenStates");
-  Napi::Value labels = o.Get("classLabels");
-  if (!labels.IsUndefined() && !labels.IsNull()) in.classLabels = TensorWrap::unwrapArg(labels, "inputs.classLabels");
-  return in;
-}
-
-}  // namespace
-
-Napi::Function UNetWrap::define(Napi::Env env) {
-  return DefineClass(env, "NativeUNet",
-                     {
-                         StaticMethod<&UNetWrap::create>("create"),
-                         InstanceMethod<&UNetWrap::parameters>("parameters"),
-                         InstanceMethod<&UNetWrap::loadStateDict>("loadStateDict"),
-                         InstanceMethod<&UNetWrap::stateDict>("stateDict"),
-                         InstanceMethod<&UNetWrap::to>("to"),
-                         InstanceMethod<&UNetWrap::initialize>("initialize"),
-                         InstanceMethod<&UNetWrap::setTraining>("setTraining"),
-                         InstanceMethod<&UNetWrap::setOptions>("setOptions"),
-                         InstanceMethod<&UNetWrap::addLora>("addLora"),
-                         InstanceMethod<&UNetWrap::setLora>("setLora"),
-                         InstanceMethod<&UNetWrap::loraEntries>("loraEntries"),
-                         InstanceMethod<&UNetWrap::mergeLora>("mergeLora"),
-                         InstanceMethod<&UNetWrap::removeLora>("removeLora"),
-                         InstanceMethod<&UNetWrap::forward>("forward"),
-                         InstanceMethod<&UNetWrap::forwardBackwardMse>("forwardBackwardMse"),
-                         InstanceMethod<&UNetWrap::dispose>("dispose"),
-                         InstanceAccessor<&UNetWrap::disposed>("disposed"),
-                     });
-}
-
-UNetWrap::UNetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UNetWrap>(info) {
-  boundary(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal())
-      throw InvalidArgument("NativeUNet cannot be constructed directly; use NativeUNet.create(config)");
-    model_ = *info[0].As<Napi::External<std::shared_ptr<UNetModel>>>().Data();
-    return 0;
-  });
-}
-
 std::shared_ptr<UNetModel> UNetWrap::modelArg(const Napi::Value& value, const std::string& param) {
   Napi::Env env = value.Env();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addonState(env).unetConstructor.Value()))
     failArg("a UNet", param, value);
   return Unwrap(value.As<Napi::Object>())->live();
-}
-
-std::shared_ptr<UNetModel> UNetWrap::live() const {
-  if (!model_) throw Disposed("UNet was used after dispose()");
-  return model_;
-}
-
-Napi::Value UNetWrap::create(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    UNetConfig config = parseConfig(expectObject(argAt(info, 0), "config"));
-    return addonState(env).compute->run(
-        env, [config] { return std::make_shared<UNetModel>(config); },
-        [](Napi::Env env, std::shared_ptr<UNetModel>& model) -> Napi::Value {
-          Napi::External<std::shared_ptr<UNetModel>> ext = Napi::External<std::shared_ptr<UNetModel>>::New(env, &model);
-          return addonState(env).unetConstructor.New({ext});
-        });
-  });
-}
-
-Napi::Value UNetWrap::parameters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->run(
-        env, [model] { return model->parameters(); },
-        [](Napi::Env env, std::vector<ParameterInfo>& params) -> Napi::Value {
-          Napi::Array out = Napi::Array::New(env, params.size());
-          for (size_t i = 0; i < params.size(); ++i) {
-            Napi::Object p = Napi::Object::New(env);
-            p.Set("name", params[i].name);
-            Napi::Array shape = Napi::Array::New(env, params[i].shape.size());
-            for (size_t d = 0; d < params[i].shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(params[i].shape[d]));
-            p.Set("shape", shape);
-            p.Set("dtype", dtypeName(params[i].dtype));
-            p.Set("requiresGrad", params[i].requiresGrad);
-            out.Set(static_cast<uint32_t>(i), p);
-          }
-          return out;
-        });
-  });
-}
-
-Napi::Value UNetWrap::loadStateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "weights");
-    std::string source = expectString(argAt(info, 2), "source");
-    return addonState(env).compute->runVoid(env, [model, weights, source] { model->loadStateDict(weights, source); });
-  });
-}
-
-Napi::Value UNetWrap::stateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->run(
-        env, [model] { return model->stateDict(); },
-        [](Napi::Env env, NamedTensors& tensors) -> Napi::Value { return namedTensorsToJs(env, tensors); });
-  });
-}
-
-Napi::Value UNetWrap::to(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    std::string device = expectString(argAt(info, 0), "device");
-    std::string problem = checkDevice(device);
-    if (!problem.empty()) throw InvalidArgument(problem);
-    DType dtype = expectDType(argAt(info, 1), "dtype");
-    return addonState(env).compute->runVoid(env, [model, device, dtype] { model->to(device, dtype); });
-  });
-}
-
-Napi::Value UNetWrap::initialize(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    uint64_t seed = static_cast<uint64_t>(expectInt(argAt(info, 0), "seed", 0, (int64_t{1} << 53) - 1));
-    return addonState(env).compute->runVoid(env, [model, seed] { model->initialize(seed); });
-  });
 }
 
 Napi::Value UNetWrap::setTraining(const Napi::CallbackInfo& info) {
@@ -322,12 +222,5 @@ Napi::Value UNetWrap::forwardBackwardMse(const Napi::CallbackInfo& info) {
         });
   });
 }
-
-Napi::Value UNetWrap::dispose(const Napi::CallbackInfo& info) {
-  model_.reset();
-  return info.Env().Undefined();
-}
-
-Napi::Value UNetWrap::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !model_); }
 
 }  // namespace difftune

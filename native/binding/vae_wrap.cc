@@ -5,7 +5,6 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
-#include "binding/model_values.h"
 #include "binding/named_tensors.h"
 #include "binding/tensor_wrap.h"
 #include "tensor/failure.h"
@@ -16,7 +15,21 @@ namespace {
 
 constexpr int64_t kBig = int64_t{1} << 40;
 
-VaeConfig parseConfig(const Napi::Object& o) {
+Napi::Value tensorValue(Napi::Env env, Tensor& t) { return TensorWrap::create(env, t); }
+
+}  // namespace
+
+Napi::Function VaeWrap::define(Napi::Env env) {
+  return defineModel(env, {
+      InstanceMethod<&VaeWrap::encode>("encode"),
+      InstanceMethod<&VaeWrap::decode>("decode"),
+      InstanceMethod<&VaeWrap::forward>("forward"),
+      InstanceMethod<&VaeWrap::sample>("sample"),
+      InstanceMethod<&VaeWrap::decodeBackwardMse>("decodeBackwardMse"),
+  });
+}
+
+VaeConfig VaeWrap::parseConfig(const Napi::Object& o) {
   const std::string p = "config";
   VaeConfig c;
   c.inChannels = fieldInt(o, "inChannels", p, 1, kBig);
@@ -34,107 +47,6 @@ VaeConfig parseConfig(const Napi::Object& o) {
   c.useQuantConv = fieldBool(o, "useQuantConv", p);
   c.usePostQuantConv = fieldBool(o, "usePostQuantConv", p);
   return c;
-}
-
-Napi::Value tensorValue(Napi::Env env, Tensor& t) { return TensorWrap::create(env, t); }
-
-}  // namespace
-
-Napi::Function VaeWrap::define(Napi::Env env) {
-  return DefineClass(env, "NativeAutoencoderKL",
-                     {
-                         StaticMethod<&VaeWrap::create>("create"),
-                         InstanceMethod<&VaeWrap::parameters>("parameters"),
-                         InstanceMethod<&VaeWrap::loadStateDict>("loadStateDict"),
-                         InstanceMethod<&VaeWrap::stateDict>("stateDict"),
-                         InstanceMethod<&VaeWrap::to>("to"),
-                         InstanceMethod<&VaeWrap::initialize>("initialize"),
-                         InstanceMethod<&VaeWrap::encode>("encode"),
-                         InstanceMethod<&VaeWrap::decode>("decode"),
-                         InstanceMethod<&VaeWrap::forward>("forward"),
-                         InstanceMethod<&VaeWrap::sample>("sample"),
-                         InstanceMethod<&VaeWrap::decodeBackwardMse>("decodeBackwardMse"),
-                         InstanceMethod<&VaeWrap::dispose>("dispose"),
-                         InstanceAccessor<&VaeWrap::disposed>("disposed"),
-                     });
-}
-
-VaeWrap::VaeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VaeWrap>(info) {
-  boundary(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal())
-      throw InvalidArgument("NativeAutoencoderKL cannot be constructed directly; use NativeAutoencoderKL.create(config)");
-    model_ = *info[0].As<Napi::External<std::shared_ptr<VaeModel>>>().Data();
-    return 0;
-  });
-}
-
-std::shared_ptr<VaeModel> VaeWrap::live() const {
-  if (!model_) throw Disposed("AutoencoderKL was used after dispose()");
-  return model_;
-}
-
-Napi::Value VaeWrap::create(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    VaeConfig config = parseConfig(expectObject(argAt(info, 0), "config"));
-    return addonState(env).compute->run(
-        env, [config] { return std::make_shared<VaeModel>(config); },
-        [](Napi::Env env, std::shared_ptr<VaeModel>& model) -> Napi::Value {
-          auto ext = Napi::External<std::shared_ptr<VaeModel>>::New(env, &model);
-          return addonState(env).vaeConstructor.New({ext});
-        });
-  });
-}
-
-Napi::Value VaeWrap::parameters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->run(
-        env, [model] { return model->parameters(); },
-        [](Napi::Env env, std::vector<ParameterInfo>& params) -> Napi::Value { return parameterInfosToJs(env, params); });
-  });
-}
-
-Napi::Value VaeWrap::loadStateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "weights");
-    std::string source = expectString(argAt(info, 2), "source");
-    return addonState(env).compute->runVoid(env, [model, weights, source] { model->loadStateDict(weights, source); });
-  });
-}
-
-Napi::Value VaeWrap::stateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->run(
-        env, [model] { return model->stateDict(); },
-        [](Napi::Env env, NamedTensors& tensors) -> Napi::Value { return namedTensorsToJs(env, tensors); });
-  });
-}
-
-Napi::Value VaeWrap::to(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    std::string device = expectString(argAt(info, 0), "device");
-    std::string problem = checkDevice(device);
-    if (!problem.empty()) throw InvalidArgument(problem);
-    DType dtype = expectDType(argAt(info, 1), "dtype");
-    return addonState(env).compute->runVoid(env, [model, device, dtype] { model->to(device, dtype); });
-  });
-}
-
-Napi::Value VaeWrap::initialize(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    uint64_t seed = static_cast<uint64_t>(expectInt(argAt(info, 0), "seed", 0, (int64_t{1} << 53) - 1));
-    return addonState(env).compute->runVoid(env, [model, seed] { model->initialize(seed); });
-  });
 }
 
 Napi::Value VaeWrap::encode(const Napi::CallbackInfo& info) {
@@ -207,12 +119,5 @@ Napi::Value VaeWrap::decodeBackwardMse(const Napi::CallbackInfo& info) {
         });
   });
 }
-
-Napi::Value VaeWrap::dispose(const Napi::CallbackInfo& info) {
-  model_.reset();
-  return info.Env().Undefined();
-}
-
-Napi::Value VaeWrap::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !model_); }
 
 }  // namespace difftune

@@ -43,7 +43,7 @@ void appendList(std::string& msg, const char* what, const std::vector<std::strin
 }  // namespace
 
 void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source,
-                         const std::set<std::string>& ignored) {
+                         const std::set<std::string>& ignored, bool floatsOnly) {
   std::map<std::string, const at::Tensor*> given;
   std::vector<std::string> duplicates;
   for (const auto& [name, t] : weights) {
@@ -61,7 +61,7 @@ void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::
     used.insert(name);
     if (it->second->sizes() != param.sizes())
       wrongShape.push_back(name + " (expected " + shapeText(param.sizes()) + ", found " + shapeText(it->second->sizes()) + ")");
-    else if (!at::isFloatingType(it->second->scalar_type()))
+    else if (floatsOnly && !at::isFloatingType(it->second->scalar_type()))
       wrongType.push_back(name + " (expected a floating-point tensor, found " + std::string(c10::toString(it->second->scalar_type())) + ")");
   }
   std::vector<std::string> unexpected;

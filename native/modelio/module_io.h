@@ -1,6 +1,6 @@
 // What every native model facade does with its module tree, written once: parameter listings, strict
-// state-dict loading, copies of the weights, device/dtype moves and handing out gradients. The U-Net
-// keeps its own copies (it also manages LoRA slots); the frozen models (VAE, text encoder) use these.
+// state-dict loading, copies of the weights, device/dtype moves and handing out gradients. Every model
+// lists, loads and copies its weights with these; the U-Net moves and trains its own way (LoRA slots).
 #pragma once
 
 #include <set>
@@ -18,9 +18,10 @@ std::vector<ParameterInfo> parameterInfos(const Module& model);
 
 // Copies every weight in (converting dtype/device to the parameter's). Strict: one error lists every
 // missing, unexpected, duplicate and wrongly shaped tensor, and nothing changes unless all match.
-// Names in `ignored` (buffers older checkpoints carry) are accepted and skipped.
+// Names in `ignored` (buffers older checkpoints carry) are accepted and skipped. With `floatsOnly`
+// a weight of an integer or bool dtype is an error too; without it, it is converted like any other.
 void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source,
-                         const std::set<std::string>& ignored = {});
+                         const std::set<std::string>& ignored = {}, bool floatsOnly = true);
 
 // Private copies of the parameters, in registration (checkpoint) order.
 NamedTensors moduleStateDict(const Module& model);
