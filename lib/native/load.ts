@@ -100,6 +100,25 @@ export function loadNative(): NativeAddon {
  */
 function applyOpenmpDefaults(): void {
   if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+  applyOpenblasCoretype();
+}
+
+/**
+ * OpenBLAS (a DYNAMIC_ARCH build, as Debian's) picks its kernels from the CPU model when it loads; a
+ * model it does not know (Debian 12's 0.3.21 on a 5th-gen Xeon, model 207, under a hypervisor that
+ * names it "Intel Xeon Processor") falls back to Prescott's SSE3 kernels: sgemm at 32 instead of
+ * ~150 GFLOP/s per core (measured with npm run bench's GEMM peak, 2 threads: 63 vs 307 GFLOP/s). Where
+ * the CPU has the AVX-512 subsets SkylakeX's kernels use, name that core; a user's OPENBLAS_CORETYPE wins.
+ */
+function applyOpenblasCoretype(): void {
+  if (process.env.OPENBLAS_CORETYPE !== undefined || process.platform !== 'linux') return;
+  let flags: Set<string>;
+  try {
+    flags = new Set((/^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(' '));
+  } catch {
+    return;
+  }
+  if (['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => flags.has(f))) process.env.OPENBLAS_CORETYPE = 'SkylakeX';
 }
 
 /**
