@@ -43,6 +43,9 @@ export function median(xs: readonly number[]): number {
   return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
 }
 
+/** The histogram records each timer interval; the lag is what exceeds the resolution. */
+const LAG_RESOLUTION_MS = 10;
+
 /** Steps shorter than this are not judged one by one: /proc/stat counts in 10 ms ticks. */
 const MIN_STEP_MS_TO_JUDGE = 50;
 
@@ -61,7 +64,7 @@ interface Pass {
 async function timedPass(step: Step, options: MeasureOptions): Promise<Pass> {
   const stealMax = options.stealThreshold ?? 0.05;
   // A 10 ms timer: finer sampling would itself cost the JS thread a wake-up per millisecond.
-  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  const histogram = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   const timesMs: number[] = [];
   const clean: boolean[] = [];
   let dataWaitMs = 0;
@@ -87,7 +90,7 @@ async function timedPass(step: Step, options: MeasureOptions): Promise<Pass> {
   histogram.disable();
   const ns1 = threadCpuNs();
   const d = disturbance(first, sampleCpu());
-  const ms = (x: number): number => (Number.isFinite(x) ? x / 1e6 : 0);
+  const ms = (x: number): number => (Number.isFinite(x) ? Math.max(0, x / 1e6 - LAG_RESOLUTION_MS) : 0);
   return {
     timesMs,
     clean,

@@ -27,7 +27,7 @@ export function formatMarkdown(file: BenchFile): string {
   const lines: string[] = [];
   lines.push(`# difftune benchmarks (${file.suite})`, '');
   lines.push(`${file.startedAt}, ${f(file.durationS, 0)} s. ${m.cpuModel}, ${m.cores} cores${m.cpuFlags.avx512bf16 ? ' (AVX-512 bf16)' : ''}, ${m.memoryGb} GB; load average ${m.loadAverageStart.join(' ')} → ${m.loadAverageEnd.join(' ')}.`);
-  lines.push(`libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}. Node ${m.node}.`);
+  lines.push(`libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}${file.runtime.openblasCoretype ? ` (OPENBLAS_CORETYPE ${file.runtime.openblasCoretype}, PyTorch too)` : ''}, OMP_WAIT_POLICY ${file.runtime.ompWaitPolicy ?? 'unset'}. Node ${m.node}.`);
   lines.push(`GEMM peak (n = ${file.gemm.n}): ${f(file.gemm.fp32Gflops, 0)} GFLOP/s fp32, ${f(file.gemm.bf16Gflops, 0)} bf16${file.gemm.disturbed ? ' (disturbed: other processes used the CPU, % peak is inflated)' : ''}. Compute-thread round trip of an empty job: ${f(file.noopRoundTripUs, 0)} µs.`);
   lines.push(file.pytorch.available ? `PyTorch: torch ${file.pytorch.torchVersion}, ${file.pytorch.implementation}, same threads and weights${file.pytorch.blas ? `; its BLAS ${file.pytorch.blas.join(', ')}` : ''}.` : `PyTorch: not run — ${file.pytorch.reason}.`);
   lines.push('');

@@ -125,6 +125,7 @@ export const benchFileSchema = z.object({
     blas: z.array(z.string()),
     parallelInfo: z.string(),
     ompWaitPolicy: z.string().nullable(),
+    openblasCoretype: z.string().nullable(),
   }),
   gemm: z.object({ n: z.number().int(), fp32Gflops: num, bf16Gflops: nullableNum, disturbed: z.boolean(), otherCpu: nullableNum }),
   /** Round trip of an empty job through the compute thread (the hand-off every native call pays). */

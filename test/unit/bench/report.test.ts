@@ -32,7 +32,7 @@ function file(results: BenchResult[]): BenchFile {
     startedAt: '2026-01-01T00:00:00.000Z',
     durationS: 1,
     machine: { cpuModel: 'cpu', cores: 2, cpuFlags: { avx512f: true, avx512bf16: true, amxBf16: false }, memoryGb: 8, os: 'Linux', node: 'v20', loadAverageStart: [0.1], loadAverageEnd: [0.2] },
-    runtime: { torchVersion: '1.13.0', backend: 'cpu', threads: 2, blas: ['openblas'], parallelInfo: '', ompWaitPolicy: null },
+    runtime: { torchVersion: '1.13.0', backend: 'cpu', threads: 2, blas: ['openblas'], parallelInfo: '', ompWaitPolicy: null, openblasCoretype: null },
     gemm: { n: 1536, fp32Gflops: 190, bf16Gflops: 100, disturbed: false, otherCpu: 0 },
     noopRoundTripUs: 10,
     pytorch: { available: true },
