@@ -123,6 +123,15 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     expect(second.finalLoss).toBe(first.finalLoss);
     expect(second.validation).toEqual(first.validation);
 
+    // A damaged cache entry is recomputed (and rewritten), never trusted.
+    const latentDir = path.join(work, 'cache', 'latents');
+    const entries = fs.readdirSync(latentDir, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
+    expect(entries.length).toBe(16);
+    fs.writeFileSync(path.join(latentDir, entries[0]!), 'not a safetensors file');
+    const repaired = await finetune(recipe(path.join(work, 'run2b')));
+    expect(repaired.textToImage!.cache.vaeEncoded).toBe(1);
+    expect(repaired.finalLoss).toBe(first.finalLoss);
+
     // Another transform (here: a different resolution) is another key: nothing stale is read.
     const third = await finetune(recipe(path.join(work, 'run3'), { data: { path: path.join(SHAPES, 'train'), resolution: 24, channels: 3 }, validation: { every: 0 } }));
     expect(third.textToImage!.cache.vaeEncoded).toBe(12);
