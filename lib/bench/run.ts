@@ -150,6 +150,7 @@ async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, se
     if (entry.workloads.includes('train-step')) {
       for (const freeze of entry.freezes) {
         for (const dtype of entry.dtypes) {
+          if (dtype === 'bf16' && entry.bf16Freezes && !entry.bf16Freezes.includes(freeze)) continue;
           await run(`train step ${dtype} ${freeze}`, () => benchTrainStep(opened, model, dtype, freeze, per), () => skipped(model, 'train-step', dtype, freeze, ''));
         }
       }
