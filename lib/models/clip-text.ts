@@ -4,16 +4,15 @@
  * encoder is used frozen: encode runs without autograd, in eval mode. Pickle weights
  * (pytorch_model.bin) are refused.
  */
-import * as fs from 'fs';
-import * as path from 'path';
-import { ConfigError, DisposedError, expected } from '../errors';
-import { parseLenientJson } from '../config/json';
+import { ConfigError, expected } from '../errors';
 import { parseClipTextConfig, toNativeClipTextConfig, type CLIPTextConfig } from '../config/clip-text';
-import { loadStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
+import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
-import type { NativeCLIPTextModel, NativeParameterInfo } from '../native/types';
-import { checkModelOptions, readConfigJson, refusePickles, toTensorMap, type ModelOptions } from './frozen-model';
+import type { NativeCLIPTextModel } from '../native/types';
+import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
+import { shardedWeightFiles, withWeightFiles } from './model-folder';
+import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
 import type { ComputeDType } from './unet';
 
 export const TEXT_ENCODER_WEIGHTS = 'model.safetensors';
@@ -49,48 +48,26 @@ export interface TextEncoderBackwardResult {
   gradParams: Map<string, Tensor>;
 }
 
-function checkTensor(value: unknown, param: string): Tensor {
-  if (!(value instanceof Tensor)) throw expected('a Tensor', param, value);
-  return value;
-}
-
 /** The weight files of a text_encoder folder, in load order; pickles are refused. */
 export function resolveTextEncoderWeights(dir: string, variant?: string): string[] {
   const base = variant ? `model.${variant}.safetensors` : TEXT_ENCODER_WEIGHTS;
-  const single = path.join(dir, base);
-  if (fs.existsSync(single)) return [single];
-  const index = `${single}.index.json`;
-  if (fs.existsSync(index)) {
-    const parsed = parseLenientJson(fs.readFileSync(index, 'utf8'), index) as { weight_map?: unknown };
-    const map = parsed.weight_map;
-    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(`${index}: expected an object "weight_map" of tensor name → shard file`);
-    const shards = [...new Set(Object.values(map as Record<string, unknown>))];
-    for (const shard of shards) {
-      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new ConfigError(`${index}: shard ${JSON.stringify(shard)} is not a file name in the folder`);
-      if (!fs.existsSync(path.join(dir, shard))) throw new ConfigError(`${index}: shard ${shard} is missing from ${dir}`);
-    }
-    return (shards as string[]).map((s) => path.join(dir, s));
-  }
+  const files = shardedWeightFiles(dir, base);
+  if (files !== undefined) return files;
   refusePickles(dir, ['pytorch_model.bin', 'pytorch_model.fp16.bin', `pytorch_model.${variant ?? 'fp16'}.bin`], 'CLIPTextModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True) (transformers)');
   throw new ConfigError(`${dir} has no ${base} (nor a ${base}.index.json)${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
 }
 
-export class CLIPTextModel {
-  #native: NativeCLIPTextModel | undefined;
+export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
   readonly config: CLIPTextConfig;
   /** Keys of config.json that difftune does not know (kept, unused). */
   readonly unknownKeys: readonly string[];
   readonly extraConfig: Readonly<Record<string, unknown>>;
-  #device: string;
-  #dtype: ComputeDType;
 
   private constructor(native: NativeCLIPTextModel, config: CLIPTextConfig, extra: Record<string, unknown>, device: string, dtype: ComputeDType) {
-    this.#native = native;
+    super(native, 'CLIPTextModel', device, dtype);
     this.config = config;
     this.extraConfig = extra;
     this.unknownKeys = Object.keys(extra);
-    this.#device = device;
-    this.#dtype = dtype;
   }
 
   /** A model from a config (raw config.json content), initialised with torch.nn's defaults from `seed`. */
@@ -98,14 +75,7 @@ export class CLIPTextModel {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseClipTextConfig(rawConfig, options.source ?? 'config');
     const native = loadNative();
-    const handle = await callAsync(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)));
-    try {
-      await callAsync(() => handle.initialize(options.seed ?? 0));
-      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
-    } catch (error) {
-      handle.dispose();
-      throw error;
-    }
+    const handle = await createNativeModel(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
     return new CLIPTextModel(handle, config, extra, device, dtype);
   }
 
@@ -114,39 +84,13 @@ export class CLIPTextModel {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseClipTextConfig(rawConfig, configSource);
     const native = loadNative();
-    const handle = await callAsync(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)));
-    try {
-      const names = [...weights.keys()];
-      await callAsync(() => handle.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
-      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
-    } catch (error) {
-      handle.dispose();
-      throw error;
-    }
+    const handle = await createNativeModel(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => loadWeightsInto(h, weights, source), device, dtype);
     return new CLIPTextModel(handle, config, extra, device, dtype);
-  }
-
-  private live(): NativeCLIPTextModel {
-    if (this.#native === undefined || this.#native.disposed) throw new DisposedError('CLIPTextModel');
-    return this.#native;
-  }
-
-  get device(): string {
-    return this.#device;
-  }
-
-  get dtype(): ComputeDType {
-    return this.#dtype;
   }
 
   /** D: the width of the embeddings (the U-Net's cross_attention_dim must match it). */
   get hiddenSize(): number {
     return this.config.hidden_size;
-  }
-
-  async parameters(): Promise<NativeParameterInfo[]> {
-    const native = this.live();
-    return callAsync(() => native.parameters());
   }
 
   /** Encodes token ids [B, T] (int64). The caller disposes every returned tensor. */
@@ -182,41 +126,6 @@ export class CLIPTextModel {
     const r = await callAsync(() => native.forwardBackwardMse(inputIds.native, target.native, mask, options.gradNames));
     return { output: new Tensor(r.output), loss: new Tensor(r.loss), gradParams: toTensorMap(r.gradParams) };
   }
-
-  /** Copies of the weights under transformers' keys (text_model.…). */
-  async stateDict(): Promise<StateDict> {
-    const native = this.live();
-    return toTensorMap(await callAsync(() => native.stateDict()));
-  }
-
-  /** Replaces the weights (strict; text_model.embeddings.position_ids is accepted and ignored). */
-  async loadStateDict(weights: StateDict, source = 'state dict'): Promise<void> {
-    const native = this.live();
-    const names = [...weights.keys()];
-    await callAsync(() => native.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
-  }
-
-  /** Moves the weights to another device and/or dtype. */
-  async to(options: ModelOptions): Promise<void> {
-    const { device, dtype } = checkModelOptions({ device: this.#device, dtype: this.#dtype, ...options });
-    const native = this.live();
-    await callAsync(() => native.to(device, dtype));
-    this.#device = device;
-    this.#dtype = dtype;
-  }
-
-  get disposed(): boolean {
-    return this.#native === undefined || this.#native.disposed;
-  }
-
-  dispose(): void {
-    this.#native?.dispose();
-    this.#native = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 }
 
 /** Loads a transformers CLIPTextModel folder (config.json + model.safetensors). */
@@ -224,13 +133,5 @@ export async function loadTextEncoder(dir: string, options: LoadTextEncoderOptio
   checkModelOptions(options);
   const { file, raw } = readConfigJson(dir, 'transformers CLIPTextModel (config.json + model.safetensors)');
   const files = resolveTextEncoderWeights(dir, options.variant);
-  const weights: StateDict = new Map();
-  try {
-    for (const f of files) {
-      for (const [name, t] of await loadStateDict(f)) weights.set(name, t);
-    }
-    return await CLIPTextModel.fromParts(raw, file, weights, files.length === 1 ? files[0]! : `${dir} (${files.length} shards)`, options);
-  } finally {
-    disposeStateDict(weights);
-  }
+  return withWeightFiles(dir, files, (weights, source) => CLIPTextModel.fromParts(raw, file, weights, source, options));
 }

@@ -1,13 +1,14 @@
 /**
- * What the frozen models (AutoencoderKL, CLIPTextModel) share: device/dtype options, reading a
- * config.json, named-tensor conversion and the refusal of pickle weights. Pure apart from file reads.
+ * What the frozen models (AutoencoderKL, CLIPTextModel) share: device/dtype options and moves, the
+ * disposed flag, reading a config.json and the refusal of pickle weights.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError, expected, InvalidArgumentError, UnsupportedFormatError } from '../errors';
 import { parseLenientJson, type JsonValue } from '../config/json';
-import { Tensor } from '../native/tensor';
-import type { NativeNamedTensors } from '../native/types';
+import { callAsync } from '../native/load';
+import type { NativeModelHandle } from '../native/types';
+import { NativeModel } from './native-model';
 import type { ComputeDType } from './unet';
 
 export interface ModelOptions {
@@ -52,6 +53,35 @@ export function refusePickles(dir: string, pickles: readonly string[], howToConv
   );
 }
 
-export function toTensorMap(named: NativeNamedTensors): Map<string, Tensor> {
-  return new Map(named.names.map((n, i) => [n, new Tensor(named.tensors[i]!)]));
+/** A frozen model's handle with the device and dtype its weights live on. */
+export abstract class FrozenModel<H extends NativeModelHandle> extends NativeModel<H> {
+  #device: string;
+  #dtype: ComputeDType;
+
+  protected constructor(native: H, name: string, device: string, dtype: ComputeDType) {
+    super(native, name);
+    this.#device = device;
+    this.#dtype = dtype;
+  }
+
+  get device(): string {
+    return this.#device;
+  }
+
+  get dtype(): ComputeDType {
+    return this.#dtype;
+  }
+
+  /** Moves the weights to another device and/or dtype. */
+  async to(options: ModelOptions): Promise<void> {
+    const { device, dtype } = checkModelOptions({ device: this.#device, dtype: this.#dtype, ...options });
+    const native = this.live();
+    await callAsync(() => native.to(device, dtype));
+    this.#device = device;
+    this.#dtype = dtype;
+  }
+
+  get disposed(): boolean {
+    return this.isDisposed();
+  }
 }

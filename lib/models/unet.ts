@@ -5,17 +5,18 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { ConfigError, DisposedError, expected, InvalidArgumentError, UnsupportedFormatError } from '../errors';
-import { parseLenientJson, formatLenientJson } from '../config/json';
+import { ConfigError, expected, InvalidArgumentError, UnsupportedFormatError } from '../errors';
+import { parseLenientJson } from '../config/json';
 import { parseUNetConfig, toNativeUNetConfig, type UNetConfig } from '../config/unet';
-import { loadStateDict, saveStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
-import { writeFileAtomically, writeAll } from '../util/atomic-write';
+import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
-import type { NativeNamedTensors, NativeParameterInfo, NativeUNet, NativeUNetInputs } from '../native/types';
+import type { NativeUNet, NativeUNetInputs } from '../native/types';
+import { diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFiles } from './model-folder';
+import { createNativeModel, loadWeightsInto, NativeModel, toTensorMap } from './native-model';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
-export const DIFFUSERS_VERSION = '0.31.0';
+export { DIFFUSERS_VERSION } from './model-folder';
 
 export type ComputeDType = 'float32' | 'bfloat16' | 'float16';
 
@@ -53,10 +54,6 @@ export interface BackwardResult {
   gradParams: Map<string, Tensor>;
 }
 
-function toMap(named: NativeNamedTensors): Map<string, Tensor> {
-  return new Map(named.names.map((n, i) => [n, new Tensor(named.tensors[i]!)]));
-}
-
 function nativeInputs(sample: Tensor, timestep: Tensor, options: ForwardOptions): NativeUNetInputs {
   return {
     sample: sample.native,
@@ -91,20 +88,8 @@ export function readUNetConfig(file: string): { config: UNetConfig; unknownKeys:
 /** The weight files of a model folder, in load order, with a clear error when there are none. */
 export function resolveWeightFiles(dir: string, variant?: string): string[] {
   const base = variant ? `diffusion_pytorch_model.${variant}.safetensors` : UNET_WEIGHTS;
-  const single = path.join(dir, base);
-  if (fs.existsSync(single)) return [single];
-  const index = `${single}.index.json`;
-  if (fs.existsSync(index)) {
-    const parsed = parseLenientJson(fs.readFileSync(index, 'utf8'), index) as { weight_map?: unknown };
-    const map = parsed.weight_map;
-    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(`${index}: expected an object "weight_map" of tensor name → shard file`);
-    const shards = [...new Set(Object.values(map as Record<string, unknown>))];
-    for (const shard of shards) {
-      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new ConfigError(`${index}: shard ${JSON.stringify(shard)} is not a file name in the folder`);
-      if (!fs.existsSync(path.join(dir, shard))) throw new ConfigError(`${index}: shard ${shard} is missing from ${dir}`);
-    }
-    return (shards as string[]).map((s) => path.join(dir, s));
-  }
+  const files = shardedWeightFiles(dir, base);
+  if (files !== undefined) return files;
   const pickles = ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'].filter((f) => fs.existsSync(path.join(dir, f)));
   if (pickles.length > 0) {
     throw new UnsupportedFormatError(
@@ -115,8 +100,7 @@ export function resolveWeightFiles(dir: string, variant?: string): string[] {
   throw new ConfigError(`${dir} has no ${base} (nor a ${base}.index.json)${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
 }
 
-export class UNet {
-  #native: NativeUNet | undefined;
+export class UNet extends NativeModel<NativeUNet> {
   #options: Required<UNetRuntimeOptions> = { gradientCheckpointing: false, channelsLast: false, autocast: null };
   readonly config: UNetConfig;
   /** Keys of config.json that difftune does not know (ignored). */
@@ -125,7 +109,7 @@ export class UNet {
   readonly dtype: ComputeDType;
 
   private constructor(native: NativeUNet, config: UNetConfig, unknownKeys: string[], device: string, dtype: ComputeDType) {
-    this.#native = native;
+    super(native, 'UNet');
     this.config = config;
     this.unknownKeys = unknownKeys;
     this.device = device;
@@ -137,14 +121,7 @@ export class UNet {
     const { device, dtype } = checkOptions(options);
     const { config, unknownKeys } = parseUNetConfig(rawConfig, options.source ?? 'config');
     const native = loadNative();
-    const handle = await callAsync(() => native.NativeUNet.create(toNativeUNetConfig(config)));
-    try {
-      await callAsync(() => handle.initialize(options.seed ?? 0));
-      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
-    } catch (error) {
-      handle.dispose();
-      throw error;
-    }
+    const handle = await createNativeModel(() => native.NativeUNet.create(toNativeUNetConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
     return new UNet(handle, config, unknownKeys, device, dtype);
   }
 
@@ -152,26 +129,13 @@ export class UNet {
   static async fromParts(config: UNetConfig, unknownKeys: string[], weights: StateDict, source: string, options: UNetOptions): Promise<UNet> {
     const { device, dtype } = checkOptions(options);
     const native = loadNative();
-    const handle = await callAsync(() => native.NativeUNet.create(toNativeUNetConfig(config)));
-    try {
-      const names = [...weights.keys()];
-      await callAsync(() => handle.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
-      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
-    } catch (error) {
-      handle.dispose();
-      throw error;
-    }
+    const handle = await createNativeModel(() => native.NativeUNet.create(toNativeUNetConfig(config)), (h) => loadWeightsInto(h, weights, source), device, dtype);
     return new UNet(handle, config, unknownKeys, device, dtype);
   }
 
   /** @internal The native handle, for the trainer. */
   get native(): NativeUNet {
     return this.live();
-  }
-
-  private live(): NativeUNet {
-    if (this.#native === undefined || this.#native.disposed) throw new DisposedError('UNet');
-    return this.#native;
   }
 
   get isConditional(): boolean {
@@ -194,11 +158,6 @@ export class UNet {
     this.#options = next;
   }
 
-  async parameters(): Promise<NativeParameterInfo[]> {
-    const native = this.live();
-    return callAsync(() => native.parameters());
-  }
-
   /** Predicts noise (or v / x0, per the scheduler's prediction type) for `sample` at `timestep`. */
   async forward(sample: Tensor, timestep: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
     const native = this.live();
@@ -216,7 +175,7 @@ export class UNet {
       loss: new Tensor(r.loss),
       gradSample: new Tensor(r.gradSample),
       gradEncoderHiddenStates: r.gradEncoderHiddenStates ? new Tensor(r.gradEncoderHiddenStates) : undefined,
-      gradParams: toMap(r.gradParams),
+      gradParams: toTensorMap(r.gradParams),
     };
   }
 
@@ -251,47 +210,14 @@ export class UNet {
     await callAsync(() => native.removeLora());
   }
 
-  /** Copies of the weights under diffusers' keys. */
-  async stateDict(): Promise<StateDict> {
-    const native = this.live();
-    return toMap(await callAsync(() => native.stateDict()));
-  }
-
-  /** Replaces the weights (strict: every key, right shapes). */
-  async loadStateDict(weights: StateDict, source = 'state dict'): Promise<void> {
-    const native = this.live();
-    const names = [...weights.keys()];
-    await callAsync(() => native.loadStateDict(names, names.map((n) => weights.get(n)!.native), source));
-  }
-
   /** The diffusers config.json object: every key, defaults included, sorted as diffusers writes it. */
   configJson(): Record<string, unknown> {
-    const { _class_name, ...rest } = this.config;
-    const out: Record<string, unknown> = { _class_name, _diffusers_version: DIFFUSERS_VERSION };
-    for (const key of Object.keys(rest).sort()) out[key] = (rest as Record<string, unknown>)[key];
-    return out;
+    return diffusersConfigJson(this.config);
   }
 
   /** Writes config.json and diffusion_pytorch_model.safetensors (float32 unless asked), each atomically. */
   async save(dir: string): Promise<void> {
-    fs.mkdirSync(dir, { recursive: true });
-    const weights = await this.stateDict();
-    try {
-      await saveStateDict(path.join(dir, UNET_WEIGHTS), weights, { format: 'pt' });
-    } finally {
-      disposeStateDict(weights);
-    }
-    const text = Buffer.from(`${formatLenientJson(this.configJson(), 2)}\n`, 'utf8');
-    await writeFileAtomically(path.join(dir, 'config.json'), (handle) => writeAll(handle, text));
-  }
-
-  dispose(): void {
-    this.#native?.dispose();
-    this.#native = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
+    await saveModelFolder(dir, UNET_WEIGHTS, () => this.stateDict(), () => this.configJson());
   }
 }
 
@@ -303,13 +229,5 @@ export async function loadUNet(dir: string, options: LoadUNetOptions = {}): Prom
   if (!fs.existsSync(configFile)) throw new ConfigError(`${dir} has no config.json: expected a diffusers model folder (config.json + ${UNET_WEIGHTS})`);
   const { config, unknownKeys } = readUNetConfig(configFile);
   const files = resolveWeightFiles(dir, options.variant);
-  const weights: StateDict = new Map();
-  try {
-    for (const file of files) {
-      for (const [name, t] of await loadStateDict(file)) weights.set(name, t);
-    }
-    return await UNet.fromParts(config, unknownKeys, weights, files.length === 1 ? files[0]! : `${dir} (${files.length} shards)`, options);
-  } finally {
-    disposeStateDict(weights);
-  }
+  return withWeightFiles(dir, files, (weights, source) => UNet.fromParts(config, unknownKeys, weights, source, options));
 }

@@ -6,18 +6,18 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { DisposedError, expected } from '../errors';
-import { formatLenientJson } from '../config/json';
+import { expected } from '../errors';
 import { parseVaeConfig, toNativeVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from '../config/vae';
-import { loadStateDict, saveStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
-import { writeFileAtomically, writeAll } from '../util/atomic-write';
+import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync, loadNative } from '../native/load';
 import type { Generator } from '../native/generator';
 import { randn } from '../native/ops';
 import { Tensor } from '../native/tensor';
-import type { NativeAutoencoderKL, NativeParameterInfo } from '../native/types';
-import { checkModelOptions, readConfigJson, refusePickles, toTensorMap, type ModelOptions } from './frozen-model';
-import { DIFFUSERS_VERSION, resolveWeightFiles, UNET_WEIGHTS, type ComputeDType } from './unet';
+import type { NativeAutoencoderKL } from '../native/types';
+import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
+import { diffusersConfigJson, saveModelFolder, withWeightFiles } from './model-folder';
+import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
+import { resolveWeightFiles, UNET_WEIGHTS, type ComputeDType } from './unet';
 import { renameLegacyVaeKeys } from './vae-keys';
 
 export const VAE_WEIGHTS = UNET_WEIGHTS;
@@ -42,27 +42,17 @@ export interface VaeBackwardResult {
   gradParams: Map<string, Tensor>;
 }
 
-function checkTensor(value: unknown, param: string): Tensor {
-  if (!(value instanceof Tensor)) throw expected('a Tensor', param, value);
-  return value;
-}
-
-export class AutoencoderKL {
-  #native: NativeAutoencoderKL | undefined;
+export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
   readonly config: AutoencoderKLConfig;
   /** Keys of config.json that difftune does not know: kept and written back by save(), otherwise unused. */
   readonly unknownKeys: readonly string[];
   readonly #extra: Record<string, unknown>;
-  #device: string;
-  #dtype: ComputeDType;
 
   private constructor(native: NativeAutoencoderKL, config: AutoencoderKLConfig, extra: Record<string, unknown>, device: string, dtype: ComputeDType) {
-    this.#native = native;
+    super(native, 'AutoencoderKL', device, dtype);
     this.config = config;
     this.#extra = extra;
     this.unknownKeys = Object.keys(extra);
-    this.#device = device;
-    this.#dtype = dtype;
   }
 
   /** A model from a config (raw diffusers config.json content), initialised like torch.nn from `seed`. */
@@ -70,14 +60,7 @@ export class AutoencoderKL {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseVaeConfig(rawConfig, options.source ?? 'config');
     const native = loadNative();
-    const handle = await callAsync(() => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)));
-    try {
-      await callAsync(() => handle.initialize(options.seed ?? 0));
-      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
-    } catch (error) {
-      handle.dispose();
-      throw error;
-    }
+    const handle = await createNativeModel(() => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
     return new AutoencoderKL(handle, config, extra, device, dtype);
   }
 
@@ -86,30 +69,14 @@ export class AutoencoderKL {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseVaeConfig(rawConfig, configSource);
     const native = loadNative();
-    const handle = await callAsync(() => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)));
-    try {
-      const renamed = renameLegacyVaeKeys(weights, source);
-      const names = [...renamed.keys()];
-      await callAsync(() => handle.loadStateDict(names, names.map((n) => renamed.get(n)!.native), source));
-      if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
-    } catch (error) {
-      handle.dispose();
-      throw error;
-    }
+    const load = (h: NativeAutoencoderKL): Promise<void> => loadWeightsInto(h, renameLegacyVaeKeys(weights, source), source);
+    const handle = await createNativeModel(() => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)), load, device, dtype);
     return new AutoencoderKL(handle, config, extra, device, dtype);
   }
 
-  private live(): NativeAutoencoderKL {
-    if (this.#native === undefined || this.#native.disposed) throw new DisposedError('AutoencoderKL');
-    return this.#native;
-  }
-
-  get device(): string {
-    return this.#device;
-  }
-
-  get dtype(): ComputeDType {
-    return this.#dtype;
+  /** Legacy attention names (query/key/value/proj_attn) become diffusers' current ones. */
+  protected override prepareWeights(weights: StateDict, source: string): StateDict {
+    return renameLegacyVaeKeys(weights, source);
   }
 
   /** Multiply encoded latents by it for the U-Net; divide U-Net latents by it before decode(). */
@@ -129,11 +96,6 @@ export class AutoencoderKL {
 
   get latentChannels(): number {
     return this.config.latent_channels;
-  }
-
-  async parameters(): Promise<NativeParameterInfo[]> {
-    const native = this.live();
-    return callAsync(() => native.parameters());
   }
 
   /**
@@ -194,63 +156,15 @@ export class AutoencoderKL {
     return { output: new Tensor(r.output), loss: new Tensor(r.loss), gradLatents: new Tensor(r.gradLatents), gradParams: toTensorMap(r.gradParams) };
   }
 
-  /** Copies of the weights under diffusers' keys. */
-  async stateDict(): Promise<StateDict> {
-    const native = this.live();
-    return toTensorMap(await callAsync(() => native.stateDict()));
-  }
-
-  /** Replaces the weights (strict: every key, right shapes; legacy attention names are renamed). */
-  async loadStateDict(weights: StateDict, source = 'state dict'): Promise<void> {
-    const native = this.live();
-    const renamed = renameLegacyVaeKeys(weights, source);
-    const names = [...renamed.keys()];
-    await callAsync(() => native.loadStateDict(names, names.map((n) => renamed.get(n)!.native), source));
-  }
-
-  /** Moves the weights to another device and/or dtype. */
-  async to(options: ModelOptions): Promise<void> {
-    const { device, dtype } = checkModelOptions({ device: this.#device, dtype: this.#dtype, ...options });
-    const native = this.live();
-    await callAsync(() => native.to(device, dtype));
-    this.#device = device;
-    this.#dtype = dtype;
-  }
-
   /** The diffusers config.json object: every key, defaults and kept unknown keys included, sorted. */
   configJson(): Record<string, unknown> {
-    const { _class_name, ...rest } = this.config;
-    const all: Record<string, unknown> = { ...this.#extra, ...rest };
-    const out: Record<string, unknown> = { _class_name, _diffusers_version: DIFFUSERS_VERSION };
-    for (const key of Object.keys(all).sort()) out[key] = all[key];
-    return out;
+    return diffusersConfigJson(this.config, this.#extra);
   }
 
   /** Writes config.json and diffusion_pytorch_model.safetensors (in the model's dtype), each atomically. */
   async save(dir: string): Promise<void> {
     if (typeof dir !== 'string' || dir.length === 0) throw expected('a folder path', 'dir', dir);
-    fs.mkdirSync(dir, { recursive: true });
-    const weights = await this.stateDict();
-    try {
-      await saveStateDict(path.join(dir, VAE_WEIGHTS), weights, { format: 'pt' });
-    } finally {
-      disposeStateDict(weights);
-    }
-    const text = Buffer.from(`${formatLenientJson(this.configJson(), 2)}\n`, 'utf8');
-    await writeFileAtomically(path.join(dir, 'config.json'), (handle) => writeAll(handle, text));
-  }
-
-  dispose(): void {
-    this.#native?.dispose();
-    this.#native = undefined;
-  }
-
-  get disposed(): boolean {
-    return this.#native === undefined || this.#native.disposed;
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
+    await saveModelFolder(dir, VAE_WEIGHTS, () => this.stateDict(), () => this.configJson());
   }
 }
 
@@ -264,13 +178,5 @@ export async function loadVae(dir: string, options: LoadVaeOptions = {}): Promis
     refusePickles(dir, ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'], 'AutoencoderKL.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)');
   }
   const files = resolveWeightFiles(dir, variant);
-  const weights: StateDict = new Map();
-  try {
-    for (const f of files) {
-      for (const [name, t] of await loadStateDict(f)) weights.set(name, t);
-    }
-    return await AutoencoderKL.fromParts(raw, file, weights, files.length === 1 ? files[0]! : `${dir} (${files.length} shards)`, options);
-  } finally {
-    disposeStateDict(weights);
-  }
+  return withWeightFiles(dir, files, (weights, source) => AutoencoderKL.fromParts(raw, file, weights, source, options));
 }

@@ -107,15 +107,23 @@ export interface NativeUNetRuntimeOptions {
   autocast: 'bfloat16' | 'float16' | null;
 }
 
-/** A U-Net (UNet2DModel or UNet2DConditionModel) living on the compute thread. */
-export interface NativeUNet {
+/**
+ * What every native model handle (U-Net, AutoencoderKL, CLIP text encoder) has, on the compute thread.
+ * loadStateDict is strict: one error lists every missing, unexpected and wrongly shaped weight (the
+ * text encoder accepts and ignores text_model.embeddings.position_ids).
+ */
+export interface NativeModelHandle {
   readonly disposed: boolean;
   parameters(): Promise<NativeParameterInfo[]>;
-  /** Strict: one error lists every missing, unexpected and wrongly shaped weight. */
   loadStateDict(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
   stateDict(): Promise<NativeNamedTensors>;
   to(device: string, dtype: NativeDType): Promise<void>;
   initialize(seed: number): Promise<void>;
+  dispose(): void;
+}
+
+/** A U-Net (UNet2DModel or UNet2DConditionModel) living on the compute thread. */
+export interface NativeUNet extends NativeModelHandle {
   setTraining(training: boolean): Promise<void>;
   setOptions(options: NativeUNetRuntimeOptions): Promise<void>;
   /** LoRA adapters on the named Linear/Conv2d layers (A kaiming-uniform or gaussian, B zero). */
@@ -129,7 +137,6 @@ export interface NativeUNet {
   forward(inputs: NativeUNetInputs): Promise<NativeTensor>;
   /** loss = mean((unet(inputs) − target)²), backward; gradients of `gradNames` (all if omitted). */
   forwardBackwardMse(inputs: NativeUNetInputs, target: NativeTensor, gradNames?: string[]): Promise<NativeBackwardResult>;
-  dispose(): void;
 }
 
 export interface NativeUNetStatic {
@@ -145,14 +152,7 @@ export interface NativeLatentDistribution {
 }
 
 /** A frozen diffusers AutoencoderKL living on the compute thread (no autograd except decodeBackwardMse). */
-export interface NativeAutoencoderKL {
-  readonly disposed: boolean;
-  parameters(): Promise<NativeParameterInfo[]>;
-  /** Strict: one error lists every missing, unexpected and wrongly shaped weight. */
-  loadStateDict(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
-  stateDict(): Promise<NativeNamedTensors>;
-  to(device: string, dtype: NativeDType): Promise<void>;
-  initialize(seed: number): Promise<void>;
+export interface NativeAutoencoderKL extends NativeModelHandle {
   /** images [B, in_channels, H, W] → the latent distribution [B, latent_channels, H/f, W/f]. */
   encode(images: NativeTensor): Promise<NativeLatentDistribution>;
   /** latents in the VAE's own scale → images. */
@@ -163,7 +163,6 @@ export interface NativeAutoencoderKL {
   sample(mean: NativeTensor, logvar: NativeTensor, noise: NativeTensor, factor: number): Promise<NativeTensor>;
   /** loss = mean((decode(latents) − target)²), backward; gradients of `gradNames` (all if omitted). */
   decodeBackwardMse(latents: NativeTensor, target: NativeTensor, gradNames?: string[]): Promise<{ output: NativeTensor; loss: NativeTensor; gradLatents: NativeTensor; gradParams: NativeNamedTensors }>;
-  dispose(): void;
 }
 
 export interface NativeAutoencoderKLStatic {
@@ -182,18 +181,10 @@ export interface NativeTextEncoderOutput {
 }
 
 /** A frozen transformers CLIPTextModel living on the compute thread (no autograd except forwardBackwardMse). */
-export interface NativeCLIPTextModel {
-  readonly disposed: boolean;
-  parameters(): Promise<NativeParameterInfo[]>;
-  /** Strict, except that text_model.embeddings.position_ids is accepted and ignored. */
-  loadStateDict(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
-  stateDict(): Promise<NativeNamedTensors>;
-  to(device: string, dtype: NativeDType): Promise<void>;
-  initialize(seed: number): Promise<void>;
+export interface NativeCLIPTextModel extends NativeModelHandle {
   encode(inputIds: NativeTensor, options: { attentionMask?: NativeTensor; clipSkip: number; outputHiddenStates: boolean }): Promise<NativeTextEncoderOutput>;
   /** loss = mean((last_hidden_state − target)²), backward; gradients of `gradNames` (all if omitted). */
   forwardBackwardMse(inputIds: NativeTensor, target: NativeTensor, attentionMask: NativeTensor | undefined, gradNames?: string[]): Promise<{ output: NativeTensor; loss: NativeTensor; gradParams: NativeNamedTensors }>;
-  dispose(): void;
 }
 
 export interface NativeCLIPTextModelStatic {
