@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors';
+import { expectConfigObject, parseConfigObject, unknownConfigKeys } from './schema-object';
 
 const posInt = z.number().int().positive();
 
@@ -85,16 +86,9 @@ export interface ParsedClipTextConfig {
   extra: Record<string, unknown>;
 }
 
-function formatIssue(file: string, issue: z.ZodIssue, raw: Record<string, unknown>): string {
-  const key = issue.path.join('.');
-  const value = issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined), raw);
-  return `${file}: "${key}": ${issue.message} (found ${JSON.stringify(value)})`;
-}
-
 /** Validates a parsed text_encoder/config.json; an unsupported value is a ConfigError naming the file and key. */
 export function parseClipTextConfig(raw: unknown, file: string): ParsedClipTextConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: expected a JSON object`);
-  const obj = raw as Record<string, unknown>;
+  const obj = expectConfigObject(raw, file);
   if (obj.model_type !== undefined && obj.model_type !== 'clip_text_model') {
     throw new ConfigError(
       `${file}: "model_type" must be "clip_text_model" (a CLIPTextModel config) but is ${JSON.stringify(obj.model_type)}` +
@@ -105,16 +99,11 @@ export function parseClipTextConfig(raw: unknown, file: string): ParsedClipTextC
   if (arch !== undefined && !(Array.isArray(arch) && arch.every((a) => a === 'CLIPTextModel'))) {
     throw new ConfigError(`${file}: "architectures" must be ["CLIPTextModel"] but is ${JSON.stringify(arch)} (difftune builds CLIPTextModel only)`);
   }
-  const result = clipTextSchema.safeParse(obj);
-  if (!result.success) throw new ConfigError(result.error.issues.map((i) => formatIssue(file, i, obj)).join('\n'));
-  const config = result.data;
+  const config = parseConfigObject(clipTextSchema, obj, file);
   if (config.hidden_size % config.num_attention_heads !== 0) {
     throw new ConfigError(`${file}: "num_attention_heads" ${config.num_attention_heads} does not divide "hidden_size" ${config.hidden_size}`);
   }
-  const known = new Set(Object.keys(clipTextSchema.shape));
-  const unknownKeys = Object.keys(obj).filter((k) => !known.has(k) && !BOOKKEEPING_KEYS.has(k));
-  const extra = Object.fromEntries(unknownKeys.map((k) => [k, obj[k]]));
-  return { config, unknownKeys, extra };
+  return { config, ...unknownConfigKeys(clipTextSchema, obj, BOOKKEEPING_KEYS) };
 }
 
 export function toNativeClipTextConfig(config: CLIPTextConfig): NativeClipTextConfig {

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors';
+import { expectConfigObject, parseConfigObject, unknownConfigKeys } from './schema-object';
 
 const posInt = z.number().int().positive();
 
@@ -75,22 +76,14 @@ export interface ParsedVaeConfig {
   extra: Record<string, unknown>;
 }
 
-function formatIssue(file: string, issue: z.ZodIssue, raw: Record<string, unknown>): string {
-  const key = issue.path.join('.');
-  const value = issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined), raw);
-  return `${file}: "${key}": ${issue.message} (found ${JSON.stringify(value)})`;
-}
-
 /** Validates a parsed vae/config.json; an unsupported value is a ConfigError naming the file and key. */
 export function parseVaeConfig(raw: unknown, file: string): ParsedVaeConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: expected a JSON object`);
-  const obj = raw as Record<string, unknown>;
+  const obj = expectConfigObject(raw, file);
   if (obj._class_name !== undefined && obj._class_name !== 'AutoencoderKL') {
     throw new ConfigError(`${file}: "_class_name" must be "AutoencoderKL" but is ${JSON.stringify(obj._class_name)}`);
   }
-  const result = autoencoderKLSchema.safeParse(obj);
-  if (!result.success) throw new ConfigError(result.error.issues.map((i) => formatIssue(file, i, obj)).join('\n'));
-  const config: AutoencoderKLConfig = { _class_name: 'AutoencoderKL', ...result.data };
+  const parsed = parseConfigObject(autoencoderKLSchema, obj, file);
+  const config: AutoencoderKLConfig = { _class_name: 'AutoencoderKL', ...parsed };
   const n = config.block_out_channels.length;
   if (config.down_block_types.length !== n || config.up_block_types.length !== n) {
     throw new ConfigError(
@@ -104,10 +97,7 @@ export function parseVaeConfig(raw: unknown, file: string): ParsedVaeConfig {
     const v = config[key];
     if (v !== null && v.length !== config.latent_channels) throw new ConfigError(`${file}: "${key}" has ${v.length} entries but latent_channels is ${config.latent_channels}`);
   }
-  const known = new Set(Object.keys(autoencoderKLSchema.shape));
-  const unknownKeys = Object.keys(obj).filter((k) => !known.has(k) && !BOOKKEEPING_KEYS.has(k));
-  const extra = Object.fromEntries(unknownKeys.map((k) => [k, obj[k]]));
-  return { config, unknownKeys, extra };
+  return { config, ...unknownConfigKeys(autoencoderKLSchema, obj, BOOKKEEPING_KEYS) };
 }
 
 export function toNativeVaeConfig(config: AutoencoderKLConfig): NativeVaeConfig {

@@ -1,0 +1,33 @@
+/**
+ * Reading one model config.json object against a zod object schema, for every model config: the
+ * object check, issues as "file: "key": message (found value)" lines, and the keys the schema does not
+ * know. Pure.
+ */
+import type { z } from 'zod';
+import { ConfigError } from '../errors';
+
+/** `raw` as an object, or a ConfigError naming `file`. */
+export function expectConfigObject(raw: unknown, file: string): Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: expected a JSON object`);
+  return raw as Record<string, unknown>;
+}
+
+function formatIssue(file: string, issue: z.ZodIssue, raw: Record<string, unknown>): string {
+  const key = issue.path.join('.');
+  const value = issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined), raw);
+  return `${file}: "${key}": ${issue.message} (found ${JSON.stringify(value)})`;
+}
+
+/** `obj` parsed by `schema` (defaults filled in); every issue becomes one line of one ConfigError. */
+export function parseConfigObject<S extends z.AnyZodObject>(schema: S, obj: Record<string, unknown>, file: string): z.infer<S> {
+  const result = schema.safeParse(obj);
+  if (!result.success) throw new ConfigError(result.error.issues.map((i) => formatIssue(file, i, obj)).join('\n'));
+  return result.data;
+}
+
+/** The keys of `obj` that neither `schema` nor `bookkeeping` knows, and their values in file order. */
+export function unknownConfigKeys(schema: z.AnyZodObject, obj: Record<string, unknown>, bookkeeping: ReadonlySet<string>): { unknownKeys: string[]; extra: Record<string, unknown> } {
+  const known = new Set(Object.keys(schema.shape));
+  const unknownKeys = Object.keys(obj).filter((k) => !known.has(k) && !bookkeeping.has(k));
+  return { unknownKeys, extra: Object.fromEntries(unknownKeys.map((k) => [k, obj[k]])) };
+}
