@@ -7,6 +7,7 @@ import { loadTextEncoder, type CLIPTextModel } from '../models/clip-text';
 import { checkTensor, type Check } from './compare';
 import { allKeys, withTensors } from './case-tensors';
 import { caseFields, type FixtureCase, type FixtureSet } from './fixture-set';
+import { SetModelCache } from './set-model-cache';
 import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
 
@@ -27,28 +28,16 @@ const backwardCase = z.object({
   expected: z.object({ loss: key, last_hidden_state: key, grad_params: z.record(key) }),
 });
 
-const models = new Map<string, Promise<CLIPTextModel>>();
-
-function modelFor(set: FixtureSet): Promise<CLIPTextModel> {
-  let model = models.get(set.dir);
-  if (model === undefined) {
-    model = loadTextEncoder(set.dir);
-    models.set(set.dir, model);
-    model.catch(() => models.delete(set.dir));
-  }
-  return model;
-}
+const models = new SetModelCache<CLIPTextModel>((dir) => loadTextEncoder(dir));
 
 /** Disposes the cached models (tests call it when done). */
-export async function releaseClipTextCaseModels(): Promise<void> {
-  const all = [...models.values()];
-  models.clear();
-  for (const m of all) (await m.catch(() => undefined))?.dispose();
+export function releaseClipTextCaseModels(): Promise<void> {
+  return models.release();
 }
 
 async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, forwardCase);
-  const encoder = await modelFor(set);
+  const encoder = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     const e = c.expected;
     const penultimate = e.penultimate_final_layer_norm !== undefined;
@@ -77,7 +66,7 @@ async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
 
 async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, backwardCase);
-  const encoder = await modelFor(set);
+  const encoder = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     const e = c.expected;
     const r = await encoder.forwardBackwardMse(get(c.inputs.input_ids), get(c.inputs.target), { gradNames: Object.keys(e.grad_params) });

@@ -13,6 +13,7 @@ import { tokenizePrompts, txt2img } from '../sample/txt2img';
 import { allKeys, withTensors } from './case-tensors';
 import { checkNumbers, checkTensor, type Check } from './compare';
 import { caseFields, type FixtureCase, type FixtureSet } from './fixture-set';
+import { SetModelCache } from './set-model-cache';
 import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
 
@@ -49,22 +50,11 @@ const txt2imgCase = z.object({
 /** The README's allowance for 8-bit images: every value within ±1, and only a few off at all. */
 const UINT8_MAX_OFF_FRACTION = 0.01;
 
-const pipelines = new Map<string, Promise<StableDiffusion>>();
+const pipelines = new SetModelCache<StableDiffusion>((dir) => loadStableDiffusion(dir));
 
-function pipelineFor(set: FixtureSet): Promise<StableDiffusion> {
-  let p = pipelines.get(set.dir);
-  if (p === undefined) {
-    p = loadStableDiffusion(set.dir);
-    pipelines.set(set.dir, p);
-    p.catch(() => pipelines.delete(set.dir));
-  }
-  return p;
-}
-
-export async function releasePipelineCaseModels(): Promise<void> {
-  const all = [...pipelines.values()];
-  pipelines.clear();
-  for (const p of all) (await p.catch(() => undefined))?.dispose();
+/** Disposes the cached models (tests call it when done). */
+export function releasePipelineCaseModels(): Promise<void> {
+  return pipelines.release();
 }
 
 async function ints(t: Tensor): Promise<number[]> {
@@ -88,7 +78,7 @@ async function checkUint8(name: string, got: Uint8Array, expected: Tensor): Prom
 
 async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, txt2imgCase);
-  const sd = await pipelineFor(set);
+  const sd = await pipelines.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected, c.steps]), async (get) => {
     const promptList = typeof c.call.prompt === 'string' ? [c.call.prompt] : c.call.prompt;
     const checks: Check[] = [];

@@ -13,6 +13,7 @@ import { loadScheduler } from '../schedulers/scheduler';
 import { checkNumbers, checkTensor, type Check } from './compare';
 import { allKeys, withTensors } from './case-tensors';
 import { caseFields, CASES_FILE, type FixtureCase, type FixtureSet } from './fixture-set';
+import { SetModelCache } from './set-model-cache';
 import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
 
@@ -56,28 +57,16 @@ const samplingLoopCase = z.object({
 });
 
 /** One loaded model per set folder: every case of a set shares it. */
-const models = new Map<string, Promise<UNet>>();
-
-function modelFor(set: FixtureSet): Promise<UNet> {
-  let model = models.get(set.dir);
-  if (model === undefined) {
-    model = loadUNet(set.dir);
-    models.set(set.dir, model);
-    model.catch(() => models.delete(set.dir));
-  }
-  return model;
-}
+const models = new SetModelCache<UNet>((dir) => loadUNet(dir));
 
 /** Disposes the cached models (tests call it when done). */
-export async function releaseUNetCaseModels(): Promise<void> {
-  const all = [...models.values()];
-  models.clear();
-  for (const m of all) (await m.catch(() => undefined))?.dispose();
+export function releaseUNetCaseModels(): Promise<void> {
+  return models.release();
 }
 
 async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, forwardCase);
-  const unet = await modelFor(set);
+  const unet = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     const i = c.inputs;
     using out = await unet.forward(get(i.sample), get(i.timestep), {
@@ -90,7 +79,7 @@ async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
 
 async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, backwardCase);
-  const unet = await modelFor(set);
+  const unet = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     const i = c.inputs;
     const e = c.expected;
@@ -127,7 +116,7 @@ function scalarTimestep(t: number, dtype: 'int64' | 'float32'): Tensor {
 
 async function runSamplingLoop(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, samplingLoopCase);
-  const unet = await modelFor(set);
+  const unet = await models.get(set);
   using scheduler = await loadScheduler(set.resolve(c.scheduler_config_file));
   await scheduler.setTimesteps(c.num_inference_steps);
   const checks: Check[] = [checkNumbers('timesteps', scheduler.timesteps, c.timesteps, 0)];

@@ -7,6 +7,7 @@ import { loadVae, type AutoencoderKL } from '../models/vae';
 import { checkScalar, checkTensor, type Check } from './compare';
 import { allKeys, withTensors } from './case-tensors';
 import { caseFields, type FixtureCase, type FixtureSet } from './fixture-set';
+import { SetModelCache } from './set-model-cache';
 import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
 
@@ -28,28 +29,16 @@ const backwardCase = z.object({
   expected: z.object({ loss: key, sample: key, grad_z: key, grad_params: z.record(key) }),
 });
 
-const models = new Map<string, Promise<AutoencoderKL>>();
-
-function modelFor(set: FixtureSet): Promise<AutoencoderKL> {
-  let model = models.get(set.dir);
-  if (model === undefined) {
-    model = loadVae(set.dir);
-    models.set(set.dir, model);
-    model.catch(() => models.delete(set.dir));
-  }
-  return model;
-}
+const models = new SetModelCache<AutoencoderKL>((dir) => loadVae(dir));
 
 /** Disposes the cached models (tests call it when done). */
-export async function releaseVaeCaseModels(): Promise<void> {
-  const all = [...models.values()];
-  models.clear();
-  for (const m of all) (await m.catch(() => undefined))?.dispose();
+export function releaseVaeCaseModels(): Promise<void> {
+  return models.release();
 }
 
 async function runEncode(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, encodeCase);
-  const vae = await modelFor(set);
+  const vae = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     const e = c.expected;
     const dist = await vae.encode(get(c.inputs.image), { std: true });
@@ -72,7 +61,7 @@ async function runEncode(set: FixtureSet, fixtureCase: FixtureCase): Promise<Che
 
 async function runDecode(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, decodeCase);
-  const vae = await modelFor(set);
+  const vae = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     using out = await vae.decode(get(c.inputs.z));
     return [await checkTensor('sample', out, get(c.expected.sample), TOLERANCES.vae)];
@@ -81,7 +70,7 @@ async function runDecode(set: FixtureSet, fixtureCase: FixtureCase): Promise<Che
 
 async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, forwardCase);
-  const vae = await modelFor(set);
+  const vae = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     const dist = await vae.encode(get(c.inputs.image));
     using out = await vae.forward(get(c.inputs.image));
@@ -100,7 +89,7 @@ async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
 
 async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
   const c = caseFields(set, fixtureCase, backwardCase);
-  const vae = await modelFor(set);
+  const vae = await models.get(set);
   return withTensors(set, fixtureCase, allKeys([c.inputs, c.expected]), async (get) => {
     const e = c.expected;
     const r = await vae.decodeBackwardMse(get(c.inputs.z), get(c.inputs.target), { gradNames: Object.keys(e.grad_params) });
