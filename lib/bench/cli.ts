@@ -7,17 +7,19 @@ import * as path from 'path';
 import { parseLenientJson } from '../config/json';
 import { benchConfigSchema, type BenchConfig } from './schema';
 import { runBench } from './run';
-import { formatMarkdown } from './report';
+import { formatMarkdown, formatReadmeSummary, replaceReadmeBlock } from './report';
 import { formatComparison, readBenchFile } from './compare';
 
 const USAGE = `usage: npm run bench -- [--suite quick|full] [--config <file.json>] [--out <folder>]
-       npm run bench -- --compare <a/bench.json> <b/bench.json>`;
+       npm run bench -- --compare <a/bench.json> <b/bench.json>
+       npm run bench -- --readme <bench.json>    (rewrites README.md's benchmark block from a result file)`;
 
 interface Args {
   suite: 'quick' | 'full';
   config?: string;
   out: string;
   compare?: [string, string];
+  readme?: string;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -36,6 +38,7 @@ function parseArgs(argv: readonly string[]): Args {
     } else if (a === '--config') args.config = value();
     else if (a === '--out') args.out = value();
     else if (a === '--compare') args.compare = [value(), value()];
+    else if (a === '--readme') args.readme = value();
     else if (a === '--help' || a === '-h') throw new Error(USAGE);
     else throw new Error(`unknown argument "${a}"\n${USAGE}`);
   }
@@ -59,6 +62,13 @@ export async function runBenchCli(argv: readonly string[], root: string): Promis
     if (args.compare) {
       const [a, b] = args.compare;
       process.stdout.write(formatComparison(readBenchFile(a), readBenchFile(b), a, b));
+      return 0;
+    }
+    if (args.readme) {
+      const readme = path.join(root, 'README.md');
+      const text = fs.readFileSync(readme, 'utf8');
+      fs.writeFileSync(readme, replaceReadmeBlock(text, formatReadmeSummary(readBenchFile(args.readme), path.relative(root, path.resolve(args.readme)))));
+      process.stdout.write(`README.md: benchmark block rewritten from ${args.readme}\n`);
       return 0;
     }
   } catch (error) {

@@ -27,7 +27,7 @@ export function formatMarkdown(file: BenchFile): string {
   const lines: string[] = [];
   lines.push(`# difftune benchmarks (${file.suite})`, '');
   lines.push(`${file.startedAt}, ${f(file.durationS, 0)} s. ${m.cpuModel}, ${m.cores} cores${m.cpuFlags.avx512bf16 ? ' (AVX-512 bf16)' : ''}, ${m.memoryGb} GB; load average ${m.loadAverageStart.join(' ')} → ${m.loadAverageEnd.join(' ')}.`);
-  lines.push(`libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}${file.runtime.openblasCoretype ? ` (OPENBLAS_CORETYPE ${file.runtime.openblasCoretype}, PyTorch too)` : ''}, OMP_WAIT_POLICY ${file.runtime.ompWaitPolicy ?? 'unset'}. Node ${m.node}.`);
+  lines.push(`libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}${file.runtime.openblasCoretype ? ` (OPENBLAS_CORETYPE ${file.runtime.openblasCoretype}, PyTorch too)` : ''}, OMP_WAIT_POLICY ${file.runtime.ompWaitPolicy ?? 'unset'}${file.runtime.channelsLast ? ', U-Nets channels-last' : ''}. Node ${m.node}.`);
   lines.push(`GEMM peak (n = ${file.gemm.n}): ${f(file.gemm.fp32Gflops, 0)} GFLOP/s fp32, ${f(file.gemm.bf16Gflops, 0)} bf16${file.gemm.disturbed ? ' (disturbed: other processes used the CPU, % peak is inflated)' : ''}. Compute-thread round trip of an empty job: ${f(file.noopRoundTripUs, 0)} µs.`);
   lines.push(file.pytorch.available ? `PyTorch: torch ${file.pytorch.torchVersion}, ${file.pytorch.implementation}, same threads and weights${file.pytorch.blas ? `; its BLAS ${file.pytorch.blas.join(', ')}` : ''}.` : `PyTorch: not run — ${file.pytorch.reason}.`);
   lines.push('');
@@ -48,4 +48,41 @@ export function formatMarkdown(file: BenchFile): string {
   lines.push('## Goals', '', '| goal | target | measured | met | note |', '|---|---|---:|---|---|');
   for (const g of file.goals) lines.push(`| ${g.name} | ${g.target} | ${f(g.measured, 2)} | ${g.met === null ? '—' : g.met ? 'yes' : 'no'} | ${g.note} |`);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The README's summary of a run: its workloads with the PyTorch column (for the full suite only the realistic
+ * models, bf16 only for the training step), then the goals. Shorter than bench.md (no lag, RSS or JS columns).
+ */
+export function formatReadmeSummary(file: BenchFile, source: string): string {
+  const m = file.machine;
+  const lines = [
+    `Measured by \`npm run bench -- --suite ${file.suite}\` on ${file.startedAt.slice(0, 10)} (${source}; ${m.cores}-core ${m.cpuModel}, libtorch ${file.runtime.torchVersion}, ${file.runtime.threads} threads, ${f(file.durationS, 0)} s, load average ${m.loadAverageStart[0]} at the start; GEMM peak ${f(file.gemm.fp32Gflops, 0)} GFLOP/s fp32, ${f(file.gemm.bf16Gflops, 0)} bf16${file.pytorch.available ? `; PyTorch ${file.pytorch.torchVersion} + diffusers` : ''}):`,
+    '',
+    '| model | workload | dtype | train | batch | median ms | img/s | GFLOP/s (% peak) | ÷ PyTorch |',
+    '|---|---|---|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of file.results) {
+    if (r.status !== 'ok' || !r.timing || r.workload === 'data-loader') continue;
+    // The tiny fixtures and bf16 beyond the training step stay in bench.md.
+    if (file.suite === 'full' && (r.model.endsWith('-tiny') || (r.dtype === 'bf16' && r.workload !== 'train-step'))) continue;
+    const workload = r.workload === 'sample' ? `sample (${r.samplingSteps} steps)` : r.workload;
+    const ratio = r.pytorch?.status === 'ok' ? `${f(r.pytorch.ratio, 2)}${r.noise?.disturbed ? ' (disturbed)' : ''}` : r.noise?.disturbed ? 'disturbed' : '—';
+    lines.push(`| ${r.model} | ${workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch} | ${f(r.timing.medianMs)} | ${f(r.imagesPerS)} | ${f(r.gflops, 0)} (${pct(r.peakFraction)}) | ${ratio} |`);
+  }
+  const loader = file.results.find((r) => r.workload === 'data-loader' && r.status === 'ok');
+  if (loader) lines.push('', `Data loader alone: ${f(loader.batchesPerS)} batches/s (${f(loader.imagesPerS, 0)} images/s) at batch ${loader.batch}, resolution ${loader.resolution}.`);
+  lines.push('', '| goal | target | measured | met |', '|---|---|---:|---|');
+  for (const g of file.goals) lines.push(`| ${g.name} | ${g.target} | ${f(g.measured, 2)} | ${g.met === null ? '—' : g.met ? 'yes' : 'no'} |`);
+  return lines.join('\n');
+}
+
+/** Replaces what stands between the README's bench markers. */
+export function replaceReadmeBlock(readme: string, block: string, name = 'bench'): string {
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const i = readme.indexOf(begin);
+  const j = readme.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`README.md has no ${begin} … ${end} block`);
+  return `${readme.slice(0, i + begin.length)}\n${block}\n${readme.slice(j)}`;
 }

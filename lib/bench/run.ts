@@ -126,7 +126,7 @@ async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, se
     return results;
   }
   log(`${model.name}: opening (${model.note})`);
-  const opened = await openModel(model);
+  const opened = await openModel(model, settings.channelsLast);
   try {
     const per = { ...settings, steps: entry.steps, warmup: entry.warmup };
     const run = async (label: string, fn: () => Promise<BenchResult>, fallback: () => BenchResult): Promise<void> => {
@@ -225,6 +225,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     threads,
     samplingSteps: suite.samplingSteps,
     loraRank: 4,
+    channelsLast: options.config?.channelsLast ?? false,
     peak,
     tmpDir,
     log,
@@ -255,7 +256,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     startedAt: started.toISOString(),
     durationS: (performance.now() - t0) / 1000,
     machine: { cpuModel: machine.cpuModel, cores: machine.cores, cpuFlags: machine.cpuFlags, memoryGb: machine.memoryGb, os: machine.os, node: machine.node, loadAverageStart: machine.loadAverage, loadAverageEnd: machineInfo().loadAverage },
-    runtime: { torchVersion: info.torchVersion, backend: info.backend, threads: info.threads, blas: blasLibraries(), parallelInfo: info.parallelInfo.split('\n').filter((l) => /OpenMP|MKL|threads|ATen/i.test(l)).join('; ').slice(0, 400), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null },
+    runtime: { torchVersion: info.torchVersion, backend: info.backend, threads: info.threads, blas: blasLibraries(), parallelInfo: info.parallelInfo.split('\n').filter((l) => /OpenMP|MKL|threads|ATen/i.test(l)).join('; ').slice(0, 400), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null, channelsLast: settings.channelsLast },
     gemm: { n: suite.gemmN, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16, disturbed: peak.disturbed, otherCpu: peak.otherCpu },
     noopRoundTripUs: noop,
     pytorch: { available: env.available, reason: env.reason, python: env.python, torchVersion: env.torchVersion, implementation: env.implementation, blas: env.blas },

@@ -126,6 +126,8 @@ export const benchFileSchema = z.object({
     parallelInfo: z.string(),
     ompWaitPolicy: z.string().nullable(),
     openblasCoretype: z.string().nullable(),
+    /** U-Nets run with channels-last activations and conv weights (config channelsLast). */
+    channelsLast: z.boolean().optional(),
   }),
   gemm: z.object({ n: z.number().int(), fp32Gflops: num, bf16Gflops: nullableNum, disturbed: z.boolean(), otherCpu: nullableNum }),
   /** Round trip of an empty job through the compute thread (the hand-off every native call pays). */
@@ -160,6 +162,8 @@ export const benchConfigSchema = z
     samplingSteps: z.number().int().positive().optional(),
     threads: z.number().int().positive().optional(),
     pytorch: z.boolean().optional(),
+    /** Run difftune's U-Nets channels-last (PyTorch's side stays as diffusers runs it). */
+    channelsLast: z.boolean().optional(),
     /** Cores' worth of other processes' CPU above which a step counts as disturbed. */
     otherCpuThreshold: z.number().positive().optional(),
   })

@@ -27,6 +27,7 @@ export interface RunSettings extends MeasureOptions {
   threads: number;
   samplingSteps: number;
   loraRank: number;
+  channelsLast: boolean;
   /** GEMM peaks of this run (GFLOP/s). */
   peak: { fp32: number; bf16: number | null };
   /** Scratch folder: PNG folders, exported weights. */
@@ -46,13 +47,16 @@ function schedulerDirOf(dir: string): string {
   throw new Error(`${dir}: no scheduler/scheduler_config.json next to the U-Net`);
 }
 
-export async function openModel(model: BenchModel): Promise<OpenedModel> {
-  if (model.source.kind === 'folder') {
-    const unet = await loadUNet(model.source.dir);
-    return { unet, scheduler: await loadScheduler(schedulerDirOf(model.source.dir)) };
+export async function openModel(model: BenchModel, channelsLast = false): Promise<OpenedModel> {
+  const unet = model.source.kind === 'folder' ? await loadUNet(model.source.dir) : await UNet.fromConfig(model.source.config, { seed: 0, source: `preset ${model.name}` });
+  try {
+    if (channelsLast) await unet.setOptions({ channelsLast: true });
+    const scheduler = model.source.kind === 'folder' ? await loadScheduler(schedulerDirOf(model.source.dir)) : await Scheduler.fromConfig(model.source.scheduler, { source: `preset ${model.name}` });
+    return { unet, scheduler };
+  } catch (error) {
+    unet.dispose();
+    throw error;
   }
-  const unet = await UNet.fromConfig(model.source.config, { seed: 0, source: `preset ${model.name}` });
-  return { unet, scheduler: await Scheduler.fromConfig(model.source.scheduler, { source: `preset ${model.name}` }) };
 }
 
 /** The model's weights and training schedule as a diffusers folder, for PyTorch to load. */

@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { benchConfigSchema, benchFileSchema, type BenchFile, type BenchResult } from '../../../lib/bench/schema';
 import { evaluateGoals } from '../../../lib/bench/goals';
-import { formatMarkdown } from '../../../lib/bench/report';
+import { formatMarkdown, formatReadmeSummary, replaceReadmeBlock } from '../../../lib/bench/report';
 import { compareRuns, readBenchFile } from '../../../lib/bench/compare';
 import { applyConfig, SUITES } from '../../../lib/bench/suites';
 
@@ -58,6 +58,17 @@ describe('bench goals, report and comparison', () => {
     expect(md).toMatch(/\| ddpm-cifar10 \| train-step \| fp32 \| full \| 8 \| 900\.0 .*\| 0\.90× \(1000 ms\)/);
     expect(md).toMatch(/\| sd15-unet .*\| skipped .*needs a GPU \|/);
     expect(md).toContain('## Goals');
+  });
+
+  it('rewrites only the README block between the bench markers, with the summary table', () => {
+    const summary = formatReadmeSummary(file([row('ddpm-cifar10', 'fp32', 900, 1000)]), 'runs/x/bench.json');
+    expect(summary).toMatch(/\| ddpm-cifar10 \| train-step \| fp32 \| full \| 8 \| 900\.0 \| .* \| 0\.90 \|/);
+    const readme = 'intro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\nrest\n';
+    const out = replaceReadmeBlock(readme, summary);
+    expect(out.startsWith('intro\n<!-- bench:begin -->\nMeasured by')).toBe(true);
+    expect(out.endsWith('<!-- bench:end -->\nrest\n')).toBe(true);
+    expect(out).not.toContain('old');
+    expect(() => replaceReadmeBlock('no markers', summary)).toThrow(/no <!-- bench:begin -->/);
   });
 
   it('round-trips through the schema and compares two runs by workload id', () => {
