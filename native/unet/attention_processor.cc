@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace difftune {
 
@@ -34,11 +36,23 @@ at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, c
   int64_t b = q.size(0), heads = q.size(1), n = q.size(2), m = k.size(2), dv = v.size(3);
   at::Tensor q3 = qq.reshape({b * heads, n, qq.size(3)});                               // [B·H, N, d]
   at::Tensor k3 = kk.reshape({b * heads, m, kk.size(3)});                               // [B·H, M, d]
-  at::Tensor scores = at::baddbmm(at::empty({b * heads, n, m}, q3.options()), q3, k3.transpose(1, 2), /*beta=*/0.0,
-                                  /*alpha=*/scale);                                      // [B·H, N, M]
-  at::Tensor probs = at::softmax(scores, -1).to(dtype);
   at::Tensor v3 = v.reshape({b * heads, m, dv});                                         // [B·H, M, d]
-  return at::bmm(probs, v3).view({b, heads, n, dv});                                     // [B, H, N, d]
+  auto attend = [&](const at::Tensor& qc, const at::Tensor& kc, const at::Tensor& vc) {
+    at::Tensor scores = at::baddbmm(at::empty({qc.size(0), n, m}, qc.options()), qc, kc.transpose(1, 2), /*beta=*/0.0,
+                                    /*alpha=*/scale);                                    // [G, N, M]
+    return at::bmm(at::softmax(scores, -1).to(dtype), vc);                               // [G, N, d]
+  };
+  // Groups of (batch, head) pairs whose scores fit in about 1 MB stay in cache from the GEMM through the
+  // softmax to the second GEMM; one [B·H, N, M] tensor of scores would stream through memory three times.
+  int64_t perPair = n * m * static_cast<int64_t>(qq.element_size());
+  int64_t group = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(perPair, 1));
+  if (group >= b * heads) return attend(q3, k3, v3).view({b, heads, n, dv});          // [B, H, N, d]
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < b * heads; i += group) {
+    int64_t len = std::min(group, b * heads - i);
+    parts.push_back(attend(q3.narrow(0, i, len), k3.narrow(0, i, len), v3.narrow(0, i, len)));
+  }
+  return at::cat(parts, 0).view({b, heads, n, dv});                                      // [B, H, N, d]
 }
 
 at::Tensor Attention::forward(const at::Tensor& xIn, const at::Tensor& context) const {
