@@ -246,7 +246,10 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
       log('data loader');
       results.push(await benchDataLoader(suite.dataLoader, settings));
     }
-    if (!options.config?.workloads || options.config.workloads.includes('dist-throughput')) results.push(await benchDistThroughput());
+    if (suite.dataParallel) {
+      log('data-parallel throughput (1 vs 2 ranks)');
+      results.push(...(await benchDistThroughput(suite, options.root, log)));
+    }
   } finally {
     fs.rmSync(tmpDir, { recursive: true, force: true });
   }

@@ -28,6 +28,8 @@ export interface Suite {
   /** Size of the GEMM that measures the peak (n×n×n). */
   gemmN: number;
   dataLoader: { resolution: number; batch: number; batches: number } | null;
+  /** Data-parallel throughput (launcher + Gloo): the demo's base model on MNIST with 1 and 2 ranks. */
+  dataParallel: { ranks: number[]; batch: number; steps: number; warmup: number } | null;
 }
 
 const MODEL_WORKLOADS: WorkloadName[] = ['forward', 'forward-backward', 'train-step', 'sample'];
@@ -39,6 +41,7 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
     retries: 1,
     gemmN: 1536,
     dataLoader: { resolution: 32, batch: 32, batches: 12 },
+    dataParallel: { ranks: [1, 2], batch: 16, steps: 6, warmup: 2 },
     entries: [
       { model: 'unet2d-tiny', workloads: ['forward', 'forward-backward', 'train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 10, warmup: 2, samplingLoops: 2, pytorch: false },
       { model: 'unet2dcond-tiny', workloads: ['forward', 'forward-backward', 'train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 10, warmup: 2, samplingLoops: 2, pytorch: false },
@@ -53,6 +56,7 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
     retries: 2,
     gemmN: 1536,
     dataLoader: { resolution: 32, batch: 32, batches: 48 },
+    dataParallel: { ranks: [1, 2], batch: 16, steps: 12, warmup: 2 },
     entries: [
       ...['unet2d-tiny', 'unet2dcond-tiny'].map((model) => ({ model, workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'] as BenchDType[], freezes: ['full', 'decoder-only', 'lora'], steps: 10, warmup: 2, samplingLoops: 3, pytorch: true })),
       // bf16 steps take 3-4× fp32's on libtorch 1.13's CPU kernels: bf16 training only for the full model.
@@ -81,11 +85,13 @@ export function applyConfig(suite: Suite, config: BenchConfig, knownModels: Read
     pytorch: config.pytorch === false ? false : e.pytorch,
   }));
   const keepLoader = !config.workloads || config.workloads.includes('data-loader');
+  const keepDataParallel = !config.workloads || config.workloads.includes('dist-throughput');
   return {
     ...suite,
     entries: entries.filter((e) => e.workloads.length > 0),
     samplingSteps: config.samplingSteps ?? suite.samplingSteps,
     retries: config.retries ?? suite.retries,
     dataLoader: keepLoader ? suite.dataLoader : null,
+    dataParallel: keepDataParallel ? suite.dataParallel : null,
   };
 }

@@ -26,6 +26,7 @@ describe('npm run bench self-test', () => {
         retries: 0,
         gemmN: 256,
         dataLoader: { resolution: 16, batch: 4, batches: 2 },
+        dataParallel: null,
         entries: [
           { model: 'unet2d-tiny', workloads: ['forward', 'train-step', 'sample'], dtypes: ['fp32'], freezes: ['full'], steps: 2, warmup: 0, samplingLoops: 1, pytorch: false },
           { model: 'sd15-unet', workloads: ['train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 1, warmup: 0, samplingLoops: 1, pytorch: false },
@@ -40,7 +41,6 @@ describe('npm run bench self-test', () => {
       'unet2d-tiny/train-step/fp32/full:ok',
       'sd15-unet/train-step/fp32/full:skipped',
       'png-folder/data-loader/fp32:ok',
-      'dist/dist-throughput/fp32:skipped',
     ]);
     const [forward, sampling, train] = file.results;
     expect(forward!.timing!.timesMs).toHaveLength(2);
@@ -53,7 +53,6 @@ describe('npm run bench self-test', () => {
     expect(train!.trainableParams).toBe(train!.params);
     expect(forward!.dataWait).toBeNull();
     expect(file.results[3]!.reason).toMatch(/GPU/);
-    expect(file.results[5]!.reason).toMatch(/lib\/dist/);
     expect(file.gemm.fp32Gflops).toBeGreaterThan(0);
     expect(file.runtime.threads).toBeGreaterThan(0);
     expect(file.pytorch.available).toBe(false);
