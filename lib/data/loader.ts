@@ -110,6 +110,8 @@ export class DataLoader {
   private readonly offset: number;
   private torchThreadsApplied = false;
   private position: Position = { epoch: 0, batch: 0 };
+  /** The batch after the last one next() returned, already being converted (see next()). */
+  private ahead: { position: Position; batch: Promise<Batch> } | undefined;
   private scheduled: Position = { epoch: 0, batch: 0 };
   private pending: Array<{ position: Position; result: Promise<RawBatch> }> = [];
   private closed = false;
@@ -148,7 +150,8 @@ export class DataLoader {
 
   /** The position of the next batch next() returns, for the checkpoint. */
   state(): LoaderState {
-    const group = this.fromLinear(this.toLinear(this.position) - this.offset);
+    const next = this.ahead?.position ?? this.position;
+    const group = this.fromLinear(this.toLinear(next) - this.offset);
     return { version: 1, seed: this.seed, epoch: group.epoch, batch: group.batch, size: this.dataset.size, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast };
   }
 
@@ -165,21 +168,45 @@ export class DataLoader {
     this.scheduled = { ...this.position };
     this.generation++;
     this.pending = [];
+    void this.dropAhead();
   }
 
-  /** The next batch as the model's float tensor (one native call). */
+  /**
+   * The next batch as the model's float tensor. The batch after it is converted right away (on a libuv
+   * worker, not the compute thread), so while the consumer trains on this one, the next is made ready.
+   */
   async next(): Promise<Batch> {
-    const raw = await this.nextRaw();
     if (this.applyTorchThreads && !this.torchThreadsApplied) {
       this.torchThreadsApplied = true;
       await setThreads(this.threads.torchThreads);
     }
-    const { pixels, shape, ...info } = raw;
-    const tensor = await imagesToTensor(pixels, shape);
-    return { ...info, pixels: tensor, dispose: () => tensor.dispose() };
+    const current = this.ahead ?? this.take();
+    this.ahead = undefined;
+    const batch = await current.batch;
+    if (!this.closed) this.ahead = this.take();
+    return batch;
   }
 
-  /** The next batch as decoded uint8 pixels (pure TypeScript: never loads the addon). */
+  /** Takes the next raw batch off the queue and starts its conversion; `position` is where it was taken. */
+  private take(): { position: Position; batch: Promise<Batch> } {
+    const position = this.position;
+    const batch = this.nextRaw().then(async (raw) => {
+      const { pixels, shape, ...info } = raw;
+      const tensor = await imagesToTensor(pixels, shape);
+      return { ...info, pixels: tensor, dispose: () => tensor.dispose() };
+    });
+    batch.catch(() => undefined); // surfaced by the next() that returns this batch
+    return { position, batch };
+  }
+
+  /** Drops the batch converted ahead (restore, close), freeing its tensor once it exists. */
+  private dropAhead(): Promise<unknown> {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    return ahead ? ahead.batch.then((b) => b.dispose(), () => undefined) : Promise.resolve();
+  }
+
+  /** The next batch as decoded uint8 pixels (pure TypeScript: never loads the addon). Use it or next(), not both on one loader: next() takes one batch ahead. */
   async nextRaw(): Promise<RawBatch> {
     for (;;) {
       if (this.closed) throw new DatasetError('DataLoader used after close()');
@@ -204,7 +231,7 @@ export class DataLoader {
     this.generation++;
     const inFlight = this.pending.map((p) => p.result);
     this.pending = [];
-    await Promise.allSettled(inFlight);
+    await Promise.allSettled([...inFlight, this.dropAhead()]);
   }
 
   /** The sample order of an epoch (identity without shuffle); the last two epochs are kept. */
