@@ -144,3 +144,54 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     await expect(finetune(recipe(path.join(work, 'run4'), { data: { path: plain, resolution: 32, channels: 3, layout: 'plain' }, validation: { every: 0 } }))).rejects.toThrow(/captioned images/);
   }, 60_000);
 });
+
+describe('a Stable Diffusion 2.x-style pipeline: v-prediction, linear projections, upcast attention, gelu text encoder, "!" padding, clip skip', () => {
+  // Assembled from the fixtures: sd-pipeline-tiny's VAE and text encoder (hidden_act switched to gelu, as
+  // OpenCLIP), the unet2dcond-sd2ish U-Net with its v-prediction Euler scheduler, and SD 2.x's tokenizer pad "!".
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sd2-'));
+  const sd2 = path.join(dir, 'pipeline');
+  beforeAll(() => {
+    fs.cpSync(PIPELINE, sd2, { recursive: true, filter: (src) => !src.endsWith('cases.json') && !src.endsWith('cases.safetensors') });
+    fs.rmSync(path.join(sd2, 'unet'), { recursive: true });
+    fs.rmSync(path.join(sd2, 'scheduler'), { recursive: true });
+    const unet = path.join(PIPELINE, '..', 'unet2dcond-sd2ish');
+    fs.mkdirSync(path.join(sd2, 'unet'));
+    for (const f of ['config.json', 'diffusion_pytorch_model.safetensors']) fs.copyFileSync(path.join(unet, f), path.join(sd2, 'unet', f));
+    fs.cpSync(path.join(unet, 'scheduler'), path.join(sd2, 'scheduler'), { recursive: true });
+    const index = JSON.parse(fs.readFileSync(path.join(sd2, 'model_index.json'), 'utf8'));
+    index.scheduler = ['diffusers', 'EulerDiscreteScheduler'];
+    fs.writeFileSync(path.join(sd2, 'model_index.json'), JSON.stringify(index));
+    const te = path.join(sd2, 'text_encoder', 'config.json');
+    fs.writeFileSync(te, JSON.stringify({ ...JSON.parse(fs.readFileSync(te, 'utf8')), hidden_act: 'gelu' }));
+    for (const f of ['special_tokens_map.json', 'tokenizer_config.json']) {
+      const file = path.join(sd2, 'tokenizer', f);
+      fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), pad_token: '!' }));
+    }
+  });
+
+  test('samples with clip skip and fine-tunes with the scheduler’s v-prediction', async () => {
+    {
+      using sd = await loadStableDiffusion(sd2);
+      expect(sd.tokenizer.padId).toBe(0);  // "!" is id 0, as in CLIP's vocabulary
+      expect(sd.scheduler.config.prediction_type).toBe('v_prediction');
+      const r = await txt2img(sd, { prompt: 'a red circle!', negativePrompt: 'blurry', steps: 3, seed: 1, clipSkip: 1 });
+      try {
+        expect(r.images.shape).toEqual([1, 3, 32, 32]);
+        expect(Array.from((await r.images.data()) as Float32Array).every(Number.isFinite)).toBe(true);
+      } finally {
+        r.dispose();
+      }
+    }
+    const result = await finetune({
+      model: { pretrained: sd2 },
+      data: { path: path.join(SHAPES, 'train'), resolution: 32, channels: 3 },
+      train: { steps: 2, batchSize: 4, lr: 1e-4, seed: 0 },
+      textToImage: { clipSkip: 1 },
+      output: path.join(dir, 'out'),
+    });
+    expect(result.status).toBe('completed');
+    expect(Number.isFinite(result.finalLoss)).toBe(true);
+    expect(result.textToImage!.frozenAfter).toEqual(result.textToImage!.frozenBefore);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'out', 'scheduler', 'scheduler_config.json'), 'utf8')).prediction_type).toBe('v_prediction');
+  }, 120_000);
+});
