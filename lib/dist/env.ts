@@ -76,13 +76,8 @@ export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | nul
   };
 }
 
-export interface WorkerPlace {
-  readonly rank: number;
-  readonly worldSize: number;
-  readonly localRank: number;
-  readonly localWorldSize: number;
-  readonly masterAddr: string;
-  readonly masterPort: number;
+/** Where a launched worker stands: torchrun's variables for it. */
+export interface WorkerPlace extends Pick<DistEnv, 'rank' | 'worldSize' | 'localRank' | 'localWorldSize' | 'masterAddr' | 'masterPort'> {
   readonly timeoutSeconds?: number;
   readonly backend?: DistEnv['backend'];
   /** torch threads of each worker; default cores ÷ workers on this node (at least 1). */
