@@ -450,7 +450,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
       await unet.save(unetDir);
     }
     await scheduler.save(schedulerDir);
-    if (folder.pipelineDir) await copyPipelineRest(folder.pipelineDir, recipe.output);
+    // A LoRA run without a merged U-Net has no unet/: a pipeline folder around the adapters would not load.
+    if (folder.pipelineDir && (!lora || lora.saveMerged)) await copyPipelineRest(folder.pipelineDir, recipe.output);
   }
   const loraFile = lora ? path.join(recipe.output, LORA_WEIGHTS) : undefined;
   let textToImage: FinetuneResult['textToImage'];

@@ -137,6 +137,18 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     expect(third.textToImage!.cache.vaeEncoded).toBe(12);
   }, 120_000);
 
+  test('LoRA on a pipeline: adapters only (no half pipeline around them), sampled through the base folder', async () => {
+    const out = path.join(work, 'lora');
+    const r = await finetune(recipe(out, { lora: { rank: 4 }, validation: { every: 0 } }));
+    expect(r.status).toBe('completed');
+    expect(r.textToImage!.frozenAfter).toEqual(r.textToImage!.frozenBefore);
+    expect(fs.existsSync(path.join(out, 'pytorch_lora_weights.safetensors'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'model_index.json'))).toBe(false);
+    const png = path.join(work, 'lora.png');
+    expect(await runSampleCli(['--model', PIPELINE, '--lora', path.join(out, 'pytorch_lora_weights.safetensors'), '--prompt', 'a red circle', '--steps', '2', '--out', png], new Writable({ write: (_c, _e, done) => done() }), new Writable({ write: (_c, _e, done) => done() }))).toBe(0);
+    expect(fs.statSync(png).size).toBeGreaterThan(0);
+  }, 60_000);
+
   test('a dataset without captions is refused with a clear message', async () => {
     const plain = path.join(work, 'plain');
     fs.mkdirSync(plain, { recursive: true });
