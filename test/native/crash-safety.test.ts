@@ -96,3 +96,41 @@ test('SIGINT during npm run finetune stops at the next step with a checkpoint an
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('Ctrl-C to the data-parallel launcher stops every rank at the same step: one checkpoint, exit 130, no worker left', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sigint-dp-'));
+  try {
+    const output = path.join(tmp, 'run');
+    const recipeFile = path.join(tmp, 'r.json');
+    fs.writeFileSync(recipeFile, JSON.stringify({ model: { pretrained: BASE }, data: { source: 'mnist', resolution: 16, channels: 1, limit: 64 }, train: { steps: 500, batchSize: 2, lr: 1e-3 }, output }));
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'finetune.js'), '--recipe', recipeFile, '--nproc-per-node', '2', '--dist-timeout', '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let interrupted = false;
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (!interrupted && /step 3\/500/.test(stdout)) {
+        interrupted = true;
+        child.kill('SIGINT');  // what a terminal's Ctrl-C sends the launcher (its workers run in their own group)
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect({ interrupted, code, stderr: code === 130 ? '' : stderr }).toEqual({ interrupted: true, code: 130, stderr: '' });
+    expect(stdout).toMatch(/stopped: \d+ steps/);
+    const checkpoints = await listCheckpoints(output);
+    expect(checkpoints).toHaveLength(1);
+    expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(3);
+    // No worker outlives the launcher.
+    const leftovers = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(recipeFile);
+      } catch {
+        return false;
+      }
+    });
+    expect(leftovers).toEqual([]);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}, 120_000);
