@@ -30,6 +30,12 @@ export interface DataParallel {
   attach(trainer: Trainer): Promise<void>;
   /** Sums a step's loss, samples and stop requests over the ranks (one small all-reduce). */
   stepTotals(local: StepTotals): Promise<StepTotals>;
+  /**
+   * What each rank divides its loss sum by so that averaging the ranks' gradients gives the mean over the
+   * step's samples on every rank: the global sample count ÷ world size (one scalar all-reduce); alone,
+   * the local count.
+   */
+  lossDivisor(localSamples: number): Promise<number>;
   /** Whether to stop before the next step: the signal alone, or any rank's request at the last step. */
   shouldStop(signal: AbortSignal | undefined): boolean;
   /** Training is over on every rank: barrier, then leave the group. */
@@ -44,6 +50,10 @@ class Alone implements DataParallel {
   readonly torchThreads = undefined;
   readonly group = undefined;
   async attach(): Promise<void> {}
+  async lossDivisor(localSamples: number): Promise<number> {
+    return localSamples;
+  }
+
   async stepTotals(local: StepTotals): Promise<StepTotals> {
     return local;
   }
@@ -75,6 +85,11 @@ class Distributed implements DataParallel {
 
   async attach(trainer: Trainer): Promise<void> {
     await trainer.setProcessGroup(this.group);
+  }
+
+  async lossDivisor(localSamples: number): Promise<number> {
+    const [global] = await this.group.sum([localSamples]);
+    return global! / this.worldSize;
   }
 
   async stepTotals(local: StepTotals): Promise<StepTotals> {

@@ -345,6 +345,8 @@ export interface NativeMicroBatch {
   step: number;
   /** Samples in the whole optimizer step, over all its micro-batches. */
   totalSamples: number;
+  /** Divides the loss sum instead of totalSamples (data-parallel: global samples ÷ world size). */
+  lossDivisor?: number;
 }
 
 export interface NativeTrainer {

@@ -362,13 +362,16 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
       try {
         for (let a = 0; a < t.gradientAccumulation; a++) batches.push(await loader.next());
         const total = batches.reduce((n, b) => n + b.indices.length, 0);
+        // Data-parallel: ranks may hold different sample counts (an epoch's short last batch); dividing by the
+        // global count ÷ ranks makes the averaged gradient the mean over every sample of the step.
+        const lossDivisor = dp.worldSize > 1 ? await dp.lossDivisor(total) : undefined;
         let lossSum = 0;
         for (const batch of batches) {
           using labels = await labelsTensor(batch, unet);
           const inputs = text ? await text.conditioning.prepare(batch.pixels, batch.captions, batch.indices, step) : undefined;
           using _latents = inputs?.latents;
           using _context = inputs?.context;
-          const r = await trainer.accumulate({ pixels: inputs?.latents ?? batch.pixels, encoderHiddenStates: inputs?.context, classLabels: labels, sampleIndices: batch.indices, step, totalSamples: total });
+          const r = await trainer.accumulate({ pixels: inputs?.latents ?? batch.pixels, encoderHiddenStates: inputs?.context, classLabels: labels, sampleIndices: batch.indices, step, totalSamples: total, lossDivisor });
           lossSum += r.lossSum;
         }
         const lr = lrAt(step);

@@ -28,6 +28,8 @@ export interface MicroBatch {
   sampleIndices: readonly number[];
   step: number;
   totalSamples: number;
+  /** Divides the loss sum instead of totalSamples (data-parallel runs: the step's global sample count ÷ world size). */
+  lossDivisor?: number;
 }
 
 function toMap(named: { names: string[]; tensors: import('../native/types').NativeTensor[] }): Map<string, Tensor> {
@@ -66,6 +68,7 @@ export class Trainer {
         sampleIndices: [...batch.sampleIndices],
         step: batch.step,
         totalSamples: batch.totalSamples,
+        ...(batch.lossDivisor === undefined ? {} : { lossDivisor: batch.lossDivisor }),
       }),
     );
   }

@@ -127,6 +127,11 @@ Napi::Value TrainerWrap::accumulate(const Napi::CallbackInfo& info) {
     b.sampleIndices = fieldIntList(o, "sampleIndices", "batch", 0, kMaxSafe);
     b.step = fieldInt(o, "step", "batch", 0, kMaxSafe);
     b.totalSamples = fieldInt(o, "totalSamples", "batch", 1, kMaxSafe);
+    Napi::Value divisor = o.Get("lossDivisor");
+    if (!divisor.IsUndefined()) {
+      if (!divisor.IsNumber() || !(divisor.As<Napi::Number>().DoubleValue() > 0)) failArg("a positive number", "batch.lossDivisor", divisor);
+      b.lossDivisor = divisor.As<Napi::Number>().DoubleValue();
+    }
     return addonState(env).compute->run(
         env, [trainer, b] { return trainer->accumulate(b); },
         [](Napi::Env env, MicroResult& r) -> Napi::Value {

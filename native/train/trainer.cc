@@ -219,7 +219,8 @@ MicroResult Trainer::accumulate(const MicroBatch& batch) {
     return r;
   }
   // Dividing by the optimizer step's sample count makes k micro-batches sum to the full batch's mean.
-  (sum * (m.lossScale / static_cast<double>(batch.totalSamples))).backward();
+  double divisor = batch.lossDivisor > 0 ? batch.lossDivisor : static_cast<double>(batch.totalSamples);
+  (sum * (m.lossScale / divisor)).backward();
   return r;
 }
 

@@ -47,6 +47,10 @@ struct MicroBatch {
   std::vector<int64_t> sampleIndices;  // global index of each sample: its randomness derives from it
   int64_t step = 0;                    // the optimizer step this micro-batch belongs to (0-based)
   int64_t totalSamples = 0;            // samples in the whole optimizer step (over all micro-batches)
+  // What the loss sum is divided by, when not totalSamples: data-parallel runs pass the step's global
+  // sample count ÷ world size, so that averaging the ranks' gradients gives the mean over every sample
+  // even when ranks hold different counts (an epoch's short last batch). <= 0: totalSamples.
+  double lossDivisor = 0;
 };
 
 struct MicroResult {

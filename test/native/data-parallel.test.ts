@@ -187,3 +187,19 @@ test('npm run finetune -- --nproc-per-node 2 matches one process, and resumes wi
   expect(worstResumed.error).toBeLessThanOrEqual(1e-5);
   expect(single.finalLoss).toBeCloseTo(resumed.finalLoss, 4);
 });
+
+test('ranks holding different sample counts (an epoch’s short last batch) still train the mean over the step’s samples', async () => {
+  // 10 samples, batch 4 per rank: step 2 gives rank 0 the epoch's last 2 samples and rank 1 the next
+  // epoch's first 4. One process with batch 4 × accumulation 2 groups the same samples per step and
+  // divides by the step's 6; averaging the ranks' gradients must give the same update.
+  const data = { source: 'mnist', resolution: 16, channels: 1, limit: 10, randomFlip: true };
+  const file = path.join(tmp, 'uneven.json');
+  const distOut = path.join(tmp, 'uneven-dist');
+  fs.writeFileSync(file, JSON.stringify({ ...recipe(distOut, { steps: 2 }), data, checkpoint: { every: 0 } }));
+  const r = await cli(['--recipe', file, '--nproc-per-node', '2', '--dist-timeout', '60']);
+  expect([r.code, r.err]).toEqual([0, '']);
+  await finetune({ ...recipe(path.join(tmp, 'uneven-single'), { steps: 2, gradientAccumulation: 2 }), data, checkpoint: { every: 0 } });
+  const weights = 'unet/diffusion_pytorch_model.safetensors';
+  const worst = worstRelative(await floats(path.join(tmp, 'uneven-single', weights)), await floats(path.join(distOut, weights)));
+  expect(worst.error).toBeLessThanOrEqual(1e-5);
+}, 120_000);
