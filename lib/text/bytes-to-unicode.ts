@@ -15,9 +15,6 @@ function buildByteEncoder(): readonly string[] {
 /** byte → its character in BPE strings (index 0…255). */
 export const BYTE_ENCODER: readonly string[] = buildByteEncoder();
 
-/** Character of a BPE string → the byte it stands for. */
-export const BYTE_DECODER: ReadonlyMap<string, number> = new Map(BYTE_ENCODER.map((ch, b) => [ch, b]));
-
 /** The UTF-8 bytes of `text` spelled in the BPE alphabet. */
 export function bytesToUnicode(text: string): string {
   let out = '';
