@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
-import { formatFieldPath } from '../config/field-path';
+import { parseWithSchema } from '../config/schema-object';
 import { parseLenientJson } from '../config/json';
 import { parseUNetConfig, type UNet2DConditionConfig } from '../config/unet';
 import type { LdmLayout, TextEncoderLayout, UNetLayout, VaeLayout } from './ldm-layout';
@@ -47,15 +47,6 @@ function readJson(file: string): unknown {
     throw new ConfigError(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
   }
   return parseLenientJson(text, file);
-}
-
-function parseWith<T extends z.ZodTypeAny>(schema: T, value: unknown, file: string): z.infer<T> {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ConfigError(`${file} field "${formatFieldPath('', issue.path)}": ${issue.message}`);
-  }
-  return parsed.data;
 }
 
 /** One value per block from an int-or-list field, refusing a list of the wrong length. */
@@ -100,7 +91,7 @@ export function unetLayout(config: UNet2DConditionConfig, file: string): UNetLay
 }
 
 export function vaeLayout(json: unknown, file: string): VaeLayout {
-  const c = parseWith(vaeKeyConfigSchema, json, file);
+  const c = parseWithSchema(vaeKeyConfigSchema, json, file);
   const n = c.block_out_channels.length;
   for (const field of ['down_block_types', 'up_block_types'] as const) {
     const types = c[field];
@@ -116,7 +107,7 @@ export function vaeLayout(json: unknown, file: string): VaeLayout {
 }
 
 export function textEncoderLayout(json: unknown, file: string): TextEncoderLayout {
-  return { numHiddenLayers: parseWith(textEncoderKeyConfigSchema, json, file).num_hidden_layers };
+  return { numHiddenLayers: parseWithSchema(textEncoderKeyConfigSchema, json, file).num_hidden_layers };
 }
 
 /** The key layout of a single file whose models have the configs of the diffusers folder `dir`. */

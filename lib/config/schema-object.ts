@@ -5,6 +5,7 @@
  */
 import type { z } from 'zod';
 import { ConfigError } from '../errors';
+import { formatFieldPath } from './field-path';
 
 /** `raw` as an object, or a ConfigError naming `file`. */
 export function expectConfigObject(raw: unknown, file: string): Record<string, unknown> {
@@ -30,4 +31,18 @@ export function unknownConfigKeys(schema: z.AnyZodObject, obj: Record<string, un
   const known = new Set(Object.keys(schema.shape));
   const unknownKeys = Object.keys(obj).filter((k) => !known.has(k) && !bookkeeping.has(k));
   return { unknownKeys, extra: Object.fromEntries(unknownKeys.map((k) => [k, obj[k]])) };
+}
+
+/**
+ * `value` parsed by `schema`; the first issue becomes a ConfigError "file noun "a.b[0]": message" (no
+ * noun and path when the issue is at the root).
+ */
+export function parseWithSchema<S extends z.ZodTypeAny>(schema: S, value: unknown, file: string, noun = 'field'): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const where = formatFieldPath('', issue.path);
+    throw new ConfigError(`${file}${where === '' ? '' : ` ${noun} "${where}"`}: ${issue.message}`);
+  }
+  return result.data;
 }

@@ -23,6 +23,31 @@ export interface LoraEntry {
   alpha: number;
 }
 
+/** Disposes the adapters' A and B tensors. */
+export function disposeLoraEntries(entries: readonly LoraEntry[]): void {
+  for (const e of entries) {
+    e.A.dispose();
+    e.B.dispose();
+  }
+}
+
+/**
+ * Reads a LoRA file (either layout) into `unet`, every `.weight` parameter's layer a candidate; the read
+ * tensors are disposed afterwards.
+ */
+export async function applyLoraFile(
+  unet: { parameters(): Promise<ReadonlyArray<{ name: string }>>; setLora(entries: readonly LoraEntry[]): Promise<void> },
+  file: string,
+): Promise<void> {
+  const modules = (await unet.parameters()).filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -'.weight'.length));
+  const { entries } = await readLoraFile(file, modules);
+  try {
+    await unet.setLora(entries);
+  } finally {
+    disposeLoraEntries(entries);
+  }
+}
+
 const ATTENTION = /(^|\.)(to_q|to_k|to_v|to_out\.0)$/;
 const FEED_FORWARD = /(^|\.)ff\.net\.(0\.proj|2)$/;
 const CONVOLUTIONS = /\.resnets\.\d+\.(conv1|conv2|conv_shortcut)$/;
@@ -149,10 +174,7 @@ export async function readLoraFile(file: string, modules: readonly string[]): Pr
     if (entries.length === 0) throw new ConfigError(`${file}: no U-Net LoRA weights found (expected *.lora_A.weight / *.lora_B.weight or kohya's lora_unet_*.lora_down.weight)`);
     return { format: kohya ? 'kohya' : 'peft', entries };
   } catch (error) {
-    for (const e of entries) {
-      e.A.dispose();
-      e.B.dispose();
-    }
+    disposeLoraEntries(entries);
     throw error;
   } finally {
     await st.close();

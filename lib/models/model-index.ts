@@ -9,7 +9,7 @@ import * as nodePath from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
 import { SCHEDULER_CLASSES } from '../config/scheduler';
-import { formatFieldPath } from '../config/field-path';
+import { parseWithSchema } from '../config/schema-object';
 import { parseLenientJson } from '../config/json';
 
 export const MODEL_INDEX_FILE = 'model_index.json';
@@ -55,15 +55,10 @@ export const STABLE_DIFFUSION_COMPONENT_NAMES = Object.keys(STABLE_DIFFUSION_COM
 
 /** Validates parsed model_index.json content; errors name the file and key. */
 export function parseModelIndex(json: unknown, file: string): ModelIndexFile {
-  const parsed = modelIndexSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = formatFieldPath('', issue.path);
-    throw new ConfigError(`${file}${where === '' ? '' : ` key "${where}"`}: ${issue.message}`);
-  }
+  const data = parseWithSchema(modelIndexSchema, json, file, 'key');
   const components = new Map<string, ComponentSpec | null>();
   const flags: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(parsed.data)) {
+  for (const [key, value] of Object.entries(data)) {
     if (key.startsWith('_')) continue;
     if (!Array.isArray(value)) {
       flags[key] = value;
@@ -76,7 +71,7 @@ export function parseModelIndex(json: unknown, file: string): ModelIndexFile {
     const [library, className] = component.data;
     components.set(key, library === null || className === null ? null : { library, className });
   }
-  return { className: parsed.data._class_name, diffusersVersion: parsed.data._diffusers_version, components, flags };
+  return { className: data._class_name, diffusersVersion: data._diffusers_version, components, flags };
 }
 
 /** A Stable Diffusion folder whose five components are present and of classes difftune loads. */

@@ -6,7 +6,7 @@
 import * as path from 'path';
 import type { Writable } from 'stream';
 import { ConfigError } from '../errors';
-import { readLoraFile } from '../models/lora';
+import { applyLoraFile } from '../models/lora';
 import { loadUNet } from '../models/unet';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
 import { isTextToImageFolder, resolveModelFolder } from '../train/model-folder';
@@ -114,13 +114,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
     const folder = resolveModelFolder(path.resolve(a.model!));
     using unet = await loadUNet(folder.unetDir);
     if (a.lora) {
-      const modules = (await unet.parameters()).filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -7));
-      const { entries } = await readLoraFile(a.lora, modules);
-      try {
-        await unet.setLora(entries);
-      } finally {
-        for (const e of entries) [e.A, e.B].forEach((t) => t.dispose());
-      }
+      await applyLoraFile(unet, a.lora);
     }
     const className = a.scheduler ? SCHEDULERS[a.scheduler] : undefined;
     using scheduler = folder.schedulerConfig

@@ -8,7 +8,7 @@ import type { Writable } from 'stream';
 import { SafetensorsFile } from '../checkpoint/safetensors';
 import type { SchedulerClassName } from '../config/scheduler';
 import { ConfigError } from '../errors';
-import { readLoraFile } from '../models/lora';
+import { applyLoraFile } from '../models/lora';
 import { loadStableDiffusion } from '../models/stable-diffusion';
 import { Tensor } from '../native/tensor';
 import { toImages, writeGrid } from './image';
@@ -49,13 +49,7 @@ export async function runTxt2ImgCli(a: Txt2ImgArgs, out: Writable, err: Writable
   }
   using sd = await loadStableDiffusion(a.model, { schedulerClass: a.schedulerClass });
   if (a.lora) {
-    const modules = (await sd.unet.parameters()).filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -7));
-    const { entries } = await readLoraFile(a.lora, modules);
-    try {
-      await sd.unet.setLora(entries);
-    } finally {
-      for (const e of entries) [e.A, e.B].forEach((t) => t.dispose());
-    }
+    await applyLoraFile(sd.unet, a.lora);
   }
   using latents = a.latents ? await readLatents(a.latents) : undefined;
   const started = Date.now();

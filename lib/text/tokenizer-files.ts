@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as nodePath from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
-import { formatFieldPath } from '../config/field-path';
+import { parseWithSchema } from '../config/schema-object';
 import { parseLenientJson } from '../config/json';
 
 export const VOCAB_FILE = 'vocab.json';
@@ -71,16 +71,6 @@ export interface TokenizerFiles {
   specialTokensMap: SpecialTokensMap;
 }
 
-function parseWith<T extends z.ZodTypeAny>(schema: T, value: unknown, file: string): z.infer<T> {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = formatFieldPath('', issue.path);
-    throw new ConfigError(`${file}${where === '' ? '' : ` field "${where}"`}: ${issue.message}`);
-  }
-  return parsed.data;
-}
-
 /** vocab.json → Map (ids must be distinct). */
 export function parseVocab(text: string, file: string): Map<string, number> {
   let json: unknown;
@@ -89,7 +79,7 @@ export function parseVocab(text: string, file: string): Map<string, number> {
   } catch (error) {
     throw new ConfigError(`${file}: invalid JSON: ${(error as Error).message}`, { cause: error });
   }
-  const record = parseWith(vocabSchema, json, file);
+  const record = parseWithSchema(vocabSchema, json, file);
   const vocab = new Map<string, number>();
   const byId = new Map<number, string>();
   for (const [token, id] of Object.entries(record)) {
@@ -119,11 +109,11 @@ export function parseMerges(text: string, file: string): Array<[string, string]>
 }
 
 export function parseTokenizerConfig(text: string, file: string): TokenizerConfig {
-  return parseWith(tokenizerConfigSchema, parseLenientJson(text, file), file);
+  return parseWithSchema(tokenizerConfigSchema, parseLenientJson(text, file), file);
 }
 
 export function parseSpecialTokensMap(text: string, file: string): SpecialTokensMap {
-  return parseWith(specialTokensMapSchema, parseLenientJson(text, file), file);
+  return parseWithSchema(specialTokensMapSchema, parseLenientJson(text, file), file);
 }
 
 async function readText(path: string, required: boolean, what: string): Promise<string | undefined> {

@@ -24,7 +24,7 @@ import { ConfigError, DifftuneError } from '../errors';
 import { createDataset, type Dataset } from '../data/dataset';
 import { DataLoader, type Batch, type LoaderState } from '../data/loader';
 import { planFreeze, planLoraBase, type FreezePlan } from '../freeze/plan';
-import { LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
+import { disposeLoraEntries, LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
 import { loadUNet, resolveWeightFiles, UNET_WEIGHTS, UNet } from '../models/unet';
 import { Tensor } from '../native/tensor';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
@@ -207,7 +207,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
       try {
         await unet.setLora(read.entries, lora.dropout);
       } finally {
-        for (const e of read.entries) [e.A, e.B].forEach((x) => x.dispose());
+        disposeLoraEntries(read.entries);
       }
     } else {
       await unet.addLora({ targets: loraModules, rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init, seed: t.seed });
@@ -286,7 +286,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     try {
       await saveLoraFile(file, entries, format, { rank: lora!.rank, alpha: lora!.alpha ?? lora!.rank, dropout: lora!.dropout, init: lora!.init });
     } finally {
-      for (const e of entries) [e.A, e.B].forEach((x) => x.dispose());
+      disposeLoraEntries(entries);
     }
   };
 
@@ -427,7 +427,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
         );
       } finally {
         disposeStateDict(weights);
-        for (const e of entries) [e.A, e.B].forEach((x) => x.dispose());
+        disposeLoraEntries(entries);
       }
     } else if (ema) {
       const weights = emaWeights!;
