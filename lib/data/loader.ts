@@ -56,6 +56,8 @@ export interface RawBatch extends BatchInfo {
 /** The model's input: float32 [N, C, H, W] in [-1, 1]. dispose() frees it. */
 export interface Batch extends BatchInfo {
   readonly pixels: Tensor;
+  /** The same pixels as decoded, uint8 [N, H, W, C] (already in JS: hash them rather than reading the tensor back). */
+  readonly rawPixels: Uint8Array;
   dispose(): void;
 }
 
@@ -193,7 +195,7 @@ export class DataLoader {
     const batch = this.nextRaw().then(async (raw) => {
       const { pixels, shape, ...info } = raw;
       const tensor = await imagesToTensor(pixels, shape);
-      return { ...info, pixels: tensor, dispose: () => tensor.dispose() };
+      return { ...info, pixels: tensor, rawPixels: pixels, dispose: () => tensor.dispose() };
     });
     batch.catch(() => undefined); // surfaced by the next() that returns this batch
     return { position, batch };

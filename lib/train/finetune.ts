@@ -129,7 +129,7 @@ async function labelsTensor(batch: Batch, unet: UNet): Promise<Tensor | undefine
 }
 
 /** The held-out batch for validation: the first N samples of the held-out data, in order, fixed for the run. */
-async function openValidation(recipe: Recipe, log: (line: string) => void): Promise<{ pixels: Tensor; labels: number[] | null; captions: string[] | null; indices: number[] } | undefined> {
+async function openValidation(recipe: Recipe, log: (line: string) => void): Promise<{ pixels: Tensor; rawPixels: Uint8Array; labels: number[] | null; captions: string[] | null; indices: number[] } | undefined> {
   if (recipe.validation.every === 0) return undefined;
   const options = recipe.validation.data ?? { ...recipe.data, split: 'test' };
   if ((options.source ?? 'imagefolder') === 'imagefolder' && recipe.validation.data === undefined) {
@@ -139,7 +139,7 @@ async function openValidation(recipe: Recipe, log: (line: string) => void): Prom
   const loader = new DataLoader(dataset, { batchSize: Math.min(recipe.validation.samples, dataset.size), shuffle: false, applyTorchThreads: false, onWarning: log });
   try {
     const batch = await loader.next();
-    return { pixels: batch.pixels, labels: batch.labels, captions: batch.captions, indices: batch.indices };
+    return { pixels: batch.pixels, rawPixels: batch.rawPixels, labels: batch.labels, captions: batch.captions, indices: batch.indices };
   } finally {
     await loader.close();
   }
@@ -333,7 +333,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   };
 
   // Text-to-image validation sees the latent means (no draw) and the held-out captions, fixed for the run.
-  const validationText = validation && text ? await text.conditioning.prepareFixed(validation.pixels, validation.captions) : undefined;
+  const validationText = validation && text ? await text.conditioning.prepareFixed(validation.pixels, validation.rawPixels, validation.captions) : undefined;
   const validate = async (): Promise<void> => {
     if (!validation || !dp.isMain) return;
     using labels = validation.labels && requiresClassLabels(unet) ? Tensor.from(BigInt64Array.from(validation.labels.map(BigInt)), [validation.labels.length]) : undefined;
@@ -368,7 +368,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
         let lossSum = 0;
         for (const batch of batches) {
           using labels = await labelsTensor(batch, unet);
-          const inputs = text ? await text.conditioning.prepare(batch.pixels, batch.captions, batch.indices, step) : undefined;
+          const inputs = text ? await text.conditioning.prepare(batch.pixels, batch.rawPixels, batch.captions, batch.indices, step) : undefined;
           using _latents = inputs?.latents;
           using _context = inputs?.context;
           const r = await trainer.accumulate({ pixels: inputs?.latents ?? batch.pixels, encoderHiddenStates: inputs?.context, classLabels: labels, sampleIndices: batch.indices, step, totalSamples: total, lossDivisor });

@@ -20,7 +20,7 @@ import { hashFiles } from '../checkpoint/train-state';
 import { loadTextEncoder, TEXT_ENCODER_WEIGHTS, type CLIPTextModel } from '../models/clip-text';
 import { loadVae, type AutoencoderKL } from '../models/vae';
 import { Generator } from '../native/generator';
-import { gaussianSample, randn, scale } from '../native/ops';
+import { concat, gaussianSample, randn, scale } from '../native/ops';
 import { Tensor } from '../native/tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
 
@@ -59,6 +59,12 @@ const sha256 = (...parts: Array<string | Uint8Array>) => {
   return h.digest('hex');
 };
 
+/** Rows `which` of an array [n, ...rest]. */
+function pickRows(data: Float32Array, n: number, which: readonly number[]): Float32Array[] {
+  const size = data.length / n;
+  return which.map((i) => data.subarray(i * size, (i + 1) * size));
+}
+
 /** Splits an array [N, ...rest] into N copies of its rows. */
 function rows(data: Float32Array, n: number): Float32Array[] {
   const size = data.length / n;
@@ -93,11 +99,14 @@ export class TextConditioning {
     if (options.clipSkip !== null && (!Number.isSafeInteger(options.clipSkip) || options.clipSkip < 0)) throw new ConfigError(`textToImage.clipSkip: expected a non-negative integer or null but found ${options.clipSkip}`);
   }
 
-  /** The U-Net's inputs for a batch: latents drawn for `step` (scaled by scaling_factor) and caption embeddings. */
-  async prepare(pixels: Tensor, captions: readonly string[] | null, indices: readonly number[], step: number): Promise<{ latents: Tensor; context: Tensor }> {
+  /**
+   * The U-Net's inputs for a batch: latents drawn for `step` (scaled by scaling_factor) and caption
+   * embeddings. `rawPixels` (the loader's uint8 NHWC bytes of the same images) key the latent cache.
+   */
+  async prepare(pixels: Tensor, rawPixels: Uint8Array, captions: readonly string[] | null, indices: readonly number[], step: number): Promise<{ latents: Tensor; context: Tensor }> {
     const context = await this.embed(captions, pixels.shape[0]!);
     try {
-      const entries = await this.encode(pixels);
+      const entries = await this.encode(pixels, rawPixels);
       using mean = stack(entries.map((e) => e.mean), entries[0]!.shape);
       using logvar = stack(entries.map((e) => e.logvar), entries[0]!.shape);
       using noise = await this.noise(entries[0]!.shape, indices, step);
@@ -110,10 +119,10 @@ export class TextConditioning {
   }
 
   /** Validation inputs: the latent distribution's mean (no draw), scaled, and the captions' embeddings. */
-  async prepareFixed(pixels: Tensor, captions: readonly string[] | null): Promise<{ latents: Tensor; context: Tensor }> {
+  async prepareFixed(pixels: Tensor, rawPixels: Uint8Array, captions: readonly string[] | null): Promise<{ latents: Tensor; context: Tensor }> {
     const context = await this.embed(captions, pixels.shape[0]!);
     try {
-      const entries = await this.encode(pixels);
+      const entries = await this.encode(pixels, rawPixels);
       using mean = stack(entries.map((e) => e.mean), entries[0]!.shape);
       return { latents: await scale(mean, this.vae.scalingFactor), context };
     } catch (error) {
@@ -122,32 +131,39 @@ export class TextConditioning {
     }
   }
 
+  /** ε per sample from (seed, step, sample index), drawn and stacked natively. */
   private async noise(shape: readonly number[], indices: readonly number[], step: number): Promise<Tensor> {
-    const parts: Float32Array[] = [];
-    for (const index of indices) {
-      // A stream of its own per (seed, step, sample): independent of batch composition and world size.
-      const seed = parseInt(sha256(`latent-noise:${this.options.seed}:${step}:${index}`).slice(0, 13), 16);  // 52 bits: a safe integer
-      using generator = new Generator(seed);
-      using n = await randn([1, ...shape], { generator });
-      parts.push(await floats(n));
+    const parts: Tensor[] = [];
+    try {
+      for (const index of indices) {
+        // A stream of its own per (seed, step, sample): independent of batch composition and world size.
+        const seed = parseInt(sha256(`latent-noise:${this.options.seed}:${step}:${index}`).slice(0, 13), 16);  // 52 bits: a safe integer
+        using generator = new Generator(seed);
+        parts.push(await randn([1, ...shape], { generator }));
+      }
+      return await concat(parts);
+    } finally {
+      for (const p of parts) p.dispose();
     }
-    return stack(parts, shape);
   }
 
-  private async encode(pixels: Tensor): Promise<LatentEntry[]> {
+  private async encode(pixels: Tensor, rawPixels: Uint8Array): Promise<LatentEntry[]> {
     const n = pixels.shape[0]!;
-    const perImage = rows(await floats(pixels), n);
-    const keys = perImage.map((p) => sha256('latents/1', this.options.vaeIdentity, pixels.shape.slice(1).join('x'), new Uint8Array(p.buffer, p.byteOffset, p.byteLength)));
-    const out: Array<LatentEntry | undefined> = keys.map((k) => (this.options.cacheLatents ? this.latents.get(k) : undefined));
-    if (this.options.cacheLatents && this.options.cacheDir) {
+    const imageBytes = rawPixels.length / n;
+    if (!Number.isInteger(imageBytes) || imageBytes * n !== rawPixels.length) throw new ConfigError(`expected the decoded bytes of ${n} images but found ${rawPixels.length} bytes`);
+    const cached = this.options.cacheLatents;
+    const keys = cached ? Array.from({ length: n }, (_, i) => sha256('latents/2', this.options.vaeIdentity, pixels.shape.slice(1).join('x'), rawPixels.subarray(i * imageBytes, (i + 1) * imageBytes))) : [];
+    const out: Array<LatentEntry | undefined> = keys.length > 0 ? keys.map((k) => this.latents.get(k)) : new Array<undefined>(n);
+    if (cached && this.options.cacheDir) {
       for (const [i, k] of keys.entries()) if (!out[i]) out[i] = await this.readLatent(k);
     }
     const missing = out.flatMap((e, i) => (e ? [] : [i]));
     this.stats.latentHits += n - missing.length;
     this.stats.latentMisses += missing.length;
     if (missing.length > 0) {
-      using batch = stack(missing.map((i) => perImage[i]!), pixels.shape.slice(1));
-      const { mean, logvar } = await this.vae.encode(batch);
+      // The whole batch goes to the VAE as it is; only a partly cached one is read back to pick the misses.
+      using subset = missing.length === n ? undefined : stack(pickRows(await floats(pixels), n, missing), pixels.shape.slice(1));
+      const { mean, logvar } = await this.vae.encode(subset ?? pixels);
       try {
         const shape = mean.shape.slice(1);
         const means = rows(await floats(mean), missing.length);
@@ -156,7 +172,7 @@ export class TextConditioning {
         for (const [j, i] of missing.entries()) {
           const entry = { mean: means[j]!, logvar: logvars[j]!, shape };
           out[i] = entry;
-          if (this.options.cacheLatents) {
+          if (cached) {
             this.latents.set(keys[i]!, entry);
             if (this.options.cacheDir) await this.writeLatent(keys[i]!, entry);
           }
