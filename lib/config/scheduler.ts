@@ -18,7 +18,7 @@ export const SCHEDULER_CLASSES = [
 ] as const;
 export type SchedulerClassName = (typeof SCHEDULER_CLASSES)[number];
 
-/** The diffusers version written into configs difftune creates from scratch. */
+/** The diffusers version written into configs difftune creates from scratch (schedulers, model folders). */
 export const DEFAULT_DIFFUSERS_VERSION = '0.31.0';
 
 const BETA_SCHEDULES = ['linear', 'scaled_linear', 'squaredcos_cap_v2'] as const;

@@ -6,10 +6,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError } from '../errors';
 import { parseLenientJson, formatLenientJson } from '../config/json';
+import { DEFAULT_DIFFUSERS_VERSION } from '../config/scheduler';
 import { loadStateDict, saveStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
 import { writeFileAtomically, writeAll } from '../util/atomic-write';
-
-export const DIFFUSERS_VERSION = '0.31.0';
 
 /**
  * `<dir>/<base>` alone, or the shards `<dir>/<base>.index.json` maps to (each checked to be a file in
@@ -51,7 +50,7 @@ export async function withWeightFiles<T>(dir: string, files: readonly string[], 
 export function diffusersConfigJson(config: { _class_name: string }, extra: Readonly<Record<string, unknown>> = {}): Record<string, unknown> {
   const { _class_name, ...rest } = config;
   const all: Record<string, unknown> = { ...extra, ...rest };
-  const out: Record<string, unknown> = { _class_name, _diffusers_version: DIFFUSERS_VERSION };
+  const out: Record<string, unknown> = { _class_name, _diffusers_version: DEFAULT_DIFFUSERS_VERSION };
   for (const key of Object.keys(all).sort()) out[key] = all[key];
   return out;
 }

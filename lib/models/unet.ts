@@ -16,7 +16,6 @@ import { diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFil
 import { createNativeModel, loadWeightsInto, NativeModel, toTensorMap } from './native-model';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
-export { DIFFUSERS_VERSION } from './model-folder';
 
 export type ComputeDType = 'float32' | 'bfloat16' | 'float16';
 
