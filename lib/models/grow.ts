@@ -71,8 +71,11 @@ function doubled(size: number | number[] | null): number | number[] | null {
  */
 export function growUNetConfig(raw: unknown, options: Pick<GrowOptions, 'source' | 'resolution'> = {}): Record<string, unknown> {
   const source = options.source ?? 'config';
-  const config = checkGrowable(raw, source);
-  const rawObject = raw as Record<string, unknown>;
+  return grownConfigOf(checkGrowable(raw, source), raw as Record<string, unknown>, source, options.resolution);
+}
+
+/** growUNetConfig for the already checked `config` parsed from `rawObject`. */
+function grownConfigOf(config: UNetConfig, rawObject: Record<string, unknown>, source: string, resolution: number | undefined): Record<string, unknown> {
   const grown: Record<string, unknown> = { ...config };
   grown.down_block_types = ['DownBlock2D', ...config.down_block_types];
   grown.up_block_types = [...config.up_block_types, 'UpBlock2D'];
@@ -84,7 +87,7 @@ export function growUNetConfig(raw: unknown, options: Pick<GrowOptions, 'source'
   // Indexed by up block: the new up block is the last.
   const reverse = grown.reverse_transformer_layers_per_block;
   if (Array.isArray(reverse)) grown.reverse_transformer_layers_per_block = [...reverse, reverse[reverse.length - 1]];
-  const oldSize = config.sample_size ?? options.resolution ?? null;
+  const oldSize = config.sample_size ?? resolution ?? null;
   grown.sample_size = doubled(oldSize);
   const { _class_name, ...rest } = grown;
   const ordered: Record<string, unknown> = { _class_name };
@@ -210,9 +213,9 @@ export async function growUNetWeights(config: UNetConfig, weights: StateDict, op
 
 /** Config and weights of the grown model (see the module comment); `weights` stay the caller's. */
 export async function growUNetParts(rawConfig: unknown, weights: StateDict, options: GrowOptions = {}): Promise<GrownUNet> {
-  const config = growUNetConfig(rawConfig, options);
-  const old = checkGrowable(rawConfig, options.source ?? 'config');
-  return { config, weights: await growUNetWeights(old, weights, options) };
+  const source = options.source ?? 'config';
+  const old = checkGrowable(rawConfig, source);
+  return { config: grownConfigOf(old, rawConfig as Record<string, unknown>, source, options.resolution), weights: await growUNetWeights(old, weights, options) };
 }
 
 /**
