@@ -5,11 +5,11 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { disposeStateDict, loadStateDict, saveStateDict, type StateDict } from '../checkpoint/state-dict';
-import { formatLenientJson, parseLenientJson } from '../config/json';
+import { disposeStateDict } from '../checkpoint/state-dict';
+import { parseLenientJson } from '../config/json';
 import { ConfigError } from '../errors';
-import { writeAll, writeFileAtomically } from '../util/atomic-write';
 import { growUNetParts, type GrowOptions } from './grow';
+import { saveModelFolder, withWeightFiles } from './model-folder';
 import { resolveWeightFiles, UNET_WEIGHTS } from './unet';
 
 export interface GrownFolder {
@@ -44,38 +44,21 @@ function layoutOf(input: string): Layout {
   return { unetDir: input, copy: ['scheduler', 'scheduler_config.json'].filter((e) => has(e)), unetSubdir: '' };
 }
 
-async function readWeights(dir: string): Promise<StateDict> {
-  const weights: StateDict = new Map();
-  try {
-    for (const file of resolveWeightFiles(dir)) for (const [name, t] of await loadStateDict(file)) weights.set(name, t);
-    return weights;
-  } catch (error) {
-    disposeStateDict(weights);
-    throw error;
-  }
-}
-
 /** Writes the grown model of `input` to `output` (which must not exist or be empty). */
 export async function growModelFolder(input: string, output: string, options: Pick<GrowOptions, 'seed' | 'resolution'> = {}): Promise<GrownFolder> {
   const layout = layoutOf(input);
   if (fs.existsSync(output) && fs.readdirSync(output).length > 0) throw new ConfigError(`--out: ${output} exists and is not empty; pick a new folder`);
   const configFile = path.join(layout.unetDir, 'config.json');
   const raw = parseLenientJson(fs.readFileSync(configFile, 'utf8'), configFile);
-  const weights = await readWeights(layout.unetDir);
-  try {
+  return withWeightFiles(layout.unetDir, resolveWeightFiles(layout.unetDir), async (weights) => {
     const grown = await growUNetParts(raw, weights, { ...options, source: configFile });
     try {
       const unetDir = path.join(output, layout.unetSubdir);
-      fs.mkdirSync(unetDir, { recursive: true });
-      await saveStateDict(path.join(unetDir, UNET_WEIGHTS), grown.weights, { format: 'pt' });
-      const text = Buffer.from(`${formatLenientJson(grown.config, 2)}\n`, 'utf8');
-      await writeFileAtomically(path.join(unetDir, 'config.json'), (handle) => writeAll(handle, text));
+      await saveModelFolder(unetDir, UNET_WEIGHTS, async () => grown.weights, () => grown.config);
       for (const entry of layout.copy) fs.cpSync(path.join(input, entry), path.join(output, entry), { recursive: true });
       return { inputUnetDir: layout.unetDir, unetDir, config: grown.config };
     } finally {
       disposeStateDict(grown.weights);
     }
-  } finally {
-    disposeStateDict(weights);
-  }
+  });
 }
