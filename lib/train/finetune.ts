@@ -25,7 +25,7 @@ import { createDataset, type Dataset } from '../data/dataset';
 import { DataLoader, type Batch, type LoaderState } from '../data/loader';
 import { planFreeze, planLoraBase, type FreezePlan } from '../freeze/plan';
 import { disposeLoraEntries, LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
-import { loadUNet, resolveWeightFiles, UNET_WEIGHTS, UNet } from '../models/unet';
+import { classLabelTensor, loadUNet, resolveWeightFiles, UNET_WEIGHTS, UNet } from '../models/unet';
 import { Tensor } from '../native/tensor';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
 import { makeLrSchedule } from './lr-schedule';
@@ -57,6 +57,11 @@ export interface FinetuneOptions {
   onLog?: (line: string) => void;
   /** Stops at the next step boundary, after writing a checkpoint. */
   signal?: AbortSignal;
+  /**
+   * Text-to-image runs: hash the frozen text encoder's and VAE's weights before and after training and
+   * fail if they differ. Off by default: it reads every frozen weight back to JS (~0.8 GB for SD 1.5).
+   */
+  verifyFrozen?: boolean;
 }
 
 export interface FinetuneResult {
@@ -74,7 +79,7 @@ export interface FinetuneResult {
   plan: FreezePlan;
   skippedSteps: number;
   /** Text-to-image runs: the cache's hits and misses, and the frozen models' weight digests before and after training (equal). */
-  textToImage?: { cache: CacheStats; frozenBefore: { textEncoder: string; vae: string }; frozenAfter: { textEncoder: string; vae: string } };
+  textToImage?: { cache: CacheStats; frozenBefore?: { textEncoder: string; vae: string }; frozenAfter?: { textEncoder: string; vae: string } };
 }
 
 /** Loads and validates a recipe (relative paths anchored at the recipe file's folder). */
@@ -117,15 +122,10 @@ export async function planRecipe(input: unknown, recipeFile?: string): Promise<F
   };
 }
 
-function requiresClassLabels(unet: UNet): boolean {
-  const c = unet.config;
-  return c.class_embed_type !== null || c.num_class_embeds !== null;
-}
-
-async function labelsTensor(batch: Batch, unet: UNet): Promise<Tensor | undefined> {
-  if (!requiresClassLabels(unet)) return undefined;
+function labelsTensor(batch: Batch, unet: UNet): Tensor | undefined {
+  if (!unet.isClassConditional) return undefined;
   if (batch.labels === null) throw new ConfigError('data: this U-Net is class-conditional but the dataset has no class labels (use class subfolders or a built-in dataset)');
-  return Tensor.from(BigInt64Array.from(batch.labels.map(BigInt)), [batch.labels.length]);
+  return classLabelTensor(batch.labels);
 }
 
 /** The held-out batch for validation: the first N samples of the held-out data, in order, fixed for the run. */
@@ -171,7 +171,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   using unet = fromCheckpoint ? await loadUNet(path.join(resumed!.dir, UNET_DIR), { device: recipe.model.device }) : await openBaseUNet(folder, recipe);
   // Text-to-image: the pipeline's frozen text encoder and VAE make the U-Net's inputs.
   let text: OpenedTextConditioning | undefined;
-  if (unet.isConditional && !requiresClassLabels(unet)) {
+  if (unet.isConditional && !unet.isClassConditional) {
     if (!folder.pipelineDir || !isTextToImageFolder(folder.pipelineDir)) {
       throw new ConfigError('model.pretrained: a text-conditioned UNet2DConditionModel trains from a whole Stable Diffusion pipeline folder (model_index.json with text_encoder/, tokenizer/ and vae/), which encodes the captions and images');
     }
@@ -189,7 +189,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     log(`text-to-image: captions through the frozen text encoder${tti.clipSkip ? ` (clip skip ${tti.clipSkip})` : ''}, images through the frozen VAE to latents (cache: ${[tti.cacheLatents && 'latents', tti.cacheTextEmbeddings && 'text embeddings'].filter(Boolean).join(' + ') || 'off'})`);
   }
   using _text = text;
-  const frozenBefore = text ? await text.fingerprint() : undefined;
+  const frozenBefore = text && options.verifyFrozen ? await text.fingerprint() : undefined;
   await unet.setOptions({ gradientCheckpointing: t.gradientCheckpointing, channelsLast: t.channelsLast });
   using scheduler = await openScheduler(folder);
   const predictionType = t.predictionType ?? (scheduler.config as { prediction_type?: string }).prediction_type ?? 'epsilon';
@@ -336,7 +336,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const validationText = validation && text ? await text.conditioning.prepareFixed(validation.pixels, validation.rawPixels, validation.captions) : undefined;
   const validate = async (): Promise<void> => {
     if (!validation || !dp.isMain) return;
-    using labels = validation.labels && requiresClassLabels(unet) ? Tensor.from(BigInt64Array.from(validation.labels.map(BigInt)), [validation.labels.length]) : undefined;
+    using labels = validation.labels && unet.isClassConditional ? classLabelTensor(validation.labels) : undefined;
     const loss = await trainer.validationLoss({
       pixels: validationText?.latents ?? validation.pixels,
       encoderHiddenStates: validationText?.context,
@@ -367,7 +367,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
         const lossDivisor = dp.worldSize > 1 ? await dp.lossDivisor(total) : undefined;
         let lossSum = 0;
         for (const batch of batches) {
-          using labels = await labelsTensor(batch, unet);
+          using labels = labelsTensor(batch, unet);
           const inputs = text ? await text.conditioning.prepare(batch.pixels, batch.rawPixels, batch.captions, batch.indices, step) : undefined;
           using _latents = inputs?.latents;
           using _context = inputs?.context;
@@ -458,9 +458,9 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   }
   const loraFile = lora ? path.join(recipe.output, LORA_WEIGHTS) : undefined;
   let textToImage: FinetuneResult['textToImage'];
-  if (text && frozenBefore) {
-    const frozenAfter = await text.fingerprint();
-    if (frozenAfter.textEncoder !== frozenBefore.textEncoder || frozenAfter.vae !== frozenBefore.vae) {
+  if (text) {
+    const frozenAfter = frozenBefore ? await text.fingerprint() : undefined;
+    if (frozenBefore && (frozenAfter!.textEncoder !== frozenBefore.textEncoder || frozenAfter!.vae !== frozenBefore.vae)) {
       throw new DifftuneError('ERR_NATIVE', 'internal error: the frozen text encoder or VAE changed during training (their weights must stay bit-identical)');
     }
     textToImage = { cache: { ...text.conditioning.stats }, frozenBefore, frozenAfter };

@@ -102,7 +102,7 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
   });
 
   test('trains the U-Net only, keeps the text encoder and VAE bit-identical, and reuses cached latents', async () => {
-    const first = await finetune(recipe(path.join(work, 'run1')));
+    const first = await finetune(recipe(path.join(work, 'run1')), { verifyFrozen: true });
     expect(first.status).toBe('completed');
     expect(Number.isFinite(first.finalLoss)).toBe(true);
     const t = first.textToImage!;
@@ -139,7 +139,7 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
 
   test('LoRA on a pipeline: adapters only (no half pipeline around them), sampled through the base folder', async () => {
     const out = path.join(work, 'lora');
-    const r = await finetune(recipe(out, { lora: { rank: 4 }, validation: { every: 0 } }));
+    const r = await finetune(recipe(out, { lora: { rank: 4 }, validation: { every: 0 } }), { verifyFrozen: true });
     expect(r.status).toBe('completed');
     expect(r.textToImage!.frozenAfter).toEqual(r.textToImage!.frozenBefore);
     expect(fs.existsSync(path.join(out, 'pytorch_lora_weights.safetensors'))).toBe(true);
@@ -200,7 +200,7 @@ describe('a Stable Diffusion 2.x-style pipeline: v-prediction, linear projection
       train: { steps: 2, batchSize: 4, lr: 1e-4, seed: 0 },
       textToImage: { clipSkip: 1 },
       output: path.join(dir, 'out'),
-    });
+    }, { verifyFrozen: true });
     expect(result.status).toBe('completed');
     expect(Number.isFinite(result.finalLoss)).toBe(true);
     expect(result.textToImage!.frozenAfter).toEqual(result.textToImage!.frozenBefore);
