@@ -19,6 +19,11 @@ export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
 
 export type ComputeDType = 'float32' | 'bfloat16' | 'float16';
 
+/** The int64 [n] class-label tensor forward() takes as `classLabels`. */
+export function classLabelTensor(labels: readonly number[]): Tensor {
+  return Tensor.from(BigInt64Array.from(labels, (l) => BigInt(l)), [labels.length]);
+}
+
 export interface UNetOptions {
   /** "cpu" (default), "cuda", "cuda:1", ... */
   device?: string;
@@ -139,6 +144,11 @@ export class UNet extends NativeModel<NativeUNet> {
 
   get isConditional(): boolean {
     return this.config._class_name === 'UNet2DConditionModel';
+  }
+
+  /** True when forward() needs class labels (a class embedding: class_embed_type or num_class_embeds set). */
+  get isClassConditional(): boolean {
+    return this.config.class_embed_type !== null || this.config.num_class_embeds !== null;
   }
 
   /** Current gradient-checkpointing, memory-format and autocast settings. */

@@ -4,7 +4,7 @@
  * class-conditional U-Nets. Tensor math stays native; this only sequences the calls.
  */
 import { expected, InvalidArgumentError } from '../errors';
-import type { UNet } from '../models/unet';
+import { classLabelTensor, type UNet } from '../models/unet';
 import { Generator } from '../native/generator';
 import { randn } from '../native/ops';
 import { Tensor } from '../native/tensor';
@@ -37,10 +37,9 @@ function sampleSize(unet: UNet): number {
 export async function sample(unet: UNet, scheduler: Scheduler, options: SampleOptions): Promise<Tensor> {
   if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1) throw expected('a positive integer', 'options.batchSize', options.batchSize);
   if (!Number.isSafeInteger(options.steps) || options.steps < 1) throw expected('a positive integer', 'options.steps', options.steps);
-  const needsLabels = unet.config.class_embed_type !== null || unet.config.num_class_embeds !== null;
-  if (needsLabels && options.classLabels === undefined) throw new InvalidArgumentError('this U-Net is class-conditional: pass classLabels (one per image)');
+  if (unet.isClassConditional && options.classLabels === undefined) throw new InvalidArgumentError('this U-Net is class-conditional: pass classLabels (one per image)');
   if (options.classLabels !== undefined && options.classLabels.length !== options.batchSize) throw expected(`${options.batchSize} class labels`, 'options.classLabels', options.classLabels);
-  if (unet.isConditional && !needsLabels) throw new InvalidArgumentError('text-conditioned U-Nets sample through the text-to-image pipeline (prompts), not here');
+  if (unet.isConditional && !unet.isClassConditional) throw new InvalidArgumentError('text-conditioned U-Nets sample through the text-to-image pipeline (prompts), not here');
 
   const h = options.height ?? sampleSize(unet);
   const w = options.width ?? sampleSize(unet);
@@ -49,7 +48,7 @@ export async function sample(unet: UNet, scheduler: Scheduler, options: SampleOp
   await scheduler.setTimesteps(options.steps);
   using noise = options.initialNoise ? undefined : await randn([options.batchSize, channels, h, w], { generator });
   let latents = await scheduler.scaleInitialNoise(options.initialNoise ?? noise!);
-  using labels = options.classLabels ? Tensor.from(BigInt64Array.from(options.classLabels.map(BigInt)), [options.batchSize]) : undefined;
+  using labels = options.classLabels ? classLabelTensor(options.classLabels) : undefined;
   const timesteps = scheduler.timesteps;
   try {
     for (const [i, t] of timesteps.entries()) {
