@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError } from '../errors';
 import type { SchedulerClassName } from '../config/scheduler';
-import { loadScheduler, Scheduler } from '../schedulers/scheduler';
+import { loadScheduler, Scheduler, SCHEDULER_CONFIG_FILE } from '../schedulers/scheduler';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { CLIPTextModel, loadTextEncoder } from './clip-text';
 import { readModelIndex } from './model-index';
@@ -51,7 +51,7 @@ export async function loadStableDiffusion(dir: string, options: LoadStableDiffus
     opened.push(vae);
     const unet = await loadUNet(options.unetDir ?? index.componentDir('unet'), { device, variant: options.variant });
     opened.push(unet);
-    const scheduler = await loadScheduler(path.join(index.componentDir('scheduler'), 'scheduler_config.json'), { className: options.schedulerClass });
+    const scheduler = await loadScheduler(path.join(index.componentDir('scheduler'), SCHEDULER_CONFIG_FILE), { className: options.schedulerClass });
     opened.push(scheduler);
     const config = unet.config;
     if (config._class_name !== 'UNet2DConditionModel') throw new ConfigError(`${dir}/unet: expected a UNet2DConditionModel (text-conditioned) for a Stable Diffusion pipeline but found ${config._class_name}`);
