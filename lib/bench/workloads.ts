@@ -9,6 +9,7 @@ import * as path from 'path';
 import { loadUNet, UNet } from '../models/unet';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
 import { Tensor } from '../native/tensor';
+import type { NativeParameterInfo } from '../native/types';
 import { randn } from '../native/ops';
 import { Generator } from '../native/generator';
 import { Trainer } from '../train/trainer';
@@ -136,10 +137,15 @@ function fill(r: BenchResult, m: Measurement, images: number, flops: number | nu
   };
 }
 
-async function flopsOf(unet: UNet, model: BenchModel): Promise<{ count: FlopCount; params: number; names: string[] }> {
+/** How many numbers the parameters hold. */
+function numelOf(parameters: readonly NativeParameterInfo[]): number {
+  return parameters.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+}
+
+async function flopsOf(unet: UNet, model: BenchModel): Promise<{ count: FlopCount; params: number; parameters: NativeParameterInfo[] }> {
   const parameters = await unet.parameters();
   const count = countFlops(parameters, { levels: unet.config.block_out_channels.length, height: model.resolution, width: model.resolution, batch: model.batch, encoderSeqLen: model.crossAttnLen });
-  return { count, params: parameters.filter((p) => !/\.lora_[AB]\./.test(p.name)).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0), names: parameters.map((p) => p.name) };
+  return { count, params: numelOf(parameters.filter((p) => !/\.lora_[AB]\./.test(p.name))), parameters };
 }
 
 async function withAutocast<T>(unet: UNet, dtype: BenchDType, fn: () => Promise<T>): Promise<T> {
@@ -250,10 +256,10 @@ export async function benchTrainStep(opened: OpenedModel, model: BenchModel, dty
   let loader: DataLoader | undefined;
   const inputs = await makeInputs(unet, model);
   try {
-    const { count, params } = await flopsOf(unet, model);
+    const { count, params, parameters } = await flopsOf(unet, model);
     const trainSet = new Set(names);
     const flops = count.forward + backwardFlops(count, (n) => trainSet.has(n));
-    const trainableParams = (await unet.parameters()).filter((p) => trainSet.has(p.name)).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+    const trainableParams = numelOf(parameters.filter((p) => trainSet.has(p.name)));
     if (model.imageChannels !== null) {
       const channels = model.imageChannels === 1 ? 1 : 3;
       loader = await openLoader(await imageFolder(settings, model, channels), model.resolution, channels, model.batch, settings.threads);
