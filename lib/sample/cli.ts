@@ -8,8 +8,7 @@ import type { Writable } from 'stream';
 import { ConfigError } from '../errors';
 import { applyLoraFile } from '../models/lora';
 import { loadUNet } from '../models/unet';
-import { loadScheduler, Scheduler } from '../schedulers/scheduler';
-import { isTextToImageFolder, resolveModelFolder } from '../train/model-folder';
+import { isTextToImageFolder, openFolderScheduler, resolveModelFolder } from '../train/model-folder';
 import { toImages, writeGrid } from './image';
 import { sample } from './pipeline';
 
@@ -117,9 +116,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
       await applyLoraFile(unet, a.lora);
     }
     const className = a.scheduler ? SCHEDULERS[a.scheduler] : undefined;
-    using scheduler = folder.schedulerConfig
-      ? await loadScheduler(folder.schedulerConfig, { className })
-      : await Scheduler.fromConfig({ _class_name: className ?? 'DDPMScheduler' });
+    using scheduler = await openFolderScheduler(folder, className);
     const steps = a.steps ?? (scheduler.className === 'DDPMScheduler' ? 1000 : 50);
     const classLabels = a.classLabel !== undefined ? Array.from({ length: a.count }, () => a.classLabel!) : undefined;
     const started = Date.now();

@@ -25,12 +25,11 @@ import { createDataset, type Dataset } from '../data/dataset';
 import { DataLoader, type Batch, type LoaderState } from '../data/loader';
 import { planFreeze, planLoraBase, type FreezePlan } from '../freeze/plan';
 import { disposeLoraEntries, LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
-import { classLabelTensor, loadUNet, resolveWeightFiles, UNET_WEIGHTS, UNet } from '../models/unet';
+import { classLabelTensor, loadUNet, resolveWeightFiles, UNet } from '../models/unet';
 import { Tensor } from '../native/tensor';
-import { loadScheduler, Scheduler } from '../schedulers/scheduler';
 import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog } from './metrics';
-import { isTextToImageFolder, resolveBaseModel, type BaseModel, type ModelFolder } from './model-folder';
+import { isTextToImageFolder, openFolderScheduler, resolveBaseModel, type BaseModel } from './model-folder';
 import { parseLenientJson } from '../config/json';
 
 import type { CacheStats, OpenedTextConditioning } from './text-conditioning';
@@ -93,10 +92,6 @@ async function openBaseUNet(base: BaseModel, recipe: Recipe): Promise<UNet> {
   if (base.scratchConfig === undefined) return loadUNet(base.unetDir, { device: recipe.model.device, variant: recipe.model.variant });
   const raw = parseLenientJson(readFileSync(base.scratchConfig, 'utf8'), base.scratchConfig);
   return UNet.fromConfig(raw, { seed: recipe.train.seed, device: recipe.model.device, source: base.scratchConfig });
-}
-
-async function openScheduler(folder: ModelFolder): Promise<Scheduler> {
-  return folder.schedulerConfig ? loadScheduler(folder.schedulerConfig) : Scheduler.fromConfig({ _class_name: 'DDPMScheduler' }, { source: 'DDPMScheduler defaults' });
 }
 
 /** The parameter plan alone (what `--dry-run` prints): nothing trains, no data is read. */
@@ -191,7 +186,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   using _text = text;
   const frozenBefore = text && options.verifyFrozen ? await text.fingerprint() : undefined;
   await unet.setOptions({ gradientCheckpointing: t.gradientCheckpointing, channelsLast: t.channelsLast });
-  using scheduler = await openScheduler(folder);
+  using scheduler = await openFolderScheduler(folder);
   const predictionType = t.predictionType ?? (scheduler.config as { prediction_type?: string }).prediction_type ?? 'epsilon';
   if (predictionType !== 'epsilon' && predictionType !== 'v_prediction' && predictionType !== 'sample') throw new ConfigError(`scheduler prediction_type "${predictionType}" is not trainable`);
 
@@ -477,5 +472,3 @@ async function copyPipelineRest(pipelineDir: string, output: string): Promise<vo
     if (entry.isDirectory() || entry.name === 'model_index.json') await fs.cp(from, to, { recursive: true, force: true });
   }
 }
-
-export { UNET_WEIGHTS };

@@ -5,7 +5,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError } from '../errors';
-import { SCHEDULER_CONFIG_FILE } from '../schedulers/scheduler';
+import type { SchedulerClassName } from '../config/scheduler';
+import { loadScheduler, Scheduler, SCHEDULER_CONFIG_FILE } from '../schedulers/scheduler';
 
 export interface ModelFolder {
   /** The folder holding the U-Net's config.json and weights. */
@@ -71,4 +72,10 @@ export function resolveModelFolder(pretrained: string): ModelFolder {
 /** True when `dir` is a diffusers pipeline folder with a text encoder and a VAE (text-to-image). */
 export function isTextToImageFolder(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'model_index.json')) && fs.existsSync(path.join(dir, 'text_encoder')) && fs.existsSync(path.join(dir, 'vae'));
+}
+
+/** The folder's noise scheduler (as `className` when given), or that class (default DDPM) with diffusers' defaults when the folder has none. */
+export async function openFolderScheduler(folder: ModelFolder, className?: SchedulerClassName): Promise<Scheduler> {
+  const name = className ?? 'DDPMScheduler';
+  return folder.schedulerConfig ? loadScheduler(folder.schedulerConfig, { className }) : Scheduler.fromConfig({ _class_name: name }, { source: `${name} defaults` });
 }
