@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { loadTextEncoder, type CLIPTextModel } from '../models/clip-text';
-import { checkTensor, type Check } from './compare';
+import { checkGradParams, checkTensor, type Check } from './compare';
 import { allKeys, withTensors } from './case-tensors';
 import { caseFields, type FixtureCase, type FixtureSet } from './fixture-set';
 import { SetModelCache } from './set-model-cache';
@@ -75,11 +75,7 @@ async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<C
         await checkTensor('loss', r.loss, get(e.loss), TOLERANCES.textEncoder),
         await checkTensor('last_hidden_state', r.output, get(e.last_hidden_state), TOLERANCES.textEncoder),
       ];
-      for (const [name, k] of Object.entries(e.grad_params)) {
-        const g = r.gradParams.get(name);
-        if (g === undefined) throw new Error(`the model returned no gradient for parameter ${name}`);
-        checks.push(await checkTensor(`grad_params/${name}`, g, get(k), TOLERANCES.textEncoderGradient));
-      }
+      checks.push(...(await checkGradParams(r.gradParams, e.grad_params, get, TOLERANCES.textEncoderGradient)));
       return checks;
     } finally {
       for (const t of [r.output, r.loss, ...r.gradParams.values()]) t.dispose();

@@ -60,3 +60,14 @@ export async function checkTensor(name: string, got: Tensor, expected: Tensor, b
   }
   return checkNumbers(name, await got.data(), await expected.data(), bound);
 }
+
+/** One check per expected parameter gradient (`expected`: parameter name → tensor key, read by `get`). */
+export async function checkGradParams(got: ReadonlyMap<string, Tensor>, expected: Readonly<Record<string, string>>, get: (k: string) => Tensor, bound: number): Promise<Check[]> {
+  const checks: Check[] = [];
+  for (const [name, k] of Object.entries(expected)) {
+    const g = got.get(name);
+    if (g === undefined) throw new Error(`the model returned no gradient for parameter ${name}`);
+    checks.push(await checkTensor(`grad_params/${name}`, g, get(k), bound));
+  }
+  return checks;
+}

@@ -10,7 +10,7 @@ import { loadUNet, type UNet } from '../models/unet';
 import { classifierFreeGuidance, concat } from '../native/ops';
 import { Tensor } from '../native/tensor';
 import { loadScheduler } from '../schedulers/scheduler';
-import { checkNumbers, checkTensor, type Check } from './compare';
+import { checkNumbers, checkGradParams, checkTensor, type Check } from './compare';
 import { allKeys, withTensors } from './case-tensors';
 import { caseFields, CASES_FILE, type FixtureCase, type FixtureSet } from './fixture-set';
 import { SetModelCache } from './set-model-cache';
@@ -98,11 +98,7 @@ async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<C
         if (r.gradEncoderHiddenStates === undefined) throw new Error('the model returned no gradient for encoder_hidden_states');
         checks.push(await checkTensor('grad_inputs/encoder_hidden_states', r.gradEncoderHiddenStates, get(e.grad_encoder_hidden_states), TOLERANCES.gradient));
       }
-      for (const [name, k] of Object.entries(e.grad_params)) {
-        const g = r.gradParams.get(name);
-        if (g === undefined) throw new Error(`the model returned no gradient for parameter ${name}`);
-        checks.push(await checkTensor(`grad_params/${name}`, g, get(k), TOLERANCES.gradient));
-      }
+      checks.push(...(await checkGradParams(r.gradParams, e.grad_params, get, TOLERANCES.gradient)));
       return checks;
     } finally {
       for (const t of [r.output, r.loss, r.gradSample, r.gradEncoderHiddenStates, ...r.gradParams.values()]) t?.dispose();

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { loadVae, type AutoencoderKL } from '../models/vae';
-import { checkScalar, checkTensor, type Check } from './compare';
+import { checkScalar, checkGradParams, checkTensor, type Check } from './compare';
 import { allKeys, withTensors } from './case-tensors';
 import { caseFields, type FixtureCase, type FixtureSet } from './fixture-set';
 import { SetModelCache } from './set-model-cache';
@@ -99,11 +99,7 @@ async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<C
         await checkTensor('sample', r.output, get(e.sample), TOLERANCES.vae),
         await checkTensor('grad_inputs/z', r.gradLatents, get(e.grad_z), TOLERANCES.vaeGradient),
       ];
-      for (const [name, k] of Object.entries(e.grad_params)) {
-        const g = r.gradParams.get(name);
-        if (g === undefined) throw new Error(`the model returned no gradient for parameter ${name}`);
-        checks.push(await checkTensor(`grad_params/${name}`, g, get(k), TOLERANCES.vaeGradient));
-      }
+      checks.push(...(await checkGradParams(r.gradParams, e.grad_params, get, TOLERANCES.vaeGradient)));
       return checks;
     } finally {
       for (const t of [r.output, r.loss, r.gradLatents, ...r.gradParams.values()]) t.dispose();
