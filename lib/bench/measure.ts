@@ -36,6 +36,22 @@ export interface Measurement {
   peakRssIsolated: boolean;
 }
 
+/** The fields of a bench.json result row that come straight from a measurement (all but dataWait). */
+export function measuredFields(m: Measurement): Pick<Measurement, 'peakRssMb' | 'peakRssIsolated' | 'lagP50Ms' | 'lagP99Ms' | 'lagMaxMs' | 'jsCpuMsPerStep' | 'noise'> & {
+  timing: Pick<Measurement, 'medianMs' | 'minMs' | 'maxMs' | 'madPct' | 'timesMs' | 'medianOver'>;
+} {
+  return {
+    timing: { medianMs: m.medianMs, minMs: m.minMs, maxMs: m.maxMs, madPct: m.madPct, timesMs: m.timesMs, medianOver: m.medianOver },
+    peakRssMb: m.peakRssMb,
+    peakRssIsolated: m.peakRssIsolated,
+    lagP50Ms: m.lagP50Ms,
+    lagP99Ms: m.lagP99Ms,
+    lagMaxMs: m.lagMaxMs,
+    jsCpuMsPerStep: m.jsCpuMsPerStep,
+    noise: m.noise,
+  };
+}
+
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const n = s.length;

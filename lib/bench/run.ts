@@ -13,7 +13,7 @@ import { applyConfig, SUITES, type Suite, type SuiteEntry } from './suites';
 import { benchFileSchema, type BenchConfig, type BenchFile, type BenchResult } from './schema';
 import { blasLibraries, disturbance, machineInfo, sampleCpu } from './system';
 
-import { median, measure } from './measure';
+import { measuredFields, median, measure } from './measure';
 import { detectPytorch, runPytorch, type PytorchEnv } from './pytorch';
 import { benchForward, benchForwardBackward, benchSampling, benchTrainStep, exportModel, openModel, skipped, type RunSettings } from './workloads';
 import { openLoader, writeImageFolder } from './data';
@@ -185,17 +185,10 @@ async function benchDataLoader(spec: NonNullable<Suite['dataLoader']>, settings:
       resolution: spec.resolution,
       status: 'ok',
       reason: `PNG decode, resize, random crop and flip, to float32 NCHW; ${loader.threads.decodeConcurrency} decoder(s), prefetch ${loader.prefetch}`,
-      timing: { medianMs: m.medianMs, minMs: m.minMs, maxMs: m.maxMs, madPct: m.madPct, timesMs: m.timesMs, medianOver: m.medianOver },
+      ...measuredFields(m),
       imagesPerS: spec.batch / (m.medianMs / 1000),
       batchesPerS: 1000 / m.medianMs,
-      peakRssMb: m.peakRssMb,
-      peakRssIsolated: m.peakRssIsolated,
-      lagP50Ms: m.lagP50Ms,
-      lagP99Ms: m.lagP99Ms,
-      lagMaxMs: m.lagMaxMs,
-      jsCpuMsPerStep: m.jsCpuMsPerStep,
       dataWait: null,
-      noise: m.noise,
     };
   } finally {
     await loader.close();

@@ -19,7 +19,7 @@ import { loraOptionsSchema } from '../config/lora';
 import { loraParameterNames, loraTargetModules } from '../models/lora';
 import type { DataLoader } from '../data/loader';
 import { backwardFlops, countFlops, type FlopCount } from './flops';
-import { measure, type MeasureOptions, type Measurement, type Step } from './measure';
+import { measure, measuredFields, type MeasureOptions, type Measurement, type Step } from './measure';
 import { openLoader, writeImageFolder } from './data';
 import type { BenchModel } from './presets';
 import type { BenchDType, BenchResult, WorkloadName } from './schema';
@@ -119,21 +119,14 @@ function fill(r: BenchResult, m: Measurement, images: number, flops: number | nu
   const gflops = flops === null ? null : flops / 1e9 / (m.medianMs / 1000);
   return {
     ...r,
+    ...measuredFields(m),
     warmup: settings.warmup,
-    timing: { medianMs: m.medianMs, minMs: m.minMs, maxMs: m.maxMs, madPct: m.madPct, timesMs: m.timesMs, medianOver: m.medianOver },
     imagesPerS: images / (m.medianMs / 1000),
     gflopPerStep: flops === null ? null : flops / 1e9,
     gflops,
     peakFraction: gflops === null || !peak ? null : gflops / peak,
     convShare: conv,
-    peakRssMb: m.peakRssMb,
-    peakRssIsolated: m.peakRssIsolated,
     dataWait: m.dataWait,
-    lagP50Ms: m.lagP50Ms,
-    lagP99Ms: m.lagP99Ms,
-    lagMaxMs: m.lagMaxMs,
-    jsCpuMsPerStep: m.jsCpuMsPerStep,
-    noise: m.noise,
   };
 }
 
