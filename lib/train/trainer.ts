@@ -5,6 +5,7 @@
  */
 import { DisposedError, expected } from '../errors';
 import type { UNet } from '../models/unet';
+import { toTensorMap } from '../models/native-model';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeProcessGroup, NativeTrainer, NativeTrainerConfig } from '../native/types';
@@ -30,10 +31,6 @@ export interface MicroBatch {
   totalSamples: number;
   /** Divides the loss sum instead of totalSamples (data-parallel runs: the step's global sample count ÷ world size). */
   lossDivisor?: number;
-}
-
-function toMap(named: { names: string[]; tensors: import('../native/types').NativeTensor[] }): Map<string, Tensor> {
-  return new Map(named.names.map((n, i) => [n, new Tensor(named.tensors[i]!)]));
 }
 
 export class Trainer {
@@ -95,7 +92,7 @@ export class Trainer {
 
   async optimizerState(): Promise<Map<string, Tensor>> {
     const native = this.live();
-    return toMap(await callAsync(() => native.optimizerState()));
+    return toTensorMap(await callAsync(() => native.optimizerState()));
   }
 
   async loadOptimizerState(state: ReadonlyMap<string, Tensor>, optimizerSteps: number): Promise<void> {
@@ -106,7 +103,7 @@ export class Trainer {
 
   async emaWeights(): Promise<Map<string, Tensor>> {
     const native = this.live();
-    return toMap(await callAsync(() => native.emaWeights()));
+    return toTensorMap(await callAsync(() => native.emaWeights()));
   }
 
   async loadEmaWeights(weights: ReadonlyMap<string, Tensor>, updates: number): Promise<void> {
