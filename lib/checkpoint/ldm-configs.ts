@@ -1,37 +1,18 @@
 /**
  * The structure of a single-file checkpoint's three models, read from a diffusers folder's configs
  * (`unet/config.json`, `vae/config.json`, `text_encoder/config.json`), as diffusers'
- * `from_single_file(config=...)` takes it. Only the fields that decide the key layout are read; the
- * VAE and text encoder configs are parsed here with passthrough schemas (their full schemas belong to
- * the models). Pure apart from reading the files.
+ * `from_single_file(config=...)` takes it. Each config is validated by its model's
+ * parser (so the defaults are the models'), and only the fields that decide the key layout are kept.
+ * Pure apart from reading the files.
  */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { z } from 'zod';
 import { ConfigError } from '../errors';
-import { parseWithSchema } from '../config/schema-object';
+import { parseClipTextConfig } from '../config/clip-text';
+import { parseVaeConfig } from '../config/vae';
 import { parseLenientJson } from '../config/json';
 import { parseUNetConfig, type UNet2DConditionConfig } from '../config/unet';
 import type { LdmLayout, TextEncoderLayout, UNetLayout, VaeLayout } from './ldm-layout';
-
-const posInt = z.number().int().positive();
-
-/** AutoencoderKL fields that decide its keys (defaults: diffusers'). */
-const vaeKeyConfigSchema = z
-  .object({
-    _class_name: z.literal('AutoencoderKL').optional(),
-    block_out_channels: z.array(posInt).nonempty().default([64]),
-    layers_per_block: posInt.default(1),
-    down_block_types: z.array(z.literal('DownEncoderBlock2D')).nonempty().optional(),
-    up_block_types: z.array(z.literal('UpDecoderBlock2D')).nonempty().optional(),
-    mid_block_add_attention: z.boolean().default(true),
-    use_quant_conv: z.boolean().default(true),
-    use_post_quant_conv: z.boolean().default(true),
-  })
-  .passthrough();
-
-/** CLIPTextModel fields that decide its keys (default: transformers' CLIPTextConfig). */
-const textEncoderKeyConfigSchema = z.object({ num_hidden_layers: posInt.default(12) }).passthrough();
 
 export const SINGLE_FILE_CONFIG_FILES = {
   unet: 'unet/config.json',
@@ -91,23 +72,18 @@ export function unetLayout(config: UNet2DConditionConfig, file: string): UNetLay
 }
 
 export function vaeLayout(json: unknown, file: string): VaeLayout {
-  const c = parseWithSchema(vaeKeyConfigSchema, json, file);
-  const n = c.block_out_channels.length;
-  for (const field of ['down_block_types', 'up_block_types'] as const) {
-    const types = c[field];
-    if (types !== undefined && types.length !== n) throw new ConfigError(`${file}: "${field}" has ${types.length} entries, "block_out_channels" ${n}`);
-  }
+  const { config } = parseVaeConfig(json, file);
   return {
-    blockOutChannels: c.block_out_channels,
-    layersPerBlock: c.layers_per_block,
-    midBlockAttention: c.mid_block_add_attention,
-    quantConv: c.use_quant_conv,
-    postQuantConv: c.use_post_quant_conv,
+    blockOutChannels: config.block_out_channels,
+    layersPerBlock: config.layers_per_block,
+    midBlockAttention: config.mid_block_add_attention,
+    quantConv: config.use_quant_conv,
+    postQuantConv: config.use_post_quant_conv,
   };
 }
 
 export function textEncoderLayout(json: unknown, file: string): TextEncoderLayout {
-  return { numHiddenLayers: parseWithSchema(textEncoderKeyConfigSchema, json, file).num_hidden_layers };
+  return { numHiddenLayers: parseClipTextConfig(json, file).config.num_hidden_layers };
 }
 
 /** The key layout of a single file whose models have the configs of the diffusers folder `dir`. */
