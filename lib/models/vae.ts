@@ -11,7 +11,7 @@ import { parseVaeConfig, toNativeVaeConfig, vaeScaleFactor, type AutoencoderKLCo
 import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync, loadNative } from '../native/load';
 import type { Generator } from '../native/generator';
-import { randn } from '../native/ops';
+import { gaussianSample, randn } from '../native/ops';
 import { Tensor } from '../native/tensor';
 import type { NativeAutoencoderKL } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
@@ -122,12 +122,12 @@ export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
     const mean = checkTensor(dist.mean, 'dist.mean');
     const logvar = checkTensor(dist.logvar, 'dist.logvar');
     if (options.noise !== undefined && options.generator !== undefined) throw expected('either noise or generator, not both', 'options', options);
-    const native = this.live();
+    this.live();
     const factor = options.scaled === true ? this.scalingFactor : 1;
     const drawn = options.noise === undefined ? await randn(mean.shape, { device: mean.device, generator: options.generator }) : undefined;
     try {
       const noise = drawn ?? checkTensor(options.noise, 'options.noise');
-      return new Tensor(await callAsync(() => native.sample(mean.native, logvar.native, noise.native, factor)));
+      return await gaussianSample(mean, logvar, noise, factor);
     } finally {
       drawn?.dispose();
     }

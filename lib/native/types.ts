@@ -159,8 +159,6 @@ export interface NativeAutoencoderKL extends NativeModelHandle {
   decode(latents: NativeTensor): Promise<NativeTensor>;
   /** decode(encode(images).mean). */
   forward(images: NativeTensor): Promise<NativeTensor>;
-  /** (mean + exp(0.5·logvar)·noise)·factor. */
-  sample(mean: NativeTensor, logvar: NativeTensor, noise: NativeTensor, factor: number): Promise<NativeTensor>;
   /** loss = mean((decode(latents) − target)²), backward; gradients of `gradNames` (all if omitted). */
   decodeBackwardMse(latents: NativeTensor, target: NativeTensor, gradNames?: string[]): Promise<{ output: NativeTensor; loss: NativeTensor; gradLatents: NativeTensor; gradParams: NativeNamedTensors }>;
 }

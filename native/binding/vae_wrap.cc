@@ -1,7 +1,5 @@
 #include "binding/vae_wrap.h"
 
-#include <cmath>
-
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
@@ -24,7 +22,6 @@ Napi::Function VaeWrap::define(Napi::Env env) {
       InstanceMethod<&VaeWrap::encode>("encode"),
       InstanceMethod<&VaeWrap::decode>("decode"),
       InstanceMethod<&VaeWrap::forward>("forward"),
-      InstanceMethod<&VaeWrap::sample>("sample"),
       InstanceMethod<&VaeWrap::decodeBackwardMse>("decodeBackwardMse"),
   });
 }
@@ -81,21 +78,6 @@ Napi::Value VaeWrap::forward(const Napi::CallbackInfo& info) {
     auto model = live();
     Tensor images = TensorWrap::unwrapArg(argAt(info, 0), "images");
     return addonState(env).compute->run(env, [model, images] { return model->forward(images); }, tensorValue);
-  });
-}
-
-Napi::Value VaeWrap::sample(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    Tensor mean = TensorWrap::unwrapArg(argAt(info, 0), "mean");
-    Tensor logvar = TensorWrap::unwrapArg(argAt(info, 1), "logvar");
-    Tensor noise = TensorWrap::unwrapArg(argAt(info, 2), "noise");
-    Napi::Value f = argAt(info, 3);
-    if (!f.IsNumber() || !std::isfinite(f.As<Napi::Number>().DoubleValue())) failArg("a finite number", "factor", f);
-    double factor = f.As<Napi::Number>().DoubleValue();
-    return addonState(env).compute->run(
-        env, [model, mean, logvar, noise, factor] { return model->sample(mean, logvar, noise, factor); }, tensorValue);
   });
 }
 

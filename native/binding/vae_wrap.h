@@ -24,7 +24,6 @@ class VaeWrap : public ModelWrap<VaeWrap, VaeModel> {
   Napi::Value encode(const Napi::CallbackInfo& info);
   Napi::Value decode(const Napi::CallbackInfo& info);
   Napi::Value forward(const Napi::CallbackInfo& info);
-  Napi::Value sample(const Napi::CallbackInfo& info);
   Napi::Value decodeBackwardMse(const Napi::CallbackInfo& info);
 };
 

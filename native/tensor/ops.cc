@@ -38,6 +38,9 @@ Tensor gaussianSample(const Tensor& mean, const Tensor& logvar, const Tensor& no
   const at::Tensor &m = unwrap(mean), &lv = unwrap(logvar), &n = unwrap(noise);
   if (m.sizes() != lv.sizes() || m.sizes() != n.sizes())
     throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + c10::str(m.sizes()) + ", " + c10::str(lv.sizes()) + " and " + c10::str(n.sizes()));
+  for (const at::Tensor* t : {&m, &lv, &n})
+    if (!at::isFloatingType(t->scalar_type()))
+      throw InvalidArgument("Expected floating-point mean, logvar and noise but received " + std::string(c10::toString(t->scalar_type())));
   at::Tensor std = (0.5 * lv.clamp(-30.0, 20.0)).exp();
   return wrap((m + std * n.to(m.device(), m.scalar_type())) * factor);
 }

@@ -77,21 +77,6 @@ Tensor VaeModel::forward(const Tensor& images) const {
   return wrap(vae_->decode(vae_->encode(x).first));
 }
 
-Tensor VaeModel::sample(const Tensor& meanT, const Tensor& logvarT, const Tensor& noiseT, double factor) const {
-  at::NoGradGuard noGrad;
-  const at::Tensor& mean = unwrap(meanT);
-  const at::Tensor& logvar = unwrap(logvarT);
-  const at::Tensor& noise = unwrap(noiseT);
-  if (logvar.sizes() != mean.sizes() || noise.sizes() != mean.sizes())
-    throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + shapeText(mean.sizes()) + ", " +
-                          shapeText(logvar.sizes()) + " and " + shapeText(noise.sizes()));
-  for (const at::Tensor* t : {&mean, &logvar, &noise})
-    if (!at::isFloatingType(t->scalar_type()))
-      throw InvalidArgument("Expected floating-point mean, logvar and noise but received " + std::string(c10::toString(t->scalar_type())));
-  at::Tensor out = mean + at::exp(0.5 * logvar) * noise.to(mean.device(), mean.scalar_type());
-  return wrap(factor == 1.0 ? out : out * factor);
-}
-
 VaeBackwardResult VaeModel::decodeBackwardMse(const Tensor& latents, const Tensor& target, const std::vector<std::string>& names) {
   at::AutoGradMode grad(true);
   at::Tensor z = modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight).detach().requires_grad_(true);

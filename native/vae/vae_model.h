@@ -43,8 +43,6 @@ class VaeModel {
   Tensor decode(const Tensor& latents) const;
   // decode(encode(images).mean): diffusers' vae(images).sample.
   Tensor forward(const Tensor& images) const;
-  // mean + exp(0.5·logvar)·noise, times `factor` (scaling_factor for the U-Net's latent space).
-  Tensor sample(const Tensor& mean, const Tensor& logvar, const Tensor& noise, double factor) const;
   // loss = mean((decode(latents) − target)²); backward; gradients of `names` (all when empty).
   VaeBackwardResult decodeBackwardMse(const Tensor& latents, const Tensor& target, const std::vector<std::string>& names);
 
