@@ -7,6 +7,7 @@
 #include "clip/clip_text.h"
 #include "modelio/module_io.h"
 #include "tensor/failure.h"
+#include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 
 namespace difftune {

@@ -6,15 +6,10 @@
 #include <map>
 
 #include "tensor/failure.h"
+#include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 
 namespace difftune {
-
-std::string shapeText(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 std::vector<ParameterInfo> parameterInfos(const Module& model) {
   std::vector<ParameterInfo> out;

@@ -12,8 +12,6 @@
 
 namespace difftune {
 
-std::string shapeText(at::IntArrayRef sizes);
-
 std::vector<ParameterInfo> parameterInfos(const Module& model);
 
 // Copies every weight in (converting dtype/device to the parameter's). Strict: one error lists every

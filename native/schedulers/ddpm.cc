@@ -7,6 +7,7 @@
 #include "schedulers/scheduler_base.h"
 #include "schedulers/timestep_spacing.h"
 #include "tensor/failure.h"
+#include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 
 namespace difftune {

@@ -8,6 +8,7 @@
 
 #include "schedulers/tables.h"
 #include "tensor/failure.h"
+#include "tensor/shape_text.h"
 #include "tensor/generator_data.h"
 #include "tensor/tensor_data.h"
 
@@ -22,14 +23,6 @@ std::vector<float> hostFloats(const at::Tensor& t) {
 }
 
 }  // namespace
-
-std::string shapeText(const at::Tensor& t) {
-  std::ostringstream out;
-  out << "[";
-  for (int64_t i = 0; i < t.dim(); ++i) out << (i ? ", " : "") << t.size(i);
-  out << "]";
-  return out.str();
-}
 
 SchedulerBase::SchedulerBase(const SchedulerConfig& config) : config_(config) {
   if (config.numTrainTimesteps < 2 || config.numTrainTimesteps > 100000) {

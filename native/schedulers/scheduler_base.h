@@ -54,7 +54,6 @@ const at::Tensor& integerTensorArg(const Tensor& tensor, const char* param);
 void expectSameShape(const at::Tensor& a, const char* nameA, const at::Tensor& b, const char* nameB);
 // Noise for a step: options.varianceNoise (checked against `like`) or a draw from options.generator.
 at::Tensor stepNoise(const at::Tensor& like, const StepOptions& options, const char* who);
-std::string shapeText(const at::Tensor& t);
 
 // One timestep for the whole batch of `like`, or one per batch item.
 void expectTimestepCount(const at::Tensor& timesteps, const at::Tensor& like);

@@ -4,6 +4,7 @@
 
 #include "tensor/failure.h"
 #include "tensor/generator_data.h"
+#include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 
 namespace difftune {
@@ -37,7 +38,7 @@ Tensor scale(const Tensor& output, double factor) { return wrap(unwrap(output) *
 Tensor gaussianSample(const Tensor& mean, const Tensor& logvar, const Tensor& noise, double factor) {
   const at::Tensor &m = unwrap(mean), &lv = unwrap(logvar), &n = unwrap(noise);
   if (m.sizes() != lv.sizes() || m.sizes() != n.sizes())
-    throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + c10::str(m.sizes()) + ", " + c10::str(lv.sizes()) + " and " + c10::str(n.sizes()));
+    throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + shapeText(m) + ", " + shapeText(lv) + " and " + shapeText(n));
   for (const at::Tensor* t : {&m, &lv, &n})
     if (!at::isFloatingType(t->scalar_type()))
       throw InvalidArgument("Expected floating-point mean, logvar and noise but received " + std::string(c10::toString(t->scalar_type())));

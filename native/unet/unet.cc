@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "tensor/failure.h"
+#include "tensor/shape_text.h"
 #include "unet/autocast.h"
 #include "unet/checkpoint.h"
 
@@ -15,12 +16,6 @@ template <typename T>
 T at_(const std::vector<T>& v, size_t i, const char* what) {
   if (i >= v.size()) throw InvalidArgument(std::string("config list ") + what + " is shorter than the number of blocks");
   return v[i];
-}
-
-std::string shapeText(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
 }
 
 }  // namespace

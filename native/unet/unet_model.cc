@@ -9,6 +9,7 @@
 
 #include "modelio/module_io.h"
 #include "tensor/failure.h"
+#include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 #include "unet/autocast.h"
 #include "unet/unet.h"

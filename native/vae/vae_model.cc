@@ -6,6 +6,7 @@
 
 #include "modelio/module_io.h"
 #include "tensor/failure.h"
+#include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 #include "vae/autoencoder_kl.h"
 
