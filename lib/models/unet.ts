@@ -146,6 +146,12 @@ export class UNet extends NativeModel<NativeUNet> {
     return this.config._class_name === 'UNet2DConditionModel';
   }
 
+  /** config.sample_size as one side (the first of [height, width]), or undefined when the config has none. */
+  get sampleSize(): number | undefined {
+    const size = this.config.sample_size;
+    return typeof size === 'number' ? size : Array.isArray(size) ? size[0] : undefined;
+  }
+
   /** True when forward() needs class labels (a class embedding: class_embed_type or num_class_embeds set). */
   get isClassConditional(): boolean {
     return this.config.class_embed_type !== null || this.config.num_class_embeds !== null;

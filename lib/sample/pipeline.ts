@@ -28,11 +28,6 @@ export interface SampleOptions {
   onStep?: (step: number, total: number) => void;
 }
 
-function sampleSize(unet: UNet): number {
-  const size = (unet.config as { sample_size?: unknown }).sample_size;
-  return typeof size === 'number' ? size : Array.isArray(size) && typeof size[0] === 'number' ? size[0] : 32;
-}
-
 /** Runs the denoising loop; resolves to the final samples [batch, channels, height, width] (about [-1, 1]). */
 export async function sample(unet: UNet, scheduler: Scheduler, options: SampleOptions): Promise<Tensor> {
   if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1) throw expected('a positive integer', 'options.batchSize', options.batchSize);
@@ -41,8 +36,8 @@ export async function sample(unet: UNet, scheduler: Scheduler, options: SampleOp
   if (options.classLabels !== undefined && options.classLabels.length !== options.batchSize) throw expected(`${options.batchSize} class labels`, 'options.classLabels', options.classLabels);
   if (unet.isConditional && !unet.isClassConditional) throw new InvalidArgumentError('text-conditioned U-Nets sample through the text-to-image pipeline (prompts), not here');
 
-  const h = options.height ?? sampleSize(unet);
-  const w = options.width ?? sampleSize(unet);
+  const h = options.height ?? unet.sampleSize ?? 32;
+  const w = options.width ?? unet.sampleSize ?? 32;
   const channels = unet.config.in_channels;
   using generator = new Generator(options.seed);
   await scheduler.setTimesteps(options.steps);

@@ -75,8 +75,7 @@ export async function encodePrompts(sd: StableDiffusion, prompts: readonly strin
 }
 
 function resolveSize(sd: StableDiffusion, options: Txt2ImgOptions): { height: number; width: number } {
-  const raw = (sd.unet.config as { sample_size?: unknown }).sample_size;
-  const sampleSize = typeof raw === 'number' ? raw : Array.isArray(raw) && typeof raw[0] === 'number' ? raw[0] : 64;
+  const sampleSize = sd.unet.sampleSize ?? 64;
   const f = sd.vae.vaeScaleFactor;
   const height = options.height ?? sampleSize * f;
   const width = options.width ?? sampleSize * f;
