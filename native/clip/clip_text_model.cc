@@ -1,7 +1,6 @@
 #include "clip/clip_text_model.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
 #include "clip/clip_text.h"
@@ -25,14 +24,7 @@ NamedTensors ClipTextModel::stateDict() const { return moduleStateDict(*model_);
 
 void ClipTextModel::to(const std::string& device, DType dtype) { moveModule(*model_, device, dtype); }
 
-void ClipTextModel::initialize(uint64_t seed) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::string dev = device();
-  DType dt = dtype();
-  to("cpu", DType::Float32);
-  resetParameters(*model_, gen);
-  to(dev, dt);
-}
+void ClipTextModel::initialize(uint64_t seed) { initializeModule(*model_, seed, device(), dtype()); }
 
 std::pair<at::Tensor, at::Tensor> ClipTextModel::inputs(const Tensor& inputIds, const Tensor& attentionMask) const {
   const ClipTextConfig& c = model_->text_model->config;

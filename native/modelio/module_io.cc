@@ -1,6 +1,7 @@
 #include "modelio/module_io.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
 #include <map>
@@ -8,6 +9,7 @@
 #include "tensor/failure.h"
 #include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
+#include "unet/layers.h"
 
 namespace difftune {
 
@@ -92,6 +94,13 @@ void moveModule(Module& model, const std::string& device, DType dtype) {
     bool grad = slot.requires_grad();
     slot = slot.to(c10::Device(device), type).detach().set_requires_grad(grad);
   });
+}
+
+void initializeModule(Module& model, uint64_t seed, const std::string& device, DType dtype) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  moveModule(model, "cpu", DType::Float32);
+  resetParameters(model, gen);
+  moveModule(model, device, dtype);
 }
 
 void clearGradients(Module& model) {

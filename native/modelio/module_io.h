@@ -27,6 +27,10 @@ NamedTensors moduleStateDict(const Module& model);
 // Moves every parameter to `device` and `dtype`, keeping requires_grad.
 void moveModule(Module& model, const std::string& device, DType dtype);
 
+// Re-initialises every layer from `seed` (from-scratch training): on the CPU in float32, reproducible
+// across devices, then moved back to `device` and `dtype`.
+void initializeModule(Module& model, uint64_t seed, const std::string& device, DType dtype);
+
 // Drops every parameter's .grad (before a backward, so gradients are never accumulated across calls).
 void clearGradients(Module& model);
 

@@ -1,7 +1,6 @@
 #include "vae/vae_model.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
 #include "modelio/module_io.h"
@@ -46,14 +45,7 @@ NamedTensors VaeModel::stateDict() const { return moduleStateDict(*vae_); }
 
 void VaeModel::to(const std::string& device, DType dtype) { moveModule(*vae_, device, dtype); }
 
-void VaeModel::initialize(uint64_t seed) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::string dev = device();
-  DType dt = dtype();
-  to("cpu", DType::Float32);
-  resetParameters(*vae_, gen);
-  to(dev, dt);
-}
+void VaeModel::initialize(uint64_t seed) { initializeModule(*vae_, seed, device(), dtype()); }
 
 int64_t VaeModel::scaleFactor() const { return int64_t{1} << (vae_->config.blockOutChannels.size() - 1); }
 
