@@ -32,7 +32,6 @@ class AdamW {
   int64_t steps() const { return steps_; }
   void setSteps(int64_t s) { steps_ = s; }
   std::vector<AdamWParam>& params() { return params_; }
-  const AdamWHyper& hyper() const { return hyper_; }
 
  private:
   std::vector<AdamWParam> params_;
