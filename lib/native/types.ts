@@ -357,6 +357,7 @@ export interface NativeTrainer {
   emaWeights(): Promise<NativeNamedTensors>;
   loadEmaWeights(names: string[], tensors: NativeTensor[], updates: number): Promise<void>;
   counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }>;
+  setLossScale(scale: number): Promise<void>;
   /** Data-parallel: broadcasts rank 0's trainable (and EMA) weights, then all-reduces every step's gradients; null detaches. */
   setProcessGroup(group: NativeProcessGroup | null): Promise<void>;
   dispose(): void;

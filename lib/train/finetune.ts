@@ -251,6 +251,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     } finally {
       disposeStateDict(optimizer);
     }
+    // fp16 runs continue with the loss scale they had reached (the others keep 1).
+    if (t.mixedPrecision === 'fp16') await trainer.setLossScale(resumed.state.lossScale);
     if (ema) {
       const weights = await loadStateDict(path.join(resumed.dir, EMA_FILE));
       try {

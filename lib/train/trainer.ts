@@ -117,6 +117,12 @@ export class Trainer {
     return callAsync(() => native.counters());
   }
 
+  /** The fp16 loss scale (a resumed run continues with its checkpoint's). */
+  async setLossScale(scale: number): Promise<void> {
+    const native = this.live();
+    return callAsync(() => native.setLossScale(scale));
+  }
+
   /**
    * Data-parallel training (lib/dist): copies rank 0's trainable and EMA weights to this process, then
    * averages every step's gradients over the group before clipping. null goes back to one process.

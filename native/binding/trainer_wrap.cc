@@ -1,5 +1,7 @@
 #include "binding/trainer_wrap.h"
 
+#include <cmath>
+
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/dist_wrap.h"
@@ -81,6 +83,7 @@ Napi::Function TrainerWrap::define(Napi::Env env) {
                          InstanceMethod<&TrainerWrap::emaWeights>("emaWeights"),
                          InstanceMethod<&TrainerWrap::loadEmaWeights>("loadEmaWeights"),
                          InstanceMethod<&TrainerWrap::counters>("counters"),
+                         InstanceMethod<&TrainerWrap::setLossScale>("setLossScale"),
                          InstanceMethod<&TrainerWrap::setProcessGroup>("setProcessGroup"),
                          InstanceMethod<&TrainerWrap::dispose>("dispose"),
                          InstanceAccessor<&TrainerWrap::disposed>("disposed"),
@@ -239,6 +242,18 @@ Napi::Value TrainerWrap::counters(const Napi::CallbackInfo& info) {
           out.Set("lossScale", c.scale);
           return out;
         });
+  });
+}
+
+// Restores a checkpoint's fp16 loss scale, so a resumed run continues with the scale it had reached.
+Napi::Value TrainerWrap::setLossScale(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto trainer = live();
+    Napi::Value v = argAt(info, 0);
+    if (!v.IsNumber() || !(v.As<Napi::Number>().DoubleValue() >= 1) || !std::isfinite(v.As<Napi::Number>().DoubleValue())) failArg("a finite number ≥ 1", "scale", v);
+    double scale = v.As<Napi::Number>().DoubleValue();
+    return addonState(env).compute->runVoid(env, [trainer, scale] { trainer->setLossScale(scale); });
   });
 }
 

@@ -24,6 +24,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value emaWeights(const Napi::CallbackInfo& info);
   Napi::Value loadEmaWeights(const Napi::CallbackInfo& info);
   Napi::Value counters(const Napi::CallbackInfo& info);
+  Napi::Value setLossScale(const Napi::CallbackInfo& info);
   Napi::Value setProcessGroup(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
   Napi::Value disposed(const Napi::CallbackInfo& info);

@@ -167,3 +167,15 @@ test('bad trainer options are clear errors', async () => {
   await expect(Trainer.create(unet, { trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod: ac, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'fp16' })).rejects.toThrow(/fp16 mixed precision needs CUDA/);
   unet.dispose();
 });
+
+test('the loss scale a checkpoint saved can be restored, and only a finite number ≥ 1 is accepted', async () => {
+  const unet = await loadUNet(DIR);
+  using ac = Tensor.from(new Float32Array(10).fill(0.5), [10]);
+  using trainer = await Trainer.create(unet, { trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod: ac, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'no' });
+  await trainer.setLossScale(1024);
+  expect((await trainer.counters()).lossScale).toBe(1024);
+  await expect(trainer.setLossScale(0.5)).rejects.toThrow(/finite number ≥ 1 for scale/);
+  await expect(trainer.setLossScale(Number.NaN)).rejects.toThrow(/scale/);
+  trainer.dispose();
+  unet.dispose();
+});
