@@ -153,7 +153,8 @@ export class TextConditioning {
     if (!Number.isInteger(imageBytes) || imageBytes * n !== rawPixels.length) throw new ConfigError(`expected the decoded bytes of ${n} images but found ${rawPixels.length} bytes`);
     const cached = this.options.cacheLatents;
     const keys = cached ? Array.from({ length: n }, (_, i) => sha256('latents/2', this.options.vaeIdentity, pixels.shape.slice(1).join('x'), rawPixels.subarray(i * imageBytes, (i + 1) * imageBytes))) : [];
-    const out: Array<LatentEntry | undefined> = keys.length > 0 ? keys.map((k) => this.latents.get(k)) : new Array<undefined>(n);
+    // Filled, not `new Array(n)`: flatMap below skips the holes of a sparse array, so nothing would be encoded.
+    const out: Array<LatentEntry | undefined> = cached ? keys.map((k) => this.latents.get(k)) : Array.from({ length: n }, () => undefined);
     if (cached && this.options.cacheDir) {
       for (const [i, k] of keys.entries()) if (!out[i]) out[i] = await this.readLatent(k);
     }

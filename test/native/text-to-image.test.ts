@@ -149,6 +149,16 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     expect(fs.statSync(png).size).toBeGreaterThan(0);
   }, 60_000);
 
+  test('cacheLatents false encodes every batch through the VAE and trains as the cached run does', async () => {
+    const short = (output: string, cacheLatents: boolean) => recipe(output, { train: { steps: 2, batchSize: 4, lr: 1e-4, seed: 0 }, validation: { every: 0 }, textToImage: { cacheLatents } });
+    const uncached = await finetune(short(path.join(work, 'uncached'), false));
+    expect(uncached.status).toBe('completed');
+    expect(uncached.textToImage!.cache).toMatchObject({ latentHits: 0, latentMisses: 8, vaeEncoded: 8 });
+    // Same latent distributions and the same per-step draws: the cache changes speed, never the run.
+    const cached = await finetune(short(path.join(work, 'cached'), true));
+    expect(uncached.finalLoss).toBe(cached.finalLoss);
+  }, 60_000);
+
   test('a dataset without captions is refused with a clear message', async () => {
     const plain = path.join(work, 'plain');
     fs.mkdirSync(plain, { recursive: true });
