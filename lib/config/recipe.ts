@@ -7,6 +7,7 @@ import * as path from 'path';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
 import { dataOptionsSchema } from './data';
+import { refusePrototypeKeys } from './field-path';
 import { freezeOptionsSchema } from './freeze';
 import { lrScheduleSchema } from './lr-schedule';
 import { loraOptionsSchema } from './lora';
@@ -196,6 +197,7 @@ export function applyOverrides(raw: unknown, overrides: readonly string[]): Reco
     const eq = override.indexOf('=');
     if (eq <= 0) throw new ConfigError(`--set ${override}: expected key.path=value`);
     const keys = override.slice(0, eq).split('.');
+    refusePrototypeKeys(keys, `--set ${override}`);
     const text = override.slice(eq + 1);
     let value: unknown;
     try {
@@ -205,7 +207,8 @@ export function applyOverrides(raw: unknown, overrides: readonly string[]): Reco
     }
     let node: Record<string, unknown> = root;
     for (const key of keys.slice(0, -1)) {
-      const next = node[key];
+      // Own keys only: an inherited one (toString, ...) is not a recipe field.
+      const next = Object.hasOwn(node, key) ? node[key] : undefined;
       if (next === undefined || next === null) node[key] = {};
       else if (typeof next !== 'object' || Array.isArray(next)) throw new ConfigError(`--set ${override}: "${key}" is not an object in the recipe`);
       node = node[key] as Record<string, unknown>;

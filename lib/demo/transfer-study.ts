@@ -7,6 +7,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { SafetensorsFile } from '../checkpoint/safetensors';
+import { formatFieldPath, refusePrototypeKeys } from '../config/field-path';
 import { renderReport } from '../report/html';
 import { lineChart } from '../report/svg-chart';
 import { finetune } from '../train/finetune';
@@ -42,11 +43,12 @@ export function defaultVariants(lr: number): StudyVariant[] {
   ];
 }
 
-function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+function merge(base: Record<string, unknown>, over: Record<string, unknown>, where: string, path: readonly string[] = []): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' && !Array.isArray(b) ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+    refusePrototypeKeys([...path, k], formatFieldPath(where, [...path, k]));
+    const b = Object.hasOwn(out, k) ? out[k] : undefined;
+    out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' && !Array.isArray(b) ? merge(b as Record<string, unknown>, v as Record<string, unknown>, where, [...path, k]) : v;
   }
   return out;
 }
@@ -58,14 +60,18 @@ export function studyTable(rows: readonly StudyRow[]): string {
 }
 
 export async function runTransferStudy(recipe: Record<string, unknown>, recipeFile: string, out: string, variants: readonly StudyVariant[], log: (line: string) => void = () => undefined): Promise<StudyRow[]> {
+  // Every variant's recipe is built before the first run, so a bad override fails in seconds, not after hours.
+  const runs = variants.map((v, i) => {
+    const dir = path.join(out, `run-${i}-${v.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`);
+    return { v, dir, recipe: merge({ ...recipe, checkpoint: { every: 0, keep: 1 }, resume: undefined }, { ...v.overrides, output: dir }, `variant "${v.name}": overrides`) };
+  });
   await fs.mkdir(out, { recursive: true });
   const rows: StudyRow[] = [];
-  for (const [i, v] of variants.entries()) {
-    const dir = path.join(out, `run-${i}-${v.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`);
+  for (const { v, dir, recipe: variantRecipe } of runs) {
     await fs.rm(dir, { recursive: true, force: true });
     log(`${v.name}`);
     const started = Date.now();
-    const r = await finetune(merge({ ...recipe, checkpoint: { every: 0, keep: 1 }, resume: undefined }, { ...v.overrides, output: dir }), { recipeFile });
+    const r = await finetune(variantRecipe, { recipeFile });
     const seconds = (Date.now() - started) / 1000;
     const lora = r.loraFile !== undefined;
     const trainable = lora ? await loraParams(r.loraFile!) : r.plan.totals.trainableNumel;

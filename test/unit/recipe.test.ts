@@ -1,6 +1,8 @@
 // The recipe: field-path errors, relative paths against the recipe file, --set overrides. Pure.
+import * as os from 'os';
 import * as path from 'path';
 import { applyOverrides, parseRecipe, resolveRecipePaths } from '../../lib/config/recipe';
+import { runTransferStudy } from '../../lib/demo/transfer-study';
 import { ConfigError } from '../../lib/errors';
 
 const minimal = {
@@ -54,4 +56,26 @@ test('--set parses JSON values, else strings, creating objects on the way', () =
   expect((minimal.train as Record<string, unknown>).ema).toBeUndefined(); // the input is not mutated
   expect(() => applyOverrides(minimal, ['nokey'])).toThrow(/expected key\.path=value/);
   expect(() => applyOverrides(minimal, ['output.x=1'])).toThrow(/"output" is not an object/);
+  // An inherited method is no recipe field: walking through it creates an own object.
+  expect(applyOverrides(minimal, ['toString.x=1']).toString).toEqual({ x: 1 });
+});
+
+test('--set refuses keys that reach Object.prototype, naming them, and pollutes nothing', () => {
+  for (const [set, key] of [['__proto__.polluted=1', '__proto__'], ['constructor.prototype.polluted=1', 'constructor", "prototype'], ['train.__proto__.polluted=1', '__proto__'], ['__proto__={"polluted":1}', '__proto__']] as const) {
+    let error: unknown;
+    try {
+      applyOverrides(minimal, [set]);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(`--set ${set}: expected field names but found "${key}"`);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  }
+});
+
+test('the transfer study refuses a variant override through Object.prototype before any run', async () => {
+  const overrides = JSON.parse('{"train": {"__proto__": {"polluted": 1}}}') as Record<string, unknown>;
+  await expect(runTransferStudy(minimal, 'r.json', path.join(os.tmpdir(), 'difftune-never-written'), [{ name: 'bad', overrides }])).rejects.toThrow(/variant "bad": overrides\.train\.__proto__: expected field names but found "__proto__"/);
+  expect(({} as Record<string, unknown>).polluted).toBeUndefined();
 });
