@@ -14,7 +14,9 @@ export type ErrorCode =
   | 'ERR_UNSUPPORTED_FORMAT'
   | 'ERR_CONFIG'
   | 'ERR_UNSUPPORTED_DTYPE'
-  | 'ERR_DATASET';
+  | 'ERR_DATASET'
+  | 'ERR_PROCESS'
+  | 'ERR_INTERNAL';
 
 export class DifftuneError extends Error {
   readonly code: ErrorCode;
@@ -107,6 +109,36 @@ export class DatasetError extends DifftuneError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_DATASET', message, options);
   }
+}
+
+/**
+ * A child process difftune runs (a data-parallel worker, the PyTorch bench script) could not start,
+ * failed, or printed something unusable; the message names the process, its exit code and its last lines.
+ */
+export class ProcessError extends DifftuneError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_PROCESS', message, options);
+  }
+}
+
+/** Something that cannot happen did: a bug in difftune (or its platform), not in the caller's input. */
+export class InternalError extends DifftuneError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_INTERNAL', `${message} (an internal error: please report it)`, options);
+  }
+}
+
+/**
+ * What a CLI prints for an error that ends it: `<prefix>: <message> (<code>)` — the code on the first
+ * line so a multi-line message still leads with it; the stack too with `stack` (the --stack flag).
+ */
+export function formatCliError(prefix: string, error: unknown, stack = false): string {
+  if (!(error instanceof Error)) return `${prefix}: ${String(error)}`;
+  const code = error instanceof DifftuneError ? ` (${error.code})` : '';
+  const [first = '', ...rest] = error.message.split('\n');
+  const text = `${prefix}: ${first}${code}${rest.map((l) => `\n${l}`).join('')}`;
+  const frames = stack && error.stack !== undefined ? error.stack.split('\n').filter((l) => /^\s+at /.test(l)) : [];
+  return frames.length > 0 ? `${text}\n${frames.join('\n')}` : text;
 }
 
 /** Text for an arbitrary value in an error message: `-1 of type number`, `"abc" of type string`. */

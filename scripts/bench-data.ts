@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { formatCliError } from '../lib/errors';
 import { planThreads } from '../lib/data/threads';
 import { loaderThroughput, writeImageFolder } from '../lib/bench/data';
 
@@ -32,6 +33,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
+  console.error(formatCliError('bench:data', error));
   process.exit(1);
 });

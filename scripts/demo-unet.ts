@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { gemmBenchmark, loadUNet, runtimeInfo, Tensor } from '../lib/index';
+import { formatCliError } from '../lib/errors';
 import { packageRoot } from '../lib/native/load';
 
 function arg(name: string, fallback: string): string {
@@ -91,6 +92,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(`demo: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(formatCliError('demo:unet', error));
   process.exit(1);
 });

@@ -5,7 +5,9 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
+import { replaceReadmeBlock } from '../lib/bench/report';
 import { runTransferDemo } from '../lib/demo/transfer-demo';
+import { formatCliError } from '../lib/errors';
 import { packageRoot } from '../lib/native/load';
 
 function arg(name: string): string | undefined {
@@ -27,10 +29,6 @@ async function main(): Promise<void> {
     // The README's numbers come from a run, never typed in.
     const readme = path.join(root, 'README.md');
     const text = await fs.readFile(readme, 'utf8');
-    const [begin, end] = ['<!-- demo:begin -->', '<!-- demo:end -->'];
-    const i = text.indexOf(begin);
-    const j = text.indexOf(end);
-    if (i < 0 || j < i) throw new Error(`README.md has no ${begin} … ${end} section to update`);
     const lines = [
       `Measured by \`npm run demo -- --readme\` on ${new Date().toISOString().slice(0, 10)} (2-core CPU, ${summary.seconds.toFixed(0)} s):`,
       '',
@@ -44,12 +42,12 @@ async function main(): Promise<void> {
         ? 'The fine-tuned model did not reach the from-scratch final loss within the budget.'
         : `The fine-tuned model reached the from-scratch model's final held-out loss after ${summary.stepsToMatchScratch} of ${summary.steps} steps.`,
     ];
-    await fs.writeFile(readme, `${text.slice(0, i + begin.length)}\n${lines.join('\n')}\n${text.slice(j)}`);
+    await fs.writeFile(readme, replaceReadmeBlock(text, lines.join('\n'), 'demo'));
     console.log('README.md updated');
   }
 }
 
 main().catch((error: unknown) => {
-  console.error(`demo: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(formatCliError('demo', error));
   process.exit(1);
 });

@@ -6,6 +6,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import { applyOverrides } from '../lib/config/recipe';
 import { parseLenientJson } from '../lib/config/json';
+import { formatCliError } from '../lib/errors';
 import { packageBaseModel } from '../lib/demo/base-model';
 import { packageRoot } from '../lib/native/load';
 import { finetune } from '../lib/train/finetune';
@@ -18,13 +19,18 @@ async function main(): Promise<void> {
   for (let i = 2; i < process.argv.length; i++) if (process.argv[i] === '--set') sets.push(process.argv[++i] ?? '');
   const raw = applyOverrides(parseLenientJson(await fs.readFile(recipeFile, 'utf8'), recipeFile), sets);
   const result = await finetune(raw, { recipeFile, onLog: (l) => console.log(l), onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()) });
-  if (result.status !== 'completed') throw new Error('pretraining stopped early; run again with --set resume=latest');
+  if (result.status !== 'completed') {
+    // A stop, not a failure: exit 130 as npm run finetune does.
+    console.error(`pretrain:mnist: stopped early at step ${result.steps}; run again with --set resume=latest`);
+    process.exitCode = 130;
+    return;
+  }
   const target = path.join(root, 'models', 'mnist-ddpm');
   await packageBaseModel(result, target, recipeFile);
   console.log(`base model written to ${target}`);
 }
 
 main().catch((error: unknown) => {
-  console.error(`pretrain:mnist: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(formatCliError('pretrain:mnist', error));
   process.exit(1);
 });

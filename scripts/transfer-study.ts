@@ -7,14 +7,16 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import { applyOverrides, prepareRecipe } from '../lib/index';
+import { replaceReadmeBlock } from '../lib/bench/report';
 import { parseLenientJson } from '../lib/config/json';
+import { ConfigError, formatCliError } from '../lib/errors';
 import { defaultVariants, runTransferStudy, studyTable } from '../lib/demo/transfer-study';
 import { packageRoot } from '../lib/native/load';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const at = argv.indexOf('--recipe');
-  if (at < 0 || !argv[at + 1]) throw new Error('missing --recipe <file.json>');
+  if (at < 0 || !argv[at + 1]) throw new ConfigError('--recipe: expected a recipe file (--recipe <file.json>) but found none');
   const file = argv[at + 1]!;
   const sets: string[] = [];
   for (let i = 0; i < argv.length; i++) if (argv[i] === '--set') sets.push(argv[++i] ?? '');
@@ -26,18 +28,13 @@ async function main(): Promise<void> {
   if (argv.includes('--readme')) {
     const readme = path.join(packageRoot(), 'README.md');
     const text = await fs.readFile(readme, 'utf8');
-    const begin = '<!-- transfer-study:begin -->';
-    const end = '<!-- transfer-study:end -->';
-    const i = text.indexOf(begin);
-    const j = text.indexOf(end);
-    if (i < 0 || j < i) throw new Error(`README.md has no ${begin} … ${end} section to update`);
     const stamp = `Measured by \`npm run transfer-study -- --recipe ${path.relative(packageRoot(), file)} --readme\` on ${new Date().toISOString().slice(0, 10)}:`;
-    await fs.writeFile(readme, `${text.slice(0, i + begin.length)}\n${stamp}\n\n${table}\n${text.slice(j)}`);
+    await fs.writeFile(readme, replaceReadmeBlock(text, `${stamp}\n\n${table}`, 'transfer-study'));
     console.log('README.md updated');
   }
 }
 
 main().catch((error: unknown) => {
-  console.error(`transfer-study: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(formatCliError('transfer-study', error));
   process.exit(1);
 });

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseLenientJson } from '../config/json';
+import { ConfigError, formatCliError } from '../errors';
 import { benchConfigSchema, type BenchConfig } from './schema';
 import { runBench } from './run';
 import { formatMarkdown, formatReadmeSummary, replaceReadmeBlock } from './report';
@@ -22,25 +23,28 @@ interface Args {
   readme?: string;
 }
 
-function parseArgs(argv: readonly string[]): Args {
+/** A bad flag: printed with the usage after it. */
+class UsageError extends ConfigError {}
+
+function parseArgs(argv: readonly string[]): Args | 'help' {
   const args: Args = { suite: 'quick', out: 'runs/bench' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
       const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
+      if (v === undefined) throw new UsageError(`${a}: expected a value after the flag but found the end of the arguments`);
       return v;
     };
     if (a === '--suite') {
       const v = value();
-      if (v !== 'quick' && v !== 'full') throw new Error(`--suite: expected "quick" or "full" but received "${v}"`);
+      if (v !== 'quick' && v !== 'full') throw new UsageError(`--suite: expected "quick" or "full" but received "${v}"`);
       args.suite = v;
     } else if (a === '--config') args.config = value();
     else if (a === '--out') args.out = value();
     else if (a === '--compare') args.compare = [value(), value()];
     else if (a === '--readme') args.readme = value();
-    else if (a === '--help' || a === '-h') throw new Error(USAGE);
-    else throw new Error(`unknown argument "${a}"\n${USAGE}`);
+    else if (a === '--help' || a === '-h') return 'help';
+    else throw new UsageError(`unknown argument "${a}": expected one of --suite, --config, --out, --compare, --readme, --help`);
   }
   return args;
 }
@@ -50,7 +54,7 @@ function readConfig(file: string): BenchConfig {
   const parsed = benchConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new Error(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new ConfigError(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
   return parsed.data;
 }
@@ -58,7 +62,12 @@ function readConfig(file: string): BenchConfig {
 export async function runBenchCli(argv: readonly string[], root: string): Promise<number> {
   let args: Args;
   try {
-    args = parseArgs(argv);
+    const parsed = parseArgs(argv);
+    if (parsed === 'help') {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    args = parsed;
     if (args.compare) {
       const [a, b] = args.compare;
       process.stdout.write(formatComparison(readBenchFile(a), readBenchFile(b), a, b));
@@ -72,7 +81,7 @@ export async function runBenchCli(argv: readonly string[], root: string): Promis
       return 0;
     }
   } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n`);
+    process.stderr.write(`${formatCliError('bench', error)}\n${error instanceof UsageError ? `${USAGE}\n` : ''}`);
     return 1;
   }
   try {
@@ -85,7 +94,7 @@ export async function runBenchCli(argv: readonly string[], root: string): Promis
     process.stdout.write(`\n${md}\nwrote ${path.join(args.out, 'bench.json')} and bench.md (${file.durationS.toFixed(0)} s)\n`);
     return 0;
   } catch (error) {
-    process.stderr.write(`bench: ${(error as Error).message}\n`);
+    process.stderr.write(`${formatCliError('bench', error)}\n`);
     return 1;
   }
 }

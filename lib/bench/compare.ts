@@ -4,6 +4,7 @@
  * disturbed in either run; within one run, the PyTorch column is the comparison to trust.
  */
 import * as fs from 'fs';
+import { ConfigError } from '../errors';
 import { benchFileSchema, type BenchFile } from './schema';
 
 export function readBenchFile(file: string): BenchFile {
@@ -11,12 +12,12 @@ export function readBenchFile(file: string): BenchFile {
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new Error(`${file}: cannot read a bench.json (${(error as Error).message})`);
+    throw new ConfigError(`${file}: expected a bench.json written by npm run bench but cannot read it as JSON (${(error as Error).message})`, { cause: error });
   }
   const parsed = benchFileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new Error(`${file}: not a difftune bench.json: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new ConfigError(`${file}: not a difftune bench.json: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
   return parsed.data;
 }

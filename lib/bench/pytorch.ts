@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { z } from 'zod';
+import { ProcessError } from '../errors';
 
 export interface PytorchEnv {
   available: boolean;
@@ -65,7 +66,7 @@ export interface PytorchRun {
 
 /** Runs bench_diffusers.py once; resolves to its JSON line, or rejects with its stderr's tail. */
 export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000): Promise<PytorchLine> {
-  if (!env.available || !env.python || !env.script) return Promise.reject(new Error(env.reason ?? 'PyTorch unavailable'));
+  if (!env.available || !env.python || !env.script) return Promise.reject(new ProcessError(`cannot run bench_diffusers.py: ${env.reason ?? 'PyTorch is unavailable'}`));
   const args = [
     env.script,
     run.modelDir,
@@ -87,16 +88,16 @@ export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
-      reject(e);
+      reject(new ProcessError(`cannot start bench_diffusers.py with ${env.python}: ${e.message}`, { cause: e }));
     });
     child.on('close', (code) => {
       clearTimeout(timer);
       const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0) return reject(new Error(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
+      if (code !== 0) return reject(new ProcessError(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
       try {
         resolve(lineSchema.parse(JSON.parse(line)));
       } catch (e) {
-        reject(new Error(`bench_diffusers.py printed no valid JSON line (${(e as Error).message}): ${line.slice(0, 200)}`));
+        reject(new ProcessError(`bench_diffusers.py: expected a JSON result as its last line but found ${JSON.stringify(line.slice(0, 200))} (${(e as Error).message})`, { cause: e }));
       }
     });
   });

@@ -1,4 +1,5 @@
 /** bench.md: the run's facts, one table row per workload, the goals. Pure: a BenchFile in, text out. */
+import { ConfigError } from '../errors';
 import type { BenchFile, BenchResult } from './schema';
 
 const f = (x: number | null | undefined, digits = 1): string => (x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));
@@ -83,6 +84,6 @@ export function replaceReadmeBlock(readme: string, block: string, name = 'bench'
   const end = `<!-- ${name}:end -->`;
   const i = readme.indexOf(begin);
   const j = readme.indexOf(end);
-  if (i < 0 || j < i) throw new Error(`README.md has no ${begin} … ${end} block`);
+  if (i < 0 || j < i) throw new ConfigError(`README.md: expected a ${begin} … ${end} block to replace but found ${i < 0 ? `no ${begin}` : `no ${end} after it`}`);
   return `${readme.slice(0, i + begin.length)}\n${block}\n${readme.slice(j)}`;
 }

@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { ConfigError } from '../errors';
 import { gemmBenchmark, runtimeInfo, setThreads } from '../native/runtime';
 import { callAsync, loadNative } from '../native/load';
 import { benchModels, type BenchModel } from './presets';
@@ -234,7 +235,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
   try {
     for (const entry of suite.entries) {
       const model = models.get(entry.model);
-      if (!model) throw new Error(`suite ${suite.name}: unknown model ${entry.model}`);
+      if (!model) throw new ConfigError(`suite ${suite.name}: unknown model "${entry.model}"; expected one of ${[...models.keys()].join(', ')}`);
       results.push(...(await benchEntry(model, entry, suite, settings, env, info.backend, log)));
       await setThreads(threads);
     }

@@ -3,6 +3,7 @@
  * step of ddpm-cifar10 and mnist-small, a few timed steps each, fp32 and bf16 (≤ 5 min on the 2-core dev
  * machine). full: every model × every workload × fp32/bf16, freezing variants and LoRA.
  */
+import { ConfigError } from '../errors';
 import type { BenchConfig, BenchDType, WorkloadName } from './schema';
 
 export interface SuiteEntry {
@@ -69,7 +70,7 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
 /** The suite with a --config's overrides applied (filters and counts). */
 export function applyConfig(suite: Suite, config: BenchConfig, knownModels: ReadonlySet<string>): Suite {
   for (const [i, m] of (config.models ?? []).entries()) {
-    if (!knownModels.has(m)) throw new Error(`config models[${i}]: unknown model "${m}"; expected one of ${[...knownModels].join(', ')}`);
+    if (!knownModels.has(m)) throw new ConfigError(`config models[${i}]: unknown model "${m}"; expected one of ${[...knownModels].join(', ')}`);
   }
   const wanted = config.models ? new Set(config.models) : null;
   const fromSuite = suite.entries.filter((e) => !wanted || wanted.has(e.model));

@@ -6,6 +6,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { ConfigError } from '../errors';
 import { loadUNet, UNet } from '../models/unet';
 import { loadScheduler, Scheduler } from '../schedulers/scheduler';
 import { Tensor } from '../native/tensor';
@@ -45,7 +46,7 @@ export interface OpenedModel {
 
 function schedulerDirOf(dir: string): string {
   for (const d of [path.join(dir, 'scheduler'), path.join(dir, '..', 'scheduler')]) if (fs.existsSync(path.join(d, 'scheduler_config.json'))) return d;
-  throw new Error(`${dir}: no scheduler/scheduler_config.json next to the U-Net`);
+  throw new ConfigError(`${dir}: expected a scheduler/scheduler_config.json next to the U-Net (in ${path.join(dir, 'scheduler')} or ${path.join(dir, '..', 'scheduler')}) but found none`);
 }
 
 export async function openModel(model: BenchModel, channelsLast = false): Promise<OpenedModel> {
@@ -226,7 +227,7 @@ async function trainable(unet: UNet, freeze: string, rank: number): Promise<stri
     await unet.addLora({ targets: modules, rank, seed: 0 });
     return loraParameterNames(modules);
   }
-  if (!isPresetName(freeze)) throw new Error(`freezes: "${freeze}" is neither "lora" nor a freezing preset`);
+  if (!isPresetName(freeze)) throw new ConfigError(`freezes: expected "lora" or a freezing preset but found "${freeze}"`);
   return planFreeze(parameters, { preset: freeze }).trainable.map((p) => p.name);
 }
 

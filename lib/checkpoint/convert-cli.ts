@@ -8,7 +8,7 @@
 import { existsSync } from 'fs';
 import * as path from 'path';
 import type { Writable } from 'stream';
-import { ConfigError } from '../errors';
+import { ConfigError, formatCliError } from '../errors';
 import { convertLdmSingleFileToFolder, readDiffusersComponents, saveLdmSingleFile } from './ldm-single-file';
 
 const USAGE =
@@ -66,7 +66,7 @@ export async function runConvertCli(argv: readonly string[], out: Writable, err:
     }
     return 0;
   } catch (error) {
-    err.write(`convert: ${error instanceof Error ? (stack ? error.stack : error.message) : String(error)}\n`);
+    err.write(`${formatCliError('convert', error, stack)}\n`);
     return 1;
   }
 }

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import * as nodePath from 'node:path';
 import { formatLenientJson, parseLenientJson } from '../config/json';
+import { ConfigError, formatCliError } from '../errors';
 import { SafetensorsFile } from './safetensors';
 
 /** Where the CLI writes: process.stdout / process.stderr, or a collector in tests. */
@@ -20,7 +21,7 @@ const CONFIG_FILES = ['model_index.json', 'config.json', 'scheduler_config.json'
 const PICKLE_FILE = /\.(bin|ckpt|pt|pth)$/i;
 
 /** An error the user caused by how they called inspect; printed without a stack even with --stack. */
-class UsageError extends Error {}
+class UsageError extends ConfigError {}
 
 export async function runInspect(argv: readonly string[], out: TextSink, err: TextSink): Promise<number> {
   let showStack = false;
@@ -40,10 +41,8 @@ export async function runInspect(argv: readonly string[], out: TextSink, err: Te
     await inspectPath(paths[0] as string, out);
     return 0;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    err.write(`inspect: ${message}\n`);
+    err.write(`${formatCliError('inspect', error, showStack && !(error instanceof UsageError))}\n`);
     if (error instanceof UsageError) err.write(USAGE);
-    else if (showStack && error instanceof Error && error.stack !== undefined) err.write(`${error.stack}\n`);
     return 1;
   }
 }
@@ -53,7 +52,7 @@ async function inspectPath(path: string, out: TextSink): Promise<void> {
   try {
     stat = await fs.stat(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${path}: no such file or directory`);
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ConfigError(`${path}: no such file or directory`, { cause: error });
     throw error;
   }
   if (stat.isDirectory()) await inspectFolder(path, out);
@@ -68,7 +67,7 @@ async function inspectFolder(dir: string, out: TextSink): Promise<void> {
   let total = shown;
   for (const sub of subfolders) total += await inspectFolderLevel(nodePath.join(dir, sub), `${sub}/`, out);
   if (total === 0) {
-    throw new Error(`${dir}: found no ${CONFIG_FILES.join(', ')} or *.safetensors file in it or in its immediate subfolders`);
+    throw new ConfigError(`${dir}: found no ${CONFIG_FILES.join(', ')} or *.safetensors file in it or in its immediate subfolders`);
   }
 }
 

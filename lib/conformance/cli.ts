@@ -4,6 +4,7 @@
  * Exit code 1 when any case fails, cannot be run, or has no runner; 2 on bad arguments.
  */
 import type { Writable } from 'node:stream';
+import { formatCliError } from '../errors';
 import { defaultRegistry } from './default-registry';
 import type { CaseRegistry } from './registry';
 import { findFixtureSets, runFixtureSet, type CaseReport } from './run';
@@ -37,7 +38,7 @@ export async function runConformanceCli(args: readonly string[], out: Writable, 
     try {
       sets = await findFixtureSets(path);
     } catch (error) {
-      err.write(`${(error as Error).message}\n`);
+      err.write(`${formatCliError('conformance', error)}\n`);
       return 2;
     }
     for (const dir of sets) {

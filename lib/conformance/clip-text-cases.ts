@@ -3,10 +3,11 @@
  * clip_text_forward and clip_text_backward. The model is loaded once per set folder.
  */
 import { z } from 'zod';
+import { ConfigError } from '../errors';
 import { loadTextEncoder, type CLIPTextModel } from '../models/clip-text';
 import { checkGradParams, checkTensor, type Check } from './compare';
 import { allKeys, withTensors } from './case-tensors';
-import { caseFields, type FixtureCase, type FixtureSet } from './fixture-set';
+import { caseFields, CASES_FILE, type FixtureCase, type FixtureSet } from './fixture-set';
 import { SetModelCache } from './set-model-cache';
 import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
@@ -53,7 +54,7 @@ async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
       ];
       if (e.hidden_states !== undefined) {
         const got = r.hiddenStates ?? [];
-        if (got.length !== e.hidden_states.length) throw new Error(`the model returned ${got.length} hidden states, the case expects ${e.hidden_states.length}`);
+        if (got.length !== e.hidden_states.length) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects ${e.hidden_states.length} hidden states but the model returned ${got.length}`);
         for (const [i, k] of e.hidden_states.entries()) checks.push(await checkTensor(`hidden_states/${i}`, got[i]!, get(k), TOLERANCES.textEncoder));
       }
       if (penultimate) checks.push(await checkTensor('penultimate_final_layer_norm', r.promptEmbeds, get(e.penultimate_final_layer_norm!), TOLERANCES.textEncoder));

@@ -3,6 +3,7 @@
  * both back and measures them; it is verification, not model math, so it lives in TypeScript. Pure
  * apart from reading the tensors.
  */
+import { NativeError } from '../errors';
 import type { Tensor } from '../native/tensor';
 
 /** One compared tensor (or scalar) of a case. */
@@ -66,7 +67,7 @@ export async function checkGradParams(got: ReadonlyMap<string, Tensor>, expected
   const checks: Check[] = [];
   for (const [name, k] of Object.entries(expected)) {
     const g = got.get(name);
-    if (g === undefined) throw new Error(`the model returned no gradient for parameter ${name}`);
+    if (g === undefined) throw new NativeError(`expected a gradient for parameter ${name} (the case compares it) but the model returned none`);
     checks.push(await checkTensor(`grad_params/${name}`, g, get(k), bound));
   }
   return checks;

@@ -5,6 +5,7 @@
  * post-processed image and its 8-bit version (±1 level on a few values, as the README allows).
  */
 import { z } from 'zod';
+import { ConfigError } from '../errors';
 import { loadStableDiffusion, type StableDiffusion } from '../models/stable-diffusion';
 import { scale } from '../native/ops';
 import { Tensor } from '../native/tensor';
@@ -12,7 +13,7 @@ import { toImages } from '../sample/image';
 import { tokenizePrompts, txt2img } from '../sample/txt2img';
 import { allKeys, withTensors } from './case-tensors';
 import { checkNumbers, checkTensor, type Check } from './compare';
-import { caseFields, type FixtureCase, type FixtureSet } from './fixture-set';
+import { caseFields, CASES_FILE, type FixtureCase, type FixtureSet } from './fixture-set';
 import { SetModelCache } from './set-model-cache';
 import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
@@ -97,7 +98,7 @@ async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
       latents: get(c.inputs.latents),
       onStep: async (trace) => {
         const step = c.steps[trace.index];
-        if (step === undefined) throw new Error(`the pipeline ran step ${trace.index}, the case has ${c.steps.length} steps`);
+        if (step === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" has ${c.steps.length} steps but the pipeline ran step ${trace.index} (num_inference_steps ${c.call.num_inference_steps})`);
         const name = `step_${String(trace.index).padStart(3, '0')}`;
         checks.push(checkNumbers(`${name}/timestep`, [trace.timestep], [step.timestep], TOLERANCES.exact));
         checks.push(await checkTensor(`${name}/unet_input`, trace.unetInput, get(step.unet_input), TOLERANCES.pipeline));
@@ -109,7 +110,7 @@ async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
     try {
       checks.push(checkNumbers('timesteps', sd.scheduler.timesteps, c.timesteps, TOLERANCES.exact));
       checks.push(await checkTensor('prompt_embeds', result.promptEmbeds, get(c.expected.prompt_embeds), TOLERANCES.textEncoder));
-      if (result.negativePromptEmbeds === undefined) throw new Error('the pipeline ran without negative prompt embeddings (guidance off?)');
+      if (result.negativePromptEmbeds === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects negative prompt embeddings but the pipeline ran without them (guidance_scale ${c.call.guidance_scale}: classifier-free guidance needs more than 1)`);
       checks.push(await checkTensor('negative_prompt_embeds', result.negativePromptEmbeds, get(c.expected.negative_prompt_embeds), TOLERANCES.textEncoder));
       checks.push(await checkTensor('final_latents', result.latents, get(c.expected.final_latents), TOLERANCES.pipeline));
       using decodeInput = await scale(result.latents, 1 / sd.vae.scalingFactor);

@@ -3,6 +3,7 @@
  * cases in their own file), and default-registry.ts puts them together. A case whose type has no
  * runner is reported as a failure, never skipped.
  */
+import { InvalidArgumentError } from '../errors';
 import type { Check } from './compare';
 import type { FixtureCase, FixtureSet } from './fixture-set';
 
@@ -13,7 +14,7 @@ export class CaseRegistry {
   readonly #runners = new Map<string, CaseRunner>();
 
   register(type: string, runner: CaseRunner): this {
-    if (this.#runners.has(type)) throw new Error(`a runner for case type "${type}" is already registered`);
+    if (this.#runners.has(type)) throw new InvalidArgumentError(`register("${type}"): expected a case type without a runner but one is already registered`);
     this.#runners.set(type, runner);
     return this;
   }

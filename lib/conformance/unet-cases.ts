@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { disposeStateDict, type StateDict } from '../checkpoint/state-dict';
-import { ConfigError } from '../errors';
+import { ConfigError, NativeError } from '../errors';
 import { loadUNet, type UNet } from '../models/unet';
 import { classifierFreeGuidance, concat } from '../native/ops';
 import { Tensor } from '../native/tensor';
@@ -95,7 +95,7 @@ async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<C
         await checkTensor('grad_inputs/sample', r.gradSample, get(e.grad_sample), TOLERANCES.gradient),
       ];
       if (e.grad_encoder_hidden_states !== undefined) {
-        if (r.gradEncoderHiddenStates === undefined) throw new Error('the model returned no gradient for encoder_hidden_states');
+        if (r.gradEncoderHiddenStates === undefined) throw new NativeError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects a gradient for encoder_hidden_states but the model returned none`);
         checks.push(await checkTensor('grad_inputs/encoder_hidden_states', r.gradEncoderHiddenStates, get(e.grad_encoder_hidden_states), TOLERANCES.gradient));
       }
       checks.push(...(await checkGradParams(r.gradParams, e.grad_params, get, TOLERANCES.gradient)));
@@ -139,7 +139,7 @@ async function runSamplingLoop(set: FixtureSet, fixtureCase: FixtureCase): Promi
       let latents = keep(await scheduler.scaleInitialNoise(get(c.inputs.init_noise)));
       for (const [index, step] of c.steps.entries()) {
         const t = scheduler.timesteps[index];
-        if (t === undefined) throw new Error(`the scheduler has ${scheduler.timesteps.length} timesteps, the case ${c.steps.length} steps`);
+        if (t === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" has ${c.steps.length} steps but the scheduler made ${scheduler.timesteps.length} timesteps for num_inference_steps ${c.num_inference_steps}`);
         const name = `step_${String(index).padStart(3, '0')}`;
         const input = keep(await scheduler.scaleModelInput(guided ? keep(await concat([latents, latents])) : latents, t));
         checks.push(await checkTensor(`${name}/unet_input`, input, get(step.unet_input), TOLERANCES.samplingLoop));

@@ -5,6 +5,7 @@
  */
 import sharp from 'sharp';
 import type { Interpolation } from '../config/data';
+import { DatasetError } from '../errors';
 import type { ImageSource } from './item';
 
 /** The formats difftune reads; others are skipped (or fail) as unsupported. */
@@ -68,8 +69,8 @@ export async function decodeResized(source: ImageSource, spec: DecodeSpec, bytes
     .resize({ width: spec.resolution, height: spec.resolution, fit: 'outside', kernel: KERNELS[spec.interpolation] })
     .toColourspace(spec.channels === 1 ? 'b-w' : 'srgb');
   const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== spec.channels) throw new Error(`decoded to ${info.channels} channels where ${spec.channels} were asked`);
+  if (info.channels !== spec.channels) throw new DatasetError(`expected ${spec.channels} channel(s) after decoding but found ${info.channels}`);
   if (Math.min(info.width, info.height) !== spec.resolution)
-    throw new Error(`resized to ${info.width}×${info.height}, expected the shorter side to be ${spec.resolution}`);
+    throw new DatasetError(`expected the shorter side to be ${spec.resolution} after resizing but found ${info.width}×${info.height}`);
   return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: info.channels };
 }

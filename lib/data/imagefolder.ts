@@ -98,7 +98,7 @@ export async function scanImageFolder(options: DataOptions, spec: DecodeSpec, ho
   let realRoot: string;
   try {
     realRoot = await fs.realpath(given);
-    if (!(await fs.stat(realRoot)).isDirectory()) throw new Error('not a directory');
+    if (!(await fs.stat(realRoot)).isDirectory()) throw new DatasetError('not a directory');
   } catch (error) {
     throw new DatasetError(`data.path: expected a dataset folder but ${JSON.stringify(given)} is ${firstLine(error)}`, { cause: error });
   }

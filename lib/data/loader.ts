@@ -280,7 +280,7 @@ export class DataLoader {
     const pixels = new Uint8Array(indices.length * bytes);
     const results = await Promise.all(
       indices.map((index, k) =>
-        this.semaphore.run(() => (generation !== this.generation ? Promise.reject(new Error('cancelled')) : this.dataset.loadSample(index, p.epoch, pixels.subarray(k * bytes, (k + 1) * bytes)))).then(
+        this.semaphore.run(() => (generation !== this.generation ? Promise.reject(new DatasetError('batch dropped: the loader was closed or restored')) : this.dataset.loadSample(index, p.epoch, pixels.subarray(k * bytes, (k + 1) * bytes)))).then(
           (info) => ({ ok: true as const, info }),
           (error: unknown) => ({ ok: false as const, error }),
         ),

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseLenientJson } from '../config/json';
+import { InvalidArgumentError, ProcessError } from '../errors';
 import { launchWorkers } from './launch';
 
 export interface DataParallelBenchOptions {
@@ -45,7 +46,7 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
   const ranksList = options.ranks ?? [1, 2];
   const steps = options.steps ?? 10;
   const warmup = options.warmupSteps ?? 2;
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`steps: expected a positive integer but received ${steps}`);
+  if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`options.steps: expected a positive integer but received ${steps}`);
   const raw = parseLenientJson(await fs.readFile(options.recipeFile, 'utf8'), options.recipeFile) as { train?: { batchSize?: number; gradientAccumulation?: number } };
   const perRank = (raw.train?.batchSize ?? 1) * (raw.train?.gradientAccumulation ?? 1);
   const workDir = options.workDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'difftune-dp-bench-')));
@@ -62,12 +63,12 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
       const started = performance.now();
       const code = await launchWorkers({ nprocPerNode: ranks, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 0, timeoutSeconds: options.timeoutSeconds }, args, sink(), err);
       const wallSeconds = (performance.now() - started) / 1000;
-      if (code !== 0) throw new Error(`data-parallel bench with ${ranks} rank(s) failed (exit ${code}): ${errors.join('').trim().split('\n').slice(-3).join(' | ')}`);
+      if (code !== 0) throw new ProcessError(`data-parallel bench with ${ranks} rank(s) failed (exit ${code}): ${errors.join('').trim().split('\n').slice(-3).join(' | ')}`);
       const lines = (await fs.readFile(path.join(output, 'metrics.jsonl'), 'utf8')).trim().split('\n');
       const times = lines.map((l) => JSON.parse(l) as { time: string; step: number; loss?: number }).filter((m) => m.loss !== undefined);
       const first = times.find((m) => m.step === warmup);
       const last = times.find((m) => m.step === warmup + steps);
-      if (!first || !last) throw new Error(`data-parallel bench with ${ranks} rank(s): metrics.jsonl lacks steps ${warmup} and ${warmup + steps}`);
+      if (!first || !last) throw new ProcessError(`data-parallel bench with ${ranks} rank(s): expected steps ${warmup} and ${warmup + steps} in ${path.join(output, 'metrics.jsonl')} but step ${[!first && warmup, !last && warmup + steps].filter((s) => s !== false).join(' and ')} is missing`);
       const secondsPerStep = (Date.parse(last.time) - Date.parse(first.time)) / 1000 / steps;
       const globalBatch = perRank * ranks;
       results.push({ ranks, globalBatch, secondsPerStep, imagesPerSecond: globalBatch / secondsPerStep, wallSeconds });

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
+import { ConfigError, ProcessError } from '../errors';
 import { packageRoot } from '../native/load';
 import { workerEnv } from './env';
 
@@ -46,18 +47,18 @@ export function parseLaunchArgs(argv: readonly string[]): { launch: LaunchOption
       continue;
     }
     const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
-    if (value === undefined || value === '') throw new Error(`${name}: expected a value`);
+    if (value === undefined || value === '') throw new ConfigError(`${name}: expected a value after the flag but found ${value === undefined ? 'the end of the arguments' : 'an empty string'}`);
     values.set(name, value);
   }
   if (!values.has('--nproc-per-node')) {
-    if (values.size > 0) throw new Error(`${[...values.keys()].join(', ')} given without --nproc-per-node <N>`);
+    if (values.size > 0) throw new ConfigError(`${[...values.keys()].join(', ')} given without --nproc-per-node <N>: expected --nproc-per-node with the other launcher flags`);
     return { launch: null, rest };
   }
   const int = (flag: Flag, min: number, max: number, fallback: number): number => {
     const v = values.get(flag);
     if (v === undefined) return fallback;
     const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new Error(`${flag}: expected an integer in [${min}, ${max}] but received "${v}"`);
+    if (!/^\d+$/.test(v) || n < min || n > max) throw new ConfigError(`${flag}: expected an integer in [${min}, ${max}] but received "${v}"`);
     return n;
   };
   const nnodes = int('--nnodes', 1, 1 << 16, 1);
@@ -68,16 +69,16 @@ export function parseLaunchArgs(argv: readonly string[]): { launch: LaunchOption
     masterAddr: values.get('--master-addr') ?? '127.0.0.1',
     masterPort: int('--master-port', 0, 65535, nnodes > 1 ? 29500 : 0),
   };
-  if (nnodes > 1 && launch.masterPort === 0) throw new Error('--master-port: a multi-node run needs a fixed port that every node passes');
+  if (nnodes > 1 && launch.masterPort === 0) throw new ConfigError(`--master-port: expected a fixed port (1-65535) that every node passes for a multi-node run (--nnodes ${nnodes}) but found 0`);
   const timeout = values.get('--dist-timeout');
   if (timeout !== undefined) {
     const s = Number(timeout);
-    if (!(s > 0)) throw new Error(`--dist-timeout: expected a positive number of seconds but received "${timeout}"`);
+    if (!(s > 0)) throw new ConfigError(`--dist-timeout: expected a positive number of seconds but received "${timeout}"`);
     launch.timeoutSeconds = s;
   }
   const backend = values.get('--dist-backend');
   if (backend !== undefined) {
-    if (backend !== 'auto' && backend !== 'gloo' && backend !== 'nccl') throw new Error(`--dist-backend: expected auto, gloo or nccl but received "${backend}"`);
+    if (backend !== 'auto' && backend !== 'gloo' && backend !== 'nccl') throw new ConfigError(`--dist-backend: expected auto, gloo or nccl but received "${backend}"`);
     launch.backend = backend;
   }
   return { launch, rest };
@@ -98,7 +99,7 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 function workerScript(options: LaunchOptions): string {
   const script = options.script ?? path.join(packageRoot(), 'dist', 'scripts', 'finetune.js');
-  if (!fs.existsSync(script)) throw new Error(`worker script ${script} not found: run npm run build:ts`);
+  if (!fs.existsSync(script)) throw new ProcessError(`cannot start the workers: expected the worker script ${script} but it does not exist (run npm run build:ts)`);
   return script;
 }
 

@@ -6,7 +6,7 @@
  */
 import * as path from 'path';
 import type { Writable } from 'stream';
-import { ConfigError } from '../errors';
+import { ConfigError, formatCliError } from '../errors';
 import { checkGrowth } from './grow-check';
 import { growModelFolder } from './grow-folder';
 import { loadUNet } from './unet';
@@ -65,7 +65,7 @@ export async function runGrowCli(argv: readonly string[], out: Writable, err: Wr
     }
     return 0;
   } catch (error) {
-    err.write(`grow: ${error instanceof Error ? (stack ? error.stack : error.message) : String(error)}\n`);
+    err.write(`${formatCliError('grow', error, stack)}\n`);
     return 1;
   }
 }

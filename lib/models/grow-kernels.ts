@@ -5,6 +5,7 @@
  * Cross-correlation: tap index 1+k of a 3×3 kernel reads the input at p+k.
  */
 import { Rng } from '../data/random';
+import { InvalidArgumentError } from '../errors';
 
 /** Per-axis tap choice of the new level's stride-2 downsampler for an old conv_in tap k ∈ {-1, 0, 1}: offset a and phase s. */
 const TAP_OF_OLD = [
@@ -18,7 +19,7 @@ const TAP_OF_OLD = [
  * Output channel (2·sa+sb)·cin + c reads input channel c at (p + sa, q + sb); channels from 4·cin on are 0.
  */
 export function shiftedCopiesConvIn(c0: number, cin: number): Float32Array {
-  if (4 * cin > c0) throw new RangeError(`4·in_channels (${4 * cin}) must be at most block_out_channels[0] (${c0})`);
+  if (4 * cin > c0) throw new InvalidArgumentError(`shiftedCopiesConvIn: expected 4·in_channels (${4 * cin}) to be at most block_out_channels[0] (${c0})`);
   const w = new Float32Array(c0 * cin * 9);
   for (let sa = 0; sa < 2; sa++) {
     for (let sb = 0; sb < 2; sb++) {
@@ -36,7 +37,7 @@ export function shiftedCopiesConvIn(c0: number, cin: number): Float32Array {
  * on the shifted copies of up2(x) it computes exactly the old conv_in on x.
  */
 export function downsamplerFromConvIn(oldConvIn: Float32Array, c0: number, cin: number): Float32Array {
-  if (oldConvIn.length !== c0 * cin * 9) throw new RangeError(`conv_in weight has ${oldConvIn.length} values, expected ${c0}×${cin}×3×3`);
+  if (oldConvIn.length !== c0 * cin * 9) throw new InvalidArgumentError(`downsamplerFromConvIn: expected a conv_in weight of ${c0}×${cin}×3×3 = ${c0 * cin * 9} values but found ${oldConvIn.length}`);
   const w = new Float32Array(c0 * c0 * 9);
   for (let o = 0; o < c0; o++) {
     for (let c = 0; c < cin; c++) {
@@ -62,7 +63,7 @@ export function identityConv3x3(c: number): Float32Array {
 
 /** A 1×1 conv [out, in, 1, 1] that passes the first `out` input channels through and drops the rest. */
 export function passThroughShortcut(out: number, inChannels: number): Float32Array {
-  if (inChannels < out) throw new RangeError(`a pass-through shortcut needs at least ${out} input channels, got ${inChannels}`);
+  if (inChannels < out) throw new InvalidArgumentError(`passThroughShortcut: expected at least ${out} input channels but found ${inChannels}`);
   const w = new Float32Array(out * inChannels);
   for (let i = 0; i < out; i++) w[i * inChannels + i] = 1;
   return w;
@@ -74,7 +75,7 @@ export function passThroughShortcut(out: number, inChannels: number): Float32Arr
  * −1, 0, +1; columns: new tap) = [[.5,0,0],[.5,1,.5],[0,0,.5]]; A⁻¹ = [[2,0,0],[−1,1,−1],[0,0,2]].
  */
 export function convOutForUpsampled(w: Float32Array, cout: number, c0: number): Float32Array {
-  if (w.length !== cout * c0 * 9) throw new RangeError(`conv_out weight has ${w.length} values, expected ${cout}×${c0}×3×3`);
+  if (w.length !== cout * c0 * 9) throw new InvalidArgumentError(`convOutForUpsampled: expected a conv_out weight of ${cout}×${c0}×3×3 = ${cout * c0 * 9} values but found ${w.length}`);
   const inv = [
     [2, 0, 0],
     [-1, 1, -1],

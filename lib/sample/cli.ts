@@ -5,7 +5,7 @@
  */
 import * as path from 'path';
 import type { Writable } from 'stream';
-import { ConfigError } from '../errors';
+import { ConfigError, formatCliError } from '../errors';
 import { applyLoraFile } from '../models/lora';
 import { loadUNet } from '../models/unet';
 import { isTextToImageFolder, openFolderScheduler, resolveModelFolder } from '../train/model-folder';
@@ -139,7 +139,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
     out.write(`wrote ${a.out} (${a.count} samples, ${scheduler.className}, ${steps} steps, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
     return 0;
   } catch (error) {
-    err.write(`sample: ${error instanceof Error ? (stack ? error.stack : error.message) : String(error)}\n`);
+    err.write(`${formatCliError('sample', error, stack)}\n`);
     return 1;
   }
 }

@@ -3,6 +3,7 @@
  * lacks get the value that leaves the computation unchanged. Pure: never loads the addon.
  */
 import type { SchedulerConfig } from '../config/scheduler';
+import { ConfigError } from '../errors';
 import type { NativeSchedulerConfig } from '../native/types';
 
 const NEUTRAL: Omit<NativeSchedulerConfig, 'className' | 'numTrainTimesteps' | 'betaStart' | 'betaEnd' | 'betaSchedule' | 'trainedBetas' | 'predictionType' | 'timestepSpacing' | 'stepsOffset'> = {
@@ -49,7 +50,7 @@ export function toNativeSchedulerConfig(config: SchedulerConfig): NativeSchedule
   switch (config.className) {
     case 'DDPMScheduler': {
       const c = config.values;
-      if (c.variance_type === 'fixed_large_log') throw new Error('fixed_large_log reached the native config (the config parser refuses it)');
+      if (c.variance_type === 'fixed_large_log') throw new ConfigError('DDPMScheduler variance_type: expected fixed_small, fixed_small_log, fixed_large, learned or learned_range but found "fixed_large_log" (a config from parseSchedulerConfig never carries it: diffusers takes the square root of a negative log-variance with it)');
       return {
         ...base,
         ddpmVarianceType: c.variance_type,
@@ -91,7 +92,7 @@ export function toNativeSchedulerConfig(config: SchedulerConfig): NativeSchedule
     case 'DPMSolverMultistepScheduler': {
       const c = config.values;
       if (c.algorithm_type === 'deis' || (c.solver_type !== 'midpoint' && c.solver_type !== 'heun')) {
-        throw new Error('a deprecated DPM-Solver type reached the native config (the config parser maps it)');
+        throw new ConfigError(`DPMSolverMultistepScheduler: expected algorithm_type other than "deis" and solver_type midpoint or heun but found algorithm_type "${c.algorithm_type}", solver_type "${c.solver_type}" (parseSchedulerConfig maps these deprecated types as diffusers does)`);
       }
       return {
         ...base,

@@ -7,6 +7,7 @@
 import { promises as fs } from 'fs';
 import type { Writable } from 'stream';
 import { applyOverrides } from '../config/recipe';
+import { ConfigError, formatCliError } from '../errors';
 import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
 import { finetune, planRecipe, type FinetuneProgress } from './finetune';
@@ -29,9 +30,9 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a.startsWith('--set=')) args.sets.push(a.slice(6));
     else if (a === '--dry-run') args.dryRun = true;
     else if (a === '--stack') args.stack = true;
-    else throw new Error(`unknown argument ${a}: expected --recipe <file.json> [--set key.path=value ...] [--dry-run]`);
+    else throw new ConfigError(`unknown argument ${JSON.stringify(a)}: expected --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack]`);
   }
-  if (!args.recipe) throw new Error('missing --recipe <file.json>');
+  if (!args.recipe) throw new ConfigError('--recipe: expected a recipe file (--recipe <file.json>) but found none');
   return args;
 }
 
@@ -104,7 +105,7 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
       process.off('SIGTERM', onSigterm);
     }
   } catch (error) {
-    err.write(`finetune: ${error instanceof Error ? (stack ? error.stack : error.message) : String(error)}\n`);
+    err.write(`${formatCliError('finetune', error, stack)}\n`);
     return 1;
   }
 }

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
+import { InternalError } from '../errors';
 
 /** The temp file name for `target`: hidden, in the same folder (rename is only atomic within one file system). */
 export function tempPathFor(target: string): string {
@@ -25,7 +26,7 @@ export async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<v
   while (done < bytes.byteLength) {
     const length = Math.min(chunk, bytes.byteLength - done);
     const { bytesWritten } = await handle.write(bytes, done, length);
-    if (bytesWritten <= 0) throw new Error(`write returned ${bytesWritten} bytes with ${bytes.byteLength - done} left to write`);
+    if (bytesWritten <= 0) throw new InternalError(`writeAll: expected the file system to write at least 1 byte but write returned ${bytesWritten} with ${bytes.byteLength - done} left to write`);
     done += bytesWritten;
   }
 }

@@ -3,6 +3,7 @@
  * line:column, see duplicate object keys (JSON.parse silently keeps the last one), and optionally
  * accept the bare tokens Infinity, -Infinity and NaN that Python's json module writes.
  */
+import { ConfigError } from '../errors';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
@@ -20,7 +21,7 @@ export interface JsonParseOptions {
 }
 
 /** Malformed JSON. `reason` has no position; `message` adds `at line L, column C`. */
-export class JsonSyntaxError extends Error {
+export class JsonSyntaxError extends ConfigError {
   readonly reason: string;
   /** 0-based index into the text (UTF-16 code units). */
   readonly offset: number;
@@ -31,7 +32,6 @@ export class JsonSyntaxError extends Error {
   constructor(reason: string, text: string, offset: number) {
     const { line, column } = lineColumn(text, offset);
     super(`${reason} at line ${line}, column ${column}`);
-    this.name = 'JsonSyntaxError';
     this.reason = reason;
     this.offset = offset;
     this.line = line;

@@ -78,7 +78,7 @@ describe('a file', () => {
     const missing = path.join(tempDir(), 'nope.safetensors');
     const { code, err } = await run(missing);
     expect(code).toBe(1);
-    expect(err).toBe(`inspect: ${missing}: no such file or directory\n`);
+    expect(err).toBe(`inspect: ${missing}: no such file or directory (ERR_CONFIG)\n`);
   });
 });
 
@@ -116,7 +116,7 @@ describe('a folder', () => {
     writeFileSync(path.join(dir, 'config.json'), '{\n  "a": 1,\n  "b": }\n');
     const { code, err } = await run(dir);
     expect(code).toBe(1);
-    expect(err).toBe(`inspect: ${path.join(dir, 'config.json')}:3:8: invalid JSON: Unexpected "}", expected a JSON value\n`);
+    expect(err).toBe(`inspect: ${path.join(dir, 'config.json')}:3:8: invalid JSON: Unexpected "}", expected a JSON value (ERR_CONFIG)\n`);
   });
 
   test('pickle files in a folder are listed as skipped, not loaded', async () => {
