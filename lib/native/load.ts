@@ -5,8 +5,8 @@
  * (node-gyp, `npm run build:gyp`), so whichever you built last is the one that runs.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
+import { isMainThread } from 'worker_threads';
 import {
   DifftuneError,
   DisposedError,
@@ -71,7 +71,7 @@ export function loadNative(): NativeAddon {
       applyOpenmpDefaults();
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       addon = require(file) as NativeAddon;
-      applyDefaultThreads(addon);
+      parkComputeThreadsAtExit(addon);
       return addon;
     } catch (error) {
       tried.push(`${file}: ${(error as Error).message.split('\n')[0]}`);
@@ -122,12 +122,14 @@ function applyOpenblasCoretype(): void {
 }
 
 /**
- * torch's intra-op default here is 1 thread; the addon starts with all hardware threads unless
- * OMP_NUM_THREADS is set. Node's availableParallelism honours CPU affinity, so prefer it.
+ * process.exit() skips the environment's cleanup hooks and goes straight to C's exit(), whose static
+ * destructors tear down libtorch's, oneDNN's and OpenMP's pools; a compute thread still inside a job
+ * then crashes (SIGSEGV in dnnl_primitive_execute) or hangs. 'exit' is the last moment JS runs on the
+ * way there: park every compute thread (let the running job finish, drop the queue). Worker threads
+ * are left to their own environment teardown, which already waits for their thread.
  */
-function applyDefaultThreads(native: NativeAddon): void {
-  if (process.env.OMP_NUM_THREADS) return;
-  native.setThreads(Math.max(1, os.availableParallelism())).catch(() => undefined);
+function parkComputeThreadsAtExit(native: NativeAddon): void {
+  if (isMainThread) process.once('exit', () => native.prepareForExit());
 }
 
 interface NativeFailure {
@@ -135,8 +137,12 @@ interface NativeFailure {
   message?: unknown;
 }
 
-/** Turns an error thrown or rejected by the addon into difftune's typed error classes. */
-export function translateNativeError(error: unknown): unknown {
+/**
+ * Turns an error thrown or rejected by the addon into difftune's typed error classes. `operation`
+ * (e.g. "UNet forward of sample [1, 4, 64, 64]") is added to an out-of-memory message, which from the
+ * allocator says only how much could not be allocated.
+ */
+export function translateNativeError(error: unknown, operation?: string): unknown {
   // Duck-typed, not instanceof: the addon's errors come from the main V8 context, which differs
   // from the caller's in vm sandboxes such as jest's.
   if (error instanceof DifftuneError || typeof error !== 'object' || error === null) return error;
@@ -152,7 +158,7 @@ export function translateNativeError(error: unknown): unknown {
     case 'ERR_TORCH':
       return new TorchError(text, { cause: error });
     case 'ERR_OUT_OF_MEMORY':
-      return new OutOfMemoryError(text, { cause: error });
+      return new OutOfMemoryError(operation === undefined ? text : `${text}, in ${operation}`, { cause: error });
     case 'ERR_NATIVE':
       return new NativeError(text, { cause: error });
     default:
@@ -160,20 +166,23 @@ export function translateNativeError(error: unknown): unknown {
   }
 }
 
-/** Runs a synchronous native call, translating its errors. */
-export function callSync<T>(fn: () => T): T {
+/** Runs a synchronous native call, translating its errors; `operation` names it in an out-of-memory error. */
+export function callSync<T>(fn: () => T, operation?: string): T {
   try {
     return fn();
   } catch (error) {
-    throw translateNativeError(error);
+    throw translateNativeError(error, operation);
   }
 }
 
-/** Runs an asynchronous native call; synchronous throws become rejections, errors are translated. */
-export async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs an asynchronous native call; synchronous throws become rejections, errors are translated, and
+ * `operation` names the call in an out-of-memory error.
+ */
+export async function callAsync<T>(fn: () => Promise<T>, operation?: string): Promise<T> {
   try {
     return await fn();
   } catch (error) {
-    throw translateNativeError(error);
+    throw translateNativeError(error, operation);
   }
 }

@@ -382,6 +382,8 @@ export interface NativeAddon {
   gemmBenchmark(options: NativeGemmOptions): Promise<NativeGemmResult>;
   /** Jobs submitted to the compute thread and not yet completed. */
   pendingJobs(): number;
+  /** Blocks until every compute thread of the process is idle and stopped (process 'exit' only). */
+  prepareForExit(): void;
   /** torch.cat(tensors, dim). */
   concat(tensors: NativeTensor[], dim: number): Promise<NativeTensor>;
   /** N(0, 1) float32 noise, drawn on the CPU from the generator when given, then moved to `device`. */

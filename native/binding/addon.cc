@@ -5,6 +5,10 @@
 #include <string>
 #include <thread>
 
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/data_wrap.h"
@@ -24,16 +28,31 @@ namespace difftune {
 
 namespace {
 
-// OMP_NUM_THREADS wins when set (the convention every torch user knows); otherwise all cores,
-// since torch's own default here is 1.
+// The cores this process may run on: the affinity mask (taskset, cgroups' cpusets, containers) where
+// the OS has one, as Node's os.availableParallelism() counts them.
+int usableCores() {
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+// OMP_NUM_THREADS wins when set (the convention every torch user knows); otherwise every usable core,
+// since torch's own default here is 1. Set once, when the compute thread starts: load.ts queues no
+// thread-count job of its own, so no un-awaited work is in flight when a script exits right after loading.
 int defaultThreads() {
   if (const char* env = std::getenv("OMP_NUM_THREADS")) {
     char* end = nullptr;
     long n = std::strtol(env, &end, 10);
     if (end != env && *end == '\0' && n > 0 && n <= 1024) return static_cast<int>(n);
   }
-  unsigned cores = std::thread::hardware_concurrency();
-  return cores == 0 ? 1 : static_cast<int>(cores);
+  return usableCores();
 }
 
 Napi::Value runtimeInfoJs(const Napi::CallbackInfo& info) {
@@ -91,6 +110,11 @@ Napi::Value gemmBenchmarkJs(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value prepareForExitJs(const Napi::CallbackInfo& info) {
+  parkAllComputeThreads();
+  return info.Env().Undefined();
+}
+
 Napi::Value pendingJobsJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), addonState(info.Env()).compute->pending());
 }
@@ -136,6 +160,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));
   exports.Set("gemmBenchmark", Napi::Function::New<gemmBenchmarkJs>(env, "gemmBenchmark"));
   exports.Set("pendingJobs", Napi::Function::New<pendingJobsJs>(env, "pendingJobs"));
+  exports.Set("prepareForExit", Napi::Function::New<prepareForExitJs>(env, "prepareForExit"));
   registerOps(env, exports);
   registerData(env, exports);
   registerDist(env, exports);

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,13 +49,18 @@ class ComputeThread {
   // Stops accepting work, waits for the running job, joins. Idempotent.
   void stop();
 
+  // For process exit (process.exit() runs no environment cleanup hooks, only atexit handlers and
+  // static destructors): drops queued work and waits for the running job, touching no JS state, so
+  // libtorch's and OpenMP's static destructors never run under a busy compute thread.
+  void parkForExit();
+
   // Jobs submitted and not yet completed (main thread only).
   int pending() const { return pending_; }
 
  private:
   static void callJs(Napi::Env env, Napi::Function, ComputeThread*, MainThreadFn* fn);
   void enqueue(std::function<void()> task);
-  void loop(int threads);
+  void loop(int threads, std::promise<void>& started);
   void jobStarted();
   void jobFinished();
 
@@ -70,6 +76,12 @@ class ComputeThread {
   Napi::TypedThreadSafeFunction<ComputeThread, MainThreadFn, &ComputeThread::callJs> tsfn_;
   std::thread thread_;
 };
+
+// Parks every compute thread of the process (see parkForExit). Called from the main thread's process
+// 'exit' event: after it, C's exit() runs static destructors, and libtorch's and oneDNN's must not run
+// under a busy compute thread (seen as SIGSEGV in dnnl_primitive_execute, SIGILL and hangs in
+// pthreadpool_destroy). Blocks until running jobs finish; queued jobs are dropped.
+void parkAllComputeThreads();
 
 template <typename Work, typename Done>
 Napi::Promise ComputeThread::run(Napi::Env env, Work work, Done done) {
