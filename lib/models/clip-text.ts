@@ -7,6 +7,7 @@
 import { ConfigError, expected } from '../errors';
 import { parseClipTextConfig, toNativeClipTextConfig, type CLIPTextConfig } from '../config/clip-text';
 import type { StateDict } from '../checkpoint/state-dict';
+import { CLIP_TEXT_SIZE_CAPS, clipTextParameterCount } from '../config/model-size';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeCLIPTextModel } from '../native/types';
@@ -75,7 +76,7 @@ export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseClipTextConfig(rawConfig, options.source ?? 'config');
     const native = loadNative();
-    const handle = await createNativeModel(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
+    const handle = await createNativeModel({ model: 'CLIPTextModel', source: options.source ?? 'config', config, count: clipTextParameterCount, caps: CLIP_TEXT_SIZE_CAPS }, () => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
     return new CLIPTextModel(handle, config, extra, device, dtype);
   }
 
@@ -84,7 +85,7 @@ export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseClipTextConfig(rawConfig, configSource);
     const native = loadNative();
-    const handle = await createNativeModel(() => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => loadWeightsInto(h, weights, source), device, dtype);
+    const handle = await createNativeModel({ model: 'CLIPTextModel', source: configSource, config, count: clipTextParameterCount, caps: CLIP_TEXT_SIZE_CAPS }, () => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => loadWeightsInto(h, weights, source), device, dtype);
     return new CLIPTextModel(handle, config, extra, device, dtype);
   }
 

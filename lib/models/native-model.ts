@@ -8,6 +8,7 @@ import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeModelHandle, NativeNamedTensors, NativeParameterInfo } from '../native/types';
+import { checkModelFits, type ModelSize } from './memory-check';
 import type { ComputeDType } from './unet';
 
 /** `value` as a Tensor, or an error naming `param`. */
@@ -28,18 +29,21 @@ export async function loadWeightsInto(handle: NativeModelHandle, weights: StateD
 
 /**
  * A native model from `create()`, prepared by `setup` (initialise or load weights) and moved to
- * `device`/`dtype` unless that is cpu/float32; if any step fails the handle is disposed.
+ * `device`/`dtype` unless that is cpu/float32; if any step fails the handle is disposed. A config whose
+ * weights cannot fit in memory is refused first (`size`), before anything is allocated.
  */
-export async function createNativeModel<H extends NativeModelHandle>(
+export async function createNativeModel<H extends NativeModelHandle, C extends object>(
+  size: ModelSize<C>,
   create: () => Promise<H>,
   setup: (handle: H) => Promise<void>,
   device: string,
   dtype: ComputeDType,
 ): Promise<H> {
-  const handle = await callAsync(create);
+  checkModelFits(size);
+  const handle = await callAsync(create, `creating a ${size.model} from ${size.source}`);
   try {
-    await callAsync(() => setup(handle));
-    if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype));
+    await callAsync(() => setup(handle), `initialising or loading the ${size.model}'s weights`);
+    if (device !== 'cpu' || dtype !== 'float32') await callAsync(() => handle.to(device, dtype), `moving the ${size.model} to ${device} ${dtype}`);
   } catch (error) {
     handle.dispose();
     throw error;

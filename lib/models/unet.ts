@@ -8,11 +8,13 @@ import * as path from 'path';
 import { ConfigError, expected, InvalidArgumentError, UnsupportedFormatError } from '../errors';
 import { parseLenientJson } from '../config/json';
 import { parseUNetConfig, toNativeUNetConfig, type UNetConfig } from '../config/unet';
+import { UNET_SIZE_CAPS, unetParameterCount } from '../config/model-size';
 import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeUNet, NativeUNetInputs } from '../native/types';
 import { diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFiles } from './model-folder';
+import { checkUNetActivationsFit, type ModelSize } from './memory-check';
 import { createNativeModel, loadWeightsInto, NativeModel, toTensorMap } from './native-model';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
@@ -65,6 +67,11 @@ function nativeInputs(sample: Tensor, timestep: Tensor, options: ForwardOptions)
     encoderHiddenStates: options.encoderHiddenStates?.native,
     classLabels: options.classLabels?.native,
   };
+}
+
+/** What createNativeModel checks before allocating: the weights this config implies. */
+function unetSize(config: UNetConfig, source: string): ModelSize<UNetConfig> {
+  return { model: config._class_name, source, config, count: unetParameterCount, caps: UNET_SIZE_CAPS };
 }
 
 function checkOptions(options: UNetOptions): { device: string; dtype: ComputeDType } {
@@ -125,7 +132,7 @@ export class UNet extends NativeModel<NativeUNet> {
     const { device, dtype } = checkOptions(options);
     const { config, unknownKeys } = parseUNetConfig(rawConfig, options.source ?? 'config');
     const native = loadNative();
-    const handle = await createNativeModel(() => native.NativeUNet.create(toNativeUNetConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
+    const handle = await createNativeModel(unetSize(config, options.source ?? 'config'), () => native.NativeUNet.create(toNativeUNetConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
     return new UNet(handle, config, unknownKeys, device, dtype);
   }
 
@@ -133,7 +140,7 @@ export class UNet extends NativeModel<NativeUNet> {
   static async fromParts(config: UNetConfig, unknownKeys: string[], weights: StateDict, source: string, options: UNetOptions): Promise<UNet> {
     const { device, dtype } = checkOptions(options);
     const native = loadNative();
-    const handle = await createNativeModel(() => native.NativeUNet.create(toNativeUNetConfig(config)), (h) => loadWeightsInto(h, weights, source), device, dtype);
+    const handle = await createNativeModel(unetSize(config, source), () => native.NativeUNet.create(toNativeUNetConfig(config)), (h) => loadWeightsInto(h, weights, source), device, dtype);
     return new UNet(handle, config, unknownKeys, device, dtype);
   }
 
@@ -173,18 +180,36 @@ export class UNet extends NativeModel<NativeUNet> {
     this.#options = next;
   }
 
+  /**
+   * @internal Refuses, before any native work, a step over `sample` whose activations cannot fit in
+   * memory (checked on the CPU, whose memory is the machine's); returns the operation's name for errors.
+   */
+  checkStepFits(param: string, sample: unknown, action: 'a forward' | 'a training step', autocast: boolean): string | undefined {
+    // Not a Tensor: the addon names the argument in its own error.
+    if (!(sample instanceof Tensor)) return undefined;
+    const shape = sample.shape;
+    if (this.device === 'cpu') {
+      const half = autocast || this.dtype !== 'float32';
+      const parameterBytes = unetParameterCount(this.config) * (this.dtype === 'float32' ? 4 : 2);
+      checkUNetActivationsFit({ config: this.config, param, shape, activationBytes: half ? 2 : 4, parameterBytes, action });
+    }
+    return `${action === 'a forward' ? 'the U-Net forward' : 'the U-Net training step'} over ${param} [${shape.join(', ')}]`;
+  }
+
   /** Predicts noise (or v / x0, per the scheduler's prediction type) for `sample` at `timestep`. */
   async forward(sample: Tensor, timestep: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
     const native = this.live();
+    const operation = this.checkStepFits('sample', sample, 'a forward', this.#options.autocast !== null);
     const inputs = nativeInputs(sample, timestep, options);
-    return new Tensor(await callAsync(() => native.forward(inputs)));
+    return new Tensor(await callAsync(() => native.forward(inputs), operation));
   }
 
   /** Forward, MSE loss against `target`, backward: the loss, output and the gradients asked for. */
   async forwardBackwardMse(sample: Tensor, timestep: Tensor, target: Tensor, options: ForwardOptions & { gradNames?: string[] } = {}): Promise<BackwardResult> {
     const native = this.live();
+    const operation = this.checkStepFits('sample', sample, 'a training step', this.#options.autocast !== null);
     const inputs = nativeInputs(sample, timestep, options);
-    const r = await callAsync(() => native.forwardBackwardMse(inputs, target.native, options.gradNames));
+    const r = await callAsync(() => native.forwardBackwardMse(inputs, target.native, options.gradNames), operation);
     return {
       output: new Tensor(r.output),
       loss: new Tensor(r.loss),

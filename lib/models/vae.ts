@@ -9,6 +9,7 @@ import * as path from 'path';
 import { expected } from '../errors';
 import { parseVaeConfig, toNativeVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from '../config/vae';
 import type { StateDict } from '../checkpoint/state-dict';
+import { VAE_SIZE_CAPS, vaeParameterCount } from '../config/model-size';
 import { callAsync, loadNative } from '../native/load';
 import type { Generator } from '../native/generator';
 import { gaussianSample, randn } from '../native/ops';
@@ -60,7 +61,7 @@ export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseVaeConfig(rawConfig, options.source ?? 'config');
     const native = loadNative();
-    const handle = await createNativeModel(() => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
+    const handle = await createNativeModel({ model: 'AutoencoderKL', source: options.source ?? 'config', config, count: vaeParameterCount, caps: VAE_SIZE_CAPS }, () => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
     return new AutoencoderKL(handle, config, extra, device, dtype);
   }
 
@@ -70,7 +71,7 @@ export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
     const { config, extra } = parseVaeConfig(rawConfig, configSource);
     const native = loadNative();
     const load = (h: NativeAutoencoderKL): Promise<void> => loadWeightsInto(h, renameLegacyVaeKeys(weights, source), source);
-    const handle = await createNativeModel(() => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)), load, device, dtype);
+    const handle = await createNativeModel({ model: 'AutoencoderKL', source: configSource, config, count: vaeParameterCount, caps: VAE_SIZE_CAPS }, () => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)), load, device, dtype);
     return new AutoencoderKL(handle, config, extra, device, dtype);
   }
 

@@ -24,7 +24,7 @@ export async function classifierFreeGuidance(output: Tensor, guidanceScale: numb
 export async function randn(shape: readonly number[], options: { device?: string; generator?: Generator } = {}): Promise<Tensor> {
   const native = loadNative();
   const generator = options.generator?.native;
-  return new Tensor(await callAsync(() => native.randn([...shape], options.device ?? 'cpu', generator)));
+  return new Tensor(await callAsync(() => native.randn([...shape], options.device ?? 'cpu', generator), `randn of shape [${[...shape].join(', ')}]`));
 }
 
 /** tensor · factor (e.g. latents into and out of the VAE's scaled space). */

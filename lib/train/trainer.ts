@@ -35,9 +35,13 @@ export interface MicroBatch {
 
 export class Trainer {
   #native: NativeTrainer | undefined;
+  readonly #unet: UNet;
+  readonly #autocast: boolean;
 
-  private constructor(native: NativeTrainer) {
+  private constructor(native: NativeTrainer, unet: UNet, autocast: boolean) {
     this.#native = native;
+    this.#unet = unet;
+    this.#autocast = autocast;
   }
 
   /** Freezes everything not in `options.trainable` (no gradients, bit-identical) and builds the optimizer. */
@@ -46,7 +50,7 @@ export class Trainer {
     const native = loadNative();
     const config: NativeTrainerConfig = { ...options, trainable: options.trainable.map((t) => ({ ...t })), alphasCumprod: options.alphasCumprod.native };
     const handle = unet.native;
-    return new Trainer(await callAsync(() => native.NativeTrainer.create(handle, config)));
+    return new Trainer(await callAsync(() => native.NativeTrainer.create(handle, config)), unet, options.mixedPrecision !== 'no');
   }
 
   private live(): NativeTrainer {
@@ -57,6 +61,7 @@ export class Trainer {
   /** Forward + backward of one micro-batch; gradients add up until step(). */
   async accumulate(batch: MicroBatch): Promise<{ lossSum: number; samples: number; finite: boolean }> {
     const native = this.live();
+    const operation = this.#unet.checkStepFits('batch.pixels', batch.pixels, 'a training step', this.#autocast);
     return callAsync(() =>
       native.accumulate({
         pixels: batch.pixels.native,
@@ -67,6 +72,7 @@ export class Trainer {
         totalSamples: batch.totalSamples,
         ...(batch.lossDivisor === undefined ? {} : { lossDivisor: batch.lossDivisor }),
       }),
+      operation,
     );
   }
 
