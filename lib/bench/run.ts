@@ -13,6 +13,7 @@ import { benchModels, type BenchModel } from './presets';
 import { applyConfig, SUITES, type Suite, type SuiteEntry } from './suites';
 import { benchFileSchema, type BenchConfig, type BenchFile, type BenchResult } from './schema';
 import { blasLibraries, disturbance, machineInfo, sampleCpu } from './system';
+import { readCpuinfo, slowBf16Reason } from '../util/cpu';
 
 import { measuredFields, median, measure } from './measure';
 import { detectPytorch, runPytorch, type PytorchEnv } from './pytorch';
@@ -31,6 +32,8 @@ export interface BenchOptions {
   log?: (line: string) => void;
   /** Override the suite outright (the self-test uses a one-model suite). */
   suiteOverride?: Suite;
+  /** /proc/cpuinfo's text to judge bf16 arithmetic by (default: this machine's; tests pass another CPU's). */
+  cpuinfo?: string;
 }
 
 async function noopRoundTripUs(): Promise<number> {
@@ -49,7 +52,7 @@ async function noopRoundTripUs(): Promise<number> {
  * The GEMM peak: the best of several n×n×n multiplies per dtype, each attempt judged by what other
  * processes did meanwhile; a peak measured only under disturbance is flagged (it would inflate % peak).
  */
-async function gemmPeak(n: number, threshold: number): Promise<{ fp32: number; bf16: number | null; disturbed: boolean; otherCpu: number | null }> {
+async function gemmPeak(n: number, threshold: number, measureBf16: boolean): Promise<{ fp32: number; bf16: number | null; disturbed: boolean; otherCpu: number | null }> {
   let disturbed = true;
   let worstOther: number | null = null;
   const best = async (dtype: 'float32' | 'bfloat16'): Promise<number> => {
@@ -67,9 +70,10 @@ async function gemmPeak(n: number, threshold: number): Promise<{ fp32: number; b
     return top;
   };
   const fp32 = await best('float32');
+  // No bf16 peak where bf16 is only emulated: its rows are skipped, and the emulated GEMM takes long.
   let bf16: number | null = null;
   try {
-    bf16 = await best('bfloat16');
+    if (measureBf16) bf16 = await best('bfloat16');
   } catch {
     bf16 = null;
   }
@@ -120,7 +124,12 @@ async function pytorchFor(env: PytorchEnv, results: BenchResult[], exportDir: ()
   }
 }
 
-async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, settings: RunSettings, env: PytorchEnv, backend: string, log: (l: string) => void): Promise<BenchResult[]> {
+/**
+ * One model's rows. `slowBf16` (why bf16 would only be emulated on this CPU, or null) turns its bf16 rows
+ * into skipped ones with that reason: emulated bf16 steps take 1.5–30× fp32's, which would blow the quick
+ * suite's 5 minutes and measure nothing anyone would run.
+ */
+async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, settings: RunSettings, env: PytorchEnv, backend: string, slowBf16: string | null, log: (l: string) => void): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   if (model.needsGpu) {
     // The workloads place models and batches on the CPU only: CUDA placement and CUDA memory statistics are
@@ -145,6 +154,11 @@ async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, se
       }
     };
     for (const dtype of entry.dtypes) {
+      if (dtype === 'bf16' && slowBf16 !== null) {
+        for (const w of entry.workloads) if (w !== 'train-step') results.push(skipped(model, w, dtype, w === 'forward-backward' ? 'full' : null, slowBf16));
+        log(`  ${dtype} rows skipped: ${slowBf16}`);
+        continue;
+      }
       if (entry.workloads.includes('forward')) await run(`forward ${dtype}`, () => benchForward(opened, model, dtype, per), () => skipped(model, 'forward', dtype, null, ''));
       if (entry.workloads.includes('forward-backward')) await run(`forward+backward ${dtype}`, () => benchForwardBackward(opened, model, dtype, per), () => skipped(model, 'forward-backward', dtype, 'full', ''));
       if (entry.workloads.includes('sample')) {
@@ -155,6 +169,10 @@ async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, se
       for (const freeze of entry.freezes) {
         for (const dtype of entry.dtypes) {
           if (dtype === 'bf16' && entry.bf16Freezes && !entry.bf16Freezes.includes(freeze)) continue;
+          if (dtype === 'bf16' && slowBf16 !== null) {
+            results.push(skipped(model, 'train-step', dtype, freeze, slowBf16));
+            continue;
+          }
           await run(`train step ${dtype} ${freeze}`, () => benchTrainStep(opened, model, dtype, freeze, per), () => skipped(model, 'train-step', dtype, freeze, ''));
         }
       }
@@ -209,7 +227,9 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
   const info = await runtimeInfo();
   log(`difftune bench (${suite.name}): libtorch ${info.torchVersion} ${info.backend}, ${info.threads} thread(s), load ${machine.loadAverage.join(' ')}`);
   const threshold = options.config?.otherCpuThreshold ?? 0.3;
-  const peak = await gemmPeak(suite.gemmN, threshold);
+  const slowBf16 = slowBf16Reason(options.cpuinfo ?? readCpuinfo());
+  if (slowBf16 !== null) log(`bf16: ${slowBf16}; bf16 rows are skipped`);
+  const peak = await gemmPeak(suite.gemmN, threshold, slowBf16 === null);
   const noop = await noopRoundTripUs();
   log(`GEMM peak ${peak.fp32.toFixed(0)} GFLOP/s fp32, ${peak.bf16 === null ? 'n/a' : peak.bf16.toFixed(0)} bf16${peak.disturbed ? ' (disturbed)' : ''}; compute-thread round trip ${noop.toFixed(0)} µs`);
   const referenceDir = options.referenceDir ?? process.env.DIFFTUNE_REFERENCE_DIR ?? path.resolve(options.root, '..', 'shared', 'reference');
@@ -236,7 +256,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     for (const entry of suite.entries) {
       const model = models.get(entry.model);
       if (!model) throw new ConfigError(`suite ${suite.name}: unknown model "${entry.model}"; expected one of ${[...models.keys()].join(', ')}`);
-      results.push(...(await benchEntry(model, entry, suite, settings, env, info.backend, log)));
+      results.push(...(await benchEntry(model, entry, suite, settings, env, info.backend, slowBf16, log)));
       await setThreads(threads);
     }
     if (suite.dataLoader) {

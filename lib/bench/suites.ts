@@ -1,7 +1,8 @@
 /**
  * The two suites. quick: the tiny fixtures (forward, forward+backward, training step) and the training
  * step of ddpm-cifar10 and mnist-small, a few timed steps each, fp32 and bf16 (≤ 5 min on the 2-core dev
- * machine). full: every model × every workload × fp32/bf16, freezing variants and LoRA.
+ * machine). full: every model × every workload × fp32/bf16, freezing variants and LoRA. On a CPU without
+ * bf16 arithmetic the bf16 rows are skipped with the reason (run.ts), in both suites.
  */
 import { ConfigError } from '../errors';
 import type { BenchConfig, BenchDType, WorkloadName } from './schema';

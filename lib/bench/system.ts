@@ -5,6 +5,7 @@
  */
 import * as fs from 'fs';
 import * as os from 'os';
+import { cpuFlags, readCpuinfo } from '../util/cpu';
 
 /** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on every Linux Node runs on). */
 const HZ = 100;
@@ -110,8 +111,7 @@ export interface MachineInfo {
 }
 
 export function machineInfo(): MachineInfo {
-  const cpuinfo = readText('/proc/cpuinfo') ?? '';
-  const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? '').split(' '));
+  const flags = cpuFlags(readCpuinfo());
   return {
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     cores: os.cpus().length,

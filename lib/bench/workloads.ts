@@ -231,14 +231,16 @@ async function trainable(unet: UNet, freeze: string, rank: number): Promise<stri
   return planFreeze(parameters, { preset: freeze }).trainable.map((p) => p.name);
 }
 
+// Keyed by the folder's path, which lies in the run's tmpDir: a later run in the same process (the
+// self-tests) must not reuse a folder the earlier run deleted.
 const imageFolders = new Map<string, Promise<string>>();
 
 function imageFolder(settings: RunSettings, model: BenchModel, channels: 1 | 3): Promise<string> {
-  const key = `${channels}-${model.resolution}-${model.batch}`;
-  let dir = imageFolders.get(key);
+  const target = path.join(settings.tmpDir, `images-${channels}-${model.resolution}-${model.batch}`);
+  let dir = imageFolders.get(target);
   if (!dir) {
-    dir = writeImageFolder(path.join(settings.tmpDir, `images-${key}`), Math.max(2 * model.batch, 16), model.resolution, channels);
-    imageFolders.set(key, dir);
+    dir = writeImageFolder(target, Math.max(2 * model.batch, 16), model.resolution, channels);
+    imageFolders.set(target, dir);
   }
   return dir;
 }

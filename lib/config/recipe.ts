@@ -11,6 +11,7 @@ import { refusePrototypeKeys } from './field-path';
 import { freezeOptionsSchema } from './freeze';
 import { lrScheduleSchema } from './lr-schedule';
 import { loraOptionsSchema } from './lora';
+import { slowBf16Reason } from '../util/cpu';
 
 const posInt = z.number().int().positive();
 
@@ -46,6 +47,8 @@ export const trainSchema = z
     seed: z.number().int().nonnegative().max(2 ** 53 - 1).default(0),
     /** "bf16" autocast on CPU and CUDA, "fp16" autocast with loss scaling on CUDA. */
     mixedPrecision: z.enum(['no', 'bf16', 'fp16']).default('no'),
+    /** Train in bf16 on a CPU without bf16 arithmetic (no AVX-512-BF16/AMX), where it is emulated 1.5–30× slower than float32; refused otherwise. */
+    allowSlowBf16: z.boolean().default(false),
     gradientCheckpointing: z.boolean().default(false),
     channelsLast: z.boolean().default(false),
     /** <= 0 disables clipping. */
@@ -160,6 +163,24 @@ export function parseRecipe(raw: unknown, file = 'recipe'): Recipe {
   const freeze = freezeOptionsSchema.safeParse(recipe.freeze);
   if (!freeze.success) throw new ConfigError(freeze.error.issues.map((i) => issueText({ ...i, path: ['freeze', ...i.path] }, file)).join('\n'));
   return recipe;
+}
+
+/**
+ * Refuses train.mixedPrecision "bf16" on a CPU without bf16 arithmetic — judged from `cpuinfo`, the
+ * text of /proc/cpuinfo (lib/util/cpu.ts) — unless train.allowSlowBf16 forces it: emulated bf16 makes
+ * every step slower than float32 (~1.5–3× with AVX-512, ~20–30× with AVX2), which nobody asking for
+ * mixed precision wants silently.
+ * CUDA devices always have bf16 arithmetic. `file` names the recipe in the error.
+ */
+export function checkMixedPrecision(recipe: Recipe, cpuinfo: string, file = 'recipe'): void {
+  const t = recipe.train;
+  if (t.mixedPrecision !== 'bf16' || t.allowSlowBf16 || recipe.model.device.startsWith('cuda')) return;
+  const reason = slowBf16Reason(cpuinfo);
+  if (reason === null) return;
+  throw new ConfigError(
+    `${file}: train.mixedPrecision: "bf16" on ${recipe.model.device} is refused: ${reason}. ` +
+      'Use "no" (float32), or set train.allowSlowBf16 to true to train in bf16 anyway.',
+  );
 }
 
 /** Resolves the recipe's relative paths against `baseDir` (the recipe file's folder). */

@@ -16,6 +16,7 @@ import {
   OutOfMemoryError,
   TorchError,
 } from '../errors';
+import { cpuFlags, readCpuinfo } from '../util/cpu';
 import type { NativeAddon } from './types';
 
 const ADDON_PATHS = ['build-cmake/Release/difftune.node', 'build/Release/difftune.node'];
@@ -112,12 +113,7 @@ function applyOpenmpDefaults(): void {
  */
 function applyOpenblasCoretype(): void {
   if (process.env.OPENBLAS_CORETYPE !== undefined || process.platform !== 'linux') return;
-  let flags: Set<string>;
-  try {
-    flags = new Set((/^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(' '));
-  } catch {
-    return;
-  }
+  const flags = cpuFlags(readCpuinfo());
   if (['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => flags.has(f))) process.env.OPENBLAS_CORETYPE = 'SkylakeX';
 }
 

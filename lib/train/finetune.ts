@@ -19,7 +19,7 @@ import {
   writeCheckpoint,
   type CheckpointState,
 } from '../checkpoint/train-state';
-import { parseRecipe, resolveRecipePaths, type Recipe } from '../config/recipe';
+import { checkMixedPrecision, parseRecipe, resolveRecipePaths, type Recipe } from '../config/recipe';
 import { ConfigError, DifftuneError } from '../errors';
 import { createDataset, type Dataset } from '../data/dataset';
 import { DataLoader, type Batch, type LoaderState } from '../data/loader';
@@ -31,6 +31,7 @@ import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog } from './metrics';
 import { isTextToImageFolder, openFolderScheduler, resolveBaseModel, type BaseModel } from './model-folder';
 import { parseLenientJson } from '../config/json';
+import { readCpuinfo } from '../util/cpu';
 
 import type { CacheStats, OpenedTextConditioning } from './text-conditioning';
 import { Trainer } from './trainer';
@@ -81,9 +82,14 @@ export interface FinetuneResult {
   textToImage?: { cache: CacheStats; frozenBefore?: { textEncoder: string; vae: string }; frozenAfter?: { textEncoder: string; vae: string } };
 }
 
-/** Loads and validates a recipe (relative paths anchored at the recipe file's folder). */
-export function prepareRecipe(input: unknown, recipeFile?: string): Recipe {
+/**
+ * Loads and validates a recipe (relative paths anchored at the recipe file's folder), refusing bf16 on
+ * a CPU that would only emulate it (unless train.allowSlowBf16); `cpuinfo` is the /proc/cpuinfo text
+ * that judges the CPU (default: this machine's).
+ */
+export function prepareRecipe(input: unknown, recipeFile?: string, cpuinfo: string = readCpuinfo()): Recipe {
   const recipe = parseRecipe(input, recipeFile ?? 'recipe');
+  checkMixedPrecision(recipe, cpuinfo, recipeFile ?? 'recipe');
   return resolveRecipePaths(recipe, recipeFile ? path.dirname(path.resolve(recipeFile)) : process.cwd());
 }
 

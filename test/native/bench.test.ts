@@ -59,6 +59,36 @@ describe('npm run bench self-test', () => {
     expect(formatMarkdown(file)).toContain('| unet2d-tiny | forward | fp32 |');
   });
 
+  it('skips bf16 rows with the reason on a CPU without bf16 arithmetic', async () => {
+    const lines: string[] = [];
+    const file = await runBench({
+      suite: 'quick',
+      root,
+      config: { pytorch: false },
+      log: (l) => lines.push(l),
+      // An AVX2 CPU's /proc/cpuinfo: whatever this machine has, bf16 is judged emulated.
+      cpuinfo: 'processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n',
+      suiteOverride: {
+        name: 'self-test',
+        samplingSteps: 2,
+        retries: 0,
+        gemmN: 64,
+        dataLoader: null,
+        dataParallel: null,
+        entries: [{ model: 'unet2d-tiny', workloads: ['forward', 'train-step'], dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 1, warmup: 0, samplingLoops: 1, pytorch: false }],
+      },
+    });
+    expect(file.results.map((r) => `${r.id}:${r.status}`)).toEqual([
+      'unet2d-tiny/forward/fp32:ok',
+      'unet2d-tiny/forward/bf16:skipped',
+      'unet2d-tiny/train-step/fp32/full:ok',
+      'unet2d-tiny/train-step/bf16/full:skipped',
+    ]);
+    for (const r of file.results.filter((x) => x.dtype === 'bf16')) expect(r.reason).toMatch(/avx512_bf16\/amx_bf16 absent .*emulated ~20-30× slower than float32/);
+    expect(file.gemm.bf16Gflops).toBeNull();
+    expect(lines.some((l) => /bf16 rows are skipped/.test(l))).toBe(true);
+  });
+
   it('counts ddpm-cifar10 at 12.4 GFLOP per image forward, 92% convolutions (the standing baseline)', async () => {
     const model = benchModels(path.join(root, 'test/fixtures/diffusers'), path.join(root, 'models')).get('ddpm-cifar10')!;
     if (model.source.kind !== 'preset') throw new Error('ddpm-cifar10 is a preset');

@@ -1,0 +1,38 @@
+/**
+ * What the CPU can do, from /proc/cpuinfo: the one place its flags are read (the addon loader picks
+ * OpenBLAS kernels by them, the bench records them, training refuses slow bf16 by them). Functions take
+ * the cpuinfo text so that callers and tests can judge any CPU, not just this machine's.
+ */
+import * as fs from 'fs';
+
+/** /proc/cpuinfo's text, or '' where there is none (not Linux, or unreadable). */
+export function readCpuinfo(): string {
+  try {
+    return fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The first processor's feature flags: x86's "flags" line, or Arm's "Features" line; empty when neither. */
+export function cpuFlags(cpuinfo: string): Set<string> {
+  const line = /^(?:flags|Features)\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? '';
+  return new Set(line.split(/\s+/).filter((f) => f.length > 0));
+}
+
+/**
+ * Why bf16 autocast would be slow on this CPU, or null when it has bf16 arithmetic (x86 AVX-512-BF16 or
+ * AMX-BF16, Arm's BF16 extension) or when the flags are unknown (no cpuinfo: nothing is refused on a
+ * guess). Without it libtorch emulates bf16: every operand is converted to float32 and back, so a
+ * training step takes longer than in float32 — ~20-30× on AVX2 CPUs, and still 1.6-3.1× on AVX-512
+ * ones (the README's bench on an AVX-512F/BW/VNNI Xeon without BF16: bf16 GEMM 62 vs 303 GFLOP/s).
+ */
+export function slowBf16Reason(cpuinfo: string): string | null {
+  const flags = cpuFlags(cpuinfo);
+  if (flags.size === 0) return null;
+  if (flags.has('avx512_bf16') || flags.has('amx_bf16') || flags.has('bf16')) return null;
+  const x86 = /^flags\s*:/m.test(cpuinfo);
+  const absent = x86 ? 'avx512_bf16/amx_bf16' : 'bf16';
+  const slower = x86 && flags.has('avx512f') ? '~1.5-3×' : '~20-30×';
+  return `this CPU has no bf16 arithmetic (${absent} absent from /proc/cpuinfo's flags); bf16 would be emulated ${slower} slower than float32`;
+}
