@@ -1,5 +1,8 @@
 // Three tiers: unit (pure TypeScript, never loads the addon), native (CPU libtorch, run serially
 // through one worker because the addon owns one compute thread per process), gpu (opt-in).
+// Type errors are `npm run typecheck`'s job (tsconfig.test.json covers test/), not jest's: with
+// isolatedModules ts-jest only transpiles, and a full type-check per file (isolatedModules off,
+// diagnostics on) measured 26 s → 38 s for test/unit cold and 5–9 s → 17 s for one unit file.
 const tsJest = ['ts-jest', { diagnostics: false }];
 const common = { testEnvironment: 'node', transform: { '^.+\\.ts$': tsJest }, moduleFileExtensions: ['ts', 'js', 'json'], setupFiles: ['<rootDir>/test/setup-realm.js'] };
 

@@ -96,7 +96,7 @@ test('resuming from another base model is refused', async () => {
   fs.cpSync(BASE, other, { recursive: true });
   const weights = path.join(other, 'diffusion_pytorch_model.safetensors');
   const bytes = fs.readFileSync(weights);
-  bytes[bytes.length - 1] ^= 1;
+  bytes[bytes.length - 1]! ^= 1;
   fs.writeFileSync(weights, bytes);
   await expect(finetune({ ...recipe(out, { resume: 'latest' }), model: { pretrained: other } })).rejects.toThrow(/was trained from .* not from/);
 });

@@ -139,7 +139,7 @@ test('the property test can fail: a perturbed grown conv_out breaks it', async (
   try {
     const w = grown.weights.get('conv_out.weight')!;
     const values = (await w.data()) as Float32Array;
-    values[4] += 0.05;
+    values[4]! += 0.05;
     grown.weights.set('conv_out.weight', Tensor.from(values, w.shape, { dtype: 'float32' }));
     w.dispose();
     using g = await UNet.fromConfig(grown.config);

@@ -17,7 +17,7 @@ function pattern(seed: number, channels = SHAPE[1]!): Tensor {
 }
 
 async function values(t: Tensor): Promise<number[]> {
-  return Array.from(await t.data(), (v) => Number(v));
+  return Array.from<number | bigint, number>(await t.data(), (v) => Number(v));
 }
 
 /** A loop with a fixed fake model; returns the final sample's values. */

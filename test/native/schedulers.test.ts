@@ -25,7 +25,7 @@ function tempDir(): string {
 }
 
 async function values(t: Tensor): Promise<number[]> {
-  return Array.from(await t.data(), (v) => Number(v));
+  return Array.from<number | bigint, number>(await t.data(), (v) => Number(v));
 }
 
 describe('every scheduler fixture set passes', () => {

@@ -7,9 +7,9 @@ function sampleBytes(dtype: DType, numel: number): Uint8Array {
   for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 37 + 11) & 0xff;
   if (dtype === 'bool') for (let i = 0; i < bytes.length; i++) bytes[i] = i % 3 === 0 ? 1 : 0;
   // Keep half/float patterns away from NaN payloads, whose bits a conversion may canonicalise.
-  if (dtype === 'float16' || dtype === 'bfloat16') for (let i = 1; i < bytes.length; i += 2) bytes[i] &= 0x3f;
-  if (dtype === 'float32') for (let i = 3; i < bytes.length; i += 4) bytes[i] &= 0x3f;
-  if (dtype === 'float64') for (let i = 7; i < bytes.length; i += 8) bytes[i] &= 0x3f;
+  if (dtype === 'float16' || dtype === 'bfloat16') for (let i = 1; i < bytes.length; i += 2) bytes[i]! &= 0x3f;
+  if (dtype === 'float32') for (let i = 3; i < bytes.length; i += 4) bytes[i]! &= 0x3f;
+  if (dtype === 'float64') for (let i = 7; i < bytes.length; i += 8) bytes[i]! &= 0x3f;
   return bytes;
 }
 
@@ -47,15 +47,15 @@ describe('Tensor round trip', () => {
   test('float16 and bfloat16 read back as float32 values by default', async () => {
     // 1.0, -2.0, 0.5, 65504 in IEEE half; 1.0, -2.0, 0.5, 3.0 in bfloat16.
     using h = Tensor.from(new Uint16Array([0x3c00, 0xc000, 0x3800, 0x7bff]), [4], { dtype: 'float16' });
-    expect(Array.from(h.toArray())).toEqual([1, -2, 0.5, 65504]);
+    expect(Array.from<number | bigint>(h.toArray())).toEqual([1, -2, 0.5, 65504]);
     using b = Tensor.from(new Uint16Array([0x3f80, 0xc000, 0x3f00, 0x4040]), [4], { dtype: 'bfloat16' });
-    expect(Array.from(await b.data())).toEqual([1, -2, 0.5, 3]);
+    expect(Array.from<number | bigint>(await b.data())).toEqual([1, -2, 0.5, 3]);
   });
 
   test('dtype is inferred from the array type', () => {
     using a = Tensor.from(new BigInt64Array([1n, -5n]), [2]);
     expect(a.dtype).toBe('int64');
-    expect(Array.from(a.toArray())).toEqual([1n, -5n]);
+    expect(Array.from<number | bigint>(a.toArray())).toEqual([1n, -5n]);
     using f = Tensor.from(new Float64Array([1.5]), [1]);
     expect(f.dtype).toBe('float64');
   });
@@ -63,7 +63,7 @@ describe('Tensor round trip', () => {
   test('0-d and empty tensors', async () => {
     using scalar = Tensor.from(new Float32Array([7]), []);
     expect(scalar.shape).toEqual([]);
-    expect(Array.from(await scalar.data())).toEqual([7]);
+    expect(Array.from<number | bigint>(await scalar.data())).toEqual([7]);
     using empty = Tensor.from(new Float32Array(0), [0, 3]);
     expect(empty.shape).toEqual([0, 3]);
     expect(empty.toArray().length).toBe(0);
@@ -74,17 +74,17 @@ describe('Tensor round trip', () => {
     using a = Tensor.from(new Float32Array([1.25, 2.5, -3]), [3]);
     using b = await a.to('cpu', 'float64');
     expect(b.dtype).toBe('float64');
-    expect(Array.from(b.toArray())).toEqual([1.25, 2.5, -3]);
+    expect(Array.from<number | bigint>(b.toArray())).toEqual([1.25, 2.5, -3]);
     using c = await a.to('cpu');
     a.dispose();
-    expect(Array.from(c.toArray())).toEqual([1.25, 2.5, -3]);
+    expect(Array.from<number | bigint>(c.toArray())).toEqual([1.25, 2.5, -3]);
   });
 
   test('the input buffer is copied, not referenced', () => {
     const data = new Float32Array([1, 2]);
     using t = Tensor.from(data, [2]);
     data[0] = 99;
-    expect(Array.from(t.toArray())).toEqual([1, 2]);
+    expect(Array.from<number | bigint>(t.toArray())).toEqual([1, 2]);
   });
 });
 

@@ -187,6 +187,6 @@ test('a model built from a config is initialised like torch.nn, reproducibly fro
   expect(w(sa)).not.toEqual(w(sc));
   // kaiming_uniform(a=√5): |w| ≤ 1/√fan_in with fan_in = 3·3·3; norms start at weight 1, bias 0.
   expect(Math.max(...w(sa).map(Math.abs))).toBeLessThanOrEqual(1 / Math.sqrt(27));
-  expect(Array.from(sa.get('conv_norm_out.weight')!.toArray())).toEqual(new Array(32).fill(1));
+  expect(Array.from<number | bigint>(sa.get('conv_norm_out.weight')!.toArray())).toEqual(new Array(32).fill(1));
   for (const sd of [sa, sb, sc]) disposeStateDict(sd);
 });

@@ -8,7 +8,7 @@ import { fixtureParameters } from '../helpers/fixture-parameters';
 let unet2d: ParameterInfo[];
 let unet2dCond: ParameterInfo[];
 beforeAll(async () => {
-  [unet2d, unet2dCond] = await Promise.all(['unet2d-tiny', 'unet2dcond-tiny'].map(fixtureParameters));
+  [unet2d, unet2dCond] = await Promise.all([fixtureParameters('unet2d-tiny'), fixtureParameters('unet2dcond-tiny')]);
 });
 
 const names = (plan: FreezePlan): string[] => plan.trainable.map((p) => p.name);

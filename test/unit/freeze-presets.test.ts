@@ -12,9 +12,12 @@ let unet2dClass: ParameterInfo[]; // UNet2DModel with a class embedding table
 let unet2dCondClass: ParameterInfo[]; // UNet2DConditionModel with a timestep-style class embedding
 
 beforeAll(async () => {
-  [unet2d, unet2dCond, unet2dClass, unet2dCondClass] = await Promise.all(
-    ['unet2d-tiny', 'unet2dcond-tiny', 'unet2d-classcond', 'unet2dcond-classcond'].map(fixtureParameters),
-  );
+  [unet2d, unet2dCond, unet2dClass, unet2dCondClass] = await Promise.all([
+    fixtureParameters('unet2d-tiny'),
+    fixtureParameters('unet2dcond-tiny'),
+    fixtureParameters('unet2d-classcond'),
+    fixtureParameters('unet2dcond-classcond'),
+  ]);
 });
 
 const trainedNames = (params: ParameterInfo[], preset: (typeof PRESET_NAMES)[number]): string[] => planFreeze(params, { preset }).trainable.map((p) => p.name);
