@@ -26,16 +26,23 @@ const PREDICTION_TYPES = ['epsilon', 'v_prediction', 'sample'] as const;
 const SPACINGS = ['leading', 'trailing', 'linspace'] as const;
 
 const num = z.number().finite();
-const trainedBetas = z.array(num.min(0).max(1)).nullable().default(null);
+/**
+ * A beta is the variance of the noise one training step adds: 0 adds none, and at 1 or above
+ * 1 − beta ≤ 0 makes alphas_cumprod 0, negative or ±Infinity (diffusers accepts such values silently).
+ */
+const beta = num
+  .gt(0, 'expected a beta in (0, 1) (the noise variance a training step adds)')
+  .lt(1, 'expected a beta in (0, 1) (the noise variance a training step adds)');
+const trainedBetas = z.array(beta).nullable().default(null);
 
 /** Keys every class has: the training noise schedule, the prediction type and the timestep grid. */
 const trainingSchedule = {
   /** Diffusion steps the model was trained with. */
   num_train_timesteps: z.number().int().min(2).max(100000).default(1000),
   /** First beta of the linear / scaled_linear schedules. */
-  beta_start: num.nonnegative().default(0.0001),
+  beta_start: beta.default(0.0001),
   /** Last beta. */
-  beta_end: num.nonnegative().default(0.02),
+  beta_end: beta.default(0.02),
   /** How betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both). */
   beta_schedule: z.enum(BETA_SCHEDULES).default('linear'),
   /** Explicit betas, one per training timestep; overrides beta_schedule. */
@@ -310,9 +317,9 @@ export function parseSchedulerConfig(json: unknown, file: string, options: { cla
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = issue.path.map(String).join('.');
-    const top = issue.path[0];
-    const received = typeof top === 'string' ? values[top] : undefined;
-    throw keyError(file, className, key, describeIssue(issue, issue.path.length > 1 ? undefined : received));
+    // The offending value itself, also inside a list (trained_betas.3).
+    const received = issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined), values);
+    throw keyError(file, className, key, describeIssue(issue, received));
   }
   const config = normalise({ className, values: result.data } as SchedulerConfig);
   checkCombinations(config, (key, message) => {

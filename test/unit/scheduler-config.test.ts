@@ -143,6 +143,12 @@ describe('unsupported values are ConfigErrors naming the file and key', () => {
     ['third-order SDE', { _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'sde-dpmsolver++', solver_order: 3 }, 'config key "solver_order": 3 is not available'],
     ['trained_betas of the wrong length', { _class_name: 'DDPMScheduler', num_train_timesteps: 10, trained_betas: [0.1, 0.2] }, 'config key "trained_betas": expected 10 values'],
     ['NaN', { _class_name: 'DDPMScheduler', beta_end: NaN }, 'DDPMScheduler config key "beta_end": expected number but found NaN of type number'],
+    // Betas outside (0, 1) made alphas_cumprod ±Infinity or negative and trained on it without a word.
+    ['beta_end above 1', { _class_name: 'DDPMScheduler', beta_end: 5 }, 'DDPMScheduler config key "beta_end": expected a beta in (0, 1) (the noise variance a training step adds) (found 5 of type number)'],
+    ['beta_end of 1', { _class_name: 'EulerDiscreteScheduler', beta_end: 1 }, 'config key "beta_end": expected a beta in (0, 1)'],
+    ['beta_start of 0', { _class_name: 'DDIMScheduler', beta_start: 0 }, 'config key "beta_start": expected a beta in (0, 1) (the noise variance a training step adds) (found 0 of type number)'],
+    ['a negative beta_start', { _class_name: 'PNDMScheduler', beta_start: -0.1 }, 'config key "beta_start": expected a beta in (0, 1)'],
+    ['a trained beta of 1', { _class_name: 'DDPMScheduler', num_train_timesteps: 2, trained_betas: [0.5, 1] }, 'config key "trained_betas.1": expected a beta in (0, 1) (the noise variance a training step adds) (found 1 of type number)'],
   ];
   test.each(cases)('%s', (_what, config, message) => {
     const e = configError(() => parseSchedulerConfig(config, 'my-model/scheduler_config.json'));
