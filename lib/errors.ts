@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'ERR_UNSUPPORTED_DTYPE'
   | 'ERR_DATASET'
   | 'ERR_PROCESS'
-  | 'ERR_INTERNAL';
+  | 'ERR_INTERNAL'
+  | 'ERR_FILE_SYSTEM';
 
 export class DifftuneError extends Error {
   readonly code: ErrorCode;
@@ -108,6 +109,22 @@ export class UnsupportedDtypeError extends DifftuneError {
 export class DatasetError extends DifftuneError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_DATASET', message, options);
+  }
+}
+
+/**
+ * A file or folder could not be read or written: permission denied, a read-only or full file system, a
+ * symlink loop, a file where a folder belongs, a pseudo file system (/proc, /sys) as an output. `path` is
+ * the file or folder the caller named (never an internal temp file); `errno` the system's code (EACCES,
+ * ENOSPC, ...), undefined when difftune itself refused the path.
+ */
+export class FileSystemError extends DifftuneError {
+  readonly path: string;
+  readonly errno: string | undefined;
+  constructor(path: string, errno: string | undefined, message: string, options?: { cause?: unknown }) {
+    super('ERR_FILE_SYSTEM', message, options);
+    this.path = path;
+    this.errno = errno;
   }
 }
 

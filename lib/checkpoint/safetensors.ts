@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { DisposedError, InvalidArgumentError, SafetensorsError, UnsupportedFormatError, describeValue, expected } from '../errors';
 import { writeAll, writeFileAtomically } from '../util/atomic-write';
+import { fileSystemError, withFileErrors } from '../util/fs-errors';
 import {
   DTYPES,
   type DType,
@@ -105,7 +106,7 @@ export class SafetensorsFile implements AsyncDisposable {
     const extension = PICKLE_EXTENSIONS.find((ext) => lower.endsWith(ext));
     if (extension !== undefined) throw pickleRefusal(path, `a ${extension} file is a PyTorch pickle checkpoint`);
 
-    const handle = await fs.open(path, 'r');
+    const handle = await withFileErrors(path, 'read', () => fs.open(path, 'r'));
     try {
       const stat = await handle.stat();
       if (!stat.isFile()) throw new InvalidArgumentError(`${path} is not a regular file (a directory?); expected a .safetensors file`);
@@ -120,7 +121,7 @@ export class SafetensorsFile implements AsyncDisposable {
       return new SafetensorsFile(path, size, parseHeader(path, headerBytes, size), handle);
     } catch (error) {
       await handle.close().catch(() => undefined);
-      throw error;
+      throw fileSystemError(error, path, 'read');
     }
   }
 
@@ -159,7 +160,7 @@ export class SafetensorsFile implements AsyncDisposable {
     const info = this.info(name);
     // allocUnsafeSlow: an own ArrayBuffer at offset 0, so typed-array views of it are always aligned.
     const out = Buffer.allocUnsafeSlow(info.byteLength);
-    await readFully(handle, out, info.begin, this.path, `tensor "${name}"`);
+    await withFileErrors(this.path, 'read', () => readFully(handle, out, info.begin, this.path, `tensor "${name}"`));
     return out;
   }
 

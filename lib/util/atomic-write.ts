@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { InternalError } from '../errors';
+import { fileSystemError } from './fs-errors';
 
 /** The temp file name for `target`: hidden, in the same folder (rename is only atomic within one file system). */
 export function tempPathFor(target: string): string {
@@ -37,8 +38,14 @@ export async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<v
  */
 export async function writeFileAtomically(target: string, writeBody: (handle: FileHandle) => Promise<void>): Promise<void> {
   const temp = tempPathFor(target);
-  // 'wx': never follow or reuse an existing path at the temp name.
-  const handle = await fs.open(temp, 'wx');
+  let handle: FileHandle;
+  try {
+    // 'wx': never follow or reuse an existing path at the temp name.
+    handle = await fs.open(temp, 'wx');
+  } catch (error) {
+    // The temp file is an implementation detail: the error names the file the caller asked for.
+    throw fileSystemError(error, target, 'write');
+  }
   let closed = false;
   try {
     await writeBody(handle);
@@ -49,9 +56,13 @@ export async function writeFileAtomically(target: string, writeBody: (handle: Fi
   } catch (error) {
     if (!closed) await handle.close().catch(() => undefined);
     await fs.rm(temp, { force: true }).catch(() => undefined);
-    throw error;
+    throw fileSystemError(error, target, 'write');
   }
-  await syncDirectory(nodePath.dirname(target));
+  try {
+    await syncDirectory(nodePath.dirname(target));
+  } catch (error) {
+    throw fileSystemError(error, nodePath.dirname(target), 'sync the folder');
+  }
 }
 
 async function syncDirectory(dir: string): Promise<void> {

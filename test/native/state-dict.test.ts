@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { disposeStateDict, loadStateDict, saveStateDict } from '../../lib/checkpoint/state-dict';
 import { SafetensorsFile, writeSafetensors } from '../../lib/checkpoint/safetensors';
-import { UnsupportedDtypeError } from '../../lib/errors';
+import { FileSystemError, UnsupportedDtypeError } from '../../lib/errors';
 import { Tensor } from '../../lib/native/tensor';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'diffusers');
@@ -66,6 +66,19 @@ test('a dtype libtorch 1.13 lacks is refused only when a tensor must be made of 
     disposeStateDict(ok);
     await expect(loadStateDict(out)).rejects.toThrow(UnsupportedDtypeError);
     await expect(loadStateDict(out)).rejects.toThrow(/tensor "raw" has dtype U16/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('saveStateDict into a missing folder is a FileSystemError naming the file and its folder, not a hidden temp file', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sd-'));
+  const out = path.join(dir, 'missing', 'w.safetensors');
+  using t = Tensor.from(new Float32Array([1, 2]), [2]);
+  try {
+    const error = await saveStateDict(out, new Map([['w', t]])).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(FileSystemError);
+    expect((error as FileSystemError).message).toBe(`cannot write ${out}: the folder ${path.dirname(out)} does not exist (ENOENT)`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
