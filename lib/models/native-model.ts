@@ -3,7 +3,7 @@
  * once: creating it (initialised or loaded, then moved; disposed again if a step fails), the
  * use-after-dispose check, parameter listings, state dicts in and out, and disposal.
  */
-import { DisposedError, expected } from '../errors';
+import { DisposedError } from '../errors';
 import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync } from '../native/load';
 import { Tensor } from '../native/tensor';
@@ -11,11 +11,7 @@ import type { NativeModelHandle, NativeNamedTensors, NativeParameterInfo } from 
 import { checkModelFits, type ModelSize } from './memory-check';
 import type { ComputeDType } from './unet';
 
-/** `value` as a Tensor, or an error naming `param`. */
-export function checkTensor(value: unknown, param: string): Tensor {
-  if (!(value instanceof Tensor)) throw expected('a Tensor', param, value);
-  return value;
-}
+export { checkTensor } from '../native/tensor';
 
 export function toTensorMap(named: NativeNamedTensors): Map<string, Tensor> {
   return new Map(named.names.map((n, i) => [n, new Tensor(named.tensors[i]!)]));

@@ -11,7 +11,7 @@ import { parseUNetConfig, toNativeUNetConfig, type UNetConfig } from '../config/
 import { UNET_SIZE_CAPS, unetParameterCount } from '../config/model-size';
 import type { StateDict } from '../checkpoint/state-dict';
 import { callAsync, loadNative } from '../native/load';
-import { Tensor } from '../native/tensor';
+import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeUNet, NativeUNetInputs } from '../native/types';
 import { diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFiles } from './model-folder';
 import { checkUNetActivationsFit, type ModelSize } from './memory-check';
@@ -61,11 +61,12 @@ export interface BackwardResult {
 }
 
 function nativeInputs(sample: Tensor, timestep: Tensor, options: ForwardOptions): NativeUNetInputs {
+  const optional = (value: Tensor | undefined, param: string) => (value === undefined ? undefined : checkTensor(value, param).native);
   return {
-    sample: sample.native,
-    timestep: timestep.native,
-    encoderHiddenStates: options.encoderHiddenStates?.native,
-    classLabels: options.classLabels?.native,
+    sample: checkTensor(sample, 'sample').native,
+    timestep: checkTensor(timestep, 'timestep').native,
+    encoderHiddenStates: optional(options.encoderHiddenStates, 'options.encoderHiddenStates'),
+    classLabels: optional(options.classLabels, 'options.classLabels'),
   };
 }
 
@@ -185,7 +186,7 @@ export class UNet extends NativeModel<NativeUNet> {
    * memory (checked on the CPU, whose memory is the machine's); returns the operation's name for errors.
    */
   checkStepFits(param: string, sample: unknown, action: 'a forward' | 'a training step', autocast: boolean): string | undefined {
-    // Not a Tensor: the addon names the argument in its own error.
+    // Not a Tensor: nativeInputs names the argument and what came instead.
     if (!(sample instanceof Tensor)) return undefined;
     const shape = sample.shape;
     if (this.device === 'cpu') {
@@ -209,7 +210,8 @@ export class UNet extends NativeModel<NativeUNet> {
     const native = this.live();
     const operation = this.checkStepFits('sample', sample, 'a training step', this.#options.autocast !== null);
     const inputs = nativeInputs(sample, timestep, options);
-    const r = await callAsync(() => native.forwardBackwardMse(inputs, target.native, options.gradNames), operation);
+    const targetHandle = checkTensor(target, 'target').native;
+    const r = await callAsync(() => native.forwardBackwardMse(inputs, targetHandle, options.gradNames), operation);
     return {
       output: new Tensor(r.output),
       loss: new Tensor(r.loss),

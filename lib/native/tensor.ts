@@ -144,3 +144,12 @@ export class Tensor {
     return this.disposed ? 'Tensor(disposed)' : `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device})`;
   }
 }
+
+/**
+ * `value` as a Tensor, or an error naming `param` and what came instead ("an array of length 4"): read
+ * through `.native`, an array would reach the addon as undefined.
+ */
+export function checkTensor(value: unknown, param: string): Tensor {
+  if (!(value instanceof Tensor)) throw expected('a Tensor', param, value);
+  return value;
+}

@@ -30,7 +30,7 @@ import type { JsonValue } from '../config/json';
 import { ConfigError, DisposedError, expected } from '../errors';
 import type { Generator } from '../native/generator';
 import { callAsync, loadNative } from '../native/load';
-import { Tensor } from '../native/tensor';
+import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeSchedule, NativeScheduler, NativeStepOptions } from '../native/types';
 import { writeAll, writeFileAtomically } from '../util/atomic-write';
 import { toNativeSchedulerConfig } from './native-config';
@@ -212,14 +212,16 @@ export class Scheduler {
   /** The starting sample of a sampling loop: noise · initNoiseSigma (call after setTimesteps). */
   async scaleInitialNoise(noise: Tensor): Promise<Tensor> {
     const native = this.live();
-    return new Tensor(await callAsync(() => native.scaleInitialNoise(noise.native)));
+    const handle = checkTensor(noise, 'noise').native;
+    return new Tensor(await callAsync(() => native.scaleInitialNoise(handle)));
   }
 
   /** The model input for timestep t (Euler divides by sqrt(σ² + 1); the others return the sample). */
   async scaleModelInput(sample: Tensor, timestep: number): Promise<Tensor> {
     const native = this.live();
     checkTimestep(timestep);
-    return new Tensor(await callAsync(() => native.scaleModelInput(sample.native, timestep)));
+    const handle = checkTensor(sample, 'sample').native;
+    return new Tensor(await callAsync(() => native.scaleModelInput(handle, timestep)));
   }
 
   /** One reverse-diffusion step from timestep t. */
@@ -227,7 +229,8 @@ export class Scheduler {
     const native = this.live();
     checkTimestep(timestep);
     const nativeOptions = toNativeStepOptions(options);
-    const result = await callAsync(() => native.step(modelOutput.native, timestep, sample.native, nativeOptions));
+    const [output, input] = [checkTensor(modelOutput, 'modelOutput').native, checkTensor(sample, 'sample').native];
+    const result = await callAsync(() => native.step(output, timestep, input, nativeOptions));
     const out: StepOutput = { prevSample: new Tensor(result.prevSample) };
     if (result.predOriginalSample !== undefined) out.predOriginalSample = new Tensor(result.predOriginalSample);
     return out;
@@ -240,13 +243,15 @@ export class Scheduler {
    */
   async addNoise(originalSamples: Tensor, noise: Tensor, timesteps: Tensor | readonly number[]): Promise<Tensor> {
     const native = this.live();
-    return this.withTimesteps(timesteps, async (t) => new Tensor(await callAsync(() => native.addNoise(originalSamples.native, noise.native, t.native))));
+    const [x0, n] = [checkTensor(originalSamples, 'originalSamples').native, checkTensor(noise, 'noise').native];
+    return this.withTimesteps(timesteps, async (t) => new Tensor(await callAsync(() => native.addNoise(x0, n, t.native))));
   }
 
   /** The v-prediction target sqrt(ᾱ)·noise − sqrt(1 − ᾱ)·x0 (DDPM, DDIM, Euler). */
   async getVelocity(sample: Tensor, noise: Tensor, timesteps: Tensor | readonly number[]): Promise<Tensor> {
     const native = this.live();
-    return this.withTimesteps(timesteps, async (t) => new Tensor(await callAsync(() => native.getVelocity(sample.native, noise.native, t.native))));
+    const [x, n] = [checkTensor(sample, 'sample').native, checkTensor(noise, 'noise').native];
+    return this.withTimesteps(timesteps, async (t) => new Tensor(await callAsync(() => native.getVelocity(x, n, t.native))));
   }
 
   /** Signal-to-noise ratio ᾱ / (1 − ᾱ) at integer training timesteps, for min-SNR loss weighting. */
@@ -323,7 +328,7 @@ function toNativeStepOptions(options: StepOptions): NativeStepOptions {
   if (typeof options !== 'object' || options === null) throw expected('an options object', 'options', options);
   const out: NativeStepOptions = {};
   if (options.generator !== undefined) out.generator = options.generator.native;
-  if (options.varianceNoise !== undefined) out.varianceNoise = options.varianceNoise.native;
+  if (options.varianceNoise !== undefined) out.varianceNoise = checkTensor(options.varianceNoise, 'options.varianceNoise').native;
   if (options.eta !== undefined) out.eta = options.eta;
   if (options.useClippedModelOutput !== undefined) out.useClippedModelOutput = options.useClippedModelOutput;
   if (options.sChurn !== undefined) out.sChurn = options.sChurn;

@@ -158,7 +158,14 @@ class DPMSolverMultistepScheduler final : public SchedulerBase {
     at::Tensor t = unwrap(timesteps).to(at::kCPU, at::kDouble).flatten();
     expectTimestepCount(t, x0);
     std::vector<int64_t> idx;
-    for (int64_t k = 0; k < t.numel(); ++k) idx.push_back(indexOf(t.data_ptr<double>()[k]));
+    for (int64_t k = 0; k < t.numel(); ++k) {
+      const double v = t.data_ptr<double>()[k];
+      // indexOf maps an absent timestep to the last step (as diffusers does); NaN would land there silently.
+      if (!std::isfinite(v))
+        throw InvalidArgument(std::string("Expected finite timesteps (taken from scheduler.timesteps) for timesteps but received ") +
+                              (std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity") + " at index " + std::to_string(k));
+      idx.push_back(indexOf(v));
+    }
     at::Tensor sigma = at::tensor(sigmas_, at::kFloat).to(x0.device(), x0.scalar_type()).index({at::tensor(idx, at::kLong).to(x0.device())});
     sigma = perBatch(sigma, x0);
     at::Tensor alpha = at::reciprocal(at::pow(at::pow(sigma, 2) + 1, 0.5));

@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
 #include <map>
 #include <optional>
 
@@ -19,6 +20,42 @@ namespace difftune {
 namespace {
 
 at::Tensor opt(const Tensor& t) { return t.defined() ? unwrap(t) : at::Tensor(); }
+
+std::string dtypeText(const at::Tensor& t) {
+  try {
+    return dtypeName(fromScalarType(t.scalar_type()));
+  } catch (const InvalidArgument&) {
+    return c10::toString(t.scalar_type());
+  }
+}
+
+std::string valueText(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity"; }
+
+// The inputs JavaScript hands forward(), checked where libtorch would otherwise fail deep inside a
+// reshape or the first convolution ("cannot reshape tensor of 0 elements", "Input type (long int) and
+// bias type (float) should be the same"), or silently compute NaN from a NaN timestep. The trainer
+// builds its own inputs and calls UNet::forward directly, so its steps pay for none of this.
+void checkForwardInputs(const ForwardInputs& in) {
+  if (in.sample.defined()) {
+    const at::Tensor& sample = unwrap(in.sample);
+    if (!sample.is_floating_point())
+      throw InvalidArgument("Expected a floating-point tensor (float32, bfloat16 or float16) for sample but received a tensor of dtype " +
+                            dtypeText(sample) + " and shape " + shapeText(sample));
+    if (sample.dim() > 0 && sample.size(0) == 0)
+      throw InvalidArgument("Expected at least one item (batch ≥ 1) in sample but received a batch of 0 (shape " + shapeText(sample) + ")");
+  }
+  if (in.context.defined() && !unwrap(in.context).is_floating_point())
+    throw InvalidArgument("Expected a floating-point tensor for encoderHiddenStates but received a tensor of dtype " + dtypeText(unwrap(in.context)));
+  if (in.timestep.defined()) {
+    const at::Tensor& t = unwrap(in.timestep);
+    if (t.is_floating_point() && t.numel() > 0) {
+      at::Tensor bad = t.detach().flatten().masked_select(at::isfinite(t.detach().flatten()).logical_not());
+      if (bad.numel() > 0)
+        throw InvalidArgument("Expected finite values for timestep but received " + valueText(bad[0].item<double>()) + " (a timestep tensor of shape " +
+                              shapeText(t) + ")");
+    }
+  }
+}
 
 }  // namespace
 
@@ -82,12 +119,14 @@ std::optional<c10::ScalarType> autocastType(const UNetRuntimeOptions& o) {
 }  // namespace
 
 Tensor UNetModel::forward(const ForwardInputs& in) const {
+  checkForwardInputs(in);
   at::NoGradGuard noGrad;
   AutocastScope autocast(unet_->conv_in->weight.device().type(), autocastType(options_));
   return wrap(unet_->forward(unwrap(in.sample), unwrap(in.timestep), opt(in.context), opt(in.classLabels)));
 }
 
 BackwardResult UNetModel::forwardBackwardMse(const ForwardInputs& in, const Tensor& target, const std::vector<std::string>& names) {
+  checkForwardInputs(in);
   at::AutoGradMode grad(true);
   AutocastScope autocast(unet_->conv_in->weight.device().type(), autocastType(options_));
   at::Tensor sample = unwrap(in.sample).detach().requires_grad_(true);

@@ -199,6 +199,13 @@ describe('Scheduler API', () => {
     await expect(s.getVelocity(x, x, ints)).rejects.toThrow(InvalidArgumentError);
     using dpm = await loadScheduler(setDir('dpmpp-linear-epsilon'));
     await expect(dpm.getVelocity(x, x, [999])).rejects.toThrow('DPMSolverMultistepScheduler has no getVelocity');
+    // An array where a tensor belongs was "received undefined"; a NaN timestep became the last step.
+    const array = [0, 1] as unknown as Tensor;
+    await expect(s.step(array, 999, x)).rejects.toThrow(new InvalidArgumentError('Expected a Tensor for modelOutput but received an array of length 2'));
+    await expect(s.addNoise(x, array, [999])).rejects.toThrow('Expected a Tensor for noise but received an array of length 2');
+    await expect(s.scaleModelInput(array, 999)).rejects.toThrow('Expected a Tensor for sample but received an array of length 2');
+    using nan = Tensor.from(new Float32Array([NaN]), [1]);
+    await expect(dpm.addNoise(x, x, nan)).rejects.toThrow(new InvalidArgumentError('Expected finite timesteps (taken from scheduler.timesteps) for timesteps but received NaN at index 0'));
   });
 
   test('DDPM add_noise, get_velocity and SNR at training timesteps', async () => {

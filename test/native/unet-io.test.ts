@@ -166,6 +166,35 @@ describe('clear errors', () => {
     await expect(unet.forward(x, t, { classLabels: labels })).rejects.toThrow();
   });
 
+  // These reached libtorch as raw text ("received undefined", "cannot reshape tensor of 0 elements",
+  // "Input type (long int) and bias type (float) should be the same") or computed NaN silently.
+  test('an array, an empty batch, an int64 sample and a NaN timestep are refused by name', async () => {
+    using unet = await loadUNet(TINY);
+    using t = Tensor.from(new BigInt64Array([1n]), [1]);
+    using x = Tensor.from(new Float32Array(3 * 16 * 16), [1, 3, 16, 16]);
+    const array = [[0, 1]] as unknown as Tensor;
+    await expect(unet.forward(array, t)).rejects.toThrow(new InvalidArgumentError('Expected a Tensor for sample but received an array of length 1'));
+    await expect(unet.forward(x, [5] as unknown as Tensor)).rejects.toThrow('Expected a Tensor for timestep but received an array of length 1');
+    await expect(unet.forwardBackwardMse(x, t, array)).rejects.toThrow('Expected a Tensor for target but received an array of length 1');
+    using empty = Tensor.from(new Float32Array(0), [0, 3, 16, 16]);
+    using noSteps = Tensor.from(new BigInt64Array(0), [0]);
+    await expect(unet.forward(empty, noSteps)).rejects.toThrow(new InvalidArgumentError('Expected at least one item (batch ≥ 1) in sample but received a batch of 0 (shape [0, 3, 16, 16])'));
+    using ints = Tensor.from(new BigInt64Array(3 * 16 * 16), [1, 3, 16, 16]);
+    await expect(unet.forward(ints, t)).rejects.toThrow(
+      new InvalidArgumentError('Expected a floating-point tensor (float32, bfloat16 or float16) for sample but received a tensor of dtype int64 and shape [1, 3, 16, 16]'),
+    );
+    await expect(unet.forwardBackwardMse(ints, t, x)).rejects.toThrow(/Expected a floating-point tensor .* for sample/);
+    using nan = Tensor.from(new Float32Array([NaN]), [1]);
+    await expect(unet.forward(x, nan)).rejects.toThrow(new InvalidArgumentError('Expected finite values for timestep but received NaN (a timestep tensor of shape [1])'));
+    using inf = Tensor.from(new Float32Array([1, -Infinity]), [2]);
+    using x2 = Tensor.from(new Float32Array(2 * 3 * 16 * 16), [2, 3, 16, 16]);
+    await expect(unet.forward(x2, inf)).rejects.toThrow('Expected finite values for timestep but received -Infinity');
+    // Finite float timesteps (Euler's) still work.
+    using half = Tensor.from(new Float32Array([10.5]), [1]);
+    using out = await unet.forward(x, half);
+    expect(out.shape).toEqual([1, 3, 16, 16]);
+  });
+
   test('class labels outside the embedding table are refused', async () => {
     using unet = await loadUNet(path.join(FIXTURES, 'unet2d-classcond'));
     using x = Tensor.from(new Float32Array(16 * 16), [1, 1, 16, 16]);
