@@ -1,6 +1,7 @@
 // A data-parallel training worker for test/native/data-parallel.test.ts, on the compiled library
 // (dist/): K optimizer steps of decoder-only training on MNIST, then this rank's trainable weights
-// and the process group's counters into <out>/rank-<RANK>.{safetensors,json}. Alone (no WORLD_SIZE)
+// Adam's first moments and the process group's counters into
+// <out>/rank-<RANK>.{safetensors,moments.safetensors,json}. Alone (no WORLD_SIZE)
 // it is the single-process reference. argv[2]: a JSON config { out, steps, batchSize, lr?, dieAt?, hangAt? }.
 'use strict';
 const fs = require('fs');
@@ -52,6 +53,9 @@ async function main() {
   const weights = new Map([...state].filter(([n]) => names.has(n)));
   const rank = dp.rank;
   await saveStateDict(path.join(config.out, `rank-${rank}.safetensors`), weights);
+  // Adam's first moments: the gradients before the optimizer, which runs can be compared on.
+  const moments = new Map([...(await trainer.optimizerState())].filter(([n]) => n.startsWith('exp_avg.')));
+  await saveStateDict(path.join(config.out, `rank-${rank}.moments.safetensors`), moments);
   const trainableNumel = plan.trainable.reduce((n, p) => n + p.numel, 0);
   const totalNumel = plan.totals.numel;
   fs.writeFileSync(path.join(config.out, `rank-${rank}.json`), JSON.stringify({ counters, gradNorms, trainableNumel, totalNumel, threads: process.env.OMP_NUM_THREADS ?? null }));

@@ -30,3 +30,12 @@ export function floatsOf(tensors: ReadonlyMap<string, Tensor>, keep: (name: stri
   for (const [name, t] of tensors) if (keep(name)) out.set(name, Float32Array.from(t.toArray() as Float32Array));
   return out;
 }
+
+/**
+ * The float32 rounding error of a sum of `terms` products, relative to the sum of their magnitudes, in
+ * the worst case (no cancellation assumed, every partial sum rounded): terms · 2^-24. Two runs that only
+ * group the same products differently (micro-batches, ranks) have gradients this close.
+ */
+export function float32SumBound(terms: number): number {
+  return terms * 2 ** -24;
+}

@@ -11,6 +11,7 @@ import { SafetensorsFile } from '../../lib/checkpoint/safetensors';
 import { freePort } from '../../lib/dist/launch';
 import { finetune } from '../../lib/train/finetune';
 import { runFinetuneCli } from '../../lib/train/cli';
+import { float32SumBound, relativeDistance } from '../helpers/run-distance';
 
 const WORKER = path.join(__dirname, '..', 'helpers', 'dp-worker.js');
 const BASE = path.join(__dirname, '..', 'fixtures', 'diffusers', 'unet2d-classcond');
@@ -75,6 +76,19 @@ function worstRelative(a: Map<string, Float32Array>, b: Map<string, Float32Array
   return worst;
 }
 
+// Runs that split the same samples over ranks (or micro-batches) sum the same products in another
+// grouping, so their gradients agree to float32 summation error: the deepest sum is a convolution
+// weight gradient over batch × H × W = 8 × 16 × 16 products (plus one all-reduce addition). They are
+// compared in Adam's first moments (a linear map of the gradients), over all weights at once: the
+// weights themselves are not, since Adam turns a last-bit difference in a near-zero gradient into an
+// update of ±lr, and which elements sit that close to zero depends on the CPU's kernels (see trainer.test.ts,
+// where wrong splits are shown to fail this bound).
+const GRADIENT_BOUND = float32SumBound(8 * 16 * 16 + 1);
+
+async function moments(file: string): Promise<Map<string, Float32Array>> {
+  return new Map([...(await floats(file))].filter(([n]) => n.startsWith('exp_avg.')));
+}
+
 const STEPS = 3;
 
 test('2 ranks × batch 4: bit-identical ranks, equal to 1 process × batch 8, only trainable gradients all-reduced', async () => {
@@ -90,21 +104,15 @@ test('2 ranks × batch 4: bit-identical ranks, equal to 1 process × batch 8, on
   expect(bytes0.equals(bytes1)).toBe(true);
 
   const reference = await floats(path.join(tmp, 'single', 'rank-0.safetensors'));
-  const distributed = await floats(path.join(tmp, 'rank-0.safetensors'));
-  // Gradients summed over 8 samples in one reduction or over two ranks differ in the last bits, and
-  // Adam turns those of near-zero elements into updates of up to ~lr: at a fine-tuning learning rate
-  // (1e-5) the weights agree within 1e-5 (as batch 8 vs 4 × accumulation 2 in trainer.test.ts).
-  const worst = worstRelative(reference, distributed);
-  expect([worst.name, worst.error]).toEqual([worst.name, expect.any(Number)]);
-  expect(worst.error).toBeLessThanOrEqual(1e-5);
-  // The weights did move further than that: the comparison is not between two copies of the base.
+  expect(relativeDistance(await moments(path.join(tmp, 'single', 'rank-0.moments.safetensors')), await moments(path.join(tmp, 'rank-0.moments.safetensors')))).toBeLessThan(GRADIENT_BOUND);
+  // The weights did move: the comparison is not between two copies of the base.
   const base = await floats(path.join(BASE, 'diffusion_pytorch_model.safetensors'));
   const moved = worstRelative(new Map([...base].filter(([n]) => reference.has(n))), reference);
   expect(moved.error).toBeGreaterThan(1e-5);
-  // Adam would hide a wrongly scaled gradient; the gradient norms (before clipping) do not.
+  // Clipping and Adam would hide a wrongly scaled gradient; the gradient norms (before clipping) do not.
   const normsOf = (file: string) => (JSON.parse(fs.readFileSync(file, 'utf8')) as { gradNorms: number[] }).gradNorms;
   const singleNorms = normsOf(path.join(tmp, 'single', 'rank-0.json'));
-  normsOf(path.join(tmp, 'rank-0.json')).forEach((n, i) => expect(Math.abs(n - singleNorms[i]!) / singleNorms[i]!).toBeLessThan(1e-5));
+  normsOf(path.join(tmp, 'rank-0.json')).forEach((n, i) => expect(Math.abs(n - singleNorms[i]!) / singleNorms[i]!).toBeLessThan(GRADIENT_BOUND));
 
   // Only trainable parameters travel: K steps × the trainable element count, frozen weights never.
   for (const rank of [0, 1]) {
@@ -174,17 +182,16 @@ test('npm run finetune -- --nproc-per-node 2 matches one process, and resumes wi
 
   // One process, the doubled batch: the same samples, noise and flips per step.
   const single = await finetune(recipe(path.join(tmp, 'single'), { batchSize: 8 }));
-  const weights = 'unet/diffusion_pytorch_model.safetensors';
-  const worst = worstRelative(await floats(path.join(tmp, 'single', weights)), await floats(path.join(distOut, weights)));
-  expect(worst.error).toBeLessThanOrEqual(1e-5);
+  const optimizer = 'checkpoint-4/optimizer.safetensors';
+  const singleMoments = await moments(path.join(tmp, 'single', optimizer));
+  expect(relativeDistance(singleMoments, await moments(path.join(distOut, optimizer)))).toBeLessThan(GRADIENT_BOUND);
 
   // Resume the 2-rank checkpoint of step 2 in one process (batch 4 × accumulation 2: the same global batch).
   const resumedOut = path.join(tmp, 'resumed');
   fs.cpSync(path.join(distOut, 'checkpoint-2'), path.join(resumedOut, 'checkpoint-2'), { recursive: true });
   const resumed = await finetune(recipe(resumedOut, { gradientAccumulation: 2 }, { resume: 'latest' }));
   expect(resumed.steps).toBe(4);
-  const worstResumed = worstRelative(await floats(path.join(tmp, 'single', weights)), await floats(path.join(resumedOut, weights)));
-  expect(worstResumed.error).toBeLessThanOrEqual(1e-5);
+  expect(relativeDistance(singleMoments, await moments(path.join(resumedOut, optimizer)))).toBeLessThan(GRADIENT_BOUND);
   expect(single.finalLoss).toBeCloseTo(resumed.finalLoss, 4);
 });
 
@@ -195,11 +202,10 @@ test('ranks holding different sample counts (an epoch’s short last batch) stil
   const data = { source: 'mnist', resolution: 16, channels: 1, limit: 10, randomFlip: true };
   const file = path.join(tmp, 'uneven.json');
   const distOut = path.join(tmp, 'uneven-dist');
-  fs.writeFileSync(file, JSON.stringify({ ...recipe(distOut, { steps: 2 }), data, checkpoint: { every: 0 } }));
+  fs.writeFileSync(file, JSON.stringify({ ...recipe(distOut, { steps: 2 }), data, checkpoint: { every: 2 } }));
   const r = await cli(['--recipe', file, '--nproc-per-node', '2', '--dist-timeout', '60']);
   expect([r.code, r.err]).toEqual([0, '']);
-  await finetune({ ...recipe(path.join(tmp, 'uneven-single'), { steps: 2, gradientAccumulation: 2 }), data, checkpoint: { every: 0 } });
-  const weights = 'unet/diffusion_pytorch_model.safetensors';
-  const worst = worstRelative(await floats(path.join(tmp, 'uneven-single', weights)), await floats(path.join(distOut, weights)));
-  expect(worst.error).toBeLessThanOrEqual(1e-5);
+  await finetune({ ...recipe(path.join(tmp, 'uneven-single'), { steps: 2, gradientAccumulation: 2 }), data, checkpoint: { every: 2 } });
+  const optimizer = 'checkpoint-2/optimizer.safetensors';
+  expect(relativeDistance(await moments(path.join(tmp, 'uneven-single', optimizer)), await moments(path.join(distOut, optimizer)))).toBeLessThan(GRADIENT_BOUND);
 }, 120_000);
