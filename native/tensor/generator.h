@@ -13,6 +13,15 @@
 
 namespace difftune {
 
+// SplitMix64's finaliser: chains keys (seed, step, sample index, purpose, ...) into the seed of an
+// independent generator, so each draw depends on its own keys only.
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
 struct GeneratorData;  // holds the at::Generator; defined in generator_data.h
 
 class Generator {

@@ -9,33 +9,32 @@
 #include <optional>
 
 #include "tensor/failure.h"
+#include "tensor/generator.h"
 #include "tensor/tensor_data.h"
 #include "train/adamw.h"
 #include "train/ema.h"
 #include "unet/autocast.h"
+#include "unet/lora.h"
 #include "unet/unet.h"
 
 namespace difftune {
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
 // Independent random streams per (seed, step, sample, purpose): a sample's noise does not depend on
 // which micro-batch or process computed it, nor on whether another option drew numbers before it.
-enum Stream : uint64_t { kTimestep = 1, kNoise = 2, kOffset = 3, kPerturbation = 4 };
+// kDropout keys the sample's LoRA dropout masks (each layer derives its own from it).
+enum Stream : uint64_t { kTimestep = 1, kNoise = 2, kOffset = 3, kPerturbation = 4, kDropout = 5 };
 
-at::Generator sampleGenerator(uint64_t seed, int64_t step, int64_t index, Stream stream) {
+uint64_t sampleKey(uint64_t seed, int64_t step, int64_t index, Stream stream) {
   uint64_t h = splitmix64(seed);
   h = splitmix64(h ^ static_cast<uint64_t>(step));
   h = splitmix64(h ^ static_cast<uint64_t>(index));
-  h = splitmix64(h ^ stream);
-  return at::make_generator<at::CPUGeneratorImpl>(h);
+  return splitmix64(h ^ stream);
+}
+
+at::Generator sampleGenerator(uint64_t seed, int64_t step, int64_t index, Stream stream) {
+  return at::make_generator<at::CPUGeneratorImpl>(sampleKey(seed, step, index, stream));
 }
 
 at::Tensor randnLike(at::IntArrayRef shape, at::Generator gen) {
@@ -114,8 +113,13 @@ struct Trainer::Impl {
     std::optional<c10::ScalarType> autocast;
     if (config.mixedPrecision == "bf16") autocast = at::kBFloat16;
     if (config.mixedPrecision == "fp16") autocast = at::kHalf;
+    // Dropout masks from (seed, step, sample index) too; checkpointed blocks carry the keys into
+    // their recomputation, which runs after this scope ends.
+    auto dropoutKeys = std::make_shared<DropoutKeys>();
+    for (int64_t g : indices) dropoutKeys->sampleKeys.push_back(sampleKey(seed, step, g, kDropout));
     at::Tensor out;
     {
+      DropoutKeysScope keysScope(dropoutKeys);
       AutocastScope scope(dev.type(), autocast);
       out = unet().forward(noisy, t, context.defined() ? context.to(dev) : context, labels.defined() ? labels.to(dev) : labels);
     }

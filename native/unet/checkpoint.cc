@@ -5,6 +5,9 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "unet/layers.h"
+#include "unet/lora.h"
+
 namespace difftune {
 
 namespace {
@@ -16,7 +19,24 @@ struct BlockHolder : torch::CustomClassHolder {
   BlockFn fn;
   std::vector<bool> defined;  // which inputs were defined (undefined ones are not autograd inputs)
   at::Tensor rngState;
+  std::shared_ptr<DropoutKeys> dropoutKeys;  // as they were when the block ran (call counts included)
 };
+
+std::shared_ptr<DropoutKeys> copyOf(const std::shared_ptr<DropoutKeys>& keys) {
+  return keys ? std::make_shared<DropoutKeys>(*keys) : nullptr;
+}
+
+bool usesTrainableWeights(Module& block) {
+  bool any = false;
+  block.forEachParameter([&](const std::string&, at::Tensor& p) { any = any || p.requires_grad(); });
+  block.forEachModule([&](Module& m) {
+    const LoraAdapter* a = nullptr;
+    if (auto* l = dynamic_cast<Linear*>(&m)) a = l->lora.get();
+    else if (auto* c = dynamic_cast<Conv2d*>(&m)) a = c->lora.get();
+    if (a) any = any || a->A.requires_grad() || a->B.requires_grad();
+  });
+  return any;
+}
 
 class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
  public:
@@ -25,6 +45,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
   static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<BlockHolder> holder, at::TensorList inputList) {
     variable_list inputs(inputList.begin(), inputList.end());
     holder->rngState = at::detail::getDefaultCPUGenerator().get_state();
+    holder->dropoutKeys = copyOf(DropoutKeysScope::current());
     std::vector<at::Tensor> full;
     size_t k = 0;
     for (bool d : holder->defined) full.push_back(d ? inputs[k++] : at::Tensor());
@@ -52,6 +73,9 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     gen.set_state(holder->rngState);
     std::vector<at::Tensor> outputs;
     {
+      // Backward may run on another thread (CUDA's autograd workers) and after the trainer's scope
+      // ended: install a copy of the forward's keys, so a second backward could replay them again.
+      DropoutKeysScope keys(copyOf(holder->dropoutKeys));
       at::AutoGradMode grad(true);
       outputs = holder->fn(full);
     }
@@ -76,15 +100,21 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
 
 }  // namespace
 
-std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs) {
+std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs, Module& block) {
   if (!at::GradMode::is_enabled()) return fn(inputs);
   auto holder = c10::make_intrusive<BlockHolder>();
   holder->fn = fn;
   variable_list defined;
+  bool inputNeedsGrad = false;
   for (const auto& t : inputs) {
     holder->defined.push_back(t.defined());
     if (t.defined()) defined.push_back(t);
+    inputNeedsGrad = inputNeedsGrad || (t.defined() && t.requires_grad());
   }
+  // Autograd sees only the function's inputs: with none requiring grad, the outputs would not either,
+  // and backward would never reach the block's own trainable weights. An extra empty input that
+  // requires grad (fn never sees it; its gradient stays undefined) keeps the block in the graph.
+  if (!inputNeedsGrad && usesTrainableWeights(block)) defined.push_back(at::empty({0}).requires_grad_(true));
   return CheckpointFunction::apply(holder, at::TensorList(defined));
 }
 

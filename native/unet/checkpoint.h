@@ -10,11 +10,15 @@
 
 namespace difftune {
 
+class Module;
+
 using BlockFn = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&)>;
 
-// outputs = fn(inputs), with only `inputs` kept for backward. Parameters used by fn receive their
-// gradients when backward recomputes fn. Undefined inputs are allowed (passed through as undefined).
-// The CPU random state is replayed so dropout masks match between the two runs.
-std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs);
+// outputs = fn(inputs), with only `inputs` kept for backward. Parameters used by fn (those of `block`
+// and its LoRA adapters) receive their gradients when backward recomputes fn, also when no input
+// requires grad (a frozen stem before a trainable block, LoRA-only training). Undefined inputs are
+// allowed (passed through as undefined). The CPU random state and the LoRA dropout keys are replayed
+// so dropout masks match between the two runs.
+std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs, Module& block);
 
 }  // namespace difftune

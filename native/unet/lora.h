@@ -6,14 +6,48 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <memory>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace difftune {
+
+// Keys for reproducible dropout masks: one per batch item (the trainer derives it from seed, step and
+// the sample's global index, so a sample's mask does not depend on its micro-batch or rank). A LoRA
+// layer draws item i's mask from a generator seeded by (sampleKeys[i], the layer's key, how many times
+// the layer ran under these keys). Gradient checkpointing snapshots them with the call counts and
+// replays that snapshot when it recomputes a block, so the recomputation draws the same masks.
+struct DropoutKeys {
+  std::vector<uint64_t> sampleKeys;
+  std::unordered_map<uint64_t, uint64_t> calls;  // layer key → calls so far
+};
+
+// Installs `keys` for LoRA dropout on the calling thread (all torch work of a forward runs on one
+// thread) until the scope ends, restoring the previous ones; nullptr installs none. Without keys, LoRA
+// dropout draws from libtorch's global generator (a plain forward in training mode).
+class DropoutKeysScope {
+ public:
+  explicit DropoutKeysScope(std::shared_ptr<DropoutKeys> keys);
+  ~DropoutKeysScope();
+  DropoutKeysScope(const DropoutKeysScope&) = delete;
+  DropoutKeysScope& operator=(const DropoutKeysScope&) = delete;
+  static const std::shared_ptr<DropoutKeys>& current();
+
+ private:
+  std::shared_ptr<DropoutKeys> previous_;
+};
+
+// A layer's dropout key from its module path ("down_blocks.0.attentions.0...to_q"): stable across
+// processes and platforms.
+uint64_t loraLayerKey(const std::string& module);
 
 struct LoraAdapter {
   int64_t rank = 4;
   double alpha = 4;
   double dropout = 0;
+  uint64_t key = 0;  // loraLayerKey of the layer it adapts
   at::Tensor A, B;  // lora_A.weight, lora_B.weight
   // Conv2d targets: the base layer's geometry.
   bool conv = false;

@@ -196,7 +196,7 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
           b->forward(in[0], in[1], in[2], s);
           return s;
         },
-        {x, emb, ctx});
+        {x, emb, ctx}, *b);
     skips.insert(skips.end(), outs.begin(), outs.end());
     x = outs.back();
   }
@@ -204,7 +204,7 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
     if (recompute) {
       MidBlock* m = mid_block.get();
       x = checkpoint([m](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{m->forward(in[0], in[1], in[2])}; },
-                     {x, emb, ctx})[0];
+                     {x, emb, ctx}, *m)[0];
     } else {
       x = mid_block->forward(x, emb, ctx);
     }
@@ -233,7 +233,7 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
           std::vector<at::Tensor> own(v.begin() + 3, v.end());
           return std::vector<at::Tensor>{u->forward(v[0], v[1], v[2], own, size)};
         },
-        in)[0];
+        in, *u)[0];
   }
 
   x = conv_out->forward(activate(convAct, conv_norm_out->forward(x)));

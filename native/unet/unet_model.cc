@@ -203,6 +203,7 @@ void UNetModel::addLora(const LoraOptions& o) {
     a->rank = o.rank;
     a->alpha = o.alpha;
     a->dropout = o.dropout;
+    a->key = loraLayerKey(module);
     const at::Tensor& w = t.linear ? t.linear->weight : t.conv->weight;
     int64_t in = w.size(1), out = w.size(0);
     int64_t k = t.conv ? t.conv->kernel : 1;
@@ -248,6 +249,7 @@ void UNetModel::setLora(const std::vector<LoraEntry>& entries, double dropout) {
     a->rank = rank;
     a->alpha = e.alpha > 0 ? e.alpha : static_cast<double>(rank);
     a->dropout = dropout;
+    a->key = loraLayerKey(e.module);
     a->A = A.to(w.device(), at::kFloat).detach().clone().set_requires_grad(true);
     a->B = B.to(w.device(), at::kFloat).detach().clone().set_requires_grad(true);
     if (conv) {

@@ -101,8 +101,9 @@ test('resuming from another base model is refused', async () => {
   await expect(finetune({ ...recipe(out, { resume: 'latest' }), model: { pretrained: other } })).rejects.toThrow(/was trained from .* not from/);
 });
 
-test('a LoRA run: adapters file out (PEFT and kohya), merged U-Net, base untouched, exact resume', async () => {
-  const lora = { rank: 4, alpha: 4, attention: true, format: 'kohya', saveMerged: true, targets: ['up_blocks.*.resnets.*.conv1'] };
+test('a LoRA run with dropout: adapters file out (PEFT and kohya), merged U-Net, base untouched, exact resume', async () => {
+  // Dropout masks come from (seed, step, sample, layer) like the noise, so they too resume exactly.
+  const lora = { rank: 4, alpha: 4, dropout: 0.1, attention: true, format: 'kohya', saveMerged: true, targets: ['up_blocks.*.resnets.*.conv1'] };
   const straight = await finetune(recipe(path.join(tmp, 'l1'), { lora }));
   expect(straight.loraFile).toBe(path.join(tmp, 'l1', 'pytorch_lora_weights.safetensors'));
   expect(fs.existsSync(path.join(tmp, 'l1', 'lora.kohya.safetensors'))).toBe(true);

@@ -1,5 +1,6 @@
 // LoRA: adapters start as a no-op, train while the base stays bit-identical, merge into the same
-// function, and round-trip through both file formats (PEFT/diffusers and kohya).
+// function, and round-trip through both file formats (PEFT/diffusers and kohya). Dropout masks are
+// reproducible, independent of the micro-batch split, and the same when checkpointing recomputes.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -147,4 +148,97 @@ test('adapters cannot be removed, replaced or merged while a Trainer updates the
   trainer.dispose();
   await unet.mergeLora();
   expect(await unet.loraEntries()).toHaveLength(0);
+});
+
+/** Sample k of a synthetic set: its latents and text context depend on k only. */
+function samples(first: number, n: number): { pixels: Tensor; ctx: Tensor } {
+  const per = 4 * 16 * 16;
+  const pixels = new Float32Array(n * per);
+  const ctx = new Float32Array(n * 6 * 32);
+  for (let k = 0; k < n; k++) {
+    pixels.set(noise(per, 100 + first + k), k * per);
+    ctx.set(noise(6 * 32, 500 + first + k), k * 6 * 32);
+  }
+  return { pixels: Tensor.from(pixels, [n, 4, 16, 16]), ctx: Tensor.from(ctx, [n, 6, 32]) };
+}
+
+/** LoRA-only training (attention, feed-forward and conv targets) with `dropout`: per-step losses, gradient norms, adapters. */
+async function dropoutRun(dropout: number, opts: { steps?: number; batch?: number; micro?: number; checkpointing?: boolean; sgdLike?: boolean } = {}) {
+  const { steps = 3, batch = 4, micro = batch, checkpointing = false, sgdLike = false } = opts;
+  using unet = await loadUNet(COND);
+  await unet.setOptions({ gradientCheckpointing: checkpointing });
+  const options = loraOptionsSchema.parse({ rank: 4, alpha: 8, feedForward: true, targets: ['up_blocks.*.resnets.*.conv1'] });
+  const modules = loraTargetModules((await unet.parameters()).map((p) => p.name), options);
+  await unet.addLora({ targets: modules, rank: 4, alpha: 8, dropout, seed: 5 });
+  using scheduler = await loadScheduler(path.join(COND, 'scheduler'));
+  using alphasCumprod = await scheduler.alphasCumprod();
+  const trainable = loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true }));
+  // sgdLike: an epsilon far above every gradient element makes AdamW's update lr·m̂/ε, linear in the
+  // gradients, so the adapters compare gradients (Adam's g/|g| would blow rounding up to ±lr).
+  const adam = sgdLike ? { eps: 1, weightDecay: 0 } : {};
+  using trainer = await Trainer.create(unet, { trainable, alphasCumprod, predictionType: 'epsilon', seed: 3, ema: false, mixedPrecision: 'no', maxGradNorm: 0, ...adam });
+  const losses: number[] = [];
+  const norms: number[] = [];
+  for (let step = 0; step < steps; step++) {
+    let loss = 0;
+    for (let start = 0; start < batch; start += micro) {
+      const first = step * batch + start;
+      const { pixels, ctx } = samples(first, micro);
+      using _p = pixels;
+      using _c = ctx;
+      const indices = Array.from({ length: micro }, (_, i) => first + i);
+      loss += (await trainer.accumulate({ pixels, encoderHiddenStates: ctx, sampleIndices: indices, step, totalSamples: batch })).lossSum;
+    }
+    losses.push(loss);
+    norms.push((await trainer.step(sgdLike ? 0.1 : 1e-3)).gradNorm);
+  }
+  const adapters = new Map<string, Float32Array>();
+  for (const e of await unet.loraEntries()) {
+    adapters.set(`${e.module}.A`, e.A.toArray() as Float32Array);
+    adapters.set(`${e.module}.B`, e.B.toArray() as Float32Array);
+    e.A.dispose();
+    e.B.dispose();
+  }
+  return { losses, norms, adapters };
+}
+
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+
+test('LoRA dropout is reproducible: two identical runs give bit-identical adapters', async () => {
+  const a = await dropoutRun(0.1);
+  const b = await dropoutRun(0.1);
+  expect(a.norms).toEqual(b.norms);
+  for (const [name, w] of a.adapters) expect([name, Buffer.from(w.buffer).equals(Buffer.from(b.adapters.get(name)!.buffer))]).toEqual([name, true]);
+});
+
+test('LoRA dropout is applied: p = 0.5 changes the gradients and the later losses', async () => {
+  const off = await dropoutRun(0);
+  const on = await dropoutRun(0.5);
+  // B starts at zero, so the first loss is the base model's either way; the gradients already differ.
+  expect(on.losses[0]).toBe(off.losses[0]);
+  expect(rel(on.norms[0]!, off.norms[0]!)).toBeGreaterThan(1e-2);
+  expect(rel(on.losses[2]!, off.losses[2]!)).toBeGreaterThan(1e-6);
+});
+
+test('LoRA dropout masks follow the sample, not the micro-batch: batch 4 equals batch 2 × accumulation 2', async () => {
+  const full = await dropoutRun(0.5);
+  const split = await dropoutRun(0.5, { micro: 2 });
+  full.losses.forEach((l, i) => expect(rel(split.losses[i]!, l)).toBeLessThan(1e-6));
+  full.norms.forEach((n, i) => expect(rel(split.norms[i]!, n)).toBeLessThan(1e-5));
+});
+
+test('gradient checkpointing recomputes with the same LoRA dropout masks: same losses and gradients', async () => {
+  const plain = await dropoutRun(0.5, { sgdLike: true });
+  const ckpt = await dropoutRun(0.5, { checkpointing: true, sgdLike: true });
+  plain.losses.forEach((l, i) => expect(rel(ckpt.losses[i]!, l)).toBeLessThan(1e-6));
+  plain.norms.forEach((n, i) => expect(rel(ckpt.norms[i]!, n)).toBeLessThan(1e-5));
+  // The B matrices start at zero: after the steps they are the (sums of scaled) gradients themselves.
+  let worst = 0;
+  let worstName = '';
+  for (const [name, w] of plain.adapters) {
+    const r = relError(ckpt.adapters.get(name)!, w);
+    if (r > worst) [worst, worstName] = [r, name];
+  }
+  expect([worstName, worst]).toEqual([worstName, expect.any(Number)]);
+  expect(worst).toBeLessThan(1e-5);
 });
