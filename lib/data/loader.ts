@@ -140,6 +140,9 @@ export class DataLoader {
     this.batchesPerEpoch = this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
     if (this.batchesPerEpoch === 0)
       throw new DatasetError(`batchSize ${this.batchSize} is larger than the dataset (${n} samples) and dropLast is set: an epoch would have no batch`);
+    if (this.batchSize > n) {
+      this.onWarning(`batchSize ${this.batchSize} is larger than the dataset (${n} samples): each batch holds only those ${n}`);
+    }
     const shard = options.shard ?? { rank: 0, worldSize: 1 };
     if (!Number.isSafeInteger(shard.worldSize) || shard.worldSize < 1 || !Number.isSafeInteger(shard.rank) || shard.rank < 0 || shard.rank >= shard.worldSize)
       throw new DatasetError(`shard: expected 0 ≤ rank < worldSize but found rank ${shard.rank}, worldSize ${shard.worldSize}`);

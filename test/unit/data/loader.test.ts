@@ -65,6 +65,20 @@ test('each epoch visits every sample once, in a new order', async () => {
   expect(dropLast.batchesPerEpoch).toBe(6);
 });
 
+test('a batch size larger than the dataset is warned about (it was accepted silently)', async () => {
+  const ds = await dataset();
+  const warnings: string[] = [];
+  const loader = new DataLoader(ds, { batchSize: 32, onWarning: (w) => warnings.push(w) });
+  expect(warnings.filter((w) => w.startsWith('batchSize'))).toEqual([
+    'batchSize 32 is larger than the dataset (20 samples): each batch holds only those 20',
+  ]);
+  expect((await loader.nextRaw()).indices).toHaveLength(20);
+  await loader.close();
+  warnings.length = 0;
+  await new DataLoader(ds, { batchSize: 20, onWarning: (w) => warnings.push(w) }).close();
+  expect(warnings.filter((w) => w.startsWith('batchSize'))).toEqual([]);
+});
+
 test('a sample gets the same crop, flip and caption whatever the batch size', async () => {
   const ds = await dataset();
   const two = bySample(await take(new DataLoader(ds, { batchSize: 2 }), 10), ds.sampleBytes);
