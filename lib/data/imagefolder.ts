@@ -12,6 +12,7 @@ import type { DatasetItem, ScanProgress, SkippedFile } from './item';
 import { METADATA_FILE, readMetadata } from './metadata';
 import { checkLinkInside, resolveInside } from './safe-path';
 import { mapLimit } from './limit';
+import { decodeUtf8 } from '../util/utf8';
 
 export interface ScanHooks {
   readonly onProgress?: (progress: ScanProgress) => void;
@@ -73,7 +74,7 @@ async function topLevel(root: string): Promise<{ images: number; dirs: string[] 
 }
 
 /** The sidecar caption of an image (first extension that exists), null when none does. */
-async function readSidecar(realRoot: string, image: string, extensions: readonly string[]): Promise<string | null> {
+async function readSidecar(realRoot: string, image: string, extensions: readonly string[], onWarning: (message: string) => void): Promise<string | null> {
   const base = image.slice(0, image.length - path.extname(image).length);
   for (const ext of extensions) {
     const candidate = base + ext;
@@ -83,7 +84,7 @@ async function readSidecar(realRoot: string, image: string, extensions: readonly
       continue;
     }
     const real = await resolveInside(realRoot, path.relative(realRoot, candidate), `caption file ${candidate}`);
-    return (await fs.readFile(real, 'utf8')).trim();
+    return decodeUtf8(await fs.readFile(real), candidate, onWarning).trim();
   }
   return null;
 }
@@ -125,7 +126,7 @@ export async function scanImageFolder(options: DataOptions, spec: DecodeSpec, ho
   let classNames: string[] | null = null;
   const captions = new Map<string, readonly string[] | null>();
   if (layout === 'metadata') {
-    const entries = await readMetadata(metadataFile, options.captionColumn);
+    const entries = await readMetadata(metadataFile, options.captionColumn, (message) => hooks.onWarning?.(message));
     for (const entry of entries) {
       const file = await resolveInside(realRoot, entry.fileName, `${metadataFile}:${entry.line}`);
       found.push({ file, className: null });
@@ -152,7 +153,7 @@ export async function scanImageFolder(options: DataOptions, spec: DecodeSpec, ho
         captions.set(f.file, null);
         continue;
       }
-      const text = await readSidecar(realRoot, f.file, options.captionExtensions);
+      const text = await readSidecar(realRoot, f.file, options.captionExtensions, (message) => hooks.onWarning?.(message));
       if (text === null) missing++;
       captions.set(f.file, [text ?? '']);
     }

@@ -5,6 +5,7 @@
 import { promises as fs } from 'node:fs';
 import { z } from 'zod';
 import { DatasetError, describeValue } from '../errors';
+import { decodeUtf8 } from '../util/utf8';
 
 export const METADATA_FILE = 'metadata.jsonl';
 
@@ -17,9 +18,9 @@ export interface MetadataEntry {
   readonly captions: readonly string[];
 }
 
-/** Parses the file; blank lines are allowed, anything else must be a valid entry. */
-export async function readMetadata(file: string, captionColumn: string): Promise<MetadataEntry[]> {
-  const text = await fs.readFile(file, 'utf8');
+/** Parses the file; blank lines are allowed, anything else must be a valid entry. `onWarning` hears of bytes that are not UTF-8. */
+export async function readMetadata(file: string, captionColumn: string, onWarning: (message: string) => void = () => undefined): Promise<MetadataEntry[]> {
+  const text = decodeUtf8(await fs.readFile(file), file, onWarning);
   const entries: MetadataEntry[] = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {

@@ -30,6 +30,15 @@ describe('metadata.jsonl layout', () => {
     expect(ds.classNames).toBeNull();
   });
 
+  test('a metadata.jsonl that is not UTF-8 is warned about, naming the file and line', async () => {
+    const dir = await metadataFolder([JSON.stringify({ file_name: 'a.png', text: 'ok' })]);
+    fs.appendFileSync(path.join(dir, 'metadata.jsonl'), Buffer.concat([Buffer.from('\n{"file_name": "sub/b.jpg", "text": "na'), Buffer.from([0xef, 0xbf]), Buffer.from('ve"}\n')]));
+    const warnings: string[] = [];
+    const ds = await createDataset({ path: dir, resolution: 16 }, { onWarning: (w) => warnings.push(w) });
+    expect(warnings).toEqual([expect.stringMatching(/metadata\.jsonl is not valid UTF-8: byte \d+ \(line 2\) and any other invalid bytes were read as U\+FFFD/)]);
+    expect(ds.items[1]!.captions).toEqual(['na\ufffdve']);
+  });
+
   test('a custom caption column', async () => {
     const dir = await metadataFolder([JSON.stringify({ file_name: 'a.png', prompt: 'p' })]);
     const ds = await createDataset({ path: dir, captionColumn: 'prompt', resolution: 16 }, quiet);
@@ -92,6 +101,26 @@ describe('folder layouts without metadata', () => {
     expect(ds.layout).toBe('sidecar');
     expect(ds.items.map((i) => i.captions)).toEqual([['from txt'], ['from caption'], ['']]);
     expect(warnings.join('\n')).toMatch(/1 image\(s\) .* have no caption file/);
+  });
+
+  // Read as 'utf8', invalid bytes became U+FFFD in the caption without a word.
+  test('a caption file that is not UTF-8 is warned about, naming the file and the first bad byte', async () => {
+    const dir = tempDir();
+    await writeImage(path.join(dir, 'a.png'), 16, 16, 1);
+    await writeImage(path.join(dir, 'b.png'), 16, 16, 2);
+    await writeImage(path.join(dir, 'c.png'), 16, 16, 3);
+    fs.writeFileSync(path.join(dir, 'a.txt'), Buffer.from('caf\xe9 au lait', 'latin1'));
+    fs.writeFileSync(path.join(dir, 'b.txt'), Buffer.from('\ufeffa cat', 'utf16le'));
+    fs.writeFileSync(path.join(dir, 'c.txt'), 'caf\u00e9, fine');
+    const warnings: string[] = [];
+    const ds = await createDataset({ path: dir, resolution: 16 }, { onWarning: (w) => warnings.push(w) });
+    const root = fs.realpathSync(dir);
+    expect(warnings).toEqual([
+      `${path.join(root, 'a.txt')} is not valid UTF-8: byte 3 (line 1) and any other invalid bytes were read as U+FFFD (\ufffd); save the file as UTF-8`,
+      `${path.join(root, 'b.txt')} is not valid UTF-8 (it starts like UTF-16): byte 0 (line 1) and any other invalid bytes were read as U+FFFD (\ufffd); save the file as UTF-8`,
+    ]);
+    expect(ds.items[0]!.captions).toEqual(['caf\ufffd au lait']);
+    expect(ds.items[2]!.captions).toEqual(['caf\u00e9, fine']);
   });
 
   test('plain folder: unconditional (no captions, no labels)', async () => {
