@@ -13,6 +13,12 @@ export interface RuntimeInfo {
   /** libtorch's own account of its parallel backend (OpenMP, MKL, ...). */
   parallelInfo: string;
   buildConfig: string;
+  /**
+   * Whether libtorch may use oneDNN's kernels: false when it was built without them, or when a cap on
+   * oneDNN's ISA below AVX-512 (ONEDNN_MAX_CPU_ISA, as used to run an AVX-512 machine as an AVX2 one)
+   * made difftune switch them off, since libtorch 1.13 ignores the cap for bf16.
+   */
+  onednn: boolean;
   napiVersion: number;
 }
 
@@ -27,6 +33,7 @@ export async function runtimeInfo(): Promise<RuntimeInfo> {
     threads,
     parallelInfo: info.parallelInfo,
     buildConfig: info.buildConfig,
+    onednn: info.onednn,
     napiVersion: info.napiVersion,
   };
 }

@@ -57,6 +57,7 @@ export interface NativeRuntimeInfo {
   cudaDeviceCount: number;
   parallelInfo: string;
   buildConfig: string;
+  onednn: boolean;
   napiVersion: number;
 }
 

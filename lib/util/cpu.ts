@@ -21,6 +21,17 @@ export function cpuFlags(cpuinfo: string): Set<string> {
 }
 
 /**
+ * Whether libtorch 1.13+'s bf16 convolutions and matmuls run on oneDNN, which accumulates in float32 and
+ * rounds once per output: it chooses oneDNN for bf16 when the CPU has AVX-512 BW, VL and DQ
+ * (mkldnn_bf16_device_check) and oneDNN is in use. Otherwise its own CPU kernels run, which also round
+ * partial sums to bf16 (measured: 4-6× the error of oneDNN's on the fixture U-Nets).
+ */
+export function bf16UsesOnednn(cpuinfo: string, onednn: boolean): boolean {
+  const flags = cpuFlags(cpuinfo);
+  return onednn && ['avx512bw', 'avx512vl', 'avx512dq'].every((f) => flags.has(f));
+}
+
+/**
  * Why bf16 autocast would be slow on this CPU, or null when it has bf16 arithmetic (x86 AVX-512-BF16 or
  * AMX-BF16, Arm's BF16 extension) or when the flags are unknown (no cpuinfo: nothing is refused on a
  * guess). Without it libtorch emulates bf16: every operand is converted to float32 and back, so a

@@ -67,6 +67,7 @@ Napi::Value runtimeInfoJs(const Napi::CallbackInfo& info) {
     o.Set("cudaDeviceCount", r.cudaDeviceCount);
     o.Set("parallelInfo", r.parallelInfo);
     o.Set("buildConfig", r.buildConfig);
+    o.Set("onednn", r.onednn);
     o.Set("napiVersion", NAPI_VERSION);
     return o;
   });

@@ -7,7 +7,10 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "tensor/failure.h"
@@ -25,6 +28,7 @@ RuntimeInfo runtimeInfo() {
   info.threads = at::get_num_threads();
   info.parallelInfo = at::get_parallel_info();
   info.buildConfig = at::show_config();
+  info.onednn = at::hasMKLDNN() && at::globalContext().userEnabledMkldnn();
   return info;
 }
 
@@ -36,7 +40,27 @@ void setIntraOpThreads(int threads) {
 
 int intraOpThreads() { return at::get_num_threads(); }
 
+namespace {
+
+// oneDNN's bf16 kernels need AVX-512 (avx512_core) or AMX. libtorch 1.13 routes bf16 convolutions and
+// matmuls to oneDNN by the CPU's own flags, ignoring a cap set with ONEDNN_MAX_CPU_ISA (or its older
+// name DNNL_MAX_CPU_ISA), and oneDNN then fails with "could not create a primitive descriptor
+// iterator". A cap below avx512_core is how one runs an AVX-512 machine as an AVX2 one (CI does, to
+// prove numerics on both), so honour it the way such a CPU would be treated: no oneDNN at all.
+bool onednnCapExcludesBf16() {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (cap == nullptr || *cap == '\0') cap = std::getenv("DNNL_MAX_CPU_ISA");
+  if (cap == nullptr || *cap == '\0') return false;
+  std::string isa(cap);
+  for (char& c : isa) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  auto starts = [&](const char* prefix) { return isa.rfind(prefix, 0) == 0; };
+  return !(isa == "ALL" || starts("AVX512_CORE") || starts("AVX10") || starts("AMX"));
+}
+
+}  // namespace
+
 void initComputeThread(int threads) {
+  if (onednnCapExcludesBf16()) at::globalContext().setUserEnabledMkldnn(false);
   at::init_num_threads();
   if (threads > 0) at::set_num_threads(threads);
   at::GradMode::set_enabled(false);

@@ -14,6 +14,7 @@ struct RuntimeInfo {
   int threads = 0;  // intra-op threads of the calling thread
   std::string parallelInfo;
   std::string buildConfig;
+  bool onednn = false;  // whether libtorch may route ops to oneDNN (built with it, and not switched off)
 };
 
 RuntimeInfo runtimeInfo();
