@@ -440,6 +440,6 @@ describe('SafetensorsFile handle', () => {
   });
 
   test('a missing file rejects with ENOENT', async () => {
-    await expect(SafetensorsFile.open(path.join(tempDir(), 'missing.safetensors'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(SafetensorsFile.open(path.join(tempDir(), 'missing.safetensors'))).rejects.toMatchObject({ code: 'ERR_FILE_SYSTEM', errno: 'ENOENT' });
   });
 });

@@ -263,7 +263,7 @@ describe('atomic replacement', () => {
       return handle;
     });
     const tensors = { a: randomTensor('F32', [4]), b: randomTensor('F32', [4]), c: randomTensor('F32', [4]) };
-    await expect(writeSafetensors(target, tensors)).rejects.toMatchObject({ code: 'ENOSPC' });
+    await expect(writeSafetensors(target, tensors)).rejects.toMatchObject({ code: 'ERR_FILE_SYSTEM', errno: 'ENOSPC' });
     expectUntouched(target);
   });
 
@@ -274,7 +274,7 @@ describe('atomic replacement', () => {
       renames.push(String(from));
       throw Object.assign(new Error('EIO: i/o error, rename'), { code: 'EIO' });
     });
-    await expect(writeSafetensors(target, { a: randomTensor('U8', [1]) })).rejects.toMatchObject({ code: 'EIO' });
+    await expect(writeSafetensors(target, { a: randomTensor('U8', [1]) })).rejects.toMatchObject({ code: 'ERR_FILE_SYSTEM', errno: 'EIO' });
     expect(renames).toHaveLength(1);
     expect(path.dirname(renames[0] as string)).toBe(path.dirname(target));
     expect(path.basename(renames[0] as string)).toMatch(new RegExp(`^\\.model\\.safetensors\\.tmp-${process.pid}-[0-9a-f]{12}$`));
@@ -299,7 +299,7 @@ describe('atomic replacement', () => {
     jest.spyOn(cryptoModule, 'randomBytes').mockImplementation(() => fixed);
     const tempPath = path.join(path.dirname(target), `.model.safetensors.tmp-${process.pid}-${fixed.toString('hex')}`);
     mkdirSync(tempPath);
-    await expect(writeSafetensors(target, { a: tensor })).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(writeSafetensors(target, { a: tensor })).rejects.toMatchObject({ code: 'ERR_FILE_SYSTEM', errno: 'EEXIST' });
     expect(readFileSync(target)).toEqual(original);
     expect(existsSync(tempPath)).toBe(true);
     expect(leftovers(target)).toEqual([path.basename(tempPath)]);
@@ -307,7 +307,7 @@ describe('atomic replacement', () => {
 
   test('a missing folder fails without creating anything', async () => {
     const target = path.join(tempDir(), 'no-such-folder', 'model.safetensors');
-    await expect(writeSafetensors(target, { a: randomTensor('U8', [1]) })).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(writeSafetensors(target, { a: randomTensor('U8', [1]) })).rejects.toMatchObject({ code: 'ERR_FILE_SYSTEM', errno: 'ENOENT' });
     expect(existsSync(path.dirname(target))).toBe(false);
   });
 });
