@@ -8,8 +8,10 @@ import { createHash } from 'crypto';
 import { createReadStream, promises as fs } from 'fs';
 import * as path from 'path';
 import { z } from 'zod';
-import { ConfigError } from '../errors';
+import { ConfigError, FileSystemError } from '../errors';
 import { writeAll, writeFileAtomically } from '../util/atomic-write';
+import { fileSystemError, withFileErrors } from '../util/fs-errors';
+import { createFolder } from '../util/output-folder';
 
 export const CHECKPOINT_FORMAT = 'difftune-checkpoint/1';
 export const STATE_FILE = 'state.json';
@@ -121,11 +123,13 @@ async function fsyncDir(dir: string): Promise<void> {
  * is renamed to checkpoint-<step>. Then all but the newest `keep` checkpoints are deleted (0: keep all).
  */
 export async function writeCheckpoint(output: string, state: CheckpointState, fill: (dir: string) => Promise<void>, keep: number): Promise<string> {
-  await fs.mkdir(output, { recursive: true });
+  await createFolder(output);
   const final = path.join(output, `checkpoint-${state.step}`);
   const tmp = path.join(output, `.checkpoint-${state.step}.tmp-${process.pid}-${Date.now()}`);
-  await fs.rm(tmp, { recursive: true, force: true });
-  await fs.mkdir(tmp);
+  await withFileErrors(final, 'write the checkpoint', async () => {
+    await fs.rm(tmp, { recursive: true, force: true });
+    await fs.mkdir(tmp);
+  });
   try {
     await fill(tmp);
     const text = Buffer.from(`${JSON.stringify(state, null, 2)}\n`, 'utf8');
@@ -145,15 +149,21 @@ export async function writeCheckpoint(output: string, state: CheckpointState, fi
     if (moved) await fs.rm(old, { recursive: true, force: true });
   } catch (error) {
     await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    throw error;
+    // The temporary folder is an implementation detail: errors name the checkpoint being written.
+    if (error instanceof FileSystemError && error.message.includes(tmp)) {
+      throw new FileSystemError(error.path.split(tmp).join(final), error.errno, error.message.split(tmp).join(final), { cause: error });
+    }
+    throw fileSystemError(error, final, 'write the checkpoint');
   }
-  if (keep > 0) {
-    const all = await listCheckpoints(output);
-    for (const c of all.slice(0, Math.max(0, all.length - keep))) await fs.rm(c.dir, { recursive: true, force: true });
-  }
-  // Leftovers of runs killed mid-write.
-  for (const name of await fs.readdir(output)) {
-    if (/^\.checkpoint-\d+\.tmp-/.test(name) && !name.includes(`-${process.pid}-`)) await fs.rm(path.join(output, name), { recursive: true, force: true }).catch(() => undefined);
-  }
+  await withFileErrors(output, 'remove old checkpoints from', async () => {
+    if (keep > 0) {
+      const all = await listCheckpoints(output);
+      for (const c of all.slice(0, Math.max(0, all.length - keep))) await fs.rm(c.dir, { recursive: true, force: true });
+    }
+    // Leftovers of runs killed mid-write.
+    for (const name of await fs.readdir(output)) {
+      if (/^\.checkpoint-\d+\.tmp-/.test(name) && !name.includes(`-${process.pid}-`)) await fs.rm(path.join(output, name), { recursive: true, force: true }).catch(() => undefined);
+    }
+  });
   return final;
 }

@@ -13,6 +13,7 @@ import type { Writable } from 'node:stream';
 import { ConfigError, ProcessError } from '../errors';
 import { packageRoot } from '../native/load';
 import { workerEnv } from './env';
+import { isStopExitCode, STOP_EXIT_CODES } from '../util/exit-codes';
 
 export interface LaunchOptions {
   nprocPerNode: number;
@@ -126,7 +127,8 @@ export interface WorkerExit {
 
 /**
  * Runs this node's workers to the end. Resolves to the launcher's exit code: 0 when every worker
- * succeeded, 130 when they stopped on a signal with a checkpoint, otherwise the first failure's code.
+ * succeeded, 130 (SIGINT) or 143 (SIGTERM) when they stopped on a signal with a checkpoint, otherwise
+ * the first failure's code.
  */
 export async function launchWorkers(options: LaunchOptions, workerArgs: readonly string[], out: Writable, err: Writable): Promise<number> {
   const script = workerScript(options);
@@ -165,7 +167,7 @@ export async function launchWorkers(options: LaunchOptions, workerArgs: readonly
     const exits = await Promise.all(
       children.map(async (c) => {
         const e = await c.exited;
-        const failed = e.code !== 0 && e.code !== 130;
+        const failed = e.code !== 0 && !isStopExitCode(e.code);
         if (failed && failure === undefined) {
           failure = e;
           err.write(`finetune: rank ${e.rank} ${e.code === null ? `was killed (${e.signal})` : `exited with code ${e.code}`}; stopping the other ${children.length - 1} worker(s)\n`);
@@ -181,7 +183,9 @@ export async function launchWorkers(options: LaunchOptions, workerArgs: readonly
     );
     if (stopTimer) clearTimeout(stopTimer);
     if (failure) return failure.code ?? 1;
-    return exits.some((e) => e.code === 130) ? 130 : 0;
+    // Stopped on a signal: SIGTERM's code when any worker had SIGTERM, else SIGINT's.
+    if (exits.some((e) => e.code === STOP_EXIT_CODES.SIGTERM)) return STOP_EXIT_CODES.SIGTERM;
+    return exits.some((e) => e.code === STOP_EXIT_CODES.SIGINT) ? STOP_EXIT_CODES.SIGINT : 0;
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigterm);

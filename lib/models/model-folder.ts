@@ -9,6 +9,8 @@ import { parseLenientJson, formatLenientJson } from '../config/json';
 import { DEFAULT_DIFFUSERS_VERSION } from '../config/scheduler';
 import { loadStateDict, saveStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
 import { writeFileAtomically, writeAll } from '../util/atomic-write';
+import { pathKind } from '../util/fs-errors';
+import { createFolder } from '../util/output-folder';
 
 /**
  * `<dir>/<base>` alone, or the shards `<dir>/<base>.index.json` maps to (each checked to be a file in
@@ -16,16 +18,17 @@ import { writeFileAtomically, writeAll } from '../util/atomic-write';
  */
 export function shardedWeightFiles(dir: string, base: string): string[] | undefined {
   const single = path.join(dir, base);
-  if (fs.existsSync(single)) return [single];
+  // pathKind, not fs.existsSync: a symlink loop is an error naming the file, not a missing file.
+  if (pathKind(single) !== undefined) return [single];
   const index = `${single}.index.json`;
-  if (!fs.existsSync(index)) return undefined;
+  if (pathKind(index) === undefined) return undefined;
   const parsed = parseLenientJson(fs.readFileSync(index, 'utf8'), index) as { weight_map?: unknown };
   const map = parsed.weight_map;
   if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(`${index}: expected an object "weight_map" of tensor name → shard file`);
   const shards = [...new Set(Object.values(map as Record<string, unknown>))];
   for (const shard of shards) {
     if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) throw new ConfigError(`${index}: shard ${JSON.stringify(shard)} is not a file name in the folder`);
-    if (!fs.existsSync(path.join(dir, shard))) throw new ConfigError(`${index}: shard ${shard} is missing from ${dir}`);
+    if (pathKind(path.join(dir, shard)) === undefined) throw new ConfigError(`${index}: shard ${shard} is missing from ${dir}`);
   }
   return (shards as string[]).map((s) => path.join(dir, s));
 }
@@ -57,7 +60,7 @@ export function diffusersConfigJson(config: { _class_name: string }, extra: Read
 
 /** Writes `<dir>/<weightsFile>` (the model's state dict) and then config.json, each atomically. */
 export async function saveModelFolder(dir: string, weightsFile: string, stateDict: () => Promise<StateDict>, configJson: () => Record<string, unknown>): Promise<void> {
-  fs.mkdirSync(dir, { recursive: true });
+  await createFolder(dir);
   const weights = await stateDict();
   try {
     await saveStateDict(path.join(dir, weightsFile), weights, { format: 'pt' });

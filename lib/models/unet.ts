@@ -112,6 +112,17 @@ export function resolveWeightFiles(dir: string, variant?: string): string[] {
   throw new ConfigError(`${dir} has no ${base} (nor a ${base}.index.json)${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
 }
 
+/**
+ * The warning diffusers logs for config keys the model class does not take ("The config attributes
+ * {...} were passed to UNet2DModel, but are not expected and will be ignored"), naming `file`; undefined
+ * when every key is known.
+ */
+export function unknownConfigKeysWarning(unet: UNet, file: string): string | undefined {
+  if (unet.unknownKeys.length === 0) return undefined;
+  const keys = unet.unknownKeys.map((k) => JSON.stringify(k)).join(', ');
+  return `${file}: ${unet.config._class_name} does not take the config key${unet.unknownKeys.length === 1 ? '' : 's'} ${keys}; ignored, as diffusers ignores ${unet.unknownKeys.length === 1 ? 'it' : 'them'}`;
+}
+
 export class UNet extends NativeModel<NativeUNet> {
   #options: Required<UNetRuntimeOptions> = { gradientCheckpointing: false, channelsLast: false, autocast: null };
   readonly config: UNetConfig;

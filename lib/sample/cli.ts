@@ -7,8 +7,9 @@ import * as path from 'path';
 import type { Writable } from 'stream';
 import { ConfigError, formatCliError } from '../errors';
 import { applyLoraFile } from '../models/lora';
-import { loadUNet } from '../models/unet';
+import { loadUNet, unknownConfigKeysWarning } from '../models/unet';
 import { isTextToImageFolder, openFolderScheduler, resolveModelFolder } from '../train/model-folder';
+import { checkOutputFile } from '../util/output-folder';
 import { toImages, writeGrid } from './image';
 import { sample } from './pipeline';
 
@@ -86,6 +87,8 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
   try {
     const a = parseArgs(argv);
     stack = a.stack;
+    // The image is written after sampling: a bad --out must fail now, not minutes later.
+    await checkOutputFile(a.out!, '--out');
     if (isTextToImageFolder(path.resolve(a.model!))) {
       const { runTxt2ImgCli } = await import('./txt2img-cli');
       return await runTxt2ImgCli(
@@ -110,8 +113,11 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
       );
     }
     if (a.prompts.length > 0) throw new ConfigError(`--prompt: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`);
-    const folder = resolveModelFolder(path.resolve(a.model!));
+    const warn = (message: string) => void err.write(`${message}\n`);
+    const folder = resolveModelFolder(path.resolve(a.model!), warn);
     using unet = await loadUNet(folder.unetDir);
+    const unknownKeys = unknownConfigKeysWarning(unet, path.join(folder.unetDir, 'config.json'));
+    if (unknownKeys !== undefined) warn(unknownKeys);
     if (a.lora) {
       await applyLoraFile(unet, a.lora);
     }

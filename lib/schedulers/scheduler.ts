@@ -33,6 +33,7 @@ import { callAsync, loadNative } from '../native/load';
 import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeSchedule, NativeScheduler, NativeStepOptions } from '../native/types';
 import { writeAll, writeFileAtomically } from '../util/atomic-write';
+import { createFolder } from '../util/output-folder';
 import { toNativeSchedulerConfig } from './native-config';
 
 export const SCHEDULER_CONFIG_FILE = 'scheduler_config.json';
@@ -282,7 +283,7 @@ export class Scheduler {
   /** Writes `<dir>/scheduler_config.json` atomically (the folder is created if needed). */
   async save(dir: string): Promise<string> {
     if (typeof dir !== 'string' || dir.length === 0) throw expected('a folder path', 'dir', dir);
-    await fs.mkdir(dir, { recursive: true });
+    await createFolder(dir);
     const target = nodePath.join(dir, SCHEDULER_CONFIG_FILE);
     const bytes = Buffer.from(formatSchedulerConfig(this.#parsed), 'utf8');
     await writeFileAtomically(target, (handle) => writeAll(handle, bytes));

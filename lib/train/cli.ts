@@ -2,7 +2,7 @@
  * `npm run finetune -- --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack]
  * [--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] [--dist-timeout S]]`:
  * argument parsing and printing around finetune(). A progress bar on a TTY, plain lines otherwise;
- * Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary with a checkpoint.
+ * Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary with a checkpoint and exits 130 or 143.
  */
 import { promises as fs } from 'fs';
 import type { Writable } from 'stream';
@@ -13,6 +13,7 @@ import { formatPlan } from '../freeze/format';
 import { finetune, planRecipe, type FinetuneProgress } from './finetune';
 import { launchWorkers, parseLaunchArgs } from '../dist/launch';
 import { readDistEnv } from '../dist/env';
+import { STOP_EXIT_CODES, type StopSignal } from '../util/exit-codes';
 
 interface Args {
   recipe?: string;
@@ -63,12 +64,15 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
       return 0;
     }
     const controller = new AbortController();
-    const stop = (signal: string) => {
-      if (controller.signal.aborted) return;
+    // The first signal stops at the next step with a checkpoint; a second one exits at once.
+    let stoppedBy: StopSignal | undefined;
+    const stop = (signal: StopSignal) => {
+      if (controller.signal.aborted) process.exit(STOP_EXIT_CODES[signal]);
+      stoppedBy = signal;
       err.write(`\n${signal}: stopping after this step and writing a checkpoint (again to force)\n`);
       controller.abort();
     };
-    const onSigint = () => (controller.signal.aborted ? process.exit(130) : stop('SIGINT'));
+    const onSigint = () => stop('SIGINT');
     const onSigterm = () => stop('SIGTERM');
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigterm);
@@ -80,12 +84,16 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
         onProgress: (p) => (tty ? out.write(`\r\x1b[K${progressLine(p)}`) : out.write(`${progressLine(p, 0).trim()}\n`)),
       });
       if (tty) out.write('\n');
+      // A data-parallel rank may stop because another rank got the signal: that is SIGINT's code.
+      const code = result.status === 'completed' ? 0 : STOP_EXIT_CODES[stoppedBy ?? 'SIGINT'];
       // Data-parallel: rank 0 reports for the run; the other ranks only fail loudly.
-      if ((readDistEnv()?.rank ?? 0) > 0) return result.status === 'completed' ? 0 : 130;
+      if ((readDistEnv()?.rank ?? 0) > 0) return code;
       const v = result.validation;
+      // NaN without a skipped (non-finite) step: no step ran (a resume at train.steps).
+      const loss = Number.isNaN(result.finalLoss) && result.skippedSteps === 0 ? 'n/a (no step ran)' : result.finalLoss.toFixed(4);
       out.write(
         [
-          `${result.status === 'completed' ? 'done' : 'stopped'}: ${result.steps} steps, final training loss ${result.finalLoss.toFixed(4)}` +
+          `${result.status === 'completed' ? 'done' : 'stopped'}: ${result.steps} steps, final training loss ${loss}` +
             (v.length > 1 ? `, held-out loss ${v[0]!.loss.toFixed(4)} → ${v[v.length - 1]!.loss.toFixed(4)}` : ''),
           result.skippedSteps > 0 ? `skipped steps (non-finite): ${result.skippedSteps}` : '',
           result.status !== 'completed'
@@ -99,7 +107,7 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
           .filter(Boolean)
           .join('\n') + '\n',
       );
-      return result.status === 'completed' ? 0 : 130;
+      return code;
     } finally {
       process.off('SIGINT', onSigint);
       process.off('SIGTERM', onSigterm);

@@ -25,7 +25,7 @@ import { createDataset, type Dataset } from '../data/dataset';
 import { DataLoader, type Batch, type LoaderState } from '../data/loader';
 import { planFreeze, planLoraBase, type FreezePlan } from '../freeze/plan';
 import { disposeLoraEntries, LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
-import { classLabelTensor, loadUNet, resolveWeightFiles, UNet } from '../models/unet';
+import { classLabelTensor, loadUNet, resolveWeightFiles, UNet, unknownConfigKeysWarning } from '../models/unet';
 import { Tensor } from '../native/tensor';
 import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog } from './metrics';
@@ -36,6 +36,9 @@ import { readCpuinfo } from '../util/cpu';
 import type { CacheStats, OpenedTextConditioning } from './text-conditioning';
 import { Trainer } from './trainer';
 import { joinDataParallel } from '../dist/data-parallel';
+import { readDistEnv } from '../dist/env';
+import { withFileErrors } from '../util/fs-errors';
+import { checkOutputFolder } from '../util/output-folder';
 
 export interface FinetuneProgress {
   /** Optimizer steps done. */
@@ -148,11 +151,14 @@ async function openValidation(recipe: Recipe, log: (line: string) => void): Prom
 
 export async function finetune(input: unknown, options: FinetuneOptions = {}): Promise<FinetuneResult> {
   const recipe = prepareRecipe(input, options.recipeFile);
+  // Before anything loads: a read-only, mistyped or /proc output would otherwise fail only at the first
+  // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
+  if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
   // Data-parallel (lib/dist): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
   const dp = await joinDataParallel({ device: recipe.model.device });
   const log = dp.isMain ? options.onLog ?? (() => undefined) : () => undefined;
   const t = recipe.train;
-  const folder = resolveBaseModel(recipe.model, (dir) => resolveWeightFiles(dir, recipe.model.variant));
+  const folder = resolveBaseModel(recipe.model, (dir) => resolveWeightFiles(dir, recipe.model.variant), log);
   const base = { path: folder.describe, sha256: await hashFiles(folder.identity) };
 
   // Resume: the checkpoint's weights replace the base weights before the optimizer and EMA exist.
@@ -163,6 +169,11 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     if (state.base.sha256 !== base.sha256) {
       throw new ConfigError(`resume: ${dir} was trained from ${state.base.path} (sha256 ${state.base.sha256.slice(0, 12)}…), not from ${base.path} (sha256 ${base.sha256.slice(0, 12)}…)`);
     }
+    // Past the end, no step would run: the run "finished" with a NaN loss and exit 0.
+    if (state.step > t.steps) {
+      throw new ConfigError(`resume: ${dir} is at step ${state.step}, past train.steps (${t.steps}): nothing is left to train; set train.steps above ${state.step} to continue training`);
+    }
+    if (state.step === t.steps) log(`resume: ${dir} is at train.steps (${t.steps}): no step is left to train; writing the final model from it`);
     resumed = { dir, state };
   }
 
@@ -170,6 +181,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // A LoRA run always starts from the base weights; its checkpoints hold only the adapters.
   const fromCheckpoint = resumed !== undefined && lora === null;
   using unet = fromCheckpoint ? await loadUNet(path.join(resumed!.dir, UNET_DIR), { device: recipe.model.device }) : await openBaseUNet(folder, recipe);
+  const unknownKeys = unknownConfigKeysWarning(unet, fromCheckpoint ? path.join(resumed!.dir, UNET_DIR, 'config.json') : folder.scratchConfig ?? path.join(folder.unetDir, 'config.json'));
+  if (unknownKeys !== undefined) log(unknownKeys);
   // Text-to-image: the pipeline's frozen text encoder and VAE make the U-Net's inputs.
   let text: OpenedTextConditioning | undefined;
   if (unet.isConditional && !unet.isClassConditional) {
@@ -274,7 +287,6 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
 
   const lrAt = makeLrSchedule({ ...t.lrSchedule, lr: t.lr, totalSteps: t.steps });
   const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));
-  await fs.mkdir(recipe.output, { recursive: true });
   const checkpoints: string[] = [];
   const validations: Array<{ step: number; loss: number }> = [];
   let consecutiveSkips = 0;
@@ -477,6 +489,6 @@ async function copyPipelineRest(pipelineDir: string, output: string): Promise<vo
     if (entry.name === 'unet' || entry.name === 'scheduler') continue;
     const from = path.join(pipelineDir, entry.name);
     const to = path.join(output, entry.name);
-    if (entry.isDirectory() || entry.name === 'model_index.json') await fs.cp(from, to, { recursive: true, force: true });
+    if (entry.isDirectory() || entry.name === 'model_index.json') await withFileErrors(to, 'write', () => fs.cp(from, to, { recursive: true, force: true }));
   }
 }

@@ -52,31 +52,64 @@ export function pseudoFileSystemOf(realPath: string, mountTable?: string): reado
   return best !== undefined && PSEUDO_FILE_SYSTEMS.has(best[1]) ? best : undefined;
 }
 
+/** The nearest existing folder on the way to `target`, and the parts below it that do not exist yet. */
+async function walkToExisting(target: string, field: string | undefined): Promise<{ existing: string; missing: string[] }> {
+  const context = { field };
+  const prefix = field === undefined ? '' : `${field}: `;
+  const missing: string[] = [];
+  let existing = target;
+  for (;;) {
+    let isFolder: boolean;
+    try {
+      isFolder = (await fs.stat(existing)).isDirectory();
+    } catch (error) {
+      const code = errnoOf(error);
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || nodePath.dirname(existing) === existing) throw fileSystemError(error, existing, 'access', context);
+      missing.unshift(existing);
+      existing = nodePath.dirname(existing);
+      continue;
+    }
+    if (!isFolder) {
+      const what = existing === target ? `${target} is a file` : `${existing} (on the way to ${target}) is a file`;
+      throw new FileSystemError(target, 'ENOTDIR', `${prefix}expected a folder to write into, but ${what}, not a folder`);
+    }
+    return { existing, missing };
+  }
+}
+
+async function makeFolders(parts: readonly string[], field: string | undefined): Promise<void> {
+  for (const part of parts) {
+    try {
+      await fs.mkdir(part);
+    } catch (error) {
+      // Another process may have created it in between.
+      if (errnoOf(error) === 'EEXIST' && (await fs.stat(part).then((s) => s.isDirectory(), () => false))) continue;
+      if (errnoOf(error) === 'EEXIST' && (await fs.lstat(part).then((s) => s.isSymbolicLink(), () => false))) {
+        const prefix = field === undefined ? '' : `${field}: `;
+        throw new FileSystemError(part, 'EEXIST', `${prefix}cannot create the folder ${part}: it is a symbolic link to ${await fs.readlink(part)}, which does not exist`);
+      }
+      throw fileSystemError(error, part, 'create the folder', { field });
+    }
+  }
+}
+
+/**
+ * `mkdir -p dir`, one mkdir per missing part, so that a failure names that part and its real errno
+ * (Node's recursive mkdir reports a read-only file system as ENOENT). Errors are FileSystemErrors,
+ * prefixed with `field` when given.
+ */
+export async function createFolder(dir: string, field?: string): Promise<void> {
+  const { missing } = await walkToExisting(nodePath.resolve(dir), field);
+  await makeFolders(missing, field);
+}
+
 /**
  * Makes sure `dir` is a folder this process can write files into, creating it if needed. Errors are
  * FileSystemErrors whose message starts with `field` (`output`, `--out`) and names the path and problem.
  */
 export async function checkOutputFolder(dir: string, field: string): Promise<void> {
   const target = nodePath.resolve(dir);
-  const context = { field };
-  // The nearest part of the path that exists; everything below it is created.
-  const missing: string[] = [];
-  let existing = target;
-  for (;;) {
-    try {
-      const stat = await fs.stat(existing);
-      if (!stat.isDirectory()) {
-        const what = existing === target ? `${target} is a file` : `${existing} (on the way to ${target}) is a file`;
-        throw new FileSystemError(target, 'ENOTDIR', `${field}: expected a folder to write into, but ${what}, not a folder`);
-      }
-      break;
-    } catch (error) {
-      const code = errnoOf(error);
-      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || nodePath.dirname(existing) === existing) throw fileSystemError(error, existing, 'access', context);
-      missing.unshift(existing);
-      existing = nodePath.dirname(existing);
-    }
-  }
+  const { existing, missing } = await walkToExisting(target, field);
   const real = await fs.realpath(existing).catch(() => existing);
   const pseudo = pseudoFileSystemOf(real);
   if (pseudo !== undefined) {
@@ -86,18 +119,7 @@ export async function checkOutputFolder(dir: string, field: string): Promise<voi
       `${field}: cannot write into ${target}: it is on the ${pseudo[1]} pseudo file system (mounted at ${pseudo[0]}), a kernel view that stores no files; choose a folder on a disk`,
     );
   }
-  for (const part of missing) {
-    try {
-      await fs.mkdir(part);
-    } catch (error) {
-      // Another process may have created it in between.
-      if (errnoOf(error) === 'EEXIST' && (await fs.stat(part).then((s) => s.isDirectory(), () => false))) continue;
-      if (errnoOf(error) === 'EEXIST' && (await fs.lstat(part).then((s) => s.isSymbolicLink(), () => false))) {
-        throw new FileSystemError(part, 'EEXIST', `${field}: cannot create the folder ${part}: it is a symbolic link to ${await fs.readlink(part)}, which does not exist`);
-      }
-      throw fileSystemError(error, part, 'create the folder', context);
-    }
-  }
+  await makeFolders(missing, field);
   const probe = nodePath.join(target, `.difftune-write-test-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     const handle = await fs.open(probe, 'wx');
@@ -108,7 +130,7 @@ export async function checkOutputFolder(dir: string, field: string): Promise<voi
     }
   } catch (error) {
     await fs.rm(probe, { force: true }).catch(() => undefined);
-    throw fileSystemError(error, target, 'write into', context);
+    throw fileSystemError(error, target, 'write into', { field });
   }
   await fs.rm(probe, { force: true });
 }

@@ -68,7 +68,11 @@ test('SIGKILL mid-checkpoint leaves the previous checkpoint intact and resumable
   }
 });
 
-test('SIGINT during npm run finetune stops at the next step with a checkpoint and exit code 130', async () => {
+// SIGTERM (what kill, Docker and Slurm send) stops like Ctrl-C but exits 143; it exited 130.
+test.each([
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const)('%s during npm run finetune stops at the next step with a checkpoint and exit code %i', async (signal, exitCode) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sigint-'));
   try {
     const output = path.join(tmp, 'run');
@@ -81,12 +85,12 @@ test('SIGINT during npm run finetune stops at the next step with a checkpoint an
       stdout += chunk.toString();
       if (!interrupted && /step 3\/500/.test(stdout)) {
         interrupted = true;
-        child.kill('SIGINT');
+        child.kill(signal);
       }
     });
     const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     expect(interrupted).toBe(true);
-    expect(code).toBe(130);
+    expect(code).toBe(exitCode);
     expect(stdout).toMatch(/stopped: \d+ steps/);
     const checkpoints = await listCheckpoints(output);
     expect(checkpoints).toHaveLength(1);
@@ -97,7 +101,10 @@ test('SIGINT during npm run finetune stops at the next step with a checkpoint an
   }
 });
 
-test('Ctrl-C to the data-parallel launcher stops every rank at the same step: one checkpoint, exit 130, no worker left', async () => {
+test.each([
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const)('%s to the data-parallel launcher stops every rank at the same step: one checkpoint, exit %i, no worker left', async (signal, exitCode) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sigint-dp-'));
   try {
     const output = path.join(tmp, 'run');
@@ -112,11 +119,11 @@ test('Ctrl-C to the data-parallel launcher stops every rank at the same step: on
       stdout += chunk.toString();
       if (!interrupted && /step 3\/500/.test(stdout)) {
         interrupted = true;
-        child.kill('SIGINT');  // what a terminal's Ctrl-C sends the launcher (its workers run in their own group)
+        child.kill(signal);  // SIGINT: what a terminal's Ctrl-C sends the launcher (its workers run in their own group)
       }
     });
     const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-    expect({ interrupted, code, stderr: code === 130 ? '' : stderr }).toEqual({ interrupted: true, code: 130, stderr: '' });
+    expect({ interrupted, code, stderr: code === exitCode ? '' : stderr }).toEqual({ interrupted: true, code: exitCode, stderr: '' });
     expect(stdout).toMatch(/stopped: \d+ steps/);
     const checkpoints = await listCheckpoints(output);
     expect(checkpoints).toHaveLength(1);

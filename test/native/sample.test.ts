@@ -4,10 +4,12 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
+import { PassThrough } from 'stream';
 import { disposeStateDict } from '../../lib/checkpoint/state-dict';
 import { relError } from '../../lib/conformance/compare';
 import { FixtureSet } from '../../lib/conformance/fixture-set';
 import { loadUNet } from '../../lib/models/unet';
+import { runSampleCli } from '../../lib/sample/cli';
 import { toImages, writeGrid } from '../../lib/sample/image';
 import { sample } from '../../lib/sample/pipeline';
 import { loadScheduler } from '../../lib/schedulers/scheduler';
@@ -53,4 +55,36 @@ test('a grid PNG of the samples', async () => {
   const meta = await sharp(file).metadata();
   expect([meta.width, meta.height]).toEqual([3 * 16 + 4 * 2, 2 * 16 + 3 * 2]);
   fs.rmSync(path.dirname(file), { recursive: true, force: true });
+});
+
+describe('npm run sample checks --out before sampling', () => {
+  async function run(argv: string[]): Promise<{ code: number; err: string }> {
+    const err = new PassThrough();
+    let text = '';
+    err.on('data', (c) => (text += String(c)));
+    const code = await runSampleCli(argv, new PassThrough(), err);
+    return { code, err: text };
+  }
+
+  test('a folder, a path below a file and /proc fail at once, naming --out; no step is sampled', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sample-out-'));
+    try {
+      const model = path.join(FIXTURES, 'unet2d-tiny');
+      const file = path.join(dir, 'file.png');
+      fs.writeFileSync(file, '');
+      const cases: Array<[string, string]> = [
+        [dir, `sample: --out: expected a file to write, but ${dir} is a folder (ERR_FILE_SYSTEM)`],
+        [path.join(file, 'grid.png'), `sample: --out: expected a folder to write into, but ${file} is a file, not a folder (ERR_FILE_SYSTEM)`],
+      ];
+      if (process.platform === 'linux' && fs.existsSync('/proc/self')) {
+        cases.push(['/proc/difftune-grid.png', 'sample: --out: cannot write into /proc: it is on the proc pseudo file system (mounted at /proc), a kernel view that stores no files; choose a folder on a disk (ERR_FILE_SYSTEM)']);
+      }
+      for (const [out, message] of cases) {
+        const r = await run(['--model', model, '--steps', '2', '--count', '1', '--out', out]);
+        expect({ code: r.code, err: r.err.trim() }).toEqual({ code: 1, err: message });
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

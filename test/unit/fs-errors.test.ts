@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileSystemError } from '../../lib/errors';
 import { SafetensorsFile, writeSafetensors } from '../../lib/checkpoint/safetensors';
+import { type CheckpointState, writeCheckpoint } from '../../lib/checkpoint/train-state';
 import { writeFileAtomically, writeAll } from '../../lib/util/atomic-write';
 import { fileSystemError, pathKind } from '../../lib/util/fs-errors';
 import { checkOutputFile, checkOutputFolder, pseudoFileSystemOf } from '../../lib/util/output-folder';
@@ -83,6 +84,17 @@ describe('writing files', () => {
     jest.spyOn(fs.promises, 'open').mockRejectedValueOnce(systemError('EROFS', 'open', `${target}.tmp`));
     const e = await caught(() => writeFileAtomically(target, (h) => writeAll(h, Buffer.from('{}'))));
     expect(e.message).toBe(`cannot write ${target}: the file system is read-only (EROFS)`);
+  });
+
+  test('a checkpoint that cannot be written names checkpoint-<step>, not its hidden temporary folder', async () => {
+    const output = fresh();
+    const state = { step: 3 } as unknown as CheckpointState;
+    const fill = async (tmp: string): Promise<void> => {
+      throw fileSystemError(systemError('ENOSPC', 'write'), path.join(tmp, 'optimizer.safetensors'), 'write');
+    };
+    const e = await caught(() => writeCheckpoint(output, state, fill, 0));
+    expect(e.message).toBe(`cannot write ${path.join(output, 'checkpoint-3', 'optimizer.safetensors')}: no space left on the device (ENOSPC)`);
+    expect(fs.readdirSync(output)).toEqual([]);
   });
 
   test('over a folder: says it is a folder', async () => {
