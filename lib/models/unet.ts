@@ -16,6 +16,7 @@ import type { NativeUNet, NativeUNetInputs } from '../native/types';
 import { diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFiles } from './model-folder';
 import { checkUNetActivationsFit, type ModelSize } from './memory-check';
 import { createNativeModel, loadWeightsInto, NativeModel, toTensorMap } from './native-model';
+import { pathKind } from '../util/fs-errors';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
 
@@ -102,7 +103,7 @@ export function resolveWeightFiles(dir: string, variant?: string): string[] {
   const base = variant ? `diffusion_pytorch_model.${variant}.safetensors` : UNET_WEIGHTS;
   const files = shardedWeightFiles(dir, base);
   if (files !== undefined) return files;
-  const pickles = ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'].filter((f) => fs.existsSync(path.join(dir, f)));
+  const pickles = ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'].filter((f) => pathKind(path.join(dir, f)) !== undefined);
   if (pickles.length > 0) {
     throw new UnsupportedFormatError(
       `${path.join(dir, pickles[0]!)} is a PyTorch pickle checkpoint, which difftune never loads (pickles can run arbitrary code). ` +
@@ -279,7 +280,8 @@ export async function loadUNet(dir: string, options: LoadUNetOptions = {}): Prom
   if (typeof dir !== 'string' || dir.length === 0) throw expected('a model folder path', 'dir', dir);
   checkOptions(options);
   const configFile = path.join(dir, 'config.json');
-  if (!fs.existsSync(configFile)) throw new ConfigError(`${dir} has no config.json: expected a diffusers model folder (config.json + ${UNET_WEIGHTS})`);
+  // pathKind, not fs.existsSync: a symlink loop is an error naming the file, not a missing config.json.
+  if (pathKind(configFile) === undefined) throw new ConfigError(`${dir} has no config.json: expected a diffusers model folder (config.json + ${UNET_WEIGHTS})`);
   const { config, unknownKeys } = readUNetConfig(configFile);
   const files = resolveWeightFiles(dir, options.variant);
   return withWeightFiles(dir, files, (weights, source) => UNet.fromParts(config, unknownKeys, weights, source, options));

@@ -55,7 +55,7 @@ export function resolveBaseModel(
  * that does not parse: the U-Net beside it still trains (a whole pipeline would fail when it loads).
  */
 export function resolveModelFolder(pretrained: string, onWarning?: (message: string) => void): ModelFolder {
-  if (pathKind(pretrained) !== 'folder') {
+  if (pathKind(pretrained, { field: 'model.pretrained' }) !== 'folder') {
     throw new ConfigError(`model.pretrained: ${pretrained} is not a folder (expected a diffusers U-Net folder or pipeline folder)`);
   }
   const firstExisting = (candidates: string[]) => candidates.find(exists);

@@ -82,23 +82,12 @@ function kindOf(stat: fs.Stats): PathKind {
  * is (ENOENT, or ENOTDIR: a file on the way). Unlike fs.existsSync, a symlink loop or a folder this user
  * may not enter is an error naming the path, not a "missing" file.
  */
-export function pathKind(path: string): PathKind | undefined {
+export function pathKind(path: string, context: FsErrorContext = {}): PathKind | undefined {
   try {
     return kindOf(fs.statSync(path));
   } catch (error) {
     const code = errnoOf(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw fileSystemError(error, path, 'access');
-  }
-}
-
-/** pathKind, asynchronously. */
-export async function pathKindAsync(path: string): Promise<PathKind | undefined> {
-  try {
-    return kindOf(await fs.promises.stat(path));
-  } catch (error) {
-    const code = errnoOf(error);
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw fileSystemError(error, path, 'access');
+    throw fileSystemError(error, path, 'access', context);
   }
 }

@@ -106,6 +106,20 @@ describe('runs that were accepted silently', () => {
     }
   });
 
+  test('a symlink loop as model.pretrained is a loop, not "not a folder"', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-cli-loop-'));
+    try {
+      const loop = path.join(dir, 'model');
+      fs.symlinkSync(path.join(dir, 'other'), loop);
+      fs.symlinkSync(loop, path.join(dir, 'other'));
+      const r = await run({ ...good, model: { pretrained: loop }, output: path.join(dir, 'run') });
+      expect(r.code).toBe(1);
+      expect(r.err.trim()).toBe(`finetune: model.pretrained: cannot access ${loop}: too many levels of symbolic links (a symlink loop?) (ELOOP) (ERR_FILE_SYSTEM)`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('unknown U-Net config keys and an invalid model_index.json beside a valid unet/ are warned about', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-cli-warn-'));
     try {

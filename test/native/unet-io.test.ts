@@ -6,7 +6,7 @@ import * as path from 'path';
 import { SafetensorsFile, writeSafetensors } from '../../lib/checkpoint/safetensors';
 import { disposeStateDict, loadStateDict } from '../../lib/checkpoint/state-dict';
 import { parseLenientJson } from '../../lib/config/json';
-import { ConfigError, InvalidArgumentError, UnsupportedFormatError } from '../../lib/errors';
+import { ConfigError, FileSystemError, InvalidArgumentError, UnsupportedFormatError } from '../../lib/errors';
 import { loadUNet, UNet } from '../../lib/models/unet';
 import { Tensor } from '../../lib/native/tensor';
 
@@ -142,6 +142,21 @@ describe('clear errors', () => {
     copyModel(COND, dir);
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...readJson(path.join(COND, 'config.json')), addition_embed_type: 'text_time' }));
     await expect(loadUNet(dir)).rejects.toThrow(/"addition_embed_type"/);
+  });
+
+  // fs.existsSync reads a symlink loop as "missing": the error said the folder had no weights or config.
+  test('a symlink loop in place of the weights or the config is named as a loop', async () => {
+    const dir = path.join(tmp, 'loop');
+    fs.mkdirSync(dir);
+    fs.copyFileSync(path.join(TINY, 'config.json'), path.join(dir, 'config.json'));
+    const weights = path.join(dir, 'diffusion_pytorch_model.safetensors');
+    fs.symlinkSync(path.join(dir, 'other'), weights);
+    fs.symlinkSync(weights, path.join(dir, 'other'));
+    const loop = `too many levels of symbolic links (a symlink loop?) (ELOOP)`;
+    await expect(loadUNet(dir)).rejects.toThrow(new FileSystemError(weights, 'ELOOP', `cannot access ${weights}: ${loop}`));
+    fs.rmSync(path.join(dir, 'config.json'));
+    fs.symlinkSync(weights, path.join(dir, 'config.json'));
+    await expect(loadUNet(dir)).rejects.toThrow(`cannot access ${path.join(dir, 'config.json')}: ${loop}`);
   });
 
   test('missing files and pickle checkpoints', async () => {
