@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { tempPathFor } from '../util/atomic-write';
+import { withFileErrors } from '../util/fs-errors';
+import { createFolder } from '../util/output-folder';
 import type { DecodedImage } from './decode';
 
 export interface DecodeCache {
@@ -55,14 +57,22 @@ export class DiskCache implements DecodeCache {
     return { pixels: new Uint8Array(bytes.buffer, bytes.byteOffset + HEADER, width * height * channels), width, height, channels };
   }
   async set(key: string, image: DecodedImage): Promise<void> {
-    await fs.mkdir(this.dir, { recursive: true });
+    await createFolder(this.dir);
     const header = Buffer.alloc(HEADER);
     header.writeUInt32LE(image.width, 0);
     header.writeUInt32LE(image.height, 4);
     header.writeUInt32LE(image.channels, 8);
     const target = this.file(key);
     const temp = tempPathFor(target);
-    await fs.writeFile(temp, Buffer.concat([header, image.pixels]));
-    await fs.rename(temp, target);
+    // Errors name the cache file, not its temp file.
+    await withFileErrors(target, 'write', async () => {
+      try {
+        await fs.writeFile(temp, Buffer.concat([header, image.pixels]));
+        await fs.rename(temp, target);
+      } catch (error) {
+        await fs.rm(temp, { force: true }).catch(() => undefined);
+        throw error;
+      }
+    });
   }
 }

@@ -16,6 +16,7 @@ import { sample } from '../sample/pipeline';
 import { loadScheduler } from '../schedulers/scheduler';
 import { finetune, type FinetuneResult } from '../train/finetune';
 import { resolveModelFolder } from '../train/model-folder';
+import { checkOutputFolder } from '../util/output-folder';
 
 export interface DemoOptions {
   out: string;
@@ -68,7 +69,8 @@ export async function runTransferDemo(options: DemoOptions): Promise<DemoSummary
   const heldOut = options.heldOut ?? 64;
   const seed = options.seed ?? 0;
   await fs.rm(options.out, { recursive: true, force: true });
-  await fs.mkdir(options.out, { recursive: true });
+  // Before training: an unwritable --out would otherwise fail after minutes of it.
+  await checkOutputFolder(options.out, '--out');
 
   const data = { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'train', limit: trainImages };
   const validation = { every: Math.max(1, Math.round(steps / 6)), samples: heldOut, data: { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'test' } };

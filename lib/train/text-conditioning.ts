@@ -23,6 +23,7 @@ import { Generator } from '../native/generator';
 import { concat, gaussianSample, randn, scale } from '../native/ops';
 import { Tensor } from '../native/tensor';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
+import { createFolder } from '../util/output-folder';
 
 export interface TextConditioningOptions {
   /** The text encoder layer −(clipSkip + 1) through its final LayerNorm; null: last_hidden_state. */
@@ -266,7 +267,7 @@ export class TextConditioning {
   }
 
   private async writeEntry(file: string, tensors: Record<string, TensorToWrite>): Promise<void> {
-    await fs.mkdir(path.dirname(file), { recursive: true });
+    await createFolder(path.dirname(file));
     await writeSafetensors(file, tensors, { format: 'difftune-cache' });
   }
 }

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { FileSystemError } from '../../lib/errors';
 import { SafetensorsFile, writeSafetensors } from '../../lib/checkpoint/safetensors';
 import { type CheckpointState, writeCheckpoint } from '../../lib/checkpoint/train-state';
+import { DiskCache } from '../../lib/data/cache';
 import { writeFileAtomically, writeAll } from '../../lib/util/atomic-write';
 import { fileSystemError, pathKind } from '../../lib/util/fs-errors';
 import { checkOutputFile, checkOutputFolder, pseudoFileSystemOf } from '../../lib/util/output-folder';
@@ -95,6 +96,15 @@ describe('writing files', () => {
     const e = await caught(() => writeCheckpoint(output, state, fill, 0));
     expect(e.message).toBe(`cannot write ${path.join(output, 'checkpoint-3', 'optimizer.safetensors')}: no space left on the device (ENOSPC)`);
     expect(fs.readdirSync(output)).toEqual([]);
+  });
+
+  test('a data cache entry on a full disk names the entry, and leaves no temp file (injected: writeFile fails with ENOSPC)', async () => {
+    const dir = path.join(fresh(), 'cache');
+    const cache = new DiskCache(dir);
+    jest.spyOn(fs.promises, 'writeFile').mockRejectedValueOnce(systemError('ENOSPC', 'write'));
+    const e = await caught(() => cache.set('abc', { pixels: new Uint8Array(12), width: 2, height: 2, channels: 3 }));
+    expect(e.message).toBe(`cannot write ${path.join(dir, 'abc.raw')}: no space left on the device (ENOSPC)`);
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 
   test('over a folder: says it is a folder', async () => {
