@@ -2,6 +2,16 @@
  * A JSON parser that behaves like JSON.parse, plus what JSON.parse cannot do: report positions as
  * line:column, see duplicate object keys (JSON.parse silently keeps the last one), and optionally
  * accept the bare tokens Infinity, -Infinity and NaN that Python's json module writes.
+ *
+ * Why not a library: json5 (the maintained parser that reads NaN and ±Infinity, checked at 2.2.3) reads
+ * a superset of what Python's json.loads accepts, and a config or safetensors reader must refuse what
+ * diffusers would refuse. json5 silently accepts comments, trailing commas, single quotes, unquoted keys,
+ * hex and `+1` / `.5` / `1.` numbers, `+Infinity` and `-NaN`, `\x41` escapes, raw tabs and line
+ * continuations inside strings, and U+00A0 as whitespace (test/unit/config-json.test.ts's "rejects"
+ * cases fail on it); it has no strict mode. It also keeps the last of duplicate keys without telling,
+ * and the safetensors header must reject a duplicate tensor name (`onDuplicateKey`), and it has no depth
+ * bound for untrusted headers (`maxDepth`). Line:column positions and big integers (rounded to a double,
+ * as JSON.parse does) are the same in both.
  */
 import { ConfigError } from '../errors';
 
