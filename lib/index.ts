@@ -131,8 +131,8 @@ export { ldmKeyTable, LDM_PREFIXES, type LdmKey, type LdmLayout, type LdmCompone
 export { readLdmLayout } from './checkpoint/ldm-configs';
 export { registerTokenizerCases } from './conformance/tokenizer-cases';
 export { registerSingleFileCases } from './conformance/single-file-cases';
-export { benchDataParallel, type DataParallelBenchOptions, type DataParallelBenchResult } from './dist/bench';
-export { joinDataParallel, type DataParallel } from './dist/data-parallel';
-export { ProcessGroup, distCapabilities, type ProcessGroupOptions, type ProcessGroupCounters } from './dist/process-group';
-export { readDistEnv, workerEnv, type DistEnv } from './dist/env';
-export { launchWorkers, parseLaunchArgs, type LaunchOptions } from './dist/launch';
+export { benchDataParallel, type DataParallelBenchOptions, type DataParallelBenchResult } from './bench/data-parallel';
+export { joinDataParallel, type DataParallel } from './distributed/data-parallel';
+export { ProcessGroup, distCapabilities, type ProcessGroupOptions, type ProcessGroupCounters } from './distributed/process-group';
+export { readDistEnv, workerEnv, type DistEnv } from './distributed/env';
+export { launchWorkers, parseLaunchArgs, type LaunchOptions } from './distributed/launch';

@@ -1,14 +1,14 @@
 /**
  * Data-parallel throughput for the bench: the demo's base model (models/mnist-ddpm) fine-tuned on MNIST
  * by 1 and 2 worker processes through the launcher (processes, rendezvous, Gloo all-reduce: what a real
- * run pays), per-rank batch fixed, so the global batch grows with the ranks. lib/dist/bench.ts measures;
+ * run pays), per-rank batch fixed, so the global batch grows with the ranks. lib/bench/data-parallel.ts measures;
  * this turns its numbers into bench rows. On the 2-core dev machine 2 ranks share the same cores: the
  * figure is for the record, not a speed-up.
  */
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { benchDataParallel } from '../dist/bench';
+import { benchDataParallel } from './data-parallel';
 import type { BenchResult } from './schema';
 import type { Suite } from './suites';
 

@@ -11,8 +11,8 @@ import { ConfigError, formatCliError } from '../errors';
 import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
 import { finetune, planRecipe, type FinetuneProgress } from './finetune';
-import { launchWorkers, parseLaunchArgs } from '../dist/launch';
-import { readDistEnv } from '../dist/env';
+import { launchWorkers, parseLaunchArgs } from '../distributed/launch';
+import { readDistEnv } from '../distributed/env';
 import { STOP_EXIT_CODES, type StopSignal } from '../util/exit-codes';
 
 interface Args {
@@ -52,7 +52,7 @@ export function progressLine(p: FinetuneProgress, width = 24): string {
 export async function runFinetuneCli(argv: readonly string[], out: Writable, err: Writable, tty: boolean): Promise<number> {
   let stack = argv.includes('--stack');
   try {
-    // --nproc-per-node N: this process becomes the launcher of N workers (lib/dist/launch.ts).
+    // --nproc-per-node N: this process becomes the launcher of N workers (lib/distributed/launch.ts).
     const { launch, rest } = parseLaunchArgs(argv);
     if (launch && !rest.includes('--dry-run')) return await launchWorkers(launch, rest, out, err);
     const args = parseArgs(rest);

@@ -35,8 +35,8 @@ import { readCpuinfo } from '../util/cpu';
 
 import type { CacheStats, OpenedTextConditioning } from './text-conditioning';
 import { Trainer } from './trainer';
-import { joinDataParallel } from '../dist/data-parallel';
-import { readDistEnv } from '../dist/env';
+import { joinDataParallel } from '../distributed/data-parallel';
+import { readDistEnv } from '../distributed/env';
 import { withFileErrors } from '../util/fs-errors';
 import { checkOutputFolder } from '../util/output-folder';
 
@@ -154,7 +154,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // Before anything loads: a read-only, mistyped or /proc output would otherwise fail only at the first
   // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
   if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
-  // Data-parallel (lib/dist): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
+  // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
   const dp = await joinDataParallel({ device: recipe.model.device });
   const log = dp.isMain ? options.onLog ?? (() => undefined) : () => undefined;
   const t = recipe.train;

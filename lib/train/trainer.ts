@@ -130,7 +130,7 @@ export class Trainer {
   }
 
   /**
-   * Data-parallel training (lib/dist): copies rank 0's trainable and EMA weights to this process, then
+   * Data-parallel training (lib/distributed): copies rank 0's trainable and EMA weights to this process, then
    * averages every step's gradients over the group before clipping. null goes back to one process.
    */
   async setProcessGroup(group: { readonly native: NativeProcessGroup } | null): Promise<void> {

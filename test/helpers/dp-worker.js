@@ -11,7 +11,7 @@ const DIST = path.join(__dirname, '..', '..', 'dist', 'lib');
 const lib = (p) => require(path.join(DIST, p));
 const { loadUNet } = lib('models/unet');
 const { Trainer } = lib('train/trainer');
-const { joinDataParallel } = lib('dist/data-parallel');
+const { joinDataParallel } = lib('distributed/data-parallel');
 const { createDataset } = lib('data/dataset');
 const { DataLoader } = lib('data/loader');
 const { Scheduler } = lib('schedulers/scheduler');

@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { PassThrough } from 'stream';
 import { SafetensorsFile } from '../../lib/checkpoint/safetensors';
-import { freePort } from '../../lib/dist/launch';
+import { freePort } from '../../lib/distributed/launch';
 import { finetune } from '../../lib/train/finetune';
 import { runFinetuneCli } from '../../lib/train/cli';
 import { float32SumBound, relativeDistance } from '../helpers/run-distance';

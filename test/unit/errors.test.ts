@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { PassThrough } from 'stream';
 import { ConfigError, DifftuneError, formatCliError, InternalError, ProcessError } from '../../lib/errors';
-import { parseLaunchArgs } from '../../lib/dist/launch';
+import { parseLaunchArgs } from '../../lib/distributed/launch';
 import { runFinetuneCli } from '../../lib/train/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -31,7 +31,7 @@ function codeLines(file: string): Array<{ line: number; text: string }> {
 
 test('the scan sees lib/ and scripts/', () => {
   expect(files).toContain('lib/errors.ts');
-  expect(files).toContain('lib/dist/launch.ts');
+  expect(files).toContain('lib/distributed/launch.ts');
   expect(files).toContain('scripts/transfer-study.ts');
 });
 

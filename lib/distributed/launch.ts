@@ -1,7 +1,7 @@
 /**
  * The launcher behind `npm run finetune -- --recipe r.json --nproc-per-node N [--nnodes M --node-rank R
  * --master-addr A --master-port P] [--dist-timeout S] [--dist-backend gloo|nccl]`: starts N worker
- * processes on this node with torchrun's environment (lib/dist/env.ts), passes rank 0's output
+ * processes on this node with torchrun's environment (lib/distributed/env.ts), passes rank 0's output
  * through, prefixes the others' lines with their rank, forwards Ctrl-C / SIGTERM once, and when a
  * worker fails gives the rest a moment to report, then stops them.
  */

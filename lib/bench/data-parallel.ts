@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseLenientJson } from '../config/json';
 import { InvalidArgumentError, ProcessError } from '../errors';
-import { launchWorkers } from './launch';
+import { launchWorkers } from '../distributed/launch';
 
 export interface DataParallelBenchOptions {
   /** A recipe file (relative paths in it resolve against its folder, as for npm run finetune). */

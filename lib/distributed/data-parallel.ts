@@ -1,6 +1,6 @@
 /**
  * What finetune() needs to know about data parallelism, in one object: joined from the environment
- * (lib/dist/env.ts) when a launcher or torchrun started this process, a no-op for a lone process.
+ * (lib/distributed/env.ts) when a launcher or torchrun started this process, a no-op for a lone process.
  * Rank 0 alone logs, writes metrics, validates and writes checkpoints; every rank reads its shard of
  * each global batch, all-reduces its gradients (in the native step) and the step's metrics here.
  */

@@ -1,6 +1,6 @@
 // The launcher ↔ worker contract: torchrun's variables in, errors naming the variable; launcher flags.
-import { readDistEnv, threadsPerRank, workerEnv } from '../../../lib/dist/env';
-import { parseLaunchArgs } from '../../../lib/dist/launch';
+import { readDistEnv, threadsPerRank, workerEnv } from '../../../lib/distributed/env';
+import { parseLaunchArgs } from '../../../lib/distributed/launch';
 
 const torchrun = { RANK: '3', WORLD_SIZE: '4', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '10.0.0.1', MASTER_PORT: '29500' };
 
