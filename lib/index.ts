@@ -94,7 +94,8 @@ export { listCheckpoints, readCheckpointState, type CheckpointState } from './ch
 export { concat, classifierFreeGuidance, gaussianSample, scale } from './native/ops';
 export { sample, type SampleOptions } from './sample/pipeline';
 export { txt2img, encodePrompts, tokenizePrompts, type Txt2ImgOptions, type Txt2ImgResult, type StepTrace } from './sample/txt2img';
-export { loadStableDiffusion, isTextToImageFolder, type StableDiffusion, type LoadStableDiffusionOptions } from './models/stable-diffusion';
+export { loadStableDiffusion, type StableDiffusion, type LoadStableDiffusionOptions } from './models/stable-diffusion';
+export { isTextToImageFolder } from './models/model-folder';
 export { toImages, writeGrid, type Images } from './sample/image';
 export { randn } from './native/ops';
 export { loraOptionsSchema, loraTargetModules, loraParameterNames, readLoraFile, saveLoraFile, LORA_WEIGHTS, type LoraOptions, type LoraEntry } from './models/lora';

@@ -15,7 +15,7 @@ import { toImages, writeGrid } from '../sample/image';
 import { sample } from '../sample/pipeline';
 import { loadScheduler } from '../schedulers/scheduler';
 import { finetune, type FinetuneResult } from '../train/finetune';
-import { resolveModelFolder } from '../train/model-folder';
+import { resolveModelFolder } from '../models/model-folder';
 import { checkOutputFolder } from '../util/output-folder';
 
 export interface DemoOptions {

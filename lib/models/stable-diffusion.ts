@@ -12,7 +12,6 @@ import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { CLIPTextModel, loadTextEncoder } from './clip-text';
 import { readModelIndex } from './model-index';
 import { loadUNet, UNet } from './unet';
-export { isTextToImageFolder } from '../train/model-folder';
 import { AutoencoderKL, loadVae } from './vae';
 
 export interface StableDiffusion {

@@ -8,7 +8,7 @@ import type { Writable } from 'stream';
 import { ConfigError, formatCliError } from '../errors';
 import { applyLoraFile } from '../models/lora';
 import { loadUNet, unknownConfigKeysWarning } from '../models/unet';
-import { isTextToImageFolder, openFolderScheduler, resolveModelFolder } from '../train/model-folder';
+import { isTextToImageFolder, openFolderScheduler, resolveModelFolder } from '../models/model-folder';
 import { checkOutputFile } from '../util/output-folder';
 import { toImages, writeGrid } from './image';
 import { sample } from './pipeline';

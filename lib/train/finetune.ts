@@ -29,7 +29,7 @@ import { classLabelTensor, loadUNet, resolveWeightFiles, UNet, unknownConfigKeys
 import { Tensor } from '../native/tensor';
 import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog } from './metrics';
-import { isTextToImageFolder, openFolderScheduler, resolveBaseModel, type BaseModel } from './model-folder';
+import { isTextToImageFolder, openFolderScheduler, resolveBaseModel, type BaseModel } from '../models/model-folder';
 import { parseLenientJson } from '../config/json';
 import { readCpuinfo } from '../util/cpu';
 
