@@ -1,7 +1,7 @@
 /** difftune's public API: re-exports only. Importing it does not load the native addon. */
 export * from './errors';
 export { Tensor, type TensorOptions, type ReadOptions } from './native/tensor';
-export { DTYPES, DTYPE_BYTES, isDType, type DType } from './native/dtype';
+export { DTYPES, DTYPE_BYTES, isDType, type DType, type ComputeDType } from './native/dtype';
 export { runtimeInfo, setThreads, gemmBenchmark, type RuntimeInfo, type GemmOptions } from './native/runtime';
 export { isNativeLoaded } from './native/load';
 export {
@@ -21,7 +21,7 @@ export {
 } from './checkpoint/safetensors';
 export { loadStateDict, saveStateDict, disposeStateDict, type StateDict, type LoadStateDictOptions } from './checkpoint/state-dict';
 export { parseLenientJson } from './config/json';
-export { loadUNet, readUNetConfig, UNet, type UNetOptions, type UNetRuntimeOptions, type LoadUNetOptions, type ForwardOptions, type BackwardResult, type ComputeDType } from './models/unet';
+export { loadUNet, readUNetConfig, UNet, type UNetOptions, type UNetRuntimeOptions, type LoadUNetOptions, type ForwardOptions, type BackwardResult } from './models/unet';
 export { growUNet, growUNetConfig, growUNetParts, growUNetWeights, type GrowOptions, type GrownUNet } from './models/grow';
 export { growModelFolder, type GrownFolder } from './models/grow-folder';
 export { parseUNetConfig, type UNetConfig, type UNet2DConfig, type UNet2DConditionConfig } from './config/unet';
@@ -68,8 +68,8 @@ export { planThreads, type ThreadPlan, type ThreadRequest } from './data/threads
 export type { DatasetItem, ImageSource, ScanProgress, SkippedFile } from './data/item';
 export { dataOptionsSchema, parseDataOptions, DATA_SOURCES, INTERPOLATIONS, type DataOptions, type DataOptionsInput, type DataSource, type Interpolation } from './config/data';
 export { imagesToTensor } from './native/images';
-export { compilePattern, REGEX_PREFIX, type CompiledPattern } from './freeze/patterns';
-export { PRESETS, PRESET_NAMES, isPresetName, type PresetName, type PresetRule, type RuleAction } from './freeze/presets';
+export { compilePattern, REGEX_PREFIX, type CompiledPattern } from './config/patterns';
+export { PRESETS, isPresetName, type PresetRule, type RuleAction } from './freeze/presets';
 export { isBias, isNormParameter, isEmbeddingTable, defaultWeightDecay, topLevelBlock } from './freeze/param-kinds';
 export {
   planFreeze,
@@ -84,7 +84,7 @@ export {
   type PlanOptions,
 } from './freeze/plan';
 export { formatPlan } from './freeze/format';
-export { freezeOptionsSchema, parseFreezeOptions, type FreezeOptions, type FreezeOptionsInput } from './config/freeze';
+export { freezeOptionsSchema, parseFreezeOptions, PRESET_NAMES, type FreezeOptions, type FreezeOptionsInput, type PresetName } from './config/freeze';
 export { lrAt, lrMultiplierAt, makeLrSchedule, resolveLrSchedule, type LrScheduleOptions, type ResolvedLrSchedule } from './train/lr-schedule';
 export { lrScheduleSchema, parseLrSchedule, LR_SCHEDULE_NAMES, LR_SCHEDULE_DEFAULTS, type LrScheduleName, type LrScheduleInput, type LrScheduleConfig } from './config/lr-schedule';
 export { finetune, planRecipe, prepareRecipe, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune';

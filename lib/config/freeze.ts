@@ -17,9 +17,13 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors';
-import { compilePattern } from '../freeze/patterns';
-import { PRESET_NAMES } from '../freeze/presets';
 import { formatFieldPath } from './field-path';
+import { compilePattern } from './patterns';
+
+// The names live here, the rules in lib/freeze/presets.ts (which must define every one): the recipe schema
+// sits below lib/freeze/ and may not import it.
+export const PRESET_NAMES = ['full', 'encoder-frozen', 'decoder-only', 'attention-only', 'bias-norm', 'none'] as const;
+export type PresetName = (typeof PRESET_NAMES)[number];
 
 const pattern = z.string().min(1, 'expected a non-empty pattern');
 

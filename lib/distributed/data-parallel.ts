@@ -5,9 +5,16 @@
  * each global batch, all-reduces its gradients (in the native step) and the step's metrics here.
  */
 import * as os from 'node:os';
-import type { Trainer } from '../train/trainer';
 import { readDistEnv, threadsPerRank, type DistEnv } from './env';
 import { ProcessGroup } from './process-group';
+
+/**
+ * What attach() hands the group to: lib/train/trainer.ts's Trainer satisfies it. Named by its one method
+ * here because lib/train/ imports this folder, so this folder may not import lib/train/ back.
+ */
+export interface GroupMember {
+  setProcessGroup(group: ProcessGroup): Promise<void>;
+}
 
 export interface StepTotals {
   lossSum: number;
@@ -27,7 +34,7 @@ export interface DataParallel {
   readonly torchThreads: number | undefined;
   readonly group: ProcessGroup | undefined;
   /** Rank 0's trainable weights to every rank, then gradient all-reduce in every step. */
-  attach(trainer: Trainer): Promise<void>;
+  attach(trainer: GroupMember): Promise<void>;
   /** Sums a step's loss, samples and stop requests over the ranks (one small all-reduce). */
   stepTotals(local: StepTotals): Promise<StepTotals>;
   /**
@@ -83,7 +90,7 @@ class Distributed implements DataParallel {
     this.torchThreads = processEnv.OMP_NUM_THREADS ? undefined : threadsPerRank(os.availableParallelism(), env.localWorldSize);
   }
 
-  async attach(trainer: Trainer): Promise<void> {
+  async attach(trainer: GroupMember): Promise<void> {
     await trainer.setProcessGroup(this.group);
   }
 

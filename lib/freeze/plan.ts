@@ -3,11 +3,11 @@
  * decay, and what that costs in optimizer memory — decided from names alone, before any tensor moves.
  * The rule order is documented in lib/config/freeze.ts. Pure: names in, plain data out.
  */
-import { type FreezeOptions, type FreezeOptionsInput, parseFreezeOptions } from '../config/freeze';
+import { type FreezeOptions, type FreezeOptionsInput, type PresetName, parseFreezeOptions } from '../config/freeze';
 import { ConfigError, InvalidArgumentError, expected } from '../errors';
-import { type CompiledPattern, compilePattern } from './patterns';
+import { type CompiledPattern, compilePattern } from '../config/patterns';
 import { defaultWeightDecay, topLevelBlock } from './param-kinds';
-import { PRESETS, type PresetName, type RuleAction } from './presets';
+import { PRESETS, type RuleAction } from './presets';
 import { formatFieldPath } from '../config/field-path';
 
 /** One parameter of the model, as `unet.parameters()` lists it. */

@@ -5,6 +5,7 @@
  * `class_embedding.**` without class conditioning) is not an error — only a user's own patterns must
  * match. The selections on the fixture models are pinned by test/unit/freeze-presets.test.ts.
  */
+import { PRESET_NAMES, type PresetName } from '../config/freeze';
 import { NORM_PARAMETER_REGEX_SOURCE } from './param-kinds';
 
 export type RuleAction = 'train' | 'freeze';
@@ -13,9 +14,6 @@ export interface PresetRule {
   readonly action: RuleAction;
   readonly pattern: string;
 }
-
-export const PRESET_NAMES = ['full', 'encoder-frozen', 'decoder-only', 'attention-only', 'bias-norm', 'none'] as const;
-export type PresetName = (typeof PRESET_NAMES)[number];
 
 /** The conditioning embeddings diffusers' U-Nets may have next to the time embedding. */
 const CONDITIONING_EMBEDDINGS = ['time_embedding.**', 'class_embedding.**', 'add_embedding.**'] as const;

@@ -8,13 +8,13 @@ import { ConfigError, expected } from '../errors';
 import { parseClipTextConfig, toNativeClipTextConfig, type CLIPTextConfig } from '../config/clip-text';
 import type { StateDict } from '../checkpoint/state-dict';
 import { CLIP_TEXT_SIZE_CAPS, clipTextParameterCount } from '../config/model-size';
+import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeCLIPTextModel } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
 import { shardedWeightFiles, withWeightFiles } from './model-folder';
 import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
-import type { ComputeDType } from './unet';
 
 export const TEXT_ENCODER_WEIGHTS = 'model.safetensors';
 

@@ -6,10 +6,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError, expected, InvalidArgumentError, UnsupportedFormatError } from '../errors';
 import { parseLenientJson, type JsonValue } from '../config/json';
+import type { ComputeDType } from '../native/dtype';
 import { callAsync } from '../native/load';
 import type { NativeModelHandle } from '../native/types';
 import { NativeModel } from './native-model';
-import type { ComputeDType } from './unet';
 
 export interface ModelOptions {
   /** "cpu" (default), "cuda", "cuda:1", ... */

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors';
 import { ConfigError } from '../errors';
-import { compilePattern } from '../freeze/patterns';
+import { compilePattern } from '../config/patterns';
 import type { LoraOptions } from '../config/lora';
 import { fromSafetensorsDtype, toSafetensorsDtype } from '../native/dtype';
 import { Tensor } from '../native/tensor';

@@ -5,11 +5,11 @@
  */
 import { DisposedError } from '../errors';
 import type { StateDict } from '../checkpoint/state-dict';
+import type { ComputeDType } from '../native/dtype';
 import { callAsync } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeModelHandle, NativeNamedTensors, NativeParameterInfo } from '../native/types';
 import { checkModelFits, type ModelSize } from './memory-check';
-import type { ComputeDType } from './unet';
 
 export { checkTensor } from '../native/tensor';
 

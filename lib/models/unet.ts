@@ -10,6 +10,7 @@ import { parseLenientJson } from '../config/json';
 import { parseUNetConfig, toNativeUNetConfig, type UNetConfig } from '../config/unet';
 import { UNET_SIZE_CAPS, unetParameterCount } from '../config/model-size';
 import type { StateDict } from '../checkpoint/state-dict';
+import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
 import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeUNet, NativeUNetInputs } from '../native/types';
@@ -19,8 +20,6 @@ import { createNativeModel, loadWeightsInto, NativeModel, toTensorMap } from './
 import { pathKind } from '../util/fs-errors';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
-
-export type ComputeDType = 'float32' | 'bfloat16' | 'float16';
 
 /** The int64 [n] class-label tensor forward() takes as `classLabels`. */
 export function classLabelTensor(labels: readonly number[]): Tensor {

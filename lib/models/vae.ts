@@ -10,6 +10,7 @@ import { expected } from '../errors';
 import { parseVaeConfig, toNativeVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from '../config/vae';
 import type { StateDict } from '../checkpoint/state-dict';
 import { VAE_SIZE_CAPS, vaeParameterCount } from '../config/model-size';
+import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
 import type { Generator } from '../native/generator';
 import { gaussianSample, randn } from '../native/ops';
@@ -18,7 +19,7 @@ import type { NativeAutoencoderKL } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
 import { diffusersConfigJson, saveModelFolder, withWeightFiles } from './model-folder';
 import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
-import { resolveWeightFiles, UNET_WEIGHTS, type ComputeDType } from './unet';
+import { resolveWeightFiles, UNET_WEIGHTS } from './unet';
 import { renameLegacyVaeKeys } from './vae-keys';
 
 export const VAE_WEIGHTS = UNET_WEIGHTS;

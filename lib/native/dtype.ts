@@ -3,6 +3,9 @@ import type { NativeDType } from './types';
 
 export type DType = NativeDType;
 
+/** The dtypes a model's parameters may have (float16 needs CUDA: libtorch 1.13 has no CPU fp16 convolution). */
+export type ComputeDType = 'float32' | 'bfloat16' | 'float16';
+
 export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = {

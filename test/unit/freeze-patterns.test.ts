@@ -1,5 +1,5 @@
 /** Glob and regex patterns over dotted diffusers parameter names. */
-import { compilePattern } from '../../lib/freeze/patterns';
+import { compilePattern } from '../../lib/config/patterns';
 import { ConfigError } from '../../lib/errors';
 
 const matches = (pattern: string, name: string): boolean => compilePattern(pattern, 'test').test(name);

@@ -3,7 +3,7 @@
  * headers): exact counts, checked against selections written independently here, and spot checks.
  */
 import { planFreeze, type ParameterInfo } from '../../lib/freeze/plan';
-import { PRESET_NAMES } from '../../lib/freeze/presets';
+import { PRESET_NAMES } from '../../lib/config/freeze';
 import { fixtureParameters } from '../helpers/fixture-parameters';
 
 let unet2d: ParameterInfo[]; // UNet2DModel: DownBlock2D, AttnDownBlock2D / AttnUpBlock2D, UpBlock2D
