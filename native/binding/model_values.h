@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "unet/unet_model.h"
+#include "nn/model_types.h"
 
 namespace difftune {
 

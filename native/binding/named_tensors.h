@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "unet/unet_model.h"
+#include "nn/model_types.h"
 
 namespace difftune {
 

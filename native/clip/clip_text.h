@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "clip/clip_config.h"
-#include "unet/layers.h"
+#include "nn/layers.h"
 
 namespace difftune {
 

@@ -4,11 +4,15 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "clip/clip_config.h"
-#include "unet/unet_model.h"
+#include "nn/model_types.h"
 
+namespace at {
+class Tensor;
+}  // namespace at
 namespace difftune {
 
 class CLIPTextModule;

@@ -6,10 +6,10 @@
 
 #include <map>
 
+#include "nn/layers.h"
 #include "tensor/failure.h"
 #include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
-#include "unet/layers.h"
 
 namespace difftune {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "unet/module.h"
-#include "unet/unet_model.h"
+#include "nn/model_types.h"
+#include "nn/module.h"
 
 namespace difftune {
 

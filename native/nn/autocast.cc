@@ -1,4 +1,4 @@
-#include "unet/autocast.h"
+#include "nn/autocast.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>

@@ -1,12 +1,12 @@
-#include "unet/checkpoint.h"
+#include "nn/checkpoint.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "unet/layers.h"
-#include "unet/lora.h"
+#include "nn/layers.h"
+#include "nn/lora.h"
 
 namespace difftune {
 

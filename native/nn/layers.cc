@@ -1,4 +1,4 @@
-#include "unet/layers.h"
+#include "nn/layers.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>

@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "unet/lora.h"
-#include "unet/module.h"
+#include "nn/lora.h"
+#include "nn/module.h"
 
 namespace difftune {
 

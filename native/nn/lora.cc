@@ -1,4 +1,4 @@
-#include "unet/lora.h"
+#include "nn/lora.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

@@ -1,4 +1,4 @@
-#include "unet/module.h"
+#include "nn/module.h"
 
 namespace difftune {
 

@@ -8,13 +8,13 @@
 #include <map>
 #include <optional>
 
+#include "nn/autocast.h"
+#include "nn/lora.h"
 #include "tensor/failure.h"
 #include "tensor/generator.h"
 #include "tensor/tensor_data.h"
 #include "train/adamw.h"
 #include "train/ema.h"
-#include "unet/autocast.h"
-#include "unet/lora.h"
 #include "unet/unet.h"
 
 namespace difftune {

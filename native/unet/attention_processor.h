@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "unet/layers.h"
+#include "nn/layers.h"
 
 namespace difftune {
 

@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "unet/layers.h"
+#include "nn/layers.h"
 
 namespace difftune {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "unet/layers.h"
+#include "nn/layers.h"
 
 namespace difftune {
 

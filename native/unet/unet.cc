@@ -3,10 +3,10 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include "nn/autocast.h"
+#include "nn/checkpoint.h"
 #include "tensor/failure.h"
 #include "tensor/shape_text.h"
-#include "unet/autocast.h"
-#include "unet/checkpoint.h"
 
 namespace difftune {
 

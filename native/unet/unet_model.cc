@@ -9,10 +9,10 @@
 #include <optional>
 
 #include "modelio/module_io.h"
+#include "nn/autocast.h"
 #include "tensor/failure.h"
 #include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
-#include "unet/autocast.h"
 #include "unet/unet.h"
 
 namespace difftune {

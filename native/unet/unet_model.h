@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "nn/model_types.h"
 #include "tensor/tensor.h"
 #include "unet/unet_config.h"
 
@@ -20,15 +21,6 @@ namespace at {
 class Tensor;
 }  // namespace at
 namespace difftune {
-
-struct ParameterInfo {
-  std::string name;
-  std::vector<int64_t> shape;
-  DType dtype;
-  bool requiresGrad;
-};
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 struct ForwardInputs {
   Tensor sample, timestep, context, classLabels;  // context / classLabels may be undefined

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "unet/unet_model.h"
+#include "nn/model_types.h"
 #include "vae/vae_config.h"
 
 namespace difftune {
