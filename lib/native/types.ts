@@ -3,6 +3,14 @@
  * talks to it through these types (and most code through the wrappers in lib/native/*.ts).
  */
 
+// The models' config structs are declared next to the code that builds them from diffusers' configs
+// (lib/config, a layer below this one), and typed here at the boundary they cross.
+import type { NativeClipTextConfig } from '../config/clip-text';
+import type { NativeUNetConfig } from '../config/unet';
+import type { NativeVaeConfig } from '../config/vae';
+
+export type { NativeClipTextConfig, NativeUNetConfig, NativeVaeConfig };
+
 export type NativeDType =
   | 'float32'
   | 'float64'
@@ -141,8 +149,8 @@ export interface NativeUNet extends NativeModelHandle {
 }
 
 export interface NativeUNetStatic {
-  /** The flat config of lib/config/unet.ts (NativeUNetConfig). */
-  create(config: object): Promise<NativeUNet>;
+  /** The flat config toNativeUNetConfig builds (native/unet/unet_config.h). */
+  create(config: NativeUNetConfig): Promise<NativeUNet>;
 }
 
 /** The three tensors of an encoded batch: DiagonalGaussianDistribution's mean, clamped logvar, std. */
@@ -165,8 +173,8 @@ export interface NativeAutoencoderKL extends NativeModelHandle {
 }
 
 export interface NativeAutoencoderKLStatic {
-  /** The flat config of lib/config/vae.ts (NativeVaeConfig). */
-  create(config: object): Promise<NativeAutoencoderKL>;
+  /** The flat config toNativeVaeConfig builds (native/vae/vae_config.h). */
+  create(config: NativeVaeConfig): Promise<NativeAutoencoderKL>;
 }
 
 /** What the CLIP text encoder returns for a batch of token ids. */
@@ -187,8 +195,8 @@ export interface NativeCLIPTextModel extends NativeModelHandle {
 }
 
 export interface NativeCLIPTextModelStatic {
-  /** The flat config of lib/config/clip-text.ts (NativeClipTextConfig). */
-  create(config: object): Promise<NativeCLIPTextModel>;
+  /** The flat config toNativeClipTextConfig builds (native/clip/clip_config.h). */
+  create(config: NativeClipTextConfig): Promise<NativeCLIPTextModel>;
 }
 
 export type NativeSchedulerClass =
