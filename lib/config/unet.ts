@@ -125,6 +125,48 @@ export type UNetConfig =
   | ({ _class_name: 'UNet2DModel' } & UNet2DConfig)
   | ({ _class_name: 'UNet2DConditionModel' } & UNet2DConditionConfig);
 
+/**
+ * Keys the schemas take that diffusers added to the class after v0.31, with the release that added
+ * them. Reading accepts them; writing leaves them out of a config.json whose `_diffusers_version` is
+ * older at their default value, since that release would warn about each ("The config attributes
+ * {...} were passed to UNet2DModel, but are not expected and will be ignored") on every load.
+ */
+const LATER_KEYS: Record<UNetConfig['_class_name'], Readonly<Record<string, string>>> = {
+  // UNet2DModel(mid_block_type=...) is new in v0.33.0 (models/unets/unet_2d.py); before, its mid
+  // block was always a UNetMidBlock2D.
+  UNet2DModel: { mid_block_type: '0.33.0' },
+  UNet2DConditionModel: {},
+};
+
+/** a < b for dotted release numbers ("0.31.0", "0.33.0.dev0": the numeric parts only). */
+function olderRelease(a: string, b: string): boolean {
+  const parts = (v: string) => v.split('.').map((p) => Number.parseInt(p, 10)).map((n) => (Number.isNaN(n) ? 0 : n));
+  const x = parts(a);
+  const y = parts(b);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d !== 0) return d < 0;
+  }
+  return false;
+}
+
+/**
+ * The keys of `config` a config.json naming diffusers `diffusersVersion` holds: every key that
+ * release's class takes, and a later key only at a value other than its default (the file would be
+ * wrong without it; that release warns about it and ignores it).
+ */
+export function unetConfigForVersion(config: UNetConfig, diffusersVersion: string): { _class_name: UNetConfig['_class_name'] } & Record<string, unknown> {
+  const later = LATER_KEYS[config._class_name];
+  const shape: Record<string, z.ZodTypeAny> = config._class_name === 'UNet2DModel' ? unet2DSchema.shape : unet2DConditionSchema.shape;
+  const out: { _class_name: UNetConfig['_class_name'] } & Record<string, unknown> = { ...config };
+  for (const [key, since] of Object.entries(later)) {
+    if (!olderRelease(diffusersVersion, since)) continue;
+    const fallback: unknown = shape[key]!.parse(undefined);
+    if (JSON.stringify(out[key]) === JSON.stringify(fallback)) delete out[key];
+  }
+  return out;
+}
+
 /** The flat config the native UNet takes (native/unet/unet_config.h). */
 export interface NativeUNetConfig {
   conditional: boolean;

@@ -8,7 +8,8 @@
  */
 import { ConfigError } from '../errors';
 import { Rng } from '../data/random';
-import { parseUNetConfig, type UNetConfig } from '../config/unet';
+import { parseUNetConfig, unetConfigForVersion, type UNetConfig } from '../config/unet';
+import { DEFAULT_DIFFUSERS_VERSION } from '../config/scheduler';
 import { disposeStateDict, type StateDict } from '../checkpoint/state-dict';
 import { Tensor } from '../native/tensor';
 import type { DType } from '../native/dtype';
@@ -76,7 +77,9 @@ export function growUNetConfig(raw: unknown, options: Pick<GrowOptions, 'source'
 
 /** growUNetConfig for the already checked `config` parsed from `rawObject`. */
 function grownConfigOf(config: UNetConfig, rawObject: Record<string, unknown>, source: string, resolution: number | undefined): Record<string, unknown> {
-  const grown: Record<string, unknown> = { ...config };
+  const version = typeof rawObject._diffusers_version === 'string' ? rawObject._diffusers_version : undefined;
+  // Only keys the release the file names knows (mid_block_type of a UNet2DModel only when needed).
+  const grown: Record<string, unknown> = unetConfigForVersion(config, version ?? DEFAULT_DIFFUSERS_VERSION);
   grown.down_block_types = ['DownBlock2D', ...config.down_block_types];
   grown.up_block_types = [...config.up_block_types, 'UpBlock2D'];
   grown.block_out_channels = [config.block_out_channels[0], ...config.block_out_channels];
@@ -91,7 +94,7 @@ function grownConfigOf(config: UNetConfig, rawObject: Record<string, unknown>, s
   grown.sample_size = doubled(oldSize);
   const { _class_name, ...rest } = grown;
   const ordered: Record<string, unknown> = { _class_name };
-  if (typeof rawObject._diffusers_version === 'string') ordered._diffusers_version = rawObject._diffusers_version;
+  if (version !== undefined) ordered._diffusers_version = version;
   for (const key of Object.keys(rest).sort()) ordered[key] = rest[key];
   parseUNetConfig(ordered, `${source} (grown)`);
   return ordered;

@@ -7,7 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError, expected, InvalidArgumentError, UnsupportedFormatError } from '../errors';
 import { parseLenientJson } from '../config/json';
-import { parseUNetConfig, toNativeUNetConfig, type UNetConfig } from '../config/unet';
+import { parseUNetConfig, toNativeUNetConfig, unetConfigForVersion, type UNetConfig } from '../config/unet';
+import { DEFAULT_DIFFUSERS_VERSION } from '../config/scheduler';
 import { UNET_SIZE_CAPS, unetParameterCount } from '../config/model-size';
 import type { StateDict } from '../checkpoint/state-dict';
 import type { ComputeDType } from '../native/dtype';
@@ -263,9 +264,12 @@ export class UNet extends NativeModel<NativeUNet> {
     await callAsync(() => native.removeLora());
   }
 
-  /** The diffusers config.json object: every key, defaults included, sorted as diffusers writes it. */
+  /**
+   * The diffusers config.json object, sorted as diffusers writes it: every key the diffusers release it
+   * names (DEFAULT_DIFFUSERS_VERSION) takes, defaults included, and later keys only where not at their default.
+   */
   configJson(): Record<string, unknown> {
-    return diffusersConfigJson(this.config);
+    return diffusersConfigJson(unetConfigForVersion(this.config, DEFAULT_DIFFUSERS_VERSION));
   }
 
   /** Writes config.json and diffusion_pytorch_model.safetensors (float32 unless asked), each atomically. */
