@@ -10,12 +10,25 @@ import * as path from 'path';
 import { formatCliError } from '../lib/errors';
 import { planThreads } from '../lib/data/threads';
 import { loaderThroughput, writeImageFolder } from '../lib/bench/data';
+import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
+
+export const cli = defineCli({
+  name: 'bench:data',
+  summary:
+    "The data loader's throughput alone: 512 PNGs written to a temp folder, decoded, resized, randomly cropped and flipped, batched and converted to float32 NCHW, for batch 32 at resolution 32 and 64 with the default thread budget. Takes no flags.",
+  flags: {},
+  examples: ['npm run bench:data'],
+});
 
 const IMAGES = 512;
 const BATCH = 32;
 const BATCHES = 48;
 
-async function main(): Promise<void> {
+async function main(argv: readonly string[]): Promise<void> {
+  if (parseCli(cli, argv).help) {
+    process.stdout.write(formatHelp(cli));
+    return;
+  }
   const plan = planThreads();
   console.log(`${plan.cores} cores: ${plan.torchThreads} torch thread(s) + ${plan.decodeConcurrency} decoder(s)${plan.warnings.length ? ` (${plan.warnings.join('; ')})` : ''}`);
   for (const resolution of [32, 64]) {
@@ -32,7 +45,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(formatCliError('bench:data', error));
-  process.exit(1);
-});
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((error: unknown) => {
+    console.error(`${formatCliError('bench:data', error)}\n${usageHint(cli, error)}`.trimEnd());
+    process.exit(1);
+  });
+}

@@ -3,8 +3,13 @@
  * the diffusers reference fixtures. The logic is in lib/conformance/cli.ts.
  */
 
-import { runConformanceCli } from '../lib/conformance/cli';
+import { runConformanceCli, conformanceCli } from '../lib/conformance/cli';
 
-void runConformanceCli(process.argv.slice(2), process.stdout, process.stderr).then((code) => {
-  process.exitCode = code;
-});
+/** The flags (`--help` prints them); the CLI tests read them from here. */
+export const cli = conformanceCli;
+
+if (require.main === module) {
+  void runConformanceCli(process.argv.slice(2), process.stdout, process.stderr).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -11,11 +11,17 @@ import { performance } from 'perf_hooks';
 import { gemmBenchmark, loadUNet, runtimeInfo, Tensor } from '../lib/index';
 import { formatCliError } from '../lib/errors';
 import { packageRoot } from '../lib/native/load';
+import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
+export const cli = defineCli({
+  name: 'demo:unet',
+  summary:
+    'The U-Net and the native bridge end to end, with timings: libtorch runtime facts; the tiny Stable-Diffusion-shaped U-Net of test/fixtures loaded; a forward and a forward+backward pass while the event loop keeps turning; a GEMM probe; the model saved as a diffusers folder and reloaded bit-exact.',
+  flags: {
+    out: { type: 'string', value: '<folder>', description: 'where the saved U-Net goes (default runs/demo-unet)' },
+  },
+  examples: ['npm run demo:unet -- --out runs/demo-unet'],
+});
 
 /** Deterministic pseudo-random normal values (no dependence on Math.random). */
 function randn(n: number, seed: number): Float32Array {
@@ -40,9 +46,14 @@ async function median(runs: number, fn: () => Promise<void>): Promise<number> {
   return times[Math.floor(times.length / 2)]!;
 }
 
-async function main(): Promise<void> {
+async function main(argv: readonly string[]): Promise<void> {
+  const args = parseCli(cli, argv);
+  if (args.help) {
+    process.stdout.write(formatHelp(cli));
+    return;
+  }
   const root = packageRoot();
-  const out = path.resolve(arg('--out', path.join(root, 'runs', 'demo-unet')));
+  const out = path.resolve(args.values.out ?? path.join(root, 'runs', 'demo-unet'));
   fs.mkdirSync(out, { recursive: true });
 
   const info = await runtimeInfo();
@@ -91,7 +102,9 @@ async function main(): Promise<void> {
   if (!same) process.exitCode = 1;
 }
 
-main().catch((error: unknown) => {
-  console.error(formatCliError('demo:unet', error));
-  process.exit(1);
-});
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((error: unknown) => {
+    console.error(`${formatCliError('demo:unet', error)}\n${usageHint(cli, error)}`.trimEnd());
+    process.exit(1);
+  });
+}

@@ -4,9 +4,14 @@
  * lib/checkpoint/inspect.ts so it can be tested without a build.
  */
 
-import { runInspect } from '../lib/checkpoint/inspect';
+import { runInspect, inspectCli } from '../lib/checkpoint/inspect';
 
-void runInspect(process.argv.slice(2), process.stdout, process.stderr).then((code) => {
-  // exitCode, not process.exit(): let a long table finish flushing to a pipe.
-  process.exitCode = code;
-});
+/** The flags (`--help` prints them); the CLI tests read them from here. */
+export const cli = inspectCli;
+
+if (require.main === module) {
+  void runInspect(process.argv.slice(2), process.stdout, process.stderr).then((code) => {
+    // exitCode, not process.exit(): let a long table finish flushing to a pipe.
+    process.exitCode = code;
+  });
+}

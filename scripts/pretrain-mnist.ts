@@ -11,12 +11,27 @@ import { packageBaseModel } from '../lib/demo/base-model';
 import { packageRoot } from '../lib/native/load';
 import { finetune } from '../lib/train/finetune';
 import { progressLine } from '../lib/train/cli';
+import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
 
-async function main(): Promise<void> {
+export const cli = defineCli({
+  name: 'pretrain:mnist',
+  summary:
+    'Trains the embedded base model (recipes/pretrain-mnist.json) and packages it into models/mnist-ddpm. It checkpoints and resumes like any fine-tune.',
+  flags: {
+    set: { type: 'string', value: '<key.path=value>', multiple: true, description: 'override one field of recipes/pretrain-mnist.json, e.g. resume=latest' },
+  },
+  examples: ['npm run pretrain:mnist -- --set resume=latest'],
+});
+
+async function main(argv: readonly string[]): Promise<void> {
+  const args = parseCli(cli, argv);
+  if (args.help) {
+    process.stdout.write(formatHelp(cli));
+    return;
+  }
   const root = packageRoot();
   const recipeFile = path.join(root, 'recipes', 'pretrain-mnist.json');
-  const sets: string[] = [];
-  for (let i = 2; i < process.argv.length; i++) if (process.argv[i] === '--set') sets.push(process.argv[++i] ?? '');
+  const sets = args.values.set;
   const raw = applyOverrides(parseLenientJson(await fs.readFile(recipeFile, 'utf8'), recipeFile), sets);
   const result = await finetune(raw, { recipeFile, onLog: (l) => console.log(l), onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()) });
   if (result.status !== 'completed') {
@@ -30,7 +45,9 @@ async function main(): Promise<void> {
   console.log(`base model written to ${target}`);
 }
 
-main().catch((error: unknown) => {
-  console.error(formatCliError('pretrain:mnist', error));
-  process.exit(1);
-});
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((error: unknown) => {
+    console.error(`${formatCliError('pretrain:mnist', error)}\n${usageHint(cli, error)}`.trimEnd());
+    process.exit(1);
+  });
+}

@@ -9,23 +9,37 @@ import * as path from 'path';
 import { applyOverrides, prepareRecipe } from '../lib/index';
 import { replaceReadmeBlock } from '../lib/bench/report';
 import { parseLenientJson } from '../lib/config/json';
-import { ConfigError, formatCliError } from '../lib/errors';
+import { formatCliError } from '../lib/errors';
 import { defaultVariants, runTransferStudy, studyTable } from '../lib/demo/transfer-study';
 import { packageRoot } from '../lib/native/load';
+import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const at = argv.indexOf('--recipe');
-  if (at < 0 || !argv[at + 1]) throw new ConfigError('--recipe: expected a recipe file (--recipe <file.json>) but found none');
-  const file = argv[at + 1]!;
-  const sets: string[] = [];
-  for (let i = 0; i < argv.length; i++) if (argv[i] === '--set') sets.push(argv[++i] ?? '');
+export const cli = defineCli({
+  name: 'transfer-study',
+  summary:
+    "Runs one base recipe several ways: from scratch, full fine-tune, each freezing preset (encoder-frozen, decoder-only, attention-only, bias-norm) and LoRA. Writes study.md, study.json, loss.png and report.html into the recipe's output folder.",
+  flags: {
+    recipe: { type: 'string', value: '<file.json>', required: true, description: 'the base recipe every variant starts from' },
+    set: { type: 'string', value: '<key.path=value>', multiple: true, description: 'override one field of the base recipe' },
+    readme: { type: 'boolean', description: "replace README.md's transfer-study table with the one just measured" },
+  },
+  examples: ['npm run transfer-study -- --recipe recipes/transfer-study-fashion.json --set train.steps=50'],
+});
+
+async function main(argv: readonly string[]): Promise<void> {
+  const args = parseCli(cli, argv);
+  if (args.help) {
+    process.stdout.write(formatHelp(cli));
+    return;
+  }
+  const file = args.values.recipe;
+  const sets = args.values.set;
   const raw = applyOverrides(parseLenientJson(await fs.readFile(file, 'utf8'), file), sets);
   const recipe = prepareRecipe(raw, file); // validates up front; each run validates its variant again
   const rows = await runTransferStudy(raw, file, recipe.output, defaultVariants(recipe.train.lr), (l) => console.log(l));
   const table = studyTable(rows);
   console.log(`\n${table}\n\nreport: ${path.join(recipe.output, 'report.html')}`);
-  if (argv.includes('--readme')) {
+  if (args.values.readme) {
     const readme = path.join(packageRoot(), 'README.md');
     const text = await fs.readFile(readme, 'utf8');
     const stamp = `Measured by \`npm run transfer-study -- --recipe ${path.relative(packageRoot(), file)} --readme\` on ${new Date().toISOString().slice(0, 10)}:`;
@@ -34,7 +48,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(formatCliError('transfer-study', error));
-  process.exit(1);
-});
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((error: unknown) => {
+    console.error(`${formatCliError('transfer-study', error)}\n${usageHint(cli, error)}`.trimEnd());
+    process.exit(1);
+  });
+}

@@ -1,19 +1,37 @@
 /**
  * npm run bench -- [--suite quick|full] [--config <json>] [--out <folder>]
  * npm run bench -- --compare <a/bench.json> <b/bench.json>
+ * npm run bench -- --readme <bench.json>
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseLenientJson } from '../config/json';
 import { ConfigError, formatCliError } from '../errors';
+import { CliUsageError, defineCli, formatHelp, oneOfValue, parseCli, usageHint } from '../util/cli-args';
 import { benchConfigSchema, type BenchConfig } from './schema';
 import { runBench } from './run';
 import { formatMarkdown, formatReadmeSummary, replaceReadmeBlock } from './report';
 import { formatComparison, readBenchFile } from './compare';
 
-const USAGE = `usage: npm run bench -- [--suite quick|full] [--config <file.json>] [--out <folder>]
-       npm run bench -- --compare <a/bench.json> <b/bench.json>
-       npm run bench -- --readme <bench.json>    (rewrites README.md's benchmark block from a result file)`;
+export const benchCli = defineCli({
+  name: 'bench',
+  summary:
+    'Times the benchmark workloads (U-Net forward, forward+backward, training steps, sampling, the data loader, data-parallel throughput) in fp32 and bf16, next to PyTorch + diffusers where python3 imports them, and writes bench.json and bench.md; or compares two result files, or rewrites README.md\'s benchmark table from one.',
+  usage: [
+    '[--suite quick|full] [--config <file.json>] [--out <folder>]',
+    '--compare <a/bench.json> <b/bench.json>',
+    '--readme <bench.json>',
+  ],
+  flags: {
+    suite: { type: 'string', value: '<quick|full>', ...oneOfValue(['quick', 'full']), default: 'quick', description: 'quick: ≤ 5 min on 2 cores; full: every model and workload' },
+    config: { type: 'string', value: '<file.json>', description: 'overrides models, workloads, dtypes, freezes, steps, warmup, threads, pytorch, ...' },
+    out: { type: 'string', value: '<folder>', default: 'runs/bench', description: 'where bench.json and bench.md go' },
+    compare: { type: 'string', value: '<a/bench.json>', description: 'print the per-workload ratio b ÷ a of two result files (the second follows the first)' },
+    readme: { type: 'string', value: '<bench.json>', description: "rewrite README.md's benchmark block from a result file" },
+  },
+  positionals: { value: '<b/bench.json>', description: 'after --compare <a/bench.json>: the result file compared with it', max: 1 },
+  examples: ['npm run bench -- --suite full --out runs/bench-full', 'npm run bench -- --compare runs/a/bench.json runs/b/bench.json'],
+});
 
 interface Args {
   suite: 'quick' | 'full';
@@ -23,30 +41,17 @@ interface Args {
   readme?: string;
 }
 
-/** A bad flag: printed with the usage after it. */
-class UsageError extends ConfigError {}
-
-function parseArgs(argv: readonly string[]): Args | 'help' {
-  const args: Args = { suite: 'quick', out: 'runs/bench' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new UsageError(`${a}: expected a value after the flag but found the end of the arguments`);
-      return v;
-    };
-    if (a === '--suite') {
-      const v = value();
-      if (v !== 'quick' && v !== 'full') throw new UsageError(`--suite: expected "quick" or "full" but received "${v}"`);
-      args.suite = v;
-    } else if (a === '--config') args.config = value();
-    else if (a === '--out') args.out = value();
-    else if (a === '--compare') args.compare = [value(), value()];
-    else if (a === '--readme') args.readme = value();
-    else if (a === '--help' || a === '-h') return 'help';
-    else throw new UsageError(`unknown argument "${a}": expected one of --suite, --config, --out, --compare, --readme, --help`);
+function parseBenchArgs(argv: readonly string[]): Args | 'help' {
+  const parsed = parseCli(benchCli, argv);
+  if (parsed.help) return 'help';
+  const { values, positionals } = parsed;
+  if (values.compare === undefined) {
+    if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}: only --compare takes a second file`);
+    return { suite: values.suite, config: values.config, out: values.out, readme: values.readme };
   }
-  return args;
+  const [second] = positionals;
+  if (second === undefined) throw new CliUsageError(`--compare: expected two result files (--compare <a/bench.json> <b/bench.json>) but received one, ${JSON.stringify(values.compare)}`);
+  return { suite: values.suite, config: values.config, out: values.out, compare: [values.compare, second], readme: values.readme };
 }
 
 function readConfig(file: string): BenchConfig {
@@ -62,9 +67,9 @@ function readConfig(file: string): BenchConfig {
 export async function runBenchCli(argv: readonly string[], root: string): Promise<number> {
   let args: Args;
   try {
-    const parsed = parseArgs(argv);
+    const parsed = parseBenchArgs(argv);
     if (parsed === 'help') {
-      process.stdout.write(`${USAGE}\n`);
+      process.stdout.write(formatHelp(benchCli));
       return 0;
     }
     args = parsed;
@@ -81,7 +86,7 @@ export async function runBenchCli(argv: readonly string[], root: string): Promis
       return 0;
     }
   } catch (error) {
-    process.stderr.write(`${formatCliError('bench', error)}\n${error instanceof UsageError ? `${USAGE}\n` : ''}`);
+    process.stderr.write(`${formatCliError('bench', error)}\n${usageHint(benchCli, error)}`);
     return 1;
   }
   try {

@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as nodePath from 'node:path';
 import { formatLenientJson, parseLenientJson } from '../config/json';
 import { ConfigError, formatCliError } from '../errors';
+import { CliUsageError, defineCli, formatHelp, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
 import { SafetensorsFile } from './safetensors';
 
 /** Where the CLI writes: process.stdout / process.stderr, or a collector in tests. */
@@ -14,35 +15,35 @@ export interface TextSink {
   write(text: string): unknown;
 }
 
-const USAGE = 'usage: inspect <file.safetensors | model-folder> [--stack]\n';
+export const inspectCli = defineCli({
+  name: 'inspect',
+  summary:
+    "Lists what a .safetensors file holds (metadata; each tensor's name, dtype, shape and bytes) or a diffusers model folder (its configs, then each weights file). A malformed file exits 1 naming the file and the problem.",
+  flags: { stack: STACK_FLAG },
+  positionals: { value: '<file.safetensors | model-folder>', description: 'what to list (after --, a path that starts with a dash)' },
+  examples: ['npm run inspect -- test/fixtures/diffusers/unet2d-tiny', 'npm run inspect -- unet/diffusion_pytorch_model.safetensors'],
+});
 
 /** Config files printed for a folder, in this order. */
 const CONFIG_FILES = ['model_index.json', 'config.json', 'scheduler_config.json'];
 const PICKLE_FILE = /\.(bin|ckpt|pt|pth)$/i;
 
-/** An error the user caused by how they called inspect; printed without a stack even with --stack. */
-class UsageError extends ConfigError {}
-
 export async function runInspect(argv: readonly string[], out: TextSink, err: TextSink): Promise<number> {
   let showStack = false;
   try {
-    const paths: string[] = [];
-    let optionsDone = false;
-    for (const arg of argv) {
-      if (!optionsDone && arg === '--') optionsDone = true;
-      else if (!optionsDone && arg === '--stack') showStack = true;
-      else if (!optionsDone && (arg === '--help' || arg === '-h')) {
-        out.write(USAGE);
-        return 0;
-      } else if (!optionsDone && arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option "${arg}"`);
-      else paths.push(arg);
+    const args = parseCli(inspectCli, argv);
+    if (args.help) {
+      out.write(formatHelp(inspectCli));
+      return 0;
     }
-    if (paths.length !== 1) throw new UsageError(paths.length === 0 ? 'no path given' : `expected one path, got ${paths.length}`);
+    showStack = args.values.stack;
+    const paths = args.positionals;
+    if (paths.length !== 1) throw new CliUsageError(paths.length === 0 ? 'no path given' : `expected one path, got ${paths.length}`);
     await inspectPath(paths[0] as string, out);
     return 0;
   } catch (error) {
-    err.write(`${formatCliError('inspect', error, showStack && !(error instanceof UsageError))}\n`);
-    if (error instanceof UsageError) err.write(USAGE);
+    // A usage error is the caller's, not a bug: no stack even with --stack.
+    err.write(`${formatCliError('inspect', error, showStack && !(error instanceof CliUsageError))}\n${usageHint(inspectCli, error)}`);
     return 1;
   }
 }

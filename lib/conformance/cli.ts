@@ -5,11 +5,21 @@
  */
 import type { Writable } from 'node:stream';
 import { formatCliError } from '../errors';
+import { defineCli, formatHelp, parseCli, usageHint } from '../util/cli-args';
 import { defaultRegistry } from './default-registry';
 import type { CaseRegistry } from './registry';
 import { findFixtureSets, runFixtureSet, type CaseReport } from './run';
 
-const USAGE = 'usage: npm run conformance -- <set-dir | folder-with-index.json | folder-of-sets>... [--verbose]';
+export const conformanceCli = defineCli({
+  name: 'conformance',
+  summary:
+    "Runs fixture sets that diffusers computed against difftune and prints each case's worst relative error against its bound. Exits 1 when any case fails, cannot run, or has a type without a runner; 2 on bad arguments or a set that cannot be read.",
+  flags: {
+    verbose: { type: 'boolean', description: 'print every check of every case, not only the worst' },
+  },
+  positionals: { value: '<set-dir | folder-with-index.json | folder-of-sets>...', description: 'the fixture sets to run', min: 1 },
+  examples: ['npm run conformance -- test/fixtures/diffusers', 'npm run conformance -- test/fixtures/diffusers/schedulers --verbose'],
+});
 
 function fmt(x: number): string {
   return Number.isFinite(x) ? x.toExponential(1) : String(x);
@@ -25,13 +35,19 @@ function caseLine(r: CaseReport): string {
 }
 
 export async function runConformanceCli(args: readonly string[], out: Writable, err: Writable, registry: CaseRegistry = defaultRegistry()): Promise<number> {
-  const verbose = args.includes('--verbose');
-  const paths = args.filter((a) => a !== '--verbose');
-  const unknownFlag = paths.find((a) => a.startsWith('--'));
-  if (paths.length === 0 || unknownFlag !== undefined) {
-    err.write(`${unknownFlag ? `unknown option ${unknownFlag}\n` : ''}${USAGE}\n`);
+  let parsed;
+  try {
+    parsed = parseCli(conformanceCli, args);
+  } catch (error) {
+    err.write(`${formatCliError('conformance', error)}\n${usageHint(conformanceCli, error)}`);
     return 2;
   }
+  if (parsed.help) {
+    out.write(formatHelp(conformanceCli));
+    return 0;
+  }
+  const verbose = parsed.values.verbose;
+  const paths = parsed.positionals;
   const reports: CaseReport[] = [];
   for (const path of paths) {
     let sets: string[];

@@ -10,7 +10,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
-import { ConfigError, ProcessError } from '../errors';
+import { z } from 'zod';
+import { ProcessError } from '../errors';
+import { CliUsageError, extractFlags, integerValue, numberValue, oneOfValue, type CliSpec, type FlagValues } from '../util/cli-args';
 import { packageRoot } from '../native/load';
 import { workerEnv } from './env';
 import { isStopExitCode, STOP_EXIT_CODES } from '../util/exit-codes';
@@ -32,57 +34,52 @@ export interface LaunchOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-const FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port', '--dist-timeout', '--dist-backend'] as const;
-type Flag = (typeof FLAGS)[number];
+/** The launcher's flags, part of npm run finetune's (lib/train/cli.ts). */
+export const LAUNCH_FLAGS = {
+  'nproc-per-node': { type: 'string', value: '<N>', ...integerValue(1, 1024), description: 'data-parallel: start N worker processes on this machine (this process launches them)' },
+  nnodes: { type: 'string', value: '<M>', ...integerValue(1, 1 << 16), description: 'with --nproc-per-node: machines in the run (default 1)' },
+  'node-rank': { type: 'string', value: '<R>', ...integerValue(0), description: "with --nproc-per-node: this machine's rank, 0 to M-1 (default 0)" },
+  'master-addr': { type: 'string', value: '<host>', schema: z.string().min(1), expected: 'a host name or address', description: "with --nproc-per-node: rank 0's machine (default 127.0.0.1)" },
+  'master-port': {
+    type: 'string',
+    value: '<port>',
+    ...integerValue(0, 65535),
+    description: "with --nproc-per-node: rank 0's port; every node passes the same (default: a free port on one node, 29500 on several)",
+  },
+  'dist-timeout': { type: 'string', value: '<seconds>', ...numberValue(true), description: 'with --nproc-per-node: how long a collective may wait for the other ranks' },
+  'dist-backend': { type: 'string', value: '<auto|gloo|nccl>', ...oneOfValue(['auto', 'gloo', 'nccl']), description: 'with --nproc-per-node: the process-group backend (default auto)' },
+} as const satisfies CliSpec['flags'];
+
+/** LaunchOptions from the launcher's flags; null when --nproc-per-node is absent. */
+export function launchOptions(values: FlagValues<typeof LAUNCH_FLAGS>): LaunchOptions | null {
+  const nprocPerNode = values['nproc-per-node'];
+  if (nprocPerNode === undefined) {
+    const given = Object.entries(values)
+      .filter(([, v]) => v !== undefined)
+      .map(([k]) => `--${k}`);
+    if (given.length > 0) throw new CliUsageError(`${given.join(', ')} given without --nproc-per-node <N>: expected --nproc-per-node with the other launcher flags`);
+    return null;
+  }
+  const nnodes = values.nnodes ?? 1;
+  const nodeRank = values['node-rank'] ?? 0;
+  if (nodeRank > nnodes - 1) throw new CliUsageError(`--node-rank: expected an integer in [0, ${nnodes - 1}] but received "${nodeRank}"`);
+  const launch: LaunchOptions = {
+    nprocPerNode,
+    nnodes,
+    nodeRank,
+    masterAddr: values['master-addr'] ?? '127.0.0.1',
+    masterPort: values['master-port'] ?? (nnodes > 1 ? 29500 : 0),
+  };
+  if (nnodes > 1 && launch.masterPort === 0) throw new CliUsageError(`--master-port: expected a fixed port (1-65535) that every node passes for a multi-node run (--nnodes ${nnodes}) but found 0`);
+  if (values['dist-timeout'] !== undefined) launch.timeoutSeconds = values['dist-timeout'];
+  if (values['dist-backend'] !== undefined) launch.backend = values['dist-backend'];
+  return launch;
+}
 
 /** Splits the launcher's flags from the worker's; `launch` is null when --nproc-per-node is absent. */
 export function parseLaunchArgs(argv: readonly string[]): { launch: LaunchOptions | null; rest: string[] } {
-  const values = new Map<Flag, string>();
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const eq = a.indexOf('=');
-    const name = (eq > 0 ? a.slice(0, eq) : a) as Flag;
-    if (!FLAGS.includes(name)) {
-      rest.push(a);
-      continue;
-    }
-    const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
-    if (value === undefined || value === '') throw new ConfigError(`${name}: expected a value after the flag but found ${value === undefined ? 'the end of the arguments' : 'an empty string'}`);
-    values.set(name, value);
-  }
-  if (!values.has('--nproc-per-node')) {
-    if (values.size > 0) throw new ConfigError(`${[...values.keys()].join(', ')} given without --nproc-per-node <N>: expected --nproc-per-node with the other launcher flags`);
-    return { launch: null, rest };
-  }
-  const int = (flag: Flag, min: number, max: number, fallback: number): number => {
-    const v = values.get(flag);
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new ConfigError(`${flag}: expected an integer in [${min}, ${max}] but received "${v}"`);
-    return n;
-  };
-  const nnodes = int('--nnodes', 1, 1 << 16, 1);
-  const launch: LaunchOptions = {
-    nprocPerNode: int('--nproc-per-node', 1, 1024, 1),
-    nnodes,
-    nodeRank: int('--node-rank', 0, nnodes - 1, 0),
-    masterAddr: values.get('--master-addr') ?? '127.0.0.1',
-    masterPort: int('--master-port', 0, 65535, nnodes > 1 ? 29500 : 0),
-  };
-  if (nnodes > 1 && launch.masterPort === 0) throw new ConfigError(`--master-port: expected a fixed port (1-65535) that every node passes for a multi-node run (--nnodes ${nnodes}) but found 0`);
-  const timeout = values.get('--dist-timeout');
-  if (timeout !== undefined) {
-    const s = Number(timeout);
-    if (!(s > 0)) throw new ConfigError(`--dist-timeout: expected a positive number of seconds but received "${timeout}"`);
-    launch.timeoutSeconds = s;
-  }
-  const backend = values.get('--dist-backend');
-  if (backend !== undefined) {
-    if (backend !== 'auto' && backend !== 'gloo' && backend !== 'nccl') throw new ConfigError(`--dist-backend: expected auto, gloo or nccl but received "${backend}"`);
-    launch.backend = backend;
-  }
-  return { launch, rest };
+  const { values, rest } = extractFlags(LAUNCH_FLAGS, argv);
+  return { launch: launchOptions(values), rest };
 }
 
 /** A TCP port free on this machine now (the OS picks it). */

@@ -6,6 +6,7 @@
 import * as path from 'path';
 import type { Writable } from 'stream';
 import { ConfigError, formatCliError } from '../errors';
+import { defineCli, formatHelp, integerValue, numberValue, oneOfValue, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
 import { applyLoraFile } from '../models/lora';
 import { loadUNet, unknownConfigKeysWarning } from '../models/unet';
 import { isTextToImageFolder, openFolderScheduler, resolveModelFolder } from '../models/model-folder';
@@ -20,81 +21,61 @@ const SCHEDULERS = {
   euler: 'EulerDiscreteScheduler',
   dpmpp: 'DPMSolverMultistepScheduler',
 } as const;
+const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'euler', 'dpmpp'] as const satisfies ReadonlyArray<keyof typeof SCHEDULERS>;
 
-interface Args {
-  model?: string;
-  lora?: string;
-  scheduler?: keyof typeof SCHEDULERS;
-  steps?: number;
-  seed: number;
-  count: number;
-  classLabel?: number;
-  eta?: number;
-  out?: string;
-  stack: boolean;
-  prompts: string[];
-  negativePrompts: string[];
-  guidance?: number;
-  clipSkip?: number;
-  height?: number;
-  width?: number;
-  latents?: string;
-}
-
-function intArg(name: string, value: string | undefined, min: number): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`${name}: expected an integer ≥ ${min} but found ${JSON.stringify(value)}`);
-  return n;
-}
-
-function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { seed: 0, count: 16, stack: false, prompts: [], negativePrompts: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const v = () => argv[++i];
-    if (k === '--model') a.model = v();
-    else if (k === '--lora') a.lora = v();
-    else if (k === '--scheduler') {
-      const s = v();
-      if (!s || !(s in SCHEDULERS)) throw new ConfigError(`--scheduler: expected one of ${Object.keys(SCHEDULERS).join(', ')} but found ${JSON.stringify(s)}`);
-      a.scheduler = s as keyof typeof SCHEDULERS;
-    } else if (k === '--steps') a.steps = intArg('--steps', v(), 1);
-    else if (k === '--seed') a.seed = intArg('--seed', v(), 0);
-    else if (k === '--count') a.count = intArg('--count', v(), 1);
-    else if (k === '--class-label') a.classLabel = intArg('--class-label', v(), 0);
-    else if (k === '--eta') a.eta = Number(v());
-    else if (k === '--out') a.out = v();
-    else if (k === '--stack') a.stack = true;
-    else if (k === '--prompt') a.prompts.push(v() ?? '');
-    else if (k === '--negative-prompt') a.negativePrompts.push(v() ?? '');
-    else if (k === '--guidance') {
-      const g = Number(v());
-      if (!Number.isFinite(g)) throw new ConfigError(`--guidance: expected a number but found ${JSON.stringify(argv[i])}`);
-      a.guidance = g;
-    } else if (k === '--clip-skip') a.clipSkip = intArg('--clip-skip', v(), 0);
-    else if (k === '--height') a.height = intArg('--height', v(), 1);
-    else if (k === '--width') a.width = intArg('--width', v(), 1);
-    else if (k === '--latents') a.latents = v();
-    else throw new ConfigError(`unknown argument ${k} (see the usage in README: npm run sample -- --model <folder> --out grid.png)`);
-  }
-  if (!a.model) throw new ConfigError('--model <folder> is required');
-  if (!a.out) throw new ConfigError('--out <grid.png> is required');
-  return a;
-}
+export const sampleCli = defineCli({
+  name: 'sample',
+  summary:
+    "Samples a PNG grid from a U-Net folder, a pipeline folder or a fine-tuning output, with the folder's own scheduler unless --scheduler picks another class. A Stable Diffusion pipeline folder samples text-to-image with classifier-free guidance: one image per --prompt.",
+  flags: {
+    model: { type: 'string', value: '<folder>', required: true, description: 'a U-Net folder, a pipeline folder or a fine-tuning output' },
+    out: { type: 'string', value: '<grid.png>', required: true, description: 'the PNG to write; checked (and its folder created) before sampling starts' },
+    lora: { type: 'string', value: '<file.safetensors>', description: 'LoRA weights (PEFT/diffusers or kohya) applied to the U-Net' },
+    scheduler: { type: 'string', value: '<name>', ...oneOfValue(SCHEDULER_NAMES), description: `another scheduler class: ${SCHEDULER_NAMES.join(', ')}` },
+    steps: { type: 'string', value: '<N>', ...integerValue(1), description: 'sampling steps (default 1000 for DDPM, otherwise 50)' },
+    seed: { type: 'string', value: '<S>', ...integerValue(0), default: 0, description: 'seed of the initial noise and every random draw' },
+    count: { type: 'string', value: '<N>', ...integerValue(1), default: 16, description: 'images in the grid, for unconditional and class-conditional models' },
+    'class-label': { type: 'string', value: '<K>', ...integerValue(0), description: 'the class of every image, for class-conditional models' },
+    eta: { type: 'string', value: '<E>', ...numberValue(), description: "DDIM's eta (0: deterministic)" },
+    prompt: { type: 'string', value: '<text>', multiple: true, description: 'a prompt for a text-to-image pipeline, one image each' },
+    'negative-prompt': { type: 'string', value: '<text>', multiple: true, description: 'the negative prompt: one, or one per --prompt' },
+    guidance: { type: 'string', value: '<scale>', ...numberValue(), description: 'text-to-image: the classifier-free guidance scale (default 7.5)' },
+    'clip-skip': { type: 'string', value: '<K>', ...integerValue(0), description: "text-to-image: use the text encoder's layer -(K+1) through its final LayerNorm (1: SD 2.x's penultimate layer)" },
+    height: { type: 'string', value: '<px>', ...integerValue(1), description: "text-to-image: the image height (default: the U-Net's sample_size × the VAE's scale factor)" },
+    width: { type: 'string', value: '<px>', ...integerValue(1), description: "text-to-image: the image width (default: the U-Net's sample_size × the VAE's scale factor)" },
+    latents: { type: 'string', value: '<file.safetensors>', description: 'text-to-image: the initial latents, the file\'s only tensor or the one named "latents"' },
+    stack: STACK_FLAG,
+  },
+  examples: [
+    'npm run sample -- --model runs/demo/finetuned --scheduler ddim --steps 50 --seed 0 --out grid.png',
+    'npm run sample -- --model runs/sd-tiny-shapes --prompt "a red circle, flat style" --negative-prompt "blurry" --guidance 7.5 --steps 30 --out circle.png',
+  ],
+});
 
 export async function runSampleCli(argv: readonly string[], out: Writable, err: Writable): Promise<number> {
-  let stack = argv.includes('--stack');
+  const stack = argv.includes('--stack');
   try {
-    const a = parseArgs(argv);
-    stack = a.stack;
+    const args = parseCli(sampleCli, argv);
+    if (args.help) {
+      out.write(formatHelp(sampleCli));
+      return 0;
+    }
+    const { values: v } = args;
+    const a = {
+      ...v,
+      prompts: v.prompt,
+      negativePrompts: v['negative-prompt'],
+      classLabel: v['class-label'],
+      clipSkip: v['clip-skip'],
+    };
     // The image is written after sampling: a bad --out must fail now, not minutes later.
-    await checkOutputFile(a.out!, '--out');
-    if (isTextToImageFolder(path.resolve(a.model!))) {
+    await checkOutputFile(a.out, '--out');
+    if (isTextToImageFolder(path.resolve(a.model))) {
       const { runTxt2ImgCli } = await import('./txt2img-cli');
       return await runTxt2ImgCli(
         {
-          model: path.resolve(a.model!),
-          out: a.out!,
+          model: path.resolve(a.model),
+          out: a.out,
           prompts: a.prompts,
           negativePrompts: a.negativePrompts,
           guidance: a.guidance ?? 7.5,
@@ -114,7 +95,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
     }
     if (a.prompts.length > 0) throw new ConfigError(`--prompt: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`);
     const warn = (message: string) => void err.write(`${message}\n`);
-    const folder = resolveModelFolder(path.resolve(a.model!), warn);
+    const folder = resolveModelFolder(path.resolve(a.model), warn);
     using unet = await loadUNet(folder.unetDir);
     const unknownKeys = unknownConfigKeysWarning(unet, path.join(folder.unetDir, 'config.json'));
     if (unknownKeys !== undefined) warn(unknownKeys);
@@ -141,11 +122,11 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
       },
     });
     err.write('\n');
-    await writeGrid(a.out!, await toImages(samples), { scale: unet.config.in_channels === 1 ? 2 : 1 });
+    await writeGrid(a.out, await toImages(samples), { scale: unet.config.in_channels === 1 ? 2 : 1 });
     out.write(`wrote ${a.out} (${a.count} samples, ${scheduler.className}, ${steps} steps, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
     return 0;
   } catch (error) {
-    err.write(`${formatCliError('sample', error, stack)}\n`);
+    err.write(`${formatCliError('sample', error, stack)}\n${usageHint(sampleCli, error)}`);
     return 1;
   }
 }

@@ -1,41 +1,37 @@
 /**
  * `npm run finetune -- --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack]
- * [--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] [--dist-timeout S]]`:
+ * [--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] [--dist-timeout S] [--dist-backend B]]`:
  * argument parsing and printing around finetune(). A progress bar on a TTY, plain lines otherwise;
  * Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary with a checkpoint and exits 130 or 143.
  */
 import { promises as fs } from 'fs';
 import type { Writable } from 'stream';
 import { applyOverrides } from '../config/recipe';
-import { ConfigError, formatCliError } from '../errors';
+import { formatCliError } from '../errors';
+import { defineCli, formatHelp, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
 import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
 import { finetune, planRecipe, type FinetuneProgress } from './finetune';
-import { launchWorkers, parseLaunchArgs } from '../distributed/launch';
+import { LAUNCH_FLAGS, launchWorkers, parseLaunchArgs } from '../distributed/launch';
 import { readDistEnv } from '../distributed/env';
 import { STOP_EXIT_CODES, type StopSignal } from '../util/exit-codes';
 
-interface Args {
-  recipe?: string;
-  sets: string[];
-  dryRun: boolean;
-  stack: boolean;
-}
-
-function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { sets: [], dryRun: false, stack: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--recipe') args.recipe = argv[++i];
-    else if (a === '--set') args.sets.push(argv[++i] ?? '');
-    else if (a.startsWith('--set=')) args.sets.push(a.slice(6));
-    else if (a === '--dry-run') args.dryRun = true;
-    else if (a === '--stack') args.stack = true;
-    else throw new ConfigError(`unknown argument ${JSON.stringify(a)}: expected --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack]`);
-  }
-  if (!args.recipe) throw new ConfigError('--recipe: expected a recipe file (--recipe <file.json>) but found none');
-  return args;
-}
+export const finetuneCli = defineCli({
+  name: 'finetune',
+  summary:
+    "Fine-tunes a pretrained diffusers model on a recipe (lib/config/recipe.ts): a progress bar on a TTY, plain lines otherwise; checkpoints as the recipe says. Ctrl-C (SIGINT) or SIGTERM stops at the next step with a checkpoint and exits 130 or 143. With --nproc-per-node this process launches data-parallel workers, which also run under torchrun's variables.",
+  flags: {
+    recipe: { type: 'string', value: '<file.json>', required: true, description: 'the training recipe; relative paths in it resolve against its folder' },
+    set: { type: 'string', value: '<key.path=value>', multiple: true, description: 'override one recipe field (JSON value or plain text), e.g. train.steps=100 or resume=latest' },
+    'dry-run': { type: 'boolean', description: 'print the plan (what trains, memory) and train nothing' },
+    stack: STACK_FLAG,
+    ...LAUNCH_FLAGS,
+  },
+  examples: [
+    'npm run finetune -- --recipe recipes/mnist-classcond-tiny.json --set train.steps=100',
+    'npm run finetune -- --recipe recipes/mnist-classcond-tiny.json --nproc-per-node 2',
+  ],
+});
 
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
@@ -50,16 +46,21 @@ export function progressLine(p: FinetuneProgress, width = 24): string {
 }
 
 export async function runFinetuneCli(argv: readonly string[], out: Writable, err: Writable, tty: boolean): Promise<number> {
-  let stack = argv.includes('--stack');
+  const stack = argv.includes('--stack');
   try {
+    // Every flag, the launcher's too, is checked here, before any worker starts.
+    const args = parseCli(finetuneCli, argv);
+    if (args.help) {
+      out.write(formatHelp(finetuneCli));
+      return 0;
+    }
+    const { values } = args;
     // --nproc-per-node N: this process becomes the launcher of N workers (lib/distributed/launch.ts).
     const { launch, rest } = parseLaunchArgs(argv);
-    if (launch && !rest.includes('--dry-run')) return await launchWorkers(launch, rest, out, err);
-    const args = parseArgs(rest);
-    stack = args.stack;
-    const file = args.recipe!;
-    const raw = applyOverrides(parseLenientJson(await fs.readFile(file, 'utf8'), file), args.sets);
-    if (args.dryRun) {
+    if (launch && !values['dry-run']) return await launchWorkers(launch, rest, out, err);
+    const file = values.recipe;
+    const raw = applyOverrides(parseLenientJson(await fs.readFile(file, 'utf8'), file), values.set);
+    if (values['dry-run']) {
       out.write(`${formatPlan(await planRecipe(raw, file))}\n`);
       return 0;
     }
@@ -113,7 +114,7 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
       process.off('SIGTERM', onSigterm);
     }
   } catch (error) {
-    err.write(`${formatCliError('finetune', error, stack)}\n`);
+    err.write(`${formatCliError('finetune', error, stack)}\n${usageHint(finetuneCli, error)}`);
     return 1;
   }
 }

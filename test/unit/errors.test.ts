@@ -92,17 +92,22 @@ test('bad launcher flags are ConfigErrors', () => {
   expect(() => parseLaunchArgs(['--nproc-per-node'])).toThrow(/--nproc-per-node: expected a value after the flag but found the end of the arguments/);
 });
 
-test('npm run finetune with a bad flag: one line with the code, exit 1', async () => {
+test('npm run finetune with a bad flag: one line with the code, then the usage, exit 1', async () => {
   const out = new PassThrough();
   const err = new PassThrough();
   let text = '';
   err.on('data', (c) => (text += String(c)));
   const code = await runFinetuneCli(['--recipe', 'r.json', '--bogus'], out, err, false);
   expect(code).toBe(1);
-  expect(text).toBe('finetune: unknown argument "--bogus": expected --recipe <file.json> [--set key.path=value ...] [--dry-run] [--stack] (ERR_CONFIG)\n');
+  const [first, ...usage] = text.split('\n');
+  expect(first).toBe(
+    'finetune: unknown option "--bogus": expected one of --help, --recipe, --set, --dry-run, --stack, --nproc-per-node, --nnodes, --node-rank, --master-addr, --master-port, --dist-timeout, --dist-backend (ERR_CONFIG)',
+  );
+  // A usage error is followed by the usage, never by a stack.
+  expect(usage.join('\n')).toBe('usage: npm run finetune -- --recipe <file.json> [flags]\n(npm run finetune -- --help describes every flag)\n');
   let missing = '';
   err.removeAllListeners('data');
   err.on('data', (c) => (missing += String(c)));
   expect(await runFinetuneCli([], out, err, false)).toBe(1);
-  expect(missing).toBe('finetune: --recipe: expected a recipe file (--recipe <file.json>) but found none (ERR_CONFIG)\n');
+  expect(missing.split('\n')[0]).toBe('finetune: --recipe <file.json> is required but was not given (ERR_CONFIG)');
 });

@@ -143,7 +143,7 @@ describe('arguments', () => {
     const { code, err } = await run();
     expect(code).toBe(1);
     expect(err).toContain('inspect: no path given');
-    expect(err).toContain('usage: inspect');
+    expect(err).toContain('usage: npm run inspect -- <file.safetensors | model-folder>');
   });
 
   test('an unknown option: exit 1', async () => {
@@ -161,7 +161,7 @@ describe('arguments', () => {
   test('--help: usage on stdout, exit 0', async () => {
     const { code, out } = await run('--help');
     expect(code).toBe(0);
-    expect(out).toContain('usage: inspect');
+    expect(out).toContain('usage: npm run inspect -- <file.safetensors | model-folder>');
   });
 
   test('-- ends options', async () => {
