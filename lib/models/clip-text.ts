@@ -13,7 +13,7 @@ import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeCLIPTextModel } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
-import { shardedWeightFiles, withWeightFiles } from './model-folder';
+import { describeWeightFileNames, shardedWeightFiles, withWeightFiles } from './model-folder';
 import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
 
 export const TEXT_ENCODER_WEIGHTS = 'model.safetensors';
@@ -51,11 +51,11 @@ export interface TextEncoderBackwardResult {
 
 /** The weight files of a text_encoder folder, in load order; pickles are refused. */
 export function resolveTextEncoderWeights(dir: string, variant?: string): string[] {
-  const base = variant ? `model.${variant}.safetensors` : TEXT_ENCODER_WEIGHTS;
-  const files = shardedWeightFiles(dir, base);
+  // transformers names variants and shards as diffusers does (model.fp16.safetensors, model.safetensors.index.fp16.json).
+  const files = shardedWeightFiles(dir, TEXT_ENCODER_WEIGHTS, variant);
   if (files !== undefined) return files;
   refusePickles(dir, ['pytorch_model.bin', 'pytorch_model.fp16.bin', `pytorch_model.${variant ?? 'fp16'}.bin`], 'CLIPTextModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True) (transformers)');
-  throw new ConfigError(`${dir} has no ${base} (nor a ${base}.index.json)${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
+  throw new ConfigError(`${dir} has no ${describeWeightFileNames(TEXT_ENCODER_WEIGHTS, variant)}${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
 }
 
 export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {

@@ -17,15 +17,51 @@ import { createFolder } from '../util/output-folder';
 import { MODEL_INDEX_FILE, parseModelIndex } from './model-index';
 
 /**
- * `<dir>/<base>` alone, or the shards `<dir>/<base>.index.json` maps to (each checked to be a file in
- * the folder); undefined when neither exists.
+ * diffusers' `_add_variant` (utils/hub_utils.py): the variant goes before the last extension, so
+ * "diffusion_pytorch_model.safetensors" → "diffusion_pytorch_model.fp16.safetensors" and the index
+ * "diffusion_pytorch_model.safetensors.index.json" → "diffusion_pytorch_model.safetensors.index.fp16.json".
  */
-export function shardedWeightFiles(dir: string, base: string): string[] | undefined {
-  const single = path.join(dir, base);
+export function addVariant(name: string, variant: string | undefined): string {
+  if (variant === undefined) return name;
+  const dot = name.lastIndexOf('.');
+  return `${name.slice(0, dot)}.${variant}${name.slice(dot)}`;
+}
+
+/**
+ * The files diffusers v0.31's `from_pretrained(variant=...)` looks for, in its order (models/modeling_utils.py):
+ * a shard index first — `addVariant("<weights>.index.json")`, then for a variant the deprecated
+ * "<weights>.<variant>.index.json" (`_fetch_index_file_legacy`) — and only then the single file
+ * `addVariant(weightsName)`. Shards are whatever the index's weight_map names: v0.31 writes
+ * "diffusion_pytorch_model.fp16-00001-of-00002.safetensors", v0.29–v0.30 wrote
+ * "diffusion_pytorch_model-00001-of-00002.fp16.safetensors".
+ */
+export function weightFileNames(weightsName: string, variant?: string): { indexes: string[]; single: string } {
+  const indexes = [addVariant(`${weightsName}.index.json`, variant)];
+  if (variant !== undefined) indexes.push(`${weightsName}.${variant}.index.json`);
+  return { indexes, single: addVariant(weightsName, variant) };
+}
+
+/** The names weightFileNames looks for, for an error saying none was found: "<single> (nor a shard index <index> or <index>)". */
+export function describeWeightFileNames(weightsName: string, variant?: string): string {
+  const { indexes, single } = weightFileNames(weightsName, variant);
+  return `${single} (nor a shard index ${indexes.join(' or ')})`;
+}
+
+/** True when `dir` holds any of the files weightFileNames names. */
+export function hasWeightFiles(dir: string, weightsName: string, variant?: string): boolean {
+  const { indexes, single } = weightFileNames(weightsName, variant);
   // pathKind, not fs.existsSync: a symlink loop is an error naming the file, not a missing file.
-  if (pathKind(single) !== undefined) return [single];
-  const index = `${single}.index.json`;
-  if (pathKind(index) === undefined) return undefined;
+  return [...indexes, single].some((name) => pathKind(path.join(dir, name)) !== undefined);
+}
+
+/**
+ * The shards the first shard index of weightFileNames maps to (each checked to be a file in the
+ * folder), else the single file; undefined when the folder has none of them.
+ */
+export function shardedWeightFiles(dir: string, weightsName: string, variant?: string): string[] | undefined {
+  const { indexes, single } = weightFileNames(weightsName, variant);
+  const index = indexes.map((name) => path.join(dir, name)).find((file) => pathKind(file) !== undefined);
+  if (index === undefined) return pathKind(path.join(dir, single)) === undefined ? undefined : [path.join(dir, single)];
   const parsed = parseLenientJson(fs.readFileSync(index, 'utf8'), index) as { weight_map?: unknown };
   const map = parsed.weight_map;
   if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(`${index}: expected an object "weight_map" of tensor name → shard file`);

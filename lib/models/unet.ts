@@ -15,7 +15,7 @@ import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
 import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeUNet, NativeUNetInputs } from '../native/types';
-import { diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFiles } from './model-folder';
+import { describeWeightFileNames, diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFiles } from './model-folder';
 import { checkUNetActivationsFit, type ModelSize } from './memory-check';
 import { createNativeModel, loadWeightsInto, NativeModel, toTensorMap } from './native-model';
 import { pathKind } from '../util/fs-errors';
@@ -35,7 +35,7 @@ export interface UNetOptions {
 }
 
 export interface LoadUNetOptions extends UNetOptions {
-  /** Weights variant: "fp16" reads diffusion_pytorch_model.fp16.safetensors (upcast to `dtype`). */
+  /** Weights variant: "fp16" reads diffusion_pytorch_model.fp16.safetensors or its shards, named as diffusers names them (upcast to `dtype`). */
   variant?: string;
 }
 
@@ -100,8 +100,7 @@ export function readUNetConfig(file: string): { config: UNetConfig; unknownKeys:
 
 /** The weight files of a model folder, in load order, with a clear error when there are none. */
 export function resolveWeightFiles(dir: string, variant?: string): string[] {
-  const base = variant ? `diffusion_pytorch_model.${variant}.safetensors` : UNET_WEIGHTS;
-  const files = shardedWeightFiles(dir, base);
+  const files = shardedWeightFiles(dir, UNET_WEIGHTS, variant);
   if (files !== undefined) return files;
   const pickles = ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'].filter((f) => pathKind(path.join(dir, f)) !== undefined);
   if (pickles.length > 0) {
@@ -110,7 +109,7 @@ export function resolveWeightFiles(dir: string, variant?: string): string[] {
         'Convert it once with diffusers: UNet2DModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True).',
     );
   }
-  throw new ConfigError(`${dir} has no ${base} (nor a ${base}.index.json)${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
+  throw new ConfigError(`${dir} has no ${describeWeightFileNames(UNET_WEIGHTS, variant)}${variant ? '' : '; for a variant pass { variant: "fp16" }'}`);
 }
 
 /**

@@ -4,8 +4,6 @@
  * frozen: encode and decode run without autograd, in eval mode. `vae.save(dir)` writes a folder
  * diffusers loads back.
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import { expected } from '../errors';
 import { parseVaeConfig, toNativeVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from '../config/vae';
 import type { StateDict } from '../checkpoint/state-dict';
@@ -17,7 +15,7 @@ import { gaussianSample, randn } from '../native/ops';
 import { Tensor } from '../native/tensor';
 import type { NativeAutoencoderKL } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
-import { diffusersConfigJson, saveModelFolder, withWeightFiles } from './model-folder';
+import { diffusersConfigJson, hasWeightFiles, saveModelFolder, withWeightFiles } from './model-folder';
 import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
 import { resolveWeightFiles, UNET_WEIGHTS } from './unet';
 import { renameLegacyVaeKeys } from './vae-keys';
@@ -175,8 +173,7 @@ export async function loadVae(dir: string, options: LoadVaeOptions = {}): Promis
   checkModelOptions(options);
   const { file, raw } = readConfigJson(dir, 'diffusers AutoencoderKL (config.json + diffusion_pytorch_model.safetensors)');
   const variant = options.variant;
-  const base = variant ? `diffusion_pytorch_model.${variant}.safetensors` : VAE_WEIGHTS;
-  if (!fs.existsSync(path.join(dir, base)) && !fs.existsSync(path.join(dir, `${base}.index.json`))) {
+  if (!hasWeightFiles(dir, VAE_WEIGHTS, variant)) {
     refusePickles(dir, ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'], 'AutoencoderKL.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)');
   }
   const files = resolveWeightFiles(dir, variant);

@@ -95,6 +95,63 @@ test('an fp16 variant is read and upcast to float32', async () => {
   expect(params.every((p) => p.dtype === 'float32')).toBe(true);
 });
 
+/** The tiny U-Net's weights in float16, as raw safetensors entries in state-dict order. */
+async function fp16Entries() {
+  const whole = await loadStateDict(path.join(TINY, 'diffusion_pytorch_model.safetensors'));
+  try {
+    const entries = [];
+    for (const [n, t] of whole) {
+      using half = await t.to('cpu', 'float16');
+      entries.push([n, { dtype: 'F16' as const, shape: t.shape, data: await half.data({ raw: true }) }] as const);
+    }
+    return entries;
+  } finally {
+    disposeStateDict(whole);
+  }
+}
+
+async function stateDictBytes(unet: UNet): Promise<Map<string, Buffer>> {
+  const sd = await unet.stateDict();
+  try {
+    const out = new Map<string, Buffer>();
+    for (const [n, t] of sd) out.set(n, Buffer.from(t.toArray().buffer));
+    return out;
+  } finally {
+    disposeStateDict(sd);
+  }
+}
+
+test.each([
+  // diffusers v0.31 save_pretrained(variant="fp16", max_shard_size=...)
+  ['v0.31', 'diffusion_pytorch_model.safetensors.index.fp16.json', (k: number) => `diffusion_pytorch_model.fp16-0000${k}-of-00002.safetensors`],
+  // v0.29 and v0.30: the same index, transformers-style shard names
+  ['v0.29–v0.30', 'diffusion_pytorch_model.safetensors.index.fp16.json', (k: number) => `diffusion_pytorch_model-0000${k}-of-00002.fp16.safetensors`],
+  // the deprecated index name diffusers v0.31 still reads (_fetch_index_file_legacy)
+  ['legacy', 'diffusion_pytorch_model.safetensors.fp16.index.json', (k: number) => `diffusion_pytorch_model-0000${k}-of-00002.fp16.safetensors`],
+])('a sharded fp16 variant named as diffusers %s names it loads the same weights as the single fp16 file', async (_, indexName, shardName) => {
+  const entries = await fp16Entries();
+  const single = path.join(tmp, 'single');
+  fs.mkdirSync(single);
+  fs.copyFileSync(path.join(TINY, 'config.json'), path.join(single, 'config.json'));
+  await writeSafetensors(path.join(single, 'diffusion_pytorch_model.fp16.safetensors'), entries);
+  const dir = path.join(tmp, 'sharded');
+  fs.mkdirSync(dir);
+  fs.copyFileSync(path.join(TINY, 'config.json'), path.join(dir, 'config.json'));
+  const weightMap: Record<string, string> = {};
+  const halves = [entries.slice(0, 50), entries.slice(50)];
+  for (const [i, part] of halves.entries()) {
+    await writeSafetensors(path.join(dir, shardName(i + 1)), part);
+    for (const [n] of part) weightMap[n] = shardName(i + 1);
+  }
+  fs.writeFileSync(path.join(dir, indexName), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+  await expect(loadUNet(dir)).rejects.toThrow(/variant: "fp16"/);
+  using a = await loadUNet(single, { variant: 'fp16' });
+  using b = await loadUNet(dir, { variant: 'fp16' });
+  const [wa, wb] = [await stateDictBytes(a), await stateDictBytes(b)];
+  expect([...wb.keys()].sort()).toEqual([...wa.keys()].sort());
+  for (const [n, bytes] of wa) expect([n, wb.get(n)!.equals(bytes)]).toEqual([n, true]);
+});
+
 describe('clear errors', () => {
   test('a missing weight, an unexpected one and a wrongly shaped one are listed together', async () => {
     using unet = await loadUNet(TINY);
