@@ -8,7 +8,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
-import { gemmBenchmark, loadUNet, runtimeInfo, Tensor } from '../lib/index';
+import { loadUNet } from '../lib/models/unet';
+import { gemmBenchmark, runtimeInfo } from '../lib/native/runtime';
+import { Tensor } from '../lib/native/tensor';
 import { formatCliError } from '../lib/errors';
 import { packageRoot } from '../lib/native/load';
 import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';

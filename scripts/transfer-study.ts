@@ -6,9 +6,10 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { applyOverrides, prepareRecipe } from '../lib/index';
 import { replaceReadmeBlock } from '../lib/bench/report';
 import { parseLenientJson } from '../lib/config/json';
+import { applyOverrides } from '../lib/config/recipe';
+import { prepareRecipe } from '../lib/train/finetune';
 import { formatCliError } from '../lib/errors';
 import { defaultVariants, runTransferStudy, studyTable } from '../lib/demo/transfer-study';
 import { packageRoot } from '../lib/native/load';
