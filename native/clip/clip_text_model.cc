@@ -71,22 +71,8 @@ TextEncoderOutput ClipTextModel::encode(const Tensor& inputIds, const Tensor& at
 
 TextEncoderBackwardResult ClipTextModel::forwardBackwardMse(const Tensor& inputIds, const Tensor& attentionMask, const Tensor& target,
                                                             const std::vector<std::string>& names) {
-  at::AutoGradMode grad(true);
-  auto [ids, mask] = inputs(inputIds, attentionMask);
-  if (!target.defined()) throw InvalidArgument("Expected a Tensor for target");
-  ClipTextOutputs r = model_->text_model->forward(ids, mask);
-  const at::Tensor& out = r.lastHiddenState;
-  const at::Tensor& tgt = unwrap(target);
-  if (tgt.sizes() != out.sizes())
-    throw InvalidArgument("Expected a target of shape " + shapeText(out.sizes()) + " but received " + shapeText(tgt.sizes()));
-  at::Tensor loss = at::mse_loss(out.to(at::kFloat), tgt.to(out.device(), at::kFloat));
-  clearGradients(*model_);
-  loss.backward();
-  TextEncoderBackwardResult res;
-  res.output = wrap(out.detach());
-  res.loss = wrap(loss.detach());
-  res.gradParams = takeGradients(*model_, names);
-  return res;
+  std::pair<at::Tensor, at::Tensor> in = inputs(inputIds, attentionMask);  // not a structured binding: C++17 lambdas cannot capture one
+  return difftune::forwardBackwardMse(*model_, [&] { return model_->text_model->forward(in.first, in.second).lastHiddenState; }, target, names);
 }
 
 std::string ClipTextModel::device() const { return model_->text_model->embeddings->token_embedding->weight.device().str(); }

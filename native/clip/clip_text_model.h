@@ -29,10 +29,7 @@ struct TextEncoderOutput {
   std::vector<Tensor> hiddenStates;  // num_hidden_layers + 1 entries when asked for
 };
 
-struct TextEncoderBackwardResult {
-  Tensor output, loss;
-  NamedTensors gradParams;
-};
+using TextEncoderBackwardResult = MseBackwardResult;
 
 class ClipTextModel {
  public:

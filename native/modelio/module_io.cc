@@ -124,4 +124,25 @@ NamedTensors takeGradients(Module& model, const std::vector<std::string>& names)
   return out;
 }
 
+MseBackwardResult forwardBackwardMse(Module& model, const std::function<at::Tensor()>& forward, const Tensor& target,
+                                     const std::vector<std::string>& names) {
+  if (!target.defined()) throw InvalidArgument("Expected a Tensor for target");
+  at::AutoGradMode grad(true);
+  at::Tensor out = forward();
+  const at::Tensor& tgt = unwrap(target);
+  if (tgt.sizes() != out.sizes())
+    throw InvalidArgument("Expected a target of shape " + shapeText(out.sizes()) + " but received " + shapeText(tgt.sizes()));
+  // The loss in float32 even under autocast or for a bf16 model: a bf16 mean over many elements loses
+  // the small errors.
+  at::Tensor loss = at::mse_loss(out.to(at::kFloat), tgt.to(out.device(), at::kFloat));
+  clearGradients(model);
+  loss.backward();
+  MseBackwardResult r;
+  r.output = wrap(out.detach());
+  r.loss = wrap(loss.detach());
+  // Gradients are handed out, never accumulated across calls.
+  r.gradParams = takeGradients(model, names);
+  return r;
+}
+
 }  // namespace difftune

@@ -1,8 +1,10 @@
 // What every native model facade does with its module tree, written once: parameter listings, strict
-// state-dict loading, copies of the weights, device/dtype moves and handing out gradients. Every model
-// lists, loads and copies its weights with these; the U-Net moves and trains its own way (LoRA slots).
+// state-dict loading, copies of the weights, device/dtype moves, the forward-backward-MSE and handing
+// out gradients. Every model lists, loads and copies its weights with these; the U-Net moves and trains
+// its own way (LoRA slots).
 #pragma once
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -37,5 +39,11 @@ void clearGradients(Module& model);
 // The gradients of `names` (all parameters when empty) after a backward, zeros where a parameter got
 // none; then clears them. An unknown name is an InvalidArgument.
 NamedTensors takeGradients(Module& model, const std::vector<std::string>& names);
+
+// loss = mean((forward() − target)²), computed in float32; backward; the gradients of `names` (as
+// takeGradients). `forward` runs with autograd on, inside whatever scope the caller holds (the U-Net's
+// autocast); inputs whose gradients the caller hands out are leaves it made requires_grad, read after.
+MseBackwardResult forwardBackwardMse(Module& model, const std::function<at::Tensor()>& forward, const Tensor& target,
+                                     const std::vector<std::string>& names);
 
 }  // namespace difftune

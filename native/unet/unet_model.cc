@@ -127,25 +127,13 @@ Tensor UNetModel::forward(const ForwardInputs& in) const {
 
 BackwardResult UNetModel::forwardBackwardMse(const ForwardInputs& in, const Tensor& target, const std::vector<std::string>& names) {
   checkForwardInputs(in);
-  at::AutoGradMode grad(true);
   AutocastScope autocast(unet_->conv_in->weight.device().type(), autocastType(options_));
   at::Tensor sample = unwrap(in.sample).detach().requires_grad_(true);
   at::Tensor context = in.context.defined() ? unwrap(in.context).detach().requires_grad_(true) : at::Tensor();
-  at::Tensor out = unet_->forward(sample, unwrap(in.timestep), context, opt(in.classLabels));
-  const at::Tensor& tgt = unwrap(target);
-  if (tgt.sizes() != out.sizes())
-    throw InvalidArgument("Expected a target of shape " + shapeText(out.sizes()) + " but received " + shapeText(tgt.sizes()));
-  // The loss in float32 even under autocast: a bf16 mean over many elements loses the small errors.
-  at::Tensor loss = at::mse_loss(out.to(at::kFloat), tgt.to(at::kFloat));
-  clearGradients(*unet_);
-  loss.backward();
-  BackwardResult r;
-  r.output = wrap(out.detach());
-  r.loss = wrap(loss.detach());
+  BackwardResult r{difftune::forwardBackwardMse(
+      *unet_, [&] { return unet_->forward(sample, unwrap(in.timestep), context, opt(in.classLabels)); }, target, names)};
   r.gradSample = wrap(sample.grad());
   if (context.defined()) r.gradContext = wrap(context.grad());
-  // Gradients are handed out, never accumulated across calls.
-  r.gradParams = takeGradients(*unet_, names);
   return r;
 }
 

@@ -48,9 +48,8 @@ struct LoraEntry {
   double alpha = 0;
 };
 
-struct BackwardResult {
-  Tensor output, loss, gradSample, gradContext;
-  NamedTensors gradParams;
+struct BackwardResult : MseBackwardResult {
+  Tensor gradSample, gradContext;
 };
 
 class UNetModel {

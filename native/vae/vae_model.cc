@@ -71,21 +71,9 @@ Tensor VaeModel::forward(const Tensor& images) const {
 }
 
 VaeBackwardResult VaeModel::decodeBackwardMse(const Tensor& latents, const Tensor& target, const std::vector<std::string>& names) {
-  at::AutoGradMode grad(true);
   at::Tensor z = modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight).detach().requires_grad_(true);
-  if (!target.defined()) throw InvalidArgument("Expected a Tensor for target");
-  at::Tensor out = vae_->decode(z);
-  const at::Tensor& tgt = unwrap(target);
-  if (tgt.sizes() != out.sizes())
-    throw InvalidArgument("Expected a target of shape " + shapeText(out.sizes()) + " but received " + shapeText(tgt.sizes()));
-  at::Tensor loss = at::mse_loss(out.to(at::kFloat), tgt.to(out.device(), at::kFloat));
-  clearGradients(*vae_);
-  loss.backward();
-  VaeBackwardResult r;
-  r.output = wrap(out.detach());
-  r.loss = wrap(loss.detach());
+  VaeBackwardResult r{forwardBackwardMse(*vae_, [&] { return vae_->decode(z); }, target, names)};
   r.gradLatents = wrap(z.grad());
-  r.gradParams = takeGradients(*vae_, names);
   return r;
 }
 

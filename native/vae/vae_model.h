@@ -19,9 +19,8 @@ struct VaeEncoding {
   Tensor mean, logvar, std;  // [B, latent_channels, h, w] each; std = exp(0.5·logvar)
 };
 
-struct VaeBackwardResult {
-  Tensor output, loss, gradLatents;
-  NamedTensors gradParams;
+struct VaeBackwardResult : MseBackwardResult {
+  Tensor gradLatents;
 };
 
 class VaeModel {
