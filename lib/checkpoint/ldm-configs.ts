@@ -11,7 +11,7 @@ import { ConfigError } from '../errors';
 import { parseClipTextConfig } from '../config/clip-text';
 import { parseVaeConfig } from '../config/vae';
 import { parseLenientJson } from '../config/json';
-import { parseUNetConfig, type UNet2DConditionConfig } from '../config/unet';
+import { parseUNetConfig, transformerDepths, type UNet2DConditionConfig } from '../config/unet';
 import type { LdmLayout, TextEncoderLayout, UNetLayout, VaeLayout } from './ldm-layout';
 
 export const SINGLE_FILE_CONFIG_FILES = {
@@ -57,9 +57,15 @@ export function unetLayout(config: UNet2DConditionConfig, file: string): UNetLay
     refuse(config.num_class_embeds !== null ? 'num_class_embeds' : 'class_embed_type', config.num_class_embeds ?? config.class_embed_type, 'original-layout Stable Diffusion checkpoints have no class embedding');
   }
   if (config.time_embedding_type !== 'positional') refuse('time_embedding_type', config.time_embedding_type, 'Stable Diffusion uses "positional"');
-  const transformerLayers = perBlock(config.transformer_layers_per_block, n, 'transformer_layers_per_block', file);
-  const transformerLayersUp = config.reverse_transformer_layers_per_block ?? [...transformerLayers].reverse();
-  if (transformerLayersUp.length !== n) throw new ConfigError(`${file}: "reverse_transformer_layers_per_block" has ${transformerLayersUp.length} entries for ${n} blocks`);
+  const depths = transformerDepths(config, file);
+  // The layout numbers transformer blocks per level: one depth for every layer of a block.
+  const blockDepth = (perLayer: readonly number[], field: string, found: unknown): number => {
+    if (perLayer.some((d) => d !== perLayer[0])) refuse(field, found, 'original-layout checkpoints have one transformer depth for every layer of a block');
+    return perLayer[0]!;
+  };
+  const downDepths = config.transformer_layers_per_block;
+  const transformerLayers = depths.down.map((d, i) => blockDepth(d, `transformer_layers_per_block[${i}]`, Array.isArray(downDepths) ? downDepths[i] : downDepths));
+  const transformerLayersUp = depths.up.map((d, i) => blockDepth(d, `reverse_transformer_layers_per_block[${i}]`, config.reverse_transformer_layers_per_block?.[i]));
   return {
     blockOutChannels: config.block_out_channels,
     layersPerBlock: lpb[0]!,
@@ -67,7 +73,7 @@ export function unetLayout(config: UNet2DConditionConfig, file: string): UNetLay
     upAttention: up,
     transformerLayersDown: transformerLayers,
     transformerLayersUp,
-    transformerLayersMid: transformerLayers[n - 1]!,
+    transformerLayersMid: depths.mid,
   };
 }
 

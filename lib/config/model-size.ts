@@ -6,7 +6,7 @@
  * large. Pure: never loads the addon.
  */
 import type { CLIPTextConfig } from './clip-text';
-import type { UNetConfig } from './unet';
+import { transformerDepths, type UNetConfig } from './unet';
 import type { AutoencoderKLConfig } from './vae';
 
 const list = (value: number | readonly number[], n: number): number[] => (typeof value === 'number' ? new Array<number>(n).fill(value) : [...value]);
@@ -45,7 +45,7 @@ export function unetParameterCount(config: UNetConfig): number {
 
   // The attention after each resnet of block `i` (its channels `ch`), per block type.
   const heads = cond ? list(cond.attention_head_dim, n) : [];
-  const transformers = cond ? list(cond.transformer_layers_per_block, n) : [];
+  const depths = cond ? transformerDepths(cond, 'config') : undefined;
   const cross = cond ? list(cond.cross_attention_dim, n) : [];
   const only = cond?.only_cross_attention ?? false;
   const onlyCross = typeof only === 'boolean' ? new Array<boolean>(n).fill(only) : [...only];
@@ -64,17 +64,16 @@ export function unetParameterCount(config: UNetConfig): number {
   config.down_block_types.forEach((type, i) => {
     const inCh = out;
     out = c[i]!;
-    for (let j = 0; j < layers[i]!; j++) total += resnet(j === 0 ? inCh : out, out, tembResnet) + attention(type, out, i, transformers[i] ?? 1);
+    for (let j = 0; j < layers[i]!; j++) total += resnet(j === 0 ? inCh : out, out, tembResnet) + attention(type, out, i, depths?.down[i]![j] ?? 1);
     if (i < n - 1) total += 9 * out * out;
   });
 
   const last = c[n - 1]!;
-  if (config.mid_block_type === 'UNetMidBlock2DCrossAttn') total += 2 * resnet(last, last, tembResnet) + attention('CrossAttn', last, n - 1, transformers[n - 1]!);
+  if (config.mid_block_type === 'UNetMidBlock2DCrossAttn') total += 2 * resnet(last, last, tembResnet) + attention('CrossAttn', last, n - 1, depths?.mid ?? 1);
   else if (config.mid_block_type === 'UNetMidBlock2D') total += 2 * resnet(last, last, tembResnet) + (config._class_name === 'UNet2DModel' && config.add_attention ? attnBlock(last) : 0);
 
   const rev = [...c].reverse();
   const revLayers = [...layers].reverse();
-  const revTransformers = cond ? (cond.reverse_transformer_layers_per_block ?? [...transformers].reverse()) : [];
   out = rev[0]!;
   config.up_block_types.forEach((type, i) => {
     const prev = out;
@@ -84,7 +83,7 @@ export function unetParameterCount(config: UNetConfig): number {
     const level = n - 1 - i;
     for (let j = 0; j < resnets; j++) {
       const skip = j === resnets - 1 ? inCh : out;
-      total += resnet((j === 0 ? prev : out) + skip, out, tembResnet) + attention(type, out, level, revTransformers[i] ?? 1);
+      total += resnet((j === 0 ? prev : out) + skip, out, tembResnet) + attention(type, out, level, depths?.up[i]![j] ?? 1);
     }
     if (i < n - 1) total += 9 * out * out;
   });
@@ -138,6 +137,10 @@ export function sizeDrivers<C extends object>(config: C, count: (config: C) => n
     let capped: unknown;
     if (typeof value === 'number') capped = Math.min(value, cap);
     else if (Array.isArray(value) && value.every((v) => typeof v === 'number')) capped = value.map((v: number) => Math.min(v, cap));
+    // Nested per-layer lists (transformer_layers_per_block): every depth.
+    else if (Array.isArray(value) && value.every((v) => typeof v === 'number' || (Array.isArray(v) && v.every((d) => typeof d === 'number')))) {
+      capped = value.map((v: number | number[]) => (typeof v === 'number' ? Math.min(v, cap) : v.map((d) => Math.min(d, cap))));
+    }
     else continue;
     const rest = count({ ...config, [key]: capped });
     if (rest < full) effects.push({ key, rest });

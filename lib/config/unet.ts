@@ -9,6 +9,8 @@ import { ConfigError } from '../errors';
 const int = z.number().int();
 const posInt = int.positive();
 const intOrList = z.union([posInt, z.array(posInt).nonempty()]);
+/** A Transformer2DModel depth for every layer of a block, or one per layer (diffusers' nested form). */
+const blockDepth = z.union([posInt, z.array(posInt).nonempty()]);
 
 /** Keys diffusers writes that carry no meaning for the model's computation. */
 const BOOKKEEPING_KEYS = new Set(['_class_name', '_diffusers_version', '_name_or_path', '_use_default_values']);
@@ -80,8 +82,10 @@ export const unet2DConditionSchema = z.object({
   norm_eps: z.number().positive().default(1e-5),
   /** Width of encoder_hidden_states (768 for SD 1.x, 1024 for SD 2.x). */
   cross_attention_dim: intOrList.default(1280),
-  transformer_layers_per_block: intOrList.default(1),
-  reverse_transformer_layers_per_block: z.array(posInt).nonempty().nullable().default(null),
+  /** Transformer2DModel depth per down block (or for all); a nested entry gives each layer its own (an asymmetrical U-Net). */
+  transformer_layers_per_block: z.union([posInt, z.array(blockDepth).nonempty()]).default(1),
+  /** Depths of the up blocks, in up-block order, flat or nested; null: transformer_layers_per_block reversed. */
+  reverse_transformer_layers_per_block: z.array(blockDepth).nonempty().nullable().default(null),
   /** Despite its name, the number of attention heads per block (a diffusers naming quirk kept for compatibility). */
   attention_head_dim: intOrList.default(8),
   /** diffusers refuses it too (v0.31): heads come from attention_head_dim. */
@@ -181,8 +185,11 @@ export interface NativeUNetConfig {
   midBlockType: string;
   blockOutChannels: number[];
   layersPerBlock: number[];
-  transformerLayersPerBlock: number[];
-  upTransformerLayersPerBlock: number[];
+  /** Transformer2DModel depth of every layer: layersPerBlock[i] entries per down block, in block order. */
+  downTransformerLayers: number[];
+  midTransformerLayers: number;
+  /** layersPerBlock[n − 1 − i] + 1 entries per up block i, in block order. */
+  upTransformerLayers: number[];
   midBlockScaleFactor: number;
   downsamplePadding: number;
   dropout: number;
@@ -273,8 +280,50 @@ export function parseUNetConfig(raw: unknown, file: string): ParsedUNetConfig {
     for (const key of ['layers_per_block', 'cross_attention_dim', 'transformer_layers_per_block', 'attention_head_dim', 'only_cross_attention'] as const) {
       perBlock(config[key] as unknown, n, key, file);
     }
+    transformerDepths(config, file);
   }
   return { config, unknownKeys };
+}
+
+/** The Transformer2DModel depth of every layer of every block, as UNet2DConditionModel v0.31 builds them. */
+export interface TransformerDepths {
+  /** Per down block, one depth per layer (layers_per_block). */
+  down: number[][];
+  mid: number;
+  /** Per up block, in up-block order, one depth per layer (layers_per_block of the matching level + 1). */
+  up: number[][];
+}
+
+/**
+ * diffusers' reading of transformer_layers_per_block and reverse_transformer_layers_per_block
+ * (models/unets/unet_2d_condition.py, get_down_block / get_up_block, the blocks in unet_2d_blocks.py): an
+ * entry is a block's depth, or nested, one depth per layer (extra ones unused); the mid block takes the
+ * last down entry (its first depth when nested); the up blocks take the reverse list, else the down
+ * entries reversed, which diffusers refuses when they are nested.
+ */
+export function transformerDepths(config: UNet2DConditionConfig, file: string): TransformerDepths {
+  const n = config.block_out_channels.length;
+  const layers = perBlock(config.layers_per_block, n, 'layers_per_block', file);
+  const entries = perBlock(config.transformer_layers_per_block, n, 'transformer_layers_per_block', file);
+  const reverse = config.reverse_transformer_layers_per_block;
+  if (reverse === null && entries.some(Array.isArray)) {
+    throw new ConfigError(`${file}: "transformer_layers_per_block" gives per-layer depths (a nested list), which needs "reverse_transformer_layers_per_block" for the up blocks, as diffusers requires (found null)`);
+  }
+  if (reverse !== null && reverse.length < n) {
+    throw new ConfigError(`${file}: "reverse_transformer_layers_per_block" has ${reverse.length} entries but there are ${n} up blocks`);
+  }
+  const upEntries = reverse ?? [...entries].reverse();
+  const expand = (entry: number | readonly number[], count: number, key: string, what: string): number[] => {
+    if (!Array.isArray(entry)) return Array.from({ length: count }, () => entry as number);
+    if (entry.length < count) throw new ConfigError(`${file}: "${key}" has ${entry.length} depths but ${what} has ${count} layers`);
+    return entry.slice(0, count);
+  };
+  const last = entries[n - 1]!;
+  return {
+    down: entries.map((e, i) => expand(e, layers[i]!, `transformer_layers_per_block[${i}]`, `down block ${i}`)),
+    mid: Array.isArray(last) ? last[0]! : (last as number),
+    up: upEntries.slice(0, n).map((e, i) => expand(e, layers[n - 1 - i]! + 1, `reverse_transformer_layers_per_block[${i}]`, `up block ${i}`)),
+  };
 }
 
 /** The native model's flat config: per-block lists, diffusers' implicit choices made explicit. */
@@ -307,8 +356,10 @@ export function toNativeUNetConfig(config: UNetConfig): NativeUNetConfig {
       ...common,
       conditional: false,
       layersPerBlock: perBlock(config.layers_per_block, n, 'layers_per_block', file),
-      transformerLayersPerBlock: perBlock(1, n, 'transformer_layers_per_block', file),
-      upTransformerLayersPerBlock: [],
+      // No transformers in a UNet2DModel: depth 1 for every layer keeps the lists' lengths.
+      downTransformerLayers: new Array<number>(config.layers_per_block * n).fill(1),
+      midTransformerLayers: 1,
+      upTransformerLayers: new Array<number>((config.layers_per_block + 1) * n).fill(1),
       attentionHeadDim: perBlock(config.attention_head_dim ?? -1, n, 'attention_head_dim', file),
       numAttentionHeads: perBlock(1, n, 'num_attention_heads', file),
       crossAttentionDim: perBlock(-1, n, 'cross_attention_dim', file),
@@ -326,12 +377,14 @@ export function toNativeUNetConfig(config: UNetConfig): NativeUNetConfig {
     };
   }
   const heads = perBlock(config.attention_head_dim, n, 'attention_head_dim', file);
+  const depths = transformerDepths(config, file);
   return {
     ...common,
     conditional: true,
     layersPerBlock: perBlock(config.layers_per_block, n, 'layers_per_block', file),
-    transformerLayersPerBlock: perBlock(config.transformer_layers_per_block, n, 'transformer_layers_per_block', file),
-    upTransformerLayersPerBlock: config.reverse_transformer_layers_per_block ? [...config.reverse_transformer_layers_per_block] : [],
+    downTransformerLayers: depths.down.flat(),
+    midTransformerLayers: depths.mid,
+    upTransformerLayers: depths.up.flat(),
     attentionHeadDim: heads,
     numAttentionHeads: heads,
     crossAttentionDim: perBlock(config.cross_attention_dim, n, 'cross_attention_dim', file),

@@ -56,8 +56,9 @@ UNetConfig UNetWrap::parseConfig(const Napi::Object& o) {
   c.midBlockType = fieldString(o, "midBlockType", p);
   c.blockOutChannels = fieldIntList(o, "blockOutChannels", p, 1, kBig);
   c.layersPerBlock = fieldIntList(o, "layersPerBlock", p, 1, 1024);
-  c.transformerLayersPerBlock = fieldIntList(o, "transformerLayersPerBlock", p, 1, 1024);
-  c.upTransformerLayersPerBlock = fieldIntList(o, "upTransformerLayersPerBlock", p, 1, 1024);
+  c.downTransformerLayers = fieldIntList(o, "downTransformerLayers", p, 1, 1024);
+  c.midTransformerLayers = fieldInt(o, "midTransformerLayers", p, 1, 1024);
+  c.upTransformerLayers = fieldIntList(o, "upTransformerLayers", p, 1, 1024);
   c.midBlockScaleFactor = fieldNumber(o, "midBlockScaleFactor", p);
   c.downsamplePadding = fieldInt(o, "downsamplePadding", p, 0, 16);
   c.dropout = fieldNumber(o, "dropout", p);

@@ -18,6 +18,15 @@ T at_(const std::vector<T>& v, size_t i, const char* what) {
   return v[i];
 }
 
+// The next `count` per-layer entries of `v` from `*next`, which moves past them.
+std::vector<int64_t> take(const std::vector<int64_t>& v, size_t* next, int64_t count, const char* what) {
+  size_t n = static_cast<size_t>(count);
+  if (*next + n > v.size()) throw InvalidArgument(std::string("config list ") + what + " has fewer entries than the blocks have layers");
+  std::vector<int64_t> out(v.begin() + static_cast<std::ptrdiff_t>(*next), v.begin() + static_cast<std::ptrdiff_t>(*next + n));
+  *next += n;
+  return out;
+}
+
 }  // namespace
 
 UNet::UNet(const UNetConfig& c) : config(c) {
@@ -78,6 +87,7 @@ UNet::UNet(const UNetConfig& c) : config(c) {
 
   down_blocks = registerModule("down_blocks", std::make_shared<ModuleList<DownBlock>>());
   int64_t outputChannel = boc[0];
+  size_t downDepth = 0;
   for (size_t i = 0; i < n; ++i) {
     BlockOptions o = blockBase(i);
     o.type = c.downBlockTypes[i];
@@ -85,7 +95,7 @@ UNet::UNet(const UNetConfig& c) : config(c) {
     outputChannel = boc[i];
     o.outChannels = outputChannel;
     o.numLayers = at_(c.layersPerBlock, i, "layers_per_block");
-    o.transformerLayers = at_(c.transformerLayersPerBlock, i, "transformer_layers_per_block");
+    o.transformerLayers = take(c.downTransformerLayers, &downDepth, o.numLayers, "downTransformerLayers");
     o.addSample = i + 1 < n;
     int64_t headDim = at_(c.attentionHeadDim, i, "attention_head_dim");
     o.attentionHeadDim = headDim > 0 ? headDim : outputChannel;
@@ -98,7 +108,7 @@ UNet::UNet(const UNetConfig& c) : config(c) {
     o.inChannels = boc.back();
     o.outChannels = boc.back();
     o.numLayers = 1;
-    o.transformerLayers = c.transformerLayersPerBlock.back();
+    o.transformerLayers = {c.midTransformerLayers};
     o.outputScaleFactor = c.midBlockScaleFactor;
     o.attnGroups = c.attnNormNumGroups;
     o.addAttention = c.addAttention;
@@ -109,6 +119,7 @@ UNet::UNet(const UNetConfig& c) : config(c) {
 
   up_blocks = registerModule("up_blocks", std::make_shared<ModuleList<UpBlock>>());
   outputChannel = boc[n - 1];
+  size_t upDepth = 0;
   for (size_t i = 0; i < n; ++i) {
     size_t r = n - 1 - i;  // the matching down level
     BlockOptions o = blockBase(r);
@@ -119,13 +130,14 @@ UNet::UNet(const UNetConfig& c) : config(c) {
     o.outChannels = outputChannel;
     o.inChannels = boc[r == 0 ? 0 : r - 1];
     o.numLayers = at_(c.layersPerBlock, r, "layers_per_block") + 1;
-    o.transformerLayers = c.upTransformerLayersPerBlock.empty() ? at_(c.transformerLayersPerBlock, r, "transformer_layers_per_block")
-                                                                : at_(c.upTransformerLayersPerBlock, i, "reverse_transformer_layers_per_block");
+    o.transformerLayers = take(c.upTransformerLayers, &upDepth, o.numLayers, "upTransformerLayers");
     o.addSample = i + 1 < n;
     int64_t headDim = at_(c.attentionHeadDim, r, "attention_head_dim");
     o.attentionHeadDim = headDim > 0 ? headDim : outputChannel;
     up_blocks->push(std::make_shared<UpBlock>(o));
   }
+  if (downDepth != c.downTransformerLayers.size() || upDepth != c.upTransformerLayers.size())
+    throw InvalidArgument("config lists downTransformerLayers / upTransformerLayers have more entries than the blocks have layers");
 
   int64_t groupsOut = c.normNumGroups > 0 ? c.normNumGroups : std::min<int64_t>(boc[0] / 4, 32);
   conv_norm_out = registerModule("conv_norm_out", std::make_shared<GroupNorm>(groupsOut, boc[0], c.normEps));

@@ -42,8 +42,12 @@ std::shared_ptr<Attention> spatialAttention(const BlockOptions& o, int64_t chann
   return std::make_shared<Attention>(a);
 }
 
-// Stable Diffusion's blocks: a Transformer2DModel with num_attention_heads heads of channels/heads each.
-std::shared_ptr<Transformer2DModel> transformer(const BlockOptions& o, int64_t channels, bool onlyCross) {
+// Stable Diffusion's blocks: a Transformer2DModel with num_attention_heads heads of channels/heads each,
+// o.transformerLayers[layer] deep.
+std::shared_ptr<Transformer2DModel> transformer(const BlockOptions& o, int64_t channels, bool onlyCross, int64_t layer) {
+  if (layer >= static_cast<int64_t>(o.transformerLayers.size()))
+    throw InvalidArgument("the " + o.type + " block has " + std::to_string(o.transformerLayers.size()) +
+                          " transformer depths for " + std::to_string(o.numLayers) + " layers");
   if (o.numAttentionHeads <= 0 || channels % o.numAttentionHeads != 0)
     throw InvalidArgument("num_attention_heads " + std::to_string(o.numAttentionHeads) + " does not divide the block's " +
                           std::to_string(channels) + " channels");
@@ -51,7 +55,7 @@ std::shared_ptr<Transformer2DModel> transformer(const BlockOptions& o, int64_t c
   t.heads = o.numAttentionHeads;
   t.dimHead = channels / o.numAttentionHeads;
   t.inChannels = channels;
-  t.numLayers = o.transformerLayers;
+  t.numLayers = o.transformerLayers[layer];
   t.normNumGroups = o.groups;
   t.crossAttentionDim = o.crossAttentionDim;
   t.useLinearProjection = o.useLinearProjection;
@@ -92,7 +96,7 @@ DownBlock::DownBlock(const BlockOptions& o) : options(o) {
     int64_t in = i == 0 ? o.inChannels : o.outChannels;
     resnets->push(std::make_shared<ResnetBlock2D>(resnetOptions(o, in, o.outChannels, o.groups)));
     if (attn) attentions->add(spatialAttention(o, o.outChannels, o.groups));
-    if (cross) attentions->add(transformer(o, o.outChannels, o.onlyCrossAttention));
+    if (cross) attentions->add(transformer(o, o.outChannels, o.onlyCrossAttention, i));
   }
   if (o.addSample) {
     downsamplers = registerModule("downsamplers", std::make_shared<ModuleList<Downsample2D>>());
@@ -128,7 +132,7 @@ MidBlock::MidBlock(const BlockOptions& o) : options(o) {
     if (cross) {
       BlockOptions t = o;
       t.groups = groups;
-      attentions->add(transformer(t, c, false));
+      attentions->add(transformer(t, c, false, i));
     } else if (o.addAttention) {
       // attn_norm_num_groups, else the resnet groups ("default" time scale shift).
       int64_t attnGroups = o.attnGroups > 0 ? o.attnGroups : (o.resnetTimeScaleShift == "default" ? groups : -1);
@@ -158,7 +162,7 @@ UpBlock::UpBlock(const BlockOptions& o) : options(o) {
     int64_t in = i == 0 ? o.prevOutputChannels : o.outChannels;
     resnets->push(std::make_shared<ResnetBlock2D>(resnetOptions(o, in + skip, o.outChannels, o.groups)));
     if (attn) attentions->add(spatialAttention(o, o.outChannels, o.groups));
-    if (cross) attentions->add(transformer(o, o.outChannels, o.onlyCrossAttention));
+    if (cross) attentions->add(transformer(o, o.outChannels, o.onlyCrossAttention, i));
   }
   if (o.addSample) {
     upsamplers = registerModule("upsamplers", std::make_shared<ModuleList<Upsample2D>>());

@@ -17,7 +17,7 @@ namespace difftune {
 struct BlockOptions {
   std::string type;
   int64_t numLayers = 1;
-  int64_t transformerLayers = 1;
+  std::vector<int64_t> transformerLayers;  // cross-attention blocks: the Transformer2DModel depth of each layer
   int64_t inChannels = 0;
   int64_t outChannels = 0;
   int64_t prevOutputChannels = 0;  // up blocks

@@ -152,6 +152,65 @@ test.each([
   for (const [n, bytes] of wa) expect([n, wb.get(n)!.equals(bytes)]).toEqual([n, true]);
 });
 
+describe('transformer depths in diffusers\' nested form', () => {
+  // A small three-level U-Net, cross-attention everywhere, one resnet per down level (two per up level).
+  const base = {
+    _class_name: 'UNet2DConditionModel',
+    block_out_channels: [8, 16, 16],
+    down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+    up_block_types: ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+    layers_per_block: 1,
+    norm_num_groups: 4,
+    cross_attention_dim: 8,
+    attention_head_dim: 2,
+    transformer_layers_per_block: [1, 2, 3],
+  };
+  const shapes = async (raw: Record<string, unknown>): Promise<Array<[string, number[]]>> => {
+    using unet = await UNet.fromConfig(raw);
+    return (await unet.parameters()).map((p) => [p.name, p.shape] as [string, number[]]).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  };
+  /** The number of transformer_blocks of each attention, "up_blocks.0.attentions.1" → 2. */
+  const depths = (params: Array<[string, number[]]>): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const [name] of params) {
+      const m = /^(.*\.attentions\.\d+)\.transformer_blocks\.(\d+)\./.exec(name);
+      if (m) out[m[1]!] = Math.max(out[m[1]!] ?? 0, Number(m[2]) + 1);
+    }
+    return out;
+  };
+
+  test('reverse_transformer_layers_per_block [[3,3],[2,2],[1,1]] builds the parameters of the flat [3,2,1]', async () => {
+    const nested = await shapes({ ...base, reverse_transformer_layers_per_block: [[3, 3], [2, 2], [1, 1]] });
+    expect(nested).toEqual(await shapes({ ...base, reverse_transformer_layers_per_block: [3, 2, 1] }));
+    expect(depths(nested)).toEqual({
+      'down_blocks.0.attentions.0': 1, 'down_blocks.1.attentions.0': 2, 'down_blocks.2.attentions.0': 3,
+      'mid_block.attentions.0': 3,
+      'up_blocks.0.attentions.0': 3, 'up_blocks.0.attentions.1': 3,
+      'up_blocks.1.attentions.0': 2, 'up_blocks.1.attentions.1': 2,
+      'up_blocks.2.attentions.0': 1, 'up_blocks.2.attentions.1': 1,
+    });
+  });
+
+  test('per-layer depths build each attention as deep as its own entry says, and survive save → load', async () => {
+    const raw = { ...base, transformer_layers_per_block: [[2, 9], 1, [4, 1]], reverse_transformer_layers_per_block: [[1, 2], 3, [2, 1, 5]] };
+    const params = await shapes(raw);
+    expect(depths(params)).toEqual({
+      'down_blocks.0.attentions.0': 2, 'down_blocks.1.attentions.0': 1, 'down_blocks.2.attentions.0': 4,
+      // diffusers: the mid block takes transformer_layers_per_block[-1], its first depth when nested.
+      'mid_block.attentions.0': 4,
+      'up_blocks.0.attentions.0': 1, 'up_blocks.0.attentions.1': 2,
+      'up_blocks.1.attentions.0': 3, 'up_blocks.1.attentions.1': 3,
+      'up_blocks.2.attentions.0': 2, 'up_blocks.2.attentions.1': 1,
+    });
+    using unet = await UNet.fromConfig(raw, { seed: 3 });
+    const out = path.join(tmp, 'nested');
+    await unet.save(out);
+    expect(readJson(path.join(out, 'config.json')).reverse_transformer_layers_per_block).toEqual([[1, 2], 3, [2, 1, 5]]);
+    using again = await loadUNet(out);
+    expect((await again.parameters()).map((p) => p.name).sort()).toEqual(params.map(([n]) => n));
+  });
+});
+
 describe('clear errors', () => {
   test('a missing weight, an unexpected one and a wrongly shaped one are listed together', async () => {
     using unet = await loadUNet(TINY);
