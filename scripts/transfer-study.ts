@@ -14,6 +14,7 @@ import { formatCliError } from '../lib/errors';
 import { defaultVariants, runTransferStudy, studyTable } from '../lib/demo/transfer-study';
 import { packageRoot } from '../lib/native/load';
 import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
+import { withFileErrors } from '../lib/util/fs-errors';
 
 export const cli = defineCli({
   name: 'transfer-study',
@@ -35,7 +36,8 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const file = args.values.recipe;
   const sets = args.values.set;
-  const raw = applyOverrides(parseLenientJson(await fs.readFile(file, 'utf8'), file), sets);
+  const text = await withFileErrors(file, 'read', () => fs.readFile(file, 'utf8'), { field: '--recipe' });
+  const raw = applyOverrides(parseLenientJson(text, file), sets);
   const recipe = prepareRecipe(raw, file); // validates up front; each run validates its variant again
   const rows = await runTransferStudy(raw, file, recipe.output, defaultVariants(recipe.train.lr), (l) => console.log(l));
   const table = studyTable(rows);

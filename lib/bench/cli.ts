@@ -8,6 +8,7 @@ import * as path from 'path';
 import { parseLenientJson } from '../config/json';
 import { ConfigError, formatCliError } from '../errors';
 import { CliUsageError, defineCli, formatHelp, oneOfValue, parseCli, usageHint } from '../util/cli-args';
+import { fileSystemError } from '../util/fs-errors';
 import { benchConfigSchema, type BenchConfig } from './schema';
 import { runBench } from './run';
 import { formatMarkdown, formatReadmeSummary, replaceReadmeBlock } from './report';
@@ -55,7 +56,13 @@ function parseBenchArgs(argv: readonly string[]): Args | 'help' {
 }
 
 function readConfig(file: string): BenchConfig {
-  const raw = parseLenientJson(fs.readFileSync(file, 'utf8'), file);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw fileSystemError(error, file, 'read', { field: '--config' });
+  }
+  const raw = parseLenientJson(text, file);
   const parsed = benchConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

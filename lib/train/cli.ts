@@ -15,6 +15,7 @@ import { finetune, planRecipe, type FinetuneProgress } from './finetune';
 import { LAUNCH_FLAGS, launchWorkers, parseLaunchArgs } from '../distributed/launch';
 import { readDistEnv } from '../distributed/env';
 import { STOP_EXIT_CODES, type StopSignal } from '../util/exit-codes';
+import { withFileErrors } from '../util/fs-errors';
 
 export const finetuneCli = defineCli({
   name: 'finetune',
@@ -59,7 +60,8 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
     const { launch, rest } = parseLaunchArgs(argv);
     if (launch && !values['dry-run']) return await launchWorkers(launch, rest, out, err);
     const file = values.recipe;
-    const raw = applyOverrides(parseLenientJson(await fs.readFile(file, 'utf8'), file), values.set);
+    const text = await withFileErrors(file, 'read', () => fs.readFile(file, 'utf8'), { field: '--recipe' });
+    const raw = applyOverrides(parseLenientJson(text, file), values.set);
     if (values['dry-run']) {
       out.write(`${formatPlan(await planRecipe(raw, file))}\n`);
       return 0;

@@ -111,3 +111,13 @@ test('npm run finetune with a bad flag: one line with the code, then the usage, 
   expect(await runFinetuneCli([], out, err, false)).toBe(1);
   expect(missing.split('\n')[0]).toBe('finetune: --recipe <file.json> is required but was not given (ERR_CONFIG)');
 });
+
+// A missing recipe printed Node's own `ENOENT: no such file or directory, open 'nope.json'`, without a code.
+test('npm run finetune with a recipe that is not there: a FileSystemError naming --recipe and the file', async () => {
+  const err = new PassThrough();
+  let text = '';
+  err.on('data', (c) => (text += String(c)));
+  const file = path.join(ROOT, 'no-such-recipe.json');
+  expect(await runFinetuneCli(['--recipe', file], new PassThrough(), err, false)).toBe(1);
+  expect(text).toBe(`finetune: --recipe: cannot read ${file}: no such file or folder (ENOENT) (ERR_FILE_SYSTEM)\n`);
+});
