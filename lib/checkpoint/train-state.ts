@@ -3,15 +3,18 @@
  * optimizer moments, the EMA weights and `state.json` (step, data-loader position, recipe, base model
  * hash). Each is written into a temporary folder and renamed into place, so a crash or kill at any
  * moment leaves the previous checkpoint loadable; older ones are deleted only after a new one is complete.
+ * A resumed run reads the optimizer moments and EMA weights back into its trainer.
  */
 import { createHash } from 'crypto';
 import { createReadStream, promises as fs } from 'fs';
 import * as path from 'path';
 import { z } from 'zod';
 import { ConfigError, FileSystemError } from '../errors';
+import type { Tensor } from '../native/tensor';
 import { writeAll, writeFileAtomically } from '../util/atomic-write';
 import { fileSystemError, withFileErrors } from '../util/fs-errors';
 import { createFolder } from '../util/output-folder';
+import { disposeStateDict, loadStateDict, saveStateDict, type StateDict } from './state-dict';
 
 export const CHECKPOINT_FORMAT = 'difftune-checkpoint/1';
 export const STATE_FILE = 'state.json';
@@ -166,4 +169,87 @@ export async function writeCheckpoint(output: string, state: CheckpointState, fi
     }
   });
   return final;
+}
+
+/**
+ * The trainer's side of a checkpoint: its counters, AdamW moments and EMA weights (lib/train/trainer.ts's
+ * Trainer; named by its methods here because this layer may not import lib/train/).
+ */
+export interface CheckpointedTrainer {
+  counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }>;
+  optimizerState(): Promise<StateDict>;
+  loadOptimizerState(state: ReadonlyMap<string, Tensor>, optimizerSteps: number): Promise<void>;
+  emaWeights(): Promise<StateDict>;
+  loadEmaWeights(weights: ReadonlyMap<string, Tensor>, updates: number): Promise<void>;
+  setLossScale(scale: number): Promise<void>;
+}
+
+/** What state.json records of a run besides the trainer's counters. */
+export interface RunState {
+  /** Steps done; a skipped (non-finite) step counts. */
+  step: number;
+  skippedSteps: number;
+  /** The data loader's position (lib/data/loader.ts LoaderState), as JSON. */
+  loader: Record<string, unknown>;
+  /** The validated recipe, as JSON. */
+  recipe: Record<string, unknown>;
+  base: { path: string; sha256: string };
+}
+
+/**
+ * Writes checkpoint-<step> into `output`: `writeWeights(dir)` writes what trains (the U-Net or its
+ * adapters), then come the optimizer's moments, the EMA weights when the run keeps an EMA, and state.json.
+ */
+export async function saveTrainingCheckpoint(
+  output: string,
+  run: RunState,
+  trainer: CheckpointedTrainer,
+  options: { ema: boolean; keep: number; writeWeights: (dir: string) => Promise<void> },
+): Promise<string> {
+  const counters = await trainer.counters();
+  const state: CheckpointState = {
+    format: CHECKPOINT_FORMAT,
+    step: run.step,
+    optimizerSteps: counters.optimizerSteps,
+    emaUpdates: counters.emaUpdates,
+    lossScale: counters.lossScale,
+    skippedSteps: run.skippedSteps,
+    loader: run.loader,
+    recipe: run.recipe,
+    base: run.base,
+    createdAt: new Date().toISOString(),
+  };
+  const fill = async (dir: string): Promise<void> => {
+    await options.writeWeights(dir);
+    await saveAndDispose(path.join(dir, OPTIMIZER_FILE), await trainer.optimizerState(), 'difftune-optimizer');
+    if (options.ema) await saveAndDispose(path.join(dir, EMA_FILE), await trainer.emaWeights(), 'pt');
+  };
+  return writeCheckpoint(output, state, fill, options.keep);
+}
+
+/** The checkpoint's optimizer moments, fp16 loss scale (`lossScale`: fp16 runs) and EMA weights (`ema`) into `trainer`. */
+export async function restoreTrainerState(dir: string, state: CheckpointState, trainer: CheckpointedTrainer, options: { ema: boolean; lossScale: boolean }): Promise<void> {
+  const optimizer = await loadStateDict(path.join(dir, OPTIMIZER_FILE));
+  try {
+    await trainer.loadOptimizerState(optimizer, state.optimizerSteps);
+  } finally {
+    disposeStateDict(optimizer);
+  }
+  // fp16 runs continue with the loss scale they had reached (the others keep 1).
+  if (options.lossScale) await trainer.setLossScale(state.lossScale);
+  if (!options.ema) return;
+  const weights = await loadStateDict(path.join(dir, EMA_FILE));
+  try {
+    await trainer.loadEmaWeights(weights, state.emaUpdates);
+  } finally {
+    disposeStateDict(weights);
+  }
+}
+
+async function saveAndDispose(file: string, tensors: StateDict, format: string): Promise<void> {
+  try {
+    await saveStateDict(file, tensors, { format });
+  } finally {
+    disposeStateDict(tensors);
+  }
 }

@@ -103,8 +103,8 @@ export class Trainer {
 
   async loadOptimizerState(state: ReadonlyMap<string, Tensor>, optimizerSteps: number): Promise<void> {
     const native = this.live();
-    const names = [...state.keys()];
-    await callAsync(() => native.loadOptimizerState(names, names.map((n) => state.get(n)!.native), optimizerSteps));
+    const entries = [...state];
+    await callAsync(() => native.loadOptimizerState(entries.map(([name]) => name), entries.map(([, t]) => t.native), optimizerSteps));
   }
 
   async emaWeights(): Promise<Map<string, Tensor>> {
@@ -114,8 +114,8 @@ export class Trainer {
 
   async loadEmaWeights(weights: ReadonlyMap<string, Tensor>, updates: number): Promise<void> {
     const native = this.live();
-    const names = [...weights.keys()];
-    await callAsync(() => native.loadEmaWeights(names, names.map((n) => weights.get(n)!.native), updates));
+    const entries = [...weights];
+    await callAsync(() => native.loadEmaWeights(entries.map(([name]) => name), entries.map(([, t]) => t.native), updates));
   }
 
   async counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }> {
