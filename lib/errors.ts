@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'ERR_DATASET'
   | 'ERR_PROCESS'
   | 'ERR_INTERNAL'
+  | 'ERR_TRAINING'
   | 'ERR_FILE_SYSTEM';
 
 export class DifftuneError extends Error {
@@ -135,6 +136,16 @@ export class FileSystemError extends DifftuneError {
 export class ProcessError extends DifftuneError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_PROCESS', message, options);
+  }
+}
+
+/**
+ * Training itself went wrong, not its inputs: the loss or the gradients stayed non-finite for
+ * train.maxSkippedSteps steps in a row (a learning rate too high, no gradient clipping, bad data).
+ */
+export class TrainingError extends DifftuneError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_TRAINING', message, options);
   }
 }
 
