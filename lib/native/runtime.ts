@@ -14,9 +14,9 @@ export interface RuntimeInfo {
   parallelInfo: string;
   buildConfig: string;
   /**
-   * Whether libtorch may use oneDNN's kernels: false when it was built without them, or when a cap on
-   * oneDNN's ISA below AVX-512 (ONEDNN_MAX_CPU_ISA, as used to run an AVX-512 machine as an AVX2 one)
-   * made difftune switch them off, since libtorch 1.13 ignores the cap for bf16.
+   * Whether libtorch may use oneDNN's kernels now: false when it was built without them, or when bf16
+   * work ran under a cap on oneDNN's ISA below AVX-512 (ONEDNN_MAX_CPU_ISA, as used to run an AVX-512
+   * machine as an AVX2 one): libtorch 1.13 ignores the cap for bf16, so difftune then switches oneDNN off.
    */
   onednn: boolean;
   napiVersion: number;

@@ -8,6 +8,7 @@
 
 #include "nn/layers.h"
 #include "tensor/failure.h"
+#include "tensor/runtime.h"
 #include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 
@@ -89,6 +90,7 @@ void moveModule(Module& model, const std::string& device, DType dtype) {
   if (!problem.empty()) throw InvalidArgument(problem);
   at::ScalarType type = toScalarType(dtype);
   if (!at::isFloatingType(type)) throw InvalidArgument(std::string("Expected a floating-point dtype for the model but received ") + dtypeName(dtype));
+  if (type == at::kBFloat16 && c10::Device(device).is_cpu()) noteCpuBf16Compute();
   at::NoGradGuard noGrad;
   model.forEachParameter([&](const std::string&, at::Tensor& slot) {
     bool grad = slot.requires_grad();

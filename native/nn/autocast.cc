@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include "tensor/failure.h"
+#include "tensor/runtime.h"
 
 // libtorch 2.4 replaced the per-device functions with ones taking the device type.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -58,6 +59,7 @@ AutocastScope::AutocastScope(c10::DeviceType device, std::optional<c10::ScalarTy
     throw InvalidArgument("autocast is available on CPU and CUDA only");
   if (device == c10::DeviceType::CPU && *dtype != c10::ScalarType::BFloat16)
     throw InvalidArgument("Expected \"bfloat16\" for autocast on the CPU (float16 autocast needs CUDA)");
+  if (device == c10::DeviceType::CPU) noteCpuBf16Compute();
   prevEnabled_ = enabled(device);
   prevDtype_ = getDtype(device);
   setEnabled(device, true);

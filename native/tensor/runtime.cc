@@ -42,11 +42,7 @@ int intraOpThreads() { return at::get_num_threads(); }
 
 namespace {
 
-// oneDNN's bf16 kernels need AVX-512 (avx512_core) or AMX. libtorch 1.13 routes bf16 convolutions and
-// matmuls to oneDNN by the CPU's own flags, ignoring a cap set with ONEDNN_MAX_CPU_ISA (or its older
-// name DNNL_MAX_CPU_ISA), and oneDNN then fails with "could not create a primitive descriptor
-// iterator". A cap below avx512_core is how one runs an AVX-512 machine as an AVX2 one (CI does, to
-// prove numerics on both), so honour it the way such a CPU would be treated: no oneDNN at all.
+// oneDNN's bf16 kernels need AVX-512 (avx512_core) or AMX: whether a cap leaves them out.
 bool onednnCapExcludesBf16() {
   const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
   if (cap == nullptr || *cap == '\0') cap = std::getenv("DNNL_MAX_CPU_ISA");
@@ -59,8 +55,12 @@ bool onednnCapExcludesBf16() {
 
 }  // namespace
 
+void noteCpuBf16Compute() {
+  static const bool excluded = onednnCapExcludesBf16();
+  if (excluded && at::globalContext().userEnabledMkldnn()) at::globalContext().setUserEnabledMkldnn(false);
+}
+
 void initComputeThread(int threads) {
-  if (onednnCapExcludesBf16()) at::globalContext().setUserEnabledMkldnn(false);
   at::init_num_threads();
   if (threads > 0) at::set_num_threads(threads);
   at::GradMode::set_enabled(false);
@@ -77,6 +77,7 @@ GemmResult gemmBenchmark(int n, int reps, const std::string& device, const std::
   else if (dtype == "float16") type = at::kHalf;
   else throw InvalidArgument("Expected \"float32\", \"bfloat16\" or \"float16\" for dtype but received \"" + dtype + "\"");
 
+  if (type == at::kBFloat16 && !c10::Device(device).is_cuda()) noteCpuBf16Compute();
   auto options = at::TensorOptions().dtype(type).device(c10::Device(device));
   at::Tensor a = at::randn({n, n}, options);
   at::Tensor b = at::randn({n, n}, options);

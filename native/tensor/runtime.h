@@ -28,6 +28,14 @@ int intraOpThreads();
 // (jobs that train enable it for their own scope).
 void initComputeThread(int threads);
 
+// Called before bf16 computation on the CPU (bf16 autocast, bf16 weights). libtorch 1.13 routes bf16
+// convolutions and matmuls to oneDNN by the CPU's own flags, ignoring a cap set with ONEDNN_MAX_CPU_ISA
+// (or DNNL_MAX_CPU_ISA); under a cap below avx512_core oneDNN then fails with "could not create a
+// primitive descriptor iterator". Such a cap is how an AVX-512 machine is run as an AVX2 one (CI does),
+// so from the first bf16 computation on, oneDNN is switched off for the process, as libtorch does for
+// bf16 on CPUs without AVX-512. float32 work before that keeps oneDNN's (capped) kernels.
+void noteCpuBf16Compute();
+
 struct GemmResult {
   double seconds = 0;  // median of the timed repetitions
   double gflops = 0;
