@@ -53,6 +53,10 @@ void setDtype(c10::DeviceType d, c10::ScalarType t) {
 
 bool autocastEnabled(c10::DeviceType device) { return enabled(device); }
 
+std::optional<c10::ScalarType> currentAutocast(c10::DeviceType device) {
+  return enabled(device) ? std::optional<c10::ScalarType>(getDtype(device)) : std::nullopt;
+}
+
 AutocastScope::AutocastScope(c10::DeviceType device, std::optional<c10::ScalarType> dtype) : device_(device) {
   if (!dtype) return;
   if (device != c10::DeviceType::CPU && device != c10::DeviceType::CUDA)

@@ -12,6 +12,10 @@ namespace difftune {
 // Whether autocast is on for this device type in the calling thread.
 bool autocastEnabled(c10::DeviceType device);
 
+// The calling thread's autocast dtype for this device type, or nullopt when autocast is off: what an
+// AutocastScope needs to re-enter the same state later (gradient checkpointing's recomputation).
+std::optional<c10::ScalarType> currentAutocast(c10::DeviceType device);
+
 class AutocastScope {
  public:
   // dtype nullopt: no autocast (a no-op scope).

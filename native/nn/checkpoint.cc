@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "nn/autocast.h"
 #include "nn/layers.h"
 #include "nn/lora.h"
 
@@ -20,6 +21,10 @@ struct BlockHolder : torch::CustomClassHolder {
   std::vector<bool> defined;  // which inputs were defined (undefined ones are not autograd inputs)
   at::Tensor rngState;
   std::shared_ptr<DropoutKeys> dropoutKeys;  // as they were when the block ran (call counts included)
+  // Autocast as it was when the block ran: backward runs after the trainer's autocast scope has ended,
+  // and a recomputation in float32 would differentiate other activations than the forward used.
+  std::optional<c10::ScalarType> autocastCpu;
+  std::optional<c10::ScalarType> autocastCuda;
 };
 
 std::shared_ptr<DropoutKeys> copyOf(const std::shared_ptr<DropoutKeys>& keys) {
@@ -46,6 +51,8 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     variable_list inputs(inputList.begin(), inputList.end());
     holder->rngState = at::detail::getDefaultCPUGenerator().get_state();
     holder->dropoutKeys = copyOf(DropoutKeysScope::current());
+    holder->autocastCpu = currentAutocast(c10::DeviceType::CPU);
+    holder->autocastCuda = currentAutocast(c10::DeviceType::CUDA);
     std::vector<at::Tensor> full;
     size_t k = 0;
     for (bool d : holder->defined) full.push_back(d ? inputs[k++] : at::Tensor());
@@ -76,6 +83,8 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
       // Backward may run on another thread (CUDA's autograd workers) and after the trainer's scope
       // ended: install a copy of the forward's keys, so a second backward could replay them again.
       DropoutKeysScope keys(copyOf(holder->dropoutKeys));
+      AutocastScope autocastCpu(c10::DeviceType::CPU, holder->autocastCpu);
+      AutocastScope autocastCuda(c10::DeviceType::CUDA, holder->autocastCuda);
       at::AutoGradMode grad(true);
       outputs = holder->fn(full);
     }
