@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <optional>
+#include <utility>
 
 #include "modelio/module_io.h"
 #include "nn/autocast.h"
@@ -130,11 +131,9 @@ BackwardResult UNetModel::forwardBackwardMse(const ForwardInputs& in, const Tens
   AutocastScope autocast(unet_->conv_in->weight.device().type(), autocastType(options_));
   at::Tensor sample = unwrap(in.sample).detach().requires_grad_(true);
   at::Tensor context = in.context.defined() ? unwrap(in.context).detach().requires_grad_(true) : at::Tensor();
-  BackwardResult r{difftune::forwardBackwardMse(
-      *unet_, [&] { return unet_->forward(sample, unwrap(in.timestep), context, opt(in.classLabels)); }, target, names)};
-  r.gradSample = wrap(sample.grad());
-  if (context.defined()) r.gradContext = wrap(context.grad());
-  return r;
+  MseBackwardResult mse = difftune::forwardBackwardMse(
+      *unet_, [&] { return unet_->forward(sample, unwrap(in.timestep), context, opt(in.classLabels)); }, target, names);
+  return {std::move(mse), wrap(sample.grad()), context.defined() ? wrap(context.grad()) : Tensor()};
 }
 
 std::string UNetModel::device() const { return unet_->conv_in->weight.device().str(); }

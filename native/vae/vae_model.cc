@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <utility>
+
 #include "modelio/module_io.h"
 #include "tensor/failure.h"
 #include "tensor/shape_text.h"
@@ -72,9 +74,8 @@ Tensor VaeModel::forward(const Tensor& images) const {
 
 VaeBackwardResult VaeModel::decodeBackwardMse(const Tensor& latents, const Tensor& target, const std::vector<std::string>& names) {
   at::Tensor z = modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight).detach().requires_grad_(true);
-  VaeBackwardResult r{forwardBackwardMse(*vae_, [&] { return vae_->decode(z); }, target, names)};
-  r.gradLatents = wrap(z.grad());
-  return r;
+  MseBackwardResult mse = forwardBackwardMse(*vae_, [&] { return vae_->decode(z); }, target, names);
+  return {std::move(mse), wrap(z.grad())};
 }
 
 std::string VaeModel::device() const { return vae_->encoder->conv_in->weight.device().str(); }
