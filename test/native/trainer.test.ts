@@ -180,6 +180,42 @@ test('gradient checkpointing under bf16 mixed precision recomputes in bf16: the 
   }
 });
 
+// One AdamW step is torch.optim.AdamW's formula. After the first step the moments hold the gradient
+// (m = (1−β1)·g, v = (1−β2)·g²), so the update the weights took can be recomputed from the saved
+// moments in float64: p₁ = p₀·(1 − lr·λ) − lr/(1−β1)·m/(√v/√(1−β2) + ε). The float32 arithmetic of the
+// fused kernel rounds each of its ~6 operations (≤ 6·2^-24 of |p| per element), i.e. ≤ 2e-5 of an update
+// of ~lr = 1e-3 on weights of |p| ≲ 0.5. Missing bias correction would be 10× off, missing decay 1e-5·|p|.
+test('an AdamW step is torch.optim.AdamW: decoupled decay, bias-corrected moments', async () => {
+  const hyper = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+  const { unet, trainer } = await setup(() => true, hyper);
+  const before = floatsOf(await weights(unet));
+  const lr = 1e-3;
+  await runSteps(trainer, 0, 1, 8, 8, lr);
+  const after = floatsOf(await weights(unet));
+  const state = await trainer.optimizerState();
+  const moments = floatsOf(state);
+  disposeStateDict(state);
+  const expected = new Map<string, Float32Array>();
+  const taken = new Map<string, Float32Array>();
+  for (const [name, p0] of before) {
+    const m = moments.get(`exp_avg.${name}`)!;
+    const v = moments.get(`exp_avg_sq.${name}`)!;
+    const decay = name.endsWith('bias') ? 0 : hyper.weightDecay;
+    const e = new Float32Array(p0.length);
+    const t = new Float32Array(p0.length);
+    for (let i = 0; i < p0.length; i++) {
+      const update = -p0[i]! * lr * decay - (lr / (1 - hyper.beta1)) * (m[i]! / (Math.sqrt(v[i]!) / Math.sqrt(1 - hyper.beta2) + hyper.eps));
+      e[i] = update;
+      t[i] = after.get(name)![i]! - p0[i]!;
+    }
+    expected.set(name, e);
+    taken.set(name, t);
+  }
+  expect(relativeDistance(expected, taken)).toBeLessThan(2e-5);
+  trainer.dispose();
+  unet.dispose();
+});
+
 test('N steps + resume + N steps is bit-identical to 2N straight steps, with EMA', async () => {
   const straight = await setup(() => true, { ema: true, emaDecay: 0.99 });
   await runSteps(straight.trainer, 0, 4);
