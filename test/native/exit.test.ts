@@ -44,8 +44,10 @@ function runOnce(script: string, env: NodeJS.ProcessEnv): Promise<Outcome> {
     const child = spawn(process.execPath, ['-e', script], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    // A hang is a failure: the longest variant takes under 2 s even on a busy 2-core machine.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    // A hang is a failure. The longest variant takes under 2 s on an idle 2-core machine; under a load
+    // of 10 (CI, other jobs) starting Node and libtorch alone can take tens of seconds, so only a run
+    // still alive after 2 minutes counts as hung.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stderr });
@@ -61,6 +63,7 @@ async function runMany(script: string, env: NodeJS.ProcessEnv): Promise<Outcome[
       next++;
       const r = await runOnce(script, env);
       if (r.code !== 0 || r.signal !== null) failures.push(r);
+      else if (r.stderr.trim() !== '') failures.push(r);  // an error printed on the way out is a failure too
     }
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
