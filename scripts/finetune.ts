@@ -5,7 +5,7 @@ import { runFinetuneCli, finetuneCli } from '../lib/train/cli';
 export const cli = finetuneCli;
 
 if (require.main === module) {
-  void runFinetuneCli(process.argv.slice(2), process.stdout, process.stderr, Boolean(process.stdout.isTTY)).then((code) => {
+  void runFinetuneCli(process.argv.slice(2), process.stdout, process.stderr, process.stdout.isTTY).then((code) => {
     process.exitCode = code;
   });
 }

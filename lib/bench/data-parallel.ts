@@ -59,7 +59,10 @@ export async function benchDataParallel(options: DataParallelBenchOptions): Prom
       for (const s of options.sets ?? []) args.push('--set', s);
       options.onLog?.(`data-parallel bench: ${ranks} rank(s), ${warmup} + ${steps} steps`);
       const errors: string[] = [];
-      const err = new Writable({ write: (chunk, _enc, done) => (errors.push(String(chunk)), done()) });
+      const err = new Writable({ write: (chunk, _enc, done) => {
+        errors.push(String(chunk));
+        done();
+      } });
       const started = performance.now();
       const code = await launchWorkers({ nprocPerNode: ranks, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 0, timeoutSeconds: options.timeoutSeconds }, args, sink(), err);
       const wallSeconds = (performance.now() - started) / 1000;

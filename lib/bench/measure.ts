@@ -7,6 +7,7 @@ import { monitorEventLoopDelay } from 'perf_hooks';
 import { disturbance, peakRssMb, resetPeakRss, sampleCpu, threadCpuNs } from './system';
 
 /** One step; returns the milliseconds it waited for data, when it has a data loader. */
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- a step without a data loader is any plain `async () => {}`
 export type Step = () => Promise<{ dataWaitMs?: number } | void>;
 
 export interface MeasureOptions {

@@ -93,7 +93,7 @@ export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000
     child.on('close', (code) => {
       clearTimeout(timer);
       const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0) return reject(new ProcessError(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
+      if (code !== 0) { reject(new ProcessError(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`)); return; }
       try {
         resolve(lineSchema.parse(JSON.parse(line)));
       } catch (e) {

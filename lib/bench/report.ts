@@ -11,7 +11,7 @@ function pct(x: number | null | undefined): string {
 function pytorchCell(r: BenchResult): string {
   const p = r.pytorch;
   if (!p) return '—';
-  if (p.status !== 'ok') return `${p.status}`;
+  if (p.status !== 'ok') return p.status;
   return `${f(p.ratio, 2)}× (${f(p.medianMs, 0)} ms${r.dtype !== p.dtype ? ` ${p.dtype}` : ''})`;
 }
 

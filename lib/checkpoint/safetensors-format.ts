@@ -94,7 +94,8 @@ function found(value: unknown): string {
     return json.length > 80 ? `${json.slice(0, 76)}..."` : json;
   }
   if (value !== null && typeof value === 'object' && !ArrayBuffer.isView(value)) {
-    const json = JSON.stringify(value) ?? String(value);
+    // JSON.stringify gives undefined for an object whose toJSON returns undefined.
+    const json = (JSON.stringify(value) as string | undefined) ?? Object.prototype.toString.call(value);
     return json.length > 80 ? `${json.slice(0, 77)}...` : json;
   }
   return describeValue(value);

@@ -28,7 +28,7 @@ function transformer(ch: number, heads: number, layers: number, cross: number, o
 export function unetParameterCount(config: UNetConfig): number {
   const c = config.block_out_channels;
   const n = c.length;
-  const c0 = c[0]!;
+  const c0 = c[0];
   const cond = config._class_name === 'UNet2DConditionModel' ? config : null;
   const fourier = config.time_embedding_type === 'fourier';
   const temb = cond ? (cond.time_embedding_dim ?? (fourier ? 2 * c0 : 4 * c0)) : 4 * c0;
@@ -97,10 +97,10 @@ export function vaeParameterCount(config: AutoencoderKLConfig): number {
   const lat = config.latent_channels;
   const last = c[n - 1]!;
   const mid = 2 * resnet(last, last, 0) + (config.mid_block_add_attention ? 4 * last * last : 0);
-  let total = 9 * config.in_channels * c[0]! + 9 * last * 2 * lat + 9 * lat * last + 9 * c[0]! * config.out_channels + 2 * mid;
+  let total = 9 * config.in_channels * c[0] + 9 * last * 2 * lat + 9 * lat * last + 9 * c[0] * config.out_channels + 2 * mid;
   if (config.use_quant_conv) total += 4 * lat * lat;
   if (config.use_post_quant_conv) total += lat * lat;
-  let out = c[0]!;
+  let out = c[0];
   for (let i = 0; i < n; i++) {
     const inCh = out;
     out = c[i]!;
@@ -174,7 +174,7 @@ export const CLIP_TEXT_SIZE_CAPS: Readonly<Record<string, number>> = { hidden_si
  */
 export function unetSkipElements(config: UNetConfig, sample: readonly number[]): { elements: number; maps: number; channels: number } {
   const [n = 0, , h = 0, w = 0] = sample;
-  const channels = config.block_out_channels[0]!;
+  const channels = config.block_out_channels[0];
   const maps = 1 + list(config.layers_per_block, config.block_out_channels.length)[0]!;
   return { elements: maps * n * channels * h * w, maps, channels };
 }

@@ -190,7 +190,7 @@ export function resolveRecipePaths(recipe: Recipe, baseDir: string): Recipe {
   if (typeof data.path === 'string') data.path = abs(data.path);
   const cache = data.cache;
   if (cache !== null && typeof cache === 'object' && typeof (cache as { dir?: unknown }).dir === 'string') {
-    data.cache = { ...(cache as object), dir: abs((cache as { dir: string }).dir) };
+    data.cache = { ...(cache), dir: abs((cache as { dir: string }).dir) };
   }
   const validation = { ...recipe.validation };
   if (validation.data && typeof validation.data.path === 'string') validation.data = { ...validation.data, path: abs(validation.data.path) };

@@ -376,7 +376,7 @@ export function formatSchedulerConfig(parsed: Pick<ParsedSchedulerConfig, 'confi
   const format = (key: string, value: JsonValue): string => {
     if (typeof value === 'number' && floatOption(key)) return pythonFloatRepr(value);
     if (Array.isArray(value) && value.length > 0 && floatOption(key) && value.every((v) => typeof v === 'number')) {
-      return `[\n${value.map((v) => `    ${pythonFloatRepr(v as number)}`).join(',\n')}\n  ]`;
+      return `[\n${value.map((v) => `    ${pythonFloatRepr(v)}`).join(',\n')}\n  ]`;
     }
     // Nested values (extra keys only): the lenient formatter, indented one level.
     return formatLenientJson(value, 2).split('\n').join('\n  ');

@@ -28,7 +28,7 @@ export function parseConfigObject<S extends z.AnyZodObject>(schema: S, obj: Reco
 
 /** The keys of `obj` that neither `schema` nor `bookkeeping` knows, and their values in file order. */
 export function unknownConfigKeys(schema: z.AnyZodObject, obj: Record<string, unknown>, bookkeeping: ReadonlySet<string>): { unknownKeys: string[]; extra: Record<string, unknown> } {
-  const known = new Set(Object.keys(schema.shape));
+  const known = new Set(Object.keys(schema.shape as Record<string, unknown>));
   const unknownKeys = Object.keys(obj).filter((k) => !known.has(k) && !bookkeeping.has(k));
   return { unknownKeys, extra: Object.fromEntries(unknownKeys.map((k) => [k, obj[k]])) };
 }
@@ -44,5 +44,6 @@ export function parseWithSchema<S extends z.ZodTypeAny>(schema: S, value: unknow
     const where = formatFieldPath('', issue.path);
     throw new ConfigError(`${file}${where === '' ? '' : ` ${noun} "${where}"`}: ${issue.message}`);
   }
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- z.infer of a generic schema is `any` inside the generic; callers see z.infer<S>
   return result.data;
 }

@@ -166,6 +166,7 @@ export function unetConfigForVersion(config: UNetConfig, diffusersVersion: strin
   for (const [key, since] of Object.entries(later)) {
     if (!olderRelease(diffusersVersion, since)) continue;
     const fallback: unknown = shape[key]!.parse(undefined);
+    // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- `out` is a plain config record; dropping a key the release doesn't know is the point
     if (JSON.stringify(out[key]) === JSON.stringify(fallback)) delete out[key];
   }
   return out;
@@ -316,12 +317,12 @@ export function transformerDepths(config: UNet2DConditionConfig, file: string): 
   const expand = (entry: number | readonly number[], count: number, key: string, what: string): number[] => {
     if (!Array.isArray(entry)) return Array.from({ length: count }, () => entry as number);
     if (entry.length < count) throw new ConfigError(`${file}: "${key}" has ${entry.length} depths but ${what} has ${count} layers`);
-    return entry.slice(0, count);
+    return (entry as readonly number[]).slice(0, count);
   };
   const last = entries[n - 1]!;
   return {
     down: entries.map((e, i) => expand(e, layers[i]!, `transformer_layers_per_block[${i}]`, `down block ${i}`)),
-    mid: Array.isArray(last) ? last[0]! : (last as number),
+    mid: Array.isArray(last) ? last[0] : (last),
     up: upEntries.slice(0, n).map((e, i) => expand(e, layers[n - 1 - i]! + 1, `reverse_transformer_layers_per_block[${i}]`, `up block ${i}`)),
   };
 }

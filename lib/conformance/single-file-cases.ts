@@ -34,7 +34,7 @@ function exact(name: string, mismatches: string[], total: number): Check {
 function tensorError(got: RawTensor, expected: RawTensor): number {
   if (got.dtype !== expected.dtype || got.shape.join() !== expected.shape.join()) return Infinity;
   if (Buffer.compare(Buffer.from(got.data.buffer, got.data.byteOffset, got.data.byteLength), Buffer.from(expected.data.buffer, expected.data.byteOffset, expected.data.byteLength)) === 0) return 0;
-  const rel = relError(decodeTensorData(got.dtype, got.data) as ArrayLike<number>, decodeTensorData(expected.dtype, expected.data) as ArrayLike<number>);
+  const rel = relError(decodeTensorData(got.dtype, got.data), decodeTensorData(expected.dtype, expected.data));
   return rel === 0 ? Number.MIN_VALUE : rel; // different bytes (e.g. -0 vs 0, NaN payloads) are not bit for bit
 }
 

@@ -4,7 +4,6 @@
  * guidance for conditional models). The model is loaded once per set folder and reused.
  */
 import { z } from 'zod';
-import { disposeStateDict, type StateDict } from '../checkpoint/state-dict';
 import { ConfigError, NativeError } from '../errors';
 import { loadUNet, type UNet } from '../models/unet';
 import { classifierFreeGuidance, concat } from '../native/ops';

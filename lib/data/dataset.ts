@@ -86,7 +86,7 @@ export class Dataset {
   }
 }
 
-export interface CreateDatasetHooks extends ScanHooks {}
+export type CreateDatasetHooks = ScanHooks;
 
 /**
  * Validates the options (zod; errors name `data.<field>`), scans the folder or loads the built-in set.

@@ -69,7 +69,7 @@ export async function runTransferStudy(recipe: Record<string, unknown>, recipeFi
   const rows: StudyRow[] = [];
   for (const { v, dir, recipe: variantRecipe } of runs) {
     await fs.rm(dir, { recursive: true, force: true });
-    log(`${v.name}`);
+    log(v.name);
     const started = Date.now();
     const r = await finetune(variantRecipe, { recipeFile });
     const seconds = (Date.now() - started) / 1000;

@@ -140,8 +140,8 @@ export async function launchWorkers(options: LaunchOptions, workerArgs: readonly
     );
     // Own process group: Ctrl-C reaches the launcher only, which forwards it once to each worker.
     const child = spawn(process.execPath, [script, ...workerArgs], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    pipeLines(child.stdout!, out, rank === 0 ? '' : `[rank ${rank}] `);
-    pipeLines(child.stderr!, err, rank === 0 ? '' : `[rank ${rank}] `);
+    pipeLines(child.stdout, out, rank === 0 ? '' : `[rank ${rank}] `);
+    pipeLines(child.stderr, err, rank === 0 ? '' : `[rank ${rank}] `);
     const exited = new Promise<WorkerExit>((resolve) => child.once('exit', (code, signal) => resolve({ rank, code, signal })));
     child.once('error', (e) => err.write(`finetune: rank ${rank} could not start: ${e.message}\n`));
     children.push({ rank, child, exited });

@@ -180,7 +180,7 @@ function checkParameters(parameters: readonly ParameterInfo[]): CheckedParameter
     if (!Array.isArray(p.shape) || !p.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw expected('an array of non-negative integers', `${where}.shape (${p.name})`, p.shape);
     }
-    return { name: p.name, shape: p.shape, numel: p.shape.reduce((a, b) => a * b, 1) };
+    return { name: p.name, shape: p.shape, numel: (p.shape as readonly number[]).reduce((a, b) => a * b, 1) };
   });
 }
 

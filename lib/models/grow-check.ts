@@ -63,7 +63,7 @@ function conditioning(unet: UNet, batch: number, rng: Rng): ForwardOptions {
     options.classLabels = Tensor.from(gaussian(batch * dim, rng), [batch, dim]);
   }
   if (c._class_name === 'UNet2DConditionModel') {
-    const dim = Array.isArray(c.cross_attention_dim) ? (c.cross_attention_dim[0] as number) : (c.cross_attention_dim as number);
+    const dim = Array.isArray(c.cross_attention_dim) ? (c.cross_attention_dim[0]) : (c.cross_attention_dim);
     options.encoderHiddenStates = Tensor.from(gaussian(batch * 8 * dim, rng), [batch, 8, dim]);
   }
   return options;

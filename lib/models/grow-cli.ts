@@ -28,7 +28,7 @@ export const growCli = defineCli({
 });
 
 export async function runGrowCli(argv: readonly string[], out: Writable, err: Writable): Promise<number> {
-  let stack = argv.includes('--stack');
+  const stack = argv.includes('--stack');
   try {
     const args = parseCli(growCli, argv);
     if (args.help) {

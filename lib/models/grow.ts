@@ -85,11 +85,17 @@ function grownConfigOf(config: UNetConfig, rawObject: Record<string, unknown>, s
   grown.block_out_channels = [config.block_out_channels[0], ...config.block_out_channels];
   for (const key of PER_LEVEL_KEYS) {
     const value = grown[key];
-    if (Array.isArray(value)) grown[key] = [value[0], ...value];
+    if (Array.isArray(value)) {
+      const list: unknown[] = value;
+      grown[key] = [list[0], ...list];
+    }
   }
   // Indexed by up block: the new up block is the last.
   const reverse = grown.reverse_transformer_layers_per_block;
-  if (Array.isArray(reverse)) grown.reverse_transformer_layers_per_block = [...reverse, reverse[reverse.length - 1]];
+  if (Array.isArray(reverse)) {
+    const list: unknown[] = reverse;
+    grown.reverse_transformer_layers_per_block = [...list, list[list.length - 1]];
+  }
   const oldSize = config.sample_size ?? resolution ?? null;
   grown.sample_size = doubled(oldSize);
   const { _class_name, ...rest } = grown;
@@ -174,7 +180,7 @@ export async function growUNetWeights(config: UNetConfig, weights: StateDict, op
   const c0 = config.block_out_channels[0];
   const cin = config.in_channels;
   const cout = config.out_channels;
-  const layers0 = Array.isArray(config.layers_per_block) ? (config.layers_per_block[0] as number) : (config.layers_per_block as number);
+  const layers0 = Array.isArray(config.layers_per_block) ? (config.layers_per_block[0]) : (config.layers_per_block);
   const rng = new Rng(options.seed ?? 0);
   const out: StateDict = new Map();
   try {

@@ -101,7 +101,7 @@ export class StableDiffusionIndex {
 function componentProblem(dir: string, index: ModelIndexFile, name: StableDiffusionComponent): string | undefined {
   const want = STABLE_DIFFUSION_COMPONENTS[name];
   const spec = index.components.get(name);
-  const expectedClass = want.classes.length === 1 ? want.classes[0]! : `one of ${want.classes.join(', ')}`;
+  const expectedClass = want.classes.length === 1 ? want.classes[0] : `one of ${want.classes.join(', ')}`;
   if (spec === undefined) return `${name}: not in ${MODEL_INDEX_FILE} (expected ["${want.library}", ${JSON.stringify(want.classes[0])}])`;
   if (spec === null) return `${name}: [null, null] (absent), but a Stable Diffusion pipeline needs a ${expectedClass}`;
   if (!(want.classes as readonly string[]).includes(spec.className)) {

@@ -143,6 +143,7 @@ export function translateNativeError(error: unknown, operation?: string): unknow
   // from the caller's in vm sandboxes such as jest's.
   if (error instanceof DifftuneError || typeof error !== 'object' || error === null) return error;
   const { code, message } = error as NativeFailure;
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a failure without a string message: its own toString is the best text there is
   const text = typeof message === 'string' ? message : String(error);
   switch (code) {
     case 'ERR_INVALID_ARG':

@@ -8,7 +8,7 @@ import { Tensor } from './tensor';
 export async function concat(tensors: readonly Tensor[], dim = 0): Promise<Tensor> {
   if (!Array.isArray(tensors) || tensors.length === 0) throw expected('a non-empty array of Tensors', 'tensors', tensors);
   const native = loadNative();
-  const handles = tensors.map((t) => t.native);
+  const handles = tensors.map((t: Tensor) => t.native);
   return new Tensor(await callAsync(() => native.concat(handles, dim)));
 }
 

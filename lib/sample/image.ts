@@ -23,15 +23,15 @@ export async function toImages(samples: Tensor): Promise<Images> {
       t.dispose();
     }
   }));
-  const pixels = new Uint8Array(n! * h! * w! * c!);
+  const pixels = new Uint8Array(n! * h! * w! * c);
   for (let i = 0; i < n!; i++)
-    for (let ch = 0; ch < c!; ch++)
+    for (let ch = 0; ch < c; ch++)
       for (let y = 0; y < h!; y++)
         for (let x = 0; x < w!; x++) {
-          const v = data[((i * c! + ch) * h! + y) * w! + x]! / 2 + 0.5;
-          pixels[((i * h! + y) * w! + x) * c! + ch] = Math.round(Math.min(1, Math.max(0, v)) * 255);
+          const v = data[((i * c + ch) * h! + y) * w! + x]! / 2 + 0.5;
+          pixels[((i * h! + y) * w! + x) * c + ch] = Math.round(Math.min(1, Math.max(0, v)) * 255);
         }
-  return { count: n!, height: h!, width: w!, channels: c!, pixels };
+  return { count: n!, height: h!, width: w!, channels: c, pixels };
 }
 
 /** Lays images out in a grid (row-major, `columns` wide, `padding` px of background between) and writes a PNG. */

@@ -39,7 +39,7 @@ async function readLatents(file: string): Promise<Tensor> {
   if (name === undefined) throw new ConfigError(`--latents ${file}: expected one tensor, or one named "latents", but found ${names.length}: ${names.slice(0, 5).join(', ')}`);
   const t = await f.read(name);
   if (t.dtype !== 'F32') throw new ConfigError(`--latents ${file}: expected float32 latents but "${name}" is ${t.dtype}`);
-  return Tensor.from(t.data as Float32Array, t.shape);
+  return Tensor.from(t.data, t.shape);
 }
 
 export async function runTxt2ImgCli(a: Txt2ImgArgs, out: Writable, err: Writable): Promise<number> {

@@ -71,7 +71,8 @@ export function tokenizePrompts(sd: StableDiffusion, prompts: readonly string[])
 export async function encodePrompts(sd: StableDiffusion, prompts: readonly string[], clipSkip: number | null = null): Promise<Tensor> {
   if (clipSkip !== null && (!Number.isSafeInteger(clipSkip) || clipSkip < 0)) throw expected('a non-negative integer or null', 'clipSkip', clipSkip);
   using ids = tokenizePrompts(sd, prompts);
-  return sd.textEncoder.embed(ids, { clipSkip: clipSkip ?? undefined });
+  // Awaited so `ids` is disposed after the native call has finished with it, not when the promise is returned.
+  return await sd.textEncoder.embed(ids, { clipSkip: clipSkip ?? undefined });
 }
 
 function resolveSize(sd: StableDiffusion, options: Txt2ImgOptions): { height: number; width: number } {

@@ -36,6 +36,7 @@ export class BytePairEncoder {
   }
 
   #merge(word: string): readonly string[] {
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- code points, as Python's list(word) in CLIP's BPE
     const chars = [...word];
     let symbols = chars.slice(0, -1);
     symbols.push(chars[chars.length - 1]! + END_OF_WORD);

@@ -12,6 +12,7 @@ const WHITESPACE = /^[ \t\n\r\p{Zs}]$/u;
  * What Python's str.split() splits on (str.isspace). After cleaning only " ", U+2028 and U+2029 can
  * remain of these; the others are listed so the split stays Python's whatever comes in.
  */
+// eslint-disable-next-line no-control-regex -- Python's str.isspace() counts these control characters as whitespace
 const PY_WHITESPACE_RUN = /[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
 
 /** CJK Unified Ideographs and their extensions and compatibility blocks (not kana, not hangul). */

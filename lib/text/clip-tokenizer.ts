@@ -214,7 +214,7 @@ export class CLIPTokenizer {
   encodeBatch(texts: readonly string[], options: EncodeOptions = {}): BatchEncoding {
     if (!Array.isArray(texts)) throw expected('an array of strings', 'texts', texts);
     const { padding, maxLength } = this.#checkOptions(options, 'encodeBatch');
-    const rows = texts.map((text) => this.#encodeOne(text, options.truncation === true, maxLength));
+    const rows = texts.map((text: string) => this.#encodeOne(text, options.truncation === true, maxLength));
     let target = maxLength;
     if (padding === 'longest') target = Math.max(0, ...rows.map((r) => r.inputIds.length));
     const padded = padding === false ? rows : rows.map((row) => this.#pad(row, target));

@@ -174,7 +174,8 @@ function loopSchedule(recipe: Recipe): Pick<LoopOptions, 'steps' | 'gradientAccu
 async function createTrainer(unet: UNet, trainable: readonly TrainableParameter[], recipe: Recipe, scheduler: Scheduler, predictionType: TrainerOptions['predictionType']): Promise<Trainer> {
   const t = recipe.train;
   using alphasCumprod = await scheduler.alphasCumprod();
-  return Trainer.create(unet, {
+  // Awaited so `alphasCumprod` is disposed after Trainer.create has read it.
+  return await Trainer.create(unet, {
     trainable,
     alphasCumprod,
     predictionType,

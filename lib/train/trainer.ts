@@ -48,7 +48,7 @@ export class Trainer {
   static async create(unet: UNet, options: TrainerOptions): Promise<Trainer> {
     if (!Array.isArray(options.trainable) || options.trainable.length === 0) throw expected('a non-empty list of trainable parameters', 'options.trainable', options.trainable);
     const native = loadNative();
-    const config: NativeTrainerConfig = { ...options, trainable: options.trainable.map((t) => ({ ...t })), alphasCumprod: options.alphasCumprod.native };
+    const config: NativeTrainerConfig = { ...options, trainable: options.trainable.map((t: TrainableParameter) => ({ ...t })), alphasCumprod: options.alphasCumprod.native };
     const handle = unet.native;
     return new Trainer(await callAsync(() => native.NativeTrainer.create(handle, config)), unet, options.mixedPrecision !== 'no');
   }

@@ -110,7 +110,7 @@ export function numberValue(positive = false): { readonly schema: z.ZodType<numb
 export function oneOfValue<const T extends readonly [string, ...string[]]>(values: T): { readonly schema: z.ZodType<T[number], z.ZodTypeDef, string>; readonly expected: string } {
   const allowed = new Set<string>(values);
   return {
-    schema: z.string().refine((v) => allowed.has(v)) as unknown as z.ZodType<T[number], z.ZodTypeDef, string>,
+    schema: z.string().refine((v) => allowed.has(v)),
     expected: `one of ${values.map((v) => `"${v}"`).join(', ')}`,
   };
 }

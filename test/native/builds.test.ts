@@ -2,6 +2,7 @@
 // process (a process can hold only one copy of the same-named addon cleanly) and asked a question.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -25,7 +26,7 @@ test('require("difftune") resolves to the compiled package entry', () => {
 });
 
 test('a project that depends on difftune can require() and import() it with no environment variables', () => {
-  const dir = fs.mkdtempSync(path.join(require('os').tmpdir(), 'difftune-dep-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-dep-'));
   try {
     fs.mkdirSync(path.join(dir, 'node_modules'));
     fs.symlinkSync(root, path.join(dir, 'node_modules', 'difftune'), 'dir');

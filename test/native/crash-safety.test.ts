@@ -39,12 +39,12 @@ test('SIGKILL mid-checkpoint leaves the previous checkpoint intact and resumable
         if (complete >= 1 && names.some((n) => n.startsWith('.checkpoint-'))) {
           killedMidSave = true;
           child.kill('SIGKILL');
-          return resolve();
+          resolve(); return;
         }
-        if (child.exitCode !== null) return reject(new Error(`the training child exited (${child.exitCode}) before a checkpoint was caught mid-save`));
+        if (child.exitCode !== null) { reject(new Error(`the training child exited (${child.exitCode}) before a checkpoint was caught mid-save`)); return; }
         if (Date.now() > deadline) {
           child.kill('SIGKILL');
-          return reject(new Error('timed out waiting for a checkpoint write'));
+          reject(new Error('timed out waiting for a checkpoint write')); return;
         }
         setImmediate(poll);
       };

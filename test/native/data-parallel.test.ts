@@ -33,7 +33,7 @@ function runWorker(config: object, env: NodeJS.ProcessEnv): { exited: Promise<Ex
   const started = Date.now();
   const child = spawn(process.execPath, [WORKER, JSON.stringify(config)], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (c) => (stderr += String(c)));
+  child.stderr.on('data', (c) => (stderr += String(c)));
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started })));
   return { exited, pid: child.pid! };
 }

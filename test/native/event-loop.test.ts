@@ -1,3 +1,4 @@
+import * as os from 'os';
 import { gemmBenchmark, runtimeInfo, setThreads } from '../../lib/native/runtime';
 import { loadNative } from '../../lib/native/load';
 
@@ -34,5 +35,5 @@ test('intra-op threads are set on the compute thread and reported', async () => 
   const info = await runtimeInfo();
   expect(info.torchVersion).toMatch(/^\d+\.\d+/);
   expect(['cpu', 'cuda']).toContain(info.backend);
-  await setThreads(Math.max(1, require('os').availableParallelism()));
+  await setThreads(Math.max(1, os.availableParallelism()));
 });

@@ -3,6 +3,7 @@
 // allocator's own retention (glibc arenas hold freed blocks; RSS wanders by ~100 MB here) while a
 // real leak is far larger: 1 GB per 1,000 reads of the 1 MB tensor, and ~3 GB per 1,000 steps for a
 // leaked gradient set of the 0.8 M-parameter U-Net alone.
+import * as os from 'os';
 import * as path from 'path';
 import { loadUNet } from '../../lib/models/unet';
 import { Tensor } from '../../lib/native/tensor';
@@ -43,6 +44,6 @@ test(`forward+backward of the tiny SD U-Net ×${ITERATIONS} with dispose keeps R
   const before = rssMB();
   for (let i = 0; i < ITERATIONS; i++) await step();
   const growth = rssMB() - before;
-  await setThreads(require('os').availableParallelism());
+  await setThreads(os.availableParallelism());
   expect(growth).toBeLessThan(256);
 }, 600_000);

@@ -28,7 +28,7 @@ async function sample(config: Record<string, unknown>, steps = 8, options: StepO
   let x = await s.scaleInitialNoise(noise);
   try {
     for (const [i, t] of s.timesteps.entries()) {
-      using input = await s.scaleModelInput(x, t);
+      using _input = await s.scaleModelInput(x, t);
       using out = pattern(i + 2, outputChannels);
       const step = await s.step(out, t, x, options);
       step.predOriginalSample?.dispose();

@@ -141,7 +141,7 @@ describe('Generator', () => {
     const out = await s.step(x, 500, x, { generator });
     out.predOriginalSample?.dispose();
     using prev = out.prevSample;
-    return values(prev);
+    return await values(prev);
   }
 
   test('the same seed gives the same noise; another seed does not', async () => {

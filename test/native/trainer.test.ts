@@ -51,17 +51,6 @@ function bytesOf(t: Tensor): Buffer {
   return Buffer.from(t.toArray().buffer);
 }
 
-function maxRel(a: Tensor, b: Tensor): number {
-  const x = a.toArray() as Float32Array;
-  const y = b.toArray() as Float32Array;
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < x.length; i++) {
-    d = Math.max(d, Math.abs(x[i]! - y[i]!));
-    m = Math.max(m, Math.abs(x[i]!));
-  }
-  return m === 0 ? d : d / m;
-}
 
 const decoderOnly = (n: string) => n.startsWith('up_blocks.') || n.startsWith('conv_norm_out.') || n.startsWith('conv_out.');
 

@@ -98,7 +98,7 @@ async function forwardOutput(unet: UNet, rounded: boolean, cond = true): Promise
   using t = Tensor.from(new BigInt64Array([3n, 700n]), [2]);
   using ctx = Tensor.from(r(noise(2 * 7 * 32, 3)), [2, 7, 32]);
   const out = await unet.forward(x, t, cond ? { encoderHiddenStates: ctx } : {});
-  return out.dtype === 'float32' ? out : out.to('cpu', 'float32');
+  return out.dtype === 'float32' ? out : await out.to('cpu', 'float32');
 }
 
 async function run(unet: UNet, cond: boolean) {
@@ -106,7 +106,7 @@ async function run(unet: UNet, cond: boolean) {
   using t = Tensor.from(new BigInt64Array([3n, 700n]), [2]);
   using target = Tensor.from(noise(2 * 4 * 16 * 16, 2), [2, 4, 16, 16]);
   using ctx = Tensor.from(noise(2 * 7 * 32, 3), [2, 7, 32]);
-  return unet.forwardBackwardMse(x, t, target, cond ? { encoderHiddenStates: ctx } : {});
+  return await unet.forwardBackwardMse(x, t, target, cond ? { encoderHiddenStates: ctx } : {});
 }
 
 describe.each([
@@ -176,7 +176,7 @@ test('bfloat16 weights take float32 inputs and stay close to the float32 model',
   const rounded = async (u: UNet, r: boolean) => {
     using xr = Tensor.from(r ? bf16Rounded(noise(4 * 16 * 16, 1)) : noise(4 * 16 * 16, 1), [1, 4, 16, 16]);
     using cr = Tensor.from(r ? bf16Rounded(noise(5 * 32, 2)) : noise(5 * 32, 2), [1, 5, 32]);
-    return u.forward(xr, t, { encoderHiddenStates: cr });
+    return await u.forward(xr, t, { encoderHiddenStates: cr });
   };
   const { bound } = await bf16Bound(path.join(FIXTURES, 'unet2dcond-tiny'), full, rounded, a);
   expect(rmsRelError(b32, a)).toBeLessThan(bound);

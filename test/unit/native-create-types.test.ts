@@ -6,6 +6,7 @@ import { parseUNetConfig, toNativeUNetConfig } from '../../lib/config/unet';
 import { parseVaeConfig, toNativeVaeConfig } from '../../lib/config/vae';
 import type { NativeAutoencoderKLStatic, NativeCLIPTextModelStatic, NativeUNetStatic } from '../../lib/native/types';
 
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- T is the static interface the caller wants the fake typed as
 function fakeStatic<T>(seen: unknown[]): T {
   return { create: (config: unknown) => { seen.push(config); return Promise.resolve({}); } } as unknown as T;
 }

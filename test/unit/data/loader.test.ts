@@ -31,7 +31,7 @@ async function take(loader: DataLoader, n: number): Promise<RawBatch[]> {
 function bySample(batches: RawBatch[], sampleBytes: number): Map<string, string> {
   const map = new Map<string, string>();
   for (const b of batches)
-    b.indices.forEach((index, k) => map.set(`${b.epoch}:${index}`, Buffer.from(b.pixels.subarray(k * sampleBytes, (k + 1) * sampleBytes)).toString('hex') + '|' + b.captions![k]));
+    b.indices.forEach((index, k) => map.set(`${b.epoch}:${index}`, Buffer.from(b.pixels.subarray(k * sampleBytes, (k + 1) * sampleBytes)).toString('hex') + '|' + String(b.captions![k])));
   return map;
 }
 

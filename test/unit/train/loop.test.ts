@@ -122,7 +122,9 @@ test('a diverging run stops with a TrainingError (ERR_TRAINING, not a native err
 test('the signal stops the run at a step boundary with a checkpoint and no final validation', async () => {
   const controller = new AbortController();
   const f = fake({ steps: 10, signal: controller.signal });
-  f.options = { ...f.options, report: async (p) => void (p.step === 2 && controller.abort()) };
+  f.options = { ...f.options, report: async (p) => {
+      if (p.step === 2) controller.abort();
+    } };
   const result = await trainLoop(f.options);
   expect(result).toMatchObject({ status: 'aborted', step: 2 });
   expect(f.events.filter((e) => !e.startsWith('step'))).toEqual(['validate 0', 'checkpoint 2 skipped 0']);
