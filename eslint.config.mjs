@@ -24,7 +24,10 @@ export default tseslint.config(
       // `x => void_returning(x)` callbacks (event handlers, forEach) are the idiom, not a confusion.
       '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true }],
       // `_`-prefixed names are deliberately unused (destructured away, positional parameters kept for shape).
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
       // Async methods that implement a Promise-returning interface (caches, batch preparers, hooks) need not
       // await anything; being async makes their throws rejections, which is what callers expect.
       '@typescript-eslint/require-await': 'off',

@@ -4,7 +4,12 @@
 // isolatedModules ts-jest only transpiles, and a full type-check per file (isolatedModules off,
 // diagnostics on) measured 26 s → 38 s for test/unit cold and 5–9 s → 17 s for one unit file.
 const tsJest = ['ts-jest', { diagnostics: false }];
-const common = { testEnvironment: 'node', transform: { '^.+\\.ts$': tsJest }, moduleFileExtensions: ['ts', 'js', 'json'], setupFiles: ['<rootDir>/test/setup-realm.js'] };
+const common = {
+  testEnvironment: 'node',
+  transform: { '^.+\\.ts$': tsJest },
+  moduleFileExtensions: ['ts', 'js', 'json'],
+  setupFiles: ['<rootDir>/test/setup-realm.js'],
+};
 
 module.exports = {
   maxWorkers: 1,

@@ -55,9 +55,23 @@ export { growUNet, type GrowOptions } from './models/grow';
 export { growModelFolder, type GrownFolder } from './models/grow-folder';
 export { AutoencoderKL, loadVae, type LatentDistribution, type LoadVaeOptions, type VaeBackwardResult } from './models/vae';
 export type { AutoencoderKLConfig } from './config/vae';
-export { CLIPTextModel, loadTextEncoder, type TextEncodeOptions, type TextEncoderOutput, type TextEncoderBackwardResult, type LoadTextEncoderOptions } from './models/clip-text';
+export {
+  CLIPTextModel,
+  loadTextEncoder,
+  type TextEncodeOptions,
+  type TextEncoderOutput,
+  type TextEncoderBackwardResult,
+  type LoadTextEncoderOptions,
+} from './models/clip-text';
 export type { CLIPTextConfig } from './config/clip-text';
-export { CLIPTokenizer, type EncodeOptions, type Encoding, type BatchEncoding, type LoadTokenizerOptions, type TokenizerOverrides } from './text/clip-tokenizer';
+export {
+  CLIPTokenizer,
+  type EncodeOptions,
+  type Encoding,
+  type BatchEncoding,
+  type LoadTokenizerOptions,
+  type TokenizerOverrides,
+} from './text/clip-tokenizer';
 export { loadStableDiffusion, type StableDiffusion, type LoadStableDiffusionOptions } from './models/stable-diffusion';
 export { readModelIndex, StableDiffusionIndex, type ModelIndexFile, type ComponentSpec, type StableDiffusionComponent } from './models/model-index';
 
@@ -84,7 +98,17 @@ export type { DatasetItem, ImageSource, ScanProgress, SkippedFile } from './data
 export type { DataOptions, DataOptionsInput, DataSource, Interpolation } from './config/data';
 
 // Freeze planning: which parameters train.
-export { planFreeze, type FreezePlan, type ParameterInfo, type PlannedParameter, type AppliedRule, type BlockSummary, type ParamGroupSummary, type MemoryEstimate, type PlanOptions } from './freeze/plan';
+export {
+  planFreeze,
+  type FreezePlan,
+  type ParameterInfo,
+  type PlannedParameter,
+  type AppliedRule,
+  type BlockSummary,
+  type ParamGroupSummary,
+  type MemoryEstimate,
+  type PlanOptions,
+} from './freeze/plan';
 export { formatPlan } from './freeze/format';
 export { PRESET_NAMES, type FreezeOptions, type FreezeOptionsInput, type PresetName } from './config/freeze';
 

@@ -30,7 +30,9 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const plan = planThreads();
-  console.log(`${plan.cores} cores: ${plan.torchThreads} torch thread(s) + ${plan.decodeConcurrency} decoder(s)${plan.warnings.length ? ` (${plan.warnings.join('; ')})` : ''}`);
+  console.log(
+    `${plan.cores} cores: ${plan.torchThreads} torch thread(s) + ${plan.decodeConcurrency} decoder(s)${plan.warnings.length ? ` (${plan.warnings.join('; ')})` : ''}`,
+  );
   for (const resolution of [32, 64]) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `difftune-bench-${resolution}-`));
     try {

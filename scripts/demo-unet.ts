@@ -66,7 +66,9 @@ async function main(argv: readonly string[]): Promise<void> {
   using unet = await loadUNet(modelDir);
   const params = await unet.parameters();
   const count = params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
-  console.log(`loaded ${path.relative(root, modelDir)} (${unet.config._class_name}, ${params.length} tensors, ${(count / 1e6).toFixed(2)} M parameters) in ${(performance.now() - t0).toFixed(0)} ms`);
+  console.log(
+    `loaded ${path.relative(root, modelDir)} (${unet.config._class_name}, ${params.length} tensors, ${(count / 1e6).toFixed(2)} M parameters) in ${(performance.now() - t0).toFixed(0)} ms`,
+  );
 
   const batch = 2;
   using sample = Tensor.from(randn(batch * 4 * 16 * 16, 1), [batch, 4, 16, 16]);
@@ -87,7 +89,9 @@ async function main(argv: readonly string[]): Promise<void> {
     for (const t of [r.output, r.loss, r.gradSample, r.gradEncoderHiddenStates, ...r.gradParams.values()]) t?.dispose();
   });
   clearInterval(timer);
-  console.log(`forward (batch ${batch}, 4×16×16, 77 tokens): ${fwdMs.toFixed(1)} ms median; forward+backward: ${bwdMs.toFixed(1)} ms median (MSE loss ${loss.toFixed(4)})`);
+  console.log(
+    `forward (batch ${batch}, 4×16×16, 77 tokens): ${fwdMs.toFixed(1)} ms median; forward+backward: ${bwdMs.toFixed(1)} ms median (MSE loss ${loss.toFixed(4)})`,
+  );
   console.log(`event loop kept turning: ${ticks} timer ticks during the native passes`);
 
   const fp32 = await gemmBenchmark({ n: 1024, reps: 8, dtype: 'float32' });
@@ -100,7 +104,9 @@ async function main(argv: readonly string[]): Promise<void> {
   using a = await unet.forward(sample, timestep, { encoderHiddenStates: context });
   using b = await reloaded.forward(sample, timestep, { encoderHiddenStates: context });
   const same = Buffer.from(a.toArray().buffer).equals(Buffer.from(b.toArray().buffer));
-  console.log(`saved a diffusers folder to ${path.relative(process.cwd(), saved)} and reloaded it in ${(performance.now() - t0).toFixed(0)} ms; outputs bit-identical: ${same ? 'yes' : 'NO'}`);
+  console.log(
+    `saved a diffusers folder to ${path.relative(process.cwd(), saved)} and reloaded it in ${(performance.now() - t0).toFixed(0)} ms; outputs bit-identical: ${same ? 'yes' : 'NO'}`,
+  );
   if (!same) process.exitCode = 1;
 }
 

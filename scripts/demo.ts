@@ -37,8 +37,14 @@ async function main(argv: readonly string[]): Promise<void> {
   const trainImages = values.images;
   const summary = await runTransferDemo({ out, base: path.join(root, 'models', 'mnist-ddpm'), steps, trainImages, onLog: (l) => console.log(l) });
   const h = summary.heldOutLoss;
-  console.log(`\nheld-out loss after ${summary.steps} steps on ${summary.trainImages} images: fine-tuned ${h.finetuned.toFixed(4)}, from scratch ${h.scratch.toFixed(4)} (base ${h.base.toFixed(4)})`);
-  console.log(summary.stepsToMatchScratch === null ? 'the fine-tuned model did not reach the from-scratch final loss' : `the fine-tuned model matched the from-scratch final loss after ${summary.stepsToMatchScratch} steps`);
+  console.log(
+    `\nheld-out loss after ${summary.steps} steps on ${summary.trainImages} images: fine-tuned ${h.finetuned.toFixed(4)}, from scratch ${h.scratch.toFixed(4)} (base ${h.base.toFixed(4)})`,
+  );
+  console.log(
+    summary.stepsToMatchScratch === null
+      ? 'the fine-tuned model did not reach the from-scratch final loss'
+      : `the fine-tuned model matched the from-scratch final loss after ${summary.stepsToMatchScratch} steps`,
+  );
   console.log(`report: ${path.join(out, 'report.html')} (${summary.seconds.toFixed(0)} s)`);
   if (values.readme) {
     // The README's numbers come from a run, never typed in.

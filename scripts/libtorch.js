@@ -31,12 +31,7 @@ function isFile(p) {
 /** The folder holding TorchConfig.cmake, from a libtorch root, a cmake prefix, or the folder itself. */
 function torchDirFrom(candidate) {
   if (!candidate) return undefined;
-  const options = [
-    candidate,
-    path.join(candidate, 'share', 'cmake', 'Torch'),
-    path.join(candidate, 'Torch'),
-    path.join(candidate, 'lib', 'cmake', 'Torch'),
-  ];
+  const options = [candidate, path.join(candidate, 'share', 'cmake', 'Torch'), path.join(candidate, 'Torch'), path.join(candidate, 'lib', 'cmake', 'Torch')];
   return options.find((dir) => isFile(path.join(dir, 'TorchConfig.cmake')));
 }
 
@@ -50,16 +45,24 @@ function describeInstall(torchDir, source) {
     .map((p) => path.join(p, 'include'))
     .find((inc) => isFile(path.join(inc, 'torch', 'csrc', 'api', 'include', 'torch', 'version.h')));
   if (!includeRoot) {
-    throw new Error(`found ${path.join(torchDir, 'TorchConfig.cmake')} but no torch headers next to it ` +
-      `(looked for include/torch/csrc/api/include/torch/version.h under ${prefixes.join(' and ')})`);
+    throw new Error(
+      `found ${path.join(torchDir, 'TorchConfig.cmake')} but no torch headers next to it ` +
+        `(looked for include/torch/csrc/api/include/torch/version.h under ${prefixes.join(' and ')})`,
+    );
   }
   const libCandidates = [path.resolve(torchDir, '../..'), ...prefixes.map((p) => path.join(p, 'lib'))];
   const libDir = libCandidates.find((dir) => isFile(path.join(dir, 'libtorch.so')) || isFile(path.join(dir, 'libtorch.dylib')));
   if (!libDir) throw new Error(`found ${torchDir} but no libtorch.so in ${libCandidates.join(', ')}`);
 
   // torch >= 2.8 keeps the numbers in torch/headeronly/version.h, included from the old place.
-  const versionFiles = [path.join(includeRoot, 'torch', 'headeronly', 'version.h'), path.join(includeRoot, 'torch', 'csrc', 'api', 'include', 'torch', 'version.h')];
-  const versionText = versionFiles.filter(isFile).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+  const versionFiles = [
+    path.join(includeRoot, 'torch', 'headeronly', 'version.h'),
+    path.join(includeRoot, 'torch', 'csrc', 'api', 'include', 'torch', 'version.h'),
+  ];
+  const versionText = versionFiles
+    .filter(isFile)
+    .map((f) => fs.readFileSync(f, 'utf8'))
+    .join('\n');
   const num = (name) => {
     const m = new RegExp(`#define\\s+TORCH_VERSION_${name}\\s+(\\d+)`).exec(versionText);
     return m ? Number(m[1]) : 0;
@@ -91,9 +94,11 @@ function fromEnvironment() {
     if (!value) continue;
     const dir = torchDirFrom(value);
     if (!dir) {
-      throw new Error(`${name}=${value} does not contain TorchConfig.cmake (looked in ${value}, ` +
-        `${path.join(value, 'share/cmake/Torch')}). Point LIBTORCH at an unpacked libtorch folder or ` +
-        'Torch_DIR at the folder holding TorchConfig.cmake.');
+      throw new Error(
+        `${name}=${value} does not contain TorchConfig.cmake (looked in ${value}, ` +
+          `${path.join(value, 'share/cmake/Torch')}). Point LIBTORCH at an unpacked libtorch folder or ` +
+          'Torch_DIR at the folder holding TorchConfig.cmake.',
+      );
     }
     return describeInstall(dir, `environment variable ${name}`);
   }
@@ -193,8 +198,10 @@ function blasInfo() {
 function warnAboutBlas() {
   const blas = blasInfo();
   if (blas.reference) {
-    log(`warning: BLAS is Debian's reference implementation (${blas.library}); matrix multiplies run ~40x slower. ` +
-      'Install OpenBLAS: sudo apt-get install libopenblas0-openmp');
+    log(
+      `warning: BLAS is Debian's reference implementation (${blas.library}); matrix multiplies run ~40x slower. ` +
+        'Install OpenBLAS: sudo apt-get install libopenblas0-openmp',
+    );
   }
   return blas;
 }
@@ -215,7 +222,14 @@ function resolveLibtorch({ install = false } = {}) {
       }
       // Data-parallel training (native/dist) compiles against Gloo's headers, which Debian's libtorch-dev
       // does not pull in; without them the addon builds with no distributed backend.
-      if (found.source.startsWith('system') && isDebian() && isRoot() && install && !isFile('/usr/include/gloo/config.h') && process.env.DIFFTUNE_NO_APT !== '1') {
+      if (
+        found.source.startsWith('system') &&
+        isDebian() &&
+        isRoot() &&
+        install &&
+        !isFile('/usr/include/gloo/config.h') &&
+        process.env.DIFFTUNE_NO_APT !== '1'
+      ) {
         aptInstall(['libgloo-dev'], 'Gloo headers not found (data-parallel training)');
       }
       found.blas = warnAboutBlas();
@@ -273,4 +287,3 @@ if (require.main === module) {
     process.exit(1);
   }
 }
-

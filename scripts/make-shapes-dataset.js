@@ -30,7 +30,12 @@ async function main() {
   const train = [];
   for (const color of ['red', 'green', 'blue', 'orange']) for (const shape of Object.keys(SHAPES)) train.push([color, shape]);
   await write(path.join(root, 'train'), train);
-  await write(path.join(root, 'test'), [['purple', 'circle'], ['purple', 'square'], ['black', 'triangle'], ['black', 'circle']]);
+  await write(path.join(root, 'test'), [
+    ['purple', 'circle'],
+    ['purple', 'square'],
+    ['black', 'triangle'],
+    ['black', 'circle'],
+  ]);
   console.log(`wrote ${train.length} training and 4 held-out images under ${root}`);
 }
 

@@ -33,7 +33,11 @@ async function main(argv: readonly string[]): Promise<void> {
   const recipeFile = path.join(root, 'recipes', 'pretrain-mnist.json');
   const sets = args.values.set;
   const raw = applyOverrides(parseLenientJson(await fs.readFile(recipeFile, 'utf8'), recipeFile), sets);
-  const result = await finetune(raw, { recipeFile, onLog: (l) => console.log(l), onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()) });
+  const result = await finetune(raw, {
+    recipeFile,
+    onLog: (l) => console.log(l),
+    onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()),
+  });
   if (result.status !== 'completed') {
     // A stop, not a failure: exit 130 as npm run finetune does.
     console.error(`pretrain:mnist: stopped early at step ${result.steps}; run again with --set resume=latest`);

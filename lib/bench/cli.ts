@@ -17,14 +17,16 @@ import { formatComparison, readBenchFile } from './compare';
 export const benchCli = defineCli({
   name: 'bench',
   summary:
-    'Times the benchmark workloads (U-Net forward, forward+backward, training steps, sampling, the data loader, data-parallel throughput) in fp32 and bf16, next to PyTorch + diffusers where python3 imports them, and writes bench.json and bench.md; or compares two result files, or rewrites README.md\'s benchmark table from one.',
-  usage: [
-    '[--suite quick|full] [--config <file.json>] [--out <folder>]',
-    '--compare <a/bench.json> <b/bench.json>',
-    '--readme <bench.json>',
-  ],
+    "Times the benchmark workloads (U-Net forward, forward+backward, training steps, sampling, the data loader, data-parallel throughput) in fp32 and bf16, next to PyTorch + diffusers where python3 imports them, and writes bench.json and bench.md; or compares two result files, or rewrites README.md's benchmark table from one.",
+  usage: ['[--suite quick|full] [--config <file.json>] [--out <folder>]', '--compare <a/bench.json> <b/bench.json>', '--readme <bench.json>'],
   flags: {
-    suite: { type: 'string', value: '<quick|full>', ...oneOfValue(['quick', 'full']), default: 'quick', description: 'quick: ≤ 5 min on 2 cores; full: every model and workload' },
+    suite: {
+      type: 'string',
+      value: '<quick|full>',
+      ...oneOfValue(['quick', 'full']),
+      default: 'quick',
+      description: 'quick: ≤ 5 min on 2 cores; full: every model and workload',
+    },
     config: { type: 'string', value: '<file.json>', description: 'overrides models, workloads, dtypes, freezes, steps, warmup, threads, pytorch, ...' },
     out: { type: 'string', value: '<folder>', default: 'runs/bench', description: 'where bench.json and bench.md go' },
     compare: { type: 'string', value: '<a/bench.json>', description: 'print the per-workload ratio b ÷ a of two result files (the second follows the first)' },
@@ -51,7 +53,10 @@ function parseBenchArgs(argv: readonly string[]): Args | 'help' {
     return { suite: values.suite, config: values.config, out: values.out, readme: values.readme };
   }
   const [second] = positionals;
-  if (second === undefined) throw new CliUsageError(`--compare: expected two result files (--compare <a/bench.json> <b/bench.json>) but received one, ${JSON.stringify(values.compare)}`);
+  if (second === undefined)
+    throw new CliUsageError(
+      `--compare: expected two result files (--compare <a/bench.json> <b/bench.json>) but received one, ${JSON.stringify(values.compare)}`,
+    );
   return { suite: values.suite, config: values.config, out: values.out, compare: [values.compare, second], readme: values.readme };
 }
 

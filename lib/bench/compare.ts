@@ -36,7 +36,13 @@ export function compareRuns(a: BenchFile, b: BenchFile): ComparisonRow[] {
   for (const ra of a.results) {
     const rb = byId.get(ra.id);
     if (!ra.timing || !rb?.timing) continue;
-    rows.push({ id: ra.id, aMs: ra.timing.medianMs, bMs: rb.timing.medianMs, ratio: rb.timing.medianMs / ra.timing.medianMs, disturbed: Boolean(ra.noise?.disturbed || rb.noise?.disturbed) });
+    rows.push({
+      id: ra.id,
+      aMs: ra.timing.medianMs,
+      bMs: rb.timing.medianMs,
+      ratio: rb.timing.medianMs / ra.timing.medianMs,
+      disturbed: Boolean(ra.noise?.disturbed || rb.noise?.disturbed),
+    });
   }
   return rows;
 }
@@ -45,8 +51,10 @@ export function formatComparison(a: BenchFile, b: BenchFile, aName: string, bNam
   const rows = compareRuns(a, b);
   const lines = [
     `a = ${aName} (${a.startedAt}, load ${a.machine.loadAverageStart.join(' ')}), b = ${bName} (${b.startedAt}, load ${b.machine.loadAverageStart.join(' ')})`,
-    a.machine.cpuModel !== b.machine.cpuModel || a.runtime.threads !== b.runtime.threads ? `note: different machines or threads (${a.machine.cpuModel}/${a.runtime.threads} vs ${b.machine.cpuModel}/${b.runtime.threads})` : '',
-    'Runs compared across time carry the machine\'s noise (repeats differ by ~10% here): trust ratios within one run more.',
+    a.machine.cpuModel !== b.machine.cpuModel || a.runtime.threads !== b.runtime.threads
+      ? `note: different machines or threads (${a.machine.cpuModel}/${a.runtime.threads} vs ${b.machine.cpuModel}/${b.runtime.threads})`
+      : '',
+    "Runs compared across time carry the machine's noise (repeats differ by ~10% here): trust ratios within one run more.",
     '',
     '| workload | a ms | b ms | b ÷ a | |',
     '|---|---:|---:|---:|---|',

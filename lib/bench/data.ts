@@ -21,7 +21,9 @@ export async function writeImageFolder(dir: string, count: number, resolution: n
       s = (s * 1664525 + 1013904223) >>> 0;
       px[k] = (s >>> 24) & 0xff;
     }
-    await sharp(px, { raw: { width, height, channels } }).png().toFile(path.join(dir, `${String(i).padStart(4, '0')}.png`));
+    await sharp(px, { raw: { width, height, channels } })
+      .png()
+      .toFile(path.join(dir, `${String(i).padStart(4, '0')}.png`));
   }
   return dir;
 }

@@ -13,7 +13,17 @@ import type { BenchResult } from './schema';
 import type { Suite } from './suites';
 
 function row(ranks: number, fields: Partial<BenchResult>): BenchResult {
-  return { id: `mnist-ddpm/dist-throughput/fp32/ranks-${ranks}`, model: `mnist-ddpm (${ranks} rank${ranks === 1 ? '' : 's'})`, workload: 'dist-throughput', dtype: 'fp32', freeze: 'full', batch: 0, resolution: 28, status: 'ok', ...fields };
+  return {
+    id: `mnist-ddpm/dist-throughput/fp32/ranks-${ranks}`,
+    model: `mnist-ddpm (${ranks} rank${ranks === 1 ? '' : 's'})`,
+    workload: 'dist-throughput',
+    dtype: 'fp32',
+    freeze: 'full',
+    batch: 0,
+    resolution: 28,
+    status: 'ok',
+    ...fields,
+  };
 }
 
 export async function benchDistThroughput(suite: Suite, root: string, log: (line: string) => void): Promise<BenchResult[]> {

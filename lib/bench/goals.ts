@@ -21,7 +21,12 @@ export function evaluateGoals(results: readonly BenchResult[]): Goal[] {
       target: `≤ ${target.toFixed(1)}×`,
       measured: ratio,
       met: ratio === null ? null : ratio <= target,
-      note: ratio === null ? (r ? `no PyTorch number (${r.pytorch?.reason ?? 'not run'})` : 'not in this run') : `${r!.timing!.medianMs.toFixed(0)} ms vs ${r!.pytorch!.medianMs!.toFixed(0)} ms`,
+      note:
+        ratio === null
+          ? r
+            ? `no PyTorch number (${r.pytorch?.reason ?? 'not run'})`
+            : 'not in this run'
+          : `${r!.timing!.medianMs.toFixed(0)} ms vs ${r!.pytorch!.medianMs!.toFixed(0)} ms`,
     });
   }
   for (const [model] of TRAIN_RATIO_GOALS) {
@@ -33,7 +38,10 @@ export function evaluateGoals(results: readonly BenchResult[]): Goal[] {
       target: '≤ 0.6×',
       measured: ratio,
       met: ratio === null ? null : ratio <= 0.6,
-      note: ratio === null ? `no PyTorch number (${r.pytorch?.reason ?? 'not run'})` : `${r.timing!.medianMs.toFixed(0)} ms vs ${r.pytorch!.medianMs!.toFixed(0)} ms`,
+      note:
+        ratio === null
+          ? `no PyTorch number (${r.pytorch?.reason ?? 'not run'})`
+          : `${r.timing!.medianMs.toFixed(0)} ms vs ${r.pytorch!.medianMs!.toFixed(0)} ms`,
     });
   }
   const timed = results.filter((r) => r.status === 'ok' && r.lagP99Ms !== undefined);

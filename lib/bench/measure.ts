@@ -38,7 +38,10 @@ export interface Measurement {
 }
 
 /** The fields of a bench.json result row that come straight from a measurement (all but dataWait). */
-export function measuredFields(m: Measurement): Pick<Measurement, 'peakRssMb' | 'peakRssIsolated' | 'lagP50Ms' | 'lagP99Ms' | 'lagMaxMs' | 'jsCpuMsPerStep' | 'noise'> & {
+export function measuredFields(m: Measurement): Pick<
+  Measurement,
+  'peakRssMb' | 'peakRssIsolated' | 'lagP50Ms' | 'lagP99Ms' | 'lagMaxMs' | 'jsCpuMsPerStep' | 'noise'
+> & {
   timing: Pick<Measurement, 'medianMs' | 'minMs' | 'maxMs' | 'madPct' | 'timesMs' | 'medianOver'>;
 } {
   return {

@@ -32,9 +32,7 @@ const SD15_UNET = {
   up_block_types: SD15_UP,
 };
 
-export type ModelSource =
-  | { kind: 'preset'; config: Record<string, unknown>; scheduler: Record<string, unknown> }
-  | { kind: 'folder'; dir: string };
+export type ModelSource = { kind: 'preset'; config: Record<string, unknown>; scheduler: Record<string, unknown> } | { kind: 'folder'; dir: string };
 
 export interface BenchModel {
   name: string;
@@ -55,8 +53,24 @@ export interface BenchModel {
 /** Model names → definitions; `fixturesDir` is test/fixtures/diffusers, `modelsDir` the repo's models/. */
 export function benchModels(fixturesDir: string, modelsDir: string): Map<string, BenchModel> {
   const list: BenchModel[] = [
-    { name: 'unet2d-tiny', source: { kind: 'folder', dir: `${fixturesDir}/unet2d-tiny` }, batch: 4, resolution: 16, crossAttnLen: 0, imageChannels: 3, note: 'tiny UNet2DModel fixture' },
-    { name: 'unet2dcond-tiny', source: { kind: 'folder', dir: `${fixturesDir}/unet2dcond-tiny` }, batch: 2, resolution: 16, crossAttnLen: 77, imageChannels: null, note: 'tiny SD-shaped fixture' },
+    {
+      name: 'unet2d-tiny',
+      source: { kind: 'folder', dir: `${fixturesDir}/unet2d-tiny` },
+      batch: 4,
+      resolution: 16,
+      crossAttnLen: 0,
+      imageChannels: 3,
+      note: 'tiny UNet2DModel fixture',
+    },
+    {
+      name: 'unet2dcond-tiny',
+      source: { kind: 'folder', dir: `${fixturesDir}/unet2dcond-tiny` },
+      batch: 2,
+      resolution: 16,
+      crossAttnLen: 77,
+      imageChannels: null,
+      note: 'tiny SD-shaped fixture',
+    },
     {
       name: 'ddpm-cifar10',
       source: {
@@ -120,7 +134,15 @@ export function benchModels(fixturesDir: string, modelsDir: string): Map<string,
       imageChannels: null,
       note: 'SD 1.5 structure at [64, 128, 256, 256] (37.5 M), 4×32×32 latents, 77 tokens',
     },
-    { name: 'mnist-ddpm', source: { kind: 'folder', dir: `${modelsDir}/mnist-ddpm/unet` }, batch: 32, resolution: 28, crossAttnLen: 0, imageChannels: 1, note: "the demo's base model (1.1 M)" },
+    {
+      name: 'mnist-ddpm',
+      source: { kind: 'folder', dir: `${modelsDir}/mnist-ddpm/unet` },
+      batch: 32,
+      resolution: 28,
+      crossAttnLen: 0,
+      imageChannels: 1,
+      note: "the demo's base model (1.1 M)",
+    },
     {
       name: 'sd15-unet',
       source: { kind: 'preset', config: SD15_UNET, scheduler: SD1_SCALED },

@@ -21,7 +21,7 @@ export interface PytorchEnv {
 }
 
 const HOW_TO =
-  'install Debian\'s python3-torch (apt-get install -y python3-torch libopenblas0-openmp), fetch diffusers ' +
+  "install Debian's python3-torch (apt-get install -y python3-torch libopenblas0-openmp), fetch diffusers " +
   '(git copy of github.com/huggingface/diffusers) and run ../shared/reference/setup.sh <git dir> (exports v0.31.0 to /tmp/diffusers-src)';
 
 /** Finds a Python with torch and an exported diffusers; says what is missing otherwise. */
@@ -30,11 +30,21 @@ export function detectPytorch(referenceDir: string): PytorchEnv {
   const script = path.join(referenceDir, 'bench_diffusers.py');
   if (!fs.existsSync(script)) return { available: false, reason: `no ${script} (set DIFFTUNE_REFERENCE_DIR to the reference folder); ${HOW_TO}` };
   const probe = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
-  if (probe.status !== 0) return { available: false, python, reason: `${python} cannot import torch (${(probe.stderr || String(probe.error ?? '')).trim().split('\n').pop()}); ${HOW_TO}` };
+  if (probe.status !== 0)
+    return {
+      available: false,
+      python,
+      reason: `${python} cannot import torch (${(probe.stderr || String(probe.error ?? '')).trim().split('\n').pop()}); ${HOW_TO}`,
+    };
   const torchVersion = probe.stdout.trim();
   const src = process.env.DIFFUSERS_SRC ?? '/tmp/diffusers-src';
   if (!fs.existsSync(path.join(src, 'src', 'diffusers'))) {
-    return { available: false, python, torchVersion, reason: `torch ${torchVersion} found but no diffusers export at ${src}: fetch diffusers and run ../shared/reference/setup.sh <git dir>` };
+    return {
+      available: false,
+      python,
+      torchVersion,
+      reason: `torch ${torchVersion} found but no diffusers export at ${src}: fetch diffusers and run ../shared/reference/setup.sh <git dir>`,
+    };
   }
   return { available: true, python, torchVersion, implementation: `diffusers (${src})`, script };
 }
@@ -66,17 +76,25 @@ export interface PytorchRun {
 
 /** Runs bench_diffusers.py once; resolves to its JSON line, or rejects with its stderr's tail. */
 export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000): Promise<PytorchLine> {
-  if (!env.available || !env.python || !env.script) return Promise.reject(new ProcessError(`cannot run bench_diffusers.py: ${env.reason ?? 'PyTorch is unavailable'}`));
+  if (!env.available || !env.python || !env.script)
+    return Promise.reject(new ProcessError(`cannot run bench_diffusers.py: ${env.reason ?? 'PyTorch is unavailable'}`));
   const args = [
     env.script,
     run.modelDir,
-    '--mode', run.mode,
-    '--freeze', run.freeze,
-    '--batch', String(run.batch),
-    '--resolution', String(run.resolution),
-    '--threads', String(run.threads),
-    '--steps', String(run.steps),
-    '--warmup', String(run.warmup),
+    '--mode',
+    run.mode,
+    '--freeze',
+    run.freeze,
+    '--batch',
+    String(run.batch),
+    '--resolution',
+    String(run.resolution),
+    '--threads',
+    String(run.threads),
+    '--steps',
+    String(run.steps),
+    '--warmup',
+    String(run.warmup),
     ...(run.crossAttnLen > 0 ? ['--cross-attn-len', String(run.crossAttnLen)] : []),
   ];
   return new Promise((resolve, reject) => {
@@ -93,11 +111,19 @@ export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000
     child.on('close', (code) => {
       clearTimeout(timer);
       const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0) { reject(new ProcessError(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`)); return; }
+      if (code !== 0) {
+        reject(new ProcessError(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
+        return;
+      }
       try {
         resolve(lineSchema.parse(JSON.parse(line)));
       } catch (e) {
-        reject(new ProcessError(`bench_diffusers.py: expected a JSON result as its last line but found ${JSON.stringify(line.slice(0, 200))} (${(e as Error).message})`, { cause: e }));
+        reject(
+          new ProcessError(
+            `bench_diffusers.py: expected a JSON result as its last line but found ${JSON.stringify(line.slice(0, 200))} (${(e as Error).message})`,
+            { cause: e },
+          ),
+        );
       }
     });
   });

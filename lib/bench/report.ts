@@ -19,7 +19,8 @@ function flags(r: BenchResult): string {
   const out: string[] = [];
   if (r.noise?.disturbed) out.push(`disturbed (other ${f(r.noise.otherCpu, 2)} cores)`);
   else if (r.noise && r.noise.attempts > 1) out.push(`repeated ×${r.noise.attempts}`);
-  if (r.pytorch?.status === 'ok' && ((r.pytorch.otherCpu ?? 0) > 0.3 || (r.pytorch.steal ?? 0) > 0.05)) out.push(`PyTorch disturbed (other ${f(r.pytorch.otherCpu, 2)})`);
+  if (r.pytorch?.status === 'ok' && ((r.pytorch.otherCpu ?? 0) > 0.3 || (r.pytorch.steal ?? 0) > 0.05))
+    out.push(`PyTorch disturbed (other ${f(r.pytorch.otherCpu, 2)})`);
   return out.join('; ');
 }
 
@@ -27,12 +28,24 @@ export function formatMarkdown(file: BenchFile): string {
   const m = file.machine;
   const lines: string[] = [];
   lines.push(`# difftune benchmarks (${file.suite})`, '');
-  lines.push(`${file.startedAt}, ${f(file.durationS, 0)} s. ${m.cpuModel}, ${m.cores} cores${m.cpuFlags.avx512bf16 ? ' (AVX-512 bf16)' : ''}, ${m.memoryGb} GB; load average ${m.loadAverageStart.join(' ')} → ${m.loadAverageEnd.join(' ')}.`);
-  lines.push(`libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}${file.runtime.openblasCoretype ? ` (OPENBLAS_CORETYPE ${file.runtime.openblasCoretype}, PyTorch too)` : ''}, OMP_WAIT_POLICY ${file.runtime.ompWaitPolicy ?? 'unset'}${file.runtime.channelsLast ? ', U-Nets channels-last' : ''}. Node ${m.node}.`);
-  lines.push(`GEMM peak (n = ${file.gemm.n}): ${f(file.gemm.fp32Gflops, 0)} GFLOP/s fp32, ${f(file.gemm.bf16Gflops, 0)} bf16${file.gemm.disturbed ? ' (disturbed: other processes used the CPU, % peak is inflated)' : ''}. Compute-thread round trip of an empty job: ${f(file.noopRoundTripUs, 0)} µs.`);
-  lines.push(file.pytorch.available ? `PyTorch: torch ${file.pytorch.torchVersion}, ${file.pytorch.implementation}, same threads and weights${file.pytorch.blas ? `; its BLAS ${file.pytorch.blas.join(', ')}` : ''}.` : `PyTorch: not run — ${file.pytorch.reason}.`);
+  lines.push(
+    `${file.startedAt}, ${f(file.durationS, 0)} s. ${m.cpuModel}, ${m.cores} cores${m.cpuFlags.avx512bf16 ? ' (AVX-512 bf16)' : ''}, ${m.memoryGb} GB; load average ${m.loadAverageStart.join(' ')} → ${m.loadAverageEnd.join(' ')}.`,
+  );
+  lines.push(
+    `libtorch ${file.runtime.torchVersion} (${file.runtime.backend}), ${file.runtime.threads} thread(s), BLAS ${file.runtime.blas.join(', ') || 'unknown'}${file.runtime.openblasCoretype ? ` (OPENBLAS_CORETYPE ${file.runtime.openblasCoretype}, PyTorch too)` : ''}, OMP_WAIT_POLICY ${file.runtime.ompWaitPolicy ?? 'unset'}${file.runtime.channelsLast ? ', U-Nets channels-last' : ''}. Node ${m.node}.`,
+  );
+  lines.push(
+    `GEMM peak (n = ${file.gemm.n}): ${f(file.gemm.fp32Gflops, 0)} GFLOP/s fp32, ${f(file.gemm.bf16Gflops, 0)} bf16${file.gemm.disturbed ? ' (disturbed: other processes used the CPU, % peak is inflated)' : ''}. Compute-thread round trip of an empty job: ${f(file.noopRoundTripUs, 0)} µs.`,
+  );
+  lines.push(
+    file.pytorch.available
+      ? `PyTorch: torch ${file.pytorch.torchVersion}, ${file.pytorch.implementation}, same threads and weights${file.pytorch.blas ? `; its BLAS ${file.pytorch.blas.join(', ')}` : ''}.`
+      : `PyTorch: not run — ${file.pytorch.reason}.`,
+  );
   lines.push('');
-  lines.push('| model | workload | dtype | train | batch | median ms | min–max ms | img/s | GFLOP/s | % peak | RSS MB | data wait | lag p50/p99 ms | JS ms/step | PyTorch | flags |');
+  lines.push(
+    '| model | workload | dtype | train | batch | median ms | min–max ms | img/s | GFLOP/s | % peak | RSS MB | data wait | lag p50/p99 ms | JS ms/step | PyTorch | flags |',
+  );
   lines.push('|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const r of file.results) {
     if (r.status !== 'ok' || !r.timing) {
@@ -45,7 +58,11 @@ export function formatMarkdown(file: BenchFile): string {
       `| ${r.model} | ${workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch} | ${f(t.medianMs)} | ${f(t.minMs)}–${f(t.maxMs)} | ${f(r.imagesPerS)} | ${f(r.gflops, 0)} | ${pct(r.peakFraction)} | ${f(r.peakRssMb, 0)} | ${pct(r.dataWait)} | ${f(r.lagP50Ms, 2)}/${f(r.lagP99Ms, 2)} | ${f(r.jsCpuMsPerStep, 2)} | ${pytorchCell(r)} | ${flags(r)} |`,
     );
   }
-  lines.push('', 'PyTorch: difftune ÷ PyTorch median (lower is better); bf16 rows are compared with PyTorch\'s fp32 step. % peak: achieved GFLOP/s (FLOPs counted from the layer shapes) ÷ the GEMM peak of the same dtype in this run. JS ms/step: on-CPU time of the JS thread per step (orchestration and N-API marshalling, outside native compute). Disturbed: other processes used more than the threshold of CPU while timing (repeated, least disturbed pass kept).', '');
+  lines.push(
+    '',
+    "PyTorch: difftune ÷ PyTorch median (lower is better); bf16 rows are compared with PyTorch's fp32 step. % peak: achieved GFLOP/s (FLOPs counted from the layer shapes) ÷ the GEMM peak of the same dtype in this run. JS ms/step: on-CPU time of the JS thread per step (orchestration and N-API marshalling, outside native compute). Disturbed: other processes used more than the threshold of CPU while timing (repeated, least disturbed pass kept).",
+    '',
+  );
   lines.push('## Goals', '', '| goal | target | measured | met | note |', '|---|---|---:|---|---|');
   for (const g of file.goals) lines.push(`| ${g.name} | ${g.target} | ${f(g.measured, 2)} | ${g.met === null ? '—' : g.met ? 'yes' : 'no'} | ${g.note} |`);
   return `${lines.join('\n')}\n`;
@@ -69,10 +86,16 @@ export function formatReadmeSummary(file: BenchFile, source: string): string {
     if (file.suite === 'full' && (r.model.endsWith('-tiny') || (r.dtype === 'bf16' && r.workload !== 'train-step'))) continue;
     const workload = r.workload === 'sample' ? `sample (${r.samplingSteps} steps)` : r.workload;
     const ratio = r.pytorch?.status === 'ok' ? `${f(r.pytorch.ratio, 2)}${r.noise?.disturbed ? ' (disturbed)' : ''}` : r.noise?.disturbed ? 'disturbed' : '—';
-    lines.push(`| ${r.model} | ${workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch} | ${f(r.timing.medianMs)} | ${f(r.imagesPerS)} | ${f(r.gflops, 0)} (${pct(r.peakFraction)}) | ${ratio} |`);
+    lines.push(
+      `| ${r.model} | ${workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch} | ${f(r.timing.medianMs)} | ${f(r.imagesPerS)} | ${f(r.gflops, 0)} (${pct(r.peakFraction)}) | ${ratio} |`,
+    );
   }
   const loader = file.results.find((r) => r.workload === 'data-loader' && r.status === 'ok');
-  if (loader) lines.push('', `Data loader alone: ${f(loader.batchesPerS)} batches/s (${f(loader.imagesPerS, 0)} images/s) at batch ${loader.batch}, resolution ${loader.resolution}.`);
+  if (loader)
+    lines.push(
+      '',
+      `Data loader alone: ${f(loader.batchesPerS)} batches/s (${f(loader.imagesPerS, 0)} images/s) at batch ${loader.batch}, resolution ${loader.resolution}.`,
+    );
   lines.push('', '| goal | target | measured | met |', '|---|---|---:|---|');
   for (const g of file.goals) lines.push(`| ${g.name} | ${g.target} | ${f(g.measured, 2)} | ${g.met === null ? '—' : g.met ? 'yes' : 'no'} |`);
   return lines.join('\n');
@@ -84,6 +107,7 @@ export function replaceReadmeBlock(readme: string, block: string, name = 'bench'
   const end = `<!-- ${name}:end -->`;
   const i = readme.indexOf(begin);
   const j = readme.indexOf(end);
-  if (i < 0 || j < i) throw new ConfigError(`README.md: expected a ${begin} … ${end} block to replace but found ${i < 0 ? `no ${begin}` : `no ${end} after it`}`);
+  if (i < 0 || j < i)
+    throw new ConfigError(`README.md: expected a ${begin} … ${end} block to replace but found ${i < 0 ? `no ${begin}` : `no ${end} after it`}`);
   return `${readme.slice(0, i + begin.length)}\n${block}\n${readme.slice(j)}`;
 }

@@ -52,7 +52,11 @@ async function noopRoundTripUs(): Promise<number> {
  * The GEMM peak: the best of several n×n×n multiplies per dtype, each attempt judged by what other
  * processes did meanwhile; a peak measured only under disturbance is flagged (it would inflate % peak).
  */
-async function gemmPeak(n: number, threshold: number, measureBf16: boolean): Promise<{ fp32: number; bf16: number | null; disturbed: boolean; otherCpu: number | null }> {
+async function gemmPeak(
+  n: number,
+  threshold: number,
+  measureBf16: boolean,
+): Promise<{ fp32: number; bf16: number | null; disturbed: boolean; otherCpu: number | null }> {
   let disturbed = true;
   let worstOther: number | null = null;
   const best = async (dtype: 'float32' | 'bfloat16'): Promise<number> => {
@@ -82,7 +86,15 @@ async function gemmPeak(n: number, threshold: number, measureBf16: boolean): Pro
 
 const PYTORCH_MODES = { forward: 'forward', 'forward-backward': 'backward', 'train-step': 'train' } as const;
 
-async function pytorchFor(env: PytorchEnv, results: BenchResult[], exportDir: () => Promise<string>, model: BenchModel, entry: SuiteEntry, threads: number, log: (l: string) => void): Promise<void> {
+async function pytorchFor(
+  env: PytorchEnv,
+  results: BenchResult[],
+  exportDir: () => Promise<string>,
+  model: BenchModel,
+  entry: SuiteEntry,
+  threads: number,
+  log: (l: string) => void,
+): Promise<void> {
   // One PyTorch run per (workload, freeze) in fp32; bf16 rows are compared with it (the goal's baseline).
   const done = new Map<string, BenchResult['pytorch']>();
   for (const r of results) {
@@ -90,7 +102,11 @@ async function pytorchFor(env: PytorchEnv, results: BenchResult[], exportDir: ()
     const mode = PYTORCH_MODES[r.workload as keyof typeof PYTORCH_MODES];
     const freeze = r.freeze === null || r.freeze === 'full' ? 'full' : r.freeze === 'decoder-only' ? 'decoder-only' : null;
     if (!mode || !freeze) {
-      r.pytorch = { status: 'skipped', reason: r.workload === 'sample' ? 'bench_diffusers.py has no sampling loop' : `bench_diffusers.py trains "full" or "decoder-only" only, not ${r.freeze}` };
+      r.pytorch = {
+        status: 'skipped',
+        reason:
+          r.workload === 'sample' ? 'bench_diffusers.py has no sampling loop' : `bench_diffusers.py trains "full" or "decoder-only" only, not ${r.freeze}`,
+      };
       continue;
     }
     const key = `${mode}/${freeze}`;
@@ -100,7 +116,17 @@ async function pytorchFor(env: PytorchEnv, results: BenchResult[], exportDir: ()
       } else {
         try {
           log(`  PyTorch ${model.name} ${mode} (${freeze})`);
-          const line = await runPytorch(env, { modelDir: await exportDir(), mode, freeze, batch: model.batch, resolution: model.resolution, threads, steps: entry.steps, warmup: Math.max(1, entry.warmup), crossAttnLen: model.crossAttnLen });
+          const line = await runPytorch(env, {
+            modelDir: await exportDir(),
+            mode,
+            freeze,
+            batch: model.batch,
+            resolution: model.resolution,
+            threads,
+            steps: entry.steps,
+            warmup: Math.max(1, entry.warmup),
+            crossAttnLen: model.crossAttnLen,
+          });
           env.blas ??= line.blas;
           done.set(key, {
             status: 'ok',
@@ -129,13 +155,23 @@ async function pytorchFor(env: PytorchEnv, results: BenchResult[], exportDir: ()
  * into skipped ones with that reason: emulated bf16 steps take 1.5–30× fp32's, which would blow the quick
  * suite's 5 minutes and measure nothing anyone would run.
  */
-async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, settings: RunSettings, env: PytorchEnv, backend: string, slowBf16: string | null, log: (l: string) => void): Promise<BenchResult[]> {
+async function benchEntry(
+  model: BenchModel,
+  entry: SuiteEntry,
+  suite: Suite,
+  settings: RunSettings,
+  env: PytorchEnv,
+  backend: string,
+  slowBf16: string | null,
+  log: (l: string) => void,
+): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   if (model.needsGpu) {
     // The workloads place models and batches on the CPU only: CUDA placement and CUDA memory statistics are
     // not built yet (no GPU was available to build and test them), so a GPU model is skipped, never run on the CPU.
     const why = backend !== 'cuda' ? `this libtorch has no GPU (backend ${backend})` : 'the harness does not place models on CUDA yet';
-    for (const w of entry.workloads) for (const d of entry.dtypes) results.push(skipped(model, w, d, w === 'train-step' ? 'full' : null, `${model.needsGpu}; ${why}`));
+    for (const w of entry.workloads)
+      for (const d of entry.dtypes) results.push(skipped(model, w, d, w === 'train-step' ? 'full' : null, `${model.needsGpu}; ${why}`));
     return results;
   }
   log(`${model.name}: opening (${model.note})`);
@@ -159,10 +195,24 @@ async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, se
         log(`  ${dtype} rows skipped: ${slowBf16}`);
         continue;
       }
-      if (entry.workloads.includes('forward')) await run(`forward ${dtype}`, () => benchForward(opened, model, dtype, per), () => skipped(model, 'forward', dtype, null, ''));
-      if (entry.workloads.includes('forward-backward')) await run(`forward+backward ${dtype}`, () => benchForwardBackward(opened, model, dtype, per), () => skipped(model, 'forward-backward', dtype, 'full', ''));
+      if (entry.workloads.includes('forward'))
+        await run(
+          `forward ${dtype}`,
+          () => benchForward(opened, model, dtype, per),
+          () => skipped(model, 'forward', dtype, null, ''),
+        );
+      if (entry.workloads.includes('forward-backward'))
+        await run(
+          `forward+backward ${dtype}`,
+          () => benchForwardBackward(opened, model, dtype, per),
+          () => skipped(model, 'forward-backward', dtype, 'full', ''),
+        );
       if (entry.workloads.includes('sample')) {
-        await run(`sampling loop ${dtype} (${suite.samplingSteps} steps)`, () => benchSampling(opened, model, dtype, { ...per, steps: entry.samplingLoops, warmup: Math.min(1, entry.warmup) }), () => skipped(model, 'sample', dtype, null, ''));
+        await run(
+          `sampling loop ${dtype} (${suite.samplingSteps} steps)`,
+          () => benchSampling(opened, model, dtype, { ...per, steps: entry.samplingLoops, warmup: Math.min(1, entry.warmup) }),
+          () => skipped(model, 'sample', dtype, null, ''),
+        );
       }
     }
     if (entry.workloads.includes('train-step')) {
@@ -173,7 +223,11 @@ async function benchEntry(model: BenchModel, entry: SuiteEntry, suite: Suite, se
             results.push(skipped(model, 'train-step', dtype, freeze, slowBf16));
             continue;
           }
-          await run(`train step ${dtype} ${freeze}`, () => benchTrainStep(opened, model, dtype, freeze, per), () => skipped(model, 'train-step', dtype, freeze, ''));
+          await run(
+            `train step ${dtype} ${freeze}`,
+            () => benchTrainStep(opened, model, dtype, freeze, per),
+            () => skipped(model, 'train-step', dtype, freeze, ''),
+          );
         }
       }
     }
@@ -231,10 +285,14 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
   if (slowBf16 !== null) log(`bf16: ${slowBf16}; bf16 rows are skipped`);
   const peak = await gemmPeak(suite.gemmN, threshold, slowBf16 === null);
   const noop = await noopRoundTripUs();
-  log(`GEMM peak ${peak.fp32.toFixed(0)} GFLOP/s fp32, ${peak.bf16 === null ? 'n/a' : peak.bf16.toFixed(0)} bf16${peak.disturbed ? ' (disturbed)' : ''}; compute-thread round trip ${noop.toFixed(0)} µs`);
+  log(
+    `GEMM peak ${peak.fp32.toFixed(0)} GFLOP/s fp32, ${peak.bf16 === null ? 'n/a' : peak.bf16.toFixed(0)} bf16${peak.disturbed ? ' (disturbed)' : ''}; compute-thread round trip ${noop.toFixed(0)} µs`,
+  );
   const referenceDir = options.referenceDir ?? process.env.DIFFTUNE_REFERENCE_DIR ?? path.resolve(options.root, '..', 'shared', 'reference');
   const wantsPytorch = suite.entries.some((e) => e.pytorch) && options.config?.pytorch !== false;
-  const env: PytorchEnv = wantsPytorch ? detectPytorch(referenceDir) : { available: false, reason: 'not asked for (config pytorch: false or no entry needs it)' };
+  const env: PytorchEnv = wantsPytorch
+    ? detectPytorch(referenceDir)
+    : { available: false, reason: 'not asked for (config pytorch: false or no entry needs it)' };
   log(env.available ? `PyTorch: torch ${env.torchVersion} with ${env.implementation}` : `PyTorch: unavailable — ${env.reason}`);
 
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-bench-'));
@@ -275,11 +333,40 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     suite: suite.name,
     startedAt: started.toISOString(),
     durationS: (performance.now() - t0) / 1000,
-    machine: { cpuModel: machine.cpuModel, cores: machine.cores, cpuFlags: machine.cpuFlags, memoryGb: machine.memoryGb, os: machine.os, node: machine.node, loadAverageStart: machine.loadAverage, loadAverageEnd: machineInfo().loadAverage },
-    runtime: { torchVersion: info.torchVersion, backend: info.backend, threads: info.threads, blas: blasLibraries(), parallelInfo: info.parallelInfo.split('\n').filter((l) => /OpenMP|MKL|threads|ATen/i.test(l)).join('; ').slice(0, 400), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null, channelsLast: settings.channelsLast },
+    machine: {
+      cpuModel: machine.cpuModel,
+      cores: machine.cores,
+      cpuFlags: machine.cpuFlags,
+      memoryGb: machine.memoryGb,
+      os: machine.os,
+      node: machine.node,
+      loadAverageStart: machine.loadAverage,
+      loadAverageEnd: machineInfo().loadAverage,
+    },
+    runtime: {
+      torchVersion: info.torchVersion,
+      backend: info.backend,
+      threads: info.threads,
+      blas: blasLibraries(),
+      parallelInfo: info.parallelInfo
+        .split('\n')
+        .filter((l) => /OpenMP|MKL|threads|ATen/i.test(l))
+        .join('; ')
+        .slice(0, 400),
+      ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null,
+      openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null,
+      channelsLast: settings.channelsLast,
+    },
     gemm: { n: suite.gemmN, fp32Gflops: peak.fp32, bf16Gflops: peak.bf16, disturbed: peak.disturbed, otherCpu: peak.otherCpu },
     noopRoundTripUs: noop,
-    pytorch: { available: env.available, reason: env.reason, python: env.python, torchVersion: env.torchVersion, implementation: env.implementation, blas: env.blas },
+    pytorch: {
+      available: env.available,
+      reason: env.reason,
+      python: env.python,
+      torchVersion: env.torchVersion,
+      implementation: env.implementation,
+      blas: env.blas,
+    },
     results,
     goals: evaluateGoals(results),
   };

@@ -45,8 +45,26 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
     dataLoader: { resolution: 32, batch: 32, batches: 12 },
     dataParallel: { ranks: [1, 2], batch: 16, steps: 6, warmup: 2 },
     entries: [
-      { model: 'unet2d-tiny', workloads: ['forward', 'forward-backward', 'train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 10, warmup: 2, samplingLoops: 2, pytorch: false },
-      { model: 'unet2dcond-tiny', workloads: ['forward', 'forward-backward', 'train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 10, warmup: 2, samplingLoops: 2, pytorch: false },
+      {
+        model: 'unet2d-tiny',
+        workloads: ['forward', 'forward-backward', 'train-step'],
+        dtypes: ['fp32'],
+        freezes: ['full'],
+        steps: 10,
+        warmup: 2,
+        samplingLoops: 2,
+        pytorch: false,
+      },
+      {
+        model: 'unet2dcond-tiny',
+        workloads: ['forward', 'forward-backward', 'train-step'],
+        dtypes: ['fp32'],
+        freezes: ['full'],
+        steps: 10,
+        warmup: 2,
+        samplingLoops: 2,
+        pytorch: false,
+      },
       { model: 'ddpm-cifar10', workloads: ['train-step'], dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 3, warmup: 1, samplingLoops: 1, pytorch: true },
       { model: 'mnist-small', workloads: ['train-step'], dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 3, warmup: 1, samplingLoops: 1, pytorch: true },
       { model: 'sd15-unet', workloads: ['train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 1, warmup: 0, samplingLoops: 1, pytorch: false },
@@ -60,9 +78,28 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
     dataLoader: { resolution: 32, batch: 32, batches: 48 },
     dataParallel: { ranks: [1, 2], batch: 16, steps: 12, warmup: 2 },
     entries: [
-      ...['unet2d-tiny', 'unet2dcond-tiny'].map((model) => ({ model, workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'] as BenchDType[], freezes: ['full', 'decoder-only', 'lora'], steps: 10, warmup: 2, samplingLoops: 3, pytorch: true })),
+      ...['unet2d-tiny', 'unet2dcond-tiny'].map((model) => ({
+        model,
+        workloads: MODEL_WORKLOADS,
+        dtypes: ['fp32', 'bf16'] as BenchDType[],
+        freezes: ['full', 'decoder-only', 'lora'],
+        steps: 10,
+        warmup: 2,
+        samplingLoops: 3,
+        pytorch: true,
+      })),
       // bf16 steps take 3-4× fp32's on libtorch 1.13's CPU kernels: bf16 training only for the full model.
-      ...['ddpm-cifar10', 'mnist-small', 'sd15-unet-small', 'mnist-ddpm'].map((model) => ({ model, workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'] as BenchDType[], freezes: ['full', 'decoder-only', 'lora'], bf16Freezes: ['full'], steps: 5, warmup: 1, samplingLoops: 2, pytorch: true })),
+      ...['ddpm-cifar10', 'mnist-small', 'sd15-unet-small', 'mnist-ddpm'].map((model) => ({
+        model,
+        workloads: MODEL_WORKLOADS,
+        dtypes: ['fp32', 'bf16'] as BenchDType[],
+        freezes: ['full', 'decoder-only', 'lora'],
+        bf16Freezes: ['full'],
+        steps: 5,
+        warmup: 1,
+        samplingLoops: 2,
+        pytorch: true,
+      })),
       { model: 'sd15-unet', workloads: MODEL_WORKLOADS, dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 5, warmup: 2, samplingLoops: 2, pytorch: true },
     ],
   },
@@ -76,10 +113,14 @@ export function applyConfig(suite: Suite, config: BenchConfig, knownModels: Read
   const wanted = config.models ? new Set(config.models) : null;
   const fromSuite = suite.entries.filter((e) => !wanted || wanted.has(e.model));
   // Models the config names but the suite lacks get the full suite's entry.
-  const extra = (config.models ?? []).filter((m) => !fromSuite.some((e) => e.model === m)).map((m) => SUITES.full.entries.find((e) => e.model === m) ?? { ...SUITES.full.entries[2]!, model: m });
+  const extra = (config.models ?? [])
+    .filter((m) => !fromSuite.some((e) => e.model === m))
+    .map((m) => SUITES.full.entries.find((e) => e.model === m) ?? { ...SUITES.full.entries[2]!, model: m });
   const entries = [...fromSuite, ...extra].map((e) => ({
     ...e,
-    workloads: config.workloads ? e.workloads.filter((w) => config.workloads!.includes(w)).concat(config.workloads.filter((w) => !e.workloads.includes(w) && MODEL_WORKLOADS.includes(w))) : e.workloads,
+    workloads: config.workloads
+      ? e.workloads.filter((w) => config.workloads!.includes(w)).concat(config.workloads.filter((w) => !e.workloads.includes(w) && MODEL_WORKLOADS.includes(w)))
+      : e.workloads,
     dtypes: config.dtypes ?? e.dtypes,
     freezes: config.freezes ?? e.freezes,
     steps: config.steps ?? e.steps,

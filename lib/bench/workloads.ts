@@ -46,14 +46,20 @@ export interface OpenedModel {
 
 function schedulerDirOf(dir: string): string {
   for (const d of [path.join(dir, 'scheduler'), path.join(dir, '..', 'scheduler')]) if (fs.existsSync(path.join(d, 'scheduler_config.json'))) return d;
-  throw new ConfigError(`${dir}: expected a scheduler/scheduler_config.json next to the U-Net (in ${path.join(dir, 'scheduler')} or ${path.join(dir, '..', 'scheduler')}) but found none`);
+  throw new ConfigError(
+    `${dir}: expected a scheduler/scheduler_config.json next to the U-Net (in ${path.join(dir, 'scheduler')} or ${path.join(dir, '..', 'scheduler')}) but found none`,
+  );
 }
 
 export async function openModel(model: BenchModel, channelsLast = false): Promise<OpenedModel> {
-  const unet = model.source.kind === 'folder' ? await loadUNet(model.source.dir) : await UNet.fromConfig(model.source.config, { seed: 0, source: `preset ${model.name}` });
+  const unet =
+    model.source.kind === 'folder' ? await loadUNet(model.source.dir) : await UNet.fromConfig(model.source.config, { seed: 0, source: `preset ${model.name}` });
   try {
     if (channelsLast) await unet.setOptions({ channelsLast: true });
-    const scheduler = model.source.kind === 'folder' ? await loadScheduler(schedulerDirOf(model.source.dir)) : await Scheduler.fromConfig(model.source.scheduler, { source: `preset ${model.name}` });
+    const scheduler =
+      model.source.kind === 'folder'
+        ? await loadScheduler(schedulerDirOf(model.source.dir))
+        : await Scheduler.fromConfig(model.source.scheduler, { source: `preset ${model.name}` });
     return { unet, scheduler };
   } catch (error) {
     unet.dispose();
@@ -94,8 +100,12 @@ async function makeInputs(unet: UNet, model: BenchModel): Promise<Inputs> {
   const r = model.resolution;
   const sample = await randn([b, unet.config.in_channels, r, r], { generator: g });
   const target = await randn([b, unet.config.out_channels, r, r], { generator: g });
-  const timestep = Tensor.from(BigInt64Array.from({ length: b }, (_, i) => BigInt((i * 397 + 101) % 1000)), [b]);
-  const encoderHiddenStates = unet.isConditional && model.crossAttnLen > 0 ? await randn([b, model.crossAttnLen, crossAttentionDim(unet)], { generator: g }) : undefined;
+  const timestep = Tensor.from(
+    BigInt64Array.from({ length: b }, (_, i) => BigInt((i * 397 + 101) % 1000)),
+    [b],
+  );
+  const encoderHiddenStates =
+    unet.isConditional && model.crossAttnLen > 0 ? await randn([b, model.crossAttnLen, crossAttentionDim(unet)], { generator: g }) : undefined;
   const classLabels = needsClassLabels(unet) ? Tensor.from(new BigInt64Array(b), [b]) : undefined;
   return {
     sample,
@@ -108,7 +118,16 @@ async function makeInputs(unet: UNet, model: BenchModel): Promise<Inputs> {
 }
 
 function base(model: BenchModel, workload: WorkloadName, dtype: BenchDType, freeze: string | null): BenchResult {
-  return { id: `${model.name}/${workload}/${dtype}${freeze ? `/${freeze}` : ''}`, model: model.name, workload, dtype, freeze, batch: model.batch, resolution: model.resolution, status: 'ok' };
+  return {
+    id: `${model.name}/${workload}/${dtype}${freeze ? `/${freeze}` : ''}`,
+    model: model.name,
+    workload,
+    dtype,
+    freeze,
+    batch: model.batch,
+    resolution: model.resolution,
+    status: 'ok',
+  };
 }
 
 export function skipped(model: BenchModel, workload: WorkloadName, dtype: BenchDType, freeze: string | null, reason: string): BenchResult {
@@ -138,7 +157,13 @@ function numelOf(parameters: readonly NativeParameterInfo[]): number {
 
 async function flopsOf(unet: UNet, model: BenchModel): Promise<{ count: FlopCount; params: number; parameters: NativeParameterInfo[] }> {
   const parameters = await unet.parameters();
-  const count = countFlops(parameters, { levels: unet.config.block_out_channels.length, height: model.resolution, width: model.resolution, batch: model.batch, encoderSeqLen: model.crossAttnLen });
+  const count = countFlops(parameters, {
+    levels: unet.config.block_out_channels.length,
+    height: model.resolution,
+    width: model.resolution,
+    batch: model.batch,
+    encoderSeqLen: model.crossAttnLen,
+  });
   return { count, params: numelOf(parameters.filter((p) => !/\.lora_[AB]\./.test(p.name))), parameters };
 }
 
@@ -181,7 +206,11 @@ export async function benchForwardBackward(opened: OpenedModel, model: BenchMode
     };
     const m = await withAutocast(unet, dtype, () => measure(step, settings));
     const flops = count.forward + backwardFlops(count, () => true);
-    return { ...fill(base(model, 'forward-backward', dtype, 'full'), m, model.batch, flops, count.conv / count.forward, settings), params, trainableParams: params };
+    return {
+      ...fill(base(model, 'forward-backward', dtype, 'full'), m, model.batch, flops, count.conv / count.forward, settings),
+      params,
+      trainableParams: params,
+    };
   } finally {
     inputs.dispose();
   }

@@ -15,7 +15,7 @@ import { convertLdmSingleFileToFolder, readDiffusersComponents, saveLdmSingleFil
 export const convertCli = defineCli({
   name: 'convert',
   summary:
-    'Converts an original-layout (CompVis / LDM) Stable Diffusion .safetensors checkpoint to a diffusers pipeline folder, as diffusers\' from_single_file(config=...) reads it, or a diffusers folder back to one file. Weights are renamed (and 8 VAE attention weights reshaped), never recomputed: the result is bit-identical. Nothing is overwritten.',
+    "Converts an original-layout (CompVis / LDM) Stable Diffusion .safetensors checkpoint to a diffusers pipeline folder, as diffusers' from_single_file(config=...) reads it, or a diffusers folder back to one file. Weights are renamed (and 8 VAE attention weights reshaped), never recomputed: the result is bit-identical. Nothing is overwritten.",
   usage: [
     '--single-file <model.safetensors> --config <diffusers Stable Diffusion folder> --out <new folder>',
     '--to-single-file <diffusers Stable Diffusion folder> --out <model.safetensors>',
@@ -26,12 +26,21 @@ export const convertCli = defineCli({
     config: {
       type: 'string',
       value: '<folder>',
-      description: 'with --single-file: the diffusers folder of the same model (unet/, vae/, text_encoder/ configs, tokenizer/, scheduler/), since a single file does not say how its models are built',
+      description:
+        'with --single-file: the diffusers folder of the same model (unet/, vae/, text_encoder/ configs, tokenizer/, scheduler/), since a single file does not say how its models are built',
     },
-    out: { type: 'string', value: '<path>', required: true, description: 'what to write, which must not exist: a folder for --single-file, a .safetensors file for --to-single-file' },
+    out: {
+      type: 'string',
+      value: '<path>',
+      required: true,
+      description: 'what to write, which must not exist: a folder for --single-file, a .safetensors file for --to-single-file',
+    },
     stack: STACK_FLAG,
   },
-  examples: ['npm run convert -- --single-file v1-5.safetensors --config stable-diffusion-v1-5 --out sd15', 'npm run convert -- --to-single-file sd15 --out sd15-single.safetensors'],
+  examples: [
+    'npm run convert -- --single-file v1-5.safetensors --config stable-diffusion-v1-5 --out sd15',
+    'npm run convert -- --to-single-file sd15 --out sd15-single.safetensors',
+  ],
 });
 
 export async function runConvertCli(argv: readonly string[], out: Writable, err: Writable): Promise<number> {
@@ -43,7 +52,8 @@ export async function runConvertCli(argv: readonly string[], out: Writable, err:
       return 0;
     }
     const a = args.values;
-    if ((a['single-file'] === undefined) === (a['to-single-file'] === undefined)) throw new CliUsageError('give exactly one of --single-file and --to-single-file');
+    if ((a['single-file'] === undefined) === (a['to-single-file'] === undefined))
+      throw new CliUsageError('give exactly one of --single-file and --to-single-file');
     if (a['single-file'] !== undefined && a.config === undefined) {
       throw new CliUsageError(
         '--config: a single file does not say how its models are built; give the diffusers folder of the same model (Stable Diffusion 1.x or 2.x: unet/, vae/, text_encoder/ configs, tokenizer/, scheduler/)',

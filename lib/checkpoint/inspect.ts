@@ -64,7 +64,10 @@ async function inspectFolder(dir: string, out: TextSink): Promise<void> {
   out.write(`folder: ${dir}\n`);
   const shown = await inspectFolderLevel(dir, '', out);
   const entries = await fs.readdir(dir, { withFileTypes: true });
-  const subfolders = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const subfolders = entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
   let total = shown;
   for (const sub of subfolders) total += await inspectFolderLevel(nodePath.join(dir, sub), `${sub}/`, out);
   if (total === 0) {
@@ -75,7 +78,10 @@ async function inspectFolder(dir: string, out: TextSink): Promise<void> {
 /** Prints the configs and safetensors files directly in `dir`; returns how many it printed. */
 async function inspectFolderLevel(dir: string, label: string, out: TextSink): Promise<number> {
   const entries = await fs.readdir(dir, { withFileTypes: true });
-  const files = entries.filter((e) => e.isFile()).map((e) => e.name).sort();
+  const files = entries
+    .filter((e) => e.isFile())
+    .map((e) => e.name)
+    .sort();
   let count = 0;
   for (const name of CONFIG_FILES) {
     if (!files.includes(name)) continue;
@@ -123,7 +129,10 @@ async function inspectFile(path: string, out: TextSink): Promise<void> {
     const head = ['name', 'dtype', 'shape', 'bytes'] as const;
     const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
     const format = (r: readonly string[]): string =>
-      `  ${r.slice(0, 3).map((c, i) => c.padEnd(width[i] ?? 0)).join('  ')}  ${(r[3] ?? '').padStart(width[3] ?? 0)}`;
+      `  ${r
+        .slice(0, 3)
+        .map((c, i) => c.padEnd(width[i] ?? 0))
+        .join('  ')}  ${(r[3] ?? '').padStart(width[3] ?? 0)}`;
     lines.push('tensors:');
     lines.push(format(head));
     for (const row of rows) lines.push(format(row));

@@ -43,18 +43,26 @@ export function unetLayout(config: UNet2DConditionConfig, file: string): UNetLay
     throw new ConfigError(`${file}: "${field}" is ${JSON.stringify(found)}; ${why}`);
   };
   const lpb = perBlock(config.layers_per_block, n, 'layers_per_block', file);
-  if (lpb.some((l) => l !== lpb[0])) refuse('layers_per_block', config.layers_per_block, 'original-layout checkpoints number their blocks with one layers_per_block for every level');
+  if (lpb.some((l) => l !== lpb[0]))
+    refuse('layers_per_block', config.layers_per_block, 'original-layout checkpoints number their blocks with one layers_per_block for every level');
   const down = config.down_block_types.map((t, i) => {
-    if (t !== 'CrossAttnDownBlock2D' && t !== 'DownBlock2D') refuse(`down_block_types[${i}]`, t, 'Stable Diffusion single files have CrossAttnDownBlock2D or DownBlock2D');
+    if (t !== 'CrossAttnDownBlock2D' && t !== 'DownBlock2D')
+      refuse(`down_block_types[${i}]`, t, 'Stable Diffusion single files have CrossAttnDownBlock2D or DownBlock2D');
     return t === 'CrossAttnDownBlock2D';
   });
   const up = config.up_block_types.map((t, i) => {
-    if (t !== 'CrossAttnUpBlock2D' && t !== 'UpBlock2D') refuse(`up_block_types[${i}]`, t, 'Stable Diffusion single files have CrossAttnUpBlock2D or UpBlock2D');
+    if (t !== 'CrossAttnUpBlock2D' && t !== 'UpBlock2D')
+      refuse(`up_block_types[${i}]`, t, 'Stable Diffusion single files have CrossAttnUpBlock2D or UpBlock2D');
     return t === 'CrossAttnUpBlock2D';
   });
-  if (config.mid_block_type !== 'UNetMidBlock2DCrossAttn') refuse('mid_block_type', config.mid_block_type, 'Stable Diffusion single files have a UNetMidBlock2DCrossAttn');
+  if (config.mid_block_type !== 'UNetMidBlock2DCrossAttn')
+    refuse('mid_block_type', config.mid_block_type, 'Stable Diffusion single files have a UNetMidBlock2DCrossAttn');
   if (config.num_class_embeds !== null || config.class_embed_type !== null) {
-    refuse(config.num_class_embeds !== null ? 'num_class_embeds' : 'class_embed_type', config.num_class_embeds ?? config.class_embed_type, 'original-layout Stable Diffusion checkpoints have no class embedding');
+    refuse(
+      config.num_class_embeds !== null ? 'num_class_embeds' : 'class_embed_type',
+      config.num_class_embeds ?? config.class_embed_type,
+      'original-layout Stable Diffusion checkpoints have no class embedding',
+    );
   }
   if (config.time_embedding_type !== 'positional') refuse('time_embedding_type', config.time_embedding_type, 'Stable Diffusion uses "positional"');
   const depths = transformerDepths(config, file);
@@ -64,8 +72,12 @@ export function unetLayout(config: UNet2DConditionConfig, file: string): UNetLay
     return perLayer[0]!;
   };
   const downDepths = config.transformer_layers_per_block;
-  const transformerLayers = depths.down.map((d, i) => blockDepth(d, `transformer_layers_per_block[${i}]`, Array.isArray(downDepths) ? downDepths[i] : downDepths));
-  const transformerLayersUp = depths.up.map((d, i) => blockDepth(d, `reverse_transformer_layers_per_block[${i}]`, config.reverse_transformer_layers_per_block?.[i]));
+  const transformerLayers = depths.down.map((d, i) =>
+    blockDepth(d, `transformer_layers_per_block[${i}]`, Array.isArray(downDepths) ? downDepths[i] : downDepths),
+  );
+  const transformerLayersUp = depths.up.map((d, i) =>
+    blockDepth(d, `reverse_transformer_layers_per_block[${i}]`, config.reverse_transformer_layers_per_block?.[i]),
+  );
   return {
     blockOutChannels: config.block_out_channels,
     layersPerBlock: lpb[0]!,

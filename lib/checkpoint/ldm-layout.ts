@@ -147,7 +147,12 @@ function vaeMid(push: Push, v: VaeLayout, side: 'encoder' | 'decoder', channels:
     const ldm = `${side}.mid.attn_1`;
     const d = `${side}.mid_block.attentions.0`;
     weightAndBias(push, `${ldm}.norm`, `${d}.group_norm`);
-    for (const [l, dn] of [['q', 'to_q'], ['k', 'to_k'], ['v', 'to_v'], ['proj_out', 'to_out.0']] as const) {
+    for (const [l, dn] of [
+      ['q', 'to_q'],
+      ['k', 'to_k'],
+      ['v', 'to_v'],
+      ['proj_out', 'to_out.0'],
+    ] as const) {
       push(`${ldm}.${l}.weight`, `${d}.${dn}.weight`, { reshape: 'conv1x1-linear' });
       push(`${ldm}.${l}.bias`, `${d}.${dn}.bias`);
     }

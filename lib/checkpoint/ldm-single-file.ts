@@ -57,7 +57,10 @@ export function isTrainingOnlyKey(key: string): boolean {
 
 /** Layouts of other models' single files, named in errors instead of a list of unknown keys. */
 const OTHER_LAYOUTS: Array<[string, string]> = [
-  ['cond_stage_model.model.', 'the SD 2.x OpenCLIP text encoder layout (cond_stage_model.model.…, q/k/v in in_proj_weight), which difftune does not convert yet'],
+  [
+    'cond_stage_model.model.',
+    'the SD 2.x OpenCLIP text encoder layout (cond_stage_model.model.…, q/k/v in in_proj_weight), which difftune does not convert yet',
+  ],
   ['conditioner.embedders.', 'an SDXL checkpoint (conditioner.embedders.…), which difftune does not convert'],
 ];
 
@@ -90,11 +93,7 @@ export interface LdmPlan {
  * tensor of the layout or training-only, and every tensor of the layout must be there. One
  * ConfigError lists the unknown and the missing keys.
  */
-export function planLdmConversion(
-  tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>,
-  layout: LdmLayout,
-  where: string,
-): LdmPlan {
+export function planLdmConversion(tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>, layout: LdmLayout, where: string): LdmPlan {
   const table = ldmKeyTable(layout);
   const byLdm = new Map(table.map((k) => [k.ldm, k]));
   const assignments: LdmAssignment[] = [];
@@ -123,7 +122,9 @@ export function planLdmConversion(
     if (unknown.some((k) => k.startsWith(prefix))) parts.push(`it looks like ${what}`);
   }
   if (!LDM_COMPONENTS.some((c) => [...tensors.keys()].some((k) => k.startsWith(LDM_PREFIXES[c])))) {
-    parts.push(`no key starts with ${LDM_COMPONENTS.map((c) => `"${LDM_PREFIXES[c]}"`).join(', ')}: this is not an original-layout Stable Diffusion checkpoint`);
+    parts.push(
+      `no key starts with ${LDM_COMPONENTS.map((c) => `"${LDM_PREFIXES[c]}"`).join(', ')}: this is not an original-layout Stable Diffusion checkpoint`,
+    );
   }
   if (badShapes.length > 0) parts.push(`${badShapes.length} tensors have the wrong shape:\n${listKeys(badShapes)}`);
   if (unknown.length > 0) parts.push(`${unknown.length} keys are not part of this structure:\n${listKeys(unknown)}`);
@@ -135,7 +136,7 @@ export function planLdmConversion(
   parts.push(
     `the keys were derived from the configs (U-Net: ${l.blockOutChannels.length} levels, layers_per_block ${l.layersPerBlock}; ` +
       `VAE: ${layout.vae.blockOutChannels.length} levels, layers_per_block ${layout.vae.layersPerBlock}; text encoder: ${layout.textEncoder.numHiddenLayers} layers): ` +
-      'are they the configs of this checkpoint\'s model?',
+      "are they the configs of this checkpoint's model?",
   );
   throw new ConfigError(`${where}: cannot convert to diffusers:\n  ${parts.join('\n  ')}`);
 }
@@ -156,7 +157,11 @@ export function fromLdmSingleFile(checkpoint: ReadonlyMap<string, RawTensor>, la
  * layout must be in its component, and no other. VAE attention weights become 1×1 conv weights.
  * Keys come in the table's order (U-Net, VAE, text encoder).
  */
-export function toLdmSingleFile(components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>, layout: LdmLayout, where = 'components'): RawStateDict {
+export function toLdmSingleFile(
+  components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>,
+  layout: LdmLayout,
+  where = 'components',
+): RawStateDict {
   const table = ldmKeyTable(layout);
   const out: RawStateDict = new Map();
   const missing: string[] = [];
@@ -203,7 +208,7 @@ function requireConfig(options: SingleFileOptions, path: string): LdmLayout {
     throw new ConfigError(
       `${path}: a single-file checkpoint does not say how its models are built; pass options.config, the diffusers folder of the same ` +
         'model (e.g. a Stable Diffusion 1.5 or 2.1 folder with unet/config.json, vae/config.json and text_encoder/config.json), ' +
-        'as diffusers\' from_single_file(config=...) takes it',
+        "as diffusers' from_single_file(config=...) takes it",
     );
   }
   return readLdmLayout(options.config);
@@ -227,7 +232,11 @@ export async function loadLdmSingleFile(path: string, options: SingleFileOptions
 }
 
 /** Writes diffusers components as one single-file checkpoint (no metadata, like diffusers' conversion script). */
-export async function saveLdmSingleFile(path: string, components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>, options: SingleFileOptions = {}): Promise<void> {
+export async function saveLdmSingleFile(
+  path: string,
+  components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>,
+  options: SingleFileOptions = {},
+): Promise<void> {
   const layout = requireConfig(options, path);
   await writeSafetensors(path, toLdmSingleFile(components, layout, path));
 }

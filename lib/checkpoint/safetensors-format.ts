@@ -221,10 +221,7 @@ function checkMetadata(file: string, value: JsonValue): Readonly<Record<string, 
   const result = metadataSchema.safeParse(value);
   if (!result.success) {
     const key = String(result.error.issues[0]?.path[0] ?? '');
-    throw new SafetensorsError(
-      file,
-      `"${METADATA_KEY}" must be an object of string values, but key "${key}" holds ${found(value[key])}`,
-    );
+    throw new SafetensorsError(file, `"${METADATA_KEY}" must be an object of string values, but key "${key}" holds ${found(value[key])}`);
   }
   // Copy key by key: zod's result is a plain object, where a "__proto__" key would be lost.
   const out: Record<string, string> = {};
@@ -329,7 +326,8 @@ function checkTiling(file: string, entries: TensorInfo[], dataStart: number, dat
     if (end > begin || previous === undefined) previous = info;
   }
   if (cursor !== dataLength) {
-    const last = previous === undefined ? 'there are no tensors' : `the last tensor "${previous.name}" ends at data offset ${cursor} (file byte ${dataStart + cursor})`;
+    const last =
+      previous === undefined ? 'there are no tensors' : `the last tensor "${previous.name}" ends at data offset ${cursor} (file byte ${dataStart + cursor})`;
     throw new SafetensorsError(
       file,
       `${dataLength - cursor} trailing bytes after the last tensor: ${last}, but the file is ${fileSize} bytes; expected it to end exactly where the tensor data ends`,

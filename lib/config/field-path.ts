@@ -24,5 +24,7 @@ const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor',
 export function refusePrototypeKeys(path: readonly (string | number)[], where: string): void {
   const bad = path.filter((key): key is string => typeof key === 'string' && PROTOTYPE_KEYS.has(key));
   if (bad.length === 0) return;
-  throw new ConfigError(`${where}: expected field names but found ${[...new Set(bad)].map((k) => `"${k}"`).join(', ')}, which would reach Object.prototype; these keys are refused`);
+  throw new ConfigError(
+    `${where}: expected field names but found ${[...new Set(bad)].map((k) => `"${k}"`).join(', ')}, which would reach Object.prototype; these keys are refused`,
+  );
 }

@@ -38,8 +38,10 @@ export const lrScheduleSchema = z
   .strict()
   .superRefine((o, ctx) => {
     const refuse = (key: string, message: string): void => ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message });
-    if (o.name === 'constant' && o.warmupSteps > 0) refuse('warmupSteps', 'the "constant" schedule has no warmup (as in diffusers); use "constant_with_warmup"');
-    if (o.numCycles !== undefined && o.name !== 'cosine' && o.name !== 'cosine_with_restarts') refuse('numCycles', `used only by "cosine" and "cosine_with_restarts", not by "${o.name}"`);
+    if (o.name === 'constant' && o.warmupSteps > 0)
+      refuse('warmupSteps', 'the "constant" schedule has no warmup (as in diffusers); use "constant_with_warmup"');
+    if (o.numCycles !== undefined && o.name !== 'cosine' && o.name !== 'cosine_with_restarts')
+      refuse('numCycles', `used only by "cosine" and "cosine_with_restarts", not by "${o.name}"`);
     if (o.power !== undefined && o.name !== 'polynomial') refuse('power', `used only by "polynomial", not by "${o.name}"`);
     if (o.lrEnd !== undefined && o.name !== 'polynomial') refuse('lrEnd', `used only by "polynomial", not by "${o.name}"`);
   });

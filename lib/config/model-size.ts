@@ -70,7 +70,8 @@ export function unetParameterCount(config: UNetConfig): number {
 
   const last = c[n - 1]!;
   if (config.mid_block_type === 'UNetMidBlock2DCrossAttn') total += 2 * resnet(last, last, tembResnet) + attention('CrossAttn', last, n - 1, depths?.mid ?? 1);
-  else if (config.mid_block_type === 'UNetMidBlock2D') total += 2 * resnet(last, last, tembResnet) + (config._class_name === 'UNet2DModel' && config.add_attention ? attnBlock(last) : 0);
+  else if (config.mid_block_type === 'UNetMidBlock2D')
+    total += 2 * resnet(last, last, tembResnet) + (config._class_name === 'UNet2DModel' && config.add_attention ? attnBlock(last) : 0);
 
   const rev = [...c].reverse();
   const revLayers = [...layers].reverse();
@@ -140,8 +141,7 @@ export function sizeDrivers<C extends object>(config: C, count: (config: C) => n
     // Nested per-layer lists (transformer_layers_per_block): every depth.
     else if (Array.isArray(value) && value.every((v) => typeof v === 'number' || (Array.isArray(v) && v.every((d) => typeof d === 'number')))) {
       capped = value.map((v: number | number[]) => (typeof v === 'number' ? Math.min(v, cap) : v.map((d) => Math.min(d, cap))));
-    }
-    else continue;
+    } else continue;
     const rest = count({ ...config, [key]: capped });
     if (rest < full) effects.push({ key, rest });
   }
@@ -163,9 +163,21 @@ export const UNET_SIZE_CAPS: Readonly<Record<string, number>> = {
   conv_out_kernel: 7,
 };
 
-export const VAE_SIZE_CAPS: Readonly<Record<string, number>> = { block_out_channels: 512, layers_per_block: 3, latent_channels: 32, in_channels: 16, out_channels: 16 };
+export const VAE_SIZE_CAPS: Readonly<Record<string, number>> = {
+  block_out_channels: 512,
+  layers_per_block: 3,
+  latent_channels: 32,
+  in_channels: 16,
+  out_channels: 16,
+};
 
-export const CLIP_TEXT_SIZE_CAPS: Readonly<Record<string, number>> = { hidden_size: 1280, intermediate_size: 5120, num_hidden_layers: 32, vocab_size: 50000, max_position_embeddings: 512 };
+export const CLIP_TEXT_SIZE_CAPS: Readonly<Record<string, number>> = {
+  hidden_size: 1280,
+  intermediate_size: 5120,
+  num_hidden_layers: 32,
+  vocab_size: 50000,
+  max_position_embeddings: 512,
+};
 
 /**
  * Lower bound on the activation elements a U-Net forward over `sample` [N, C, H, W] holds at once: the

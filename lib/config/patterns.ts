@@ -64,9 +64,14 @@ function compileGlob(pattern: string, where: string): RegExp {
   }
   const segments = pattern.split('.');
   segments.forEach((segment, i) => {
-    if (segment.length === 0) throw new ConfigError(`${where}: glob ${JSON.stringify(pattern)} has an empty segment at position ${i} (two dots in a row, or a leading or trailing dot)`);
+    if (segment.length === 0)
+      throw new ConfigError(
+        `${where}: glob ${JSON.stringify(pattern)} has an empty segment at position ${i} (two dots in a row, or a leading or trailing dot)`,
+      );
     if (segment.includes('**') && segment !== '**') {
-      throw new ConfigError(`${where}: glob ${JSON.stringify(pattern)} uses "**" inside the segment ${JSON.stringify(segment)}; "**" must be a whole segment (e.g. "up_blocks.**.to_q.*")`);
+      throw new ConfigError(
+        `${where}: glob ${JSON.stringify(pattern)} uses "**" inside the segment ${JSON.stringify(segment)}; "**" must be a whole segment (e.g. "up_blocks.**.to_q.*")`,
+      );
     }
   });
   // `**.**` means the same as `**`; collapsing keeps the regex linear.

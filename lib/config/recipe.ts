@@ -27,7 +27,10 @@ export const emaSchema = z
     /** decay = 1 − (1 + step / invGamma)^−power instead of (1 + step) / (10 + step). */
     warmup: z.boolean().default(false),
     invGamma: z.number().positive().default(1),
-    power: z.number().positive().default(2 / 3),
+    power: z
+      .number()
+      .positive()
+      .default(2 / 3),
     /** Keep the averaged weights in host memory. */
     onCpu: z.boolean().default(false),
   })
@@ -44,7 +47,12 @@ export const trainSchema = z
     /** Base learning rate (fine-tuning wants it low: 1e-5 … 1e-4). */
     lr: z.number().positive().finite(),
     lrSchedule: lrScheduleSchema.default({}),
-    seed: z.number().int().nonnegative().max(2 ** 53 - 1).default(0),
+    seed: z
+      .number()
+      .int()
+      .nonnegative()
+      .max(2 ** 53 - 1)
+      .default(0),
     /** "bf16" autocast on CPU and CUDA, "fp16" autocast with loss scaling on CUDA. */
     mixedPrecision: z.enum(['no', 'bf16', 'fp16']).default('no'),
     /** Train in bf16 on a CPU without bf16 arithmetic (no AVX-512-BF16/AMX), where it is emulated 1.5–30× slower than float32; refused otherwise. */
@@ -118,7 +126,11 @@ export const recipeSchema = z
       .strict()
       .superRefine((m, ctx) => {
         if ((m.pretrained === undefined) === (m.config === undefined))
-          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['pretrained'], message: 'give exactly one of model.pretrained (a diffusers folder) and model.config (a config.json to train from scratch)' });
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['pretrained'],
+            message: 'give exactly one of model.pretrained (a diffusers folder) and model.config (a config.json to train from scratch)',
+          });
       }),
     data: z.record(z.unknown()),
     freeze: z.record(z.unknown()).default({}),
@@ -190,7 +202,7 @@ export function resolveRecipePaths(recipe: Recipe, baseDir: string): Recipe {
   if (typeof data.path === 'string') data.path = abs(data.path);
   const cache = data.cache;
   if (cache !== null && typeof cache === 'object' && typeof (cache as { dir?: unknown }).dir === 'string') {
-    data.cache = { ...(cache), dir: abs((cache as { dir: string }).dir) };
+    data.cache = { ...cache, dir: abs((cache as { dir: string }).dir) };
   }
   const validation = { ...recipe.validation };
   if (validation.data && typeof validation.data.path === 'string') validation.data = { ...validation.data, path: abs(validation.data.path) };

@@ -9,13 +9,7 @@ import { ConfigError, describeValue } from '../errors';
 import { formatLenientJson, parseLenientJson, type JsonValue } from './json';
 import { pythonFloatRepr } from './python-float';
 
-export const SCHEDULER_CLASSES = [
-  'DDPMScheduler',
-  'DDIMScheduler',
-  'EulerDiscreteScheduler',
-  'DPMSolverMultistepScheduler',
-  'PNDMScheduler',
-] as const;
+export const SCHEDULER_CLASSES = ['DDPMScheduler', 'DDIMScheduler', 'EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', 'PNDMScheduler'] as const;
 export type SchedulerClassName = (typeof SCHEDULER_CLASSES)[number];
 
 /** The diffusers version written into configs difftune creates from scratch (schedulers, model folders). */
@@ -262,7 +256,8 @@ function checkCombinations(config: SchedulerConfig, fail: (key: string, message:
     if ((c.algorithm_type === 'dpmsolver' || c.algorithm_type === 'sde-dpmsolver') && (c.final_sigmas_type ?? 'zero') === 'zero') {
       fail('final_sigmas_type', `"zero" is not supported with algorithm_type "${c.algorithm_type}"; use "sigma_min" (as diffusers requires)`);
     }
-    if (sde && c.solver_order === 3) fail('solver_order', `3 is not available with algorithm_type "${c.algorithm_type}" (diffusers has no third-order SDE update)`);
+    if (sde && c.solver_order === 3)
+      fail('solver_order', `3 is not available with algorithm_type "${c.algorithm_type}" (diffusers has no third-order SDE update)`);
     if (c.use_karras_sigmas === true && c.use_lu_lambdas === true) fail('use_lu_lambdas', 'cannot be true together with use_karras_sigmas');
   }
 }
@@ -318,7 +313,10 @@ export function parseSchedulerConfig(json: unknown, file: string, options: { cla
     const issue = result.error.issues[0]!;
     const key = issue.path.map(String).join('.');
     // The offending value itself, also inside a list (trained_betas.3).
-    const received = issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined), values);
+    const received = issue.path.reduce<unknown>(
+      (v, k) => (v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined),
+      values,
+    );
     throw keyError(file, className, key, describeIssue(issue, received));
   }
   const config = normalise({ className, values: result.data } as SchedulerConfig);

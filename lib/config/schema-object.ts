@@ -27,7 +27,11 @@ export function parseConfigObject<S extends z.AnyZodObject>(schema: S, obj: Reco
 }
 
 /** The keys of `obj` that neither `schema` nor `bookkeeping` knows, and their values in file order. */
-export function unknownConfigKeys(schema: z.AnyZodObject, obj: Record<string, unknown>, bookkeeping: ReadonlySet<string>): { unknownKeys: string[]; extra: Record<string, unknown> } {
+export function unknownConfigKeys(
+  schema: z.AnyZodObject,
+  obj: Record<string, unknown>,
+  bookkeeping: ReadonlySet<string>,
+): { unknownKeys: string[]; extra: Record<string, unknown> } {
   const known = new Set(Object.keys(schema.shape as Record<string, unknown>));
   const unknownKeys = Object.keys(obj).filter((k) => !known.has(k) && !bookkeeping.has(k));
   return { unknownKeys, extra: Object.fromEntries(unknownKeys.map((k) => [k, obj[k]])) };

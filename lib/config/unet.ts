@@ -16,7 +16,10 @@ const blockDepth = z.union([posInt, z.array(posInt).nonempty()]);
 const BOOKKEEPING_KEYS = new Set(['_class_name', '_diffusers_version', '_name_or_path', '_use_default_values']);
 
 /** The default height and width of samples (pipelines read it; the computation does not): kept through load and save. */
-const sampleSize = z.union([posInt, z.array(posInt).length(2)]).nullable().default(null);
+const sampleSize = z
+  .union([posInt, z.array(posInt).length(2)])
+  .nullable()
+  .default(null);
 
 export const unet2DSchema = z.object({
   /** Input image channels. */
@@ -125,9 +128,7 @@ export const unet2DConditionSchema = z.object({
 export type UNet2DConfig = z.infer<typeof unet2DSchema>;
 export type UNet2DConditionConfig = z.infer<typeof unet2DConditionSchema>;
 
-export type UNetConfig =
-  | ({ _class_name: 'UNet2DModel' } & UNet2DConfig)
-  | ({ _class_name: 'UNet2DConditionModel' } & UNet2DConditionConfig);
+export type UNetConfig = ({ _class_name: 'UNet2DModel' } & UNet2DConfig) | ({ _class_name: 'UNet2DConditionModel' } & UNet2DConditionConfig);
 
 /**
  * Keys the schemas take that diffusers added to the class after v0.31, with the release that added
@@ -144,7 +145,11 @@ const LATER_KEYS: Record<UNetConfig['_class_name'], Readonly<Record<string, stri
 
 /** a < b for dotted release numbers ("0.31.0", "0.33.0.dev0": the numeric parts only). */
 function olderRelease(a: string, b: string): boolean {
-  const parts = (v: string) => v.split('.').map((p) => Number.parseInt(p, 10)).map((n) => (Number.isNaN(n) ? 0 : n));
+  const parts = (v: string) =>
+    v
+      .split('.')
+      .map((p) => Number.parseInt(p, 10))
+      .map((n) => (Number.isNaN(n) ? 0 : n));
   const x = parts(a);
   const y = parts(b);
   for (let i = 0; i < Math.max(x.length, y.length); i++) {
@@ -257,7 +262,9 @@ export function parseUNetConfig(raw: unknown, file: string): ParsedUNetConfig {
 
   const n = config.block_out_channels.length;
   if (config.down_block_types.length !== n || config.up_block_types.length !== n) {
-    throw new ConfigError(`${file}: "down_block_types" (${config.down_block_types.length}), "up_block_types" (${config.up_block_types.length}) and "block_out_channels" (${n}) must have the same length`);
+    throw new ConfigError(
+      `${file}: "down_block_types" (${config.down_block_types.length}), "up_block_types" (${config.up_block_types.length}) and "block_out_channels" (${n}) must have the same length`,
+    );
   }
   config.down_block_types.forEach((t, i) => {
     const ok = DOWN_TYPES.has(t) && (config._class_name === 'UNet2DConditionModel' || t !== 'CrossAttnDownBlock2D');
@@ -308,7 +315,9 @@ export function transformerDepths(config: UNet2DConditionConfig, file: string): 
   const entries = perBlock(config.transformer_layers_per_block, n, 'transformer_layers_per_block', file);
   const reverse = config.reverse_transformer_layers_per_block;
   if (reverse === null && entries.some(Array.isArray)) {
-    throw new ConfigError(`${file}: "transformer_layers_per_block" gives per-layer depths (a nested list), which needs "reverse_transformer_layers_per_block" for the up blocks, as diffusers requires (found null)`);
+    throw new ConfigError(
+      `${file}: "transformer_layers_per_block" gives per-layer depths (a nested list), which needs "reverse_transformer_layers_per_block" for the up blocks, as diffusers requires (found null)`,
+    );
   }
   if (reverse !== null && reverse.length < n) {
     throw new ConfigError(`${file}: "reverse_transformer_layers_per_block" has ${reverse.length} entries but there are ${n} up blocks`);
@@ -322,7 +331,7 @@ export function transformerDepths(config: UNet2DConditionConfig, file: string): 
   const last = entries[n - 1]!;
   return {
     down: entries.map((e, i) => expand(e, layers[i]!, `transformer_layers_per_block[${i}]`, `down block ${i}`)),
-    mid: Array.isArray(last) ? last[0] : (last),
+    mid: Array.isArray(last) ? last[0] : last,
     up: upEntries.slice(0, n).map((e, i) => expand(e, layers[n - 1 - i]! + 1, `reverse_transformer_layers_per_block[${i}]`, `up block ${i}`)),
   };
 }

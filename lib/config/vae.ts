@@ -91,11 +91,13 @@ export function parseVaeConfig(raw: unknown, file: string): ParsedVaeConfig {
     );
   }
   config.block_out_channels.forEach((c, i) => {
-    if (c % config.norm_num_groups !== 0) throw new ConfigError(`${file}: "norm_num_groups" ${config.norm_num_groups} does not divide "block_out_channels[${i}]" ${c}`);
+    if (c % config.norm_num_groups !== 0)
+      throw new ConfigError(`${file}: "norm_num_groups" ${config.norm_num_groups} does not divide "block_out_channels[${i}]" ${c}`);
   });
   for (const key of ['latents_mean', 'latents_std'] as const) {
     const v = config[key];
-    if (v !== null && v.length !== config.latent_channels) throw new ConfigError(`${file}: "${key}" has ${v.length} entries but latent_channels is ${config.latent_channels}`);
+    if (v !== null && v.length !== config.latent_channels)
+      throw new ConfigError(`${file}: "${key}" has ${v.length} entries but latent_channels is ${config.latent_channels}`);
   }
   return { config, ...unknownConfigKeys(autoencoderKLSchema, obj, BOOKKEEPING_KEYS) };
 }

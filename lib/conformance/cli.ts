@@ -62,7 +62,9 @@ export async function runConformanceCli(args: readonly string[], out: Writable, 
         await runFixtureSet(dir, registry, (r) => {
           reports.push(r);
           out.write(`${caseLine(r)}\n`);
-          if (verbose) for (const c of r.checks) out.write(`    ${c.pass ? 'ok  ' : 'FAIL'} ${c.name}: ${fmt(c.rel)} (bound ${fmt(c.bound)})${c.note ? ` ${c.note}` : ''}\n`);
+          if (verbose)
+            for (const c of r.checks)
+              out.write(`    ${c.pass ? 'ok  ' : 'FAIL'} ${c.name}: ${fmt(c.rel)} (bound ${fmt(c.bound)})${c.note ? ` ${c.note}` : ''}\n`);
         });
       } catch (error) {
         // The set itself could not be read: every case of it is unaccounted for.

@@ -54,10 +54,14 @@ async function runForward(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
       ];
       if (e.hidden_states !== undefined) {
         const got = r.hiddenStates ?? [];
-        if (got.length !== e.hidden_states.length) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects ${e.hidden_states.length} hidden states but the model returned ${got.length}`);
+        if (got.length !== e.hidden_states.length)
+          throw new ConfigError(
+            `${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects ${e.hidden_states.length} hidden states but the model returned ${got.length}`,
+          );
         for (const [i, k] of e.hidden_states.entries()) checks.push(await checkTensor(`hidden_states/${i}`, got[i]!, get(k), TOLERANCES.textEncoder));
       }
-      if (penultimate) checks.push(await checkTensor('penultimate_final_layer_norm', r.promptEmbeds, get(e.penultimate_final_layer_norm!), TOLERANCES.textEncoder));
+      if (penultimate)
+        checks.push(await checkTensor('penultimate_final_layer_norm', r.promptEmbeds, get(e.penultimate_final_layer_norm!), TOLERANCES.textEncoder));
       return checks;
     } finally {
       for (const t of [r.lastHiddenState, r.pooledOutput, r.promptEmbeds, ...(r.hiddenStates ?? [])]) t.dispose();

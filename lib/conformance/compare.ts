@@ -63,7 +63,12 @@ export async function checkTensor(name: string, got: Tensor, expected: Tensor, b
 }
 
 /** One check per expected parameter gradient (`expected`: parameter name → tensor key, read by `get`). */
-export async function checkGradParams(got: ReadonlyMap<string, Tensor>, expected: Readonly<Record<string, string>>, get: (k: string) => Tensor, bound: number): Promise<Check[]> {
+export async function checkGradParams(
+  got: ReadonlyMap<string, Tensor>,
+  expected: Readonly<Record<string, string>>,
+  get: (k: string) => Tensor,
+  bound: number,
+): Promise<Check[]> {
   const checks: Check[] = [];
   for (const [name, k] of Object.entries(expected)) {
     const g = got.get(name);

@@ -98,7 +98,10 @@ async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
       latents: get(c.inputs.latents),
       onStep: async (trace) => {
         const step = c.steps[trace.index];
-        if (step === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" has ${c.steps.length} steps but the pipeline ran step ${trace.index} (num_inference_steps ${c.call.num_inference_steps})`);
+        if (step === undefined)
+          throw new ConfigError(
+            `${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" has ${c.steps.length} steps but the pipeline ran step ${trace.index} (num_inference_steps ${c.call.num_inference_steps})`,
+          );
         const name = `step_${String(trace.index).padStart(3, '0')}`;
         checks.push(checkNumbers(`${name}/timestep`, [trace.timestep], [step.timestep], TOLERANCES.exact));
         checks.push(await checkTensor(`${name}/unet_input`, trace.unetInput, get(step.unet_input), TOLERANCES.pipeline));
@@ -110,7 +113,10 @@ async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
     try {
       checks.push(checkNumbers('timesteps', sd.scheduler.timesteps, c.timesteps, TOLERANCES.exact));
       checks.push(await checkTensor('prompt_embeds', result.promptEmbeds, get(c.expected.prompt_embeds), TOLERANCES.textEncoder));
-      if (result.negativePromptEmbeds === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects negative prompt embeddings but the pipeline ran without them (guidance_scale ${c.call.guidance_scale}: classifier-free guidance needs more than 1)`);
+      if (result.negativePromptEmbeds === undefined)
+        throw new ConfigError(
+          `${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects negative prompt embeddings but the pipeline ran without them (guidance_scale ${c.call.guidance_scale}: classifier-free guidance needs more than 1)`,
+        );
       checks.push(await checkTensor('negative_prompt_embeds', result.negativePromptEmbeds, get(c.expected.negative_prompt_embeds), TOLERANCES.textEncoder));
       checks.push(await checkTensor('final_latents', result.latents, get(c.expected.final_latents), TOLERANCES.pipeline));
       using decodeInput = await scale(result.latents, 1 / sd.vae.scalingFactor);
@@ -118,7 +124,10 @@ async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
       checks.push(await checkTensor('image_decoded', result.images, get(c.expected.image_decoded), TOLERANCES.pipeline));
       // The post-processed image: (x / 2 + 0.5) clamped to [0, 1], compared as float and as 8-bit.
       const decoded = (await result.images.data()) as Float32Array;
-      using image = Tensor.from(Float32Array.from(decoded, (v) => Math.min(1, Math.max(0, v / 2 + 0.5))), result.images.shape);
+      using image = Tensor.from(
+        Float32Array.from(decoded, (v) => Math.min(1, Math.max(0, v / 2 + 0.5))),
+        result.images.shape,
+      );
       checks.push(await checkTensor('image', image, get(c.expected.image), TOLERANCES.pipeline));
       checks.push(await checkUint8('image_uint8', (await toImages(result.images)).pixels, get(c.expected.image_uint8)));
       return checks;

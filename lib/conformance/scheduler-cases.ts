@@ -100,7 +100,8 @@ async function runSetTimesteps(set: FixtureSet, fixtureCase: FixtureCase): Promi
     ];
     if (c.expected.sigmas !== undefined) {
       const sigmas = scheduler.sigmas;
-      if (sigmas === undefined) checks.push({ name: 'sigmas', rel: Infinity, bound: TOLERANCES.schedulerTable, pass: false, note: 'the scheduler has no sigmas' });
+      if (sigmas === undefined)
+        checks.push({ name: 'sigmas', rel: Infinity, bound: TOLERANCES.schedulerTable, pass: false, note: 'the scheduler has no sigmas' });
       else checks.push(checkNumbers('sigmas', sigmas, await get(c.expected.sigmas).data(), TOLERANCES.schedulerTable));
     }
     return checks;
@@ -118,7 +119,10 @@ async function noiseTimesteps(scheduler: Scheduler, c: z.infer<typeof noiseInput
   const ours = c.schedule_indices.map((i) => scheduler.timesteps[i] ?? NaN);
   checks.push(checkNumbers('timesteps (looked up)', ours, await stored.data(), timestepBound(scheduler)));
   return scheduler.timestepDType === 'int64'
-    ? Tensor.from(BigInt64Array.from(ours, (v) => BigInt(v)), [ours.length])
+    ? Tensor.from(
+        BigInt64Array.from(ours, (v) => BigInt(v)),
+        [ours.length],
+      )
     : Tensor.from(Float32Array.from(ours), [ours.length]);
 }
 
@@ -184,7 +188,13 @@ async function runLoop(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check
       checkScalar('init_noise_sigma', scheduler.initNoiseSigma, c.init_noise_sigma, TOLERANCES.schedulerTable),
     ];
     if (scheduler.timesteps.length !== c.steps.length) {
-      checks.push({ name: 'steps', rel: Infinity, bound: 0, pass: false, note: `${scheduler.timesteps.length} timesteps computed, ${c.steps.length} steps expected` });
+      checks.push({
+        name: 'steps',
+        rel: Infinity,
+        bound: 0,
+        pass: false,
+        note: `${scheduler.timesteps.length} timesteps computed, ${c.steps.length} steps expected`,
+      });
       return checks;
     }
     const bound = TOLERANCES.schedulerLoop;

@@ -27,13 +27,25 @@ const singleFileCase = z.object({
 
 function exact(name: string, mismatches: string[], total: number): Check {
   const pass = mismatches.length === 0;
-  return { name, rel: pass ? 0 : Infinity, bound: TOLERANCES.exact, pass, note: pass ? undefined : `${mismatches.length} of ${total}: ${mismatches.slice(0, 3).join('; ')}` };
+  return {
+    name,
+    rel: pass ? 0 : Infinity,
+    bound: TOLERANCES.exact,
+    pass,
+    note: pass ? undefined : `${mismatches.length} of ${total}: ${mismatches.slice(0, 3).join('; ')}`,
+  };
 }
 
 /** 0 for identical bytes, else the relative error of the decoded values (Infinity on a dtype/shape mismatch). */
 function tensorError(got: RawTensor, expected: RawTensor): number {
   if (got.dtype !== expected.dtype || got.shape.join() !== expected.shape.join()) return Infinity;
-  if (Buffer.compare(Buffer.from(got.data.buffer, got.data.byteOffset, got.data.byteLength), Buffer.from(expected.data.buffer, expected.data.byteOffset, expected.data.byteLength)) === 0) return 0;
+  if (
+    Buffer.compare(
+      Buffer.from(got.data.buffer, got.data.byteOffset, got.data.byteLength),
+      Buffer.from(expected.data.buffer, expected.data.byteOffset, expected.data.byteLength),
+    ) === 0
+  )
+    return 0;
   const rel = relError(decodeTensorData(got.dtype, got.data), decodeTensorData(expected.dtype, expected.data));
   return rel === 0 ? Number.MIN_VALUE : rel; // different bytes (e.g. -0 vs 0, NaN payloads) are not bit for bit
 }
@@ -52,8 +64,10 @@ async function runSingleFileLoad(set: FixtureSet, fixtureCase: FixtureCase): Pro
   for (const [ldm, want] of Object.entries(c.expected_diffusers_keys)) {
     const got = placed.get(ldm);
     if (got === undefined) keyMismatches.push(`${ldm} not loaded`);
-    else if (got.key.component !== want.component || got.key.diffusers !== want.key) keyMismatches.push(`${ldm} → ${got.key.component}/${got.key.diffusers}, expected ${want.component}/${want.key}`);
-    else if (want.reshape !== undefined && got.shape.join() !== want.reshape.to.join()) keyMismatches.push(`${ldm} reshaped to [${got.shape.join(', ')}], expected [${want.reshape.to.join(', ')}]`);
+    else if (got.key.component !== want.component || got.key.diffusers !== want.key)
+      keyMismatches.push(`${ldm} → ${got.key.component}/${got.key.diffusers}, expected ${want.component}/${want.key}`);
+    else if (want.reshape !== undefined && got.shape.join() !== want.reshape.to.join())
+      keyMismatches.push(`${ldm} reshaped to [${got.shape.join(', ')}], expected [${want.reshape.to.join(', ')}]`);
   }
   for (const ldm of placed.keys()) if (!(ldm in c.expected_diffusers_keys)) keyMismatches.push(`${ldm} loaded but not expected`);
   checks.push(exact('expected_diffusers_keys', keyMismatches, Object.keys(c.expected_diffusers_keys).length));
@@ -77,7 +91,13 @@ async function runSingleFileLoad(set: FixtureSet, fixtureCase: FixtureCase): Pro
         const err = tensorError(g, { dtype: info.dtype, shape: info.shape, data: await file.readBytes(k) });
         if (err > worst) [worst, worstName] = [err, k];
       }
-      checks.push({ name: `${name}/weights`, rel: worst, bound: TOLERANCES.exact, pass: worst === 0, note: worst === 0 ? undefined : `worst tensor ${worstName}` });
+      checks.push({
+        name: `${name}/weights`,
+        rel: worst,
+        bound: TOLERANCES.exact,
+        pass: worst === 0,
+        note: worst === 0 ? undefined : `worst tensor ${worstName}`,
+      });
     } finally {
       await file.close();
     }

@@ -13,7 +13,10 @@ import type { CaseRegistry } from './registry';
 import { TOLERANCES } from './tolerances';
 
 const tokenizerCase = z.object({
-  overrides: z.object({ pad_token: z.string().min(1).optional() }).strict().optional(),
+  overrides: z
+    .object({ pad_token: z.string().min(1).optional() })
+    .strict()
+    .optional(),
   pad_token_id: z.number().int().optional(),
   call: z.object({
     padding: z.union([z.literal('max_length'), z.literal(false)]),
@@ -58,7 +61,13 @@ async function runTokenizerEncode(set: FixtureSet, fixtureCase: FixtureCase): Pr
       if (prompt.tokens !== undefined) {
         const got = tokenizer.tokenize(prompt.text);
         const same = got.length === prompt.tokens.length && got.every((t, i) => t === prompt.tokens![i]);
-        checks.push({ name: `${name}/tokens`, rel: same ? 0 : Infinity, bound: TOLERANCES.exact, pass: same, note: same ? undefined : `tokenize() gave ${JSON.stringify(got.slice(0, 8))}…` });
+        checks.push({
+          name: `${name}/tokens`,
+          rel: same ? 0 : Infinity,
+          bound: TOLERANCES.exact,
+          pass: same,
+          note: same ? undefined : `tokenize() gave ${JSON.stringify(got.slice(0, 8))}…`,
+        });
       }
     }
   } finally {

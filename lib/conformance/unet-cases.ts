@@ -94,7 +94,10 @@ async function runBackward(set: FixtureSet, fixtureCase: FixtureCase): Promise<C
         await checkTensor('grad_inputs/sample', r.gradSample, get(e.grad_sample), TOLERANCES.gradient),
       ];
       if (e.grad_encoder_hidden_states !== undefined) {
-        if (r.gradEncoderHiddenStates === undefined) throw new NativeError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects a gradient for encoder_hidden_states but the model returned none`);
+        if (r.gradEncoderHiddenStates === undefined)
+          throw new NativeError(
+            `${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" expects a gradient for encoder_hidden_states but the model returned none`,
+          );
         checks.push(await checkTensor('grad_inputs/encoder_hidden_states', r.gradEncoderHiddenStates, get(e.grad_encoder_hidden_states), TOLERANCES.gradient));
       }
       checks.push(...(await checkGradParams(r.gradParams, e.grad_params, get, TOLERANCES.gradient)));
@@ -127,7 +130,8 @@ async function runSamplingLoop(set: FixtureSet, fixtureCase: FixtureCase): Promi
       let context: Tensor | undefined;
       if (guided) {
         const { encoder_hidden_states_uncond: u, encoder_hidden_states_cond: k } = c.inputs;
-        if (u === undefined || k === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: a conditional sampling loop needs encoder_hidden_states_uncond and _cond`);
+        if (u === undefined || k === undefined)
+          throw new ConfigError(`${set.resolve(CASES_FILE)}: a conditional sampling loop needs encoder_hidden_states_uncond and _cond`);
         context = keep(await concat([get(u), get(k)]));
       }
       let labels: Tensor | undefined;
@@ -138,7 +142,10 @@ async function runSamplingLoop(set: FixtureSet, fixtureCase: FixtureCase): Promi
       let latents = keep(await scheduler.scaleInitialNoise(get(c.inputs.init_noise)));
       for (const [index, step] of c.steps.entries()) {
         const t = scheduler.timesteps[index];
-        if (t === undefined) throw new ConfigError(`${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" has ${c.steps.length} steps but the scheduler made ${scheduler.timesteps.length} timesteps for num_inference_steps ${c.num_inference_steps}`);
+        if (t === undefined)
+          throw new ConfigError(
+            `${set.resolve(CASES_FILE)}: case "${fixtureCase.name}" has ${c.steps.length} steps but the scheduler made ${scheduler.timesteps.length} timesteps for num_inference_steps ${c.num_inference_steps}`,
+          );
         const name = `step_${String(index).padStart(3, '0')}`;
         const input = keep(await scheduler.scaleModelInput(guided ? keep(await concat([latents, latents])) : latents, t));
         checks.push(await checkTensor(`${name}/unet_input`, input, get(step.unet_input), TOLERANCES.samplingLoop));
@@ -149,7 +156,8 @@ async function runSamplingLoop(set: FixtureSet, fixtureCase: FixtureCase): Promi
         if (guided) {
           if (c.guidance_scale === null) throw new ConfigError(`${set.resolve(CASES_FILE)}: a conditional sampling loop needs guidance_scale`);
           modelOutput = keep(await classifierFreeGuidance(output, c.guidance_scale));
-          if (step.guided_output !== undefined) checks.push(await checkTensor(`${name}/guided_output`, modelOutput, get(step.guided_output), TOLERANCES.samplingLoop));
+          if (step.guided_output !== undefined)
+            checks.push(await checkTensor(`${name}/guided_output`, modelOutput, get(step.guided_output), TOLERANCES.samplingLoop));
         }
         const varianceNoise = step.variance_noise === undefined ? undefined : get(step.variance_noise);
         const result = await scheduler.step(modelOutput, t, latents, { varianceNoise });

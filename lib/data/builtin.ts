@@ -76,7 +76,9 @@ function selectClasses(set: BuiltinSet, classes: DataOptions['classes'], source:
   return classes.map((c) => {
     const id = typeof c === 'number' ? c : set.classNames.indexOf(c);
     if (id < 0 || id >= set.classNames.length)
-      throw new DatasetError(`data.classes: ${JSON.stringify(c)} is not a class of ${source} (label ids 0–${set.classNames.length - 1} or names: ${set.classNames.join(', ')})`);
+      throw new DatasetError(
+        `data.classes: ${JSON.stringify(c)} is not a class of ${source} (label ids 0–${set.classNames.length - 1} or names: ${set.classNames.join(', ')})`,
+      );
     return id;
   });
 }
@@ -110,7 +112,12 @@ export async function loadBuiltin(options: DataOptions): Promise<BuiltinResult> 
       any = true;
       const index = c.first + k;
       const pixels = c.pixels.subarray(index * SIZE * SIZE, (index + 1) * SIZE * SIZE);
-      items.push({ id: `${source}:${c.id}:${index}`, image: { kind: 'pixels', pixels, width: SIZE, height: SIZE, channels: 1 }, captions: [set.classNames[c.id]!], label: c.id });
+      items.push({
+        id: `${source}:${c.id}:${index}`,
+        image: { kind: 'pixels', pixels, width: SIZE, height: SIZE, channels: 1 },
+        captions: [set.classNames[c.id]!],
+        label: c.id,
+      });
     }
     if (!any) break;
   }

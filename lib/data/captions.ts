@@ -12,7 +12,10 @@ export interface CaptionOptions {
  * the rest are shuffled; joined with ", ".
  */
 export function shuffleTags(caption: string, keep: number, rng: Rng): string {
-  const tags = caption.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
+  const tags = caption
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
   const fixed = tags.slice(0, keep);
   const rest = tags.slice(keep);
   for (let i = rest.length - 1; i > 0; i--) {

@@ -81,7 +81,13 @@ export class Dataset {
     const caption =
       item.captions === null
         ? null
-        : sampleCaption(item.captions, o, sampleRng(o.seed, STREAM.caption, epoch, index), sampleRng(o.seed, STREAM.shuffle, epoch, index), sampleRng(o.seed, STREAM.dropout, epoch, index));
+        : sampleCaption(
+            item.captions,
+            o,
+            sampleRng(o.seed, STREAM.caption, epoch, index),
+            sampleRng(o.seed, STREAM.shuffle, epoch, index),
+            sampleRng(o.seed, STREAM.dropout, epoch, index),
+          );
     return { caption, label: item.label };
   }
 }
@@ -96,7 +102,12 @@ export async function createDataset(input: unknown, hooks: CreateDatasetHooks = 
   const options = parseDataOptions(input);
   const onWarning = hooks.onWarning ?? ((message: string) => console.warn(`difftune: ${message}`));
   if (options.source === 'imagefolder') {
-    const spec: DecodeSpec = { resolution: options.resolution, channels: options.channels, interpolation: options.interpolation, background: options.background };
+    const spec: DecodeSpec = {
+      resolution: options.resolution,
+      channels: options.channels,
+      interpolation: options.interpolation,
+      background: options.background,
+    };
     const scan = await scanImageFolder(options, spec, { onProgress: hooks.onProgress, onWarning });
     return new Dataset(options, scan.items, scan.classNames, scan.skipped, scan.layout);
   }

@@ -106,7 +106,10 @@ export async function scanImageFolder(options: DataOptions, spec: DecodeSpec, ho
 
   const top = await topLevel(realRoot);
   const metadataFile = path.join(realRoot, METADATA_FILE);
-  const hasMetadata = await fs.stat(metadataFile).then((s) => s.isFile(), () => false);
+  const hasMetadata = await fs.stat(metadataFile).then(
+    (s) => s.isFile(),
+    () => false,
+  );
   let layout = options.layout;
   let files: string[] = [];
   if (layout === 'metadata' || (layout === 'auto' && hasMetadata)) layout = 'metadata';
@@ -137,12 +140,15 @@ export async function scanImageFolder(options: DataOptions, spec: DecodeSpec, ho
     if (layout === 'classes') {
       const classOf = (f: string): string => path.relative(realRoot, f).split(path.sep)[0]!;
       const nested = images.filter((f) => path.dirname(f) !== realRoot);
-      if (nested.length < images.length) hooks.onWarning?.(`${images.length - nested.length} image(s) at the top of ${realRoot} belong to no class folder; ignored`);
+      if (nested.length < images.length)
+        hooks.onWarning?.(`${images.length - nested.length} image(s) at the top of ${realRoot} belong to no class folder; ignored`);
       classNames = [...new Set(nested.map(classOf))].sort();
       found = nested.map((file) => ({ file, className: classOf(file) }));
       if (options.classes !== undefined) {
         const wanted = new Set(options.classes.map(String));
-        for (const w of wanted) if (!classNames.includes(w)) throw new DatasetError(`data.classes: no class folder ${JSON.stringify(w)} in ${realRoot} (found: ${classNames.join(', ')})`);
+        for (const w of wanted)
+          if (!classNames.includes(w))
+            throw new DatasetError(`data.classes: no class folder ${JSON.stringify(w)} in ${realRoot} (found: ${classNames.join(', ')})`);
         found = found.filter((f) => wanted.has(f.className!));
       }
     } else found = images.map((file) => ({ file, className: null }));
@@ -157,7 +163,8 @@ export async function scanImageFolder(options: DataOptions, spec: DecodeSpec, ho
       if (text === null) missing++;
       captions.set(f.file, [text ?? '']);
     }
-    if (missing > 0) hooks.onWarning?.(`${missing} image(s) in ${realRoot} have no caption file (${options.captionExtensions.join(' or ')}); their caption is ""`);
+    if (missing > 0)
+      hooks.onWarning?.(`${missing} image(s) in ${realRoot} have no caption file (${options.captionExtensions.join(' or ')}); their caption is ""`);
   }
   if (options.limit !== undefined) found = found.slice(0, options.limit);
 
@@ -184,9 +191,16 @@ export async function scanImageFolder(options: DataOptions, spec: DecodeSpec, ho
       hooks.onWarning?.(`skipping ${f.file}: ${problem}`);
       return;
     }
-    items.push({ id: f.file, image: { kind: 'file', path: f.file }, captions: captions.get(f.file) ?? null, label: f.className === null ? null : classNames!.indexOf(f.className) });
+    items.push({
+      id: f.file,
+      image: { kind: 'file', path: f.file },
+      captions: captions.get(f.file) ?? null,
+      label: f.className === null ? null : classNames!.indexOf(f.className),
+    });
   });
   if (items.length === 0)
-    throw new DatasetError(`${realRoot}: no usable images (${found.length} found by the ${layout} layout, ${skipped.length} skipped${options.classes ? `, classes ${options.classes.join(', ')}` : ''})`);
+    throw new DatasetError(
+      `${realRoot}: no usable images (${found.length} found by the ${layout} layout, ${skipped.length} skipped${options.classes ? `, classes ${options.classes.join(', ')}` : ''})`,
+    );
   return { items, classNames, skipped, layout };
 }

@@ -157,7 +157,16 @@ export class DataLoader {
   state(): LoaderState {
     const next = this.ahead?.position ?? this.position;
     const group = this.fromLinear(this.toLinear(next) - this.offset);
-    return { version: 1, seed: this.seed, epoch: group.epoch, batch: group.batch, size: this.dataset.size, batchSize: this.batchSize, shuffle: this.shuffle, dropLast: this.dropLast };
+    return {
+      version: 1,
+      seed: this.seed,
+      epoch: group.epoch,
+      batch: group.batch,
+      size: this.dataset.size,
+      batchSize: this.batchSize,
+      shuffle: this.shuffle,
+      dropLast: this.dropLast,
+    };
   }
 
   /** Continues from a saved state; batches decoded ahead are dropped. */
@@ -165,7 +174,9 @@ export class DataLoader {
     const mine = this.state();
     for (const key of ['version', 'seed', 'size', 'batchSize', 'shuffle', 'dropLast'] as const) {
       if (state[key] !== mine[key])
-        throw new DatasetError(`loader state: "${key}" is ${JSON.stringify(state[key])} in the saved state but ${JSON.stringify(mine[key])} here; the same dataset and batching are needed to resume`);
+        throw new DatasetError(
+          `loader state: "${key}" is ${JSON.stringify(state[key])} in the saved state but ${JSON.stringify(mine[key])} here; the same dataset and batching are needed to resume`,
+        );
     }
     if (!Number.isSafeInteger(state.epoch) || state.epoch < 0 || !Number.isSafeInteger(state.batch) || state.batch < 0 || state.batch >= this.batchesPerEpoch)
       throw new DatasetError(`loader state: expected epoch ≥ 0 and batch in [0, ${this.batchesPerEpoch}) but found epoch ${state.epoch}, batch ${state.batch}`);
@@ -208,7 +219,12 @@ export class DataLoader {
   private dropAhead(): Promise<unknown> {
     const ahead = this.ahead;
     this.ahead = undefined;
-    return ahead ? ahead.batch.then((b) => b.dispose(), () => undefined) : Promise.resolve();
+    return ahead
+      ? ahead.batch.then(
+          (b) => b.dispose(),
+          () => undefined,
+        )
+      : Promise.resolve();
   }
 
   /** The next batch as decoded uint8 pixels (pure TypeScript: never loads the addon). Use it or next(), not both on one loader: next() takes one batch ahead. */
@@ -283,10 +299,16 @@ export class DataLoader {
     const pixels = new Uint8Array(indices.length * bytes);
     const results = await Promise.all(
       indices.map((index, k) =>
-        this.semaphore.run(() => (generation !== this.generation ? Promise.reject(new DatasetError('batch dropped: the loader was closed or restored')) : this.dataset.loadSample(index, p.epoch, pixels.subarray(k * bytes, (k + 1) * bytes)))).then(
-          (info) => ({ ok: true as const, info }),
-          (error: unknown) => ({ ok: false as const, error }),
-        ),
+        this.semaphore
+          .run(() =>
+            generation !== this.generation
+              ? Promise.reject(new DatasetError('batch dropped: the loader was closed or restored'))
+              : this.dataset.loadSample(index, p.epoch, pixels.subarray(k * bytes, (k + 1) * bytes)),
+          )
+          .then(
+            (info) => ({ ok: true as const, info }),
+            (error: unknown) => ({ ok: false as const, error }),
+          ),
       ),
     );
     if (generation !== this.generation) throw new DatasetError('batch dropped: the loader was closed or restored');

@@ -35,7 +35,8 @@ export async function readMetadata(file: string, captionColumn: string, onWarnin
     }
     const parsed = lineSchema.safeParse(json);
     if (!parsed.success) {
-      const found = json !== null && typeof json === 'object' && !Array.isArray(json) ? describeValue((json as Record<string, unknown>).file_name) : describeValue(json);
+      const found =
+        json !== null && typeof json === 'object' && !Array.isArray(json) ? describeValue((json as Record<string, unknown>).file_name) : describeValue(json);
       throw new DatasetError(`${where}: expected an object with a string "file_name" but found ${found}`);
     }
     const caption = captionSchema.safeParse(parsed.data[captionColumn]);

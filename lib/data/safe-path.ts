@@ -36,7 +36,6 @@ export async function resolveInside(realRoot: string, entry: string, where: stri
 /** The real path of a symlink met while listing the folder, refused when it leads outside. */
 export async function checkLinkInside(realRoot: string, linkPath: string): Promise<string> {
   const real = await fs.realpath(linkPath);
-  if (!isInside(realRoot, real))
-    throw new DatasetError(`${linkPath}: symlink to ${real}, outside the dataset folder ${realRoot}; refusing to read it`);
+  if (!isInside(realRoot, real)) throw new DatasetError(`${linkPath}: symlink to ${real}, outside the dataset folder ${realRoot}; refusing to read it`);
   return real;
 }

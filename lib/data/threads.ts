@@ -37,7 +37,8 @@ export function planThreads(request: ThreadRequest = {}): ThreadPlan {
   let decode = request.decodeConcurrency ?? (torchGiven !== undefined ? Math.max(1, cores - torchGiven) : Math.max(1, Math.floor(cores / 4)));
   const torch = torchGiven ?? Math.max(1, cores - decode);
   // One core cannot give each side its own: 1 + 1 is the least there is, not worth a warning.
-  if (torch + decode > Math.max(cores, 2)) warnings.push(`${torch} torch threads + ${decode} decoders exceed the ${cores} cores: steps will slow down while images decode`);
+  if (torch + decode > Math.max(cores, 2))
+    warnings.push(`${torch} torch threads + ${decode} decoders exceed the ${cores} cores: steps will slow down while images decode`);
   const pool = envInt(env.UV_THREADPOOL_SIZE) ?? 4;
   if (decode > pool) {
     warnings.push(`decodeConcurrency ${decode} is capped by the libuv thread pool (${pool}); set UV_THREADPOOL_SIZE before starting node`);

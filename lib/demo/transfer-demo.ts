@@ -73,7 +73,11 @@ export async function runTransferDemo(options: DemoOptions): Promise<DemoSummary
   await checkOutputFolder(options.out, '--out');
 
   const data = { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'train', limit: trainImages };
-  const validation = { every: Math.max(1, Math.round(steps / 6)), samples: heldOut, data: { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'test' } };
+  const validation = {
+    every: Math.max(1, Math.round(steps / 6)),
+    samples: heldOut,
+    data: { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'test' },
+  };
   const common = { data, validation, checkpoint: { every: 0, keep: 1 } };
 
   log(`fine-tuning ${options.base} on ${trainImages} Fashion-MNIST images for ${steps} steps (lr ${FINETUNE_LR})`);
@@ -113,7 +117,12 @@ export async function runTransferDemo(options: DemoOptions): Promise<DemoSummary
       { name: 'fine-tuned', color: '#1f77b4', points: fCurve.map((v) => [v.step, v.loss] as const) },
       { name: 'from scratch', color: '#d62728', points: sCurve.map((v) => [v.step, v.loss] as const) },
     ],
-    { title: `Held-out loss on Fashion-MNIST (${heldOut} test images, fixed noise and timesteps)`, xLabel: 'training step', yLabel: 'held-out loss', logY: true },
+    {
+      title: `Held-out loss on Fashion-MNIST (${heldOut} test images, fixed noise and timesteps)`,
+      xLabel: 'training step',
+      yLabel: 'held-out loss',
+      logY: true,
+    },
   );
   await fs.writeFile(path.join(options.out, 'loss.svg'), svg);
   await sharp(Buffer.from(svg)).png().toFile(path.join(options.out, 'loss.png'));
@@ -134,8 +143,16 @@ export async function runTransferDemo(options: DemoOptions): Promise<DemoSummary
     {
       title: 'Result',
       blocks: [
-        { kind: 'text', text: `After ${steps} steps on ${trainImages} Fashion-MNIST images (batch ${batchSize}), the held-out loss of the fine-tuned model is ${h.finetuned.toFixed(4)}, of the model trained from scratch ${h.scratch.toFixed(4)} (the MNIST base model, untrained on clothes: ${h.base.toFixed(4)}).` },
-        { kind: 'text', text: match ? `The fine-tuned model reached the from-scratch model's final loss after ${match.step} steps.` : 'The fine-tuned model did not reach the from-scratch model’s final loss within the budget.' },
+        {
+          kind: 'text',
+          text: `After ${steps} steps on ${trainImages} Fashion-MNIST images (batch ${batchSize}), the held-out loss of the fine-tuned model is ${h.finetuned.toFixed(4)}, of the model trained from scratch ${h.scratch.toFixed(4)} (the MNIST base model, untrained on clothes: ${h.base.toFixed(4)}).`,
+        },
+        {
+          kind: 'text',
+          text: match
+            ? `The fine-tuned model reached the from-scratch model's final loss after ${match.step} steps.`
+            : 'The fine-tuned model did not reach the from-scratch model’s final loss within the budget.',
+        },
         {
           kind: 'table',
           header: ['model', 'held-out loss', 'trainable parameters', 'learning rate'],
@@ -151,13 +168,25 @@ export async function runTransferDemo(options: DemoOptions): Promise<DemoSummary
     { title: 'Held-out loss', blocks: [{ kind: 'images', items: [{ src: 'loss.png', caption: 'held-out loss vs step (log scale)' }] }] },
     {
       title: 'Samples (DDIM, 50 steps, same seed)',
-      blocks: [{ kind: 'images', items: [{ src: grids.base, caption: 'MNIST base model' }, { src: grids.finetuned, caption: 'fine-tuned on Fashion-MNIST' }, { src: grids.scratch, caption: 'from scratch on the same data' }] }],
+      blocks: [
+        {
+          kind: 'images',
+          items: [
+            { src: grids.base, caption: 'MNIST base model' },
+            { src: grids.finetuned, caption: 'fine-tuned on Fashion-MNIST' },
+            { src: grids.scratch, caption: 'from scratch on the same data' },
+          ],
+        },
+      ],
     },
     { title: 'What trained', blocks: [{ kind: 'pre', text: formatPlan(finetuned.plan) }] },
     {
       title: 'How the baseline is set up',
       blocks: [
-        { kind: 'text', text: `The from-scratch run uses the recipe that trained the base model itself on MNIST (recipes/pretrain-mnist.json): AdamW at ${SCRATCH_LR} with a cosine schedule and warmup, the standard rate for this architecture from scratch. The fine-tuned run uses a 10× lower constant rate, as transfer learning wants. Both see the same images in the same order, with the same batch size, seed and step budget.` },
+        {
+          kind: 'text',
+          text: `The from-scratch run uses the recipe that trained the base model itself on MNIST (recipes/pretrain-mnist.json): AdamW at ${SCRATCH_LR} with a cosine schedule and warmup, the standard rate for this architecture from scratch. The fine-tuned run uses a 10× lower constant rate, as transfer learning wants. Both see the same images in the same order, with the same batch size, seed and step budget.`,
+        },
       ],
     },
   ]);

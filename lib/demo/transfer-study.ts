@@ -48,22 +48,38 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>, whe
   for (const [k, v] of Object.entries(over)) {
     refusePrototypeKeys([...path, k], formatFieldPath(where, [...path, k]));
     const b = Object.hasOwn(out, k) ? out[k] : undefined;
-    out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' && !Array.isArray(b) ? merge(b as Record<string, unknown>, v as Record<string, unknown>, where, [...path, k]) : v;
+    out[k] =
+      v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' && !Array.isArray(b)
+        ? merge(b as Record<string, unknown>, v as Record<string, unknown>, where, [...path, k])
+        : v;
   }
   return out;
 }
 
 export function studyTable(rows: readonly StudyRow[]): string {
   const lines = ['| run | trainable parameters | held-out loss | s / step |', '|---|---:|---:|---:|'];
-  for (const r of rows) lines.push(`| ${r.name} | ${r.trainableParams.toLocaleString('en-US')} (${r.trainablePercent.toFixed(1)}%) | ${r.heldOutLoss.toFixed(4)} | ${r.secondsPerStep.toFixed(3)} |`);
+  for (const r of rows)
+    lines.push(
+      `| ${r.name} | ${r.trainableParams.toLocaleString('en-US')} (${r.trainablePercent.toFixed(1)}%) | ${r.heldOutLoss.toFixed(4)} | ${r.secondsPerStep.toFixed(3)} |`,
+    );
   return lines.join('\n');
 }
 
-export async function runTransferStudy(recipe: Record<string, unknown>, recipeFile: string, out: string, variants: readonly StudyVariant[], log: (line: string) => void = () => undefined): Promise<StudyRow[]> {
+export async function runTransferStudy(
+  recipe: Record<string, unknown>,
+  recipeFile: string,
+  out: string,
+  variants: readonly StudyVariant[],
+  log: (line: string) => void = () => undefined,
+): Promise<StudyRow[]> {
   // Every variant's recipe is built before the first run, so a bad override fails in seconds, not after hours.
   const runs = variants.map((v, i) => {
     const dir = path.join(out, `run-${i}-${v.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`);
-    return { v, dir, recipe: merge({ ...recipe, checkpoint: { every: 0, keep: 1 }, resume: undefined }, { ...v.overrides, output: dir }, `variant "${v.name}": overrides`) };
+    return {
+      v,
+      dir,
+      recipe: merge({ ...recipe, checkpoint: { every: 0, keep: 1 }, resume: undefined }, { ...v.overrides, output: dir }, `variant "${v.name}": overrides`),
+    };
   });
   await fs.mkdir(out, { recursive: true });
   const rows: StudyRow[] = [];
@@ -100,7 +116,17 @@ export async function runTransferStudy(recipe: Record<string, unknown>, recipeFi
       {
         title: 'Runs',
         blocks: [
-          { kind: 'table', header: ['run', 'trainable parameters', '% trained', 'held-out loss', 's / step'], rows: rows.map((r) => [r.name, r.trainableParams.toLocaleString('en-US'), r.trainablePercent.toFixed(2), r.heldOutLoss.toFixed(5), r.secondsPerStep.toFixed(3)]) },
+          {
+            kind: 'table',
+            header: ['run', 'trainable parameters', '% trained', 'held-out loss', 's / step'],
+            rows: rows.map((r) => [
+              r.name,
+              r.trainableParams.toLocaleString('en-US'),
+              r.trainablePercent.toFixed(2),
+              r.heldOutLoss.toFixed(5),
+              r.secondsPerStep.toFixed(3),
+            ]),
+          },
         ],
       },
       { title: 'Held-out loss', blocks: [{ kind: 'images', items: [{ src: 'loss.png', caption: 'held-out loss vs step (log scale)' }] }] },

@@ -24,11 +24,7 @@ export interface DistEnv {
 export const DEFAULT_TIMEOUT_SECONDS = 600;
 
 const intString = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/, 'expected a non-negative integer')
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+  z.string().regex(/^\d+$/, 'expected a non-negative integer').transform(Number).pipe(z.number().int().min(min).max(max));
 
 const schema = z.object({
   RANK: intString(0, 1 << 20),
@@ -57,10 +53,13 @@ export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | nul
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0]);
-    throw new ConfigError(`environment variable ${name}: ${issue.message} (found ${JSON.stringify(env[name] ?? null)}); a data-parallel worker needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT as torchrun sets them`);
+    throw new ConfigError(
+      `environment variable ${name}: ${issue.message} (found ${JSON.stringify(env[name] ?? null)}); a data-parallel worker needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT as torchrun sets them`,
+    );
   }
   const e = parsed.data;
-  if (e.RANK >= e.WORLD_SIZE) throw new ConfigError(`environment variable RANK: expected a rank in [0, ${e.WORLD_SIZE}) for WORLD_SIZE ${e.WORLD_SIZE} but found ${e.RANK}`);
+  if (e.RANK >= e.WORLD_SIZE)
+    throw new ConfigError(`environment variable RANK: expected a rank in [0, ${e.WORLD_SIZE}) for WORLD_SIZE ${e.WORLD_SIZE} but found ${e.RANK}`);
   const localWorldSize = e.LOCAL_WORLD_SIZE ?? e.WORLD_SIZE;
   const localRank = e.LOCAL_RANK ?? e.RANK % localWorldSize;
   if (localRank >= localWorldSize) throw new ConfigError(`environment variable LOCAL_RANK: expected a rank in [0, ${localWorldSize}) but found ${localRank}`);

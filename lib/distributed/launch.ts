@@ -36,18 +36,39 @@ export interface LaunchOptions {
 
 /** The launcher's flags, part of npm run finetune's (lib/train/cli.ts). */
 export const LAUNCH_FLAGS = {
-  'nproc-per-node': { type: 'string', value: '<N>', ...integerValue(1, 1024), description: 'data-parallel: start N worker processes on this machine (this process launches them)' },
+  'nproc-per-node': {
+    type: 'string',
+    value: '<N>',
+    ...integerValue(1, 1024),
+    description: 'data-parallel: start N worker processes on this machine (this process launches them)',
+  },
   nnodes: { type: 'string', value: '<M>', ...integerValue(1, 1 << 16), description: 'with --nproc-per-node: machines in the run (default 1)' },
   'node-rank': { type: 'string', value: '<R>', ...integerValue(0), description: "with --nproc-per-node: this machine's rank, 0 to M-1 (default 0)" },
-  'master-addr': { type: 'string', value: '<host>', schema: z.string().min(1), expected: 'a host name or address', description: "with --nproc-per-node: rank 0's machine (default 127.0.0.1)" },
+  'master-addr': {
+    type: 'string',
+    value: '<host>',
+    schema: z.string().min(1),
+    expected: 'a host name or address',
+    description: "with --nproc-per-node: rank 0's machine (default 127.0.0.1)",
+  },
   'master-port': {
     type: 'string',
     value: '<port>',
     ...integerValue(0, 65535),
     description: "with --nproc-per-node: rank 0's port; every node passes the same (default: a free port on one node, 29500 on several)",
   },
-  'dist-timeout': { type: 'string', value: '<seconds>', ...numberValue(true), description: 'with --nproc-per-node: how long a collective may wait for the other ranks' },
-  'dist-backend': { type: 'string', value: '<auto|gloo|nccl>', ...oneOfValue(['auto', 'gloo', 'nccl']), description: 'with --nproc-per-node: the process-group backend (default auto)' },
+  'dist-timeout': {
+    type: 'string',
+    value: '<seconds>',
+    ...numberValue(true),
+    description: 'with --nproc-per-node: how long a collective may wait for the other ranks',
+  },
+  'dist-backend': {
+    type: 'string',
+    value: '<auto|gloo|nccl>',
+    ...oneOfValue(['auto', 'gloo', 'nccl']),
+    description: 'with --nproc-per-node: the process-group backend (default auto)',
+  },
 } as const satisfies CliSpec['flags'];
 
 /** LaunchOptions from the launcher's flags; null when --nproc-per-node is absent. */
@@ -57,7 +78,8 @@ export function launchOptions(values: FlagValues<typeof LAUNCH_FLAGS>): LaunchOp
     const given = Object.entries(values)
       .filter(([, v]) => v !== undefined)
       .map(([k]) => `--${k}`);
-    if (given.length > 0) throw new CliUsageError(`${given.join(', ')} given without --nproc-per-node <N>: expected --nproc-per-node with the other launcher flags`);
+    if (given.length > 0)
+      throw new CliUsageError(`${given.join(', ')} given without --nproc-per-node <N>: expected --nproc-per-node with the other launcher flags`);
     return null;
   }
   const nnodes = values.nnodes ?? 1;
@@ -70,7 +92,8 @@ export function launchOptions(values: FlagValues<typeof LAUNCH_FLAGS>): LaunchOp
     masterAddr: values['master-addr'] ?? '127.0.0.1',
     masterPort: values['master-port'] ?? (nnodes > 1 ? 29500 : 0),
   };
-  if (nnodes > 1 && launch.masterPort === 0) throw new CliUsageError(`--master-port: expected a fixed port (1-65535) that every node passes for a multi-node run (--nnodes ${nnodes}) but found 0`);
+  if (nnodes > 1 && launch.masterPort === 0)
+    throw new CliUsageError(`--master-port: expected a fixed port (1-65535) that every node passes for a multi-node run (--nnodes ${nnodes}) but found 0`);
   if (values['dist-timeout'] !== undefined) launch.timeoutSeconds = values['dist-timeout'];
   if (values['dist-backend'] !== undefined) launch.backend = values['dist-backend'];
   return launch;
@@ -97,7 +120,8 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 function workerScript(options: LaunchOptions): string {
   const script = options.script ?? path.join(packageRoot(), 'dist', 'scripts', 'finetune.js');
-  if (!fs.existsSync(script)) throw new ProcessError(`cannot start the workers: expected the worker script ${script} but it does not exist (run npm run build:ts)`);
+  if (!fs.existsSync(script))
+    throw new ProcessError(`cannot start the workers: expected the worker script ${script} but it does not exist (run npm run build:ts)`);
   return script;
 }
 
@@ -135,7 +159,16 @@ export async function launchWorkers(options: LaunchOptions, workerArgs: readonly
   for (let local = 0; local < options.nprocPerNode; local++) {
     const rank = options.nodeRank * options.nprocPerNode + local;
     const env = workerEnv(
-      { rank, worldSize, localRank: local, localWorldSize: options.nprocPerNode, masterAddr: options.masterAddr, masterPort: port, timeoutSeconds: options.timeoutSeconds, backend: options.backend },
+      {
+        rank,
+        worldSize,
+        localRank: local,
+        localWorldSize: options.nprocPerNode,
+        masterAddr: options.masterAddr,
+        masterPort: port,
+        timeoutSeconds: options.timeoutSeconds,
+        backend: options.backend,
+      },
       { ...process.env, ...options.env },
     );
     // Own process group: Ctrl-C reaches the launcher only, which forwards it once to each worker.
@@ -167,7 +200,9 @@ export async function launchWorkers(options: LaunchOptions, workerArgs: readonly
         const failed = e.code !== 0 && !isStopExitCode(e.code);
         if (failed && failure === undefined) {
           failure = e;
-          err.write(`finetune: rank ${e.rank} ${e.code === null ? `was killed (${e.signal})` : `exited with code ${e.code}`}; stopping the other ${children.length - 1} worker(s)\n`);
+          err.write(
+            `finetune: rank ${e.rank} ${e.code === null ? `was killed (${e.signal})` : `exited with code ${e.code}`}; stopping the other ${children.length - 1} worker(s)\n`,
+          );
           // The others notice the lost peer at their next collective; give them a moment to say so.
           stopTimer = setTimeout(() => {
             for (const a of alive()) a.child.kill('SIGTERM');

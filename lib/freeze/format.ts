@@ -11,7 +11,12 @@ export function formatPlan(plan: FreezePlan): string {
 
   if (plan.rules.length > 0) {
     lines.push('', 'Rules, applied in order from all-frozen (the last match wins):');
-    lines.push(...table([['action', 'pattern', 'from', 'matched'], ...plan.rules.map((r) => [r.action, r.pattern, r.where, String(r.matched)])], [false, false, false, true]));
+    lines.push(
+      ...table(
+        [['action', 'pattern', 'from', 'matched'], ...plan.rules.map((r) => [r.action, r.pattern, r.where, String(r.matched)])],
+        [false, false, false, true],
+      ),
+    );
   }
 
   lines.push('', 'Blocks:');
@@ -30,7 +35,10 @@ export function formatPlan(plan: FreezePlan): string {
     lines.push('', 'Optimizer parameter groups:');
     lines.push(
       ...table(
-        [['lr ×', 'weight decay', 'tensors', 'parameters'], ...plan.groups.map((g) => [String(g.lrMultiplier), g.weightDecay ? 'yes' : 'no', String(g.tensors), count(g.numel)])],
+        [
+          ['lr ×', 'weight decay', 'tensors', 'parameters'],
+          ...plan.groups.map((g) => [String(g.lrMultiplier), g.weightDecay ? 'yes' : 'no', String(g.tensors), count(g.numel)]),
+        ],
         [true, false, true, true],
       ),
     );

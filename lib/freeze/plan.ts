@@ -157,9 +157,15 @@ export function planFreeze(parameters: readonly ParameterInfo[], options: Freeze
  */
 export function planLoraBase(parameters: readonly ParameterInfo[]): FreezePlan {
   const params = checkParameters(parameters);
-  return summarize('none', [], params, [], params.map((p) => p.name), false, [
-    'lora: the whole base model is frozen; only the LoRA adapters train (their parameters and optimizer state are planned by the LoRA options)',
-  ]);
+  return summarize(
+    'none',
+    [],
+    params,
+    [],
+    params.map((p) => p.name),
+    false,
+    ['lora: the whole base model is frozen; only the LoRA adapters train (their parameters and optimizer state are planned by the LoRA options)'],
+  );
 }
 
 interface CheckedParameter {
@@ -191,7 +197,9 @@ function collectRules(opts: FreezeOptions, preset: PresetName): Rule[] {
     ...opts.trainable.map((p, i) => rule('train', p, formatFieldPath('freeze', ['trainable', i]), true)),
     ...opts.frozen.map((p, i) => rule('freeze', p, formatFieldPath('freeze', ['frozen', i]), true)),
     ...opts.rules.map((r, i) =>
-      'train' in r ? rule('train', r.train, formatFieldPath('freeze', ['rules', i, 'train']), true) : rule('freeze', r.freeze, formatFieldPath('freeze', ['rules', i, 'freeze']), true),
+      'train' in r
+        ? rule('train', r.train, formatFieldPath('freeze', ['rules', i, 'train']), true)
+        : rule('freeze', r.freeze, formatFieldPath('freeze', ['rules', i, 'freeze']), true),
     ),
   ];
 }
@@ -237,7 +245,19 @@ function unmatchedError(patterns: readonly CompiledPattern[], params: readonly C
 
 // The order the U-Net runs its blocks in, so a table reads from input to output; a block not listed
 // (a newer diffusers module) sorts after these, keeping its place among its kind.
-const BLOCK_ORDER = ['conv_in', 'time_proj', 'time_embedding', 'class_embedding', 'add_embedding', 'encoder_hid_proj', 'down_blocks', 'mid_block', 'up_blocks', 'conv_norm_out', 'conv_out'];
+const BLOCK_ORDER = [
+  'conv_in',
+  'time_proj',
+  'time_embedding',
+  'class_embedding',
+  'add_embedding',
+  'encoder_hid_proj',
+  'down_blocks',
+  'mid_block',
+  'up_blocks',
+  'conv_norm_out',
+  'conv_out',
+];
 
 function compareBlocks(a: string, b: string): number {
   const rank = (block: string): [number, number] => {

@@ -55,7 +55,8 @@ export const PRESETS: Readonly<Record<PresetName, { readonly summary: string; re
     // "transformer-only". It also makes full-weight and LoRA runs touch the same matrices (LoRA's
     // default targets are to_q, to_k, to_v, to_out.0). UNet2DModel's group_norm is included because
     // it is a member of its Attention module (diffusers' Attention owns it), unlike SD's norm1/norm2.
-    summary: 'attention projections: attn1/attn2 to_q, to_k, to_v, to_out.0 (UNet2DConditionModel); attentions.<i> group_norm, to_q, to_k, to_v, to_out.0 (UNet2DModel)',
+    summary:
+      'attention projections: attn1/attn2 to_q, to_k, to_v, to_out.0 (UNet2DConditionModel); attentions.<i> group_norm, to_q, to_k, to_v, to_out.0 (UNet2DModel)',
     rules: [
       train('**.attn1.**'),
       train('**.attn2.**'),

@@ -65,7 +65,8 @@ export class Generator {
   /** Restores a state from getState(); the next numbers are those that followed it. */
   async setState(state: Uint8Array): Promise<void> {
     // Not instanceof: arrays from the addon belong to the main realm, which differs in vm sandboxes (jest).
-    if (!ArrayBuffer.isView(state) || Object.prototype.toString.call(state) !== '[object Uint8Array]') throw expected('a Uint8Array from Generator.getState()', 'state', state);
+    if (!ArrayBuffer.isView(state) || Object.prototype.toString.call(state) !== '[object Uint8Array]')
+      throw expected('a Uint8Array from Generator.getState()', 'state', state);
     const native = this.live();
     using t = Tensor.from(state, [state.length], { dtype: 'uint8' });
     await callAsync(() => native.setState(t.native));

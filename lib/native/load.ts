@@ -7,15 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { isMainThread } from 'worker_threads';
-import {
-  DifftuneError,
-  DisposedError,
-  InvalidArgumentError,
-  NativeError,
-  NativeLoadError,
-  OutOfMemoryError,
-  TorchError,
-} from '../errors';
+import { DifftuneError, DisposedError, InvalidArgumentError, NativeError, NativeLoadError, OutOfMemoryError, TorchError } from '../errors';
 import { cpuFlags, readCpuinfo } from '../util/cpu';
 import type { NativeAddon } from './types';
 

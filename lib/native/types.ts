@@ -11,28 +11,10 @@ import type { NativeVaeConfig } from '../config/vae';
 
 export type { NativeClipTextConfig, NativeUNetConfig, NativeVaeConfig };
 
-export type NativeDType =
-  | 'float32'
-  | 'float64'
-  | 'float16'
-  | 'bfloat16'
-  | 'int64'
-  | 'int32'
-  | 'int16'
-  | 'int8'
-  | 'uint8'
-  | 'bool';
+export type NativeDType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
 /** What a tensor reads back as: half types as Float32Array (or Uint16Array raw), int64 as BigInt64Array, bool as Uint8Array. */
-export type NativeTypedArray =
-  | Float32Array
-  | Float64Array
-  | Uint16Array
-  | BigInt64Array
-  | Int32Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array;
+export type NativeTypedArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 export interface NativeTensor {
   readonly shape: number[];
@@ -169,7 +151,11 @@ export interface NativeAutoencoderKL extends NativeModelHandle {
   /** decode(encode(images).mean). */
   forward(images: NativeTensor): Promise<NativeTensor>;
   /** loss = mean((decode(latents) − target)²), backward; gradients of `gradNames` (all if omitted). */
-  decodeBackwardMse(latents: NativeTensor, target: NativeTensor, gradNames?: string[]): Promise<{ output: NativeTensor; loss: NativeTensor; gradLatents: NativeTensor; gradParams: NativeNamedTensors }>;
+  decodeBackwardMse(
+    latents: NativeTensor,
+    target: NativeTensor,
+    gradNames?: string[],
+  ): Promise<{ output: NativeTensor; loss: NativeTensor; gradLatents: NativeTensor; gradParams: NativeNamedTensors }>;
 }
 
 export interface NativeAutoencoderKLStatic {
@@ -191,7 +177,12 @@ export interface NativeTextEncoderOutput {
 export interface NativeCLIPTextModel extends NativeModelHandle {
   encode(inputIds: NativeTensor, options: { attentionMask?: NativeTensor; clipSkip: number; outputHiddenStates: boolean }): Promise<NativeTextEncoderOutput>;
   /** loss = mean((last_hidden_state − target)²), backward; gradients of `gradNames` (all if omitted). */
-  forwardBackwardMse(inputIds: NativeTensor, target: NativeTensor, attentionMask: NativeTensor | undefined, gradNames?: string[]): Promise<{ output: NativeTensor; loss: NativeTensor; gradParams: NativeNamedTensors }>;
+  forwardBackwardMse(
+    inputIds: NativeTensor,
+    target: NativeTensor,
+    attentionMask: NativeTensor | undefined,
+    gradNames?: string[],
+  ): Promise<{ output: NativeTensor; loss: NativeTensor; gradParams: NativeNamedTensors }>;
 }
 
 export interface NativeCLIPTextModelStatic {
@@ -199,12 +190,7 @@ export interface NativeCLIPTextModelStatic {
   create(config: NativeClipTextConfig): Promise<NativeCLIPTextModel>;
 }
 
-export type NativeSchedulerClass =
-  | 'DDPMScheduler'
-  | 'DDIMScheduler'
-  | 'EulerDiscreteScheduler'
-  | 'DPMSolverMultistepScheduler'
-  | 'PNDMScheduler';
+export type NativeSchedulerClass = 'DDPMScheduler' | 'DDIMScheduler' | 'EulerDiscreteScheduler' | 'DPMSolverMultistepScheduler' | 'PNDMScheduler';
 
 /**
  * Every scheduler option as one flat object (diffusers' config keys in camelCase); each family reads
@@ -360,7 +346,14 @@ export interface NativeTrainer {
   readonly disposed: boolean;
   accumulate(batch: NativeMicroBatch): Promise<{ lossSum: number; samples: number; finite: boolean }>;
   step(lr: number): Promise<{ gradNorm: number; skipped: boolean; optimizerSteps: number; emaDecay: number; lossScale: number }>;
-  validationLoss(batch: { pixels: NativeTensor; classLabels?: NativeTensor; encoderHiddenStates?: NativeTensor; sampleIndices: number[]; seed: number; timesteps: number[] }): Promise<number>;
+  validationLoss(batch: {
+    pixels: NativeTensor;
+    classLabels?: NativeTensor;
+    encoderHiddenStates?: NativeTensor;
+    sampleIndices: number[];
+    seed: number;
+    timesteps: number[];
+  }): Promise<number>;
   optimizerState(): Promise<NativeNamedTensors>;
   loadOptimizerState(names: string[], tensors: NativeTensor[], optimizerSteps: number): Promise<void>;
   emaWeights(): Promise<NativeNamedTensors>;

@@ -25,7 +25,7 @@ function escapeXml(text: string): string {
 function niceTicks(min: number, max: number, count: number): number[] {
   if (!(max > min)) return [min];
   const step = 10 ** Math.floor(Math.log10((max - min) / count));
-  const err = ((max - min) / count) / step;
+  const err = (max - min) / count / step;
   const nice = step * (err >= 7.5 ? 10 : err >= 3.5 ? 5 : err >= 1.5 ? 2 : 1);
   const ticks: number[] = [];
   for (let v = Math.ceil(min / nice) * nice; v <= max + nice * 1e-9; v += nice) ticks.push(Number(v.toPrecision(12)));
@@ -75,9 +75,13 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
   }
   out.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" fill="none" stroke="#333"/>`);
   out.push(`<text x="${(m.left + width - m.right) / 2}" y="${height - 12}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
-  out.push(`<text transform="translate(16 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}${options.logY ? ' (log)' : ''}</text>`);
+  out.push(
+    `<text transform="translate(16 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}${options.logY ? ' (log)' : ''}</text>`,
+  );
   series.forEach((s, i) => {
-    const pts = s.points.filter(([, y]) => Number.isFinite(y) && (!options.logY || y > 0)).map(([x, y]) => `${px(x).toFixed(1)},${py(options.logY ? Math.log10(y) : y).toFixed(1)}`);
+    const pts = s.points
+      .filter(([, y]) => Number.isFinite(y) && (!options.logY || y > 0))
+      .map(([x, y]) => `${px(x).toFixed(1)},${py(options.logY ? Math.log10(y) : y).toFixed(1)}`);
     if (pts.length) out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(' ')}"/>`);
     const ly = m.top + 16 + i * 18;
     out.push(`<line x1="${width - m.right - 150}" y1="${ly - 4}" x2="${width - m.right - 130}" y2="${ly - 4}" stroke="${s.color}" stroke-width="3"/>`);

@@ -40,10 +40,29 @@ export const sampleCli = defineCli({
     prompt: { type: 'string', value: '<text>', multiple: true, description: 'a prompt for a text-to-image pipeline, one image each' },
     'negative-prompt': { type: 'string', value: '<text>', multiple: true, description: 'the negative prompt: one, or one per --prompt' },
     guidance: { type: 'string', value: '<scale>', ...numberValue(), description: 'text-to-image: the classifier-free guidance scale (default 7.5)' },
-    'clip-skip': { type: 'string', value: '<K>', ...integerValue(0), description: "text-to-image: use the text encoder's layer -(K+1) through its final LayerNorm (1: SD 2.x's penultimate layer)" },
-    height: { type: 'string', value: '<px>', ...integerValue(1), description: "text-to-image: the image height (default: the U-Net's sample_size × the VAE's scale factor)" },
-    width: { type: 'string', value: '<px>', ...integerValue(1), description: "text-to-image: the image width (default: the U-Net's sample_size × the VAE's scale factor)" },
-    latents: { type: 'string', value: '<file.safetensors>', description: 'text-to-image: the initial latents, the file\'s only tensor or the one named "latents"' },
+    'clip-skip': {
+      type: 'string',
+      value: '<K>',
+      ...integerValue(0),
+      description: "text-to-image: use the text encoder's layer -(K+1) through its final LayerNorm (1: SD 2.x's penultimate layer)",
+    },
+    height: {
+      type: 'string',
+      value: '<px>',
+      ...integerValue(1),
+      description: "text-to-image: the image height (default: the U-Net's sample_size × the VAE's scale factor)",
+    },
+    width: {
+      type: 'string',
+      value: '<px>',
+      ...integerValue(1),
+      description: "text-to-image: the image width (default: the U-Net's sample_size × the VAE's scale factor)",
+    },
+    latents: {
+      type: 'string',
+      value: '<file.safetensors>',
+      description: 'text-to-image: the initial latents, the file\'s only tensor or the one named "latents"',
+    },
     stack: STACK_FLAG,
   },
   examples: [
@@ -93,7 +112,8 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
         err,
       );
     }
-    if (a.prompts.length > 0) throw new ConfigError(`--prompt: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`);
+    if (a.prompts.length > 0)
+      throw new ConfigError(`--prompt: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`);
     const warn = (message: string) => void err.write(`${message}\n`);
     const folder = resolveModelFolder(path.resolve(a.model), warn);
     using unet = await loadUNet(folder.unetDir);

@@ -16,13 +16,13 @@ export interface Images {
 export async function toImages(samples: Tensor): Promise<Images> {
   const [n, c, h, w] = samples.shape;
   if (samples.shape.length !== 4 || (c !== 1 && c !== 3)) throw expected('samples of shape [N, 1 or 3, H, W]', 'samples', samples.shape);
-  const data = (await samples.to('cpu', 'float32').then(async (t) => {
+  const data = await samples.to('cpu', 'float32').then(async (t) => {
     try {
       return (await t.data()) as Float32Array;
     } finally {
       t.dispose();
     }
-  }));
+  });
   const pixels = new Uint8Array(n! * h! * w! * c);
   for (let i = 0; i < n!; i++)
     for (let ch = 0; ch < c; ch++)
@@ -47,7 +47,7 @@ export async function writeGrid(file: string, images: Images, options: { columns
     const ox = pad + (i % columns) * (w + pad);
     const oy = pad + Math.floor(i / columns) * (h + pad);
     for (let y = 0; y < h; y++) {
-      const src = ((i * h + y) * w) * c;
+      const src = (i * h + y) * w * c;
       grid.set(images.pixels.subarray(src, src + w * c), ((oy + y) * gw + ox) * c);
     }
   }

@@ -32,9 +32,12 @@ export interface SampleOptions {
 export async function sample(unet: UNet, scheduler: Scheduler, options: SampleOptions): Promise<Tensor> {
   if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1) throw expected('a positive integer', 'options.batchSize', options.batchSize);
   if (!Number.isSafeInteger(options.steps) || options.steps < 1) throw expected('a positive integer', 'options.steps', options.steps);
-  if (unet.isClassConditional && options.classLabels === undefined) throw new InvalidArgumentError('this U-Net is class-conditional: pass classLabels (one per image)');
-  if (options.classLabels !== undefined && options.classLabels.length !== options.batchSize) throw expected(`${options.batchSize} class labels`, 'options.classLabels', options.classLabels);
-  if (unet.isConditional && !unet.isClassConditional) throw new InvalidArgumentError('text-conditioned U-Nets sample through the text-to-image pipeline (prompts), not here');
+  if (unet.isClassConditional && options.classLabels === undefined)
+    throw new InvalidArgumentError('this U-Net is class-conditional: pass classLabels (one per image)');
+  if (options.classLabels !== undefined && options.classLabels.length !== options.batchSize)
+    throw expected(`${options.batchSize} class labels`, 'options.classLabels', options.classLabels);
+  if (unet.isConditional && !unet.isClassConditional)
+    throw new InvalidArgumentError('text-conditioned U-Nets sample through the text-to-image pipeline (prompts), not here');
 
   const h = options.height ?? unet.sampleSize ?? 32;
   const w = options.width ?? unet.sampleSize ?? 32;

@@ -36,7 +36,8 @@ async function readLatents(file: string): Promise<Tensor> {
   await using f = await SafetensorsFile.open(file);
   const names = f.names();
   const name = names.length === 1 ? names[0]! : names.includes('latents') ? 'latents' : undefined;
-  if (name === undefined) throw new ConfigError(`--latents ${file}: expected one tensor, or one named "latents", but found ${names.length}: ${names.slice(0, 5).join(', ')}`);
+  if (name === undefined)
+    throw new ConfigError(`--latents ${file}: expected one tensor, or one named "latents", but found ${names.length}: ${names.slice(0, 5).join(', ')}`);
   const t = await f.read(name);
   if (t.dtype !== 'F32') throw new ConfigError(`--latents ${file}: expected float32 latents but "${name}" is ${t.dtype}`);
   return Tensor.from(t.data, t.shape);
@@ -72,6 +73,8 @@ export async function runTxt2ImgCli(a: Txt2ImgArgs, out: Writable, err: Writable
   } finally {
     result.dispose();
   }
-  out.write(`wrote ${a.out} (${a.prompts.length} image${a.prompts.length === 1 ? '' : 's'}, ${sd.scheduler.className}, ${a.steps} steps, guidance ${a.guidance}, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+  out.write(
+    `wrote ${a.out} (${a.prompts.length} image${a.prompts.length === 1 ? '' : 's'}, ${sd.scheduler.className}, ${a.steps} steps, guidance ${a.guidance}, seed ${a.seed}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+  );
   return 0;
 }

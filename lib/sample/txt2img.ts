@@ -54,7 +54,8 @@ export interface Txt2ImgResult {
 
 function asList(value: string | readonly string[], field: string): string[] {
   if (typeof value === 'string') return [value];
-  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string')) throw expected('a string or a non-empty array of strings', field, value);
+  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string'))
+    throw expected('a string or a non-empty array of strings', field, value);
   return [...value];
 }
 
@@ -80,7 +81,10 @@ function resolveSize(sd: StableDiffusion, options: Txt2ImgOptions): { height: nu
   const f = sd.vae.vaeScaleFactor;
   const height = options.height ?? sampleSize * f;
   const width = options.width ?? sampleSize * f;
-  for (const [name, v] of [['height', height], ['width', width]] as const) {
+  for (const [name, v] of [
+    ['height', height],
+    ['width', width],
+  ] as const) {
     if (!Number.isSafeInteger(v) || v <= 0 || v % f !== 0) throw expected(`a positive multiple of the VAE scale factor ${f}`, `options.${name}`, v);
   }
   return { height, width };
@@ -99,12 +103,14 @@ export async function txt2img(sd: StableDiffusion, options: Txt2ImgOptions): Pro
   if (cfg) {
     const n = options.negativePrompt;
     negatives = n === null || n === undefined ? prompts.map(() => '') : typeof n === 'string' ? prompts.map(() => n) : asList(n, 'options.negativePrompt');
-    if (negatives.length !== batch) throw new InvalidArgumentError(`options.negativePrompt: expected ${batch} negative prompts (one per prompt) but found ${negatives.length}`);
+    if (negatives.length !== batch)
+      throw new InvalidArgumentError(`options.negativePrompt: expected ${batch} negative prompts (one per prompt) but found ${negatives.length}`);
   }
   const { height, width } = resolveSize(sd, options);
   const f = sd.vae.vaeScaleFactor;
   const shape = [batch, sd.unet.config.in_channels, height / f, width / f];
-  if (options.latents && options.latents.shape.join() !== shape.join()) throw expected(`latents of shape [${shape.join(', ')}]`, 'options.latents', options.latents.shape);
+  if (options.latents && options.latents.shape.join() !== shape.join())
+    throw expected(`latents of shape [${shape.join(', ')}]`, 'options.latents', options.latents.shape);
 
   const scheduler = sd.scheduler;
   const promptEmbeds = await encodePrompts(sd, prompts, options.clipSkip ?? null);

@@ -6,7 +6,10 @@ import type { SchedulerConfig } from '../config/scheduler';
 import { ConfigError } from '../errors';
 import type { NativeSchedulerConfig } from '../native/types';
 
-const NEUTRAL: Omit<NativeSchedulerConfig, 'className' | 'numTrainTimesteps' | 'betaStart' | 'betaEnd' | 'betaSchedule' | 'trainedBetas' | 'predictionType' | 'timestepSpacing' | 'stepsOffset'> = {
+const NEUTRAL: Omit<
+  NativeSchedulerConfig,
+  'className' | 'numTrainTimesteps' | 'betaStart' | 'betaEnd' | 'betaSchedule' | 'trainedBetas' | 'predictionType' | 'timestepSpacing' | 'stepsOffset'
+> = {
   rescaleBetasZeroSnr: false,
   clipSample: false,
   clipSampleRange: 1,
@@ -50,7 +53,10 @@ export function toNativeSchedulerConfig(config: SchedulerConfig): NativeSchedule
   switch (config.className) {
     case 'DDPMScheduler': {
       const c = config.values;
-      if (c.variance_type === 'fixed_large_log') throw new ConfigError('DDPMScheduler variance_type: expected fixed_small, fixed_small_log, fixed_large, learned or learned_range but found "fixed_large_log" (a config from parseSchedulerConfig never carries it: diffusers takes the square root of a negative log-variance with it)');
+      if (c.variance_type === 'fixed_large_log')
+        throw new ConfigError(
+          'DDPMScheduler variance_type: expected fixed_small, fixed_small_log, fixed_large, learned or learned_range but found "fixed_large_log" (a config from parseSchedulerConfig never carries it: diffusers takes the square root of a negative log-variance with it)',
+        );
       return {
         ...base,
         ddpmVarianceType: c.variance_type,
@@ -92,7 +98,9 @@ export function toNativeSchedulerConfig(config: SchedulerConfig): NativeSchedule
     case 'DPMSolverMultistepScheduler': {
       const c = config.values;
       if (c.algorithm_type === 'deis' || (c.solver_type !== 'midpoint' && c.solver_type !== 'heun')) {
-        throw new ConfigError(`DPMSolverMultistepScheduler: expected algorithm_type other than "deis" and solver_type midpoint or heun but found algorithm_type "${c.algorithm_type}", solver_type "${c.solver_type}" (parseSchedulerConfig maps these deprecated types as diffusers does)`);
+        throw new ConfigError(
+          `DPMSolverMultistepScheduler: expected algorithm_type other than "deis" and solver_type midpoint or heun but found algorithm_type "${c.algorithm_type}", solver_type "${c.solver_type}" (parseSchedulerConfig maps these deprecated types as diffusers does)`,
+        );
       }
       return {
         ...base,

@@ -312,7 +312,10 @@ export class Scheduler {
     if (!floats && !timesteps.every((t) => Number.isSafeInteger(t))) throw expected('integer timesteps', 'timesteps', timesteps);
     const t = floats
       ? Tensor.from(Float32Array.from(timesteps), [timesteps.length])
-      : Tensor.from(BigInt64Array.from(timesteps, (v: number) => BigInt(v)), [timesteps.length]);
+      : Tensor.from(
+          BigInt64Array.from(timesteps, (v: number) => BigInt(v)),
+          [timesteps.length],
+        );
     try {
       return await use(t);
     } finally {

@@ -53,7 +53,7 @@ export class BytePairEncoder {
       if (best === undefined) break;
       const [first, second] = best;
       const merged: string[] = [];
-      for (let i = 0; i < symbols.length; ) {
+      for (let i = 0; i < symbols.length;) {
         if (symbols[i] === first && i + 1 < symbols.length && symbols[i + 1] === second) {
           merged.push(first + second);
           i += 2;

@@ -245,7 +245,8 @@ export class CLIPTokenizer {
     if (padding !== false && padding !== 'max_length' && padding !== 'longest') {
       throw expected('"max_length", "longest" or false', `${method} options.padding`, padding);
     }
-    if (options.truncation !== undefined && typeof options.truncation !== 'boolean') throw expected('a boolean', `${method} options.truncation`, options.truncation);
+    if (options.truncation !== undefined && typeof options.truncation !== 'boolean')
+      throw expected('a boolean', `${method} options.truncation`, options.truncation);
     const maxLength = options.maxLength ?? this.maxLength;
     if (!Number.isSafeInteger(maxLength) || maxLength < 2) {
       throw expected('an integer of at least 2 (start and end tokens)', `${method} options.maxLength`, options.maxLength);

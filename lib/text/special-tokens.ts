@@ -21,7 +21,7 @@ export function splitOnAddedTokens(text: string, tokens: ReadonlyMap<string, Add
   const contents = [...tokens.keys()].sort((a, b) => b.length - a.length);
   const pieces: string[] = [];
   let start = 0;
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const match = contents.find((c) => text.startsWith(c, i));
     if (match === undefined) {
       i += 1;

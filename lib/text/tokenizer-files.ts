@@ -98,7 +98,10 @@ export function parseVocab(text: string, file: string): Map<string, number> {
  * whitespace. A kept line must hold exactly two symbols.
  */
 export function parseMerges(text: string, file: string): Array<[string, string]> {
-  const lines = text.trim().split('\n').slice(1, MAX_MERGES + 1);
+  const lines = text
+    .trim()
+    .split('\n')
+    .slice(1, MAX_MERGES + 1);
   return lines.map((line, index) => {
     const parts = line.trim().split(/\s+/);
     if (parts.length !== 2 || parts[0] === '') {
@@ -132,14 +135,15 @@ async function readText(path: string, required: boolean, what: string): Promise<
  */
 export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
   const stat = await fs.stat(dir).catch(() => undefined);
-  if (stat === undefined || !stat.isDirectory()) throw new ConfigError(`${dir}: expected a tokenizer folder (with ${VOCAB_FILE} and ${MERGES_FILE}), found ${stat === undefined ? 'nothing' : 'a file'}`);
+  if (stat === undefined || !stat.isDirectory())
+    throw new ConfigError(`${dir}: expected a tokenizer folder (with ${VOCAB_FILE} and ${MERGES_FILE}), found ${stat === undefined ? 'nothing' : 'a file'}`);
   const path = (name: string): string => nodePath.join(dir, name);
   for (const name of [VOCAB_FILE, MERGES_FILE]) {
     if (!(await fs.stat(path(name)).catch(() => undefined))?.isFile()) {
       const fast = (await fs.stat(path('tokenizer.json')).catch(() => undefined))?.isFile() === true;
       throw new ConfigError(
         `${dir}: no ${name}. A CLIP tokenizer folder needs ${VOCAB_FILE} and ${MERGES_FILE}` +
-          (fast ? ' (this folder has only a fast tokenizer\'s tokenizer.json, which difftune does not read)' : ''),
+          (fast ? " (this folder has only a fast tokenizer's tokenizer.json, which difftune does not read)" : ''),
       );
     }
   }

@@ -23,7 +23,12 @@ export const finetuneCli = defineCli({
     "Fine-tunes a pretrained diffusers model on a recipe (lib/config/recipe.ts): a progress bar on a TTY, plain lines otherwise; checkpoints as the recipe says. Ctrl-C (SIGINT) or SIGTERM stops at the next step with a checkpoint and exits 130 or 143. With --nproc-per-node this process launches data-parallel workers, which also run under torchrun's variables.",
   flags: {
     recipe: { type: 'string', value: '<file.json>', required: true, description: 'the training recipe; relative paths in it resolve against its folder' },
-    set: { type: 'string', value: '<key.path=value>', multiple: true, description: 'override one recipe field (JSON value or plain text), e.g. train.steps=100 or resume=latest' },
+    set: {
+      type: 'string',
+      value: '<key.path=value>',
+      multiple: true,
+      description: 'override one recipe field (JSON value or plain text), e.g. train.steps=100 or resume=latest',
+    },
     'dry-run': { type: 'boolean', description: 'print the plan (what trains, memory) and train nothing' },
     stack: STACK_FLAG,
     ...LAUNCH_FLAGS,
@@ -37,7 +42,11 @@ export const finetuneCli = defineCli({
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
   const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+    : s >= 60
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${s}s`;
 }
 
 export function progressLine(p: FinetuneProgress, width = 24): string {

@@ -15,5 +15,11 @@ export async function openTrainingLoader(
 ): Promise<DataLoader> {
   const t = recipe.train;
   const dataset = await createDataset({ ...recipe.data, batchSize: t.batchSize, seed: recipe.data.seed ?? t.seed }, { onWarning: log });
-  return new DataLoader(dataset, { batchSize: t.batchSize, torchThreads: t.threads ?? dp.torchThreads, shard: dp.shard, onWarning: log, state: loaderPosition(resumed) });
+  return new DataLoader(dataset, {
+    batchSize: t.batchSize,
+    torchThreads: t.threads ?? dp.torchThreads,
+    shard: dp.shard,
+    onWarning: log,
+    state: loaderPosition(resumed),
+  });
 }

@@ -12,7 +12,10 @@ import type { UNet } from '../models/unet';
 import type { Tensor } from '../native/tensor';
 import type { TrainerOptions } from './trainer';
 
-type EmaTrainerOptions = Pick<TrainerOptions, 'ema' | 'emaDecay' | 'emaMinDecay' | 'emaUpdateAfterStep' | 'emaUpdateEvery' | 'emaWarmup' | 'emaInvGamma' | 'emaPower' | 'emaOnCpu'>;
+type EmaTrainerOptions = Pick<
+  TrainerOptions,
+  'ema' | 'emaDecay' | 'emaMinDecay' | 'emaUpdateAfterStep' | 'emaUpdateEvery' | 'emaWarmup' | 'emaInvGamma' | 'emaPower' | 'emaOnCpu'
+>;
 
 /** The trainer's EMA options from train.ema (null: no EMA). */
 export function emaTrainerOptions(ema: Recipe['train']['ema']): EmaTrainerOptions {
@@ -50,7 +53,12 @@ export async function useEmaWeights(unet: UNet, averages: StateDict): Promise<vo
 export async function useEmaAdapters(unet: UNet, averages: StateDict, dropout: number): Promise<void> {
   const entries = await unet.loraEntries();
   try {
-    const averaged = entries.map((e) => ({ module: e.module, A: average(averages, `${e.module}.lora_A.weight`), B: average(averages, `${e.module}.lora_B.weight`), alpha: e.alpha }));
+    const averaged = entries.map((e) => ({
+      module: e.module,
+      A: average(averages, `${e.module}.lora_A.weight`),
+      B: average(averages, `${e.module}.lora_B.weight`),
+      alpha: e.alpha,
+    }));
     await unet.setLora(averaged, dropout);
   } finally {
     disposeStateDict(averages);

@@ -93,7 +93,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
   // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
   const dp = await joinDataParallel({ device: recipe.model.device });
-  const log = dp.isMain ? options.onLog ?? (() => undefined) : () => undefined;
+  const log = dp.isMain ? (options.onLog ?? (() => undefined)) : () => undefined;
 
   // Load: the base model, the checkpoint to resume from, the U-Net, a pipeline's frozen text encoder and VAE.
   const base = await resolveRunBase(recipe, log);
@@ -171,7 +171,13 @@ function loopSchedule(recipe: Recipe): Pick<LoopOptions, 'steps' | 'gradientAccu
 }
 
 /** The native trainer over `trainable`, with the recipe's optimizer, loss and EMA settings. */
-async function createTrainer(unet: UNet, trainable: readonly TrainableParameter[], recipe: Recipe, scheduler: Scheduler, predictionType: TrainerOptions['predictionType']): Promise<Trainer> {
+async function createTrainer(
+  unet: UNet,
+  trainable: readonly TrainableParameter[],
+  recipe: Recipe,
+  scheduler: Scheduler,
+  predictionType: TrainerOptions['predictionType'],
+): Promise<Trainer> {
   const t = recipe.train;
   using alphasCumprod = await scheduler.alphasCumprod();
   // Awaited so `alphasCumprod` is disposed after Trainer.create has read it.

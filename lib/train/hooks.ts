@@ -83,7 +83,7 @@ export class Hooks {
   shouldStop(signal: AbortSignal | undefined): boolean {
     // A process group decides for every rank at once: a rank that read the signal alone would stop a step early.
     const votes = this.#list.flatMap((h) => (h.shouldStop === undefined ? [] : [h.shouldStop(signal)]));
-    return votes.length === 0 ? signal?.aborted ?? false : votes.some(Boolean);
+    return votes.length === 0 ? (signal?.aborted ?? false) : votes.some(Boolean);
   }
 
   async prepareBatch(batch: SampleBatch, step: number, scope: TensorScope): Promise<ModelInputs> {

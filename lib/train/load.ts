@@ -43,7 +43,7 @@ export async function openBaseUNet(base: BaseModel, recipe: Recipe): Promise<UNe
 export async function openTrainingUNet(recipe: Recipe, base: BaseModel, resumed: ResumePoint | undefined, log: (line: string) => void): Promise<UNet> {
   const checkpointDir = resumed !== undefined && recipe.lora === null ? path.join(resumed.dir, UNET_DIR) : undefined;
   const unet = checkpointDir === undefined ? await openBaseUNet(base, recipe) : await loadUNet(checkpointDir, { device: recipe.model.device });
-  const configFile = checkpointDir !== undefined ? path.join(checkpointDir, 'config.json') : base.scratchConfig ?? path.join(base.unetDir, 'config.json');
+  const configFile = checkpointDir !== undefined ? path.join(checkpointDir, 'config.json') : (base.scratchConfig ?? path.join(base.unetDir, 'config.json'));
   const unknownKeys = unknownConfigKeysWarning(unet, configFile);
   if (unknownKeys !== undefined) log(unknownKeys);
   return unet;
@@ -52,6 +52,7 @@ export async function openTrainingUNet(recipe: Recipe, base: BaseModel, resumed:
 /** What the U-Net learns to predict: train.predictionType, else the scheduler's prediction_type. */
 export function trainedPredictionType(recipe: Recipe, scheduler: Scheduler): 'epsilon' | 'v_prediction' | 'sample' {
   const predictionType: string = recipe.train.predictionType ?? scheduler.config.prediction_type;
-  if (predictionType !== 'epsilon' && predictionType !== 'v_prediction' && predictionType !== 'sample') throw new ConfigError(`scheduler prediction_type "${predictionType}" is not trainable`);
+  if (predictionType !== 'epsilon' && predictionType !== 'v_prediction' && predictionType !== 'sample')
+    throw new ConfigError(`scheduler prediction_type "${predictionType}" is not trainable`);
   return predictionType;
 }

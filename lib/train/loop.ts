@@ -77,13 +77,15 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
       break;
     }
     const r = await trainStep(o, at.step);
-    at.step += 1;  // a skipped step still consumed its data and counts, so the run ends on time
+    at.step += 1; // a skipped step still consumed its data and counts, so the run ends on time
     if (r.skipped) at.skippedSteps += 1;
     consecutiveSkips = r.skipped ? consecutiveSkips + 1 : 0;
     lastLoss = r.lossSum / r.samples;
     await o.report(pace.progress(at.step, o.steps, lastLoss, r));
     if (consecutiveSkips >= o.maxSkippedSteps) {
-      throw new TrainingError(`training stopped: ${consecutiveSkips} steps in a row had a non-finite loss or gradients (last at step ${at.step}); the last checkpoint is intact. Lower train.lr, enable train.maxGradNorm, or check the data`);
+      throw new TrainingError(
+        `training stopped: ${consecutiveSkips} steps in a row had a non-finite loss or gradients (last at step ${at.step}); the last checkpoint is intact. Lower train.lr, enable train.maxGradNorm, or check the data`,
+      );
     }
     if (due(o.validateEvery, at.step, o.steps)) await o.validate(at.step);
     if (due(o.checkpointEvery, at.step, o.steps)) await o.checkpoint({ ...at });
@@ -142,6 +144,15 @@ class Pace {
     const elapsed = (performance.now() - this.#started) / 1000;
     const imagesPerSecond = this.#images / Math.max(elapsed, 1e-9);
     const stepsPerSecond = (step - this.#startStep) / Math.max(elapsed, 1e-9);
-    return { step, totalSteps, loss, lr: r.lr, gradNorm: r.gradNorm, imagesPerSecond, etaSeconds: (totalSteps - step) / Math.max(stepsPerSecond, 1e-9), skipped: r.skipped };
+    return {
+      step,
+      totalSteps,
+      loss,
+      lr: r.lr,
+      gradNorm: r.gradNorm,
+      imagesPerSecond,
+      etaSeconds: (totalSteps - step) / Math.max(stepsPerSecond, 1e-9),
+      skipped: r.skipped,
+    };
   }
 }

@@ -16,9 +16,14 @@ import type { TrainedWeights } from './weights';
 /** The base's plan (all frozen) with a note sizing the adapters and their optimizer state (`--dry-run`). */
 export function planLoraRun(parameters: readonly ParameterInfo[], lora: LoraOptions, ema: boolean): FreezePlan {
   const plan = planLoraBase(parameters);
-  const modules = new Set(loraTargetModules(parameters.map((p) => p.name), lora));
+  const modules = new Set(
+    loraTargetModules(
+      parameters.map((p) => p.name),
+      lora,
+    ),
+  );
   const numel = adapterParameterCount(parameters, modules, lora.rank);
-  const states = ema ? 3 : 2;  // AdamW's two moments, and the EMA's average
+  const states = ema ? 3 : 2; // AdamW's two moments, and the EMA's average
   const note = `LoRA rank ${lora.rank} (alpha ${lora.alpha ?? lora.rank}) on ${modules.size} layers: ${numel.toLocaleString('en-US')} adapter parameters, optimizer state ${((numel * 4 * states) / 2 ** 20).toFixed(2)} MiB`;
   return { ...plan, notes: [...plan.notes, note] };
 }
@@ -35,10 +40,18 @@ function adapterParameterCount(parameters: readonly ParameterInfo[], modules: Re
 }
 
 /** Adds the adapters to `unet` (or reads a resumed run's back) and says how they are saved. */
-export async function trainLora(unet: UNet, lora: LoraOptions, at: { resumedDir: string | undefined; seed: number }, log: (line: string) => void): Promise<TrainedWeights> {
+export async function trainLora(
+  unet: UNet,
+  lora: LoraOptions,
+  at: { resumedDir: string | undefined; seed: number },
+  log: (line: string) => void,
+): Promise<TrainedWeights> {
   const parameters = await unet.parameters();
   const plan = planLoraBase(parameters);
-  const modules = loraTargetModules(parameters.map((p) => p.name), lora);
+  const modules = loraTargetModules(
+    parameters.map((p) => p.name),
+    lora,
+  );
   if (at.resumedDir === undefined) {
     await unet.addLora({ targets: modules, rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init, seed: at.seed });
   } else {

@@ -45,12 +45,16 @@ export function resolveLrSchedule(options: LrScheduleOptions, where = 'train.lrS
     totalSteps,
   };
   if (resolved.warmupSteps > totalSteps) {
-    throw new ConfigError(`${where}.warmupSteps: expected at most train.steps (${totalSteps}) warmup steps but found ${resolved.warmupSteps}; the lr would never reach train.lr`);
+    throw new ConfigError(
+      `${where}.warmupSteps: expected at most train.steps (${totalSteps}) warmup steps but found ${resolved.warmupSteps}; the lr would never reach train.lr`,
+    );
   }
   if (resolved.name === 'polynomial') {
     // diffusers divides by (total − warmup) and requires lr > lr_end.
     if (resolved.warmupSteps >= totalSteps) {
-      throw new ConfigError(`${where}.warmupSteps: "polynomial" needs decay steps: expected fewer than train.steps (${totalSteps}) warmup steps but found ${resolved.warmupSteps}`);
+      throw new ConfigError(
+        `${where}.warmupSteps: "polynomial" needs decay steps: expected fewer than train.steps (${totalSteps}) warmup steps but found ${resolved.warmupSteps}`,
+      );
     }
     if (!(lr > resolved.lrEnd)) throw new ConfigError(`${where}.lrEnd: expected an end lr below train.lr (${lr}) but found ${resolved.lrEnd}`);
   }

@@ -18,7 +18,11 @@ export class MetricsLog {
  * Rank 0's record of each step: the caller's progress callback, then a metrics line. The other ranks
  * (`enabled` false) record nothing.
  */
-export function stepReporter(metrics: MetricsLog, onProgress: ((progress: FinetuneProgress) => void) | undefined, enabled: boolean): (progress: FinetuneProgress) => Promise<void> {
+export function stepReporter(
+  metrics: MetricsLog,
+  onProgress: ((progress: FinetuneProgress) => void) | undefined,
+  enabled: boolean,
+): (progress: FinetuneProgress) => Promise<void> {
   return async (p) => {
     if (!enabled) return;
     onProgress?.(p);

@@ -3,7 +3,14 @@
  * resuming restores into the trainer and the loader, and writing the next one at a step boundary.
  */
 import * as path from 'path';
-import { readCheckpointState, resolveResume, restoreTrainerState, saveTrainingCheckpoint, type CheckpointedTrainer, type CheckpointState } from '../checkpoint/train-state';
+import {
+  readCheckpointState,
+  resolveResume,
+  restoreTrainerState,
+  saveTrainingCheckpoint,
+  type CheckpointedTrainer,
+  type CheckpointState,
+} from '../checkpoint/train-state';
 import type { Recipe } from '../config/recipe';
 import type { LoaderState } from '../data/loader';
 import { ConfigError } from '../errors';
@@ -28,11 +35,15 @@ export async function findResume(recipe: Recipe, base: BaseIdentity, log: (line:
   const dir = await resolveResume(recipe.resume, recipe.output);
   const state = await readCheckpointState(dir);
   if (state.base.sha256 !== base.sha256) {
-    throw new ConfigError(`resume: ${dir} was trained from ${state.base.path} (sha256 ${state.base.sha256.slice(0, 12)}…), not from ${base.path} (sha256 ${base.sha256.slice(0, 12)}…)`);
+    throw new ConfigError(
+      `resume: ${dir} was trained from ${state.base.path} (sha256 ${state.base.sha256.slice(0, 12)}…), not from ${base.path} (sha256 ${base.sha256.slice(0, 12)}…)`,
+    );
   }
   // Past the end, no step would run: the run "finished" with a NaN loss and exit 0.
   if (state.step > steps) {
-    throw new ConfigError(`resume: ${dir} is at step ${state.step}, past train.steps (${steps}): nothing is left to train; set train.steps above ${state.step} to continue training`);
+    throw new ConfigError(
+      `resume: ${dir} is at step ${state.step}, past train.steps (${steps}): nothing is left to train; set train.steps above ${state.step} to continue training`,
+    );
   }
   if (state.step === steps) log(`resume: ${dir} is at train.steps (${steps}): no step is left to train; writing the final model from it`);
   return { dir, state };
@@ -44,7 +55,12 @@ export function loaderPosition(from: ResumePoint | undefined): LoaderState | und
 }
 
 /** The checkpoint's optimizer moments, loss scale and EMA into `trainer`; where the loop continues. */
-export async function resumeTrainer(trainer: CheckpointedTrainer, from: ResumePoint | undefined, recipe: Recipe, log: (line: string) => void): Promise<RunPosition> {
+export async function resumeTrainer(
+  trainer: CheckpointedTrainer,
+  from: ResumePoint | undefined,
+  recipe: Recipe,
+  log: (line: string) => void,
+): Promise<RunPosition> {
   if (from === undefined) return { step: 0, skippedSteps: 0 };
   await restoreTrainerState(from.dir, from.state, trainer, { ema: recipe.train.ema !== null, lossScale: recipe.train.mixedPrecision === 'fp16' });
   log(`resumed from ${from.dir} at step ${from.state.step}`);
@@ -71,7 +87,11 @@ export class Checkpoints {
     const { recipe, base, trainer, loader, hooks, enabled, log } = this.run;
     if (!enabled) return;
     const state = { ...at, loader: { ...loader.state() }, recipe, base };
-    const dir = await saveTrainingCheckpoint(recipe.output, state, trainer, { ema: recipe.train.ema !== null, keep: recipe.checkpoint.keep, writeWeights: (tmp) => hooks.saveCheckpoint(tmp) });
+    const dir = await saveTrainingCheckpoint(recipe.output, state, trainer, {
+      ema: recipe.train.ema !== null,
+      keep: recipe.checkpoint.keep,
+      writeWeights: (tmp) => hooks.saveCheckpoint(tmp),
+    });
     this.written.push(dir);
     log(`checkpoint ${path.relative(process.cwd(), dir) || dir}`);
   }

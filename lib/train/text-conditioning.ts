@@ -97,19 +97,32 @@ export class TextConditioning {
     readonly tokenizer: CLIPTokenizer,
     readonly options: TextConditioningOptions,
   ) {
-    if (options.clipSkip !== null && (!Number.isSafeInteger(options.clipSkip) || options.clipSkip < 0)) throw new ConfigError(`textToImage.clipSkip: expected a non-negative integer or null but found ${options.clipSkip}`);
+    if (options.clipSkip !== null && (!Number.isSafeInteger(options.clipSkip) || options.clipSkip < 0))
+      throw new ConfigError(`textToImage.clipSkip: expected a non-negative integer or null but found ${options.clipSkip}`);
   }
 
   /**
    * The U-Net's inputs for a batch: latents drawn for `step` (scaled by scaling_factor) and caption
    * embeddings. `rawPixels` (the loader's uint8 NHWC bytes of the same images) key the latent cache.
    */
-  async prepare(pixels: Tensor, rawPixels: Uint8Array, captions: readonly string[] | null, indices: readonly number[], step: number): Promise<{ latents: Tensor; context: Tensor }> {
+  async prepare(
+    pixels: Tensor,
+    rawPixels: Uint8Array,
+    captions: readonly string[] | null,
+    indices: readonly number[],
+    step: number,
+  ): Promise<{ latents: Tensor; context: Tensor }> {
     const context = await this.embed(captions, pixels.shape[0]!);
     try {
       const entries = await this.encode(pixels, rawPixels);
-      using mean = stack(entries.map((e) => e.mean), entries[0]!.shape);
-      using logvar = stack(entries.map((e) => e.logvar), entries[0]!.shape);
+      using mean = stack(
+        entries.map((e) => e.mean),
+        entries[0]!.shape,
+      );
+      using logvar = stack(
+        entries.map((e) => e.logvar),
+        entries[0]!.shape,
+      );
       using noise = await this.noise(entries[0]!.shape, indices, step);
       const latents = await gaussianSample(mean, logvar, noise, this.vae.scalingFactor);
       return { latents, context };
@@ -124,7 +137,10 @@ export class TextConditioning {
     const context = await this.embed(captions, pixels.shape[0]!);
     try {
       const entries = await this.encode(pixels, rawPixels);
-      using mean = stack(entries.map((e) => e.mean), entries[0]!.shape);
+      using mean = stack(
+        entries.map((e) => e.mean),
+        entries[0]!.shape,
+      );
       return { latents: await scale(mean, this.vae.scalingFactor), context };
     } catch (error) {
       context.dispose();
@@ -138,7 +154,7 @@ export class TextConditioning {
     try {
       for (const index of indices) {
         // A stream of its own per (seed, step, sample): independent of batch composition and world size.
-        const seed = parseInt(sha256(`latent-noise:${this.options.seed}:${step}:${index}`).slice(0, 13), 16);  // 52 bits: a safe integer
+        const seed = parseInt(sha256(`latent-noise:${this.options.seed}:${step}:${index}`).slice(0, 13), 16); // 52 bits: a safe integer
         using generator = new Generator(seed);
         parts.push(await randn([1, ...shape], { generator }));
       }
@@ -151,9 +167,14 @@ export class TextConditioning {
   private async encode(pixels: Tensor, rawPixels: Uint8Array): Promise<LatentEntry[]> {
     const n = pixels.shape[0]!;
     const imageBytes = rawPixels.length / n;
-    if (!Number.isInteger(imageBytes) || imageBytes * n !== rawPixels.length) throw new ConfigError(`expected the decoded bytes of ${n} images but found ${rawPixels.length} bytes`);
+    if (!Number.isInteger(imageBytes) || imageBytes * n !== rawPixels.length)
+      throw new ConfigError(`expected the decoded bytes of ${n} images but found ${rawPixels.length} bytes`);
     const cached = this.options.cacheLatents;
-    const keys = cached ? Array.from({ length: n }, (_, i) => sha256('latents/2', this.options.vaeIdentity, pixels.shape.slice(1).join('x'), rawPixels.subarray(i * imageBytes, (i + 1) * imageBytes))) : [];
+    const keys = cached
+      ? Array.from({ length: n }, (_, i) =>
+          sha256('latents/2', this.options.vaeIdentity, pixels.shape.slice(1).join('x'), rawPixels.subarray(i * imageBytes, (i + 1) * imageBytes)),
+        )
+      : [];
     // Filled, not `new Array(n)`: flatMap below skips the holes of a sparse array, so nothing would be encoded.
     const out: Array<LatentEntry | undefined> = cached ? keys.map((k) => this.latents.get(k)) : Array.from({ length: n }, () => undefined);
     if (cached && this.options.cacheDir) {
@@ -188,7 +209,10 @@ export class TextConditioning {
   }
 
   private async embed(captions: readonly string[] | null, n: number): Promise<Tensor> {
-    if (captions === null) throw new ConfigError('data: a text-conditioned U-Net trains on captioned images (metadata.jsonl, or .txt/.caption files beside the images); this dataset has no captions');
+    if (captions === null)
+      throw new ConfigError(
+        'data: a text-conditioned U-Net trains on captioned images (metadata.jsonl, or .txt/.caption files beside the images); this dataset has no captions',
+      );
     if (captions.length !== n) throw new ConfigError(`data: expected ${n} captions for the batch but found ${captions.length}`);
     const keyOf = (c: string) => sha256('text/1', this.options.textEncoderIdentity, String(this.options.clipSkip), c);
     const rowsOut: Array<Float32Array | undefined> = captions.map((c) => (this.options.cacheTextEmbeddings ? this.texts.get(keyOf(c)) : undefined));
@@ -251,7 +275,10 @@ export class TextConditioning {
   }
 
   private async writeLatent(key: string, e: LatentEntry): Promise<void> {
-    await this.writeEntry(this.file('latents', key), { mean: { dtype: 'F32', shape: e.shape, data: e.mean }, logvar: { dtype: 'F32', shape: e.shape, data: e.logvar } });
+    await this.writeEntry(this.file('latents', key), {
+      mean: { dtype: 'F32', shape: e.shape, data: e.mean },
+      logvar: { dtype: 'F32', shape: e.shape, data: e.logvar },
+    });
   }
 
   private async readText(key: string): Promise<Float32Array | undefined> {
@@ -288,7 +315,9 @@ async function weightsDigest(model: { stateDict(): Promise<Map<string, Tensor>> 
     for (const name of [...weights.keys()].sort()) {
       const t = weights.get(name)!;
       const data = await t.data();
-      h.update(name).update(t.shape.join('x')).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      h.update(name)
+        .update(t.shape.join('x'))
+        .update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
     return h.digest('hex');
   } finally {

@@ -25,10 +25,17 @@ export interface TextToImageSummary {
 }
 
 /** The pipeline's frozen half when `unet` is text-conditioned; undefined for other U-Nets. */
-export async function openTextToImage(unet: UNet, folder: BaseModel, recipe: Recipe, options: { verifyFrozen: boolean; log: (line: string) => void }): Promise<TextToImage | undefined> {
+export async function openTextToImage(
+  unet: UNet,
+  folder: BaseModel,
+  recipe: Recipe,
+  options: { verifyFrozen: boolean; log: (line: string) => void },
+): Promise<TextToImage | undefined> {
   if (!unet.isConditional || unet.isClassConditional) return undefined;
   if (folder.pipelineDir === undefined || !isTextToImageFolder(folder.pipelineDir)) {
-    throw new ConfigError('model.pretrained: a text-conditioned UNet2DConditionModel trains from a whole Stable Diffusion pipeline folder (model_index.json with text_encoder/, tokenizer/ and vae/), which encodes the captions and images');
+    throw new ConfigError(
+      'model.pretrained: a text-conditioned UNet2DConditionModel trains from a whole Stable Diffusion pipeline folder (model_index.json with text_encoder/, tokenizer/ and vae/), which encodes the captions and images',
+    );
   }
   const tti = recipe.textToImage;
   // Loaded on demand: U-Net-only runs never load the text models' code.
@@ -42,7 +49,9 @@ export async function openTextToImage(unet: UNet, folder: BaseModel, recipe: Rec
     seed: recipe.train.seed,
   });
   const caches = [tti.cacheLatents && 'latents', tti.cacheTextEmbeddings && 'text embeddings'].filter(Boolean).join(' + ') || 'off';
-  options.log(`text-to-image: captions through the frozen text encoder${tti.clipSkip ? ` (clip skip ${tti.clipSkip})` : ''}, images through the frozen VAE to latents (cache: ${caches})`);
+  options.log(
+    `text-to-image: captions through the frozen text encoder${tti.clipSkip ? ` (clip skip ${tti.clipSkip})` : ''}, images through the frozen VAE to latents (cache: ${caches})`,
+  );
   try {
     return new TextToImage(opened, options.verifyFrozen ? await opened.fingerprint() : undefined, options.log);
   } catch (error) {

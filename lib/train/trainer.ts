@@ -46,9 +46,14 @@ export class Trainer {
 
   /** Freezes everything not in `options.trainable` (no gradients, bit-identical) and builds the optimizer. */
   static async create(unet: UNet, options: TrainerOptions): Promise<Trainer> {
-    if (!Array.isArray(options.trainable) || options.trainable.length === 0) throw expected('a non-empty list of trainable parameters', 'options.trainable', options.trainable);
+    if (!Array.isArray(options.trainable) || options.trainable.length === 0)
+      throw expected('a non-empty list of trainable parameters', 'options.trainable', options.trainable);
     const native = loadNative();
-    const config: NativeTrainerConfig = { ...options, trainable: options.trainable.map((t: TrainableParameter) => ({ ...t })), alphasCumprod: options.alphasCumprod.native };
+    const config: NativeTrainerConfig = {
+      ...options,
+      trainable: options.trainable.map((t: TrainableParameter) => ({ ...t })),
+      alphasCumprod: options.alphasCumprod.native,
+    };
     const handle = unet.native;
     return new Trainer(await callAsync(() => native.NativeTrainer.create(handle, config)), unet, options.mixedPrecision !== 'no');
   }
@@ -62,16 +67,17 @@ export class Trainer {
   async accumulate(batch: MicroBatch): Promise<{ lossSum: number; samples: number; finite: boolean }> {
     const native = this.live();
     const operation = this.#unet.checkStepFits('batch.pixels', batch.pixels, 'a training step', this.#autocast);
-    return callAsync(() =>
-      native.accumulate({
-        pixels: batch.pixels.native,
-        classLabels: batch.classLabels?.native,
-        encoderHiddenStates: batch.encoderHiddenStates?.native,
-        sampleIndices: [...batch.sampleIndices],
-        step: batch.step,
-        totalSamples: batch.totalSamples,
-        ...(batch.lossDivisor === undefined ? {} : { lossDivisor: batch.lossDivisor }),
-      }),
+    return callAsync(
+      () =>
+        native.accumulate({
+          pixels: batch.pixels.native,
+          classLabels: batch.classLabels?.native,
+          encoderHiddenStates: batch.encoderHiddenStates?.native,
+          sampleIndices: [...batch.sampleIndices],
+          step: batch.step,
+          totalSamples: batch.totalSamples,
+          ...(batch.lossDivisor === undefined ? {} : { lossDivisor: batch.lossDivisor }),
+        }),
       operation,
     );
   }
@@ -82,7 +88,14 @@ export class Trainer {
     return callAsync(() => native.step(lr));
   }
 
-  async validationLoss(batch: { pixels: Tensor; classLabels?: Tensor; encoderHiddenStates?: Tensor; sampleIndices: readonly number[]; seed: number; timesteps: readonly number[] }): Promise<number> {
+  async validationLoss(batch: {
+    pixels: Tensor;
+    classLabels?: Tensor;
+    encoderHiddenStates?: Tensor;
+    sampleIndices: readonly number[];
+    seed: number;
+    timesteps: readonly number[];
+  }): Promise<number> {
     const native = this.live();
     return callAsync(() =>
       native.validationLoss({
@@ -104,7 +117,13 @@ export class Trainer {
   async loadOptimizerState(state: ReadonlyMap<string, Tensor>, optimizerSteps: number): Promise<void> {
     const native = this.live();
     const entries = [...state];
-    await callAsync(() => native.loadOptimizerState(entries.map(([name]) => name), entries.map(([, t]) => t.native), optimizerSteps));
+    await callAsync(() =>
+      native.loadOptimizerState(
+        entries.map(([name]) => name),
+        entries.map(([, t]) => t.native),
+        optimizerSteps,
+      ),
+    );
   }
 
   async emaWeights(): Promise<Map<string, Tensor>> {
@@ -115,7 +134,13 @@ export class Trainer {
   async loadEmaWeights(weights: ReadonlyMap<string, Tensor>, updates: number): Promise<void> {
     const native = this.live();
     const entries = [...weights];
-    await callAsync(() => native.loadEmaWeights(entries.map(([name]) => name), entries.map(([, t]) => t.native), updates));
+    await callAsync(() =>
+      native.loadEmaWeights(
+        entries.map(([name]) => name),
+        entries.map(([, t]) => t.native),
+        updates,
+      ),
+    );
   }
 
   async counters(): Promise<{ optimizerSteps: number; emaUpdates: number; lossScale: number }> {

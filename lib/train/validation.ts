@@ -43,7 +43,12 @@ export class Validation implements Disposable {
 
   async run(trainer: Pick<Trainer, 'validationLoss'>, step: number): Promise<void> {
     if (this.heldOut === undefined || !this.record.enabled) return;
-    const loss = await trainer.validationLoss({ ...this.heldOut.inputs, sampleIndices: this.heldOut.indices, seed: this.settings.seed, timesteps: this.settings.timesteps });
+    const loss = await trainer.validationLoss({
+      ...this.heldOut.inputs,
+      sampleIndices: this.heldOut.indices,
+      seed: this.settings.seed,
+      timesteps: this.settings.timesteps,
+    });
     this.results.push({ step, loss });
     await this.record.metrics.write({ step, validationLoss: loss });
     this.record.log(`step ${step}: held-out loss ${loss.toFixed(5)}`);
@@ -62,7 +67,12 @@ async function readHeldOut(recipe: Recipe, log: (line: string) => void): Promise
     throw new ConfigError('validation.data: required for an image folder (held-out images in another folder); built-in datasets use their test split');
   }
   const dataset = await createDataset({ ...options, limit: recipe.validation.samples, onBadImage: 'skip' }, { onWarning: log });
-  const loader = new DataLoader(dataset, { batchSize: Math.min(recipe.validation.samples, dataset.size), shuffle: false, applyTorchThreads: false, onWarning: log });
+  const loader = new DataLoader(dataset, {
+    batchSize: Math.min(recipe.validation.samples, dataset.size),
+    shuffle: false,
+    applyTorchThreads: false,
+    onWarning: log,
+  });
   try {
     const batch = await loader.next();
     return { pixels: batch.pixels, rawPixels: batch.rawPixels, labels: batch.labels, captions: batch.captions, indices: batch.indices };

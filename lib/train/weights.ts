@@ -27,7 +27,9 @@ export interface TrainedWeights extends TrainingHooks {
 /** A full fine-tune: the U-Net parameters the freeze plan leaves trainable. */
 export async function trainUNet(unet: UNet, recipe: Recipe, log: (line: string) => void): Promise<TrainedWeights> {
   const plan = planFreeze(await unet.parameters(), recipe.freeze, { ema: recipe.train.ema !== null });
-  log(`training ${plan.totals.trainableTensors} of ${plan.totals.tensors} tensors (${plan.totals.trainablePercent.toFixed(1)}% of ${plan.totals.numel} parameters)`);
+  log(
+    `training ${plan.totals.trainableTensors} of ${plan.totals.tensors} tensors (${plan.totals.trainablePercent.toFixed(1)}% of ${plan.totals.numel} parameters)`,
+  );
   return {
     plan,
     trainable: plan.trainable.map((p) => ({ name: p.name, lrMultiplier: p.lrMultiplier, weightDecay: p.weightDecay })),

@@ -27,7 +27,10 @@ export async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<v
   while (done < bytes.byteLength) {
     const length = Math.min(chunk, bytes.byteLength - done);
     const { bytesWritten } = await handle.write(bytes, done, length);
-    if (bytesWritten <= 0) throw new InternalError(`writeAll: expected the file system to write at least 1 byte but write returned ${bytesWritten} with ${bytes.byteLength - done} left to write`);
+    if (bytesWritten <= 0)
+      throw new InternalError(
+        `writeAll: expected the file system to write at least 1 byte but write returned ${bytesWritten} with ${bytes.byteLength - done} left to write`,
+      );
     done += bytesWritten;
   }
 }

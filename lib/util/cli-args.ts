@@ -67,14 +67,13 @@ type FlagValue<F> = F extends { readonly type: 'boolean' }
 export type FlagValues<F extends CliSpec['flags']> = { -readonly [K in keyof F]: FlagValue<F[K]> };
 export type CliValues<S extends CliSpec> = FlagValues<S['flags']>;
 
-export type CliArgs<S extends CliSpec> =
-  | { readonly help: true }
-  | { readonly help: false; readonly values: CliValues<S>; readonly positionals: string[] };
+export type CliArgs<S extends CliSpec> = { readonly help: true } | { readonly help: false; readonly values: CliValues<S>; readonly positionals: string[] };
 
 /** Declares a CLI; the identity function, there so the flags' literal types reach CliValues. */
 export function defineCli<const S extends CliSpec>(spec: S): S {
   for (const name of Object.keys(spec.flags)) {
-    if (name === 'help' || !/^[a-z][a-z0-9-]*$/.test(name)) throw new InternalError(`npm run ${spec.name}: flag name "${name}" is reserved or not lower-case kebab-case`);
+    if (name === 'help' || !/^[a-z][a-z0-9-]*$/.test(name))
+      throw new InternalError(`npm run ${spec.name}: flag name "${name}" is reserved or not lower-case kebab-case`);
   }
   return spec;
 }
@@ -107,7 +106,9 @@ export function numberValue(positive = false): { readonly schema: z.ZodType<numb
 }
 
 /** One of a fixed list of words. */
-export function oneOfValue<const T extends readonly [string, ...string[]]>(values: T): { readonly schema: z.ZodType<T[number], z.ZodTypeDef, string>; readonly expected: string } {
+export function oneOfValue<const T extends readonly [string, ...string[]]>(
+  values: T,
+): { readonly schema: z.ZodType<T[number], z.ZodTypeDef, string>; readonly expected: string } {
   const allowed = new Set<string>(values);
   return {
     schema: z.string().refine((v) => allowed.has(v)),
@@ -148,14 +149,18 @@ function readToken(name: string, flag: CliFlag, token: OptionToken): unknown {
     return true;
   }
   const raw = token.value;
-  if (raw === undefined) throw new CliUsageError(`${flagName}: expected a value after the flag but found the end of the arguments (usage: ${flagText(name, flag)})`);
+  if (raw === undefined)
+    throw new CliUsageError(`${flagName}: expected a value after the flag but found the end of the arguments (usage: ${flagText(name, flag)})`);
   // parseArgs takes the next argument whatever it is; a flag there is a forgotten value.
   if (!token.inlineValue && /^--./.test(raw)) {
-    throw new CliUsageError(`${flagName}: expected a value after the flag (${flag.value}) but found the flag ${JSON.stringify(raw)}; write ${flagName}=${raw} if that is the value`);
+    throw new CliUsageError(
+      `${flagName}: expected a value after the flag (${flag.value}) but found the flag ${JSON.stringify(raw)}; write ${flagName}=${raw} if that is the value`,
+    );
   }
   if (flag.schema === undefined) return raw;
   const parsed = flag.schema.safeParse(raw);
-  if (!parsed.success) throw new CliUsageError(`${flagName}: expected ${flag.expected ?? parsed.error.issues[0]?.message ?? 'a valid value'} but received ${JSON.stringify(raw)}`);
+  if (!parsed.success)
+    throw new CliUsageError(`${flagName}: expected ${flag.expected ?? parsed.error.issues[0]?.message ?? 'a valid value'} but received ${JSON.stringify(raw)}`);
   return parsed.data;
 }
 
@@ -190,7 +195,8 @@ export function parseCli<const S extends CliSpec>(spec: S, argv: readonly string
   for (const token of tokens) {
     if (token.kind === 'option-terminator') continue;
     if (token.kind === 'positional') {
-      if (spec.positionals === undefined) throw new CliUsageError(`unexpected argument ${JSON.stringify(token.value)}: npm run ${spec.name} takes flags only (${describeFlags(spec)})`);
+      if (spec.positionals === undefined)
+        throw new CliUsageError(`unexpected argument ${JSON.stringify(token.value)}: npm run ${spec.name} takes flags only (${describeFlags(spec)})`);
       positionals.push(token.value);
       continue;
     }
@@ -203,7 +209,9 @@ export function parseCli<const S extends CliSpec>(spec: S, argv: readonly string
   const { min = 0, max = Infinity } = spec.positionals ?? {};
   if (positionals.length < min || positionals.length > max) {
     const wanted = max === Infinity ? `at least ${min}` : min === max ? `${min}` : `${min} to ${max}`;
-    throw new CliUsageError(`expected ${wanted} ${spec.positionals!.value} but received ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(', ')}`);
+    throw new CliUsageError(
+      `expected ${wanted} ${spec.positionals!.value} but received ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(', ')}`,
+    );
   }
   return { help: false, values: values as CliValues<S>, positionals };
 }

@@ -57,7 +57,10 @@ export function fileSystemError(error: unknown, path: string, action: string, co
   if (code === undefined) return error;
   let problem = PROBLEMS[code];
   if (code === 'ENOENT' && WRITING.has(action)) problem = `the folder ${nodePath.dirname(path)} does not exist`;
-  if (problem === undefined) problem = String((error as { message?: unknown }).message).replace(/^E[A-Z0-9]+: /, '').replace(/, \w+ '.*'$/, '');
+  if (problem === undefined)
+    problem = String((error as { message?: unknown }).message)
+      .replace(/^E[A-Z0-9]+: /, '')
+      .replace(/, \w+ '.*'$/, '');
   const prefix = context.field === undefined ? '' : `${context.field}: `;
   return new FileSystemError(path, code, `${prefix}cannot ${action} ${path}: ${problem} (${code})`, { cause: error });
 }

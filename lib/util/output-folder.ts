@@ -12,8 +12,26 @@ import { errnoOf, fileSystemError } from './fs-errors';
 
 /** File systems that hold no files: kernel and device views, not storage. */
 const PSEUDO_FILE_SYSTEMS = new Set([
-  'proc', 'sysfs', 'devtmpfs', 'devpts', 'cgroup', 'cgroup2', 'debugfs', 'tracefs', 'securityfs', 'configfs',
-  'pstore', 'bpf', 'fusectl', 'efivarfs', 'mqueue', 'binfmt_misc', 'autofs', 'hugetlbfs', 'rpc_pipefs', 'nsfs',
+  'proc',
+  'sysfs',
+  'devtmpfs',
+  'devpts',
+  'cgroup',
+  'cgroup2',
+  'debugfs',
+  'tracefs',
+  'securityfs',
+  'configfs',
+  'pstore',
+  'bpf',
+  'fusectl',
+  'efivarfs',
+  'mqueue',
+  'binfmt_misc',
+  'autofs',
+  'hugetlbfs',
+  'rpc_pipefs',
+  'nsfs',
 ]);
 
 /** Where no mount table can be read: the usual mount points of those file systems. */
@@ -83,10 +101,27 @@ async function makeFolders(parts: readonly string[], field: string | undefined):
       await fs.mkdir(part);
     } catch (error) {
       // Another process may have created it in between.
-      if (errnoOf(error) === 'EEXIST' && (await fs.stat(part).then((s) => s.isDirectory(), () => false))) continue;
-      if (errnoOf(error) === 'EEXIST' && (await fs.lstat(part).then((s) => s.isSymbolicLink(), () => false))) {
+      if (
+        errnoOf(error) === 'EEXIST' &&
+        (await fs.stat(part).then(
+          (s) => s.isDirectory(),
+          () => false,
+        ))
+      )
+        continue;
+      if (
+        errnoOf(error) === 'EEXIST' &&
+        (await fs.lstat(part).then(
+          (s) => s.isSymbolicLink(),
+          () => false,
+        ))
+      ) {
         const prefix = field === undefined ? '' : `${field}: `;
-        throw new FileSystemError(part, 'EEXIST', `${prefix}cannot create the folder ${part}: it is a symbolic link to ${await fs.readlink(part)}, which does not exist`);
+        throw new FileSystemError(
+          part,
+          'EEXIST',
+          `${prefix}cannot create the folder ${part}: it is a symbolic link to ${await fs.readlink(part)}, which does not exist`,
+        );
       }
       throw fileSystemError(error, part, 'create the folder', { field });
     }

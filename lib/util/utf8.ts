@@ -21,7 +21,9 @@ export function decodeUtf8(bytes: Uint8Array, file: string, onInvalid: (message:
     const byte = Buffer.byteLength(before, 'utf8') + (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0);
     const line = before.split('\n').length;
     const utf16 = (bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff) ? ' (it starts like UTF-16)' : '';
-    onInvalid(`${file} is not valid UTF-8${utf16}: byte ${byte} (line ${line}) and any other invalid bytes were read as U+FFFD (\uFFFD); save the file as UTF-8`);
+    onInvalid(
+      `${file} is not valid UTF-8${utf16}: byte ${byte} (line ${line}) and any other invalid bytes were read as U+FFFD (\uFFFD); save the file as UTF-8`,
+    );
     return text;
   }
 }

@@ -78,7 +78,11 @@ Napi::Value setThreadsJs(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     int threads = static_cast<int>(expectInt(argAt(info, 0), "threads", 1, 1024));
     return addonState(env).compute->run(
-        env, [threads] { setIntraOpThreads(threads); return intraOpThreads(); },
+        env,
+        [threads] {
+          setIntraOpThreads(threads);
+          return intraOpThreads();
+        },
         [](Napi::Env env, int& n) -> Napi::Value { return Napi::Number::New(env, n); });
   });
 }
@@ -87,8 +91,7 @@ Napi::Value getThreadsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return boundary(env, [&]() -> Napi::Value {
     return addonState(env).compute->run(
-        env, [] { return intraOpThreads(); },
-        [](Napi::Env env, int& n) -> Napi::Value { return Napi::Number::New(env, n); });
+        env, [] { return intraOpThreads(); }, [](Napi::Env env, int& n) -> Napi::Value { return Napi::Number::New(env, n); });
   });
 }
 

@@ -39,16 +39,13 @@ void failArg(const std::string& what, const std::string& param, const Napi::Valu
   throw InvalidArgument("Expected " + what + " for " + param + " but received " + describe(value));
 }
 
-Napi::Value argAt(const Napi::CallbackInfo& info, size_t index) {
-  return index < info.Length() ? info[index] : info.Env().Undefined();
-}
+Napi::Value argAt(const Napi::CallbackInfo& info, size_t index) { return index < info.Length() ? info[index] : info.Env().Undefined(); }
 
 int64_t expectInt(const Napi::Value& value, const std::string& param, int64_t min, int64_t max) {
   std::string what = "an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
   if (!value.IsNumber()) failArg(what, param, value);
   double d = value.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || std::floor(d) != d || d < static_cast<double>(min) || d > static_cast<double>(max))
-    failArg(what, param, value);
+  if (!std::isfinite(d) || std::floor(d) != d || d < static_cast<double>(min) || d > static_cast<double>(max)) failArg(what, param, value);
   return static_cast<int64_t>(d);
 }
 

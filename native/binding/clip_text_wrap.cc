@@ -21,9 +21,9 @@ Tensor optionalTensor(const Napi::Value& v, const std::string& param) {
 
 Napi::Function ClipTextWrap::define(Napi::Env env) {
   return defineModel(env, {
-      InstanceMethod<&ClipTextWrap::encode>("encode"),
-      InstanceMethod<&ClipTextWrap::forwardBackwardMse>("forwardBackwardMse"),
-  });
+                              InstanceMethod<&ClipTextWrap::encode>("encode"),
+                              InstanceMethod<&ClipTextWrap::forwardBackwardMse>("forwardBackwardMse"),
+                          });
 }
 
 ClipTextConfig ClipTextWrap::parseConfig(const Napi::Object& o) {

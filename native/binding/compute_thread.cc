@@ -39,11 +39,10 @@ void parkAllComputeThreads() {
 }
 
 ComputeThread::ComputeThread(Napi::Env env, int threads) : env_(env) {
-  tsfn_ = decltype(tsfn_)::New(env, "difftune-compute", 0, 1, this,
-                               [](Napi::Env, void*, ComputeThread* self) {
-                                 std::lock_guard<std::mutex> lock(self->mutex_);
-                                 self->tsfnOpen_ = false;
-                               });
+  tsfn_ = decltype(tsfn_)::New(env, "difftune-compute", 0, 1, this, [](Napi::Env, void*, ComputeThread* self) {
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    self->tsfnOpen_ = false;
+  });
   tsfnOpen_ = true;
   // An idle compute thread must not keep the process alive; jobStarted() refs it while work is pending.
   tsfn_.Unref(env);

@@ -38,7 +38,11 @@ class ComputeThread {
   template <typename Work>
   Napi::Promise runVoid(Napi::Env env, Work work) {
     return run(
-        env, [work = std::move(work)]() mutable { work(); return true; },
+        env,
+        [work = std::move(work)]() mutable {
+          work();
+          return true;
+        },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   }
 
@@ -91,28 +95,28 @@ Napi::Promise ComputeThread::run(Napi::Env env, Work work, Done done) {
   jobStarted();
   try {
     enqueue([this, deferred, work = std::move(work), done = std::move(done)]() mutable {
-    auto result = std::make_shared<std::optional<Result>>();
-    auto failure = std::make_shared<std::optional<Failure>>();
-    try {
-      result->emplace(work());
-    } catch (...) {
-      failure->emplace(classifyCurrentException());
-    }
-    post([this, deferred, result, failure, done](Napi::Env env) mutable {
-      jobFinished();
-      if (failure->has_value()) {
-        deferred->Reject(toJsError(env, **failure).Value());
-        return;
-      }
+      auto result = std::make_shared<std::optional<Result>>();
+      auto failure = std::make_shared<std::optional<Failure>>();
       try {
-        deferred->Resolve(done(env, **result));
-      } catch (const Napi::Error& e) {
-        deferred->Reject(e.Value());
+        result->emplace(work());
       } catch (...) {
-        deferred->Reject(toJsError(env, classifyCurrentException()).Value());
+        failure->emplace(classifyCurrentException());
       }
+      post([this, deferred, result, failure, done](Napi::Env env) mutable {
+        jobFinished();
+        if (failure->has_value()) {
+          deferred->Reject(toJsError(env, **failure).Value());
+          return;
+        }
+        try {
+          deferred->Resolve(done(env, **result));
+        } catch (const Napi::Error& e) {
+          deferred->Reject(e.Value());
+        } catch (...) {
+          deferred->Reject(toJsError(env, classifyCurrentException()).Value());
+        }
+      });
     });
-  });
   } catch (...) {
     jobFinished();
     throw;

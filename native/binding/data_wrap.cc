@@ -17,7 +17,10 @@ namespace {
 class ImagesWorker : public Napi::AsyncWorker {
  public:
   ImagesWorker(Napi::Env env, std::vector<uint8_t> pixels, std::vector<int64_t> shape)
-      : Napi::AsyncWorker(env, "difftune:imagesToTensor"), deferred_(Napi::Promise::Deferred::New(env)), pixels_(std::move(pixels)), shape_(std::move(shape)) {}
+      : Napi::AsyncWorker(env, "difftune:imagesToTensor"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        pixels_(std::move(pixels)),
+        shape_(std::move(shape)) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 

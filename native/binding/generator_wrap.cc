@@ -65,9 +65,7 @@ Napi::Value GeneratorWrap::initialSeed(const Napi::CallbackInfo& info) {
   return boundary(info.Env(), [&]() -> Napi::Value { return Napi::BigInt::New(info.Env(), live().initialSeed()); });
 }
 
-Napi::Value GeneratorWrap::disposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !generator_.defined());
-}
+Napi::Value GeneratorWrap::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !generator_.defined()); }
 
 // Reseeding, saving and restoring go through the compute queue, so they take effect in order with
 // the steps already submitted.
@@ -77,7 +75,11 @@ Napi::Value GeneratorWrap::manualSeed(const Napi::CallbackInfo& info) {
     Generator gen = live();
     uint64_t seed = expectSeed(argAt(info, 0), "seed");
     return addonState(env).compute->run(
-        env, [gen, seed]() mutable { gen.manualSeed(seed); return true; },
+        env,
+        [gen, seed]() mutable {
+          gen.manualSeed(seed);
+          return true;
+        },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   });
 }
@@ -87,8 +89,7 @@ Napi::Value GeneratorWrap::getState(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     Generator gen = live();
     return addonState(env).compute->run(
-        env, [gen] { return gen.state(); },
-        [](Napi::Env env, Tensor& state) -> Napi::Value { return TensorWrap::create(env, state); });
+        env, [gen] { return gen.state(); }, [](Napi::Env env, Tensor& state) -> Napi::Value { return TensorWrap::create(env, state); });
   });
 }
 
@@ -98,7 +99,11 @@ Napi::Value GeneratorWrap::setState(const Napi::CallbackInfo& info) {
     Generator gen = live();
     Tensor state = TensorWrap::unwrapArg(argAt(info, 0), "state");
     return addonState(env).compute->run(
-        env, [gen, state]() mutable { gen.setState(state); return true; },
+        env,
+        [gen, state]() mutable {
+          gen.setState(state);
+          return true;
+        },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
   });
 }

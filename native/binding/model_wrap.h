@@ -63,7 +63,8 @@ template <typename Derived, typename Model>
 ModelWrap<Derived, Model>::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Derived>(info) {
   boundary(info.Env(), [&] {
     if (info.Length() != 1 || !info[0].IsExternal())
-      throw InvalidArgument(std::string(Derived::kClassName) + " cannot be constructed directly; use " + Derived::kClassName + ".create(config)");
+      throw InvalidArgument(std::string(Derived::kClassName) + " cannot be constructed directly; use " + Derived::kClassName +
+                            ".create(config)");
     model_ = *info[0].As<Napi::External<std::shared_ptr<Model>>>().Data();
     return 0;
   });

@@ -27,9 +27,11 @@ Napi::Value concatJs(const Napi::CallbackInfo& info) {
     if (!arg.IsArray()) failArg("an array of Tensors", "tensors", arg);
     Napi::Array array = arg.As<Napi::Array>();
     std::vector<Tensor> tensors;
-    for (uint32_t i = 0; i < array.Length(); ++i) tensors.push_back(TensorWrap::unwrapArg(array.Get(i), "tensors[" + std::to_string(i) + "]"));
+    for (uint32_t i = 0; i < array.Length(); ++i)
+      tensors.push_back(TensorWrap::unwrapArg(array.Get(i), "tensors[" + std::to_string(i) + "]"));
     int64_t dim = expectInt(argAt(info, 1), "dim", -8, 7);
-    return addonState(env).compute->run(env, [tensors, dim] { return concat(tensors, dim); }, tensorResult);
+    return addonState(env).compute->run(
+        env, [tensors, dim] { return concat(tensors, dim); }, tensorResult);
   });
 }
 
@@ -40,7 +42,8 @@ Napi::Value guidanceJs(const Napi::CallbackInfo& info) {
     Napi::Value s = argAt(info, 1);
     if (!s.IsNumber()) failArg("a number", "guidanceScale", s);
     double scale = s.As<Napi::Number>().DoubleValue();
-    return addonState(env).compute->run(env, [output, scale] { return classifierFreeGuidance(output, scale); }, tensorResult);
+    return addonState(env).compute->run(
+        env, [output, scale] { return classifierFreeGuidance(output, scale); }, tensorResult);
   });
 }
 
@@ -62,7 +65,8 @@ Napi::Value scaleJs(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     Tensor t = TensorWrap::unwrapArg(argAt(info, 0), "tensor");
     double factor = finiteNumber(argAt(info, 1), "factor");
-    return addonState(env).compute->run(env, [t, factor] { return scale(t, factor); }, tensorResult);
+    return addonState(env).compute->run(
+        env, [t, factor] { return scale(t, factor); }, tensorResult);
   });
 }
 
@@ -73,7 +77,8 @@ Napi::Value gaussianSampleJs(const Napi::CallbackInfo& info) {
     Tensor logvar = TensorWrap::unwrapArg(argAt(info, 1), "logvar");
     Tensor noise = TensorWrap::unwrapArg(argAt(info, 2), "noise");
     double factor = finiteNumber(argAt(info, 3), "factor");
-    return addonState(env).compute->run(env, [mean, logvar, noise, factor] { return gaussianSample(mean, logvar, noise, factor); }, tensorResult);
+    return addonState(env).compute->run(
+        env, [mean, logvar, noise, factor] { return gaussianSample(mean, logvar, noise, factor); }, tensorResult);
   });
 }
 

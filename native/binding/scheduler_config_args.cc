@@ -90,12 +90,12 @@ SchedulerConfig readSchedulerConfig(const Napi::Value& value, const std::string&
                                                            {"sigmoid", BetaSchedule::Sigmoid}});
   c.trainedBetas = r.optionalNumbers("trainedBetas");
   c.rescaleBetasZeroSnr = r.boolean("rescaleBetasZeroSnr");
-  c.predictionType = r.choice<PredictionType>("predictionType", {{"epsilon", PredictionType::Epsilon},
-                                                                 {"v_prediction", PredictionType::VPrediction},
-                                                                 {"sample", PredictionType::Sample}});
-  c.timestepSpacing = r.choice<TimestepSpacing>("timestepSpacing", {{"leading", TimestepSpacing::Leading},
-                                                                    {"trailing", TimestepSpacing::Trailing},
-                                                                    {"linspace", TimestepSpacing::Linspace}});
+  c.predictionType = r.choice<PredictionType>(
+      "predictionType",
+      {{"epsilon", PredictionType::Epsilon}, {"v_prediction", PredictionType::VPrediction}, {"sample", PredictionType::Sample}});
+  c.timestepSpacing = r.choice<TimestepSpacing>(
+      "timestepSpacing",
+      {{"leading", TimestepSpacing::Leading}, {"trailing", TimestepSpacing::Trailing}, {"linspace", TimestepSpacing::Linspace}});
   c.stepsOffset = r.integer("stepsOffset", 0, 100000);
   c.clipSample = r.boolean("clipSample");
   c.clipSampleRange = r.finite("clipSampleRange");
@@ -109,15 +109,16 @@ SchedulerConfig readSchedulerConfig(const Napi::Value& value, const std::string&
                                                                        {"learned", DDPMVarianceType::Learned},
                                                                        {"learned_range", DDPMVarianceType::LearnedRange}});
   c.skipPrkSteps = r.boolean("skipPrkSteps");
-  c.interpolationType = r.choice<InterpolationType>("interpolationType", {{"linear", InterpolationType::Linear},
-                                                                          {"log_linear", InterpolationType::LogLinear}});
+  c.interpolationType = r.choice<InterpolationType>("interpolationType",
+                                                    {{"linear", InterpolationType::Linear}, {"log_linear", InterpolationType::LogLinear}});
   c.useKarrasSigmas = r.boolean("useKarrasSigmas");
   c.useExponentialSigmas = r.boolean("useExponentialSigmas");
   c.useLuLambdas = r.boolean("useLuLambdas");
   c.sigmaMin = r.optionalFinite("sigmaMin");
   c.sigmaMax = r.optionalFinite("sigmaMax");
   c.timestepType = r.choice<TimestepType>("timestepType", {{"discrete", TimestepType::Discrete}, {"continuous", TimestepType::Continuous}});
-  c.finalSigmasType = r.choice<FinalSigmasType>("finalSigmasType", {{"zero", FinalSigmasType::Zero}, {"sigma_min", FinalSigmasType::SigmaMin}});
+  c.finalSigmasType =
+      r.choice<FinalSigmasType>("finalSigmasType", {{"zero", FinalSigmasType::Zero}, {"sigma_min", FinalSigmasType::SigmaMin}});
   c.solverOrder = r.integer("solverOrder", 1, 3);
   c.algorithmType = r.choice<DPMAlgorithm>("algorithmType", {{"dpmsolver++", DPMAlgorithm::DPMSolverPP},
                                                              {"dpmsolver", DPMAlgorithm::DPMSolver},
@@ -127,9 +128,9 @@ SchedulerConfig readSchedulerConfig(const Napi::Value& value, const std::string&
   c.lowerOrderFinal = r.boolean("lowerOrderFinal");
   c.eulerAtFinal = r.boolean("eulerAtFinal");
   c.lambdaMinClipped = r.number("lambdaMinClipped");
-  c.dpmVarianceType = r.choice<DPMVarianceType>("dpmVarianceType", {{"none", DPMVarianceType::None},
-                                                                    {"learned", DPMVarianceType::Learned},
-                                                                    {"learned_range", DPMVarianceType::LearnedRange}});
+  c.dpmVarianceType = r.choice<DPMVarianceType>(
+      "dpmVarianceType",
+      {{"none", DPMVarianceType::None}, {"learned", DPMVarianceType::Learned}, {"learned_range", DPMVarianceType::LearnedRange}});
   return c;
 }
 

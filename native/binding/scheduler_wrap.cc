@@ -115,7 +115,12 @@ Napi::Value SchedulerWrap::setTimesteps(const Napi::CallbackInfo& info) {
     auto s = live();
     int64_t n = expectInt(argAt(info, 0), "numInferenceSteps", 1, 100000);
     return addonState(env).compute->run(
-        env, [s, n] { s->setTimesteps(n); return s->schedule(); }, scheduleToJs);
+        env,
+        [s, n] {
+          s->setTimesteps(n);
+          return s->schedule();
+        },
+        scheduleToJs);
   });
 }
 
@@ -123,7 +128,8 @@ Napi::Value SchedulerWrap::schedule(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return boundary(env, [&]() -> Napi::Value {
     auto s = live();
-    return addonState(env).compute->run(env, [s] { return s->schedule(); }, scheduleToJs);
+    return addonState(env).compute->run(
+        env, [s] { return s->schedule(); }, scheduleToJs);
   });
 }
 
@@ -147,7 +153,8 @@ Napi::Value SchedulerWrap::scaleInitialNoise(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto s = live();
     Tensor noise = TensorWrap::unwrapArg(argAt(info, 0), "noise");
-    return addonState(env).compute->run(env, [s, noise] { return s->scaleInitialNoise(noise); }, tensorToJs);
+    return addonState(env).compute->run(
+        env, [s, noise] { return s->scaleInitialNoise(noise); }, tensorToJs);
   });
 }
 
@@ -157,7 +164,8 @@ Napi::Value SchedulerWrap::scaleModelInput(const Napi::CallbackInfo& info) {
     auto s = live();
     Tensor sample = TensorWrap::unwrapArg(argAt(info, 0), "sample");
     double t = expectTimestep(argAt(info, 1), "timestep");
-    return addonState(env).compute->run(env, [s, sample, t] { return s->scaleModelInput(sample, t); }, tensorToJs);
+    return addonState(env).compute->run(
+        env, [s, sample, t] { return s->scaleModelInput(sample, t); }, tensorToJs);
   });
 }
 
@@ -209,7 +217,8 @@ Napi::Value SchedulerWrap::snr(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto s = live();
     Tensor timesteps = TensorWrap::unwrapArg(argAt(info, 0), "timesteps");
-    return addonState(env).compute->run(env, [s, timesteps] { return s->snr(timesteps); }, tensorToJs);
+    return addonState(env).compute->run(
+        env, [s, timesteps] { return s->snr(timesteps); }, tensorToJs);
   });
 }
 

@@ -117,7 +117,8 @@ Napi::Value TensorWrap::shape(const Napi::CallbackInfo& info) {
   return boundary(info.Env(), [&]() -> Napi::Value {
     std::vector<int64_t> dims = live().shape();
     Napi::Array array = Napi::Array::New(info.Env(), dims.size());
-    for (size_t i = 0; i < dims.size(); ++i) array.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(dims[i])));
+    for (size_t i = 0; i < dims.size(); ++i)
+      array.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(dims[i])));
     return array;
   });
 }
@@ -134,9 +135,7 @@ Napi::Value TensorWrap::byteLength(const Napi::CallbackInfo& info) {
   return boundary(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(live().nbytes())); });
 }
 
-Napi::Value TensorWrap::disposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !tensor_.defined());
-}
+Napi::Value TensorWrap::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_.defined()); }
 
 Napi::Value TensorWrap::readSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -132,7 +132,8 @@ Napi::Value TrainerWrap::accumulate(const Napi::CallbackInfo& info) {
     b.totalSamples = fieldInt(o, "totalSamples", "batch", 1, kMaxSafe);
     Napi::Value divisor = o.Get("lossDivisor");
     if (!divisor.IsUndefined()) {
-      if (!divisor.IsNumber() || !(divisor.As<Napi::Number>().DoubleValue() > 0)) failArg("a positive number", "batch.lossDivisor", divisor);
+      if (!divisor.IsNumber() || !(divisor.As<Napi::Number>().DoubleValue() > 0))
+        failArg("a positive number", "batch.lossDivisor", divisor);
       b.lossDivisor = divisor.As<Napi::Number>().DoubleValue();
     }
     return addonState(env).compute->run(
@@ -234,7 +235,10 @@ Napi::Value TrainerWrap::counters(const Napi::CallbackInfo& info) {
       double scale;
     };
     return addonState(env).compute->run(
-        env, [trainer] { return Counters{trainer->optimizerSteps(), trainer->emaUpdates(), trainer->lossScale()}; },
+        env,
+        [trainer] {
+          return Counters{trainer->optimizerSteps(), trainer->emaUpdates(), trainer->lossScale()};
+        },
         [](Napi::Env env, Counters& c) -> Napi::Value {
           Napi::Object out = Napi::Object::New(env);
           out.Set("optimizerSteps", static_cast<double>(c.steps));
@@ -251,7 +255,8 @@ Napi::Value TrainerWrap::setLossScale(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto trainer = live();
     Napi::Value v = argAt(info, 0);
-    if (!v.IsNumber() || !(v.As<Napi::Number>().DoubleValue() >= 1) || !std::isfinite(v.As<Napi::Number>().DoubleValue())) failArg("a finite number ≥ 1", "scale", v);
+    if (!v.IsNumber() || !(v.As<Napi::Number>().DoubleValue() >= 1) || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+      failArg("a finite number ≥ 1", "scale", v);
     double scale = v.As<Napi::Number>().DoubleValue();
     return addonState(env).compute->runVoid(env, [trainer, scale] { trainer->setLossScale(scale); });
   });

@@ -29,16 +29,16 @@ ForwardInputs parseInputs(const Napi::Value& value) {
 
 Napi::Function UNetWrap::define(Napi::Env env) {
   return defineModel(env, {
-      InstanceMethod<&UNetWrap::setTraining>("setTraining"),
-      InstanceMethod<&UNetWrap::setOptions>("setOptions"),
-      InstanceMethod<&UNetWrap::addLora>("addLora"),
-      InstanceMethod<&UNetWrap::setLora>("setLora"),
-      InstanceMethod<&UNetWrap::loraEntries>("loraEntries"),
-      InstanceMethod<&UNetWrap::mergeLora>("mergeLora"),
-      InstanceMethod<&UNetWrap::removeLora>("removeLora"),
-      InstanceMethod<&UNetWrap::forward>("forward"),
-      InstanceMethod<&UNetWrap::forwardBackwardMse>("forwardBackwardMse"),
-  });
+                              InstanceMethod<&UNetWrap::setTraining>("setTraining"),
+                              InstanceMethod<&UNetWrap::setOptions>("setOptions"),
+                              InstanceMethod<&UNetWrap::addLora>("addLora"),
+                              InstanceMethod<&UNetWrap::setLora>("setLora"),
+                              InstanceMethod<&UNetWrap::loraEntries>("loraEntries"),
+                              InstanceMethod<&UNetWrap::mergeLora>("mergeLora"),
+                              InstanceMethod<&UNetWrap::removeLora>("removeLora"),
+                              InstanceMethod<&UNetWrap::forward>("forward"),
+                              InstanceMethod<&UNetWrap::forwardBackwardMse>("forwardBackwardMse"),
+                          });
 }
 
 UNetConfig UNetWrap::parseConfig(const Napi::Object& o) {
@@ -86,8 +86,7 @@ UNetConfig UNetWrap::parseConfig(const Napi::Object& o) {
 
 std::shared_ptr<UNetModel> UNetWrap::modelArg(const Napi::Value& value, const std::string& param) {
   Napi::Env env = value.Env();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addonState(env).unetConstructor.Value()))
-    failArg("a UNet", param, value);
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addonState(env).unetConstructor.Value())) failArg("a UNet", param, value);
   return Unwrap(value.As<Napi::Object>())->live();
 }
 

@@ -19,11 +19,11 @@ Napi::Value tensorValue(Napi::Env env, Tensor& t) { return TensorWrap::create(en
 
 Napi::Function VaeWrap::define(Napi::Env env) {
   return defineModel(env, {
-      InstanceMethod<&VaeWrap::encode>("encode"),
-      InstanceMethod<&VaeWrap::decode>("decode"),
-      InstanceMethod<&VaeWrap::forward>("forward"),
-      InstanceMethod<&VaeWrap::decodeBackwardMse>("decodeBackwardMse"),
-  });
+                              InstanceMethod<&VaeWrap::encode>("encode"),
+                              InstanceMethod<&VaeWrap::decode>("decode"),
+                              InstanceMethod<&VaeWrap::forward>("forward"),
+                              InstanceMethod<&VaeWrap::decodeBackwardMse>("decodeBackwardMse"),
+                          });
 }
 
 VaeConfig VaeWrap::parseConfig(const Napi::Object& o) {
@@ -68,7 +68,8 @@ Napi::Value VaeWrap::decode(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
     Tensor latents = TensorWrap::unwrapArg(argAt(info, 0), "latents");
-    return addonState(env).compute->run(env, [model, latents] { return model->decode(latents); }, tensorValue);
+    return addonState(env).compute->run(
+        env, [model, latents] { return model->decode(latents); }, tensorValue);
   });
 }
 
@@ -77,7 +78,8 @@ Napi::Value VaeWrap::forward(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
     Tensor images = TensorWrap::unwrapArg(argAt(info, 0), "images");
-    return addonState(env).compute->run(env, [model, images] { return model->forward(images); }, tensorValue);
+    return addonState(env).compute->run(
+        env, [model, images] { return model->forward(images); }, tensorValue);
   });
 }
 

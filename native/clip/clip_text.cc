@@ -48,7 +48,7 @@ at::Tensor CLIPAttention::forward(const at::Tensor& x, const at::Tensor& mask) c
   at::Tensor k = split(k_proj->forward(x));
   at::Tensor v = split(v_proj->forward(x));
   at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) + mask;  // [B, H, T, T]
-  at::Tensor out = at::matmul(at::softmax(scores, -1), v);       // [B, H, T, d]
+  at::Tensor out = at::matmul(at::softmax(scores, -1), v);        // [B, H, T, d]
   return out_proj->forward(out.transpose(1, 2).reshape({b, t, heads * headDim}));
 }
 
@@ -57,7 +57,9 @@ CLIPMLP::CLIPMLP(int64_t dim, int64_t intermediate, const std::string& act) : ac
   bool ok = false;
   for (const char* k : known) ok = ok || act == k;
   if (!ok)
-    throw InvalidArgument("Expected one of \"quick_gelu\", \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", \"relu\", \"silu\" for hidden_act but received \"" + act + "\"");
+    throw InvalidArgument(
+        "Expected one of \"quick_gelu\", \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", \"relu\", \"silu\" for hidden_act but received \"" +
+        act + "\"");
   fc1 = registerModule("fc1", std::make_shared<Linear>(dim, intermediate));
   fc2 = registerModule("fc2", std::make_shared<Linear>(intermediate, dim));
 }

@@ -53,9 +53,9 @@ class CLIPTextEmbeddings : public Module {
 };
 
 struct ClipTextOutputs {
-  at::Tensor lastHiddenState;             // [B, T, D]
-  at::Tensor pooled;                      // [B, D]
-  std::vector<at::Tensor> hiddenStates;   // embeddings, then each layer's output (before final_layer_norm)
+  at::Tensor lastHiddenState;            // [B, T, D]
+  at::Tensor pooled;                     // [B, D]
+  std::vector<at::Tensor> hiddenStates;  // embeddings, then each layer's output (before final_layer_norm)
 };
 
 class CLIPTextTransformer : public Module {

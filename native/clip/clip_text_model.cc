@@ -31,7 +31,8 @@ std::pair<at::Tensor, at::Tensor> ClipTextModel::inputs(const Tensor& inputIds, 
   if (!inputIds.defined()) throw InvalidArgument("Expected a Tensor for inputIds");
   const at::Tensor& ids = unwrap(inputIds);
   if (ids.scalar_type() != at::kLong && ids.scalar_type() != at::kInt)
-    throw InvalidArgument("Expected int64 token ids for inputIds but received a " + std::string(c10::toString(ids.scalar_type())) + " tensor");
+    throw InvalidArgument("Expected int64 token ids for inputIds but received a " + std::string(c10::toString(ids.scalar_type())) +
+                          " tensor");
   if (ids.dim() != 2 || ids.size(0) < 1 || ids.size(1) < 1 || ids.size(1) > c.maxPositionEmbeddings)
     throw InvalidArgument("Expected inputIds of shape [batch, tokens] with 1 to " + std::to_string(c.maxPositionEmbeddings) +
                           " tokens (max_position_embeddings) but received " + shapeText(ids.sizes()));
@@ -44,7 +45,8 @@ std::pair<at::Tensor, at::Tensor> ClipTextModel::inputs(const Tensor& inputIds, 
   if (attentionMask.defined()) {
     mask = unwrap(attentionMask);
     if (mask.sizes() != ids.sizes())
-      throw InvalidArgument("Expected an attentionMask of shape " + shapeText(ids.sizes()) + " (as inputIds) but received " + shapeText(mask.sizes()));
+      throw InvalidArgument("Expected an attentionMask of shape " + shapeText(ids.sizes()) + " (as inputIds) but received " +
+                            shapeText(mask.sizes()));
     if (mask.is_complex()) throw InvalidArgument("Expected a real or bool attentionMask but received a complex tensor");
     mask = mask.to(weight.device());
   }
@@ -55,15 +57,17 @@ TextEncoderOutput ClipTextModel::encode(const Tensor& inputIds, const Tensor& at
   at::NoGradGuard noGrad;
   int64_t layers = model_->text_model->config.numHiddenLayers;
   if (o.clipSkip < 0 || o.clipSkip > layers)
-    throw InvalidArgument("Expected clipSkip in [0, " + std::to_string(layers) + "] (num_hidden_layers) but received " + std::to_string(o.clipSkip));
+    throw InvalidArgument("Expected clipSkip in [0, " + std::to_string(layers) + "] (num_hidden_layers) but received " +
+                          std::to_string(o.clipSkip));
   auto [ids, mask] = inputs(inputIds, attentionMask);
   ClipTextOutputs r = model_->text_model->forward(ids, mask);
   TextEncoderOutput out;
   out.lastHiddenState = wrap(r.lastHiddenState);
   out.pooledOutput = wrap(r.pooled);
   // hidden_states[-(k + 1)] through the final LayerNorm (diffusers' clip_skip); k = 0 is last_hidden_state.
-  out.promptEmbeds = wrap(o.clipSkip == 0 ? r.lastHiddenState
-                                          : model_->text_model->final_layer_norm->forward(r.hiddenStates[r.hiddenStates.size() - 1 - o.clipSkip]));
+  out.promptEmbeds =
+      wrap(o.clipSkip == 0 ? r.lastHiddenState
+                           : model_->text_model->final_layer_norm->forward(r.hiddenStates[r.hiddenStates.size() - 1 - o.clipSkip]));
   if (o.outputHiddenStates)
     for (auto& h : r.hiddenStates) out.hiddenStates.push_back(wrap(h));
   return out;
@@ -72,7 +76,8 @@ TextEncoderOutput ClipTextModel::encode(const Tensor& inputIds, const Tensor& at
 TextEncoderBackwardResult ClipTextModel::forwardBackwardMse(const Tensor& inputIds, const Tensor& attentionMask, const Tensor& target,
                                                             const std::vector<std::string>& names) {
   std::pair<at::Tensor, at::Tensor> in = inputs(inputIds, attentionMask);  // not a structured binding: C++17 lambdas cannot capture one
-  return difftune::forwardBackwardMse(*model_, [&] { return model_->text_model->forward(in.first, in.second).lastHiddenState; }, target, names);
+  return difftune::forwardBackwardMse(
+      *model_, [&] { return model_->text_model->forward(in.first, in.second).lastHiddenState; }, target, names);
 }
 
 std::string ClipTextModel::device() const { return model_->text_model->embeddings->token_embedding->weight.device().str(); }

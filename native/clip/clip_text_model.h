@@ -18,14 +18,14 @@ namespace difftune {
 class CLIPTextModule;
 
 struct TextEncodeOptions {
-  int64_t clipSkip = 0;           // promptEmbeds = final_layer_norm(hidden_states[-(clipSkip + 1)])
+  int64_t clipSkip = 0;  // promptEmbeds = final_layer_norm(hidden_states[-(clipSkip + 1)])
   bool outputHiddenStates = false;
 };
 
 struct TextEncoderOutput {
-  Tensor lastHiddenState;          // [B, T, D]
-  Tensor pooledOutput;             // [B, D]
-  Tensor promptEmbeds;             // what a pipeline feeds the U-Net: lastHiddenState unless clipSkip > 0
+  Tensor lastHiddenState;            // [B, T, D]
+  Tensor pooledOutput;               // [B, D]
+  Tensor promptEmbeds;               // what a pipeline feeds the U-Net: lastHiddenState unless clipSkip > 0
   std::vector<Tensor> hiddenStates;  // num_hidden_layers + 1 entries when asked for
 };
 

@@ -45,7 +45,6 @@ DistCapabilities distCapabilities() {
   return c;
 }
 
-
 #if defined(DIFFTUNE_HAVE_GLOO) || defined(DIFFTUNE_HAVE_NCCL)
 
 namespace {
@@ -162,7 +161,8 @@ std::vector<std::pair<size_t, size_t>> planBuckets(const std::vector<at::Tensor>
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& t = tensors[i];
     int64_t b = t.numel() * static_cast<int64_t>(t.element_size());
-    bool split = i > start && (size + b > bytes || t.scalar_type() != tensors[start].scalar_type() || t.device() != tensors[start].device());
+    bool split =
+        i > start && (size + b > bytes || t.scalar_type() != tensors[start].scalar_type() || t.device() != tensors[start].device());
     if (split) {
       out.emplace_back(start, i);
       start = i;
@@ -196,7 +196,8 @@ ProcessGroup::ProcessGroup(const ProcessGroupOptions& options) : impl_(std::make
   if (o.worldSize < 1) throw InvalidArgument("Expected a world size ≥ 1 but received " + std::to_string(o.worldSize));
   if (o.rank < 0 || o.rank >= o.worldSize)
     throw InvalidArgument("Expected a rank in [0, " + std::to_string(o.worldSize) + ") but received " + std::to_string(o.rank));
-  if (o.masterPort < 1 || o.masterPort > 65535) throw InvalidArgument("Expected a master port in [1, 65535] but received " + std::to_string(o.masterPort));
+  if (o.masterPort < 1 || o.masterPort > 65535)
+    throw InvalidArgument("Expected a master port in [1, 65535] but received " + std::to_string(o.masterPort));
   if (o.timeoutMs <= 0) throw InvalidArgument("Expected a positive timeout but received " + std::to_string(o.timeoutMs) + " ms");
   if (o.bucketBytes <= 0) throw InvalidArgument("Expected a positive bucket size but received " + std::to_string(o.bucketBytes));
   if (o.backend != "auto" && o.backend != "gloo" && o.backend != "nccl")
@@ -218,9 +219,12 @@ void ProcessGroup::connect() {
   bool cuda = o.device.rfind("cuda", 0) == 0;
   std::string backend = o.backend == "auto" ? (cuda && distCapabilities().nccl ? "nccl" : "gloo") : o.backend;
   if (backend == "nccl" && !distCapabilities().nccl)
-    throw std::runtime_error("distributed: the NCCL backend is not in this build (it needs a CUDA libtorch with NCCL headers); use \"gloo\"");
+    throw std::runtime_error(
+        "distributed: the NCCL backend is not in this build (it needs a CUDA libtorch with NCCL headers); use \"gloo\"");
   if (backend == "gloo" && !distCapabilities().gloo)
-    throw std::runtime_error("distributed: this build of the addon has no Gloo (its headers were missing at build time). On Debian: apt-get install libgloo-dev, then npm run build");
+    throw std::runtime_error(
+        "distributed: this build of the addon has no Gloo (its headers were missing at build time). On Debian: apt-get install "
+        "libgloo-dev, then npm run build");
   m.backend = backend;
   auto timeout = std::chrono::milliseconds(o.timeoutMs);
   try {
@@ -359,11 +363,19 @@ struct ProcessGroup::Impl {
 ProcessGroup::ProcessGroup(const ProcessGroupOptions& options) : impl_(std::make_unique<Impl>()) { impl_->options = options; }
 ProcessGroup::~ProcessGroup() = default;
 void ProcessGroup::connect() {
-  throw std::runtime_error("distributed: this build of the addon has no Gloo (its headers were missing at build time). On Debian: apt-get install libgloo-dev, then npm run build");
+  throw std::runtime_error(
+      "distributed: this build of the addon has no Gloo (its headers were missing at build time). On Debian: apt-get install libgloo-dev, "
+      "then npm run build");
 }
-bool ProcessGroup::reduceGradients(std::vector<at::Tensor>&, bool) { connect(); return false; }
+bool ProcessGroup::reduceGradients(std::vector<at::Tensor>&, bool) {
+  connect();
+  return false;
+}
 void ProcessGroup::broadcastFromRoot(std::vector<at::Tensor>&) { connect(); }
-std::vector<double> ProcessGroup::allreduceSum(const std::vector<double>&) { connect(); return {}; }
+std::vector<double> ProcessGroup::allreduceSum(const std::vector<double>&) {
+  connect();
+  return {};
+}
 void ProcessGroup::barrier() { connect(); }
 void ProcessGroup::shutdown() {}
 std::string ProcessGroup::backendName() const { return ""; }

@@ -17,15 +17,15 @@ struct ProcessGroupOptions {
   int worldSize = 1;
   std::string masterAddr = "127.0.0.1";
   int masterPort = 29500;
-  int64_t timeoutMs = 600000;  // a collective or the rendezvous waiting longer than this fails
-  std::string backend = "auto";  // "auto" (NCCL for CUDA where available, else Gloo) | "gloo" | "nccl"
-  std::string device = "cpu";    // where the trained tensors live: picks the backend under "auto"
+  int64_t timeoutMs = 600000;      // a collective or the rendezvous waiting longer than this fails
+  std::string backend = "auto";    // "auto" (NCCL for CUDA where available, else Gloo) | "gloo" | "nccl"
+  std::string device = "cpu";      // where the trained tensors live: picks the backend under "auto"
   int64_t bucketBytes = 25 << 20;  // gradients travel in flat buckets of at most this size
 };
 
 struct ProcessGroupCounters {
-  int64_t gradientElements = 0;   // gradient elements handed to all-reduce, over all steps
-  int64_t gradientAllreduces = 0; // bucket all-reduces of gradients
+  int64_t gradientElements = 0;    // gradient elements handed to all-reduce, over all steps
+  int64_t gradientAllreduces = 0;  // bucket all-reduces of gradients
   int64_t broadcastElements = 0;
   int64_t scalarAllreduces = 0;
 };

@@ -40,8 +40,8 @@ void appendList(std::string& msg, const char* what, const std::vector<std::strin
 
 }  // namespace
 
-void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source,
-                         const std::set<std::string>& ignored, bool floatsOnly) {
+void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source, const std::set<std::string>& ignored,
+                         bool floatsOnly) {
   std::map<std::string, const at::Tensor*> given;
   std::vector<std::string> duplicates;
   for (const auto& [name, t] : weights) {
@@ -60,7 +60,8 @@ void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::
     if (it->second->sizes() != param.sizes())
       wrongShape.push_back(name + " (expected " + shapeText(param.sizes()) + ", found " + shapeText(it->second->sizes()) + ")");
     else if (floatsOnly && !at::isFloatingType(it->second->scalar_type()))
-      wrongType.push_back(name + " (expected a floating-point tensor, found " + std::string(c10::toString(it->second->scalar_type())) + ")");
+      wrongType.push_back(name + " (expected a floating-point tensor, found " + std::string(c10::toString(it->second->scalar_type())) +
+                          ")");
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : given)
@@ -89,7 +90,8 @@ void moveModule(Module& model, const std::string& device, DType dtype) {
   std::string problem = checkDevice(device);
   if (!problem.empty()) throw InvalidArgument(problem);
   at::ScalarType type = toScalarType(dtype);
-  if (!at::isFloatingType(type)) throw InvalidArgument(std::string("Expected a floating-point dtype for the model but received ") + dtypeName(dtype));
+  if (!at::isFloatingType(type))
+    throw InvalidArgument(std::string("Expected a floating-point dtype for the model but received ") + dtypeName(dtype));
   if (type == at::kBFloat16 && c10::Device(device).is_cpu()) noteCpuBf16Compute();
   at::NoGradGuard noGrad;
   model.forEachParameter([&](const std::string&, at::Tensor& slot) {

@@ -20,8 +20,8 @@ std::vector<ParameterInfo> parameterInfos(const Module& model);
 // missing, unexpected, duplicate and wrongly shaped tensor, and nothing changes unless all match.
 // Names in `ignored` (buffers older checkpoints carry) are accepted and skipped. With `floatsOnly`
 // a weight of an integer or bool dtype is an error too; without it, it is converted like any other.
-void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source,
-                         const std::set<std::string>& ignored = {}, bool floatsOnly = true);
+void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source, const std::set<std::string>& ignored = {},
+                         bool floatsOnly = true);
 
 // Private copies of the parameters, in registration (checkpoint) order.
 NamedTensors moduleStateDict(const Module& model);

@@ -27,8 +27,10 @@ void setEnabled(c10::DeviceType d, bool on) {
 #ifdef DIFFTUNE_AUTOCAST_BY_DEVICE
   at::autocast::set_autocast_enabled(d, on);
 #else
-  if (d == c10::DeviceType::CPU) at::autocast::set_cpu_enabled(on);
-  else at::autocast::set_enabled(on);
+  if (d == c10::DeviceType::CPU)
+    at::autocast::set_cpu_enabled(on);
+  else
+    at::autocast::set_enabled(on);
 #endif
 }
 
@@ -44,8 +46,10 @@ void setDtype(c10::DeviceType d, c10::ScalarType t) {
 #ifdef DIFFTUNE_AUTOCAST_BY_DEVICE
   at::autocast::set_autocast_dtype(d, t);
 #else
-  if (d == c10::DeviceType::CPU) at::autocast::set_autocast_cpu_dtype(t);
-  else at::autocast::set_autocast_gpu_dtype(t);
+  if (d == c10::DeviceType::CPU)
+    at::autocast::set_autocast_cpu_dtype(t);
+  else
+    at::autocast::set_autocast_gpu_dtype(t);
 #endif
 }
 

@@ -36,8 +36,10 @@ bool usesTrainableWeights(Module& block) {
   block.forEachParameter([&](const std::string&, at::Tensor& p) { any = any || p.requires_grad(); });
   block.forEachModule([&](Module& m) {
     const LoraAdapter* a = nullptr;
-    if (auto* l = dynamic_cast<Linear*>(&m)) a = l->lora.get();
-    else if (auto* c = dynamic_cast<Conv2d*>(&m)) a = c->lora.get();
+    if (auto* l = dynamic_cast<Linear*>(&m))
+      a = l->lora.get();
+    else if (auto* c = dynamic_cast<Conv2d*>(&m))
+      a = c->lora.get();
     if (a) any = any || a->A.requires_grad() || a->B.requires_grad();
   });
   return any;

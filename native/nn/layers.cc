@@ -32,7 +32,11 @@ void resetParameters(Module& model, at::Generator& gen) {
 }
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, bool withBias)
-    : in(in), out(out), kernel(kernel), stride(stride), padding(padding),
+    : in(in),
+      out(out),
+      kernel(kernel),
+      stride(stride),
+      padding(padding),
       weight(registerParameter("weight", param({out, in, kernel, kernel}))) {
   if (withBias) bias = &registerParameter("bias", param({out}));
 }
@@ -44,8 +48,7 @@ at::Tensor Conv2d::forward(const at::Tensor& x) const {
 
 void Conv2d::reset(at::Generator& gen) { torchDefaultInit(weight, bias, in * kernel * kernel, gen); }
 
-Linear::Linear(int64_t in, int64_t out, bool withBias)
-    : in(in), out(out), weight(registerParameter("weight", param({out, in}))) {
+Linear::Linear(int64_t in, int64_t out, bool withBias) : in(in), out(out), weight(registerParameter("weight", param({out, in}))) {
   if (withBias) bias = &registerParameter("bias", param({out}));
 }
 
@@ -58,8 +61,8 @@ void Linear::reset(at::Generator& gen) { torchDefaultInit(weight, bias, in, gen)
 
 GroupNorm::GroupNorm(int64_t groups, int64_t channels, double eps, bool affine) : groups(groups), channels(channels), eps(eps) {
   if (groups <= 0 || channels % groups != 0)
-    throw InvalidArgument("GroupNorm: " + std::to_string(channels) + " channels cannot be split into " +
-                          std::to_string(groups) + " groups (norm_num_groups must divide every block's channels)");
+    throw InvalidArgument("GroupNorm: " + std::to_string(channels) + " channels cannot be split into " + std::to_string(groups) +
+                          " groups (norm_num_groups must divide every block's channels)");
   if (affine) {
     weight = &registerParameter("weight", at::ones({channels}).set_requires_grad(true));
     bias = &registerParameter("bias", param({channels}));
@@ -125,8 +128,8 @@ Activation parseActivation(const std::string& name, const std::string& where) {
   if (name == "mish") return Activation::Mish;
   if (name == "gelu") return Activation::GELU;
   if (name == "relu") return Activation::ReLU;
-  throw InvalidArgument("Expected one of \"silu\", \"swish\", \"mish\", \"gelu\", \"relu\" for " + where +
-                        " but received \"" + name + "\"");
+  throw InvalidArgument("Expected one of \"silu\", \"swish\", \"mish\", \"gelu\", \"relu\" for " + where + " but received \"" + name +
+                        "\"");
 }
 
 at::Tensor activate(Activation act, const at::Tensor& x) {

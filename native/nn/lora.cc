@@ -35,9 +35,7 @@ at::Tensor keyedDropout(const at::Tensor& x, double p, uint64_t layerKey, Dropou
 
 }  // namespace
 
-DropoutKeysScope::DropoutKeysScope(std::shared_ptr<DropoutKeys> keys) : previous_(std::move(currentKeys)) {
-  currentKeys = std::move(keys);
-}
+DropoutKeysScope::DropoutKeysScope(std::shared_ptr<DropoutKeys> keys) : previous_(std::move(currentKeys)) { currentKeys = std::move(keys); }
 
 DropoutKeysScope::~DropoutKeysScope() { currentKeys = std::move(previous_); }
 

@@ -48,7 +48,7 @@ struct LoraAdapter {
   double alpha = 4;
   double dropout = 0;
   uint64_t key = 0;  // loraLayerKey of the layer it adapts
-  at::Tensor A, B;  // lora_A.weight, lora_B.weight
+  at::Tensor A, B;   // lora_A.weight, lora_B.weight
   // Conv2d targets: the base layer's geometry.
   bool conv = false;
   int64_t kernel = 1, stride = 1, padding = 0;

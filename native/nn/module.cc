@@ -23,9 +23,7 @@ void Module::visit(const std::string& prefix, const std::function<void(const std
   for (auto& [name, child] : children_) child->visit(prefix + name + ".", fn);
 }
 
-void Module::forEachParameter(const std::function<void(const std::string& name, at::Tensor& slot)>& fn) {
-  visit("", fn);
-}
+void Module::forEachParameter(const std::function<void(const std::string& name, at::Tensor& slot)>& fn) { visit("", fn); }
 
 void Module::forEachModule(const std::function<void(Module&)>& fn) {
   fn(*this);

@@ -23,7 +23,8 @@ class DDIMScheduler final : public IntegerTimestepScheduler {
     const at::Tensor& modelOutput = floatTensorArg(modelOutputArg, "modelOutput");
     const at::Tensor& sample = floatTensorArg(sampleArg, "sample");
     expectSameShape(sample, "sample", modelOutput, "modelOutput");
-    if (!(options.eta >= 0)) throw InvalidArgument("Expected a non-negative number for options.eta but received " + std::to_string(options.eta));
+    if (!(options.eta >= 0))
+      throw InvalidArgument("Expected a non-negative number for options.eta but received " + std::to_string(options.eta));
     const int64_t t = integerTimestep(timestep);
     // Even with trailing spacing diffusers steps by T / n here, not to the next listed timestep.
     const int64_t prevT = t - config_.numTrainTimesteps / numInferenceSteps_;

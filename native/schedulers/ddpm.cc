@@ -24,7 +24,8 @@ class DDPMScheduler final : public IntegerTimestepScheduler {
     const int64_t t = integerTimestep(timestep);
     const int64_t prevT = t - config_.numTrainTimesteps / (numInferenceSteps_ > 0 ? numInferenceSteps_ : config_.numTrainTimesteps);
 
-    const bool learned = config_.ddpmVarianceType == DDPMVarianceType::Learned || config_.ddpmVarianceType == DDPMVarianceType::LearnedRange;
+    const bool learned =
+        config_.ddpmVarianceType == DDPMVarianceType::Learned || config_.ddpmVarianceType == DDPMVarianceType::LearnedRange;
     at::Tensor predictedVariance;
     if (learned && modelOutput.dim() >= 2 && sample.dim() >= 2 && modelOutput.size(1) == sample.size(1) * 2) {
       auto parts = at::split(modelOutput, sample.size(1), 1);
@@ -83,7 +84,6 @@ class DDPMScheduler final : public IntegerTimestepScheduler {
     }
     return {wrap(prev), wrap(x0)};
   }
-
 };
 
 }  // namespace

@@ -36,7 +36,8 @@ class DPMSolverMultistepScheduler final : public SchedulerBase {
     if (config.solverOrder < 1 || config.solverOrder > 3) {
       throw InvalidArgument("Expected 1, 2 or 3 for solver_order but received " + std::to_string(config.solverOrder));
     }
-    if (config.useExponentialSigmas) throw InvalidArgument("use_exponential_sigmas is not supported by difftune's DPMSolverMultistepScheduler");
+    if (config.useExponentialSigmas)
+      throw InvalidArgument("use_exponential_sigmas is not supported by difftune's DPMSolverMultistepScheduler");
     if (config.useKarrasSigmas && config.useLuLambdas) {
       throw InvalidArgument("use_karras_sigmas and use_lu_lambdas cannot both be true");
     }
@@ -68,8 +69,10 @@ class DPMSolverMultistepScheduler final : public SchedulerBase {
     int64_t clipped = 0;
     const float clip = static_cast<float>(config_.lambdaMinClipped);
     for (int64_t t = T - 1; t >= 0; --t) {
-      if (lambdaT(t) < clip) ++clipped;
-      else break;
+      if (lambdaT(t) < clip)
+        ++clipped;
+      else
+        break;
     }
     const int64_t lastTimestep = T - clipped;
     std::vector<int64_t> ints = dpmTimesteps(config_.timestepSpacing, T, n, config_.stepsOffset, lastTimestep);
@@ -163,22 +166,31 @@ class DPMSolverMultistepScheduler final : public SchedulerBase {
       // indexOf maps an absent timestep to the last step (as diffusers does); NaN would land there silently.
       if (!std::isfinite(v))
         throw InvalidArgument(std::string("Expected finite timesteps (taken from scheduler.timesteps) for timesteps but received ") +
-                              (std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity") + " at index " + std::to_string(k));
+                              (std::isnan(v) ? "NaN"
+                               : v > 0       ? "Infinity"
+                                             : "-Infinity") +
+                              " at index " + std::to_string(k));
       idx.push_back(indexOf(v));
     }
-    at::Tensor sigma = at::tensor(sigmas_, at::kFloat).to(x0.device(), x0.scalar_type()).index({at::tensor(idx, at::kLong).to(x0.device())});
+    at::Tensor sigma =
+        at::tensor(sigmas_, at::kFloat).to(x0.device(), x0.scalar_type()).index({at::tensor(idx, at::kLong).to(x0.device())});
     sigma = perBatch(sigma, x0);
     at::Tensor alpha = at::reciprocal(at::pow(at::pow(sigma, 2) + 1, 0.5));
     return wrap(alpha * x0 + (sigma * alpha) * noise);
   }
 
   Tensor getVelocity(const Tensor&, const Tensor&, const Tensor&) override {
-    throw InvalidArgument("DPMSolverMultistepScheduler has no getVelocity (nor does diffusers'); compute v-prediction targets with a DDPM or DDIM scheduler");
+    throw InvalidArgument(
+        "DPMSolverMultistepScheduler has no getVelocity (nor does diffusers'); compute v-prediction targets with a DDPM or DDIM scheduler");
   }
 
  private:
-  bool isPlusPlus() const { return config_.algorithmType == DPMAlgorithm::DPMSolverPP || config_.algorithmType == DPMAlgorithm::SDEDPMSolverPP; }
-  bool isSde() const { return config_.algorithmType == DPMAlgorithm::SDEDPMSolverPP || config_.algorithmType == DPMAlgorithm::SDEDPMSolver; }
+  bool isPlusPlus() const {
+    return config_.algorithmType == DPMAlgorithm::DPMSolverPP || config_.algorithmType == DPMAlgorithm::SDEDPMSolverPP;
+  }
+  bool isSde() const {
+    return config_.algorithmType == DPMAlgorithm::SDEDPMSolverPP || config_.algorithmType == DPMAlgorithm::SDEDPMSolver;
+  }
 
   std::vector<float> trainingSigmas() const {
     at::Tensor s = at::pow((1 - alphasCumprod_) / alphasCumprod_, 0.5).contiguous();
@@ -238,10 +250,8 @@ class DPMSolverMultistepScheduler final : public SchedulerBase {
     const AlphaSigma t = at(i + 1), s = at(i);
     const float h = t.lambda() - s.lambda();
     switch (config_.algorithmType) {
-      case DPMAlgorithm::DPMSolverPP:
-        return (t.sigma / s.sigma) * sample - (t.alpha * (std::exp(-h) - 1.0f)) * m;
-      case DPMAlgorithm::DPMSolver:
-        return (t.alpha / s.alpha) * sample - (t.sigma * (std::exp(h) - 1.0f)) * m;
+      case DPMAlgorithm::DPMSolverPP: return (t.sigma / s.sigma) * sample - (t.alpha * (std::exp(-h) - 1.0f)) * m;
+      case DPMAlgorithm::DPMSolver: return (t.alpha / s.alpha) * sample - (t.sigma * (std::exp(h) - 1.0f)) * m;
       case DPMAlgorithm::SDEDPMSolverPP:
         return (t.sigma / s.sigma * std::exp(-h)) * sample + (t.alpha * (1 - std::exp(-2.0f * h))) * m +
                t.sigma * std::sqrt(1.0f - std::exp(-2 * h)) * noise;
@@ -304,11 +314,11 @@ class DPMSolverMultistepScheduler final : public SchedulerBase {
     const at::Tensor d1 = d10 + (r0 / (r0 + r1)) * (d10 - d11);
     const at::Tensor d2 = (1.0f / (r0 + r1)) * (d10 - d11);
     if (config_.algorithmType == DPMAlgorithm::DPMSolverPP) {
-      return (t.sigma / s0.sigma) * sample - (t.alpha * (std::exp(-h) - 1.0f)) * d0 +
-             (t.alpha * ((std::exp(-h) - 1.0f) / h + 1.0f)) * d1 - (t.alpha * ((std::exp(-h) - 1.0f + h) / (h * h) - 0.5f)) * d2;
+      return (t.sigma / s0.sigma) * sample - (t.alpha * (std::exp(-h) - 1.0f)) * d0 + (t.alpha * ((std::exp(-h) - 1.0f) / h + 1.0f)) * d1 -
+             (t.alpha * ((std::exp(-h) - 1.0f + h) / (h * h) - 0.5f)) * d2;
     }
-    return (t.alpha / s0.alpha) * sample - (t.sigma * (std::exp(h) - 1.0f)) * d0 -
-           (t.sigma * ((std::exp(h) - 1.0f) / h - 1.0f)) * d1 - (t.sigma * ((std::exp(h) - 1.0f - h) / (h * h) - 0.5f)) * d2;
+    return (t.alpha / s0.alpha) * sample - (t.sigma * (std::exp(h) - 1.0f)) * d0 - (t.sigma * ((std::exp(h) - 1.0f) / h - 1.0f)) * d1 -
+           (t.sigma * ((std::exp(h) - 1.0f - h) / (h * h) - 0.5f)) * d2;
   }
 
   std::vector<float> timesteps_;  // int64 values held exactly (|t| < 2^24) once setTimesteps ran

@@ -52,7 +52,8 @@ class EulerDiscreteScheduler final : public SchedulerBase {
       for (float t : timesteps) sigmas.push_back(npInterpIndex(static_cast<double>(t), fp));
     } else {
       // torch.linspace(log σ_max, log σ_min, n + 1).exp() in float32 (n + 1 values, as diffusers has it).
-      at::Tensor s = at::linspace(static_cast<double>(std::log(full.back())), static_cast<double>(std::log(full.front())), n + 1, at::kFloat).exp();
+      at::Tensor s =
+          at::linspace(static_cast<double>(std::log(full.back())), static_cast<double>(std::log(full.front())), n + 1, at::kFloat).exp();
       const float* p = s.data_ptr<float>();
       sigmas.assign(p, p + s.numel());
     }
@@ -115,9 +116,7 @@ class EulerDiscreteScheduler final : public SchedulerBase {
     switch (config_.predictionType) {
       case PredictionType::Sample: x0 = modelOutput; break;
       case PredictionType::Epsilon: x0 = sample - sigmaHat * modelOutput; break;
-      case PredictionType::VPrediction:
-        x0 = modelOutput * (-sigma / std::sqrt(sigma * sigma + 1)) + (sample / (sigma * sigma + 1));
-        break;
+      case PredictionType::VPrediction: x0 = modelOutput * (-sigma / std::sqrt(sigma * sigma + 1)) + (sample / (sigma * sigma + 1)); break;
     }
     at::Tensor derivative = (sample - x0) / sigmaHat;
     const float dt = sigmas_[i + 1] - sigmaHat;
@@ -140,8 +139,9 @@ class EulerDiscreteScheduler final : public SchedulerBase {
     const at::Tensor& noise = floatTensorArg(noiseArg, "noise");
     expectSameShape(sample, "sample", noise, "noise");
     if (!at::isFloatingType(unwrap(timesteps).scalar_type())) {
-      throw InvalidArgument("Expected float timesteps taken from scheduler.timesteps for timesteps but received integer ones "
-                            "(EulerDiscreteScheduler.getVelocity looks timesteps up in its schedule)");
+      throw InvalidArgument(
+          "Expected float timesteps taken from scheduler.timesteps for timesteps but received integer ones "
+          "(EulerDiscreteScheduler.getVelocity looks timesteps up in its schedule)");
     }
     // Reproduces diffusers as-is: alphas_cumprod is indexed by the timestep's position in the
     // schedule, not by its value.
@@ -149,7 +149,9 @@ class EulerDiscreteScheduler final : public SchedulerBase {
   }
 
  private:
-  bool continuousV() const { return config_.timestepType == TimestepType::Continuous && config_.predictionType == PredictionType::VPrediction; }
+  bool continuousV() const {
+    return config_.timestepType == TimestepType::Continuous && config_.predictionType == PredictionType::VPrediction;
+  }
 
   // sqrt((1 − ᾱ) / ᾱ) per training timestep, ascending, float32.
   std::vector<float> trainingSigmas() const {

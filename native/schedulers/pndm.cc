@@ -73,9 +73,7 @@ class PNDMScheduler final : public SchedulerBase {
     curSample_ = at::Tensor();
   }
 
-  ScheduleInfo schedule() const override {
-    return {wrap(at::tensor(timesteps_, at::kLong)), Tensor(), 1.0, numInferenceSteps_};
-  }
+  ScheduleInfo schedule() const override { return {wrap(at::tensor(timesteps_, at::kLong)), Tensor(), 1.0, numInferenceSteps_}; }
 
   Tensor scaleModelInput(const Tensor& sample, double) override {
     floatTensorArg(sample, "sample");
@@ -101,7 +99,8 @@ class PNDMScheduler final : public SchedulerBase {
   }
 
   Tensor getVelocity(const Tensor&, const Tensor&, const Tensor&) override {
-    throw InvalidArgument("PNDMScheduler has no getVelocity (nor does diffusers'); compute v-prediction targets with a DDPM or DDIM scheduler");
+    throw InvalidArgument(
+        "PNDMScheduler has no getVelocity (nor does diffusers'); compute v-prediction targets with a DDPM or DDIM scheduler");
   }
 
  private:
@@ -122,9 +121,7 @@ class PNDMScheduler final : public SchedulerBase {
         curSample_ = sample;
         break;
       case 1:
-      case 2:
-        accumulate(1.0 / 3);
-        break;
+      case 2: accumulate(1.0 / 3); break;
       case 3: {
         at::Tensor term = 1.0 / 6 * modelOutput;
         modelOutput = curModelOutput_.defined() ? curModelOutput_ + term : term;
@@ -141,7 +138,8 @@ class PNDMScheduler final : public SchedulerBase {
   // Adams–Bashforth with up to four previous model outputs.
   at::Tensor stepPlms(const at::Tensor& modelOutputIn, int64_t timestepIn, const at::Tensor& sampleIn) {
     if (!config_.skipPrkSteps && ets_.size() < 3) {
-      throw InvalidArgument("PNDMScheduler.step: PLMS steps need the 12 PRK warm-up steps first; iterate scheduler.timesteps from the start");
+      throw InvalidArgument(
+          "PNDMScheduler.step: PLMS steps need the 12 PRK warm-up steps first; iterate scheduler.timesteps from the start");
     }
     int64_t timestep = timestepIn;
     int64_t prevTimestep = timestep - config_.numTrainTimesteps / numInferenceSteps_;

@@ -59,7 +59,8 @@ Tensor SchedulerBase::snr(const Tensor& timesteps) const {
 
 float SchedulerBase::alphaProd(int64_t t) const {
   const int64_t n = static_cast<int64_t>(alphasCumprodHost_.size());
-  if (t < -n || t >= n) throw InvalidArgument("timestep " + std::to_string(t) + " is outside the training schedule [0, " + std::to_string(n - 1) + "]");
+  if (t < -n || t >= n)
+    throw InvalidArgument("timestep " + std::to_string(t) + " is outside the training schedule [0, " + std::to_string(n - 1) + "]");
   return alphasCumprodHost_[static_cast<size_t>(t < 0 ? t + n : t)];
 }
 
@@ -116,7 +117,8 @@ at::Tensor SchedulerBase::velocityAt(const at::Tensor& sample, const at::Tensor&
 }
 
 at::Tensor SchedulerBase::thresholdSample(const at::Tensor& sample) const {
-  if (sample.dim() < 2) throw InvalidArgument("Expected a sample with batch and channel dimensions for thresholding but received shape " + shapeText(sample));
+  if (sample.dim() < 2)
+    throw InvalidArgument("Expected a sample with batch and channel dimensions for thresholding but received shape " + shapeText(sample));
   at::ScalarType dtype = sample.scalar_type();
   at::Tensor x = (dtype == at::kFloat || dtype == at::kDouble) ? sample : sample.to(at::kFloat);
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());

@@ -43,15 +43,11 @@ at::Tensor makeBetas(const SchedulerConfig& config) {
     betas = at::tensor(trained, at::kDouble).to(at::kFloat);
   } else {
     switch (config.betaSchedule) {
-      case BetaSchedule::Linear:
-        betas = at::linspace(config.betaStart, config.betaEnd, n, at::kFloat);
-        break;
+      case BetaSchedule::Linear: betas = at::linspace(config.betaStart, config.betaEnd, n, at::kFloat); break;
       case BetaSchedule::ScaledLinear:
         betas = at::pow(at::linspace(std::pow(config.betaStart, 0.5), std::pow(config.betaEnd, 0.5), n, at::kFloat), 2);
         break;
-      case BetaSchedule::SquaredCosCapV2:
-        betas = squaredcosCapV2(n);
-        break;
+      case BetaSchedule::SquaredCosCapV2: betas = squaredcosCapV2(n); break;
       case BetaSchedule::Sigmoid:
         betas = at::sigmoid(at::linspace(-6, 6, n, at::kFloat)) * (config.betaEnd - config.betaStart) + config.betaStart;
         break;

@@ -30,8 +30,7 @@ std::vector<T> reversed(std::vector<T> v) {
 
 std::vector<int64_t> ddpmTimesteps(TimestepSpacing spacing, int64_t numTrain, int64_t n, int64_t stepsOffset) {
   switch (spacing) {
-    case TimestepSpacing::Linspace:
-      return reversed(roundedInts(npLinspace(0, static_cast<double>(numTrain - 1), n)));
+    case TimestepSpacing::Linspace: return reversed(roundedInts(npLinspace(0, static_cast<double>(numTrain - 1), n)));
     case TimestepSpacing::Leading: {
       std::vector<int64_t> t = reversed(roundedInts(multiplesOf(n, numTrain / n)));
       for (int64_t& v : t) v += stepsOffset;
@@ -54,7 +53,8 @@ std::vector<float> eulerTimesteps(TimestepSpacing spacing, int64_t numTrain, int
       for (double v : reversed(npLinspace(0, static_cast<double>(numTrain - 1), n))) out.push_back(static_cast<float>(v));
       break;
     case TimestepSpacing::Leading:
-      for (int64_t v : reversed(roundedInts(multiplesOf(n, numTrain / n)))) out.push_back(static_cast<float>(v) + static_cast<float>(stepsOffset));
+      for (int64_t v : reversed(roundedInts(multiplesOf(n, numTrain / n))))
+        out.push_back(static_cast<float>(v) + static_cast<float>(stepsOffset));
       break;
     case TimestepSpacing::Trailing: {
       double ratio = static_cast<double>(numTrain) / static_cast<double>(n);
@@ -89,8 +89,7 @@ std::vector<int64_t> dpmTimesteps(TimestepSpacing spacing, int64_t numTrain, int
 
 std::vector<int64_t> pndmBaseTimesteps(TimestepSpacing spacing, int64_t numTrain, int64_t n, int64_t stepsOffset) {
   switch (spacing) {
-    case TimestepSpacing::Linspace:
-      return roundedInts(npLinspace(0, static_cast<double>(numTrain - 1), n));
+    case TimestepSpacing::Linspace: return roundedInts(npLinspace(0, static_cast<double>(numTrain - 1), n));
     case TimestepSpacing::Leading: {
       std::vector<int64_t> t = roundedInts(multiplesOf(n, numTrain / n));
       for (int64_t& v : t) v += stepsOffset;

@@ -47,8 +47,7 @@ void Generator::setState(const Tensor& state) {
   const at::Tensor& s = unwrap(state);
   if (s.scalar_type() != at::kByte || s.dim() != 1 || !s.device().is_cpu()) {
     throw InvalidArgument("Expected a 1-D uint8 CPU tensor (from Generator.getState()) for state but received a " +
-                          std::to_string(s.dim()) + "-D " + std::string(c10::toString(s.scalar_type())) + " tensor on " +
-                          s.device().str());
+                          std::to_string(s.dim()) + "-D " + std::string(c10::toString(s.scalar_type())) + " tensor on " + s.device().str());
   }
   at::Generator probe = at::make_generator<at::CPUGeneratorImpl>();
   try {

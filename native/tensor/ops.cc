@@ -27,8 +27,9 @@ Tensor randn(const std::vector<int64_t>& shape, const std::string& device, const
 Tensor classifierFreeGuidance(const Tensor& output, double scale) {
   const at::Tensor& out = unwrap(output);
   if (out.dim() == 0 || out.size(0) % 2 != 0)
-    throw InvalidArgument("Expected an output whose batch holds the unconditional then the conditional half (an even batch) but received batch " +
-                          std::to_string(out.dim() == 0 ? 0 : out.size(0)));
+    throw InvalidArgument(
+        "Expected an output whose batch holds the unconditional then the conditional half (an even batch) but received batch " +
+        std::to_string(out.dim() == 0 ? 0 : out.size(0)));
   auto halves = out.chunk(2, 0);
   return wrap(halves[0] + scale * (halves[1] - halves[0]));
 }
@@ -38,7 +39,8 @@ Tensor scale(const Tensor& output, double factor) { return wrap(unwrap(output) *
 Tensor gaussianSample(const Tensor& mean, const Tensor& logvar, const Tensor& noise, double factor) {
   const at::Tensor &m = unwrap(mean), &lv = unwrap(logvar), &n = unwrap(noise);
   if (m.sizes() != lv.sizes() || m.sizes() != n.sizes())
-    throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + shapeText(m) + ", " + shapeText(lv) + " and " + shapeText(n));
+    throw InvalidArgument("Expected mean, logvar and noise of one shape but received " + shapeText(m) + ", " + shapeText(lv) + " and " +
+                          shapeText(n));
   for (const at::Tensor* t : {&m, &lv, &n})
     if (!at::isFloatingType(t->scalar_type()))
       throw InvalidArgument("Expected floating-point mean, logvar and noise but received " + std::string(c10::toString(t->scalar_type())));

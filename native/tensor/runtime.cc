@@ -33,8 +33,7 @@ RuntimeInfo runtimeInfo() {
 }
 
 void setIntraOpThreads(int threads) {
-  if (threads < 1) throw InvalidArgument("Expected a positive integer for threads but received " +
-                                         std::to_string(threads));
+  if (threads < 1) throw InvalidArgument("Expected a positive integer for threads but received " + std::to_string(threads));
   at::set_num_threads(threads);
 }
 
@@ -72,10 +71,14 @@ GemmResult gemmBenchmark(int n, int reps, const std::string& device, const std::
   std::string problem = checkDevice(device);
   if (!problem.empty()) throw InvalidArgument(problem);
   at::ScalarType type;
-  if (dtype == "float32") type = at::kFloat;
-  else if (dtype == "bfloat16") type = at::kBFloat16;
-  else if (dtype == "float16") type = at::kHalf;
-  else throw InvalidArgument("Expected \"float32\", \"bfloat16\" or \"float16\" for dtype but received \"" + dtype + "\"");
+  if (dtype == "float32")
+    type = at::kFloat;
+  else if (dtype == "bfloat16")
+    type = at::kBFloat16;
+  else if (dtype == "float16")
+    type = at::kHalf;
+  else
+    throw InvalidArgument("Expected \"float32\", \"bfloat16\" or \"float16\" for dtype but received \"" + dtype + "\"");
 
   if (type == at::kBFloat16 && !c10::Device(device).is_cuda()) noteCpuBf16Compute();
   auto options = at::TensorOptions().dtype(type).device(c10::Device(device));

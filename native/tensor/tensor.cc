@@ -17,11 +17,11 @@ struct DTypeEntry {
 };
 
 constexpr DTypeEntry kDTypes[] = {
-    {DType::Float32, "float32", at::kFloat, 4},    {DType::Float64, "float64", at::kDouble, 8},
-    {DType::Float16, "float16", at::kHalf, 2},     {DType::BFloat16, "bfloat16", at::kBFloat16, 2},
-    {DType::Int64, "int64", at::kLong, 8},         {DType::Int32, "int32", at::kInt, 4},
-    {DType::Int16, "int16", at::kShort, 2},        {DType::Int8, "int8", at::kChar, 1},
-    {DType::UInt8, "uint8", at::kByte, 1},         {DType::Bool, "bool", at::kBool, 1},
+    {DType::Float32, "float32", at::kFloat, 4}, {DType::Float64, "float64", at::kDouble, 8},
+    {DType::Float16, "float16", at::kHalf, 2},  {DType::BFloat16, "bfloat16", at::kBFloat16, 2},
+    {DType::Int64, "int64", at::kLong, 8},      {DType::Int32, "int32", at::kInt, 4},
+    {DType::Int16, "int16", at::kShort, 2},     {DType::Int8, "int8", at::kChar, 1},
+    {DType::UInt8, "uint8", at::kByte, 1},      {DType::Bool, "bool", at::kBool, 1},
 };
 
 const DTypeEntry& entry(DType dtype) {
@@ -50,8 +50,7 @@ at::ScalarType toScalarType(DType dtype) { return entry(dtype).scalar; }
 DType fromScalarType(at::ScalarType type) {
   for (const auto& e : kDTypes)
     if (e.scalar == type) return e.dtype;
-  throw InvalidArgument(std::string("tensor has dtype ") + c10::toString(type) +
-                        ", which difftune does not expose to JavaScript");
+  throw InvalidArgument(std::string("tensor has dtype ") + c10::toString(type) + ", which difftune does not expose to JavaScript");
 }
 
 std::vector<int64_t> Tensor::shape() const {
@@ -70,10 +69,9 @@ size_t Tensor::nbytes() const {
 void Tensor::copyToHost(void* dst, size_t dstBytes) const {
   const auto& t = unwrap(*this);
   if (!t.device().is_cpu())
-    throw InvalidArgument("Expected a CPU tensor for a synchronous read but received a tensor on " +
-                          t.device().str() + "; use the asynchronous read()");
-  if (dstBytes != nbytes())
-    throw std::logic_error("copyToHost: destination size does not match the tensor");
+    throw InvalidArgument("Expected a CPU tensor for a synchronous read but received a tensor on " + t.device().str() +
+                          "; use the asynchronous read()");
+  if (dstBytes != nbytes()) throw std::logic_error("copyToHost: destination size does not match the tensor");
   if (dstBytes == 0) return;
   at::Tensor c = t.contiguous();
   std::memcpy(dst, c.data_ptr(), dstBytes);
@@ -81,18 +79,15 @@ void Tensor::copyToHost(void* dst, size_t dstBytes) const {
 
 void* Tensor::hostData() const {
   const auto& t = unwrap(*this);
-  if (!t.device().is_cpu() || !t.is_contiguous())
-    throw std::logic_error("hostData: tensor is not a contiguous CPU tensor");
+  if (!t.device().is_cpu() || !t.is_contiguous()) throw std::logic_error("hostData: tensor is not a contiguous CPU tensor");
   return t.data_ptr();
 }
 
-Tensor Tensor::fromHost(const void* bytes, size_t byteLength, DType dtype,
-                        const std::vector<int64_t>& shape) {
+Tensor Tensor::fromHost(const void* bytes, size_t byteLength, DType dtype, const std::vector<int64_t>& shape) {
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(toScalarType(dtype)));
   if (static_cast<size_t>(t.numel()) * t.element_size() != byteLength)
     throw InvalidArgument("Expected " + std::to_string(t.numel() * t.element_size()) +
-                          " bytes for data (shape × dtype size) but received " +
-                          std::to_string(byteLength) + " bytes");
+                          " bytes for data (shape × dtype size) but received " + std::to_string(byteLength) + " bytes");
   if (byteLength > 0) std::memcpy(t.data_ptr(), bytes, byteLength);
   return wrap(std::move(t));
 }
@@ -102,8 +97,7 @@ std::string checkDevice(const std::string& device) {
   try {
     parsed = c10::Device(device);
   } catch (const c10::Error&) {
-    return "Expected a device like \"cpu\", \"cuda\" or \"cuda:0\" for device but received \"" +
-           device + "\"";
+    return "Expected a device like \"cpu\", \"cuda\" or \"cuda:0\" for device but received \"" + device + "\"";
   }
   if (parsed.is_cpu()) return "";
   if (parsed.is_cuda()) {
@@ -121,8 +115,7 @@ Tensor copyTo(const Tensor& src, const std::string& device, DType dtype) {
   if (!problem.empty()) throw InvalidArgument(problem);
   const at::Tensor& t = unwrap(src);
   // copy=true: never an alias of the source, even when device and dtype already match.
-  return wrap(t.to(c10::Device(device), toScalarType(dtype), /*non_blocking=*/false, /*copy=*/true)
-                  .contiguous());
+  return wrap(t.to(c10::Device(device), toScalarType(dtype), /*non_blocking=*/false, /*copy=*/true).contiguous());
 }
 
 }  // namespace difftune

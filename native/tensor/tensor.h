@@ -39,8 +39,7 @@ class Tensor {
   void* hostData() const;
 
   // A new CPU tensor holding a copy of `bytes` (little-endian, row-major).
-  static Tensor fromHost(const void* bytes, size_t byteLength, DType dtype,
-                         const std::vector<int64_t>& shape);
+  static Tensor fromHost(const void* bytes, size_t byteLength, DType dtype, const std::vector<int64_t>& shape);
 
   const std::shared_ptr<TensorData>& data() const { return data_; }
 

@@ -12,9 +12,7 @@ struct TensorData {
 };
 
 inline const at::Tensor& unwrap(const Tensor& t) { return t.data()->value; }
-inline Tensor wrap(at::Tensor value) {
-  return Tensor(std::make_shared<TensorData>(TensorData{std::move(value)}));
-}
+inline Tensor wrap(at::Tensor value) { return Tensor(std::make_shared<TensorData>(TensorData{std::move(value)})); }
 
 at::ScalarType toScalarType(DType dtype);
 DType fromScalarType(at::ScalarType type);  // throws InvalidArgument for types difftune does not expose

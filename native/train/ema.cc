@@ -8,8 +8,7 @@
 
 namespace difftune {
 
-Ema::Ema(std::vector<std::pair<std::string, at::Tensor*>> params, EmaOptions options)
-    : params_(std::move(params)), options_(options) {
+Ema::Ema(std::vector<std::pair<std::string, at::Tensor*>> params, EmaOptions options) : params_(std::move(params)), options_(options) {
   at::NoGradGuard noGrad;
   for (auto& [name, p] : params_) {
     at::Tensor copy = p->detach().to(at::kFloat).clone();
@@ -21,8 +20,7 @@ double Ema::decayAt(int64_t optimizationStep) const {
   // diffusers: step = optimization_step − update_after_step − 1, then the warmup or (1+step)/(10+step).
   double step = std::max<double>(0.0, static_cast<double>(optimizationStep - options_.updateAfterStep - 1));
   if (step <= 0) return 0.0;
-  double value = options_.useWarmup ? 1.0 - std::pow(1.0 + step / options_.invGamma, -options_.power)
-                                    : (1.0 + step) / (10.0 + step);
+  double value = options_.useWarmup ? 1.0 - std::pow(1.0 + step / options_.invGamma, -options_.power) : (1.0 + step) / (10.0 + step);
   return std::max(options_.minDecay, std::min(value, options_.decay));
 }
 

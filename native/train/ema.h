@@ -12,11 +12,11 @@ struct EmaOptions {
   double decay = 0.9999;
   double minDecay = 0.0;
   int64_t updateAfterStep = 0;
-  int64_t updateEvery = 1;     // optimizer steps between updates
-  bool useWarmup = false;      // decay = 1 − (1 + step/invGamma)^−power
+  int64_t updateEvery = 1;  // optimizer steps between updates
+  bool useWarmup = false;   // decay = 1 − (1 + step/invGamma)^−power
   double invGamma = 1.0;
   double power = 2.0 / 3.0;
-  bool onCpu = false;          // keep the shadow weights in host memory (saves GPU memory)
+  bool onCpu = false;  // keep the shadow weights in host memory (saves GPU memory)
 };
 
 class Ema {

@@ -37,9 +37,7 @@ at::Generator sampleGenerator(uint64_t seed, int64_t step, int64_t index, Stream
   return at::make_generator<at::CPUGeneratorImpl>(sampleKey(seed, step, index, stream));
 }
 
-at::Tensor randnLike(at::IntArrayRef shape, at::Generator gen) {
-  return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
-}
+at::Tensor randnLike(at::IntArrayRef shape, at::Generator gen) { return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)); }
 
 struct SampleNoise {
   at::Tensor timesteps, noise, offset, perturbation;  // CPU
@@ -73,7 +71,8 @@ struct Trainer::Impl {
       if (fixedTimesteps) {
         ts.push_back(at::full({1}, (*fixedTimesteps)[static_cast<size_t>(i) % fixedTimesteps->size()], at::kLong));
       } else {
-        ts.push_back(at::randint(config.timestepMin, tMax, {1}, sampleGenerator(seed, step, g, kTimestep), at::TensorOptions().dtype(at::kLong)));
+        ts.push_back(
+            at::randint(config.timestepMin, tMax, {1}, sampleGenerator(seed, step, g, kTimestep), at::TensorOptions().dtype(at::kLong)));
       }
       noise.push_back(randnLike(sampleShape, sampleGenerator(seed, step, g, kNoise)));
       if (config.noiseOffset != 0 && !fixedTimesteps)
@@ -91,8 +90,7 @@ struct Trainer::Impl {
 
   // The per-sample loss (weighted by min-SNR where asked) of one micro-batch: [B].
   at::Tensor sampleLosses(const at::Tensor& pixelsIn, const at::Tensor& labels, const at::Tensor& context,
-                          const std::vector<int64_t>& indices, int64_t step, uint64_t seed,
-                          const std::vector<int64_t>* fixedTimesteps) {
+                          const std::vector<int64_t>& indices, int64_t step, uint64_t seed, const std::vector<int64_t>* fixedTimesteps) {
     at::Device dev = device();
     at::Tensor x0 = pixelsIn.to(dev, at::kFloat);
     SampleNoise r = draw(x0, indices, step, seed, fixedTimesteps);
@@ -106,9 +104,12 @@ struct Trainer::Impl {
     at::Tensor sqrtAc = ac.sqrt(), sqrtOneMinus = (1 - ac).sqrt();
     at::Tensor noisy = sqrtAc * x0 + sqrtOneMinus * inputNoise;
     at::Tensor target;
-    if (config.predictionType == "epsilon") target = noise;
-    else if (config.predictionType == "v_prediction") target = sqrtAc * noise - sqrtOneMinus * x0;
-    else target = x0;
+    if (config.predictionType == "epsilon")
+      target = noise;
+    else if (config.predictionType == "v_prediction")
+      target = sqrtAc * noise - sqrtOneMinus * x0;
+    else
+      target = x0;
 
     std::optional<c10::ScalarType> autocast;
     if (config.mixedPrecision == "bf16") autocast = at::kBFloat16;
@@ -127,8 +128,10 @@ struct Trainer::Impl {
     if (config.minSnrGamma > 0 && !fixedTimesteps) {
       at::Tensor snr = (ac / (1 - ac)).flatten();
       at::Tensor w = at::clamp_max(snr, config.minSnrGamma);
-      if (config.predictionType == "epsilon") w = w / snr;
-      else if (config.predictionType == "v_prediction") w = w / (snr + 1);
+      if (config.predictionType == "epsilon")
+        w = w / snr;
+      else if (config.predictionType == "v_prediction")
+        w = w / (snr + 1);
       losses = losses * w;
     }
     return losses;
@@ -140,7 +143,8 @@ Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config) 
   m.model = std::move(model);
   m.config = config;
   if (config.predictionType != "epsilon" && config.predictionType != "v_prediction" && config.predictionType != "sample")
-    throw InvalidArgument("Expected \"epsilon\", \"v_prediction\" or \"sample\" for predictionType but received \"" + config.predictionType + "\"");
+    throw InvalidArgument("Expected \"epsilon\", \"v_prediction\" or \"sample\" for predictionType but received \"" +
+                          config.predictionType + "\"");
   if (config.mixedPrecision != "no" && config.mixedPrecision != "bf16" && config.mixedPrecision != "fp16")
     throw InvalidArgument("Expected \"no\", \"bf16\" or \"fp16\" for mixedPrecision but received \"" + config.mixedPrecision + "\"");
   if (config.mixedPrecision == "fp16" && !m.device().is_cuda())
@@ -211,8 +215,8 @@ MicroResult Trainer::accumulate(const MicroBatch& batch) {
   if (batch.totalSamples < pixels.size(0)) throw InvalidArgument("totalSamples must count every sample of the optimizer step");
   at::AutoGradMode grad(true);
   at::Tensor losses = m.sampleLosses(pixels, batch.classLabels.defined() ? unwrap(batch.classLabels) : at::Tensor(),
-                                     batch.context.defined() ? unwrap(batch.context) : at::Tensor(), batch.sampleIndices,
-                                     batch.step, m.config.seed, nullptr);
+                                     batch.context.defined() ? unwrap(batch.context) : at::Tensor(), batch.sampleIndices, batch.step,
+                                     m.config.seed, nullptr);
   at::Tensor sum = losses.sum();
   MicroResult r;
   r.lossSum = sum.item<double>();

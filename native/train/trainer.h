@@ -23,7 +23,7 @@ struct TrainableParam {
 struct TrainerConfig {
   std::vector<TrainableParam> trainable;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 1e-2;
-  double maxGradNorm = 1.0;  // <= 0: no clipping
+  double maxGradNorm = 1.0;                // <= 0: no clipping
   std::string predictionType = "epsilon";  // "epsilon" | "v_prediction" | "sample"
   Tensor alphasCumprod;                    // [num_train_timesteps], from the noise scheduler
   int64_t timestepMin = 0;                 // sampled uniformly in [min, max)
@@ -41,9 +41,9 @@ struct TrainerConfig {
 };
 
 struct MicroBatch {
-  Tensor pixels;       // [B, C, H, W] float, the clean samples x0 (in [-1, 1] or latents)
-  Tensor classLabels;  // optional [B] int64
-  Tensor context;      // optional [B, M, D] encoder hidden states
+  Tensor pixels;                       // [B, C, H, W] float, the clean samples x0 (in [-1, 1] or latents)
+  Tensor classLabels;                  // optional [B] int64
+  Tensor context;                      // optional [B, M, D] encoder hidden states
   std::vector<int64_t> sampleIndices;  // global index of each sample: its randomness derives from it
   int64_t step = 0;                    // the optimizer step this micro-batch belongs to (0-based)
   int64_t totalSamples = 0;            // samples in the whole optimizer step (over all micro-batches)
@@ -60,8 +60,8 @@ struct MicroResult {
 };
 
 struct OptimizerStepResult {
-  double gradNorm = 0;  // before clipping
-  bool skipped = false; // non-finite loss or gradients: no update
+  double gradNorm = 0;   // before clipping
+  bool skipped = false;  // non-finite loss or gradients: no update
   int64_t optimizerSteps = 0;
   double emaDecay = 0;
   double lossScale = 1;
@@ -75,8 +75,8 @@ class Trainer {
   OptimizerStepResult step(double lr);
   // Mean unweighted MSE with noise and timesteps fixed by (seed, sample index) and `timesteps`
   // cycled over the samples: comparable across runs and steps.
-  double validationLoss(const Tensor& pixels, const Tensor& classLabels, const Tensor& context,
-                        const std::vector<int64_t>& sampleIndices, uint64_t seed, const std::vector<int64_t>& timesteps);
+  double validationLoss(const Tensor& pixels, const Tensor& classLabels, const Tensor& context, const std::vector<int64_t>& sampleIndices,
+                        uint64_t seed, const std::vector<int64_t>& timesteps);
 
   // Optimizer moments ("exp_avg.<name>", "exp_avg_sq.<name>") and EMA weights ("<name>").
   NamedTensors optimizerState() const;

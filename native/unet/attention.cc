@@ -39,9 +39,7 @@ FeedForward::FeedForward(int64_t dim, const std::string& activationFn, double dr
   net = registerModule("net", std::make_shared<FeedForwardNet>(act, out));
 }
 
-at::Tensor FeedForward::forward(const at::Tensor& x) const {
-  return out->forward(trainDropout(act->forward(x), dropoutP, training()));
-}
+at::Tensor FeedForward::forward(const at::Tensor& x) const { return out->forward(trainDropout(act->forward(x), dropoutP, training())); }
 
 BasicTransformerBlock::BasicTransformerBlock(const TransformerBlockOptions& o) : options(o) {
   norm1 = registerModule("norm1", std::make_shared<LayerNorm>(o.dim, o.normEps, o.normElementwiseAffine));

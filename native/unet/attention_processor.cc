@@ -20,8 +20,7 @@ Attention::Attention(const AttentionOptions& o) : options(o), scale(1.0 / std::s
   to_out->push(std::make_shared<Linear>(inner, o.queryDim, o.outBias));
 }
 
-at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                                     bool upcast) {
+at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale, bool upcast) {
 #if TORCH_VERSION_MAJOR >= 2
   if (!upcast || q.scalar_type() == at::kFloat) {
     return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/false, scale);
@@ -34,25 +33,25 @@ at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, c
   // in the GEMM instead of a separate pass over the scores, which dominate memory traffic at small head
   // sizes: mnist-small's 8 heads of 8 over 256 tokens), softmax, bmm. beta = 0: `empty` is never read.
   int64_t b = q.size(0), heads = q.size(1), n = q.size(2), m = k.size(2), dv = v.size(3);
-  at::Tensor q3 = qq.reshape({b * heads, n, qq.size(3)});                               // [B·H, N, d]
-  at::Tensor k3 = kk.reshape({b * heads, m, kk.size(3)});                               // [B·H, M, d]
-  at::Tensor v3 = v.reshape({b * heads, m, dv});                                         // [B·H, M, d]
+  at::Tensor q3 = qq.reshape({b * heads, n, qq.size(3)});  // [B·H, N, d]
+  at::Tensor k3 = kk.reshape({b * heads, m, kk.size(3)});  // [B·H, M, d]
+  at::Tensor v3 = v.reshape({b * heads, m, dv});           // [B·H, M, d]
   auto attend = [&](const at::Tensor& qc, const at::Tensor& kc, const at::Tensor& vc) {
     at::Tensor scores = at::baddbmm(at::empty({qc.size(0), n, m}, qc.options()), qc, kc.transpose(1, 2), /*beta=*/0.0,
-                                    /*alpha=*/scale);                                    // [G, N, M]
-    return at::bmm(at::softmax(scores, -1).to(dtype), vc);                               // [G, N, d]
+                                    /*alpha=*/scale);       // [G, N, M]
+    return at::bmm(at::softmax(scores, -1).to(dtype), vc);  // [G, N, d]
   };
   // Groups of (batch, head) pairs whose scores fit in about 1 MB stay in cache from the GEMM through the
   // softmax to the second GEMM; one [B·H, N, M] tensor of scores would stream through memory three times.
   int64_t perPair = n * m * static_cast<int64_t>(qq.element_size());
   int64_t group = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(perPair, 1));
-  if (group >= b * heads) return attend(q3, k3, v3).view({b, heads, n, dv});          // [B, H, N, d]
+  if (group >= b * heads) return attend(q3, k3, v3).view({b, heads, n, dv});  // [B, H, N, d]
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < b * heads; i += group) {
     int64_t len = std::min(group, b * heads - i);
     parts.push_back(attend(q3.narrow(0, i, len), k3.narrow(0, i, len), v3.narrow(0, i, len)));
   }
-  return at::cat(parts, 0).view({b, heads, n, dv});                                      // [B, H, N, d]
+  return at::cat(parts, 0).view({b, heads, n, dv});  // [B, H, N, d]
 }
 
 at::Tensor Attention::forward(const at::Tensor& xIn, const at::Tensor& context) const {
@@ -71,8 +70,7 @@ at::Tensor Attention::forward(const at::Tensor& xIn, const at::Tensor& context) 
   at::Tensor v = to_v->forward(kvIn);
   int64_t heads = options.heads, d = options.dimHead;
   auto split = [&](const at::Tensor& t) { return t.view({b, -1, heads, d}).transpose(1, 2); };  // [B, H, N, d]
-  at::Tensor out = scaledDotProductAttention(split(q), split(k), split(v), scale,
-                                             options.upcastAttention || options.upcastSoftmax);
+  at::Tensor out = scaledDotProductAttention(split(q), split(k), split(v), scale, options.upcastAttention || options.upcastSoftmax);
   out = out.transpose(1, 2).reshape({b, -1, heads * d}).to(q.scalar_type());  // [B, N, H·d]
   out = trainDropout((*to_out)[0].forward(out), options.dropout, training());
   if (spatial) out = out.transpose(-1, -2).reshape({b, c, h, w});

@@ -38,7 +38,6 @@ class Attention : public Module {
 };
 
 // softmax(q·kᵀ·scale)·v over heads: q [B, H, N, d], k/v [B, H, M, d] → [B, H, N, d].
-at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                                     bool upcast);
+at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale, bool upcast);
 
 }  // namespace difftune

@@ -9,13 +9,13 @@
 
 namespace difftune {
 
-at::Tensor timestepEmbedding(const at::Tensor& timesteps, int64_t dim, bool flipSinToCos, double downscaleFreqShift,
-                             double scale, double maxPeriod) {
+at::Tensor timestepEmbedding(const at::Tensor& timesteps, int64_t dim, bool flipSinToCos, double downscaleFreqShift, double scale,
+                             double maxPeriod) {
   if (timesteps.dim() != 1) throw InvalidArgument("Timesteps should be a 1d-array");
   int64_t half = dim / 2;
   // As diffusers: the exponent in float32 on the timesteps' device, then exp, then the outer product.
-  at::Tensor exponent = at::arange(0, half, at::TensorOptions().dtype(at::kFloat).device(timesteps.device())) *
-                        static_cast<float>(-std::log(maxPeriod));
+  at::Tensor exponent =
+      at::arange(0, half, at::TensorOptions().dtype(at::kFloat).device(timesteps.device())) * static_cast<float>(-std::log(maxPeriod));
   exponent = exponent / (static_cast<double>(half) - downscaleFreqShift);
   at::Tensor freqs = at::exp(exponent);
   at::Tensor emb = timesteps.unsqueeze(1).to(at::kFloat) * freqs.unsqueeze(0);  // [N, half]

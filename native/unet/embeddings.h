@@ -10,17 +10,15 @@
 namespace difftune {
 
 // get_timestep_embedding: sinusoids of `timesteps` [N] → [N, dim] (float32).
-at::Tensor timestepEmbedding(const at::Tensor& timesteps, int64_t dim, bool flipSinToCos, double downscaleFreqShift,
-                             double scale = 1.0, double maxPeriod = 10000.0);
+at::Tensor timestepEmbedding(const at::Tensor& timesteps, int64_t dim, bool flipSinToCos, double downscaleFreqShift, double scale = 1.0,
+                             double maxPeriod = 10000.0);
 
 // Timesteps: no parameters, the sinusoidal projection.
 class Timesteps : public Module {
  public:
   Timesteps(int64_t channels, bool flipSinToCos, double downscaleFreqShift)
       : channels(channels), flipSinToCos(flipSinToCos), downscaleFreqShift(downscaleFreqShift) {}
-  at::Tensor forward(const at::Tensor& timesteps) const {
-    return timestepEmbedding(timesteps, channels, flipSinToCos, downscaleFreqShift);
-  }
+  at::Tensor forward(const at::Tensor& timesteps) const { return timestepEmbedding(timesteps, channels, flipSinToCos, downscaleFreqShift); }
   int64_t channels;
   bool flipSinToCos;
   double downscaleFreqShift;
@@ -40,8 +38,7 @@ class GaussianFourierProjection : public Layer {
 // TimestepEmbedding: linear_1 → act → linear_2 (→ post_act).
 class TimestepEmbedding : public Module {
  public:
-  TimestepEmbedding(int64_t in, int64_t timeEmbedDim, const std::string& actFn, int64_t outDim = -1,
-                    const std::string& postActFn = "");
+  TimestepEmbedding(int64_t in, int64_t timeEmbedDim, const std::string& actFn, int64_t outDim = -1, const std::string& postActFn = "");
   at::Tensor forward(const at::Tensor& sample) const;
   std::shared_ptr<Linear> linear_1, linear_2;
   Activation act;

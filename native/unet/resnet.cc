@@ -8,8 +8,8 @@ namespace difftune {
 
 ResnetBlock2D::ResnetBlock2D(const ResnetOptions& o) : options(o), act(parseActivation(o.nonLinearity, "act_fn")) {
   if (o.timeEmbeddingNorm != "default" && o.timeEmbeddingNorm != "scale_shift")
-    throw InvalidArgument("Expected \"default\" or \"scale_shift\" for resnet_time_scale_shift but received \"" +
-                          o.timeEmbeddingNorm + "\"");
+    throw InvalidArgument("Expected \"default\" or \"scale_shift\" for resnet_time_scale_shift but received \"" + o.timeEmbeddingNorm +
+                          "\"");
   int64_t groupsOut = o.groupsOut > 0 ? o.groupsOut : o.groups;
   norm1 = registerModule("norm1", std::make_shared<GroupNorm>(o.groups, o.inChannels, o.eps));
   conv1 = registerModule("conv1", std::make_shared<Conv2d>(o.inChannels, o.outChannels, 3, 1, 1));
@@ -62,8 +62,7 @@ Upsample2D::Upsample2D(int64_t channels, bool useConv, int64_t outChannels) {
 at::Tensor Upsample2D::forward(const at::Tensor& x, const std::optional<std::vector<int64_t>>& outputSize) const {
   // Nearest upsampling has no bf16 kernel in older torch: diffusers upcasts to float32 around it.
   at::Tensor in = x.scalar_type() == at::kBFloat16 ? x.to(at::kFloat) : x;
-  at::Tensor up = outputSize ? at::upsample_nearest2d(in, *outputSize)
-                             : at::upsample_nearest2d(in, {in.size(2) * 2, in.size(3) * 2});
+  at::Tensor up = outputSize ? at::upsample_nearest2d(in, *outputSize) : at::upsample_nearest2d(in, {in.size(2) * 2, in.size(3) * 2});
   if (x.scalar_type() == at::kBFloat16) up = up.to(at::kBFloat16);
   return conv ? conv->forward(up) : up;
 }

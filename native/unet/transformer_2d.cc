@@ -7,8 +7,10 @@ namespace difftune {
 Transformer2DModel::Transformer2DModel(const Transformer2DOptions& o) : options(o) {
   int64_t inner = o.heads * o.dimHead;
   norm = registerModule("norm", std::make_shared<GroupNorm>(o.normNumGroups, o.inChannels, 1e-6));
-  if (o.useLinearProjection) proj_in_linear = registerModule("proj_in", std::make_shared<Linear>(o.inChannels, inner));
-  else proj_in_conv = registerModule("proj_in", std::make_shared<Conv2d>(o.inChannels, inner, 1, 1, 0));
+  if (o.useLinearProjection)
+    proj_in_linear = registerModule("proj_in", std::make_shared<Linear>(o.inChannels, inner));
+  else
+    proj_in_conv = registerModule("proj_in", std::make_shared<Conv2d>(o.inChannels, inner, 1, 1, 0));
   transformer_blocks = registerModule("transformer_blocks", std::make_shared<ModuleList<BasicTransformerBlock>>());
   for (int64_t i = 0; i < o.numLayers; ++i) {
     TransformerBlockOptions b;
@@ -23,8 +25,10 @@ Transformer2DModel::Transformer2DModel(const Transformer2DOptions& o) : options(
     b.upcastAttention = o.upcastAttention;
     transformer_blocks->push(std::make_shared<BasicTransformerBlock>(b));
   }
-  if (o.useLinearProjection) proj_out_linear = registerModule("proj_out", std::make_shared<Linear>(inner, o.inChannels));
-  else proj_out_conv = registerModule("proj_out", std::make_shared<Conv2d>(inner, o.inChannels, 1, 1, 0));
+  if (o.useLinearProjection)
+    proj_out_linear = registerModule("proj_out", std::make_shared<Linear>(inner, o.inChannels));
+  else
+    proj_out_conv = registerModule("proj_out", std::make_shared<Conv2d>(inner, o.inChannels, 1, 1, 0));
 }
 
 at::Tensor Transformer2DModel::forward(const at::Tensor& x, const at::Tensor& context) const {

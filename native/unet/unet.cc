@@ -41,7 +41,8 @@ UNet::UNet(const UNetConfig& c) : config(c) {
   if (c.timeEmbeddingType == "fourier") {
     if (c.conditional) {
       timeEmbedDim = c.timeEmbeddingDim > 0 ? c.timeEmbeddingDim : boc[0] * 2;
-      time_proj_fourier = registerModule("time_proj", std::make_shared<GaussianFourierProjection>(timeEmbedDim / 2, 1.0, false, c.flipSinToCos));
+      time_proj_fourier =
+          registerModule("time_proj", std::make_shared<GaussianFourierProjection>(timeEmbedDim / 2, 1.0, false, c.flipSinToCos));
       timestepInputDim = timeEmbedDim;
     } else {
       timeEmbedDim = boc[0] * 4;
@@ -58,7 +59,7 @@ UNet::UNet(const UNetConfig& c) : config(c) {
   // UNet2DModel's MLPs always use SiLU; UNet2DConditionModel's follow act_fn.
   std::string mlpAct = c.conditional ? c.actFn : "silu";
   time_embedding = registerModule("time_embedding", std::make_shared<TimestepEmbedding>(timestepInputDim, timeEmbedDim, mlpAct, -1,
-                                                                                       c.conditional ? c.timestepPostAct : ""));
+                                                                                        c.conditional ? c.timestepPostAct : ""));
   if (c.classEmbedType.empty() && c.numClassEmbeds > 0) {
     class_embedding_table = registerModule("class_embedding", std::make_shared<Embedding>(c.numClassEmbeds, timeEmbedDim));
   } else if (c.classEmbedType == "timestep") {
@@ -152,8 +153,8 @@ at::Tensor UNet::timeProjection(const at::Tensor& t) const {
 at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep, const at::Tensor& context,
                          const at::Tensor& classLabels) const {
   if (sampleIn.dim() != 4 || sampleIn.size(1) != config.inChannels)
-    throw InvalidArgument("Expected a sample of shape [batch, " + std::to_string(config.inChannels) +
-                          ", height, width] but received " + shapeText(sampleIn));
+    throw InvalidArgument("Expected a sample of shape [batch, " + std::to_string(config.inChannels) + ", height, width] but received " +
+                          shapeText(sampleIn));
   int64_t batch = sampleIn.size(0);
   if (!timestep.defined() || timestep.dim() > 1 || (timestep.dim() == 1 && timestep.size(0) != batch && timestep.size(0) != 1))
     throw InvalidArgument("Expected a timestep that is 0-d, [1] or [" + std::to_string(batch) + "] but received " +
@@ -186,9 +187,12 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
   at::Tensor emb = time_embedding->forward(timeProjection(timesteps).to(dtype));
   if (classLabels.defined()) {
     at::Tensor classEmb;
-    if (class_embedding_table) classEmb = class_embedding_table->forward(classLabels);
-    else if (class_embedding_mlp) classEmb = class_embedding_mlp->forward(timeProjection(classLabels).to(dtype));
-    else classEmb = classLabels;
+    if (class_embedding_table)
+      classEmb = class_embedding_table->forward(classLabels);
+    else if (class_embedding_mlp)
+      classEmb = class_embedding_mlp->forward(timeProjection(classLabels).to(dtype));
+    else
+      classEmb = classLabels;
     emb = emb + classEmb.to(dtype);
   }
   if (timeEmbedAct) emb = activate(*timeEmbedAct, emb);

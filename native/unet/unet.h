@@ -17,8 +17,7 @@ class UNet : public Module {
   explicit UNet(const UNetConfig& config);
   // sample [B, C, H, W]; timestep 0-d or [B] or [1] (int or float); context [B, M, D] for conditional
   // models; classLabels [B] int64 for class-conditional models.
-  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
-                     const at::Tensor& classLabels) const;
+  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context, const at::Tensor& classLabels) const;
 
   const UNetConfig config;
   // Recompute each block's activations in backward instead of keeping them (memory for time).

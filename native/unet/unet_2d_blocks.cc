@@ -27,8 +27,8 @@ ResnetOptions resnetOptions(const BlockOptions& o, int64_t in, int64_t out, int6
 std::shared_ptr<Attention> spatialAttention(const BlockOptions& o, int64_t channels, int64_t normGroups) {
   int64_t headDim = o.attentionHeadDim > 0 ? o.attentionHeadDim : channels;
   if (channels % headDim != 0)
-    throw InvalidArgument("attention_head_dim " + std::to_string(headDim) + " does not divide the block's " +
-                          std::to_string(channels) + " channels");
+    throw InvalidArgument("attention_head_dim " + std::to_string(headDim) + " does not divide the block's " + std::to_string(channels) +
+                          " channels");
   AttentionOptions a;
   a.queryDim = channels;
   a.heads = channels / headDim;
@@ -46,8 +46,8 @@ std::shared_ptr<Attention> spatialAttention(const BlockOptions& o, int64_t chann
 // o.transformerLayers[layer] deep.
 std::shared_ptr<Transformer2DModel> transformer(const BlockOptions& o, int64_t channels, bool onlyCross, int64_t layer) {
   if (layer >= static_cast<int64_t>(o.transformerLayers.size()))
-    throw InvalidArgument("the " + o.type + " block has " + std::to_string(o.transformerLayers.size()) +
-                          " transformer depths for " + std::to_string(o.numLayers) + " layers");
+    throw InvalidArgument("the " + o.type + " block has " + std::to_string(o.transformerLayers.size()) + " transformer depths for " +
+                          std::to_string(o.numLayers) + " layers");
   if (o.numAttentionHeads <= 0 || channels % o.numAttentionHeads != 0)
     throw InvalidArgument("num_attention_heads " + std::to_string(o.numAttentionHeads) + " does not divide the block's " +
                           std::to_string(channels) + " channels");
@@ -88,8 +88,7 @@ at::Tensor BlockAttentions::forward(size_t i, const at::Tensor& x, const at::Ten
 DownBlock::DownBlock(const BlockOptions& o) : options(o) {
   bool attn = o.type == "AttnDownBlock2D", cross = o.type == "CrossAttnDownBlock2D";
   if (!attn && !cross && o.type != "DownBlock2D")
-    throw InvalidArgument("unsupported down block type \"" + o.type +
-                          "\": expected DownBlock2D, AttnDownBlock2D or CrossAttnDownBlock2D");
+    throw InvalidArgument("unsupported down block type \"" + o.type + "\": expected DownBlock2D, AttnDownBlock2D or CrossAttnDownBlock2D");
   resnets = registerModule("resnets", std::make_shared<ModuleList<ResnetBlock2D>>());
   if (attn || cross) attentions = registerModule("attentions", std::make_shared<BlockAttentions>());
   for (int64_t i = 0; i < o.numLayers; ++i) {
@@ -170,8 +169,8 @@ UpBlock::UpBlock(const BlockOptions& o) : options(o) {
   }
 }
 
-at::Tensor UpBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context,
-                            const std::vector<at::Tensor>& skips, const std::optional<std::vector<int64_t>>& upsampleSize) const {
+at::Tensor UpBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context, const std::vector<at::Tensor>& skips,
+                            const std::optional<std::vector<int64_t>>& upsampleSize) const {
   at::Tensor x = xIn;
   for (size_t i = 0; i < resnets->size(); ++i) {
     x = (*resnets)[i].forward(at::cat({x, skips.at(i)}, 1), temb);

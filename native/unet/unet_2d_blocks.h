@@ -26,7 +26,7 @@ struct BlockOptions {
   double resnetEps = 1e-6;
   std::string actFn = "silu";
   int64_t groups = 32;
-  int64_t attnGroups = -1;  // mid block of UNet2DModel: attn_norm_num_groups
+  int64_t attnGroups = -1;        // mid block of UNet2DModel: attn_norm_num_groups
   int64_t attentionHeadDim = -1;  // UNet2DModel attention: channels per head
   int64_t numAttentionHeads = 1;  // Transformer2DModel heads
   int64_t crossAttentionDim = -1;
@@ -58,8 +58,7 @@ class DownBlock : public Module {
  public:
   explicit DownBlock(const BlockOptions& o);
   // Appends each resnet/attention output and the downsampled output to `skips`.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
-                     std::vector<at::Tensor>& skips) const;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context, std::vector<at::Tensor>& skips) const;
   BlockOptions options;
   std::shared_ptr<ModuleList<ResnetBlock2D>> resnets;
   std::shared_ptr<BlockAttentions> attentions;

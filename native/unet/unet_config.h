@@ -19,12 +19,12 @@ struct UNetConfig {
   std::vector<std::string> downBlockTypes, upBlockTypes;
   std::string midBlockType;  // "" = no mid block
   std::vector<int64_t> blockOutChannels;
-  std::vector<int64_t> layersPerBlock;              // per down block
+  std::vector<int64_t> layersPerBlock;  // per down block
   // Transformer2DModel depth of every attention layer (transformer_layers_per_block and
   // reverse_transformer_layers_per_block, nested forms included, expanded per layer):
   std::vector<int64_t> downTransformerLayers;  // layersPerBlock[i] entries for down block i, blocks in order
   int64_t midTransformerLayers = 1;
-  std::vector<int64_t> upTransformerLayers;    // layersPerBlock[n-1-i] + 1 entries for up block i, blocks in order
+  std::vector<int64_t> upTransformerLayers;  // layersPerBlock[n-1-i] + 1 entries for up block i, blocks in order
   double midBlockScaleFactor = 1;
   int64_t downsamplePadding = 1;
   double dropout = 0;

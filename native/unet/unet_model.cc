@@ -46,14 +46,15 @@ void checkForwardInputs(const ForwardInputs& in) {
       throw InvalidArgument("Expected at least one item (batch ≥ 1) in sample but received a batch of 0 (shape " + shapeText(sample) + ")");
   }
   if (in.context.defined() && !unwrap(in.context).is_floating_point())
-    throw InvalidArgument("Expected a floating-point tensor for encoderHiddenStates but received a tensor of dtype " + dtypeText(unwrap(in.context)));
+    throw InvalidArgument("Expected a floating-point tensor for encoderHiddenStates but received a tensor of dtype " +
+                          dtypeText(unwrap(in.context)));
   if (in.timestep.defined()) {
     const at::Tensor& t = unwrap(in.timestep);
     if (t.is_floating_point() && t.numel() > 0) {
       at::Tensor bad = t.detach().flatten().masked_select(at::isfinite(t.detach().flatten()).logical_not());
       if (bad.numel() > 0)
-        throw InvalidArgument("Expected finite values for timestep but received " + valueText(bad[0].item<double>()) + " (a timestep tensor of shape " +
-                              shapeText(t) + ")");
+        throw InvalidArgument("Expected finite values for timestep but received " + valueText(bad[0].item<double>()) +
+                              " (a timestep tensor of shape " + shapeText(t) + ")");
     }
   }
 }
@@ -154,16 +155,17 @@ struct LoraTarget {
 std::map<std::string, LoraTarget> loraTargets(UNet& unet) {
   std::map<std::string, LoraTarget> out;
   unet.forEachNamedModule([&](const std::string& name, Module& m) {
-    if (auto* l = dynamic_cast<Linear*>(&m)) out[name].linear = l;
-    else if (auto* c = dynamic_cast<Conv2d*>(&m)) out[name].conv = c;
+    if (auto* l = dynamic_cast<Linear*>(&m))
+      out[name].linear = l;
+    else if (auto* c = dynamic_cast<Conv2d*>(&m))
+      out[name].conv = c;
   });
   return out;
 }
 
 LoraTarget findTarget(std::map<std::string, LoraTarget>& targets, const std::string& module) {
   auto it = targets.find(module);
-  if (it == targets.end())
-    throw InvalidArgument("LoRA target \"" + module + "\" is not a Linear or Conv2d layer of this model");
+  if (it == targets.end()) throw InvalidArgument("LoRA target \"" + module + "\" is not a Linear or Conv2d layer of this model");
   return it->second;
 }
 

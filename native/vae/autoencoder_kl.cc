@@ -95,8 +95,6 @@ std::pair<at::Tensor, at::Tensor> AutoencoderKL::encode(const at::Tensor& x) con
   return {parts[0], at::clamp(parts[1], -30.0, 20.0)};
 }
 
-at::Tensor AutoencoderKL::decode(const at::Tensor& z) const {
-  return decoder->forward(post_quant_conv ? post_quant_conv->forward(z) : z);
-}
+at::Tensor AutoencoderKL::decode(const at::Tensor& z) const { return decoder->forward(post_quant_conv ? post_quant_conv->forward(z) : z); }
 
 }  // namespace difftune

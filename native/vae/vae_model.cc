@@ -39,9 +39,7 @@ VaeModel::~VaeModel() = default;
 
 std::vector<ParameterInfo> VaeModel::parameters() const { return parameterInfos(*vae_); }
 
-void VaeModel::loadStateDict(const NamedTensors& weights, const std::string& source) {
-  loadModuleStateDict(*vae_, weights, source);
-}
+void VaeModel::loadStateDict(const NamedTensors& weights, const std::string& source) { loadModuleStateDict(*vae_, weights, source); }
 
 NamedTensors VaeModel::stateDict() const { return moduleStateDict(*vae_); }
 
@@ -73,8 +71,10 @@ Tensor VaeModel::forward(const Tensor& images) const {
 }
 
 VaeBackwardResult VaeModel::decodeBackwardMse(const Tensor& latents, const Tensor& target, const std::vector<std::string>& names) {
-  at::Tensor z = modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight).detach().requires_grad_(true);
-  MseBackwardResult mse = forwardBackwardMse(*vae_, [&] { return vae_->decode(z); }, target, names);
+  at::Tensor z =
+      modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight).detach().requires_grad_(true);
+  MseBackwardResult mse = forwardBackwardMse(
+      *vae_, [&] { return vae_->decode(z); }, target, names);
   return {std::move(mse), wrap(z.grad())};
 }
 

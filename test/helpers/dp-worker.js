@@ -29,7 +29,15 @@ async function main() {
   const trainable = plan.trainable.map((p) => ({ name: p.name, lrMultiplier: 1, weightDecay: p.weightDecay }));
   const scheduler = await Scheduler.fromConfig({ _class_name: 'DDPMScheduler' }, { source: 'test' });
   const alphasCumprod = await scheduler.alphasCumprod();
-  const trainer = await Trainer.create(unet, { trainable, alphasCumprod, predictionType: 'epsilon', seed: 11, ema: false, mixedPrecision: 'no', maxGradNorm: 1 });
+  const trainer = await Trainer.create(unet, {
+    trainable,
+    alphasCumprod,
+    predictionType: 'epsilon',
+    seed: 11,
+    ema: false,
+    mixedPrecision: 'no',
+    maxGradNorm: 1,
+  });
   await dp.attach(trainer);
   const dataset = await createDataset({ source: 'mnist', resolution: 16, channels: 1, limit: 64, randomFlip: true, seed: 5 });
   const loader = new DataLoader(dataset, { batchSize: config.batchSize, shard: dp.shard, torchThreads: 1, onWarning: () => undefined });
@@ -58,7 +66,10 @@ async function main() {
   await saveStateDict(path.join(config.out, `rank-${rank}.moments.safetensors`), moments);
   const trainableNumel = plan.trainable.reduce((n, p) => n + p.numel, 0);
   const totalNumel = plan.totals.numel;
-  fs.writeFileSync(path.join(config.out, `rank-${rank}.json`), JSON.stringify({ counters, gradNorms, trainableNumel, totalNumel, threads: process.env.OMP_NUM_THREADS ?? null }));
+  fs.writeFileSync(
+    path.join(config.out, `rank-${rank}.json`),
+    JSON.stringify({ counters, gradNorms, trainableNumel, totalNumel, threads: process.env.OMP_NUM_THREADS ?? null }),
+  );
   trainer.dispose();
   unet.dispose();
 }

@@ -7,8 +7,7 @@ export interface RawFileOptions {
 
 /** 8-byte little-endian length, the header (JSON text, or an object to stringify, or raw bytes), then data. */
 export function rawSafetensors(header: string | object | Uint8Array, data: Uint8Array | number = 0, options: RawFileOptions = {}): Buffer {
-  const headerBytes =
-    header instanceof Uint8Array ? Buffer.from(header) : Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
+  const headerBytes = header instanceof Uint8Array ? Buffer.from(header) : Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(options.headerLength ?? BigInt(headerBytes.byteLength), 0);
   const body = typeof data === 'number' ? Buffer.alloc(data) : Buffer.from(data);

@@ -7,9 +7,31 @@ const native: NativeAddon = loadNative();
 type AnyFn = (...args: unknown[]) => unknown;
 
 const garbage: unknown[] = [
-  undefined, null, 0, -1, 1.5, NaN, Infinity, 2 ** 60, 'x', '', true, {}, [], [-1], [1.5], ['a'],
-  [1, 2, 3, 4, 5, 6, 7, 8, 9], Symbol('s'), () => 1, 10n, new Float32Array(3), new ArrayBuffer(4),
-  Buffer.from('abc'), { n: 'x' }, { n: 1e9, reps: 1, device: 'cpu', dtype: 'float32' },
+  undefined,
+  null,
+  0,
+  -1,
+  1.5,
+  NaN,
+  Infinity,
+  2 ** 60,
+  'x',
+  '',
+  true,
+  {},
+  [],
+  [-1],
+  [1.5],
+  ['a'],
+  [1, 2, 3, 4, 5, 6, 7, 8, 9],
+  Symbol('s'),
+  () => 1,
+  10n,
+  new Float32Array(3),
+  new ArrayBuffer(4),
+  Buffer.from('abc'),
+  { n: 'x' },
+  { n: 1e9, reps: 1, device: 'cpu', dtype: 'float32' },
 ];
 
 async function settle(fn: () => unknown): Promise<Error | undefined> {

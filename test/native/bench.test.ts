@@ -28,7 +28,16 @@ describe('npm run bench self-test', () => {
         dataLoader: { resolution: 16, batch: 4, batches: 2 },
         dataParallel: null,
         entries: [
-          { model: 'unet2d-tiny', workloads: ['forward', 'train-step', 'sample'], dtypes: ['fp32'], freezes: ['full'], steps: 2, warmup: 0, samplingLoops: 1, pytorch: false },
+          {
+            model: 'unet2d-tiny',
+            workloads: ['forward', 'train-step', 'sample'],
+            dtypes: ['fp32'],
+            freezes: ['full'],
+            steps: 2,
+            warmup: 0,
+            samplingLoops: 1,
+            pytorch: false,
+          },
           { model: 'sd15-unet', workloads: ['train-step'], dtypes: ['fp32'], freezes: ['full'], steps: 1, warmup: 0, samplingLoops: 1, pytorch: false },
         ],
       },
@@ -75,7 +84,18 @@ describe('npm run bench self-test', () => {
         gemmN: 64,
         dataLoader: null,
         dataParallel: null,
-        entries: [{ model: 'unet2d-tiny', workloads: ['forward', 'train-step'], dtypes: ['fp32', 'bf16'], freezes: ['full'], steps: 1, warmup: 0, samplingLoops: 1, pytorch: false }],
+        entries: [
+          {
+            model: 'unet2d-tiny',
+            workloads: ['forward', 'train-step'],
+            dtypes: ['fp32', 'bf16'],
+            freezes: ['full'],
+            steps: 1,
+            warmup: 0,
+            samplingLoops: 1,
+            pytorch: false,
+          },
+        ],
       },
     });
     expect(file.results.map((r) => `${r.id}:${r.status}`)).toEqual([
@@ -84,7 +104,8 @@ describe('npm run bench self-test', () => {
       'unet2d-tiny/train-step/fp32/full:ok',
       'unet2d-tiny/train-step/bf16/full:skipped',
     ]);
-    for (const r of file.results.filter((x) => x.dtype === 'bf16')) expect(r.reason).toMatch(/avx512_bf16\/amx_bf16 absent .*emulated ~20-30× slower than float32/);
+    for (const r of file.results.filter((x) => x.dtype === 'bf16'))
+      expect(r.reason).toMatch(/avx512_bf16\/amx_bf16 absent .*emulated ~20-30× slower than float32/);
     expect(file.gemm.bf16Gflops).toBeNull();
     expect(lines.some((l) => /bf16 rows are skipped/.test(l))).toBe(true);
   });

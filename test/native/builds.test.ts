@@ -15,7 +15,11 @@ test('at least one addon binary is built', () => {
 test.each(binaries)('%s loads with no LD_LIBRARY_PATH and reports its libtorch', (rel) => {
   const env = { ...process.env };
   delete env.LD_LIBRARY_PATH;
-  const out = execFileSync(process.execPath, ['-e', `const a = require(${JSON.stringify(path.join(root, rel))}); console.log(JSON.stringify({ v: a.runtimeInfo().torchVersion }))`], { env, encoding: 'utf8' });
+  const out = execFileSync(
+    process.execPath,
+    ['-e', `const a = require(${JSON.stringify(path.join(root, rel))}); console.log(JSON.stringify({ v: a.runtimeInfo().torchVersion }))`],
+    { env, encoding: 'utf8' },
+  );
   expect(JSON.parse(out).v).toMatch(/^\d+\.\d+/);
 });
 
@@ -33,9 +37,17 @@ test('a project that depends on difftune can require() and import() it with no e
     const env = { ...process.env };
     delete env.LD_LIBRARY_PATH;
     delete env.DIFFTUNE_ADDON;
-    const cjs = execFileSync(process.execPath, ['-e', "require('difftune').runtimeInfo().then(i => console.log(i.backend, typeof require('difftune').Tensor))"], { cwd: dir, env, encoding: 'utf8' });
+    const cjs = execFileSync(
+      process.execPath,
+      ['-e', "require('difftune').runtimeInfo().then(i => console.log(i.backend, typeof require('difftune').Tensor))"],
+      { cwd: dir, env, encoding: 'utf8' },
+    );
     expect(cjs.trim()).toMatch(/^(cpu|cuda) function$/);
-    const esm = execFileSync(process.execPath, ['--input-type=module', '-e', "const d = await import('difftune'); const t = d.Tensor.from(new Float32Array([2]), [1]); console.log(t.toArray()[0]);"], { cwd: dir, env, encoding: 'utf8' });
+    const esm = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', "const d = await import('difftune'); const t = d.Tensor.from(new Float32Array([2]), [1]); console.log(t.toArray()[0]);"],
+      { cwd: dir, env, encoding: 'utf8' },
+    );
     expect(esm.trim()).toBe('2');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -39,7 +39,9 @@ test('clip-text-tiny: every case passes', async () => {
   const report = await runFixtureSet(TINY, registerClipTextCases(new CaseRegistry()));
   expect(report.cases.map((c) => c.name)).toEqual(['forward_77', 'forward_short', 'forward_attention_mask', 'backward_mse']);
   for (const c of report.cases) process.stdout.write(`${c.name}: ${c.checks.length} checks, worst ${c.worst?.name} rel ${c.worst?.rel.toExponential(2)}\n`);
-  const failures = report.cases.filter((c) => c.status !== 'pass').map((c) => `${c.name}: ${c.status} ${c.message ?? ''} ${c.worst ? `${c.worst.name} rel ${c.worst.rel}` : ''}`);
+  const failures = report.cases
+    .filter((c) => c.status !== 'pass')
+    .map((c) => `${c.name}: ${c.status} ${c.message ?? ''} ${c.worst ? `${c.worst.name} rel ${c.worst.rel}` : ''}`);
   expect(failures).toEqual([]);
 });
 
@@ -129,7 +131,9 @@ test('bad input is a clear error, never a crash', async () => {
 
 test('bad configs and folders are clear errors; pickles are refused', async () => {
   const config = readConfig(TINY);
-  await expect(CLIPTextModel.fromConfig({ ...config, hidden_act: 'tanh' }, { source: 'text_encoder/config.json' })).rejects.toThrow(/text_encoder\/config.json: "hidden_act"/);
+  await expect(CLIPTextModel.fromConfig({ ...config, hidden_act: 'tanh' }, { source: 'text_encoder/config.json' })).rejects.toThrow(
+    /text_encoder\/config.json: "hidden_act"/,
+  );
   await expect(CLIPTextModel.fromConfig({ ...config, num_attention_heads: 5 })).rejects.toThrow(/"num_attention_heads" 5 does not divide "hidden_size" 32/);
   await expect(CLIPTextModel.fromConfig({ ...config, model_type: 'clip' })).rejects.toThrow(/"text_config"/);
   await expect(CLIPTextModel.fromConfig({ ...config, architectures: ['CLIPTextModelWithProjection'] })).rejects.toThrow(ConfigError);
@@ -148,5 +152,7 @@ test('bad configs and folders are clear errors; pickles are refused', async () =
   const weights = await loadStateDict(path.join(TINY, 'model.safetensors'));
   await saveStateDict(path.join(wide, 'model.safetensors'), weights, { format: 'pt' });
   disposeStateDict(weights);
-  await expect(loadTextEncoder(wide)).rejects.toThrow(/unexpected weights \(16\)[\s\S]*wrongly shaped weights \(6\):[\s\S]*text_model\.encoder\.layers\.0\.mlp\.fc1\.weight \(expected \[40, 32\], found \[37, 32\]\)/);
+  await expect(loadTextEncoder(wide)).rejects.toThrow(
+    /unexpected weights \(16\)[\s\S]*wrongly shaped weights \(6\):[\s\S]*text_model\.encoder\.layers\.0\.mlp\.fc1\.weight \(expected \[40, 32\], found \[37, 32\]\)/,
+  );
 });

@@ -39,12 +39,17 @@ test('SIGKILL mid-checkpoint leaves the previous checkpoint intact and resumable
         if (complete >= 1 && names.some((n) => n.startsWith('.checkpoint-'))) {
           killedMidSave = true;
           child.kill('SIGKILL');
-          resolve(); return;
+          resolve();
+          return;
         }
-        if (child.exitCode !== null) { reject(new Error(`the training child exited (${child.exitCode}) before a checkpoint was caught mid-save`)); return; }
+        if (child.exitCode !== null) {
+          reject(new Error(`the training child exited (${child.exitCode}) before a checkpoint was caught mid-save`));
+          return;
+        }
         if (Date.now() > deadline) {
           child.kill('SIGKILL');
-          reject(new Error('timed out waiting for a checkpoint write')); return;
+          reject(new Error('timed out waiting for a checkpoint write'));
+          return;
         }
         setImmediate(poll);
       };
@@ -77,7 +82,15 @@ test.each([
   try {
     const output = path.join(tmp, 'run');
     const recipeFile = path.join(tmp, 'r.json');
-    fs.writeFileSync(recipeFile, JSON.stringify({ model: { pretrained: BASE }, data: { source: 'mnist', resolution: 16, channels: 1, limit: 32 }, train: { steps: 500, batchSize: 2, lr: 1e-3 }, output }));
+    fs.writeFileSync(
+      recipeFile,
+      JSON.stringify({
+        model: { pretrained: BASE },
+        data: { source: 'mnist', resolution: 16, channels: 1, limit: 32 },
+        train: { steps: 500, batchSize: 2, lr: 1e-3 },
+        output,
+      }),
+    );
     const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'finetune.js'), '--recipe', recipeFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let interrupted = false;
@@ -104,40 +117,59 @@ test.each([
 test.each([
   ['SIGINT', 130],
   ['SIGTERM', 143],
-] as const)('%s to the data-parallel launcher stops every rank at the same step: one checkpoint, exit %i, no worker left', async (signal, exitCode) => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sigint-dp-'));
-  try {
-    const output = path.join(tmp, 'run');
-    const recipeFile = path.join(tmp, 'r.json');
-    fs.writeFileSync(recipeFile, JSON.stringify({ model: { pretrained: BASE }, data: { source: 'mnist', resolution: 16, channels: 1, limit: 64 }, train: { steps: 500, batchSize: 2, lr: 1e-3 }, output }));
-    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'finetune.js'), '--recipe', recipeFile, '--nproc-per-node', '2', '--dist-timeout', '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let interrupted = false;
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (!interrupted && /step 3\/500/.test(stdout)) {
-        interrupted = true;
-        child.kill(signal);  // SIGINT: what a terminal's Ctrl-C sends the launcher (its workers run in their own group)
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-    expect({ interrupted, code, stderr: code === exitCode ? '' : stderr }).toEqual({ interrupted: true, code: exitCode, stderr: '' });
-    expect(stdout).toMatch(/stopped: \d+ steps/);
-    const checkpoints = await listCheckpoints(output);
-    expect(checkpoints).toHaveLength(1);
-    expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(3);
-    // No worker outlives the launcher.
-    const leftovers = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try {
-        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(recipeFile);
-      } catch {
-        return false;
-      }
-    });
-    expect(leftovers).toEqual([]);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-}, 120_000);
+] as const)(
+  '%s to the data-parallel launcher stops every rank at the same step: one checkpoint, exit %i, no worker left',
+  async (signal, exitCode) => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sigint-dp-'));
+    try {
+      const output = path.join(tmp, 'run');
+      const recipeFile = path.join(tmp, 'r.json');
+      fs.writeFileSync(
+        recipeFile,
+        JSON.stringify({
+          model: { pretrained: BASE },
+          data: { source: 'mnist', resolution: 16, channels: 1, limit: 64 },
+          train: { steps: 500, batchSize: 2, lr: 1e-3 },
+          output,
+        }),
+      );
+      const child = spawn(
+        process.execPath,
+        [path.join(ROOT, 'dist', 'scripts', 'finetune.js'), '--recipe', recipeFile, '--nproc-per-node', '2', '--dist-timeout', '30'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      let interrupted = false;
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (!interrupted && /step 3\/500/.test(stdout)) {
+          interrupted = true;
+          child.kill(signal); // SIGINT: what a terminal's Ctrl-C sends the launcher (its workers run in their own group)
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+      expect({ interrupted, code, stderr: code === exitCode ? '' : stderr }).toEqual({ interrupted: true, code: exitCode, stderr: '' });
+      expect(stdout).toMatch(/stopped: \d+ steps/);
+      const checkpoints = await listCheckpoints(output);
+      expect(checkpoints).toHaveLength(1);
+      expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(3);
+      // No worker outlives the launcher.
+      const leftovers = fs
+        .readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(recipeFile);
+          } catch {
+            return false;
+          }
+        });
+      expect(leftovers).toEqual([]);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+  120_000,
+);

@@ -34,7 +34,11 @@ test('DataLoader.next(): the float batch equals the raw batch, in [-1, 1]', asyn
   expect(batch.pixels.shape).toEqual([4, 3, 16, 16]);
   const data = (await batch.pixels.data()) as Float32Array;
   // element [n, c, y, x] against raw [n, y, x, c]
-  for (const [n, c, y, x] of [[0, 0, 0, 0], [1, 2, 5, 7], [3, 1, 15, 15]] as const) {
+  for (const [n, c, y, x] of [
+    [0, 0, 0, 0],
+    [1, 2, 5, 7],
+    [3, 1, 15, 15],
+  ] as const) {
     const f = data[((n * 3 + c) * 16 + y) * 16 + x]!;
     expect(f).toBeCloseTo(raw.pixels[((n * 16 + y) * 16 + x) * 3 + c]! / 127.5 - 1, 6);
   }

@@ -40,7 +40,14 @@ function runWorker(config: object, env: NodeJS.ProcessEnv): { exited: Promise<Ex
 
 async function twoRanks(config: object, timeoutSeconds: number): Promise<[{ exited: Promise<Exit>; pid: number }, { exited: Promise<Exit>; pid: number }]> {
   const port = await freePort();
-  const env = (rank: number) => ({ RANK: String(rank), WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), DIFFTUNE_DIST_TIMEOUT: String(timeoutSeconds), OMP_NUM_THREADS: '1' });
+  const env = (rank: number) => ({
+    RANK: String(rank),
+    WORLD_SIZE: '2',
+    MASTER_ADDR: '127.0.0.1',
+    MASTER_PORT: String(port),
+    DIFFTUNE_DIST_TIMEOUT: String(timeoutSeconds),
+    OMP_NUM_THREADS: '1',
+  });
   return [runWorker(config, env(0)), runWorker(config, env(1))];
 }
 
@@ -104,7 +111,9 @@ test('2 ranks × batch 4: bit-identical ranks, equal to 1 process × batch 8, on
   expect(bytes0.equals(bytes1)).toBe(true);
 
   const reference = await floats(path.join(tmp, 'single', 'rank-0.safetensors'));
-  expect(relativeDistance(await moments(path.join(tmp, 'single', 'rank-0.moments.safetensors')), await moments(path.join(tmp, 'rank-0.moments.safetensors')))).toBeLessThan(GRADIENT_BOUND);
+  expect(
+    relativeDistance(await moments(path.join(tmp, 'single', 'rank-0.moments.safetensors')), await moments(path.join(tmp, 'rank-0.moments.safetensors'))),
+  ).toBeLessThan(GRADIENT_BOUND);
   // The weights did move: the comparison is not between two copies of the base.
   const base = await floats(path.join(BASE, 'diffusion_pytorch_model.safetensors'));
   const moved = worstRelative(new Map([...base].filter(([n]) => reference.has(n))), reference);
@@ -116,7 +125,11 @@ test('2 ranks × batch 4: bit-identical ranks, equal to 1 process × batch 8, on
 
   // Only trainable parameters travel: K steps × the trainable element count, frozen weights never.
   for (const rank of [0, 1]) {
-    const info = JSON.parse(fs.readFileSync(path.join(tmp, `rank-${rank}.json`), 'utf8')) as { counters: { gradientElements: number; broadcastElements: number; gradientAllreduces: number }; trainableNumel: number; totalNumel: number };
+    const info = JSON.parse(fs.readFileSync(path.join(tmp, `rank-${rank}.json`), 'utf8')) as {
+      counters: { gradientElements: number; broadcastElements: number; gradientAllreduces: number };
+      trainableNumel: number;
+      totalNumel: number;
+    };
     expect(info.trainableNumel).toBeLessThan(info.totalNumel);
     expect(info.counters.gradientElements).toBe(STEPS * info.trainableNumel);
     expect(info.counters.broadcastElements).toBe(info.trainableNumel);
@@ -176,8 +189,12 @@ test('npm run finetune -- --nproc-per-node 2 matches one process, and resumes wi
   const r = await cli(['--recipe', file, '--nproc-per-node', '2', '--dist-timeout', '60']);
   expect([r.code, r.err]).toEqual([0, '']);
   expect(r.out).toMatch(/done: 4 steps/);
-  expect(r.out).not.toMatch(/\[rank 1\]/);  // rank 0 alone logs
-  const metrics = fs.readFileSync(path.join(distOut, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number });
+  expect(r.out).not.toMatch(/\[rank 1\]/); // rank 0 alone logs
+  const metrics = fs
+    .readFileSync(path.join(distOut, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step: number; loss?: number });
   expect(metrics.filter((m) => m.loss !== undefined).map((m) => m.step)).toEqual([1, 2, 3, 4]);
 
   // One process, the doubled batch: the same samples, noise and flips per step.
@@ -207,5 +224,7 @@ test('ranks holding different sample counts (an epoch’s short last batch) stil
   expect([r.code, r.err]).toEqual([0, '']);
   await finetune({ ...recipe(path.join(tmp, 'uneven-single'), { steps: 2, gradientAccumulation: 2 }), data, checkpoint: { every: 2 } });
   const optimizer = 'checkpoint-2/optimizer.safetensors';
-  expect(relativeDistance(await moments(path.join(tmp, 'uneven-single', optimizer)), await moments(path.join(distOut, optimizer)))).toBeLessThan(GRADIENT_BOUND);
+  expect(relativeDistance(await moments(path.join(tmp, 'uneven-single', optimizer)), await moments(path.join(distOut, optimizer)))).toBeLessThan(
+    GRADIENT_BOUND,
+  );
 }, 120_000);

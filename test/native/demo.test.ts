@@ -13,7 +13,16 @@ test('runTransferDemo writes the fine-tuned folder, grids, curves, report.html a
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-demo-'));
   try {
     const summary = await runTransferDemo({ out, base: BASE, steps: 4, trainImages: 32, heldOut: 8, batchSize: 8 });
-    for (const f of ['samples-base.png', 'samples-finetuned.png', 'samples-scratch.png', 'loss.png', 'loss.svg', 'report.html', 'summary.json', 'finetuned/model_index.json']) {
+    for (const f of [
+      'samples-base.png',
+      'samples-finetuned.png',
+      'samples-scratch.png',
+      'loss.png',
+      'loss.svg',
+      'report.html',
+      'summary.json',
+      'finetuned/model_index.json',
+    ]) {
       expect([f, fs.existsSync(path.join(out, f))]).toEqual([f, true]);
     }
     using unet = await loadUNet(path.join(out, 'finetuned', 'unet'));

@@ -63,7 +63,7 @@ async function runMany(script: string, env: NodeJS.ProcessEnv): Promise<Outcome[
       next++;
       const r = await runOnce(script, env);
       if (r.code !== 0 || r.signal !== null) failures.push(r);
-      else if (r.stderr.trim() !== '') failures.push(r);  // an error printed on the way out is a failure too
+      else if (r.stderr.trim() !== '') failures.push(r); // an error printed on the way out is a failure too
     }
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
@@ -76,10 +76,14 @@ describe.each([
 ])('%s', (label, extra) => {
   // The running-job variant does not depend on the thread count's origin: once is enough.
   const scripts = Object.entries(SCRIPTS).filter(([name]) => label.startsWith('without') || !name.includes('still running'));
-  test.each(scripts)(`%s: ${RUNS} runs, no crash or hang`, async (_name, script) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-    if (extra.OMP_NUM_THREADS === undefined) delete env.OMP_NUM_THREADS;
-    const failures = await runMany(script, env);
-    expect(failures.map((f) => `${f.signal ?? `exit ${f.code}`}: ${f.stderr.trim().split('\n').slice(-3).join(' | ')}`)).toEqual([]);
-  }, 600_000);
+  test.each(scripts)(
+    `%s: ${RUNS} runs, no crash or hang`,
+    async (_name, script) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+      if (extra.OMP_NUM_THREADS === undefined) delete env.OMP_NUM_THREADS;
+      const failures = await runMany(script, env);
+      expect(failures.map((f) => `${f.signal ?? `exit ${f.code}`}: ${f.stderr.trim().split('\n').slice(-3).join(' | ')}`)).toEqual([]);
+    },
+    600_000,
+  );
 });

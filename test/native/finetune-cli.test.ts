@@ -114,7 +114,9 @@ describe('runs that were accepted silently', () => {
       fs.symlinkSync(loop, path.join(dir, 'other'));
       const r = await run({ ...good, model: { pretrained: loop }, output: path.join(dir, 'run') });
       expect(r.code).toBe(1);
-      expect(r.err.trim()).toBe(`finetune: model.pretrained: cannot access ${loop}: too many levels of symbolic links (a symlink loop?) (ELOOP) (ERR_FILE_SYSTEM)`);
+      expect(r.err.trim()).toBe(
+        `finetune: model.pretrained: cannot access ${loop}: too many levels of symbolic links (a symlink loop?) (ELOOP) (ERR_FILE_SYSTEM)`,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -131,8 +133,14 @@ describe('runs that were accepted silently', () => {
       fs.writeFileSync(path.join(pipeline, 'model_index.json'), '{"_class_name": ');
       const r = await run({ ...good, model: { pretrained: pipeline }, train: { ...good.train, steps: 1 }, output: path.join(dir, 'run') });
       expect(r.code).toBe(0);
-      expect(r.out).toContain(`${path.join(unetDir, 'config.json')}: UNet2DModel does not take the config key "my_extra_key"; ignored, as diffusers ignores it`);
-      expect(r.out).toMatch(new RegExp(`${path.join(pipeline, 'model_index.json').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}.*invalid JSON.*; using the U-Net in ${unetDir.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} regardless`));
+      expect(r.out).toContain(
+        `${path.join(unetDir, 'config.json')}: UNet2DModel does not take the config key "my_extra_key"; ignored, as diffusers ignores it`,
+      );
+      expect(r.out).toMatch(
+        new RegExp(
+          `${path.join(pipeline, 'model_index.json').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}.*invalid JSON.*; using the U-Net in ${unetDir.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} regardless`,
+        ),
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -56,7 +56,11 @@ test('decoder-only fine-tuning: frozen weights bit-identical, a loadable diffuse
   using reloaded = await loadUNet(result.unetDir);
   expect(reloaded.config._class_name).toBe('UNet2DModel');
   expect(fs.existsSync(path.join(result.schedulerDir, 'scheduler_config.json'))).toBe(true);
-  const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  const lines = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
   expect(lines.filter((l) => 'loss' in l)).toHaveLength(6);
   expect(lines.filter((l) => 'validationLoss' in l).map((l) => l.step)).toEqual([0, 3, 6]);
   expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([6]);
@@ -82,7 +86,9 @@ test('interrupted at step 3 and resumed from "latest": bit-identical to 6 straig
 });
 
 test('30 steps of fine-tuning lower the held-out loss', async () => {
-  const result = await finetune(recipe(path.join(tmp, 'c'), { freeze: { preset: 'full' }, validation: { every: 30, samples: 32 } }, { steps: 30, batchSize: 8, lr: 2e-3 }));
+  const result = await finetune(
+    recipe(path.join(tmp, 'c'), { freeze: { preset: 'full' }, validation: { every: 30, samples: 32 } }, { steps: 30, batchSize: 8, lr: 2e-3 }),
+  );
   const [first, last] = [result.validation[0]!, result.validation[result.validation.length - 1]!];
   expect(first.step).toBe(0);
   expect(last.step).toBe(30);
@@ -142,7 +148,9 @@ test('bf16 mixed precision trains with float32 weights', async () => {
 test('a diverging run stops after maxSkippedSteps non-finite steps, the last checkpoint intact', async () => {
   const out = path.join(tmp, 'nan');
   await finetune(recipe(out, { validation: { every: 0 } }, { steps: 3 }));
-  const error = await finetune(recipe(out, { validation: { every: 0 }, resume: 'latest' }, { steps: 40, lr: 1e30, maxGradNorm: 0, maxSkippedSteps: 2 })).catch((e: unknown) => e as Error);
+  const error = await finetune(recipe(out, { validation: { every: 0 }, resume: 'latest' }, { steps: 40, lr: 1e30, maxGradNorm: 0, maxSkippedSteps: 2 })).catch(
+    (e: unknown) => e as Error,
+  );
   expect(error).toBeInstanceOf(Error);
   expect((error as Error).message).toMatch(/2 steps in a row had a non-finite loss/);
   const checkpoints = await listCheckpoints(out);
@@ -158,7 +166,10 @@ test('a pipeline folder as the base: its unet/ and scheduler/ train, the rest is
   fs.cpSync(path.join(BASE, 'scheduler'), path.join(pipeline, 'scheduler'), { recursive: true });
   fs.mkdirSync(path.join(pipeline, 'extra'));
   fs.writeFileSync(path.join(pipeline, 'extra', 'note.txt'), 'kept');
-  fs.writeFileSync(path.join(pipeline, 'model_index.json'), JSON.stringify({ _class_name: 'DDPMPipeline', unet: ['diffusers', 'UNet2DModel'], scheduler: ['diffusers', 'DDPMScheduler'] }));
+  fs.writeFileSync(
+    path.join(pipeline, 'model_index.json'),
+    JSON.stringify({ _class_name: 'DDPMPipeline', unet: ['diffusers', 'UNet2DModel'], scheduler: ['diffusers', 'DDPMScheduler'] }),
+  );
   const result = await finetune({ ...recipe(path.join(tmp, 'pout'), { validation: { every: 0 } }, { steps: 2 }), model: { pretrained: pipeline } });
   expect(fs.existsSync(path.join(tmp, 'pout', 'model_index.json'))).toBe(true);
   expect(fs.readFileSync(path.join(tmp, 'pout', 'extra', 'note.txt'), 'utf8')).toBe('kept');

@@ -22,7 +22,10 @@ const cases: Array<[string, Record<string, unknown>]> = [
   ['decoder-only', { preset: 'decoder-only' }],
   ['attention-only', { preset: 'attention-only' }],
   ['bias-norm', { preset: 'bias-norm' }],
-  ['patterns', { trainable: ['down_blocks.*.resnets.0.**', 're:up_blocks\\.1\\..*\\.weight'], frozen: ['**.norm1.*'], lrMultipliers: { 'down_blocks.**': 0.1 } }],
+  [
+    'patterns',
+    { trainable: ['down_blocks.*.resnets.0.**', 're:up_blocks\\.1\\..*\\.weight'], frozen: ['**.norm1.*'], lrMultipliers: { 'down_blocks.**': 0.1 } },
+  ],
 ];
 
 describe.each([
@@ -35,7 +38,15 @@ describe.each([
     using scheduler = await loadScheduler(path.join(dir, 'scheduler'));
     using alphasCumprod = await scheduler.alphasCumprod();
     const plan = planFreeze(await unet.parameters(), freeze);
-    using trainer = await Trainer.create(unet, { trainable: plan.trainable, alphasCumprod, predictionType: 'epsilon', seed: 3, ema: false, mixedPrecision: 'no', weightDecay: 0 });
+    using trainer = await Trainer.create(unet, {
+      trainable: plan.trainable,
+      alphasCumprod,
+      predictionType: 'epsilon',
+      seed: 3,
+      ema: false,
+      mixedPrecision: 'no',
+      weightDecay: 0,
+    });
     const before = await unet.stateDict();
     const c = conditional ? 4 : 3;
     for (let step = 0; step < 2; step++) {

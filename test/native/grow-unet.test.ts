@@ -64,7 +64,11 @@ function pool2(x: Float32Array, planes: number, h: number, w: number): Float32Ar
 function conditioning(unet: UNet, batch: number, rng: Rng): ForwardOptions {
   const c = unet.config;
   const options: ForwardOptions = {};
-  if (c.num_class_embeds !== null) options.classLabels = Tensor.from(BigInt64Array.from({ length: batch }, () => BigInt(rng.int(c.num_class_embeds!))), [batch]);
+  if (c.num_class_embeds !== null)
+    options.classLabels = Tensor.from(
+      BigInt64Array.from({ length: batch }, () => BigInt(rng.int(c.num_class_embeds!))),
+      [batch],
+    );
   if (c._class_name === 'UNet2DConditionModel') {
     const dim = c.cross_attention_dim as number;
     options.encoderHiddenStates = Tensor.from(randomArray(batch * 5 * dim, rng), [batch, 5, dim]);
@@ -192,7 +196,15 @@ test('grow a U-Net folder (unet2dcond-tiny): a U-Net folder with its scheduler, 
   expect(config.sample_size).toBe(32);
   parseUNetConfig(config, 'grown');
 
-  const raw = { ...readJson(path.join(COND, 'config.json')), attention_head_dim: [2, 4], cross_attention_dim: [32, 32], transformer_layers_per_block: [1, 2], only_cross_attention: [false, true], layers_per_block: [1, 2], reverse_transformer_layers_per_block: [3, 1] };
+  const raw = {
+    ...readJson(path.join(COND, 'config.json')),
+    attention_head_dim: [2, 4],
+    cross_attention_dim: [32, 32],
+    transformer_layers_per_block: [1, 2],
+    only_cross_attention: [false, true],
+    layers_per_block: [1, 2],
+    reverse_transformer_layers_per_block: [3, 1],
+  };
   const g = growUNetConfig(raw);
   expect(g.attention_head_dim).toEqual([2, 2, 4]);
   expect(g.cross_attention_dim).toEqual([32, 32, 32]);
@@ -232,10 +244,18 @@ describe('refusals name the field', () => {
   const cond = () => readJson(path.join(COND, 'config.json'));
   test.each([
     ['downsample_padding 0', () => ({ ...tiny(), downsample_padding: 0 }), /"downsample_padding" is 0/],
-    ['4·in_channels > C0', () => ({ ...tiny(), in_channels: 9 }), /"in_channels" is 9: .*4 × in_channels \(36\) must be at most block_out_channels\[0\] \(32\)/],
+    [
+      '4·in_channels > C0',
+      () => ({ ...tiny(), in_channels: 9 }),
+      /"in_channels" is 9: .*4 × in_channels \(36\) must be at most block_out_channels\[0\] \(32\)/,
+    ],
     ['conv_in_kernel 1', () => ({ ...cond(), conv_in_kernel: 1 }), /"conv_in_kernel" is 1/],
     ['conv_out_kernel 5', () => ({ ...cond(), conv_out_kernel: 5 }), /"conv_out_kernel" is 5/],
-    ['ResnetDownsampleBlock2D', () => ({ ...tiny(), down_block_types: ['ResnetDownsampleBlock2D', 'AttnDownBlock2D'] }), /"down_block_types\[0\]" is "ResnetDownsampleBlock2D"/],
+    [
+      'ResnetDownsampleBlock2D',
+      () => ({ ...tiny(), down_block_types: ['ResnetDownsampleBlock2D', 'AttnDownBlock2D'] }),
+      /"down_block_types\[0\]" is "ResnetDownsampleBlock2D"/,
+    ],
     ['resnet downsampling', () => ({ ...tiny(), downsample_type: 'resnet' }), /"downsample_type"/],
     ['SkipUpBlock2D', () => ({ ...tiny(), up_block_types: ['AttnUpBlock2D', 'SkipUpBlock2D'] }), /"up_block_types\[1\]" is "SkipUpBlock2D"/],
     ['sample_size "big"', () => ({ ...tiny(), sample_size: 'big' }), /x\/config.json: "sample_size": .*found "big"/],
@@ -252,7 +272,9 @@ describe('refusals name the field', () => {
       weights.delete('conv_in.weight');
       await expect(growUNetParts(config, weights)).rejects.toThrow(/the weights have no "conv_in.weight"/);
       weights.set('conv_in.weight', Tensor.from(new Float32Array(32 * 3 * 9), [32, 3, 3, 3]));
-      await expect(growUNetParts({ ...config, out_channels: 4 }, weights)).rejects.toThrow(/"conv_out.weight" has shape \[3, 32, 3, 3\], expected \[4, 32, 3, 3\]/);
+      await expect(growUNetParts({ ...config, out_channels: 4 }, weights)).rejects.toThrow(
+        /"conv_out.weight" has shape \[3, 32, 3, 3\], expected \[4, 32, 3, 3\]/,
+      );
     } finally {
       disposeStateDict(weights);
     }

@@ -37,7 +37,10 @@ async function out(unet: UNet): Promise<Float32Array> {
 /** A model with trained (non-zero) adapters: a few LoRA-only steps. */
 async function trainedLora(options = loraOptionsSchema.parse({ rank: 4, alpha: 8, feedForward: true })) {
   const unet = await loadUNet(COND);
-  const modules = loraTargetModules((await unet.parameters()).map((p) => p.name), options);
+  const modules = loraTargetModules(
+    (await unet.parameters()).map((p) => p.name),
+    options,
+  );
   await unet.addLora({ targets: modules, rank: options.rank, alpha: options.alpha, seed: 5 });
   using scheduler = await loadScheduler(path.join(COND, 'scheduler'));
   using alphasCumprod = await scheduler.alphasCumprod();
@@ -131,17 +134,29 @@ test('LoRA weights that do not fit a layer are refused by name', async () => {
   using unet = await loadUNet(COND);
   using A = Tensor.from(new Float32Array(4 * 7), [4, 7]);
   using B = Tensor.from(new Float32Array(32 * 4), [32, 4]);
-  await expect(unet.setLora([{ module: 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', A, B, alpha: 4 }])).rejects.toThrow(/do not fit the layer/);
+  await expect(unet.setLora([{ module: 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', A, B, alpha: 4 }])).rejects.toThrow(
+    /do not fit the layer/,
+  );
   await expect(unet.setLora([{ module: 'nope', A, B, alpha: 4 }])).rejects.toThrow(/"nope" is not a Linear or Conv2d layer/);
 });
 
 test('adapters cannot be removed, replaced or merged while a Trainer updates them (no dangling slots)', async () => {
   using unet = await loadUNet(COND);
-  const modules = loraTargetModules((await unet.parameters()).map((p) => p.name), loraOptionsSchema.parse({}));
+  const modules = loraTargetModules(
+    (await unet.parameters()).map((p) => p.name),
+    loraOptionsSchema.parse({}),
+  );
   await unet.addLora({ targets: modules, rank: 2 });
   using scheduler = await loadScheduler(path.join(COND, 'scheduler'));
   using alphasCumprod = await scheduler.alphasCumprod();
-  const trainer = await Trainer.create(unet, { trainable: loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true })), alphasCumprod, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'no' });
+  const trainer = await Trainer.create(unet, {
+    trainable: loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true })),
+    alphasCumprod,
+    predictionType: 'epsilon',
+    seed: 0,
+    ema: false,
+    mixedPrecision: 'no',
+  });
   await expect(unet.removeLora()).rejects.toThrow(/while a Trainer is attached to this U-Net: dispose the Trainer first/);
   await expect(unet.mergeLora()).rejects.toThrow(/while a Trainer is attached/);
   await expect(unet.addLora({ targets: ['conv_in'], rank: 2 })).rejects.toThrow(/while a Trainer is attached/);
@@ -168,7 +183,10 @@ async function dropoutRun(dropout: number, opts: { steps?: number; batch?: numbe
   using unet = await loadUNet(COND);
   await unet.setOptions({ gradientCheckpointing: checkpointing });
   const options = loraOptionsSchema.parse({ rank: 4, alpha: 8, feedForward: true, targets: ['up_blocks.*.resnets.*.conv1'] });
-  const modules = loraTargetModules((await unet.parameters()).map((p) => p.name), options);
+  const modules = loraTargetModules(
+    (await unet.parameters()).map((p) => p.name),
+    options,
+  );
   await unet.addLora({ targets: modules, rank: 4, alpha: 8, dropout, seed: 5 });
   using scheduler = await loadScheduler(path.join(COND, 'scheduler'));
   using alphasCumprod = await scheduler.alphasCumprod();
@@ -176,7 +194,16 @@ async function dropoutRun(dropout: number, opts: { steps?: number; batch?: numbe
   // sgdLike: an epsilon far above every gradient element makes AdamW's update lr·m̂/ε, linear in the
   // gradients, so the adapters compare gradients (Adam's g/|g| would blow rounding up to ±lr).
   const adam = sgdLike ? { eps: 1, weightDecay: 0 } : {};
-  using trainer = await Trainer.create(unet, { trainable, alphasCumprod, predictionType: 'epsilon', seed: 3, ema: false, mixedPrecision: 'no', maxGradNorm: 0, ...adam });
+  using trainer = await Trainer.create(unet, {
+    trainable,
+    alphasCumprod,
+    predictionType: 'epsilon',
+    seed: 3,
+    ema: false,
+    mixedPrecision: 'no',
+    maxGradNorm: 0,
+    ...adam,
+  });
   const losses: number[] = [];
   const norms: number[] = [];
   for (let step = 0; step < steps; step++) {

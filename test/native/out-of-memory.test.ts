@@ -39,10 +39,17 @@ test('an allocation no machine can make is an OutOfMemoryError with the byte cou
 });
 
 test('a U-Net config with an absurd block_out_channels is refused before the native model is created', async () => {
-  const config = { _class_name: 'UNet2DModel', block_out_channels: [64, 4_194_304], down_block_types: ['DownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'UpBlock2D'] };
+  const config = {
+    _class_name: 'UNet2DModel',
+    block_out_channels: [64, 4_194_304],
+    down_block_types: ['DownBlock2D', 'DownBlock2D'],
+    up_block_types: ['UpBlock2D', 'UpBlock2D'],
+  };
   const error = await rejection(UNet.fromConfig(config, { source: 'huge/config.json' }));
   expect(error).toBeInstanceOf(OutOfMemoryError);
-  expect(error.message).toMatch(/^huge\/config\.json: a UNet2DModel with this config has at least [\d,]+ parameters, [\d.]+ [TP]B \([\d,]+ bytes\) as float32, more than the [\d.]+ GB/);
+  expect(error.message).toMatch(
+    /^huge\/config\.json: a UNet2DModel with this config has at least [\d,]+ parameters, [\d.]+ [TP]B \([\d,]+ bytes\) as float32, more than the [\d.]+ GB/,
+  );
   expect(error.message).toContain('"block_out_channels" [64,4194304] makes it this large');
   // The refusal, not the allocator's failure: nothing reached the addon.
   expect(error.message).toMatch(/Nothing was allocated\.$/);
@@ -58,7 +65,9 @@ describe('on a machine with 50 MB of memory', () => {
     using t = Tensor.from(new BigInt64Array(8).fill(10n), [8]);
     const error = await rejection(unet.forward(sample, t));
     expect(error).toBeInstanceOf(OutOfMemoryError);
-    expect(error.message).toMatch(/^sample \[8, 3, 256, 256\]: a forward of the U-Net over it keeps at least 134\.2 MB \(134,217,728 bytes\) of activations .* more than the 50\.0 MB \(50,000,000 bytes\) of memory/);
+    expect(error.message).toMatch(
+      /^sample \[8, 3, 256, 256\]: a forward of the U-Net over it keeps at least 134\.2 MB \(134,217,728 bytes\) of activations .* more than the 50\.0 MB \(50,000,000 bytes\) of memory/,
+    );
     using small = Tensor.from(new Float32Array(1 * 3 * 16 * 16), [1, 3, 16, 16]);
     using t1 = Tensor.from(new BigInt64Array([10n]), [1]);
     using out = await unet.forward(small, t1);
@@ -70,7 +79,14 @@ describe('on a machine with 50 MB of memory', () => {
     const scheduler = await loadScheduler(path.join(DIR, 'scheduler'));
     using alphasCumprod = await scheduler.alphasCumprod();
     scheduler.dispose();
-    using trainer = await Trainer.create(unet, { trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'no' });
+    using trainer = await Trainer.create(unet, {
+      trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }],
+      alphasCumprod,
+      predictionType: 'epsilon',
+      seed: 0,
+      ema: false,
+      mixedPrecision: 'no',
+    });
     using pixels = Tensor.from(new Float32Array(8 * 3 * 256 * 256), [8, 3, 256, 256]);
     const error = await rejection(trainer.accumulate({ pixels, sampleIndices: [0, 1, 2, 3, 4, 5, 6, 7], step: 0, totalSamples: 8 }));
     expect(error).toBeInstanceOf(OutOfMemoryError);

@@ -19,12 +19,21 @@ const FIXTURES = path.join(__dirname, '..', 'fixtures', 'diffusers');
 test('the pipeline reproduces diffusers’ DDIM sampling loop (unet2d-tiny) from the same noise', async () => {
   const dir = path.join(FIXTURES, 'unet2d-tiny');
   const set = await FixtureSet.open(dir);
-  const c = set.cases.find((x) => x.type === 'unet_sampling_loop') as unknown as { inputs: { init_noise: string }; steps: Array<{ prev_sample: string }>; num_inference_steps: number };
+  const c = set.cases.find((x) => x.type === 'unet_sampling_loop') as unknown as {
+    inputs: { init_noise: string };
+    steps: Array<{ prev_sample: string }>;
+    num_inference_steps: number;
+  };
   const last = c.steps[c.steps.length - 1]!.prev_sample;
   const tensors = await set.tensors([c.inputs.init_noise, last]);
   using unet = await loadUNet(dir);
   using scheduler = await loadScheduler(path.join(dir, 'scheduler'));
-  using out = await sample(unet, scheduler, { batchSize: tensors.get(c.inputs.init_noise)!.shape[0]!, steps: c.num_inference_steps, seed: 0, initialNoise: tensors.get(c.inputs.init_noise) });
+  using out = await sample(unet, scheduler, {
+    batchSize: tensors.get(c.inputs.init_noise)!.shape[0]!,
+    steps: c.num_inference_steps,
+    seed: 0,
+    initialNoise: tensors.get(c.inputs.init_noise),
+  });
   expect(relError(out.toArray(), tensors.get(last)!.toArray())).toBeLessThan(1e-4);
   disposeStateDict(tensors);
 });
@@ -77,7 +86,10 @@ describe('npm run sample checks --out before sampling', () => {
         [path.join(file, 'grid.png'), `sample: --out: expected a folder to write into, but ${file} is a file, not a folder (ERR_FILE_SYSTEM)`],
       ];
       if (process.platform === 'linux' && fs.existsSync('/proc/self')) {
-        cases.push(['/proc/difftune-grid.png', 'sample: --out: cannot write into /proc: it is on the proc pseudo file system (mounted at /proc), a kernel view that stores no files; choose a folder on a disk (ERR_FILE_SYSTEM)']);
+        cases.push([
+          '/proc/difftune-grid.png',
+          'sample: --out: cannot write into /proc: it is on the proc pseudo file system (mounted at /proc), a kernel view that stores no files; choose a folder on a disk (ERR_FILE_SYSTEM)',
+        ]);
       }
       for (const [out, message] of cases) {
         const r = await run(['--model', model, '--steps', '2', '--count', '1', '--out', out]);

@@ -45,14 +45,27 @@ describe('every scheduler fixture set passes', () => {
     expect(report.cases.length).toBeGreaterThanOrEqual(6);
     const failures = report.cases
       .filter((c) => c.status !== 'pass')
-      .map((c) => `${c.name} (${c.type}): ${c.status} ${c.message ?? ''} ${c.checks.filter((k) => !k.pass).map((k) => `${k.name} rel ${k.rel} > ${k.bound} ${k.note ?? ''}`).join('; ')}`);
+      .map(
+        (c) =>
+          `${c.name} (${c.type}): ${c.status} ${c.message ?? ''} ${c.checks
+            .filter((k) => !k.pass)
+            .map((k) => `${k.name} rel ${k.rel} > ${k.bound} ${k.note ?? ''}`)
+            .join('; ')}`,
+      );
     expect(failures).toEqual([]);
   });
 
   test('a case type without a runner is a failure, not a skip', async () => {
     const dir = tempDir();
     fs.copyFileSync(path.join(setDir('ddim-sd1'), 'scheduler_config.json'), path.join(dir, 'scheduler_config.json'));
-    const cases = { format: 'diffusers-reference-fixtures/1', set: 'made-up', kind: 'scheduler', config_file: 'scheduler_config.json', tensors_file: null, cases: [{ name: 'x', type: 'scheduler_warp_drive' }] };
+    const cases = {
+      format: 'diffusers-reference-fixtures/1',
+      set: 'made-up',
+      kind: 'scheduler',
+      config_file: 'scheduler_config.json',
+      tensors_file: null,
+      cases: [{ name: 'x', type: 'scheduler_warp_drive' }],
+    };
     fs.writeFileSync(path.join(dir, 'cases.json'), JSON.stringify(cases));
     const report = await runFixtureSet(dir, registry);
     expect(report.cases).toMatchObject([{ name: 'x', status: 'unsupported', message: 'no runner for case type "scheduler_warp_drive"' }]);
@@ -109,25 +122,28 @@ async function runSteps(scheduler: Scheduler, tensors: StateDict, set: string, f
 }
 
 describe('setTimesteps resets the multistep state', () => {
-  test.each(['dpmpp-order3', 'pndm-linear-epsilon', 'pndm-sd1', 'euler-karras', 'dpmpp-sde'])('%s: an interrupted loop, then a full one, equals a fresh loop', async (set) => {
-    const tensors = await loadStateDict(path.join(setDir(set), 'cases.safetensors'));
-    try {
-      using fresh = await loadScheduler(setDir(set));
-      await fresh.setTimesteps(10);
-      using init = await fresh.scaleInitialNoise(tensors.get('loop/inputs/init_noise')!);
-      using expected = await runSteps(fresh, tensors, set, 0, fresh.timesteps.length, init);
+  test.each(['dpmpp-order3', 'pndm-linear-epsilon', 'pndm-sd1', 'euler-karras', 'dpmpp-sde'])(
+    '%s: an interrupted loop, then a full one, equals a fresh loop',
+    async (set) => {
+      const tensors = await loadStateDict(path.join(setDir(set), 'cases.safetensors'));
+      try {
+        using fresh = await loadScheduler(setDir(set));
+        await fresh.setTimesteps(10);
+        using init = await fresh.scaleInitialNoise(tensors.get('loop/inputs/init_noise')!);
+        using expected = await runSteps(fresh, tensors, set, 0, fresh.timesteps.length, init);
 
-      using reused = await loadScheduler(setDir(set));
-      await reused.setTimesteps(10);
-      using partial = await runSteps(reused, tensors, set, 0, 5, init);
-      await reused.setTimesteps(10);
-      using got = await runSteps(reused, tensors, set, 0, reused.timesteps.length, init);
-      expect(await values(got)).toEqual(await values(expected));
-      expect(await values(partial)).not.toEqual(await values(expected));
-    } finally {
-      disposeStateDict(tensors);
-    }
-  });
+        using reused = await loadScheduler(setDir(set));
+        await reused.setTimesteps(10);
+        using partial = await runSteps(reused, tensors, set, 0, 5, init);
+        await reused.setTimesteps(10);
+        using got = await runSteps(reused, tensors, set, 0, reused.timesteps.length, init);
+        expect(await values(got)).toEqual(await values(expected));
+        expect(await values(partial)).not.toEqual(await values(expected));
+      } finally {
+        disposeStateDict(tensors);
+      }
+    },
+  );
 });
 
 describe('Generator', () => {
@@ -191,7 +207,9 @@ describe('Generator', () => {
 describe('Scheduler API', () => {
   test('bad arguments name the parameter', async () => {
     using s = await loadScheduler(setDir('euler-linear-epsilon'));
-    await expect(s.setTimesteps(0)).rejects.toThrow('Expected an integer in [1, 1000] (num_train_timesteps) for numInferenceSteps but received 0 of type number');
+    await expect(s.setTimesteps(0)).rejects.toThrow(
+      'Expected an integer in [1, 1000] (num_train_timesteps) for numInferenceSteps but received 0 of type number',
+    );
     await s.setTimesteps(4);
     using x = zeros4();
     await expect(s.step(x, 123.5, x)).rejects.toThrow('Expected one of scheduler.timesteps for timestep but received 123.5');
@@ -205,7 +223,9 @@ describe('Scheduler API', () => {
     await expect(s.addNoise(x, array, [999])).rejects.toThrow('Expected a Tensor for noise but received an array of length 2');
     await expect(s.scaleModelInput(array, 999)).rejects.toThrow('Expected a Tensor for sample but received an array of length 2');
     using nan = Tensor.from(new Float32Array([NaN]), [1]);
-    await expect(dpm.addNoise(x, x, nan)).rejects.toThrow(new InvalidArgumentError('Expected finite timesteps (taken from scheduler.timesteps) for timesteps but received NaN at index 0'));
+    await expect(dpm.addNoise(x, x, nan)).rejects.toThrow(
+      new InvalidArgumentError('Expected finite timesteps (taken from scheduler.timesteps) for timesteps but received NaN at index 0'),
+    );
   });
 
   test('DDPM add_noise, get_velocity and SNR at training timesteps', async () => {

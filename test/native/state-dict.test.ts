@@ -60,7 +60,10 @@ test('a dtype libtorch 1.13 lacks is refused only when a tensor must be made of 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-sd-'));
   const out = path.join(dir, 'u16.safetensors');
   try {
-    await writeSafetensors(out, { ok: { dtype: 'F32', shape: [1], data: new Float32Array([1]) }, raw: { dtype: 'U16', shape: [2], data: new Uint16Array([1, 2]) } });
+    await writeSafetensors(out, {
+      ok: { dtype: 'F32', shape: [1], data: new Float32Array([1]) },
+      raw: { dtype: 'U16', shape: [2], data: new Uint16Array([1, 2]) },
+    });
     const ok = await loadStateDict(out, { names: ['ok'] });
     expect(ok.get('ok')!.toArray()[0]).toBe(1);
     disposeStateDict(ok);
@@ -76,7 +79,10 @@ test('saveStateDict into a missing folder is a FileSystemError naming the file a
   const out = path.join(dir, 'missing', 'w.safetensors');
   using t = Tensor.from(new Float32Array([1, 2]), [2]);
   try {
-    const error = await saveStateDict(out, new Map([['w', t]])).then(() => undefined, (e: unknown) => e);
+    const error = await saveStateDict(out, new Map([['w', t]])).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(FileSystemError);
     expect((error as FileSystemError).message).toBe(`cannot write ${out}: the folder ${path.dirname(out)} does not exist (ENOENT)`);
   } finally {

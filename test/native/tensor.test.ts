@@ -34,9 +34,16 @@ describe('Tensor round trip', () => {
 
   test('typed array classes match the dtype', () => {
     const kinds: Array<[DType, string]> = [
-      ['float32', 'Float32Array'], ['float64', 'Float64Array'], ['float16', 'Float32Array'], ['bfloat16', 'Float32Array'],
-      ['int64', 'BigInt64Array'], ['int32', 'Int32Array'], ['int16', 'Int16Array'], ['int8', 'Int8Array'],
-      ['uint8', 'Uint8Array'], ['bool', 'Uint8Array'],
+      ['float32', 'Float32Array'],
+      ['float64', 'Float64Array'],
+      ['float16', 'Float32Array'],
+      ['bfloat16', 'Float32Array'],
+      ['int64', 'BigInt64Array'],
+      ['int32', 'Int32Array'],
+      ['int16', 'Int16Array'],
+      ['int8', 'Int8Array'],
+      ['uint8', 'Uint8Array'],
+      ['bool', 'Uint8Array'],
     ];
     for (const [dtype, name] of kinds) {
       using t = Tensor.from(sampleBytes(dtype, 4), [4], { dtype });

@@ -69,7 +69,11 @@ test('npm run sample on a pipeline folder writes a PNG from prompts; the same se
   for (const file of ['a.png', 'b.png']) {
     const out = sink();
     const err = sink();
-    const code = await runSampleCli(['--model', PIPELINE, '--prompt', 'a red circle', '--negative-prompt', 'blurry', '--steps', '3', '--seed', '5', '--out', path.join(dir, file)], out, err);
+    const code = await runSampleCli(
+      ['--model', PIPELINE, '--prompt', 'a red circle', '--negative-prompt', 'blurry', '--steps', '3', '--seed', '5', '--out', path.join(dir, file)],
+      out,
+      err,
+    );
     expect({ code, err: code === 0 ? '' : err.text() }).toEqual({ code: 0, err: '' });
     runs.push(await sharp(path.join(dir, file)).raw().toBuffer({ resolveWithObject: true }));
   }
@@ -77,8 +81,30 @@ test('npm run sample on a pipeline folder writes a PNG from prompts; the same se
   using generator = new Generator(11);
   using latents = await randn([1, 4, 16, 16], { generator });
   await saveStateDict(path.join(dir, 'latents.safetensors'), new Map([['latents', latents]]));
-  for (const [file, seed] of [['l1.png', '1'], ['l2.png', '2']] as const) {
-    expect(await runSampleCli(['--model', PIPELINE, '--prompt', 'a red circle', '--steps', '2', '--seed', seed, '--latents', path.join(dir, 'latents.safetensors'), '--out', path.join(dir, file)], sink(), sink())).toBe(0);
+  for (const [file, seed] of [
+    ['l1.png', '1'],
+    ['l2.png', '2'],
+  ] as const) {
+    expect(
+      await runSampleCli(
+        [
+          '--model',
+          PIPELINE,
+          '--prompt',
+          'a red circle',
+          '--steps',
+          '2',
+          '--seed',
+          seed,
+          '--latents',
+          path.join(dir, 'latents.safetensors'),
+          '--out',
+          path.join(dir, file),
+        ],
+        sink(),
+        sink(),
+      ),
+    ).toBe(0);
   }
   expect(fs.readFileSync(path.join(dir, 'l1.png')).equals(fs.readFileSync(path.join(dir, 'l2.png')))).toBe(true);
   expect(runs[0]!.info.width).toBe(32);
@@ -113,7 +139,11 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     for (const part of ['text_encoder/model.safetensors', 'vae/diffusion_pytorch_model.safetensors']) {
       expect(fs.readFileSync(path.join(work, 'run1', part)).equals(fs.readFileSync(path.join(PIPELINE, part)))).toBe(true);
     }
-    expect(fs.readFileSync(path.join(work, 'run1', 'unet', 'diffusion_pytorch_model.safetensors')).equals(fs.readFileSync(path.join(PIPELINE, 'unet', 'diffusion_pytorch_model.safetensors')))).toBe(false);
+    expect(
+      fs
+        .readFileSync(path.join(work, 'run1', 'unet', 'diffusion_pytorch_model.safetensors'))
+        .equals(fs.readFileSync(path.join(PIPELINE, 'unet', 'diffusion_pytorch_model.safetensors'))),
+    ).toBe(false);
 
     // A second run with the same cache folder reads every latent from disk: the VAE encodes nothing.
     const second = await finetune(recipe(path.join(work, 'run2')));
@@ -125,7 +155,10 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
 
     // A damaged cache entry is recomputed (and rewritten), never trusted.
     const latentDir = path.join(work, 'cache', 'latents');
-    const entries = fs.readdirSync(latentDir, { recursive: true }).map(String).filter((f) => f.endsWith('.safetensors'));
+    const entries = fs
+      .readdirSync(latentDir, { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith('.safetensors'));
     expect(entries.length).toBe(16);
     fs.writeFileSync(path.join(latentDir, entries[0]!), 'not a safetensors file');
     const repaired = await finetune(recipe(path.join(work, 'run2b')));
@@ -133,7 +166,9 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     expect(repaired.finalLoss).toBe(first.finalLoss);
 
     // Another transform (here: a different resolution) is another key: nothing stale is read.
-    const third = await finetune(recipe(path.join(work, 'run3'), { data: { path: path.join(SHAPES, 'train'), resolution: 24, channels: 3 }, validation: { every: 0 } }));
+    const third = await finetune(
+      recipe(path.join(work, 'run3'), { data: { path: path.join(SHAPES, 'train'), resolution: 24, channels: 3 }, validation: { every: 0 } }),
+    );
     expect(third.textToImage!.cache.vaeEncoded).toBe(12);
   }, 120_000);
 
@@ -145,12 +180,19 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     expect(fs.existsSync(path.join(out, 'pytorch_lora_weights.safetensors'))).toBe(true);
     expect(fs.existsSync(path.join(out, 'model_index.json'))).toBe(false);
     const png = path.join(work, 'lora.png');
-    expect(await runSampleCli(['--model', PIPELINE, '--lora', path.join(out, 'pytorch_lora_weights.safetensors'), '--prompt', 'a red circle', '--steps', '2', '--out', png], new Writable({ write: (_c, _e, done) => done() }), new Writable({ write: (_c, _e, done) => done() }))).toBe(0);
+    expect(
+      await runSampleCli(
+        ['--model', PIPELINE, '--lora', path.join(out, 'pytorch_lora_weights.safetensors'), '--prompt', 'a red circle', '--steps', '2', '--out', png],
+        new Writable({ write: (_c, _e, done) => done() }),
+        new Writable({ write: (_c, _e, done) => done() }),
+      ),
+    ).toBe(0);
     expect(fs.statSync(png).size).toBeGreaterThan(0);
   }, 60_000);
 
   test('cacheLatents false encodes every batch through the VAE and trains as the cached run does', async () => {
-    const short = (output: string, cacheLatents: boolean) => recipe(output, { train: { steps: 2, batchSize: 4, lr: 1e-4, seed: 0 }, validation: { every: 0 }, textToImage: { cacheLatents } });
+    const short = (output: string, cacheLatents: boolean) =>
+      recipe(output, { train: { steps: 2, batchSize: 4, lr: 1e-4, seed: 0 }, validation: { every: 0 }, textToImage: { cacheLatents } });
     const uncached = await finetune(short(path.join(work, 'uncached'), false));
     expect(uncached.status).toBe('completed');
     expect(uncached.textToImage!.cache).toMatchObject({ latentHits: 0, latentMisses: 8, vaeEncoded: 8 });
@@ -163,7 +205,9 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     const plain = path.join(work, 'plain');
     fs.mkdirSync(plain, { recursive: true });
     for (const f of ['red-circle.png', 'blue-square.png']) fs.copyFileSync(path.join(SHAPES, 'train', f), path.join(plain, f));
-    await expect(finetune(recipe(path.join(work, 'run4'), { data: { path: plain, resolution: 32, channels: 3, layout: 'plain' }, validation: { every: 0 } }))).rejects.toThrow(/captioned images/);
+    await expect(
+      finetune(recipe(path.join(work, 'run4'), { data: { path: plain, resolution: 32, channels: 3, layout: 'plain' }, validation: { every: 0 } })),
+    ).rejects.toThrow(/captioned images/);
   }, 60_000);
 });
 
@@ -194,7 +238,7 @@ describe('a Stable Diffusion 2.x-style pipeline: v-prediction, linear projection
   test('samples with clip skip and fine-tunes with the scheduler’s v-prediction', async () => {
     {
       using sd = await loadStableDiffusion(sd2);
-      expect(sd.tokenizer.padId).toBe(0);  // "!" is id 0, as in CLIP's vocabulary
+      expect(sd.tokenizer.padId).toBe(0); // "!" is id 0, as in CLIP's vocabulary
       expect(sd.scheduler.config.prediction_type).toBe('v_prediction');
       const r = await txt2img(sd, { prompt: 'a red circle!', negativePrompt: 'blurry', steps: 3, seed: 1, clipSkip: 1 });
       try {
@@ -204,13 +248,16 @@ describe('a Stable Diffusion 2.x-style pipeline: v-prediction, linear projection
         r.dispose();
       }
     }
-    const result = await finetune({
-      model: { pretrained: sd2 },
-      data: { path: path.join(SHAPES, 'train'), resolution: 32, channels: 3 },
-      train: { steps: 2, batchSize: 4, lr: 1e-4, seed: 0 },
-      textToImage: { clipSkip: 1 },
-      output: path.join(dir, 'out'),
-    }, { verifyFrozen: true });
+    const result = await finetune(
+      {
+        model: { pretrained: sd2 },
+        data: { path: path.join(SHAPES, 'train'), resolution: 32, channels: 3 },
+        train: { steps: 2, batchSize: 4, lr: 1e-4, seed: 0 },
+        textToImage: { clipSkip: 1 },
+        output: path.join(dir, 'out'),
+      },
+      { verifyFrozen: true },
+    );
     expect(result.status).toBe('completed');
     expect(Number.isFinite(result.finalLoss)).toBe(true);
     expect(result.textToImage!.frozenAfter).toEqual(result.textToImage!.frozenBefore);

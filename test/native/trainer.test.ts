@@ -24,8 +24,19 @@ async function setup(trainable: (name: string) => boolean, extra: Partial<Traine
   const alphasCumprod = await scheduler.alphasCumprod();
   scheduler.dispose();
   const params = await unet.parameters();
-  const list: TrainableParameter[] = params.filter((p) => trainable(p.name)).map((p) => ({ name: p.name, lrMultiplier: 1, weightDecay: !p.name.endsWith('bias') }));
-  const trainer = await Trainer.create(unet, { trainable: list, alphasCumprod, predictionType: 'epsilon', seed: 1234, ema: false, mixedPrecision: 'no', maxGradNorm: 1, ...extra });
+  const list: TrainableParameter[] = params
+    .filter((p) => trainable(p.name))
+    .map((p) => ({ name: p.name, lrMultiplier: 1, weightDecay: !p.name.endsWith('bias') }));
+  const trainer = await Trainer.create(unet, {
+    trainable: list,
+    alphasCumprod,
+    predictionType: 'epsilon',
+    seed: 1234,
+    ema: false,
+    mixedPrecision: 'no',
+    maxGradNorm: 1,
+    ...extra,
+  });
   alphasCumprod.dispose();
   return { unet, trainer, names: list.map((p) => p.name) };
 }
@@ -50,7 +61,6 @@ async function weights(unet: UNet): Promise<StateDict> {
 function bytesOf(t: Tensor): Buffer {
   return Buffer.from(t.toArray().buffer);
 }
-
 
 const decoderOnly = (n: string) => n.startsWith('up_blocks.') || n.startsWith('conv_norm_out.') || n.startsWith('conv_out.');
 
@@ -259,15 +269,40 @@ test('a non-finite loss skips the step and leaves the weights untouched', async 
 test('bad trainer options are clear errors', async () => {
   const unet = await loadUNet(DIR);
   using ac = Tensor.from(new Float32Array(10).fill(0.5), [10]);
-  await expect(Trainer.create(unet, { trainable: [{ name: 'nope.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod: ac, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'no' })).rejects.toThrow(/not in the model: nope\.weight/);
-  await expect(Trainer.create(unet, { trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod: ac, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'fp16' })).rejects.toThrow(/fp16 mixed precision needs CUDA/);
+  await expect(
+    Trainer.create(unet, {
+      trainable: [{ name: 'nope.weight', lrMultiplier: 1, weightDecay: true }],
+      alphasCumprod: ac,
+      predictionType: 'epsilon',
+      seed: 0,
+      ema: false,
+      mixedPrecision: 'no',
+    }),
+  ).rejects.toThrow(/not in the model: nope\.weight/);
+  await expect(
+    Trainer.create(unet, {
+      trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }],
+      alphasCumprod: ac,
+      predictionType: 'epsilon',
+      seed: 0,
+      ema: false,
+      mixedPrecision: 'fp16',
+    }),
+  ).rejects.toThrow(/fp16 mixed precision needs CUDA/);
   unet.dispose();
 });
 
 test('the loss scale a checkpoint saved can be restored, and only a finite number ≥ 1 is accepted', async () => {
   const unet = await loadUNet(DIR);
   using ac = Tensor.from(new Float32Array(10).fill(0.5), [10]);
-  using trainer = await Trainer.create(unet, { trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }], alphasCumprod: ac, predictionType: 'epsilon', seed: 0, ema: false, mixedPrecision: 'no' });
+  using trainer = await Trainer.create(unet, {
+    trainable: [{ name: 'conv_in.weight', lrMultiplier: 1, weightDecay: true }],
+    alphasCumprod: ac,
+    predictionType: 'epsilon',
+    seed: 0,
+    ema: false,
+    mixedPrecision: 'no',
+  });
   await trainer.setLossScale(1024);
   expect((await trainer.counters()).lossScale).toBe(1024);
   await expect(trainer.setLossScale(0.5)).rejects.toThrow(/finite number ≥ 1 for scale/);

@@ -15,6 +15,8 @@ test.each(SETS)('%s: every case passes', async (set) => {
   const report = await runFixtureSet(path.join(FIXTURES, set), defaultRegistry());
   const types = new Set(report.cases.map((c) => c.type));
   expect(types).toEqual(new Set(['unet_forward', 'unet_backward', 'unet_sampling_loop']));
-  const failures = report.cases.filter((c) => c.status !== 'pass').map((c) => `${c.name}: ${c.status} ${c.message ?? ''} ${c.worst ? `${c.worst.name} rel ${c.worst.rel}` : ''}`);
+  const failures = report.cases
+    .filter((c) => c.status !== 'pass')
+    .map((c) => `${c.name}: ${c.status} ${c.message ?? ''} ${c.worst ? `${c.worst.name} rel ${c.worst.rel}` : ''}`);
   expect(failures).toEqual([]);
 });

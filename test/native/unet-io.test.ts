@@ -62,7 +62,9 @@ test('a sharded checkpoint (index.json) loads the same weights', async () => {
   const weightMap: Record<string, string> = {};
   for (const [i, part] of halves.entries()) {
     const file = `diffusion_pytorch_model-0000${i + 1}-of-00002.safetensors`;
-    const entries = await Promise.all(part.map(async (n) => [n, { dtype: 'F32' as const, shape: whole.get(n)!.shape, data: await whole.get(n)!.data() }] as const));
+    const entries = await Promise.all(
+      part.map(async (n) => [n, { dtype: 'F32' as const, shape: whole.get(n)!.shape, data: await whole.get(n)!.data() }] as const),
+    );
     await writeSafetensors(path.join(dir, file), entries);
     for (const n of part) weightMap[n] = file;
   }
@@ -70,7 +72,10 @@ test('a sharded checkpoint (index.json) loads the same weights', async () => {
   disposeStateDict(whole);
   using a = await loadUNet(TINY);
   using b = await loadUNet(dir);
-  using x = Tensor.from(new Float32Array(3 * 16 * 16).map((_, i) => Math.sin(i)), [1, 3, 16, 16]);
+  using x = Tensor.from(
+    new Float32Array(3 * 16 * 16).map((_, i) => Math.sin(i)),
+    [1, 3, 16, 16],
+  );
   using t = Tensor.from(new BigInt64Array([5n]), [1]);
   using ya = await a.forward(x, t);
   using yb = await b.forward(x, t);
@@ -152,7 +157,7 @@ test.each([
   for (const [n, bytes] of wa) expect([n, wb.get(n)!.equals(bytes)]).toEqual([n, true]);
 });
 
-describe('transformer depths in diffusers\' nested form', () => {
+describe("transformer depths in diffusers' nested form", () => {
   // A small three-level U-Net, cross-attention everywhere, one resnet per down level (two per up level).
   const base = {
     _class_name: 'UNet2DConditionModel',
@@ -180,14 +185,26 @@ describe('transformer depths in diffusers\' nested form', () => {
   };
 
   test('reverse_transformer_layers_per_block [[3,3],[2,2],[1,1]] builds the parameters of the flat [3,2,1]', async () => {
-    const nested = await shapes({ ...base, reverse_transformer_layers_per_block: [[3, 3], [2, 2], [1, 1]] });
+    const nested = await shapes({
+      ...base,
+      reverse_transformer_layers_per_block: [
+        [3, 3],
+        [2, 2],
+        [1, 1],
+      ],
+    });
     expect(nested).toEqual(await shapes({ ...base, reverse_transformer_layers_per_block: [3, 2, 1] }));
     expect(depths(nested)).toEqual({
-      'down_blocks.0.attentions.0': 1, 'down_blocks.1.attentions.0': 2, 'down_blocks.2.attentions.0': 3,
+      'down_blocks.0.attentions.0': 1,
+      'down_blocks.1.attentions.0': 2,
+      'down_blocks.2.attentions.0': 3,
       'mid_block.attentions.0': 3,
-      'up_blocks.0.attentions.0': 3, 'up_blocks.0.attentions.1': 3,
-      'up_blocks.1.attentions.0': 2, 'up_blocks.1.attentions.1': 2,
-      'up_blocks.2.attentions.0': 1, 'up_blocks.2.attentions.1': 1,
+      'up_blocks.0.attentions.0': 3,
+      'up_blocks.0.attentions.1': 3,
+      'up_blocks.1.attentions.0': 2,
+      'up_blocks.1.attentions.1': 2,
+      'up_blocks.2.attentions.0': 1,
+      'up_blocks.2.attentions.1': 1,
     });
   });
 
@@ -195,12 +212,17 @@ describe('transformer depths in diffusers\' nested form', () => {
     const raw = { ...base, transformer_layers_per_block: [[2, 9], 1, [4, 1]], reverse_transformer_layers_per_block: [[1, 2], 3, [2, 1, 5]] };
     const params = await shapes(raw);
     expect(depths(params)).toEqual({
-      'down_blocks.0.attentions.0': 2, 'down_blocks.1.attentions.0': 1, 'down_blocks.2.attentions.0': 4,
+      'down_blocks.0.attentions.0': 2,
+      'down_blocks.1.attentions.0': 1,
+      'down_blocks.2.attentions.0': 4,
       // diffusers: the mid block takes transformer_layers_per_block[-1], its first depth when nested.
       'mid_block.attentions.0': 4,
-      'up_blocks.0.attentions.0': 1, 'up_blocks.0.attentions.1': 2,
-      'up_blocks.1.attentions.0': 3, 'up_blocks.1.attentions.1': 3,
-      'up_blocks.2.attentions.0': 2, 'up_blocks.2.attentions.1': 1,
+      'up_blocks.0.attentions.0': 1,
+      'up_blocks.0.attentions.1': 2,
+      'up_blocks.1.attentions.0': 3,
+      'up_blocks.1.attentions.1': 3,
+      'up_blocks.2.attentions.0': 2,
+      'up_blocks.2.attentions.1': 1,
     });
     using unet = await UNet.fromConfig(raw, { seed: 3 });
     const out = path.join(tmp, 'nested');
@@ -311,14 +333,20 @@ describe('clear errors', () => {
     await expect(unet.forwardBackwardMse(x, t, array)).rejects.toThrow('Expected a Tensor for target but received an array of length 1');
     using empty = Tensor.from(new Float32Array(0), [0, 3, 16, 16]);
     using noSteps = Tensor.from(new BigInt64Array(0), [0]);
-    await expect(unet.forward(empty, noSteps)).rejects.toThrow(new InvalidArgumentError('Expected at least one item (batch ≥ 1) in sample but received a batch of 0 (shape [0, 3, 16, 16])'));
+    await expect(unet.forward(empty, noSteps)).rejects.toThrow(
+      new InvalidArgumentError('Expected at least one item (batch ≥ 1) in sample but received a batch of 0 (shape [0, 3, 16, 16])'),
+    );
     using ints = Tensor.from(new BigInt64Array(3 * 16 * 16), [1, 3, 16, 16]);
     await expect(unet.forward(ints, t)).rejects.toThrow(
-      new InvalidArgumentError('Expected a floating-point tensor (float32, bfloat16 or float16) for sample but received a tensor of dtype int64 and shape [1, 3, 16, 16]'),
+      new InvalidArgumentError(
+        'Expected a floating-point tensor (float32, bfloat16 or float16) for sample but received a tensor of dtype int64 and shape [1, 3, 16, 16]',
+      ),
     );
     await expect(unet.forwardBackwardMse(ints, t, x)).rejects.toThrow(/Expected a floating-point tensor .* for sample/);
     using nan = Tensor.from(new Float32Array([NaN]), [1]);
-    await expect(unet.forward(x, nan)).rejects.toThrow(new InvalidArgumentError('Expected finite values for timestep but received NaN (a timestep tensor of shape [1])'));
+    await expect(unet.forward(x, nan)).rejects.toThrow(
+      new InvalidArgumentError('Expected finite values for timestep but received NaN (a timestep tensor of shape [1])'),
+    );
     using inf = Tensor.from(new Float32Array([1, -Infinity]), [2]);
     using x2 = Tensor.from(new Float32Array(2 * 3 * 16 * 16), [2, 3, 16, 16]);
     await expect(unet.forward(x2, inf)).rejects.toThrow('Expected finite values for timestep but received -Infinity');

@@ -31,7 +31,10 @@ function zeros(shape: number[]): Tensor {
 
 function ramp(shape: number[]): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  return Tensor.from(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37)), shape);
+  return Tensor.from(
+    Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37)),
+    shape,
+  );
 }
 
 test('vae-tiny: every case passes', async () => {
@@ -39,7 +42,9 @@ test('vae-tiny: every case passes', async () => {
   const report = await runFixtureSet(TINY, registry);
   expect(report.cases.map((c) => c.name)).toEqual(['encode', 'decode', 'forward_nonsquare', 'backward_decode_mse']);
   for (const c of report.cases) process.stdout.write(`${c.name}: worst ${c.worst?.name} rel ${c.worst?.rel.toExponential(2)}\n`);
-  const failures = report.cases.filter((c) => c.status !== 'pass').map((c) => `${c.name}: ${c.status} ${c.message ?? ''} ${c.worst ? `${c.worst.name} rel ${c.worst.rel}` : ''}`);
+  const failures = report.cases
+    .filter((c) => c.status !== 'pass')
+    .map((c) => `${c.name}: ${c.status} ${c.message ?? ''} ${c.worst ? `${c.worst.name} rel ${c.worst.rel}` : ''}`);
   expect(failures).toEqual([]);
 });
 
@@ -120,7 +125,8 @@ test('save → load is bit-exact; unknown config keys are kept', async () => {
   const a = await vae.stateDict();
   const b = await back.stateDict();
   expect([...b.keys()]).toEqual([...a.keys()]);
-  for (const [k, t] of a) expect(Buffer.from(((await b.get(k)!.data()) as Float32Array).buffer)).toEqual(Buffer.from(((await t.data()) as Float32Array).buffer));
+  for (const [k, t] of a)
+    expect(Buffer.from(((await b.get(k)!.data()) as Float32Array).buffer)).toEqual(Buffer.from(((await t.data()) as Float32Array).buffer));
   const file = await SafetensorsFile.open(path.join(out, 'diffusion_pytorch_model.safetensors'));
   try {
     expect(file.names().length).toBe(124);
@@ -169,7 +175,9 @@ test('bad configs and folders are clear errors', async () => {
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, latent_channels: 8 }));
   fs.copyFileSync(path.join(TINY, 'diffusion_pytorch_model.safetensors'), path.join(dir, 'diffusion_pytorch_model.safetensors'));
-  await expect(loadVae(dir)).rejects.toThrow(/wrongly shaped weights \(7\):[\s\S]*decoder\.conv_in\.weight \(expected \[32, 8, 3, 3\], found \[32, 4, 3, 3\]\)/);
+  await expect(loadVae(dir)).rejects.toThrow(
+    /wrongly shaped weights \(7\):[\s\S]*decoder\.conv_in\.weight \(expected \[32, 8, 3, 3\], found \[32, 4, 3, 3\]\)/,
+  );
   // Pickles are refused.
   const pickled = path.join(tmp, 'pickled');
   fs.mkdirSync(pickled);

@@ -38,7 +38,15 @@ test.each([
 
 const minimalRaw = { model: { pretrained: 'models/base' }, data: { source: 'mnist', resolution: 16, channels: 1 }, output: 'runs/x' };
 const recipe = (train: Record<string, unknown>, device = 'cpu') =>
-  parseRecipe({ model: { pretrained: 'models/base', device }, data: { source: 'mnist', resolution: 16, channels: 1 }, train: { steps: 10, lr: 1e-4, ...train }, output: 'runs/x' }, 'r.json');
+  parseRecipe(
+    {
+      model: { pretrained: 'models/base', device },
+      data: { source: 'mnist', resolution: 16, channels: 1 },
+      train: { steps: 10, lr: 1e-4, ...train },
+      output: 'runs/x',
+    },
+    'r.json',
+  );
 
 test('mixedPrecision "bf16" on a CPU without bf16 arithmetic is a ConfigError naming the field, the reason and the way to force it', () => {
   const bf16 = recipe({ mixedPrecision: 'bf16' });
@@ -48,7 +56,9 @@ test('mixedPrecision "bf16" on a CPU without bf16 arithmetic is a ConfigError na
       'bf16 would be emulated ~20-30× slower than float32. Use "no" (float32), or set train.allowSlowBf16 to true to train in bf16 anyway.',
   );
   // prepareRecipe (finetune and --dry-run) judges the CPU it is given.
-  expect(() => prepareRecipe({ ...minimalRaw, train: { steps: 10, lr: 1e-4, mixedPrecision: 'bf16' } }, 'r.json', AVX512)).toThrow(/train\.mixedPrecision: "bf16" on cpu is refused/);
+  expect(() => prepareRecipe({ ...minimalRaw, train: { steps: 10, lr: 1e-4, mixedPrecision: 'bf16' } }, 'r.json', AVX512)).toThrow(
+    /train\.mixedPrecision: "bf16" on cpu is refused/,
+  );
 });
 
 test('bf16 passes where it is fast, on CUDA, when forced, and float32 always', () => {

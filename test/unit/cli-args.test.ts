@@ -3,7 +3,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../../lib/errors';
-import { CliUsageError, defineCli, extractFlags, formatHelp, integerValue, numberValue, oneOfValue, parseCli, usageHint, type CliSpec } from '../../lib/util/cli-args';
+import {
+  CliUsageError,
+  defineCli,
+  extractFlags,
+  formatHelp,
+  integerValue,
+  numberValue,
+  oneOfValue,
+  parseCli,
+  usageHint,
+  type CliSpec,
+} from '../../lib/util/cli-args';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -53,7 +64,10 @@ describe('parseCli', () => {
     [['--model', 'm', '--bogus'], 'unknown option "--bogus": expected one of --help, --model, --steps, --seed, --eta, --kind, --prompt, --dry-run'],
     [['--model', 'm', '-q'], 'unknown option "-q"'],
     [['--model'], '--model: expected a value after the flag but found the end of the arguments (usage: --model <folder>)'],
-    [['--model', '--dry-run'], '--model: expected a value after the flag (<folder>) but found the flag "--dry-run"; write --model=--dry-run if that is the value'],
+    [
+      ['--model', '--dry-run'],
+      '--model: expected a value after the flag (<folder>) but found the flag "--dry-run"; write --model=--dry-run if that is the value',
+    ],
     [['--model', 'm', '--steps', '0'], '--steps: expected an integer ≥ 1 but received "0"'],
     [['--model', 'm', '--steps', '2.5'], '--steps: expected an integer ≥ 1 but received "2.5"'],
     [['--model', 'm', '--eta', 'x'], '--eta: expected a number but received "x"'],
@@ -66,14 +80,25 @@ describe('parseCli', () => {
   });
 
   test('positionals: counted, and after -- even when they look like flags', () => {
-    const paths = defineCli({ name: 'p', summary: 's', flags: { verbose: { type: 'boolean', description: 'v' } }, positionals: { value: '<dir>...', description: 'd', min: 1, max: 2 }, examples: ['npm run p -- a'] });
+    const paths = defineCli({
+      name: 'p',
+      summary: 's',
+      flags: { verbose: { type: 'boolean', description: 'v' } },
+      positionals: { value: '<dir>...', description: 'd', min: 1, max: 2 },
+      examples: ['npm run p -- a'],
+    });
     expect(parseCli(paths, ['a', '--verbose', '--', '--b'])).toEqual({ help: false, positionals: ['a', '--b'], values: { verbose: true } });
     expect(() => parseCli(paths, [])).toThrow('expected 1 to 2 <dir>... but received none');
     expect(() => parseCli(paths, ['a', 'b', 'c'])).toThrow('expected 1 to 2 <dir>... but received "a", "b", "c"');
   });
 
   test('a schema without `expected` words its error from zod', () => {
-    const s = defineCli({ name: 'z', summary: 's', flags: { host: { type: 'string', value: '<h>', schema: z.string().min(1), description: 'h' } }, examples: ['npm run z'] });
+    const s = defineCli({
+      name: 'z',
+      summary: 's',
+      flags: { host: { type: 'string', value: '<h>', schema: z.string().min(1), description: 'h' } },
+      examples: ['npm run z'],
+    });
     expect(() => parseCli(s, ['--host='])).toThrow(/^--host: expected String must contain at least 1 character\(s\) but received ""$/);
   });
 
@@ -95,10 +120,12 @@ function shellWords(line: string): string[] {
 }
 
 // Every `npm run <x>` that runs dist/scripts/<x>.js: its script exports the spec it parses with.
-const npmScripts = Object.entries(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>).flatMap(([name, command]) => {
-  const script = /node dist\/scripts\/([\w-]+)\.js/.exec(command)?.[1];
-  return script === undefined ? [] : [[name, script] as const];
-});
+const npmScripts = Object.entries(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>).flatMap(
+  ([name, command]) => {
+    const script = /node dist\/scripts\/([\w-]+)\.js/.exec(command)?.[1];
+    return script === undefined ? [] : [[name, script] as const];
+  },
+);
 
 test('the npm scripts with a TypeScript entry point are all here', () => {
   expect(npmScripts.map(([name]) => name).sort()).toEqual(
@@ -123,7 +150,9 @@ describe.each(npmScripts)('npm run %s -- --help', (name, script) => {
     expect(help).toMatch(/\nexamples?:\n {2}npm run /);
     for (const example of cli.examples) {
       expect(example.startsWith(`npm run ${name}`)).toBe(true);
-      const argv = shellWords(example).slice(3).filter((w, i) => i > 0 || w !== '--');
+      const argv = shellWords(example)
+        .slice(3)
+        .filter((w, i) => i > 0 || w !== '--');
       expect(() => parseCli(cli, argv)).not.toThrow();
     }
   });

@@ -36,7 +36,11 @@ test('the scan sees lib/ and scripts/', () => {
 });
 
 test('no plain Error (or TypeError, RangeError, ...) is created in lib/ or scripts/', () => {
-  const found = files.flatMap((file) => codeLines(file).filter(({ text }) => /\bnew\s+(Type|Range|Syntax|Reference|Eval|URI|Aggregate)?Error\s*\(/.test(text)).map(({ line, text }) => `${file}:${line}: ${text.trim()}`));
+  const found = files.flatMap((file) =>
+    codeLines(file)
+      .filter(({ text }) => /\bnew\s+(Type|Range|Syntax|Reference|Eval|URI|Aggregate)?Error\s*\(/.test(text))
+      .map(({ line, text }) => `${file}:${line}: ${text.trim()}`),
+  );
   expect(found).toEqual([]);
 });
 
@@ -67,13 +71,17 @@ test('every script prints a failure through formatCliError, itself or in the lib
 
 describe('formatCliError', () => {
   test('one line: prefix, message, code', () => {
-    expect(formatCliError('finetune', new ConfigError('train.lr: expected a number but found "x"'))).toBe('finetune: train.lr: expected a number but found "x" (ERR_CONFIG)');
+    expect(formatCliError('finetune', new ConfigError('train.lr: expected a number but found "x"'))).toBe(
+      'finetune: train.lr: expected a number but found "x" (ERR_CONFIG)',
+    );
     expect(formatCliError('bench', new ProcessError('bench_diffusers.py exited 1: boom'))).toBe('bench: bench_diffusers.py exited 1: boom (ERR_PROCESS)');
     expect(formatCliError('x', new InternalError('a bug')).endsWith('(an internal error: please report it) (ERR_INTERNAL)')).toBe(true);
   });
 
   test('a multi-line message keeps the code on its first line; --stack adds the frames only', () => {
-    expect(formatCliError('load', new DifftuneError('ERR_NATIVE_LOAD', 'cannot load the addon\ntried: a\ntried: b'))).toBe('load: cannot load the addon (ERR_NATIVE_LOAD)\ntried: a\ntried: b');
+    expect(formatCliError('load', new DifftuneError('ERR_NATIVE_LOAD', 'cannot load the addon\ntried: a\ntried: b'))).toBe(
+      'load: cannot load the addon (ERR_NATIVE_LOAD)\ntried: a\ntried: b',
+    );
     const withStack = formatCliError('sample', new ConfigError('bad'), true).split('\n');
     expect(withStack[0]).toBe('sample: bad (ERR_CONFIG)');
     expect(withStack.length).toBeGreaterThan(1);

@@ -51,7 +51,9 @@ describe('globs', () => {
     for (const bad of ['a..b', '.a', 'a.', 'a**.b', 'a.b**', 'a?b', 'a[0-3]', 'a{b,c}', 'a b', '']) {
       expect(() => compilePattern(bad, 'freeze.trainable[3]')).toThrow(ConfigError);
     }
-    expect(() => compilePattern('down_blocks.[01].**', 'freeze.trainable[3]')).toThrow(/^freeze\.trainable\[3\]: glob "down_blocks\.\[01\]\.\*\*" contains "\[".*re:/);
+    expect(() => compilePattern('down_blocks.[01].**', 'freeze.trainable[3]')).toThrow(
+      /^freeze\.trainable\[3\]: glob "down_blocks\.\[01\]\.\*\*" contains "\[".*re:/,
+    );
     expect(() => compilePattern('a**.b', 'freeze.frozen[0]')).toThrow(/freeze\.frozen\[0\].*"\*\*" must be a whole segment/);
   });
 });

@@ -109,7 +109,9 @@ describe('learning-rate multipliers', () => {
   test('a multiplier matching only frozen parameters is an error (it would do nothing)', () => {
     const error = errorOf(() => planFreeze(unet2d, { preset: 'decoder-only', lrMultipliers: { 'down_blocks.**': 0.1 } }));
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error.message).toMatch(/^freeze\.lrMultipliers\["down_blocks\.\*\*"\]: expected the pattern "down_blocks\.\*\*" to match a trainable parameter, but the 34 it matches are all frozen/);
+    expect(error.message).toMatch(
+      /^freeze\.lrMultipliers\["down_blocks\.\*\*"\]: expected the pattern "down_blocks\.\*\*" to match a trainable parameter, but the 34 it matches are all frozen/,
+    );
   });
 
   test('multipliers must be positive finite numbers', () => {
@@ -120,13 +122,19 @@ describe('learning-rate multipliers', () => {
 
 describe('errors', () => {
   test('a pattern matching no parameter names the pattern and its field; all of them at once', () => {
-    const error = errorOf(() => planFreeze(unet2d, { trainable: ['up_blocks.**', 'up_block.**'], frozen: ['up_blocks.*.attention.**'], rules: [{ freeze: 're:nothing' }] }));
+    const error = errorOf(() =>
+      planFreeze(unet2d, { trainable: ['up_blocks.**', 'up_block.**'], frozen: ['up_blocks.*.attention.**'], rules: [{ freeze: 're:nothing' }] }),
+    );
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.message).toContain('freeze.trainable[1]: "up_block.**" matches none of the model\'s 144 parameters');
-    expect(error.message).toContain('freeze.frozen[0]: "up_blocks.*.attention.**" matches none of the model\'s 144 parameters; names under "up_blocks" look like "up_blocks.0.attentions.0.group_norm.bias"');
+    expect(error.message).toContain(
+      'freeze.frozen[0]: "up_blocks.*.attention.**" matches none of the model\'s 144 parameters; names under "up_blocks" look like "up_blocks.0.attentions.0.group_norm.bias"',
+    );
     expect(error.message).toContain('freeze.rules[0].freeze: "re:nothing" matches none');
     expect(error.message).not.toContain('freeze.trainable[0]');
-    expect(error.message).toContain('top-level blocks are conv_in, time_embedding, down_blocks.0, down_blocks.1, mid_block, up_blocks.0, up_blocks.1, conv_norm_out, conv_out)');
+    expect(error.message).toContain(
+      'top-level blocks are conv_in, time_embedding, down_blocks.0, down_blocks.1, mid_block, up_blocks.0, up_blocks.1, conv_norm_out, conv_out)',
+    );
   });
 
   test('a preset rule that matches nothing in this model is fine (class_embedding on an unconditional U-Net)', () => {
@@ -137,7 +145,9 @@ describe('errors', () => {
   test('a plan that trains nothing is an error', () => {
     const error = errorOf(() => planFreeze(unet2d, { trainable: ['down_blocks.**'], frozen: ['**'] }));
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error.message).toMatch(/^freeze: expected at least one trainable parameter, but the rules freeze all 144 \(.*freeze\.frozen\[0\]: freeze "\*\*" \(144 matched\)\)/);
+    expect(error.message).toMatch(
+      /^freeze: expected at least one trainable parameter, but the rules freeze all 144 \(.*freeze\.frozen\[0\]: freeze "\*\*" \(144 matched\)\)/,
+    );
   });
 
   test('option errors name the field path', () => {
@@ -160,10 +170,21 @@ describe('weight decay', () => {
   test('not on biases, norm scales/shifts, embedding tables or 1-d tensors; on conv and linear weights', () => {
     const plan = planFreeze(unet2dCond, {});
     const decay = new Map(plan.trainable.map((p) => [p.name, p.weightDecay]));
-    for (const name of ['conv_in.weight', 'mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight', 'time_embedding.linear_1.weight', 'mid_block.attentions.0.proj_in.weight']) {
+    for (const name of [
+      'conv_in.weight',
+      'mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight',
+      'time_embedding.linear_1.weight',
+      'mid_block.attentions.0.proj_in.weight',
+    ]) {
       expect(decay.get(name)).toBe(true);
     }
-    for (const name of ['conv_in.bias', 'conv_norm_out.weight', 'mid_block.attentions.0.norm.weight', 'mid_block.attentions.0.transformer_blocks.0.norm3.weight', 'down_blocks.0.resnets.0.norm1.bias']) {
+    for (const name of [
+      'conv_in.bias',
+      'conv_norm_out.weight',
+      'mid_block.attentions.0.norm.weight',
+      'mid_block.attentions.0.transformer_blocks.0.norm3.weight',
+      'down_blocks.0.resnets.0.norm1.bias',
+    ]) {
       expect(decay.get(name)).toBe(false);
     }
     expect(plan.trainable.filter((p) => !p.weightDecay)).toHaveLength(unet2dCond.filter((p) => p.shape.length === 1).length);
@@ -206,7 +227,17 @@ describe('totals, blocks, groups and memory', () => {
 
   test('blocks are listed in forward order with exact sizes', () => {
     const plan = planFreeze(unet2dCond, { preset: 'decoder-only' });
-    expect(plan.blocks.map((b) => b.block)).toEqual(['conv_in', 'time_embedding', 'down_blocks.0', 'down_blocks.1', 'mid_block', 'up_blocks.0', 'up_blocks.1', 'conv_norm_out', 'conv_out']);
+    expect(plan.blocks.map((b) => b.block)).toEqual([
+      'conv_in',
+      'time_embedding',
+      'down_blocks.0',
+      'down_blocks.1',
+      'mid_block',
+      'up_blocks.0',
+      'up_blocks.1',
+      'conv_norm_out',
+      'conv_out',
+    ]);
     expect(plan.blocks[0]).toEqual({ block: 'conv_in', tensors: 2, trainableTensors: 0, numel: 32 * 4 * 9 + 32, trainableNumel: 0 });
     expect(plan.blocks.at(-1)).toEqual({ block: 'conv_out', tensors: 2, trainableTensors: 2, numel: 4 * 32 * 9 + 4, trainableNumel: 4 * 32 * 9 + 4 });
     expect(plan.totals.trainableNumel).toBe(397_764);

@@ -118,11 +118,18 @@ describe('bias-norm', () => {
 
   test('leaves conv, linear and attention weights frozen', () => {
     const plan = planFreeze(unet2dCond, { preset: 'bias-norm' });
-    for (const name of ['conv_in.weight', 'down_blocks.0.resnets.0.time_emb_proj.weight', 'mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight', 'conv_out.weight']) {
+    for (const name of [
+      'conv_in.weight',
+      'down_blocks.0.resnets.0.time_emb_proj.weight',
+      'mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight',
+      'conv_out.weight',
+    ]) {
       expect(plan.frozen).toContain(name);
     }
     expect(plan.totals.trainableNumel).toBe(
-      unet2dCond.filter((p) => p.name.endsWith('.bias') || NORM_MODULES.has(penultimate(p.name)) || p.name.startsWith('time_embedding.')).reduce((s, p) => s + numel(p), 0),
+      unet2dCond
+        .filter((p) => p.name.endsWith('.bias') || NORM_MODULES.has(penultimate(p.name)) || p.name.startsWith('time_embedding.'))
+        .reduce((s, p) => s + numel(p), 0),
     );
   });
 });

@@ -184,7 +184,14 @@ describe('checkOutputFolder', () => {
   });
 
   test('a pseudo file system is refused from the mount table', () => {
-    const table = ['/dev/vda / ext4 rw 0 0', 'proc /proc proc rw 0 0', 'sysfs /sys sysfs rw 0 0', 'tmpfs /dev/shm tmpfs rw 0 0', 'devtmpfs /dev devtmpfs rw 0 0', '/dev/vdb /mnt/my\\040disk ext4 rw 0 0'].join('\n');
+    const table = [
+      '/dev/vda / ext4 rw 0 0',
+      'proc /proc proc rw 0 0',
+      'sysfs /sys sysfs rw 0 0',
+      'tmpfs /dev/shm tmpfs rw 0 0',
+      'devtmpfs /dev devtmpfs rw 0 0',
+      '/dev/vdb /mnt/my\\040disk ext4 rw 0 0',
+    ].join('\n');
     expect(pseudoFileSystemOf('/proc/1/x', table)).toEqual(['/proc', 'proc']);
     expect(pseudoFileSystemOf('/sys/kernel', table)).toEqual(['/sys', 'sysfs']);
     expect(pseudoFileSystemOf('/dev/shm/run', table)).toBeUndefined();

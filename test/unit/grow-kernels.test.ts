@@ -2,7 +2,14 @@
 // convolution: the new conv_in + downsampler reproduce the old conv_in from up2(x), and the new conv_out's
 // 2×2 average on up2(u) reproduces the old conv_out — at every pixel, borders included.
 import { Rng } from '../../lib/data/random';
-import { convOutForUpsampled, defaultInitUniform, downsamplerFromConvIn, identityConv3x3, passThroughShortcut, shiftedCopiesConvIn } from '../../lib/models/grow-kernels';
+import {
+  convOutForUpsampled,
+  defaultInitUniform,
+  downsamplerFromConvIn,
+  identityConv3x3,
+  passThroughShortcut,
+  shiftedCopiesConvIn,
+} from '../../lib/models/grow-kernels';
 
 interface Image {
   c: number;
@@ -29,7 +36,8 @@ function conv3x3(x: Image, weight: ArrayLike<number>, out: number, stride = 1, b
       for (let j = 0; j < w; j++) {
         let s = bias ? bias[o]! : 0;
         for (let c = 0; c < x.c; c++) {
-          for (let a = 0; a < 3; a++) for (let b = 0; b < 3; b++) s += weight[((o * x.c + c) * 3 + a) * 3 + b]! * at(x, c, i * stride + a - 1, j * stride + b - 1);
+          for (let a = 0; a < 3; a++)
+            for (let b = 0; b < 3; b++) s += weight[((o * x.c + c) * 3 + a) * 3 + b]! * at(x, c, i * stride + a - 1, j * stride + b - 1);
         }
         v[(o * h + i) * w + j] = s;
       }
@@ -40,7 +48,8 @@ function conv3x3(x: Image, weight: ArrayLike<number>, out: number, stride = 1, b
 
 function up2(x: Image): Image {
   const v = new Float64Array(x.c * x.h * x.w * 4);
-  for (let c = 0; c < x.c; c++) for (let i = 0; i < 2 * x.h; i++) for (let j = 0; j < 2 * x.w; j++) v[(c * 2 * x.h + i) * 2 * x.w + j] = at(x, c, i >> 1, j >> 1);
+  for (let c = 0; c < x.c; c++)
+    for (let i = 0; i < 2 * x.h; i++) for (let j = 0; j < 2 * x.w; j++) v[(c * 2 * x.h + i) * 2 * x.w + j] = at(x, c, i >> 1, j >> 1);
   return { c: x.c, h: 2 * x.h, w: 2 * x.w, v };
 }
 
@@ -49,7 +58,9 @@ function avgpool2(x: Image): Image {
   const w = x.w / 2;
   const v = new Float64Array(x.c * h * w);
   for (let c = 0; c < x.c; c++) {
-    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) v[(c * h + i) * w + j] = (at(x, c, 2 * i, 2 * j) + at(x, c, 2 * i + 1, 2 * j) + at(x, c, 2 * i, 2 * j + 1) + at(x, c, 2 * i + 1, 2 * j + 1)) / 4;
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++)
+        v[(c * h + i) * w + j] = (at(x, c, 2 * i, 2 * j) + at(x, c, 2 * i + 1, 2 * j) + at(x, c, 2 * i, 2 * j + 1) + at(x, c, 2 * i + 1, 2 * j + 1)) / 4;
   }
   return { c: x.c, h, w, v };
 }

@@ -1,15 +1,6 @@
 /** Half (F16), bfloat16 and float8 conversions: known values, round-to-nearest-even, inf/NaN, subnormals. */
 
-import {
-  bf16ArrayToF32,
-  bf16ToF32,
-  f16ArrayToF32,
-  f16ToF32,
-  f32ArrayToBf16,
-  f32ArrayToF16,
-  f32ToBf16,
-  f32ToF16,
-} from '../../lib/checkpoint/half';
+import { bf16ArrayToF32, bf16ToF32, f16ArrayToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16, f32ToBf16, f32ToF16 } from '../../lib/checkpoint/half';
 import { f8e4m3ToF32, f8e5m2ToF32, f8e8m0ToF32 } from '../../lib/checkpoint/float8';
 import { decodeTensorData } from '../../lib/checkpoint/tensor-data';
 

@@ -33,7 +33,11 @@ function moduleSpecifiers(fileName: string, source: string): string[] {
   const visit = (node: ts.Node): void => {
     if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier !== undefined && ts.isStringLiteral(node.moduleSpecifier)) {
       found.push(node.moduleSpecifier.text);
-    } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference) && ts.isStringLiteral(node.moduleReference.expression)) {
+    } else if (
+      ts.isImportEqualsDeclaration(node) &&
+      ts.isExternalModuleReference(node.moduleReference) &&
+      ts.isStringLiteral(node.moduleReference.expression)
+    ) {
       found.push(node.moduleReference.expression.text);
     } else if (ts.isCallExpression(node)) {
       const callee = node.expression;
@@ -127,7 +131,8 @@ function checkLayers(graph: ImportGraph): string[] {
     for (const target of targets) {
       const targetLayer = layerOf(target);
       if (!graph.has(target)) problems.push(`${file} imports ${target}, which is no file of lib/`);
-      else if (targetLayer !== undefined && targetLayer > layer) problems.push(`${file} imports ${target}: ${describe(layer)} may not import ${describe(targetLayer)}`);
+      else if (targetLayer !== undefined && targetLayer > layer)
+        problems.push(`${file} imports ${target}: ${describe(layer)} may not import ${describe(targetLayer)}`);
     }
   }
   for (const component of cycles(graph)) problems.push(`files import each other (a cycle): ${component.join(', ')}`);
@@ -176,7 +181,17 @@ test('the parser reads every form of import, type-only ones included', () => {
 });
 
 test('the checker reports an upward import, a file cycle, a folder cycle, a folder in no layer and a missing file', () => {
-  expect(checkLayers(graphOf({ 'config/recipe.ts': ['errors.ts'], 'errors.ts': [], 'train/finetune.ts': ['config/recipe.ts', 'models/unet.ts'], 'models/unet.ts': [], 'index.ts': ['train/finetune.ts'] }))).toEqual([]);
+  expect(
+    checkLayers(
+      graphOf({
+        'config/recipe.ts': ['errors.ts'],
+        'errors.ts': [],
+        'train/finetune.ts': ['config/recipe.ts', 'models/unet.ts'],
+        'models/unet.ts': [],
+        'index.ts': ['train/finetune.ts'],
+      }),
+    ),
+  ).toEqual([]);
 
   // The deliberately wrong import: config/ (layer 1) reaching up into train/ (layer 4).
   expect(checkLayers(graphOf({ 'config/recipe.ts': ['train/trainer.ts'], 'train/trainer.ts': [] }))).toEqual([
@@ -188,10 +203,12 @@ test('the checker reports an upward import, a file cycle, a folder cycle, a fold
   ]);
   // Same layer, no file cycle, but the folders depend on each other (train/ ↔ dist/ was one).
   expect(
-    checkLayers(graphOf({ 'train/finetune.ts': ['distributed/data-parallel.ts'], 'distributed/data-parallel.ts': ['train/trainer.ts'], 'train/trainer.ts': [] })),
+    checkLayers(
+      graphOf({ 'train/finetune.ts': ['distributed/data-parallel.ts'], 'distributed/data-parallel.ts': ['train/trainer.ts'], 'train/trainer.ts': [] }),
+    ),
   ).toEqual(['folders import each other (a cycle): distributed, train']);
   expect(checkLayers(graphOf({ 'plugins/x.ts': [], 'models/a.ts': ['models/gone'] }))).toEqual([
-    'plugins/x.ts is in no layer: add the folder plugins to LAYERS in test/unit/layers.test.ts (and to README\'s Architecture)',
+    "plugins/x.ts is in no layer: add the folder plugins to LAYERS in test/unit/layers.test.ts (and to README's Architecture)",
     'models/a.ts imports models/gone, which is no file of lib/',
   ]);
 });

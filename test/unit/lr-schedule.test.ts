@@ -60,10 +60,14 @@ describe('cosine_with_restarts', () => {
 
   test('numCycles 2 restarts at the peak half-way through', () => {
     // λ = ½(1 + cos(π · ((2 · progress) mod 1)))
-    expectClose(
-      curve({ name: 'cosine_with_restarts', numCycles: 2, lr: 1, totalSteps: 100 }, [0, 25, 49, 50, 75, 100]),
-      [1, 0.5, 0.5 * (1 + Math.cos(Math.PI * 0.98)), 1, 0.5, 0],
-    );
+    expectClose(curve({ name: 'cosine_with_restarts', numCycles: 2, lr: 1, totalSteps: 100 }, [0, 25, 49, 50, 75, 100]), [
+      1,
+      0.5,
+      0.5 * (1 + Math.cos(Math.PI * 0.98)),
+      1,
+      0.5,
+      0,
+    ]);
   });
 
   test('with warmup, cycles span the steps after it', () => {
@@ -79,13 +83,19 @@ describe('polynomial', () => {
   });
 
   test('power 2: lr = (lr − lrEnd)(1 − progress)² + lrEnd', () => {
-    expectClose(curve({ name: 'polynomial', power: 2, lrEnd: 1e-5, lr: 1e-3, totalSteps: 100 }, [50, 90]), [(1e-3 - 1e-5) * 0.25 + 1e-5, (1e-3 - 1e-5) * 0.01 + 1e-5]);
+    expectClose(curve({ name: 'polynomial', power: 2, lrEnd: 1e-5, lr: 1e-3, totalSteps: 100 }, [50, 90]), [
+      (1e-3 - 1e-5) * 0.25 + 1e-5,
+      (1e-3 - 1e-5) * 0.01 + 1e-5,
+    ]);
   });
 
   test('diffusers defaults: power 1, lrEnd 1e-7; warmup ramps first', () => {
     const s = resolveLrSchedule({ name: 'polynomial', warmupSteps: 10, lr: 1e-4, totalSteps: 110 });
     expect([s.power, s.lrEnd]).toEqual([1, 1e-7]);
-    expectClose([5, 10, 60, 110].map((step) => s.lr * lrMultiplierAt(step, s)), [5e-5, 1e-4, (1e-4 - 1e-7) * 0.5 + 1e-7, 1e-7]);
+    expectClose(
+      [5, 10, 60, 110].map((step) => s.lr * lrMultiplierAt(step, s)),
+      [5e-5, 1e-4, (1e-4 - 1e-7) * 0.5 + 1e-7, 1e-7],
+    );
   });
 });
 
@@ -102,8 +112,12 @@ test('defaults resolve like diffusers: numCycles 0.5 for cosine, 1 for restarts'
 
 describe('errors name the field', () => {
   test('options a schedule would ignore', () => {
-    expect(() => parseLrSchedule({ name: 'constant', warmupSteps: 100 })).toThrow(/train\.lrSchedule\.warmupSteps: the "constant" schedule has no warmup \(as in diffusers\); use "constant_with_warmup"/);
-    expect(() => parseLrSchedule({ name: 'linear', numCycles: 2 })).toThrow(/train\.lrSchedule\.numCycles: used only by "cosine" and "cosine_with_restarts", not by "linear"/);
+    expect(() => parseLrSchedule({ name: 'constant', warmupSteps: 100 })).toThrow(
+      /train\.lrSchedule\.warmupSteps: the "constant" schedule has no warmup \(as in diffusers\); use "constant_with_warmup"/,
+    );
+    expect(() => parseLrSchedule({ name: 'linear', numCycles: 2 })).toThrow(
+      /train\.lrSchedule\.numCycles: used only by "cosine" and "cosine_with_restarts", not by "linear"/,
+    );
     expect(() => parseLrSchedule({ name: 'cosine', power: 2 })).toThrow(/train\.lrSchedule\.power: used only by "polynomial"/);
     expect(() => parseLrSchedule({ name: 'cosine', lrEnd: 0 })).toThrow(/train\.lrSchedule\.lrEnd: used only by "polynomial"/);
   });
@@ -117,9 +131,13 @@ describe('errors name the field', () => {
   });
 
   test('schedules that cannot run over train.steps', () => {
-    expect(() => lrAt(0, { name: 'linear', warmupSteps: 20, lr: 1, totalSteps: 10 })).toThrow(/train\.lrSchedule\.warmupSteps: expected at most train\.steps \(10\) warmup steps but found 20/);
+    expect(() => lrAt(0, { name: 'linear', warmupSteps: 20, lr: 1, totalSteps: 10 })).toThrow(
+      /train\.lrSchedule\.warmupSteps: expected at most train\.steps \(10\) warmup steps but found 20/,
+    );
     expect(() => lrAt(0, { name: 'polynomial', warmupSteps: 10, lr: 1, totalSteps: 10 })).toThrow(/"polynomial" needs decay steps/);
-    expect(() => lrAt(0, { name: 'polynomial', lrEnd: 1e-3, lr: 1e-3, totalSteps: 10 })).toThrow(/train\.lrSchedule\.lrEnd: expected an end lr below train\.lr \(0\.001\) but found 0\.001/);
+    expect(() => lrAt(0, { name: 'polynomial', lrEnd: 1e-3, lr: 1e-3, totalSteps: 10 })).toThrow(
+      /train\.lrSchedule\.lrEnd: expected an end lr below train\.lr \(0\.001\) but found 0\.001/,
+    );
   });
 
   test('bad lr, steps and step index', () => {

@@ -8,7 +8,12 @@ import type { NativeAutoencoderKLStatic, NativeCLIPTextModelStatic, NativeUNetSt
 
 // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- T is the static interface the caller wants the fake typed as
 function fakeStatic<T>(seen: unknown[]): T {
-  return { create: (config: unknown) => { seen.push(config); return Promise.resolve({}); } } as unknown as T;
+  return {
+    create: (config: unknown) => {
+      seen.push(config);
+      return Promise.resolve({});
+    },
+  } as unknown as T;
 }
 
 test('create() takes the native config structs and refuses anything else at compile time', async () => {

@@ -7,7 +7,12 @@ const ROOT = path.join(__dirname, '..', '..');
 
 test("every name the README imports from 'difftune' is exported", () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const imports = [...readme.matchAll(/import \{([^}]+)\} from 'difftune'/g)].flatMap((m) => m[1]!.split(',').map((n) => n.trim()).filter(Boolean));
+  const imports = [...readme.matchAll(/import \{([^}]+)\} from 'difftune'/g)].flatMap((m) =>
+    m[1]!
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  );
   expect(imports.length).toBeGreaterThanOrEqual(15);
   expect(imports.filter((name) => !(name in difftune))).toEqual([]);
 });
@@ -16,7 +21,21 @@ test('the API re-exports no conformance, demo, benchmark, report or data-paralle
   const index = fs.readFileSync(path.join(ROOT, 'lib', 'index.ts'), 'utf8');
   const from = [...index.matchAll(/from '\.\/([^']+)'/g)].map((m) => m[1]!);
   expect(from.filter((p) => /^(conformance|demo|bench|report|distributed|util)\//.test(p))).toEqual([]);
-  for (const internal of ['runFixtureSet', 'defaultRegistry', 'runTransferDemo', 'runTransferStudy', 'benchDataParallel', 'joinDataParallel', 'launchWorkers', 'parseLaunchArgs', 'ProcessGroup', 'gemmBenchmark', 'Trainer', 'concat', 'parseLenientJson']) {
+  for (const internal of [
+    'runFixtureSet',
+    'defaultRegistry',
+    'runTransferDemo',
+    'runTransferStudy',
+    'benchDataParallel',
+    'joinDataParallel',
+    'launchWorkers',
+    'parseLaunchArgs',
+    'ProcessGroup',
+    'gemmBenchmark',
+    'Trainer',
+    'concat',
+    'parseLenientJson',
+  ]) {
     expect(internal in difftune).toBe(false);
   }
 });

@@ -46,7 +46,14 @@ test('relative paths resolve against the recipe file’s folder; absolute ones s
 });
 
 test('--set parses JSON values, else strings, creating objects on the way', () => {
-  const r = applyOverrides(minimal, ['train.lr=3e-5', 'train.ema={"decay":0.99}', 'output=runs/other', 'lora.rank=8', 'data.classes=[1,2]', 'model.pretrained=true-ish']);
+  const r = applyOverrides(minimal, [
+    'train.lr=3e-5',
+    'train.ema={"decay":0.99}',
+    'output=runs/other',
+    'lora.rank=8',
+    'data.classes=[1,2]',
+    'model.pretrained=true-ish',
+  ]);
   expect((r.train as Record<string, unknown>).lr).toBe(3e-5);
   expect((r.train as Record<string, unknown>).ema).toEqual({ decay: 0.99 });
   expect(r.output).toBe('runs/other');
@@ -61,7 +68,12 @@ test('--set parses JSON values, else strings, creating objects on the way', () =
 });
 
 test('--set refuses keys that reach Object.prototype, naming them, and pollutes nothing', () => {
-  for (const [set, key] of [['__proto__.polluted=1', '__proto__'], ['constructor.prototype.polluted=1', 'constructor", "prototype'], ['train.__proto__.polluted=1', '__proto__'], ['__proto__={"polluted":1}', '__proto__']] as const) {
+  for (const [set, key] of [
+    ['__proto__.polluted=1', '__proto__'],
+    ['constructor.prototype.polluted=1', 'constructor", "prototype'],
+    ['train.__proto__.polluted=1', '__proto__'],
+    ['__proto__={"polluted":1}', '__proto__'],
+  ] as const) {
     let error: unknown;
     try {
       applyOverrides(minimal, [set]);
@@ -76,6 +88,8 @@ test('--set refuses keys that reach Object.prototype, naming them, and pollutes 
 
 test('the transfer study refuses a variant override through Object.prototype before any run', async () => {
   const overrides = JSON.parse('{"train": {"__proto__": {"polluted": 1}}}') as Record<string, unknown>;
-  await expect(runTransferStudy(minimal, 'r.json', path.join(os.tmpdir(), 'difftune-never-written'), [{ name: 'bad', overrides }])).rejects.toThrow(/variant "bad": overrides\.train\.__proto__: expected field names but found "__proto__"/);
+  await expect(runTransferStudy(minimal, 'r.json', path.join(os.tmpdir(), 'difftune-never-written'), [{ name: 'bad', overrides }])).rejects.toThrow(
+    /variant "bad": overrides\.train\.__proto__: expected field names but found "__proto__"/,
+  );
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
 });

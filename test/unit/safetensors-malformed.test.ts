@@ -57,17 +57,11 @@ describe('file and header length', () => {
   });
 
   test('a header length past the end of the file', async () => {
-    await expectMalformed(rawSafetensors('{}', 0, { headerLength: 1000n }), [
-      'header length 1000 runs past the end of the file',
-      'the file is 10 bytes',
-    ]);
+    await expectMalformed(rawSafetensors('{}', 0, { headerLength: 1000n }), ['header length 1000 runs past the end of the file', 'the file is 10 bytes']);
   });
 
   test('a header length over the 100 MB cap', async () => {
-    await expectMalformed(rawSafetensors('{}', 0, { headerLength: 100_000_001n }), [
-      'header length is 100000001 bytes',
-      'over the limit of 100000000 bytes',
-    ]);
+    await expectMalformed(rawSafetensors('{}', 0, { headerLength: 100_000_001n }), ['header length is 100000001 bytes', 'over the limit of 100000000 bytes']);
   });
 
   test('a header length of 2^64 - 1', async () => {
@@ -175,10 +169,11 @@ describe('tensor entries', () => {
   });
 
   test('a byte count that does not match shape × dtype size', async () => {
-    await expectMalformed(rawSafetensors({ w: entry('F32', [2, 3], 0, 20) }, 20), [
-      'shape [2, 3] of F32 needs 6 elements × 4 bytes = 24 bytes',
-      'data_offsets [0, 20] hold 20 bytes',
-    ], 'w');
+    await expectMalformed(
+      rawSafetensors({ w: entry('F32', [2, 3], 0, 20) }, 20),
+      ['shape [2, 3] of F32 needs 6 elements × 4 bytes = 24 bytes', 'data_offsets [0, 20] hold 20 bytes'],
+      'w',
+    );
   });
 
   test('a byte count off because of the dtype size', async () => {
@@ -186,17 +181,17 @@ describe('tensor entries', () => {
   });
 
   test('offsets past the end of the data section', async () => {
-    await expectMalformed(rawSafetensors({ w: entry('F32', [4], 0, 16) }, 8), [
-      'data_offsets [0, 16] reach past the data section, which holds 8 bytes',
-    ], 'w');
+    await expectMalformed(rawSafetensors({ w: entry('F32', [4], 0, 16) }, 8), ['data_offsets [0, 16] reach past the data section, which holds 8 bytes'], 'w');
   });
 });
 
 describe('coverage of the data section', () => {
   test('overlapping tensors', async () => {
-    await expectMalformed(rawSafetensors({ a: entry('F32', [2], 0, 8), b: entry('F32', [2], 4, 12) }, 12), [
-      'data_offsets [4, 12] overlap tensor "a" at [0, 8]',
-    ], 'b');
+    await expectMalformed(
+      rawSafetensors({ a: entry('F32', [2], 0, 8), b: entry('F32', [2], 4, 12) }, 12),
+      ['data_offsets [4, 12] overlap tensor "a" at [0, 8]'],
+      'b',
+    );
   });
 
   test('two tensors on the same bytes', async () => {
@@ -208,11 +203,11 @@ describe('coverage of the data section', () => {
   });
 
   test('a gap between tensors', async () => {
-    await expectMalformed(rawSafetensors({ a: entry('F32', [2], 0, 8), b: entry('F32', [2], 12, 20) }, 20), [
-      'gap in the data section',
-      'the previous tensor "a" ends at 8',
-      'bytes [8, 12) belong to no tensor',
-    ], 'b');
+    await expectMalformed(
+      rawSafetensors({ a: entry('F32', [2], 0, 8), b: entry('F32', [2], 12, 20) }, 20),
+      ['gap in the data section', 'the previous tensor "a" ends at 8', 'bytes [8, 12) belong to no tensor'],
+      'b',
+    );
   });
 
   test('a gap before the first tensor', async () => {

@@ -7,15 +7,7 @@ import * as crypto from 'node:crypto';
 import { existsSync, mkdirSync, promises as fsp, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../lib/errors';
-import {
-  DTYPES,
-  DTYPE_NAMES,
-  type DType,
-  SafetensorsFile,
-  type TensorToWrite,
-  encodeTensorData,
-  writeSafetensors,
-} from '../../lib/checkpoint/safetensors';
+import { DTYPES, DTYPE_NAMES, type DType, SafetensorsFile, type TensorToWrite, encodeTensorData, writeSafetensors } from '../../lib/checkpoint/safetensors';
 import { buildHeader, parseHeader } from '../../lib/checkpoint/safetensors-format';
 import { useTempDir } from '../helpers/temp-dir';
 
@@ -157,8 +149,15 @@ describe('layout and header', () => {
   });
 
   test('buildHeader writes compact JSON, metadata first, padded with spaces to a multiple of 8', () => {
-    const header = buildHeader([{ name: 'w', dtype: 'F32', shape: [2, 3] }, { name: 'b', dtype: 'F16', shape: [3] }], { format: 'pt' });
-    const json = '{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"F16","shape":[3],"data_offsets":[24,30]}}';
+    const header = buildHeader(
+      [
+        { name: 'w', dtype: 'F32', shape: [2, 3] },
+        { name: 'b', dtype: 'F16', shape: [3] },
+      ],
+      { format: 'pt' },
+    );
+    const json =
+      '{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"F16","shape":[3],"data_offsets":[24,30]}}';
     const padded = json + ' '.repeat((8 - (json.length % 8)) % 8);
     expect(header.readBigUInt64LE(0)).toBe(BigInt(padded.length));
     expect(header.subarray(8).toString('utf8')).toBe(padded);
@@ -167,7 +166,12 @@ describe('layout and header', () => {
 
   test('buildHeader rejects what a reader would reject', () => {
     expect(() => buildHeader([{ name: '__metadata__', dtype: 'F32', shape: [] }])).toThrow(InvalidArgumentError);
-    expect(() => buildHeader([{ name: 'a', dtype: 'F32', shape: [] }, { name: 'a', dtype: 'F32', shape: [] }])).toThrow('appears twice');
+    expect(() =>
+      buildHeader([
+        { name: 'a', dtype: 'F32', shape: [] },
+        { name: 'a', dtype: 'F32', shape: [] },
+      ]),
+    ).toThrow('appears twice');
     expect(() => buildHeader([{ name: 'a', dtype: 'Q4' as DType, shape: [] }])).toThrow('unknown dtype "Q4"');
     expect(() => buildHeader([], { k: 1 as unknown as string })).toThrow('metadata value for key "k" must be a string');
   });
@@ -181,7 +185,14 @@ describe('argument validation', () => {
     ['data of the wrong length', { ok, a: { dtype: 'F32', shape: [2, 3], data: new Uint8Array(20) } }, 'needs 24 bytes of data, got 20'],
     ['data that is not a typed array', { a: { dtype: 'U8', shape: [2], data: [1, 2] } }, 'Expected a Uint8Array'],
     ['a tensor named __metadata__', { __metadata__: ok }, 'is reserved for metadata'],
-    ['a duplicate name', [['a', ok], ['a', ok]], 'is given twice'],
+    [
+      'a duplicate name',
+      [
+        ['a', ok],
+        ['a', ok],
+      ],
+      'is given twice',
+    ],
     ['a non-string name', [[7, ok]], 'Expected a string tensor name'],
     ['a tensor that is not an object', { a: 5 }, 'Expected an object { dtype, shape, data }'],
   ])('%s is an InvalidArgumentError', async (_, tensors, message) => {

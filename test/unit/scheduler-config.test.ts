@@ -4,13 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { pythonFloatRepr } from '../../lib/config/python-float';
-import {
-  SCHEDULER_CLASSES,
-  defaultSchedulerConfig,
-  formatSchedulerConfig,
-  parseSchedulerConfig,
-  parseSchedulerConfigText,
-} from '../../lib/config/scheduler';
+import { SCHEDULER_CLASSES, defaultSchedulerConfig, formatSchedulerConfig, parseSchedulerConfig, parseSchedulerConfigText } from '../../lib/config/scheduler';
 import { ConfigError } from '../../lib/errors';
 import { isNativeLoaded } from '../../lib/native/load';
 import { toNativeSchedulerConfig } from '../../lib/schedulers/native-config';
@@ -63,10 +57,21 @@ describe('fixture configs', () => {
 describe('defaults are diffusers v0.31 defaults', () => {
   test('DDPM', () => {
     expect(defaultSchedulerConfig('DDPMScheduler').values).toEqual({
-      num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02, beta_schedule: 'linear', trained_betas: null,
-      variance_type: 'fixed_small', clip_sample: true, prediction_type: 'epsilon', thresholding: false,
-      dynamic_thresholding_ratio: 0.995, clip_sample_range: 1.0, sample_max_value: 1.0, timestep_spacing: 'leading',
-      steps_offset: 0, rescale_betas_zero_snr: false,
+      num_train_timesteps: 1000,
+      beta_start: 0.0001,
+      beta_end: 0.02,
+      beta_schedule: 'linear',
+      trained_betas: null,
+      variance_type: 'fixed_small',
+      clip_sample: true,
+      prediction_type: 'epsilon',
+      thresholding: false,
+      dynamic_thresholding_ratio: 0.995,
+      clip_sample_range: 1.0,
+      sample_max_value: 1.0,
+      timestep_spacing: 'leading',
+      steps_offset: 0,
+      rescale_betas_zero_snr: false,
     });
   });
 
@@ -76,14 +81,25 @@ describe('defaults are diffusers v0.31 defaults', () => {
 
   test('Euler', () => {
     expect(defaultSchedulerConfig('EulerDiscreteScheduler').values).toMatchObject({
-      timestep_spacing: 'linspace', interpolation_type: 'linear', use_karras_sigmas: false, timestep_type: 'discrete', final_sigmas_type: 'zero',
+      timestep_spacing: 'linspace',
+      interpolation_type: 'linear',
+      use_karras_sigmas: false,
+      timestep_type: 'discrete',
+      final_sigmas_type: 'zero',
     });
   });
 
   test('DPM-Solver', () => {
     expect(defaultSchedulerConfig('DPMSolverMultistepScheduler').values).toMatchObject({
-      solver_order: 2, algorithm_type: 'dpmsolver++', solver_type: 'midpoint', lower_order_final: true, euler_at_final: false,
-      final_sigmas_type: 'zero', lambda_min_clipped: -Infinity, variance_type: null, timestep_spacing: 'linspace',
+      solver_order: 2,
+      algorithm_type: 'dpmsolver++',
+      solver_type: 'midpoint',
+      lower_order_final: true,
+      euler_at_final: false,
+      final_sigmas_type: 'zero',
+      lambda_min_clipped: -Infinity,
+      variance_type: null,
+      timestep_spacing: 'linspace',
     });
   });
 
@@ -132,23 +148,71 @@ describe('unknown keys and classes', () => {
 
 describe('unsupported values are ConfigErrors naming the file and key', () => {
   const cases: Array<[string, Record<string, unknown>, string]> = [
-    ['an enum value', { _class_name: 'DDIMScheduler', beta_schedule: 'sigmoid' }, 'DDIMScheduler config key "beta_schedule": expected one of "linear", "scaled_linear", "squaredcos_cap_v2" but found "sigmoid" of type string'],
-    ['a wrong type', { _class_name: 'DDPMScheduler', clip_sample: 'yes' }, 'DDPMScheduler config key "clip_sample": expected boolean but found "yes" of type string'],
+    [
+      'an enum value',
+      { _class_name: 'DDIMScheduler', beta_schedule: 'sigmoid' },
+      'DDIMScheduler config key "beta_schedule": expected one of "linear", "scaled_linear", "squaredcos_cap_v2" but found "sigmoid" of type string',
+    ],
+    [
+      'a wrong type',
+      { _class_name: 'DDPMScheduler', clip_sample: 'yes' },
+      'DDPMScheduler config key "clip_sample": expected boolean but found "yes" of type string',
+    ],
     ['an out-of-range number', { _class_name: 'DPMSolverMultistepScheduler', solver_order: 4 }, 'DPMSolverMultistepScheduler config key "solver_order"'],
-    ['PNDM with sample prediction', { _class_name: 'PNDMScheduler', prediction_type: 'sample' }, 'PNDMScheduler config key "prediction_type": expected one of "epsilon", "v_prediction"'],
-    ['beta sigmas', { _class_name: 'EulerDiscreteScheduler', use_beta_sigmas: true }, 'EulerDiscreteScheduler config key "use_beta_sigmas": beta sigmas are not supported by difftune'],
-    ['fixed_large_log', { _class_name: 'DDPMScheduler', variance_type: 'fixed_large_log' }, 'DDPMScheduler config key "variance_type": "fixed_large_log" is not supported'],
-    ['a later diffusers option', { _class_name: 'DPMSolverMultistepScheduler', use_flow_sigmas: true }, 'config key "use_flow_sigmas": expected false (flow-matching sigmas are not supported)'],
-    ['dpmsolver with a zero final sigma', { _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'dpmsolver' }, 'config key "final_sigmas_type": "zero" is not supported with algorithm_type "dpmsolver"'],
-    ['third-order SDE', { _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'sde-dpmsolver++', solver_order: 3 }, 'config key "solver_order": 3 is not available'],
-    ['trained_betas of the wrong length', { _class_name: 'DDPMScheduler', num_train_timesteps: 10, trained_betas: [0.1, 0.2] }, 'config key "trained_betas": expected 10 values'],
+    [
+      'PNDM with sample prediction',
+      { _class_name: 'PNDMScheduler', prediction_type: 'sample' },
+      'PNDMScheduler config key "prediction_type": expected one of "epsilon", "v_prediction"',
+    ],
+    [
+      'beta sigmas',
+      { _class_name: 'EulerDiscreteScheduler', use_beta_sigmas: true },
+      'EulerDiscreteScheduler config key "use_beta_sigmas": beta sigmas are not supported by difftune',
+    ],
+    [
+      'fixed_large_log',
+      { _class_name: 'DDPMScheduler', variance_type: 'fixed_large_log' },
+      'DDPMScheduler config key "variance_type": "fixed_large_log" is not supported',
+    ],
+    [
+      'a later diffusers option',
+      { _class_name: 'DPMSolverMultistepScheduler', use_flow_sigmas: true },
+      'config key "use_flow_sigmas": expected false (flow-matching sigmas are not supported)',
+    ],
+    [
+      'dpmsolver with a zero final sigma',
+      { _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'dpmsolver' },
+      'config key "final_sigmas_type": "zero" is not supported with algorithm_type "dpmsolver"',
+    ],
+    [
+      'third-order SDE',
+      { _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'sde-dpmsolver++', solver_order: 3 },
+      'config key "solver_order": 3 is not available',
+    ],
+    [
+      'trained_betas of the wrong length',
+      { _class_name: 'DDPMScheduler', num_train_timesteps: 10, trained_betas: [0.1, 0.2] },
+      'config key "trained_betas": expected 10 values',
+    ],
     ['NaN', { _class_name: 'DDPMScheduler', beta_end: NaN }, 'DDPMScheduler config key "beta_end": expected number but found NaN of type number'],
     // Betas outside (0, 1) made alphas_cumprod ±Infinity or negative and trained on it without a word.
-    ['beta_end above 1', { _class_name: 'DDPMScheduler', beta_end: 5 }, 'DDPMScheduler config key "beta_end": expected a beta in (0, 1) (the noise variance a training step adds) (found 5 of type number)'],
+    [
+      'beta_end above 1',
+      { _class_name: 'DDPMScheduler', beta_end: 5 },
+      'DDPMScheduler config key "beta_end": expected a beta in (0, 1) (the noise variance a training step adds) (found 5 of type number)',
+    ],
     ['beta_end of 1', { _class_name: 'EulerDiscreteScheduler', beta_end: 1 }, 'config key "beta_end": expected a beta in (0, 1)'],
-    ['beta_start of 0', { _class_name: 'DDIMScheduler', beta_start: 0 }, 'config key "beta_start": expected a beta in (0, 1) (the noise variance a training step adds) (found 0 of type number)'],
+    [
+      'beta_start of 0',
+      { _class_name: 'DDIMScheduler', beta_start: 0 },
+      'config key "beta_start": expected a beta in (0, 1) (the noise variance a training step adds) (found 0 of type number)',
+    ],
     ['a negative beta_start', { _class_name: 'PNDMScheduler', beta_start: -0.1 }, 'config key "beta_start": expected a beta in (0, 1)'],
-    ['a trained beta of 1', { _class_name: 'DDPMScheduler', num_train_timesteps: 2, trained_betas: [0.5, 1] }, 'config key "trained_betas.1": expected a beta in (0, 1) (the noise variance a training step adds) (found 1 of type number)'],
+    [
+      'a trained beta of 1',
+      { _class_name: 'DDPMScheduler', num_train_timesteps: 2, trained_betas: [0.5, 1] },
+      'config key "trained_betas.1": expected a beta in (0, 1) (the noise variance a training step adds) (found 1 of type number)',
+    ],
   ];
   test.each(cases)('%s', (_what, config, message) => {
     const e = configError(() => parseSchedulerConfig(config, 'my-model/scheduler_config.json'));
@@ -192,8 +256,17 @@ describe('native config', () => {
 
 test('Python float repr', () => {
   const cases: Array<[number, string]> = [
-    [1, '1.0'], [0.0001, '0.0001'], [1e-5, '1e-05'], [1.5e-5, '1.5e-05'], [0.00085, '0.00085'], [123.456, '123.456'],
-    [1e16, '1e+16'], [1e15, '1000000000000000.0'], [-0.5, '-0.5'], [0.1 + 0.2, '0.30000000000000004'], [-Infinity, '-Infinity'],
+    [1, '1.0'],
+    [0.0001, '0.0001'],
+    [1e-5, '1e-05'],
+    [1.5e-5, '1.5e-05'],
+    [0.00085, '0.00085'],
+    [123.456, '123.456'],
+    [1e16, '1e+16'],
+    [1e15, '1000000000000000.0'],
+    [-0.5, '-0.5'],
+    [0.1 + 0.2, '0.30000000000000004'],
+    [-Infinity, '-Infinity'],
   ];
   for (const [x, repr] of cases) expect(pythonFloatRepr(x)).toBe(repr);
 });

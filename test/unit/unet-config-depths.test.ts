@@ -25,9 +25,23 @@ function cond(change: Record<string, unknown>): UNet2DConditionConfig & { _class
 }
 
 test("the issue's nested reverse_transformer_layers_per_block [[3,3],[2,2],[1,1]] is the flat [3,2,1]", () => {
-  const nested = cond({ reverse_transformer_layers_per_block: [[3, 3], [2, 2], [1, 1]] });
+  const nested = cond({
+    reverse_transformer_layers_per_block: [
+      [3, 3],
+      [2, 2],
+      [1, 1],
+    ],
+  });
   const flat = cond({ reverse_transformer_layers_per_block: [3, 2, 1] });
-  expect(transformerDepths(nested, 'config.json')).toEqual({ down: [[1], [2], [3]], mid: 3, up: [[3, 3], [2, 2], [1, 1]] });
+  expect(transformerDepths(nested, 'config.json')).toEqual({
+    down: [[1], [2], [3]],
+    mid: 3,
+    up: [
+      [3, 3],
+      [2, 2],
+      [1, 1],
+    ],
+  });
   expect(toNativeUNetConfig(nested)).toEqual(toNativeUNetConfig(flat));
   // No reverse list: the down entries reversed, as before.
   expect(toNativeUNetConfig(cond({}))).toEqual(toNativeUNetConfig(flat));
@@ -35,8 +49,20 @@ test("the issue's nested reverse_transformer_layers_per_block [[3,3],[2,2],[1,1]
 });
 
 test('nested entries give each layer its own depth; extra depths are unused, as in diffusers', () => {
-  const config = cond({ layers_per_block: [1, 2, 1], transformer_layers_per_block: [[2, 9], [1, 3], 4], reverse_transformer_layers_per_block: [[1, 2], 5, [3, 1, 1, 7]] });
-  expect(transformerDepths(config, 'config.json')).toEqual({ down: [[2], [1, 3], [4]], mid: 4, up: [[1, 2], [5, 5, 5], [3, 1]] });
+  const config = cond({
+    layers_per_block: [1, 2, 1],
+    transformer_layers_per_block: [[2, 9], [1, 3], 4],
+    reverse_transformer_layers_per_block: [[1, 2], 5, [3, 1, 1, 7]],
+  });
+  expect(transformerDepths(config, 'config.json')).toEqual({
+    down: [[2], [1, 3], [4]],
+    mid: 4,
+    up: [
+      [1, 2],
+      [5, 5, 5],
+      [3, 1],
+    ],
+  });
   const native = toNativeUNetConfig(config);
   expect([native.downTransformerLayers, native.midTransformerLayers, native.upTransformerLayers]).toEqual([[2, 1, 3, 4], 4, [1, 2, 5, 5, 5, 3, 1]]);
 });
@@ -50,19 +76,44 @@ test("diffusers' own asymmetrical U-Net test config (tests/models/unets/test_mod
     reverse_transformer_layers_per_block: [[3, 4], 1],
   });
   // The mid block takes the last down entry (1); a nested last entry would give its first depth.
-  expect(transformerDepths(config, 'config.json')).toEqual({ down: [[3], [1]], mid: 1, up: [[3, 4], [1, 1]] });
+  expect(transformerDepths(config, 'config.json')).toEqual({
+    down: [[3], [1]],
+    mid: 1,
+    up: [
+      [3, 4],
+      [1, 1],
+    ],
+  });
   expect(transformerDepths(cond({ transformer_layers_per_block: [1, 2, [5, 6]], reverse_transformer_layers_per_block: [1, 1, 1] }), 'c').mid).toBe(5);
 });
 
 test('a reverse list longer than the up blocks is read as diffusers reads it: the first entries', () => {
-  expect(transformerDepths(cond({ reverse_transformer_layers_per_block: [3, 2, 1, 7] }), 'c').up).toEqual([[3, 3], [2, 2], [1, 1]]);
+  expect(transformerDepths(cond({ reverse_transformer_layers_per_block: [3, 2, 1, 7] }), 'c').up).toEqual([
+    [3, 3],
+    [2, 2],
+    [1, 1],
+  ]);
 });
 
 test.each([
-  [{ transformer_layers_per_block: [[1, 1], 2, 3] }, '"transformer_layers_per_block" gives per-layer depths (a nested list), which needs "reverse_transformer_layers_per_block"'],
-  [{ reverse_transformer_layers_per_block: [[3, 3], [2, 2]] }, '"reverse_transformer_layers_per_block" has 2 entries but there are 3 up blocks'],
+  [
+    { transformer_layers_per_block: [[1, 1], 2, 3] },
+    '"transformer_layers_per_block" gives per-layer depths (a nested list), which needs "reverse_transformer_layers_per_block"',
+  ],
+  [
+    {
+      reverse_transformer_layers_per_block: [
+        [3, 3],
+        [2, 2],
+      ],
+    },
+    '"reverse_transformer_layers_per_block" has 2 entries but there are 3 up blocks',
+  ],
   [{ reverse_transformer_layers_per_block: [[3, 3], [2], [1, 1]] }, '"reverse_transformer_layers_per_block[1]" has 1 depths but up block 1 has 2 layers'],
-  [{ layers_per_block: 2, transformer_layers_per_block: [[1, 1], [2], 3], reverse_transformer_layers_per_block: [3, 2, 1] }, '"transformer_layers_per_block[1]" has 1 depths but down block 1 has 2 layers'],
+  [
+    { layers_per_block: 2, transformer_layers_per_block: [[1, 1], [2], 3], reverse_transformer_layers_per_block: [3, 2, 1] },
+    '"transformer_layers_per_block[1]" has 1 depths but down block 1 has 2 layers',
+  ],
   [{ reverse_transformer_layers_per_block: [[3, 0], 2, 1] }, '"reverse_transformer_layers_per_block.0.1"'],
   [{ transformer_layers_per_block: [[[1]], 2, 3] }, '"transformer_layers_per_block": Invalid input (found [[[1]],2,3])'],
 ])('%j is refused naming the key', (change, message) => {

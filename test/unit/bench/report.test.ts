@@ -31,7 +31,16 @@ function file(results: BenchResult[]): BenchFile {
     suite: 'quick',
     startedAt: '2026-01-01T00:00:00.000Z',
     durationS: 1,
-    machine: { cpuModel: 'cpu', cores: 2, cpuFlags: { avx512f: true, avx512bf16: true, amxBf16: false }, memoryGb: 8, os: 'Linux', node: 'v20', loadAverageStart: [0.1], loadAverageEnd: [0.2] },
+    machine: {
+      cpuModel: 'cpu',
+      cores: 2,
+      cpuFlags: { avx512f: true, avx512bf16: true, amxBf16: false },
+      memoryGb: 8,
+      os: 'Linux',
+      node: 'v20',
+      loadAverageStart: [0.1],
+      loadAverageEnd: [0.2],
+    },
     runtime: { torchVersion: '1.13.0', backend: 'cpu', threads: 2, blas: ['openblas'], parallelInfo: '', ompWaitPolicy: null, openblasCoretype: null },
     gemm: { n: 1536, fp32Gflops: 190, bf16Gflops: 100, disturbed: false, otherCpu: 0 },
     noopRoundTripUs: 10,
@@ -43,7 +52,11 @@ function file(results: BenchResult[]): BenchFile {
 
 describe('bench goals, report and comparison', () => {
   it('evaluates the training-step goals against PyTorch, lag and data wait', () => {
-    const goals = evaluateGoals([row('ddpm-cifar10', 'fp32', 900, 1000), row('mnist-small', 'fp32', 800, 1000), row('mnist-small', 'bf16', 500, 1000, { dataWait: 0.05, lagP99Ms: 30 })]);
+    const goals = evaluateGoals([
+      row('ddpm-cifar10', 'fp32', 900, 1000),
+      row('mnist-small', 'fp32', 800, 1000),
+      row('mnist-small', 'bf16', 500, 1000, { dataWait: 0.05, lagP99Ms: 30 }),
+    ]);
     const by = new Map(goals.map((g) => [g.name, g]));
     expect(by.get('ddpm-cifar10 fp32 training step vs PyTorch')!.met).toBe(true);
     expect(by.get('mnist-small fp32 training step vs PyTorch')!.met).toBe(false);
@@ -54,7 +67,9 @@ describe('bench goals, report and comparison', () => {
   });
 
   it('writes a markdown row per result with the PyTorch ratio, and skipped rows with their reason', () => {
-    const md = formatMarkdown(file([row('ddpm-cifar10', 'fp32', 900, 1000), { ...row('sd15-unet', 'fp32', 1, null), status: 'skipped', reason: 'needs a GPU', timing: undefined }]));
+    const md = formatMarkdown(
+      file([row('ddpm-cifar10', 'fp32', 900, 1000), { ...row('sd15-unet', 'fp32', 1, null), status: 'skipped', reason: 'needs a GPU', timing: undefined }]),
+    );
     expect(md).toMatch(/\| ddpm-cifar10 \| train-step \| fp32 \| full \| 8 \| 900\.0 .*\| 0\.90× \(1000 ms\)/);
     expect(md).toMatch(/\| sd15-unet .*\| skipped .*needs a GPU \|/);
     expect(md).toContain('## Goals');

@@ -58,7 +58,13 @@ async function readRaw(file: string): Promise<RawStateDict> {
 }
 
 function sameTensor(a: RawTensor | undefined, b: RawTensor | undefined): boolean {
-  return a !== undefined && b !== undefined && a.dtype === b.dtype && a.shape.join() === b.shape.join() && Buffer.compare(Buffer.from(a.data), Buffer.from(b.data)) === 0;
+  return (
+    a !== undefined &&
+    b !== undefined &&
+    a.dtype === b.dtype &&
+    a.shape.join() === b.shape.join() &&
+    Buffer.compare(Buffer.from(a.data), Buffer.from(b.data)) === 0
+  );
 }
 
 /** The keys of `a` and `b` and the tensors under them are identical (bytes, dtype, shape). */
@@ -82,9 +88,16 @@ describe('sd-singlefile-tiny', () => {
     const table = ldmKeyTable(layout);
     expect(table).toHaveLength(theCase.num_keys);
     const derived = Object.fromEntries(table.map((k) => [k.ldm, { component: k.component, key: k.diffusers, reshaped: k.reshape !== undefined }]));
-    const fromCases = Object.fromEntries(Object.entries(expectedKeys).map(([ldm, e]) => [ldm, { component: e.component, key: e.key, reshaped: e.reshape !== undefined }]));
+    const fromCases = Object.fromEntries(
+      Object.entries(expectedKeys).map(([ldm, e]) => [ldm, { component: e.component, key: e.key, reshaped: e.reshape !== undefined }]),
+    );
     expect(derived).toEqual(fromCases);
-    expect(table.filter((k) => k.reshape !== undefined).map((k) => k.ldm).sort()).toEqual([...theCase.reshaped_keys].sort());
+    expect(
+      table
+        .filter((k) => k.reshape !== undefined)
+        .map((k) => k.ldm)
+        .sort(),
+    ).toEqual([...theCase.reshaped_keys].sort());
   });
 
   it('maps every checkpoint key to its expected component and key, each once, reshaping the 8 VAE attention weights', async () => {
@@ -118,7 +131,7 @@ describe('sd-singlefile-tiny', () => {
     }
   });
 
-  it('round-trips: diffusers → single file gives the fixture file\'s tensors, and back gives the diffusers weights', () => {
+  it("round-trips: diffusers → single file gives the fixture file's tensors, and back gives the diffusers weights", () => {
     const single = toLdmSingleFile(diffusers, layout);
     expectSameStateDict(single, checkpoint);
     const back = fromLdmSingleFile(single, layout);
@@ -163,7 +176,9 @@ describe('sd-singlefile-tiny', () => {
     });
     it('refuses an unknown key, naming it', () => {
       const m = withKeys((m) => m.set('model.diffusion_model.input_blocks.9.0.in_layers.0.weight', scalar));
-      expect(() => fromLdmSingleFile(m, layout, 'x.safetensors')).toThrow(/x\.safetensors: cannot convert[\s\S]*1 keys are not part of this structure:\n\s+model\.diffusion_model\.input_blocks\.9\.0/);
+      expect(() => fromLdmSingleFile(m, layout, 'x.safetensors')).toThrow(
+        /x\.safetensors: cannot convert[\s\S]*1 keys are not part of this structure:\n\s+model\.diffusion_model\.input_blocks\.9\.0/,
+      );
     });
     it('refuses a missing key, naming it and counting per component', () => {
       const m = withKeys((m) => {
@@ -172,7 +187,12 @@ describe('sd-singlefile-tiny', () => {
       });
       expect(() => fromLdmSingleFile(m, layout)).toThrow(/2 keys are missing \(vae 1, text_encoder 1\)[\s\S]*decoder\.up\.0\.block\.1\.conv2\.weight/);
       // position_ids is optional on both sides.
-      expect(fromLdmSingleFile(withKeys((m) => m.delete('cond_stage_model.transformer.text_model.embeddings.position_ids')), layout).components.text_encoder.size).toBe(52);
+      expect(
+        fromLdmSingleFile(
+          withKeys((m) => m.delete('cond_stage_model.transformer.text_model.embeddings.position_ids')),
+          layout,
+        ).components.text_encoder.size,
+      ).toBe(52);
     });
     it('refuses a VAE attention weight of the wrong shape', () => {
       const k = 'first_stage_model.encoder.mid.attn_1.q.weight';
@@ -182,7 +202,9 @@ describe('sd-singlefile-tiny', () => {
     it('names the SD 2.x OpenCLIP layout and files that are not single files', async () => {
       const m = withKeys((m) => m.set('cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight', scalar));
       expect(() => fromLdmSingleFile(m, layout)).toThrow(/OpenCLIP/);
-      await expect(loadLdmSingleFile(path.join(PIPELINE, 'unet/diffusion_pytorch_model.safetensors'), { config: PIPELINE })).rejects.toThrow(/not an original-layout Stable Diffusion checkpoint/);
+      await expect(loadLdmSingleFile(path.join(PIPELINE, 'unet/diffusion_pytorch_model.safetensors'), { config: PIPELINE })).rejects.toThrow(
+        /not an original-layout Stable Diffusion checkpoint/,
+      );
     });
     it('says the configs may not match when the structure differs', () => {
       const wrong: LdmLayout = { ...layout, unet: { ...layout.unet, layersPerBlock: 2 } };
@@ -196,7 +218,9 @@ describe('sd-singlefile-tiny', () => {
       const unet = new Map(diffusers.unet);
       unet.delete('conv_in.weight');
       unet.set('class_embedding.weight', scalar);
-      expect(() => toLdmSingleFile({ ...diffusers, unet }, layout)).toThrow(/1 tensors have no place[\s\S]*unet: class_embedding\.weight[\s\S]*1 tensors are missing:\n\s+unet: conv_in\.weight/);
+      expect(() => toLdmSingleFile({ ...diffusers, unet }, layout)).toThrow(
+        /1 tensors have no place[\s\S]*unet: class_embedding\.weight[\s\S]*1 tensors are missing:\n\s+unet: conv_in\.weight/,
+      );
     });
   });
 });
@@ -226,7 +250,7 @@ describe('Stable Diffusion 1.5 structure (4 levels, layers_per_block 2), by cons
     expect(table.filter((k) => k.component === 'text_encoder' && !k.optional)).toHaveLength(196);
   });
 
-  it('numbers input and output blocks as diffusers\' conversion script does for L = 2 (3i + j + 1, 3i + j)', () => {
+  it("numbers input and output blocks as diffusers' conversion script does for L = 2 (3i + j + 1, 3i + j)", () => {
     for (let i = 0; i < 4; i++) {
       for (let j = 0; j < 2; j++) {
         expect(unet(`input_blocks.${3 * i + j + 1}.0.in_layers.0.weight`)).toBe(`down_blocks.${i}.resnets.${j}.norm1.weight`);
@@ -235,7 +259,9 @@ describe('Stable Diffusion 1.5 structure (4 levels, layers_per_block 2), by cons
       expect(unet(`input_blocks.${3 * (i + 1)}.0.op.weight`)).toBe(i < 3 ? `down_blocks.${i}.downsamplers.0.conv.weight` : undefined);
       for (let j = 0; j < 3; j++) {
         expect(unet(`output_blocks.${3 * i + j}.0.out_layers.3.weight`)).toBe(`up_blocks.${i}.resnets.${j}.conv2.weight`);
-        expect(unet(`output_blocks.${3 * i + j}.1.transformer_blocks.0.attn2.to_k.weight`)).toBe(i > 0 ? `up_blocks.${i}.attentions.${j}.transformer_blocks.0.attn2.to_k.weight` : undefined);
+        expect(unet(`output_blocks.${3 * i + j}.1.transformer_blocks.0.attn2.to_k.weight`)).toBe(
+          i > 0 ? `up_blocks.${i}.attentions.${j}.transformer_blocks.0.attn2.to_k.weight` : undefined,
+        );
       }
     }
   });
@@ -267,13 +293,15 @@ describe('Stable Diffusion 1.5 structure (4 levels, layers_per_block 2), by cons
 });
 
 describe('other U-Net structures of the fixtures', () => {
-  it.each(['unet2dcond-tiny', 'unet2dcond-sd2ish'])('%s: the table has exactly the weights file\'s keys, and its weights round-trip', async (set) => {
+  it.each(['unet2dcond-tiny', 'unet2dcond-sd2ish'])("%s: the table has exactly the weights file's keys, and its weights round-trip", async (set) => {
     const dir = path.join(FIXTURES, set);
     const file = path.join(dir, 'config.json');
     const config = parseUNetConfig(JSON.parse(readFileSync(file, 'utf8')), file).config as UNet2DConditionConfig;
     const layout: LdmLayout = { ...readLdmLayout(PIPELINE), unet: unetLayout(config, file) };
     const weights = await readRaw(path.join(dir, 'diffusion_pytorch_model.safetensors'));
-    const unetKeys = ldmKeyTable(layout).filter((k) => k.component === 'unet').map((k) => k.diffusers);
+    const unetKeys = ldmKeyTable(layout)
+      .filter((k) => k.component === 'unet')
+      .map((k) => k.diffusers);
     expect(new Set(unetKeys).size).toBe(unetKeys.length);
     expect([...unetKeys].sort()).toEqual([...weights.keys()].sort());
     const rest = await readDiffusersComponents(PIPELINE);
@@ -284,6 +312,8 @@ describe('other U-Net structures of the fixtures', () => {
     const file = path.join(FIXTURES, 'unet2dcond-classcond/config.json');
     const config = parseUNetConfig(JSON.parse(readFileSync(file, 'utf8')), file).config as UNet2DConditionConfig;
     expect(() => unetLayout(config, file)).toThrow(/unet2dcond-classcond\/config\.json: "(num_class_embeds|class_embed_type)" is .*no class embedding/);
-    expect(() => unetLayout({ ...config, num_class_embeds: null, class_embed_type: null, layers_per_block: [1, 2] }, file)).toThrow(/one layers_per_block for every level/);
+    expect(() => unetLayout({ ...config, num_class_embeds: null, class_embed_type: null, layers_per_block: [1, 2] }, file)).toThrow(
+      /one layers_per_block for every level/,
+    );
   });
 });

@@ -63,7 +63,9 @@ describe('conformance: tokenizer and single-file cases', () => {
     const set = path.join(tmp(), 'sd-singlefile-tiny');
     cpSync(path.join(FIXTURES, 'sd-singlefile-tiny'), set, { recursive: true });
     cpSync(path.join(FIXTURES, 'sd-pipeline-tiny'), path.join(tmp(), 'sd-pipeline-tiny'), { recursive: true });
-    const cases = JSON.parse(readFileSync(path.join(set, 'cases.json'), 'utf8')) as { cases: Array<{ expected_diffusers_keys: Record<string, { key: string }> }> };
+    const cases = JSON.parse(readFileSync(path.join(set, 'cases.json'), 'utf8')) as {
+      cases: Array<{ expected_diffusers_keys: Record<string, { key: string }> }>;
+    };
     cases.cases[0]!.expected_diffusers_keys['model.diffusion_model.out.2.weight']!.key = 'conv_norm_out.weight';
     writeFileSync(path.join(set, 'cases.json'), JSON.stringify(cases));
     const report = await runFixtureSet(set, registry());

@@ -22,7 +22,15 @@ export function gradient(width: number, height: number, value: number, channels:
   return out;
 }
 
-export async function writeImage(file: string, width: number, height: number, value: number, format: 'png' | 'jpeg' | 'webp' = 'png', channels: 3 | 4 = 3, alpha = 255): Promise<void> {
+export async function writeImage(
+  file: string,
+  width: number,
+  height: number,
+  value: number,
+  format: 'png' | 'jpeg' | 'webp' = 'png',
+  channels: 3 | 4 = 3,
+  alpha = 255,
+): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const img = sharp(gradient(width, height, value, channels, alpha), { raw: { width, height, channels } });
   await (format === 'png' ? img.png() : format === 'jpeg' ? img.jpeg({ quality: 95 }) : img.webp({ lossless: true })).toFile(file);
@@ -30,7 +38,9 @@ export async function writeImage(file: string, width: number, height: number, va
 
 export async function writeGray(file: string, width: number, height: number, value: number): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  await sharp(Buffer.alloc(width * height, value), { raw: { width, height, channels: 1 } }).png().toFile(file);
+  await sharp(Buffer.alloc(width * height, value), { raw: { width, height, channels: 1 } })
+    .png()
+    .toFile(file);
 }
 
 export function writeText(file: string, text: string): void {
@@ -40,6 +50,8 @@ export function writeText(file: string, text: string): void {
 
 /** A PNG cut in half: its header reads, its pixels do not. */
 export async function writeTruncatedPng(file: string): Promise<void> {
-  const full = await sharp(gradient(64, 64, 77), { raw: { width: 64, height: 64, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
+  const full = await sharp(gradient(64, 64, 77), { raw: { width: 64, height: 64, channels: 3 } })
+    .png({ compressionLevel: 0 })
+    .toBuffer();
   fs.writeFileSync(file, full.subarray(0, Math.floor(full.length / 2)));
 }

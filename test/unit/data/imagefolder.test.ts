@@ -32,10 +32,15 @@ describe('metadata.jsonl layout', () => {
 
   test('a metadata.jsonl that is not UTF-8 is warned about, naming the file and line', async () => {
     const dir = await metadataFolder([JSON.stringify({ file_name: 'a.png', text: 'ok' })]);
-    fs.appendFileSync(path.join(dir, 'metadata.jsonl'), Buffer.concat([Buffer.from('\n{"file_name": "sub/b.jpg", "text": "na'), Buffer.from([0xef, 0xbf]), Buffer.from('ve"}\n')]));
+    fs.appendFileSync(
+      path.join(dir, 'metadata.jsonl'),
+      Buffer.concat([Buffer.from('\n{"file_name": "sub/b.jpg", "text": "na'), Buffer.from([0xef, 0xbf]), Buffer.from('ve"}\n')]),
+    );
     const warnings: string[] = [];
     const ds = await createDataset({ path: dir, resolution: 16 }, { onWarning: (w) => warnings.push(w) });
-    expect(warnings).toEqual([expect.stringMatching(/metadata\.jsonl is not valid UTF-8: byte \d+ \(line 2\) and any other invalid bytes were read as U\+FFFD/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/metadata\.jsonl is not valid UTF-8: byte \d+ \(line 2\) and any other invalid bytes were read as U\+FFFD/),
+    ]);
     expect(ds.items[1]!.captions).toEqual(['na\ufffdve']);
   });
 
@@ -63,7 +68,11 @@ describe('metadata.jsonl layout', () => {
     ['invalid JSON', '{"file_name": "a.png", ', /metadata\.jsonl:2: invalid JSON/],
     ['no file_name', JSON.stringify({ text: 'x' }), /metadata\.jsonl:2: expected an object with a string "file_name" but found undefined/],
     ['an array', '[1, 2]', /metadata\.jsonl:2: expected an object/],
-    ['a missing caption', JSON.stringify({ file_name: 'a.png' }), /metadata\.jsonl:2: expected caption column "text" to be a string or a non-empty list of strings but found undefined/],
+    [
+      'a missing caption',
+      JSON.stringify({ file_name: 'a.png' }),
+      /metadata\.jsonl:2: expected caption column "text" to be a string or a non-empty list of strings but found undefined/,
+    ],
     ['a missing file', JSON.stringify({ file_name: 'nope.png', text: 'x' }), /metadata\.jsonl:2: file_name "nope\.png": no such file/],
   ])('a bad line (%s) stops the scan naming file and line', async (_what, bad, message) => {
     const dir = await metadataFolder([JSON.stringify({ file_name: 'a.png', text: 'ok' }), bad]);
@@ -136,7 +145,11 @@ describe('folder layouts without metadata', () => {
 
   test('class subfolders: sorted folder names are label ids; data.classes filters without renumbering', async () => {
     const dir = tempDir();
-    for (const [cls, n] of [['dog', 2], ['cat', 1], ['bird', 1]] as const)
+    for (const [cls, n] of [
+      ['dog', 2],
+      ['cat', 1],
+      ['bird', 1],
+    ] as const)
       for (let i = 0; i < n; i++) await writeImage(path.join(dir, cls, `${i}.png`), 16, 16, i);
     const ds = await createDataset({ path: dir, resolution: 16 }, quiet);
     expect(ds.layout).toBe('classes');
@@ -144,7 +157,9 @@ describe('folder layouts without metadata', () => {
     expect(ds.items.map((i) => i.label)).toEqual([0, 1, 2, 2]);
     const dogs = await createDataset({ path: dir, resolution: 16, classes: ['dog'] }, quiet);
     expect(dogs.items.map((i) => i.label)).toEqual([2, 2]);
-    await expect(createDataset({ path: dir, resolution: 16, classes: ['fish'] }, quiet)).rejects.toThrow(/data\.classes: no class folder "fish" .*found: bird, cat, dog/);
+    await expect(createDataset({ path: dir, resolution: 16, classes: ['fish'] }, quiet)).rejects.toThrow(
+      /data\.classes: no class folder "fish" .*found: bird, cat, dog/,
+    );
   });
 
   test('a symlink leading out of the folder stops the scan', async () => {
@@ -217,6 +232,8 @@ describe('bad images', () => {
   });
 
   test('a missing folder names data.path', async () => {
-    await expect(createDataset({ path: '/nonexistent/difftune', resolution: 16 }, quiet)).rejects.toThrow(/data\.path: expected a dataset folder but "\/nonexistent\/difftune"/);
+    await expect(createDataset({ path: '/nonexistent/difftune', resolution: 16 }, quiet)).rejects.toThrow(
+      /data\.path: expected a dataset folder but "\/nonexistent\/difftune"/,
+    );
   });
 });

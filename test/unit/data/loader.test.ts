@@ -31,7 +31,9 @@ async function take(loader: DataLoader, n: number): Promise<RawBatch[]> {
 function bySample(batches: RawBatch[], sampleBytes: number): Map<string, string> {
   const map = new Map<string, string>();
   for (const b of batches)
-    b.indices.forEach((index, k) => map.set(`${b.epoch}:${index}`, Buffer.from(b.pixels.subarray(k * sampleBytes, (k + 1) * sampleBytes)).toString('hex') + '|' + String(b.captions![k])));
+    b.indices.forEach((index, k) =>
+      map.set(`${b.epoch}:${index}`, Buffer.from(b.pixels.subarray(k * sampleBytes, (k + 1) * sampleBytes)).toString('hex') + '|' + String(b.captions![k])),
+    );
   return map;
 }
 
@@ -69,9 +71,7 @@ test('a batch size larger than the dataset is warned about (it was accepted sile
   const ds = await dataset();
   const warnings: string[] = [];
   const loader = new DataLoader(ds, { batchSize: 32, onWarning: (w) => warnings.push(w) });
-  expect(warnings.filter((w) => w.startsWith('batchSize'))).toEqual([
-    'batchSize 32 is larger than the dataset (20 samples): each batch holds only those 20',
-  ]);
+  expect(warnings.filter((w) => w.startsWith('batchSize'))).toEqual(['batchSize 32 is larger than the dataset (20 samples): each batch holds only those 20']);
   expect((await loader.nextRaw()).indices).toHaveLength(20);
   await loader.close();
   warnings.length = 0;
@@ -159,7 +159,17 @@ describe('thread budget', () => {
 describe('dataOptionsSchema', () => {
   test('defaults', () => {
     const o = parseDataOptions({ path: 'x' });
-    expect(o).toMatchObject({ source: 'imagefolder', resolution: 512, centerCrop: true, randomFlip: false, captionColumn: 'text', captionDropout: 0, repeats: 1, split: 'train', channels: 3 });
+    expect(o).toMatchObject({
+      source: 'imagefolder',
+      resolution: 512,
+      centerCrop: true,
+      randomFlip: false,
+      captionColumn: 'text',
+      captionDropout: 0,
+      repeats: 1,
+      split: 'train',
+      channels: 3,
+    });
   });
   test('errors name the field under data.', () => {
     expect(() => parseDataOptions({ path: 'x', captionDropout: 2 })).toThrow(/data\.captionDropout: Number must be less than or equal to 1/);

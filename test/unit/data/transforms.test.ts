@@ -51,7 +51,7 @@ test('random crop stays inside the image and varies by sample', async () => {
     const y0 = out[1]! / 8;
     expect(y0).toBeGreaterThanOrEqual(0);
     expect(y0).toBeLessThanOrEqual(32);
-    expect(out[(31 * 32) * 3 + 1]).toBe(((y0 + 31) * 8) & 255);
+    expect(out[31 * 32 * 3 + 1]).toBe(((y0 + 31) * 8) & 255);
     rows.add(y0);
   }
   expect(rows.size).toBeGreaterThan(1);
@@ -88,7 +88,9 @@ test('mixed sizes, formats and modes all come out at the same shape', async () =
 test('resize uses the chosen interpolation: nearest keeps the source values', async () => {
   const dir = tempDir();
   const px = Buffer.from([0, 0, 0, 255, 255, 255, 255, 255, 255, 0, 0, 0]);
-  await sharp(px, { raw: { width: 2, height: 2, channels: 3 } }).png().toFile(path.join(dir, 'a.png'));
+  await sharp(px, { raw: { width: 2, height: 2, channels: 3 } })
+    .png()
+    .toFile(path.join(dir, 'a.png'));
   const ds = await createDataset({ path: dir, resolution: 8, interpolation: 'nearest' }, quiet);
   const out = new Uint8Array(ds.sampleBytes);
   await ds.loadSample(0, 0, out);

@@ -10,8 +10,21 @@ test('no WORLD_SIZE, or 1: training alone', () => {
 });
 
 test("torchrun's variables", () => {
-  expect(readDistEnv({ ...torchrun, DIFFTUNE_DIST_TIMEOUT: '2.5' })).toEqual({ rank: 3, worldSize: 4, localRank: 1, localWorldSize: 2, masterAddr: '10.0.0.1', masterPort: 29500, timeoutMs: 2500, backend: 'auto' });
-  expect(readDistEnv({ ...torchrun, LOCAL_RANK: undefined, LOCAL_WORLD_SIZE: undefined })).toMatchObject({ localRank: 3, localWorldSize: 4, timeoutMs: 600_000 });
+  expect(readDistEnv({ ...torchrun, DIFFTUNE_DIST_TIMEOUT: '2.5' })).toEqual({
+    rank: 3,
+    worldSize: 4,
+    localRank: 1,
+    localWorldSize: 2,
+    masterAddr: '10.0.0.1',
+    masterPort: 29500,
+    timeoutMs: 2500,
+    backend: 'auto',
+  });
+  expect(readDistEnv({ ...torchrun, LOCAL_RANK: undefined, LOCAL_WORLD_SIZE: undefined })).toMatchObject({
+    localRank: 3,
+    localWorldSize: 4,
+    timeoutMs: 600_000,
+  });
 });
 
 test.each([
@@ -25,15 +38,41 @@ test.each([
 });
 
 test('workerEnv round-trips through readDistEnv; threads are cores ÷ ranks on the node', () => {
-  const env = workerEnv({ rank: 1, worldSize: 2, localRank: 1, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: 1234, timeoutSeconds: 7, threads: 3 }, { PATH: '/bin' });
+  const env = workerEnv(
+    { rank: 1, worldSize: 2, localRank: 1, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: 1234, timeoutSeconds: 7, threads: 3 },
+    { PATH: '/bin' },
+  );
   expect(env).toMatchObject({ PATH: '/bin', OMP_NUM_THREADS: '3' });
-  expect(readDistEnv(env)).toEqual({ rank: 1, worldSize: 2, localRank: 1, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: 1234, timeoutMs: 7000, backend: 'auto' });
+  expect(readDistEnv(env)).toEqual({
+    rank: 1,
+    worldSize: 2,
+    localRank: 1,
+    localWorldSize: 2,
+    masterAddr: '127.0.0.1',
+    masterPort: 1234,
+    timeoutMs: 7000,
+    backend: 'auto',
+  });
   expect([threadsPerRank(16, 4), threadsPerRank(2, 2), threadsPerRank(2, 4)]).toEqual([4, 1, 1]);
 });
 
 test('launcher flags are split from the worker arguments', () => {
   expect(parseLaunchArgs(['--recipe', 'r.json', '--set', 'train.steps=3'])).toEqual({ launch: null, rest: ['--recipe', 'r.json', '--set', 'train.steps=3'] });
-  const { launch, rest } = parseLaunchArgs(['--recipe', 'r.json', '--nproc-per-node', '4', '--nnodes=2', '--node-rank', '1', '--master-addr', 'h', '--master-port', '29501', '--dist-timeout', '30']);
+  const { launch, rest } = parseLaunchArgs([
+    '--recipe',
+    'r.json',
+    '--nproc-per-node',
+    '4',
+    '--nnodes=2',
+    '--node-rank',
+    '1',
+    '--master-addr',
+    'h',
+    '--master-port',
+    '29501',
+    '--dist-timeout',
+    '30',
+  ]);
   expect(rest).toEqual(['--recipe', 'r.json']);
   expect(launch).toEqual({ nprocPerNode: 4, nnodes: 2, nodeRank: 1, masterAddr: 'h', masterPort: 29501, timeoutSeconds: 30 });
   expect(parseLaunchArgs(['--nproc-per-node', '2']).launch).toMatchObject({ nnodes: 1, masterAddr: '127.0.0.1', masterPort: 0 });

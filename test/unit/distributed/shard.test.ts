@@ -17,7 +17,7 @@ test('2 ranks × batch 2 = 1 process × batch 4: same samples, same pixels, disj
   const single = new DataLoader(ds, { batchSize: 4 });
   const ranks = [0, 1].map((rank) => new DataLoader(ds, { batchSize: 2, shard: { rank, worldSize: 2 } }));
   try {
-    const whole = await take(single, 10);  // two epochs of 5 batches
+    const whole = await take(single, 10); // two epochs of 5 batches
     const shards = await Promise.all(ranks.map((r) => take(r, 10)));
     for (let s = 0; s < 10; s++) {
       const [a, b] = [shards[0]![s]!, shards[1]![s]!];
@@ -54,5 +54,7 @@ test('the saved position is global: 2 ranks resume as 1 process and 1 process as
 
 test('a bad shard is refused naming the field', async () => {
   const ds = await createDataset(data);
-  expect(() => new DataLoader(ds, { batchSize: 2, shard: { rank: 2, worldSize: 2 } })).toThrow(/shard: expected 0 ≤ rank < worldSize but found rank 2, worldSize 2/);
+  expect(() => new DataLoader(ds, { batchSize: 2, shard: { rank: 2, worldSize: 2 } })).toThrow(
+    /shard: expected 0 ≤ rank < worldSize but found rank 2, worldSize 2/,
+  );
 });

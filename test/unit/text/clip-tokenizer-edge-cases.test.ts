@@ -95,11 +95,26 @@ describe('BPE merge ranks (synthetic vocabulary)', () => {
     return CLIPTokenizer.fromFiles(files);
   }
   it('merges the lowest-ranked pair first', () => {
-    expect(tiny([['a', 'b'], ['b', 'c</w>']]).tokenize('abc')).toEqual(['ab', 'c</w>']);
-    expect(tiny([['b', 'c</w>'], ['a', 'b']]).tokenize('abc')).toEqual(['a', 'bc</w>']);
-    expect(tiny([['b', 'c</w>'], ['a', 'bc</w>']]).tokenize('abc')).toEqual(['abc</w>']);
+    expect(
+      tiny([
+        ['a', 'b'],
+        ['b', 'c</w>'],
+      ]).tokenize('abc'),
+    ).toEqual(['ab', 'c</w>']);
+    expect(
+      tiny([
+        ['b', 'c</w>'],
+        ['a', 'b'],
+      ]).tokenize('abc'),
+    ).toEqual(['a', 'bc</w>']);
+    expect(
+      tiny([
+        ['b', 'c</w>'],
+        ['a', 'bc</w>'],
+      ]).tokenize('abc'),
+    ).toEqual(['abc</w>']);
   });
-  it('uses CLIPTokenizer\'s default special tokens when the folder names none', () => {
+  it("uses CLIPTokenizer's default special tokens when the folder names none", () => {
     const t = tiny([]);
     expect(t.encode('a').inputIds).toEqual([9, 3, 10]);
     expect(t.padId).toBe(10);
@@ -176,7 +191,9 @@ describe('tokenizer folders', () => {
   }
   it('loads without the two optional JSON files', async () => {
     const t = await CLIPTokenizer.load(folder('minimal', { 'tokenizer_config.json': null, 'special_tokens_map.json': null }));
-    expect(t.encode('a photo of a cat', { padding: 'max_length', truncation: true })).toEqual(tok.encode('a photo of a cat', { padding: 'max_length', truncation: true }));
+    expect(t.encode('a photo of a cat', { padding: 'max_length', truncation: true })).toEqual(
+      tok.encode('a photo of a cat', { padding: 'max_length', truncation: true }),
+    );
   });
   it('names the missing file, and mentions a fast tokenizer.json', async () => {
     await expect(CLIPTokenizer.load(folder('novocab', { 'vocab.json': null }))).rejects.toThrow(/no vocab\.json/);
@@ -186,12 +203,17 @@ describe('tokenizer folders', () => {
   });
   it('names the file and line of a bad merge, and the field of a bad config', async () => {
     await expect(CLIPTokenizer.load(folder('badmerge', { 'merges.txt': '#version: 0.2\na b\nc d e\n' }))).rejects.toThrow(/merges\.txt:3: expected a merge/);
-    await expect(CLIPTokenizer.load(folder('badconfig', { 'tokenizer_config.json': '{"pad_token": 5}' }))).rejects.toThrow(/tokenizer_config\.json field "pad_token"/);
+    await expect(CLIPTokenizer.load(folder('badconfig', { 'tokenizer_config.json': '{"pad_token": 5}' }))).rejects.toThrow(
+      /tokenizer_config\.json field "pad_token"/,
+    );
     await expect(CLIPTokenizer.load(folder('badvocab', { 'vocab.json': '{"a": 0, "b": 0}' }))).rejects.toThrow(/id 0 is given to both/);
     await expect(CLIPTokenizer.load(folder('badjson', { 'special_tokens_map.json': '{"pad_token": ' }))).rejects.toThrow(/special_tokens_map\.json:1/);
   });
   it('lets special_tokens_map.json win over tokenizer_config.json, and overrides over both', async () => {
-    const dir = folder('precedence', { 'tokenizer_config.json': '{"pad_token": "a</w>", "model_max_length": 16}', 'special_tokens_map.json': '{"pad_token": "!"}' });
+    const dir = folder('precedence', {
+      'tokenizer_config.json': '{"pad_token": "a</w>", "model_max_length": 16}',
+      'special_tokens_map.json': '{"pad_token": "!"}',
+    });
     expect((await CLIPTokenizer.load(dir)).padId).toBe(0);
     expect((await CLIPTokenizer.load(dir)).maxLength).toBe(16);
     expect((await CLIPTokenizer.load(dir, { overrides: { padToken: '<|endoftext|>' } })).padId).toBe(999);

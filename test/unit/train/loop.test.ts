@@ -32,7 +32,19 @@ function fake(overrides: Partial<LoopOptions> & { batchSize?: number; skip?: (st
       const indices = Array.from({ length: n }, () => next++);
       const state = { disposed: false };
       batches.push(state);
-      return { epoch: 0, batch: 0, step: 0, indices, ids: indices.map(String), captions: null, labels: null, skipped: [], pixels: fakeTensor(), rawPixels: new Uint8Array(0), dispose: () => void (state.disposed = true) };
+      return {
+        epoch: 0,
+        batch: 0,
+        step: 0,
+        indices,
+        ids: indices.map(String),
+        captions: null,
+        labels: null,
+        skipped: [],
+        pixels: fakeTensor(),
+        rawPixels: new Uint8Array(0),
+        dispose: () => void (state.disposed = true),
+      };
     },
   };
   const trainer = {
@@ -122,9 +134,12 @@ test('a diverging run stops with a TrainingError (ERR_TRAINING, not a native err
 test('the signal stops the run at a step boundary with a checkpoint and no final validation', async () => {
   const controller = new AbortController();
   const f = fake({ steps: 10, signal: controller.signal });
-  f.options = { ...f.options, report: async (p) => {
+  f.options = {
+    ...f.options,
+    report: async (p) => {
       if (p.step === 2) controller.abort();
-    } };
+    },
+  };
   const result = await trainLoop(f.options);
   expect(result).toMatchObject({ status: 'aborted', step: 2 });
   expect(f.events.filter((e) => !e.startsWith('step'))).toEqual(['validate 0', 'checkpoint 2 skipped 0']);
