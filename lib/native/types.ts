@@ -6,7 +6,7 @@
 // The models' config structs are declared next to the code that builds them from diffusers' configs
 // (lib/config, a layer below this one), and typed here at the boundary they cross.
 import type { NativeClipTextConfig } from '../config/clip-text';
-import type { NativeUNetConfig } from '../config/unet';
+import type { NativeUNetConfig } from '../config/unet-native';
 import type { NativeVaeConfig } from '../config/vae';
 
 export type { NativeClipTextConfig, NativeUNetConfig, NativeVaeConfig };

@@ -2,7 +2,8 @@
 // missing fields or with a wrong field type is a compile error. The @ts-expect-error lines are the test
 // (npm run typecheck fails on an unused one); jest only checks that the right structs are accepted.
 import { parseClipTextConfig, toNativeClipTextConfig } from '../../lib/config/clip-text';
-import { parseUNetConfig, toNativeUNetConfig } from '../../lib/config/unet';
+import { parseUNetConfig } from '../../lib/config/unet';
+import { toNativeUNetConfig } from '../../lib/config/unet-native';
 import { parseVaeConfig, toNativeVaeConfig } from '../../lib/config/vae';
 import type { NativeAutoencoderKLStatic, NativeCLIPTextModelStatic, NativeUNetStatic } from '../../lib/native/types';
 

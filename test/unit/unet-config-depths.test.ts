@@ -2,7 +2,8 @@
 // them (models/unets/unet_2d_condition.py, get_down_block / get_up_block): flat or nested (one depth per
 // layer), the mid block taking the last down entry, and diffusers' refusals as ConfigErrors naming the key.
 import { unetParameterCount } from '../../lib/config/model-size';
-import { parseUNetConfig, toNativeUNetConfig, transformerDepths, type UNet2DConditionConfig } from '../../lib/config/unet';
+import { parseUNetConfig, transformerDepths, type UNet2DConditionConfig } from '../../lib/config/unet';
+import { toNativeUNetConfig } from '../../lib/config/unet-native';
 import { ConfigError } from '../../lib/errors';
 
 /** A three-level Stable-Diffusion-style U-Net, small, with `change` applied. */
