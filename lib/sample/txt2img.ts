@@ -19,7 +19,7 @@ export interface Txt2ImgOptions {
   /** Denoising steps (default 50). */
   steps?: number;
   seed?: number;
-  /** Default: unet.sample_size × the VAE's scale factor. Multiples of the VAE scale factor. */
+  /** Default: from `latents` when given, else unet.sample_size × the VAE's scale factor. Multiples of the VAE scale factor. */
   height?: number;
   width?: number;
   /** Use the text encoder's layer −(clipSkip + 1), through its final LayerNorm (SD 2.x style "penultimate layer"). */
@@ -76,7 +76,7 @@ export async function encodePrompts(sd: StableDiffusion, prompts: readonly strin
   return await sd.textEncoder.embed(ids, { clipSkip: clipSkip ?? undefined });
 }
 
-function resolveSize(sd: StableDiffusion, options: Txt2ImgOptions): { height: number; width: number } {
+function resolveSize(sd: StableDiffusion, options: Pick<Txt2ImgOptions, 'height' | 'width'>): { height: number; width: number } {
   const sampleSize = sd.unet.sampleSize ?? 64;
   const f = sd.vae.vaeScaleFactor;
   const height = options.height ?? sampleSize * f;
@@ -106,11 +106,23 @@ export async function txt2img(sd: StableDiffusion, options: Txt2ImgOptions): Pro
     if (negatives.length !== batch)
       throw new InvalidArgumentError(`options.negativePrompt: expected ${batch} negative prompts (one per prompt) but found ${negatives.length}`);
   }
-  const { height, width } = resolveSize(sd, options);
   const f = sd.vae.vaeScaleFactor;
+  const given = options.latents?.shape;
+  // Without a height/width the latents size the image, so a latents file needs no matching flags.
+  const { height, width } = resolveSize(sd, {
+    height: options.height ?? (given?.length === 4 ? given[2]! * f : undefined),
+    width: options.width ?? (given?.length === 4 ? given[3]! * f : undefined),
+  });
   const shape = [batch, sd.unet.config.in_channels, height / f, width / f];
-  if (options.latents && options.latents.shape.join() !== shape.join())
-    throw expected(`latents of shape [${shape.join(', ')}]`, 'options.latents', options.latents.shape);
+  if (given && given.join() !== shape.join()) {
+    const fits =
+      given.length === 4 && (given[2] !== shape[2] || given[3] !== shape[3])
+        ? `; height ${given[2]! * f} and width ${given[3]! * f} (--height/--width) would fit them, or leave both unset to size the image from the latents`
+        : '';
+    throw new InvalidArgumentError(
+      `options.latents: expected shape [${shape.join(', ')}] ([prompts ${batch}, U-Net in_channels ${sd.unet.config.in_channels}, height ${height} / ${f}, width ${width} / ${f}]) but received [${given.join(', ')}]${fits}`,
+    );
+  }
 
   const scheduler = sd.scheduler;
   const promptEmbeds = await encodePrompts(sd, prompts, options.clipSkip ?? null);

@@ -53,6 +53,25 @@ test('guidance off runs a single batch; bad options are named', async () => {
   await expect(txt2img(sd, { prompt: [] as string[] })).rejects.toThrow(/options.prompt/);
 });
 
+test('latents size the image unless a height/width is given; wrong-sized latents name both shapes and the size that fits', async () => {
+  using sd = await loadStableDiffusion(PIPELINE);
+  using generator = new Generator(3);
+  using wide = await randn([1, 4, 8, 12], { generator });
+  const r = await txt2img(sd, { prompt: 'a cat', guidanceScale: 1, steps: 1, latents: wide });
+  try {
+    expect(r.images.shape).toEqual([1, 3, 16, 24]);
+  } finally {
+    r.dispose();
+  }
+  await expect(txt2img(sd, { prompt: 'a cat', height: 32, width: 32, steps: 1, latents: wide })).rejects.toThrow(
+    /options.latents: expected shape \[1, 4, 16, 16\].* but received \[1, 4, 8, 12\]; height 16 and width 24 \(--height\/--width\) would fit/,
+  );
+  using two = await randn([2, 4, 8, 12], { generator });
+  await expect(txt2img(sd, { prompt: 'a cat', steps: 1, latents: two })).rejects.toThrow(
+    /expected shape \[1, 4, 8, 12\] \(\[prompts 1, .* received \[2, 4, 8, 12\]$/,
+  );
+});
+
 test('npm run sample on a pipeline folder writes a PNG from prompts; the same seed gives the same image', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-t2i-'));
   const sink = () => {
