@@ -10,6 +10,7 @@ import { ConfigError } from '../errors';
 import { compilePattern } from '../config/patterns';
 import type { LoraOptions } from '../config/lora';
 import { fromSafetensorsDtype, toSafetensorsDtype } from '../native/dtype';
+import { scale } from '../native/ops';
 import { Tensor } from '../native/tensor';
 
 export const LORA_WEIGHTS = 'pytorch_lora_weights.safetensors';
@@ -83,13 +84,35 @@ function kohyaName(module: string): string {
   return `lora_unet_${module.replace(/\./g, '_')}`;
 }
 
-/** Writes the adapters in PEFT/diffusers or kohya layout, atomically. */
-export async function saveLoraFile(file: string, entries: readonly LoraEntry[], format: 'peft' | 'kohya', config: { rank: number; alpha: number; dropout: number; init: string }): Promise<void> {
+/**
+ * difftune's own record of a PEFT-layout file's adapters (metadata entry `difftune_lora`): the trained
+ * rank and alpha, and whether each lora_B in the file holds B·(alpha/rank).
+ */
+const DIFFTUNE_LORA_KEY = 'difftune_lora';
+const difftuneMetadata = z.object({ folded: z.boolean(), r: z.number(), lora_alpha: z.number(), alpha_pattern: z.record(z.number()).default({}) });
+
+/** The factor folded into a PEFT file's lora_B: alpha/rank, so that any reader scaling by 1 gets the trained strength. */
+function foldFactor(e: LoraEntry): number {
+  return e.alpha / e.A.shape[0]!;
+}
+
+/**
+ * Writes the adapters in PEFT/diffusers or kohya layout, atomically. The PEFT layout folds alpha/rank
+ * into lora_B and states alpha = rank wherever a reader looks (diffusers ≤ 0.34 ignores
+ * `lora_adapter_metadata` and uses alpha = rank; later versions read it), so every version loads it at
+ * the trained strength; the trained rank and alpha stay in `difftune_lora`, from which readLoraFile
+ * unfolds B (exactly when alpha/rank is a power of two, else within an ulp or two). `fold: false` (a
+ * checkpoint's adapters, which must resume bit for bit) writes B as trained and the real alphas.
+ */
+export async function saveLoraFile(file: string, entries: readonly LoraEntry[], format: 'peft' | 'kohya', config: { rank: number; alpha: number; dropout: number; init: string },
+  { fold = true }: { fold?: boolean } = {},
+): Promise<void> {
   const tensors: Array<[string, TensorToWrite]> = [];
   for (const e of entries) {
     if (format === 'peft') {
       tensors.push([`unet.${e.module}.lora_A.weight`, await tensorData(e.A)]);
-      tensors.push([`unet.${e.module}.lora_B.weight`, await tensorData(e.B)]);
+      using folded = fold ? await scale(e.B, foldFactor(e)) : undefined;
+      tensors.push([`unet.${e.module}.lora_B.weight`, await tensorData(folded ?? e.B)]);
     } else {
       const base = kohyaName(e.module);
       tensors.push([`${base}.lora_down.weight`, await tensorData(e.A)]);
@@ -99,21 +122,32 @@ export async function saveLoraFile(file: string, entries: readonly LoraEntry[], 
   }
   const alphas = new Set(entries.map((e) => e.alpha));
   const ranks = new Set(entries.map((e) => e.A.shape[0]));
+  const rankPattern = ranks.size > 1 ? Object.fromEntries(entries.map((e) => [e.module, e.A.shape[0]!])) : {};
+  // Per-layer values where they differ from the defaults (PEFT's patterns).
+  const alphaPattern = alphas.size > 1 ? Object.fromEntries(entries.map((e) => [e.module, e.alpha])) : {};
+  // diffusers writes a pipeline's adapter config with the component's prefix ("unet.r", ...).
+  const peftConfig = {
+    r: config.rank,
+    lora_alpha: fold ? config.rank : config.alpha,
+    lora_dropout: config.dropout,
+    init_lora_weights: config.init === 'gaussian' ? 'gaussian' : true,
+    target_modules: entries.map((e) => e.module),
+    // Folded, every layer's alpha is its rank.
+    alpha_pattern: fold ? rankPattern : alphaPattern,
+    rank_pattern: rankPattern,
+    use_dora: false,
+    bias: 'none',
+  };
   const metadata: Record<string, string> =
     format === 'peft'
       ? {
           format: 'pt',
-          lora_adapter_metadata: JSON.stringify({
+          lora_adapter_metadata: JSON.stringify(Object.fromEntries(Object.entries(peftConfig).map(([k, v]) => [`unet.${k}`, v]))),
+          [DIFFTUNE_LORA_KEY]: JSON.stringify({
+            folded: fold,
             r: config.rank,
             lora_alpha: config.alpha,
-            lora_dropout: config.dropout,
-            init_lora_weights: config.init === 'gaussian' ? 'gaussian' : true,
-            target_modules: entries.map((e) => e.module),
-            // Per-layer values where they differ from the defaults (PEFT's patterns).
-            alpha_pattern: alphas.size > 1 ? Object.fromEntries(entries.map((e) => [e.module, e.alpha])) : {},
-            rank_pattern: ranks.size > 1 ? Object.fromEntries(entries.map((e) => [e.module, e.A.shape[0]])) : {},
-            use_dora: false,
-            bias: 'none',
+            alpha_pattern: alphaPattern,
           }),
         }
       : { format: 'pt', ss_network_module: 'networks.lora', ss_network_dim: String(config.rank), ss_network_alpha: String(config.alpha) };
@@ -121,6 +155,22 @@ export async function saveLoraFile(file: string, entries: readonly LoraEntry[], 
 }
 
 const peftMetadata = z.object({ r: z.number().optional(), lora_alpha: z.number().optional(), alpha_pattern: z.record(z.number()).optional() }).passthrough();
+
+/** A PEFT file's adapter config, its keys with or without diffusers' "unet." prefix; undefined where absent or unreadable. */
+function parsePeftMetadata(raw: string | undefined): z.infer<typeof peftMetadata> | undefined {
+  if (raw === undefined) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (typeof json !== 'object' || json === null) return undefined;
+  const entries = Object.entries(json);
+  const prefixed = entries.filter(([k]) => k.startsWith('unet.'));
+  const config = peftMetadata.safeParse(Object.fromEntries(prefixed.length > 0 ? prefixed.map(([k, v]) => [k.slice('unet.'.length), v]) : entries));
+  return config.success ? config.data : undefined;
+}
 
 /**
  * Reads a LoRA file in either layout. `modules` (the model's layer names) resolves kohya's
@@ -157,17 +207,34 @@ export async function readLoraFile(file: string, modules: readonly string[]): Pr
         entries.push({ module, A, B, alpha });
       }
     } else {
-      const meta = st.metadata?.lora_adapter_metadata;
-      const config = meta ? peftMetadata.safeParse(JSON.parse(meta) as unknown) : undefined;
-      const defaults = config?.success ? config.data : {};
+      const ours = st.metadata?.[DIFFTUNE_LORA_KEY];
+      let difftune: z.infer<typeof difftuneMetadata> | undefined;
+      if (ours !== undefined) {
+        let json: unknown;
+        try {
+          json = JSON.parse(ours);
+        } catch {
+          json = undefined;
+        }
+        const parsed = difftuneMetadata.safeParse(json);
+        if (!parsed.success) throw new ConfigError(`${file}: metadata "${DIFFTUNE_LORA_KEY}" is not difftune's adapter record ({folded, r, lora_alpha, alpha_pattern}): ${ours.slice(0, 200)}`);
+        difftune = parsed.data;
+      }
+      // Without difftune's record: the file's PEFT config, else alpha = rank (scale 1), as diffusers reads it.
+      const defaults = difftune ?? parsePeftMetadata(st.metadata?.lora_adapter_metadata) ?? {};
       for (const name of names.filter((n) => n.endsWith('.lora_A.weight'))) {
         const module = name.slice(0, -'.lora_A.weight'.length).replace(/^unet\./, '');
         if (name.startsWith('text_encoder')) continue;
         const bName = name.replace(/\.lora_A\.weight$/, '.lora_B.weight');
         if (!st.has(bName)) throw new ConfigError(`${file}: "${name}" has no matching "${bName}"`);
         const A = await load(name);
-        const B = await load(bName);
         const alpha = defaults.alpha_pattern?.[module] ?? defaults.lora_alpha ?? A.shape[0]!;
+        let B = await load(bName);
+        if (difftune?.folded === true) {
+          using folded = B;
+          // Exact where alpha/rank is a power of two; otherwise within an ulp or two of the trained B.
+          B = await scale(folded, A.shape[0]! / alpha);
+        }
         entries.push({ module, A, B, alpha });
       }
     }

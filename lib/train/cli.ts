@@ -111,7 +111,7 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
           result.status !== 'completed'
             ? `resume with --set resume=latest`
             : result.loraFile
-              ? `LoRA: ${result.loraFile}, scheduler: ${result.schedulerDir}`
+              ? `LoRA: ${(result.loraFiles ?? [result.loraFile]).join(', ')}, scheduler: ${result.schedulerDir}`
               : `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}`,
           `checkpoints: ${result.checkpoints.join(', ') || 'none'}`,
           `metrics: ${result.output}/metrics.jsonl`,

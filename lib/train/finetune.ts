@@ -55,6 +55,8 @@ export interface FinetuneResult {
   unetDir: string;
   /** LoRA runs: <output>/pytorch_lora_weights.safetensors. */
   loraFile?: string;
+  /** LoRA runs: every adapters file written, loraFile first (then <output>/lora.kohya.safetensors with lora.format "kohya"). */
+  loraFiles?: string[];
   schedulerDir: string;
   checkpoints: string[];
   finalLoss: number;
@@ -142,12 +144,14 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // Export: the final model of a completed run (rank 0).
   const writes = run.status === 'completed' && dp.isMain;
   await exportModel({ output: recipe.output, writes, trainer, ema: t.ema !== null, weights, hooks, scheduler, pipelineDir: base.folder.pipelineDir });
+  const loraFiles = weights.loraFiles(recipe.output);
   return {
     status: run.status,
     steps: run.step,
     output: recipe.output,
     ...outputFolders(recipe.output),
-    loraFile: weights.loraFile(recipe.output),
+    loraFile: loraFiles[0],
+    loraFiles: loraFiles.length > 0 ? loraFiles : undefined,
     checkpoints: checkpoints.written,
     finalLoss: run.lastLoss,
     validation: validation.results,

@@ -13,6 +13,8 @@ import type { UNet } from '../models/unet';
 import { useEmaAdapters } from './ema';
 import type { TrainedWeights } from './weights';
 
+const KOHYA_WEIGHTS = 'lora.kohya.safetensors';
+
 /** The base's plan (all frozen) with a note sizing the adapters and their optimizer state (`--dry-run`). */
 export function planLoraRun(parameters: readonly ParameterInfo[], lora: LoraOptions, ema: boolean): FreezePlan {
   const plan = planLoraBase(parameters);
@@ -67,12 +69,13 @@ export async function trainLora(
     plan,
     trainable: loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true })),
     savesUNet: lora.saveMerged,
-    loraFile: (output) => path.join(output, LORA_WEIGHTS),
-    saveCheckpoint: (dir) => saveAdapters(unet, path.join(dir, LORA_WEIGHTS), 'peft', lora),
+    loraFiles: (output) => [path.join(output, LORA_WEIGHTS), ...(lora.format === 'kohya' ? [path.join(output, KOHYA_WEIGHTS)] : [])],
+    // Unfolded: a resume must get the trained B back bit for bit, whatever alpha/rank is.
+    saveCheckpoint: (dir) => saveAdapters(unet, path.join(dir, LORA_WEIGHTS), 'peft', lora, false),
     useEma: (averages) => useEmaAdapters(unet, averages, lora.dropout),
     export: async (output) => {
       await saveAdapters(unet, path.join(output, LORA_WEIGHTS), 'peft', lora);
-      if (lora.format === 'kohya') await saveAdapters(unet, path.join(output, 'lora.kohya.safetensors'), 'kohya', lora);
+      if (lora.format === 'kohya') await saveAdapters(unet, path.join(output, KOHYA_WEIGHTS), 'kohya', lora);
       if (!lora.saveMerged) return;
       await unet.mergeLora();
       await unet.save(path.join(output, UNET_DIR));
@@ -80,10 +83,10 @@ export async function trainLora(
   };
 }
 
-async function saveAdapters(unet: UNet, file: string, format: 'peft' | 'kohya', lora: LoraOptions): Promise<void> {
+async function saveAdapters(unet: UNet, file: string, format: 'peft' | 'kohya', lora: LoraOptions, fold = true): Promise<void> {
   const entries = await unet.loraEntries();
   try {
-    await saveLoraFile(file, entries, format, { rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init });
+    await saveLoraFile(file, entries, format, { rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init }, { fold });
   } finally {
     disposeLoraEntries(entries);
   }

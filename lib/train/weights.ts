@@ -18,8 +18,8 @@ export interface TrainedWeights extends TrainingHooks {
   readonly trainable: readonly TrainableParameter[];
   /** Whether the output gets a unet/ (a pipeline base then gets its other components beside it). */
   readonly savesUNet: boolean;
-  /** LoRA runs: the adapters' file in `output`. */
-  loraFile(output: string): string | undefined;
+  /** LoRA runs: the adapters' files in `output`, the PEFT/diffusers one first (and kohya's when asked); otherwise none. */
+  loraFiles(output: string): string[];
   /** Training completed with an EMA: its averages (consumed) replace the trained weights before the export. */
   useEma(averages: StateDict): Promise<void>;
 }
@@ -34,7 +34,7 @@ export async function trainUNet(unet: UNet, recipe: Recipe, log: (line: string) 
     plan,
     trainable: plan.trainable.map((p) => ({ name: p.name, lrMultiplier: p.lrMultiplier, weightDecay: p.weightDecay })),
     savesUNet: true,
-    loraFile: () => undefined,
+    loraFiles: () => [],
     saveCheckpoint: (dir) => unet.save(path.join(dir, UNET_DIR)),
     useEma: (averages) => useEmaWeights(unet, averages),
     export: (output) => unet.save(path.join(output, UNET_DIR)),

@@ -86,6 +86,20 @@ describe('the output folder is checked before the model and the data load', () =
   });
 });
 
+test('a kohya-format LoRA run names both adapters files it wrote', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-cli-kohya-'));
+  try {
+    const lora = { rank: 2, attention: false, format: 'kohya', targets: ['up_blocks.*.resnets.*.conv1'] };
+    const r = await run({ ...good, train: { ...good.train, steps: 1 }, lora, output: path.join(dir, 'run') });
+    expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: '' });
+    const files = [path.join(dir, 'run', 'pytorch_lora_weights.safetensors'), path.join(dir, 'run', 'lora.kohya.safetensors')];
+    for (const f of files) expect(fs.existsSync(f)).toBe(true);
+    expect(r.out).toContain(`LoRA: ${files.join(', ')}, scheduler:`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe('runs that were accepted silently', () => {
   test('resuming a checkpoint past train.steps is refused; at train.steps the loss is not reported as NaN', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-cli-resume-'));

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { SafetensorsFile } from '../../lib/checkpoint/safetensors';
+import { SafetensorsFile, writeSafetensors } from '../../lib/checkpoint/safetensors';
 import { disposeStateDict } from '../../lib/checkpoint/state-dict';
 import { relError } from '../../lib/conformance/compare';
 import { loraOptionsSchema, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../../lib/models/lora';
@@ -119,11 +119,109 @@ test.each(['peft', 'kohya'] as const)('saved in %s format, reloaded onto the bas
     const read = await readLoraFile(file, modules);
     expect(read.format).toBe(format);
     expect(read.entries.every((e) => e.alpha === 8)).toBe(true);
+    // The trained A and B come back bit for bit (PEFT: alpha/rank = 2 is folded into lora_B and out again).
+    for (const [i, e] of entries.entries()) {
+      expect(read.entries[i]!.module).toBe(e.module);
+      expect(Buffer.from(await read.entries[i]!.A.data({ raw: true })).equals(Buffer.from(await e.A.data({ raw: true })))).toBe(true);
+      expect(Buffer.from(await read.entries[i]!.B.data({ raw: true })).equals(Buffer.from(await e.B.data({ raw: true })))).toBe(true);
+    }
     await fresh.setLora(read.entries);
     expect(relError(await out(fresh), adapted)).toBeLessThan(1e-6);
     for (const e of [...entries, ...read.entries]) {
       e.A.dispose();
       e.B.dispose();
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+// diffusers ≤ 0.34 ignores lora_adapter_metadata and scales a PEFT file's adapters by 1 (alpha = rank):
+// the file must hold B·alpha/rank and say alpha = rank, with the trained values kept for difftune.
+test('a PEFT file with alpha ≠ rank holds lora_B·alpha/rank, states alpha = rank for diffusers, and keeps the trained values', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-lora-fold-'));
+  try {
+    for (const alpha of [16, 6]) {
+      const { unet, options } = await trainedLora(loraOptionsSchema.parse({ rank: 4, alpha, feedForward: true }));
+      using _ = unet;
+      const adapted = await out(unet);
+      const entries = await unet.loraEntries();
+      const file = path.join(tmp, `a${alpha}.safetensors`);
+      await saveLoraFile(file, entries, 'peft', { rank: 4, alpha: options.alpha!, dropout: 0, init: 'kaiming' });
+      const st = await SafetensorsFile.open(file);
+      const peft = JSON.parse(st.metadata!.lora_adapter_metadata!) as Record<string, unknown>;
+      expect([peft['unet.r'], peft['unet.lora_alpha']]).toEqual([4, 4]);
+      expect(JSON.parse(st.metadata!.difftune_lora!)).toEqual({ folded: true, r: 4, lora_alpha: alpha, alpha_pattern: {} });
+      const e0 = entries[0]!;
+      const inFile = await st.read(`unet.${e0.module}.lora_B.weight`);
+      await st.close();
+      const trained = e0.B.toArray() as Float32Array;
+      expect(
+        relError(
+          new Float32Array(inFile.data.buffer, inFile.data.byteOffset, trained.length),
+          trained.map((v) => Math.fround(v * (alpha / 4))),
+        ),
+      ).toBe(0);
+
+      using fresh = await loadUNet(COND);
+      const modules = (await fresh.parameters()).filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -7));
+      const read = await readLoraFile(file, modules);
+      expect(read.entries.every((e) => e.alpha === alpha)).toBe(true);
+      for (const [i, e] of entries.entries()) {
+        const back = read.entries[i]!.B.toArray() as Float32Array;
+        const want = e.B.toArray() as Float32Array;
+        // 16/4 is a power of two: exact. 6/4 is not: B·1.5·(4/6) is within two ulps of B.
+        if (alpha === 16) expect(Buffer.from(back.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+        else back.forEach((v, j) => expect(Math.abs(v - want[j]!)).toBeLessThanOrEqual(Math.abs(want[j]!) * 2 ** -22));
+      }
+      // A checkpoint's adapters are not folded: they resume bit for bit whatever alpha/rank is.
+      const unfoldedFile = path.join(tmp, `c${alpha}.safetensors`);
+      await saveLoraFile(unfoldedFile, entries, 'peft', { rank: 4, alpha: options.alpha!, dropout: 0, init: 'kaiming' }, { fold: false });
+      const unfolded = await readLoraFile(unfoldedFile, modules);
+      for (const [i, e] of entries.entries()) {
+        expect(unfolded.entries[i]!.alpha).toBe(alpha);
+        expect(Buffer.from(await unfolded.entries[i]!.B.data({ raw: true })).equals(Buffer.from(await e.B.data({ raw: true })))).toBe(true);
+      }
+      await fresh.setLora(read.entries);
+      expect(relError(await out(fresh), adapted)).toBeLessThan(1e-6);
+      for (const e of [...entries, ...read.entries, ...unfolded.entries]) {
+        e.A.dispose();
+        e.B.dispose();
+      }
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('a PEFT file without difftune’s record (as diffusers writes it) loads with scale 1: alpha = rank, B as stored', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-lora-plain-'));
+  try {
+    const module = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q';
+    using probe = await loadUNet(COND);
+    const weight = (await probe.parameters()).find((p) => p.name === `${module}.weight`)!;
+    const [outFeatures, inFeatures] = weight.shape as [number, number];
+    const A = noise(3 * inFeatures, 7);
+    const B = noise(outFeatures * 3, 8);
+    const file = path.join(tmp, 'plain.safetensors');
+    await writeSafetensors(
+      file,
+      [
+        [`unet.${module}.lora_A.weight`, { dtype: 'F32', shape: [3, inFeatures], data: A }],
+        [`unet.${module}.lora_B.weight`, { dtype: 'F32', shape: [outFeatures, 3], data: B }],
+      ],
+      { format: 'pt' },
+    );
+    const modules = (await probe.parameters()).filter((p) => p.name.endsWith('.weight')).map((p) => p.name.slice(0, -7));
+    const read = await readLoraFile(file, modules);
+    try {
+      expect(read.entries.map((e) => [e.module, e.alpha])).toEqual([[module, 3]]);
+      expect(Buffer.from((read.entries[0]!.B.toArray() as Float32Array).buffer).equals(Buffer.from(B.buffer))).toBe(true);
+    } finally {
+      for (const e of read.entries) {
+        e.A.dispose();
+        e.B.dispose();
+      }
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
