@@ -11,6 +11,7 @@ import * as nodePath from 'node:path';
 import { ConfigError } from '../errors';
 import { readLdmLayout } from './ldm-configs';
 import { LDM_COMPONENTS, LDM_PREFIXES, ldmKeyTable, type LdmComponent, type LdmKey, type LdmLayout } from './ldm-layout';
+import { pipelineEntries } from './pipeline-folder';
 import { SafetensorsFile, writeSafetensors, type DType } from './safetensors';
 
 /** A tensor as raw little-endian bytes (writeSafetensors takes it as it is). */
@@ -263,20 +264,25 @@ export async function readDiffusersComponents(dir: string): Promise<DiffusersCom
 }
 
 /**
- * Converts a single file into a diffusers folder at `outDir`: the config folder's files (model_index.json,
- * configs, tokenizer/, scheduler/; no weights) are copied, then the three components' weights written.
+ * Converts a single file into a diffusers folder at `outDir`: the config folder's pipeline files
+ * (model_index.json and the component folders it names, without weights) are copied, then the three components' weights written.
  */
 export async function convertLdmSingleFileToFolder(path: string, outDir: string, options: SingleFileOptions = {}): Promise<LdmLoadResult> {
   const loaded = await loadLdmSingleFile(path, options);
   const config = options.config!;
-  await fs.cp(config, outDir, {
-    recursive: true,
-    filter: (src) => !/\.(safetensors|bin|ckpt|pt|pth|msgpack|onnx)$/i.test(src),
-  });
+  // Only the pipeline's own files: a difftune output used as the config also holds checkpoint-*/,
+  // metrics.jsonl and caches, which do not belong in the converted pipeline.
+  for (const entry of await pipelineEntries(config)) {
+    await fs.cp(nodePath.join(config, entry), nodePath.join(outDir, entry), {
+      recursive: true,
+      filter: (src) => !/\.(safetensors|bin|ckpt|pt|pth|msgpack|onnx)$/i.test(src),
+    });
+  }
   for (const component of LDM_COMPONENTS) {
     const target = nodePath.join(outDir, DIFFUSERS_WEIGHT_FILES[component]);
     await fs.mkdir(nodePath.dirname(target), { recursive: true });
-    await writeSafetensors(target, loaded.components[component]);
+    // The metadata diffusers' save_pretrained writes (transformers and diffusers both check it on load).
+    await writeSafetensors(target, loaded.components[component], { format: 'pt' });
   }
   return loaded;
 }

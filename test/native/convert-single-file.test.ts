@@ -5,6 +5,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { PassThrough } from 'stream';
 import { runConvertCli } from '../../lib/checkpoint/convert-cli';
+import { DIFFUSERS_WEIGHT_FILES } from '../../lib/checkpoint/ldm-single-file';
+import { SafetensorsFile } from '../../lib/checkpoint/safetensors';
 import { loadStableDiffusion } from '../../lib/models/stable-diffusion';
 import { randn } from '../../lib/native/ops';
 import { Generator } from '../../lib/native/generator';
@@ -49,3 +51,29 @@ test('a single file converts to a diffusers folder that samples exactly like the
   expect((await run(['--to-single-file', folder, '--out', back])).err).toMatch(/already exists/);
   expect((await run(['--single-file', SINGLE, '--out', path.join(work, 'x')])).err).toMatch(/--config/);
 }, 60_000);
+
+test('--config pointing at a fine-tuning output copies only the pipeline files; the weights carry {"format":"pt"}', async () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-convert-'));
+  try {
+    const config = path.join(work, 'run');
+    fs.cpSync(PIPELINE, config, { recursive: true });
+    fs.mkdirSync(path.join(config, 'checkpoint-1', 'unet'), { recursive: true });
+    fs.writeFileSync(path.join(config, 'checkpoint-1', 'unet', 'config.json'), '{}');
+    fs.writeFileSync(path.join(config, 'metrics.jsonl'), '{"step":1}\n');
+    fs.mkdirSync(path.join(config, 'cache', 'latents'), { recursive: true });
+    fs.mkdirSync(path.join(config, '.cache', 'latents'), { recursive: true });
+    const folder = path.join(work, 'converted');
+    expect(await run(['--single-file', SINGLE, '--config', config, '--out', folder])).toMatchObject({ code: 0, err: '' });
+    expect(fs.readdirSync(folder).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae']);
+    for (const file of Object.values(DIFFUSERS_WEIGHT_FILES)) {
+      const st = await SafetensorsFile.open(path.join(folder, file));
+      try {
+        expect(st.metadata).toEqual({ format: 'pt' });
+      } finally {
+        await st.close();
+      }
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+});
