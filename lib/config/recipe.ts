@@ -88,7 +88,7 @@ export const textToImageSchema = z
     cacheLatents: z.boolean().default(true),
     /** Keep each caption's embeddings (keyed by caption, clipSkip and the text encoder weights). */
     cacheTextEmbeddings: z.boolean().default(true),
-    /** Where cache entries persist across runs; null: <output>/cache. */
+    /** Where cache entries persist across runs; null: <output>/.cache (model_index.json does not name it). */
     cacheDir: z.string().min(1).nullable().default(null),
   })
   .strict();

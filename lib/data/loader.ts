@@ -120,6 +120,11 @@ export class DataLoader {
   /** Bumped by restore() and close(): work scheduled under an older generation stops decoding. */
   private generation = 0;
 
+  /** [H, W, C] of every sample (the training resolution). */
+  get sampleShape(): [number, number, number] {
+    return this.dataset.sampleShape;
+  }
+
   constructor(dataset: Dataset, options: LoaderOptions = {}) {
     const d = dataset.options;
     this.dataset = dataset;

@@ -172,6 +172,11 @@ export class UNet extends NativeModel<NativeUNet> {
     return typeof size === 'number' ? size : Array.isArray(size) ? size[0] : undefined;
   }
 
+  /** Sets config.sample_size (what pipelines size samples by; the computation does not read it). */
+  setSampleSize(size: number): void {
+    this.config.sample_size = size;
+  }
+
   /** True when forward() needs class labels (a class embedding: class_embed_type or num_class_embeds set). */
   get isClassConditional(): boolean {
     return this.config.class_embed_type !== null || this.config.num_class_embeds !== null;

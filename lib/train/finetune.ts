@@ -143,7 +143,19 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
 
   // Export: the final model of a completed run (rank 0).
   const writes = run.status === 'completed' && dp.isMain;
-  await exportModel({ output: recipe.output, writes, trainer, ema: t.ema !== null, weights, hooks, scheduler, pipelineDir: base.folder.pipelineDir });
+  const trainedSampleSize = Math.floor(loader.sampleShape[0] / (text?.latentScale ?? 1));
+  await exportModel({
+    output: recipe.output,
+    writes,
+    trainer,
+    ema: t.ema !== null,
+    weights,
+    hooks,
+    scheduler,
+    pipelineDir: base.folder.pipelineDir,
+    unet,
+    trainedSampleSize,
+  });
   const loraFiles = weights.loraFiles(recipe.output);
   return {
     status: run.status,

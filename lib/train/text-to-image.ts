@@ -4,12 +4,12 @@
  * turns its captions into embeddings (lib/train/text-conditioning.ts). Both stay bit-identical; with
  * verifyFrozen the run shows it by hashing their weights before and after training.
  */
-import * as path from 'path';
 import type { Recipe } from '../config/recipe';
 import { ConfigError, InternalError } from '../errors';
 import { isTextToImageFolder, type BaseModel } from '../models/model-folder';
 import type { UNet } from '../models/unet';
 import type { ModelInputs, SampleBatch, TensorScope, TrainingHooks } from './hooks';
+import { textToImageCacheDir } from './export';
 import type { CacheStats, OpenedTextConditioning } from './text-conditioning';
 
 /** sha256 of each frozen model's weights. */
@@ -45,7 +45,7 @@ export async function openTextToImage(
     clipSkip: tti.clipSkip,
     cacheLatents: tti.cacheLatents,
     cacheTextEmbeddings: tti.cacheTextEmbeddings,
-    cacheDir: tti.cacheDir ?? path.join(recipe.output, 'cache'),
+    cacheDir: tti.cacheDir ?? textToImageCacheDir(recipe.output),
     seed: recipe.train.seed,
   });
   const caches = [tti.cacheLatents && 'latents', tti.cacheTextEmbeddings && 'text embeddings'].filter(Boolean).join(' + ') || 'off';
@@ -66,6 +66,11 @@ export class TextToImage implements TrainingHooks, Disposable {
     private readonly frozenBefore: FrozenDigests | undefined,
     private readonly log: (line: string) => void,
   ) {}
+
+  /** Image pixels per latent pixel (the VAE's scale factor). */
+  get latentScale(): number {
+    return this.text.vae.vaeScaleFactor;
+  }
 
   /** Latents drawn for `step` from the images' latent distributions, and the captions' embeddings. */
   async prepareBatch(batch: SampleBatch, inputs: ModelInputs, step: number, scope: TensorScope): Promise<ModelInputs> {

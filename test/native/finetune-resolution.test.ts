@@ -1,6 +1,7 @@
 // Fine-tuning at a data resolution other than the model's sample_size: nothing in finetune ties the two
 // (the U-Net is fully convolutional), so a grown model trains at twice the resolution and an ordinary one
-// at another size; the saved model keeps its config (sample_size included) and runs at the trained size.
+// at another size; the saved model's sample_size is the trained size (what pipelines sample at) and it runs
+// at that size. Outputs of bare U-Net folders are pipeline folders where a diffusers pipeline runs them.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -43,11 +44,39 @@ test.each([
   expect(result.validation.map((v) => v.step)).toEqual([0, 3]);
   for (const v of result.validation) expect(Number.isFinite(v.loss)).toBe(true);
   using unet = await loadUNet(result.unetDir);
-  expect(unet.config.sample_size).toBe(grow ? 32 : 16);
+  expect(unet.config.sample_size).toBe(resolution);
+  // Class-conditional: DDPMPipeline cannot pass the labels, so no model_index.json claims it.
+  expect(fs.existsSync(path.join(tmp, 'run', 'model_index.json'))).toBe(false);
   expect(unet.config.block_out_channels.length).toBe(grow ? 3 : 2);
   using x = Tensor.from(new Float32Array(resolution * resolution), [1, 1, resolution, resolution]);
   using t = Tensor.from(new Float32Array([10]), [1]);
   using labels = Tensor.from(new BigInt64Array([3n]), [1]);
   using y = await unet.forward(x, t, { classLabels: labels });
   expect(y.shape).toEqual([1, 1, resolution, resolution]);
+});
+
+test('a bare pixel U-Net folder without sample_size fine-tunes into a DDPMPipeline folder sized at the training resolution', async () => {
+  const shipped = path.join(__dirname, '..', '..', 'models', 'mnist-ddpm');
+  const unetDir = path.join(tmp, 'unet');
+  fs.cpSync(path.join(shipped, 'unet'), unetDir, { recursive: true });
+  const config = JSON.parse(fs.readFileSync(path.join(unetDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  delete config.sample_size;
+  fs.writeFileSync(path.join(unetDir, 'config.json'), JSON.stringify(config));
+  const output = path.join(tmp, 'run');
+  const result = await finetune({ ...recipe(unetDir, 16, output), train: { steps: 1, batchSize: 2, lr: 1e-4, seed: 3 }, validation: { every: 0 } });
+  expect(result.status).toBe('completed');
+  expect(JSON.parse(fs.readFileSync(path.join(output, 'unet', 'config.json'), 'utf8')).sample_size).toBe(16);
+  expect(JSON.parse(fs.readFileSync(path.join(output, 'model_index.json'), 'utf8'))).toEqual({
+    _class_name: 'DDPMPipeline',
+    _diffusers_version: '0.31.0',
+    scheduler: ['diffusers', 'DDPMScheduler'],
+    unet: ['diffusers', 'UNet2DModel'],
+  });
+  expect(fs.existsSync(path.join(output, 'scheduler', 'scheduler_config.json'))).toBe(true);
+});
+
+test('the shipped models/mnist-ddpm is a DDPMPipeline folder whose U-Net has a sample_size', () => {
+  const shipped = path.join(__dirname, '..', '..', 'models', 'mnist-ddpm');
+  expect(JSON.parse(fs.readFileSync(path.join(shipped, 'unet', 'config.json'), 'utf8')).sample_size).toBe(28);
+  expect(JSON.parse(fs.readFileSync(path.join(shipped, 'model_index.json'), 'utf8'))._class_name).toBe('DDPMPipeline');
 });

@@ -166,13 +166,22 @@ test('a pipeline folder as the base: its unet/ and scheduler/ train, the rest is
   fs.cpSync(path.join(BASE, 'scheduler'), path.join(pipeline, 'scheduler'), { recursive: true });
   fs.mkdirSync(path.join(pipeline, 'extra'));
   fs.writeFileSync(path.join(pipeline, 'extra', 'note.txt'), 'kept');
+  // Not components (a base that is itself a difftune output): not copied.
+  for (const dir of ['checkpoint-1', '.cache', 'cache']) fs.mkdirSync(path.join(pipeline, dir));
   fs.writeFileSync(
     path.join(pipeline, 'model_index.json'),
-    JSON.stringify({ _class_name: 'DDPMPipeline', unet: ['diffusers', 'UNet2DModel'], scheduler: ['diffusers', 'DDPMScheduler'] }),
+    JSON.stringify({
+      _class_name: 'DDPMPipeline',
+      unet: ['diffusers', 'UNet2DModel'],
+      scheduler: ['diffusers', 'DDPMScheduler'],
+      extra: ['diffusers', 'Extra'],
+    }),
   );
   const result = await finetune({ ...recipe(path.join(tmp, 'pout'), { validation: { every: 0 } }, { steps: 2 }), model: { pretrained: pipeline } });
   expect(fs.existsSync(path.join(tmp, 'pout', 'model_index.json'))).toBe(true);
   expect(fs.readFileSync(path.join(tmp, 'pout', 'extra', 'note.txt'), 'utf8')).toBe('kept');
+  for (const dir of ['.cache', 'cache']) expect(fs.existsSync(path.join(tmp, 'pout', dir))).toBe(false);
+  expect(fs.readdirSync(path.join(tmp, 'pout')).filter((f) => f.startsWith('checkpoint-'))).toEqual(result.checkpoints.map((c) => path.basename(c)));
   using unet = await loadUNet(result.unetDir);
   expect(unet.config._class_name).toBe('UNet2DModel');
 });

@@ -167,7 +167,7 @@ test('grow a pipeline folder (models/mnist-ddpm): same layout, config passes the
   const parsed = parseUNetConfig(config, 'grown config.json');
   expect(parsed.unknownKeys).toEqual([]);
   expect(config.block_out_channels).toEqual([32, 32, 64, 64]);
-  expect(config.sample_size).toBe(56); // models/mnist-ddpm has no sample_size: twice the resolution given
+  expect(config.sample_size).toBe(56); // twice models/mnist-ddpm's sample_size (28)
   expect(config.down_block_types).toEqual(['DownBlock2D', 'DownBlock2D', 'DownBlock2D', 'AttnDownBlock2D']);
   expect(config.up_block_types).toEqual(['AttnUpBlock2D', 'UpBlock2D', 'UpBlock2D', 'UpBlock2D']);
 

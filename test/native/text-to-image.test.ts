@@ -12,6 +12,7 @@ import { CaseRegistry } from '../../lib/conformance/registry';
 import { loadStableDiffusion } from '../../lib/models/stable-diffusion';
 import { txt2img } from '../../lib/sample/txt2img';
 import { runSampleCli } from '../../lib/sample/cli';
+import { pipelineEntries } from '../../lib/checkpoint/pipeline-folder';
 import { saveStateDict } from '../../lib/checkpoint/state-dict';
 import { Generator } from '../../lib/native/generator';
 import { randn } from '../../lib/native/ops';
@@ -190,6 +191,17 @@ describe('text-to-image fine-tuning on a captioned image folder', () => {
     );
     expect(third.textToImage!.cache.vaeEncoded).toBe(12);
   }, 120_000);
+
+  test('the default cache lives in <output>/.cache, outside the pipeline files; the output is a pipeline sized at the trained latent size', async () => {
+    const out = path.join(work, 'default-cache');
+    const r = await finetune({ ...recipe(out, { validation: { every: 0 } }), textToImage: {}, train: { steps: 1, batchSize: 4, lr: 1e-4, seed: 0 } });
+    expect(r.status).toBe('completed');
+    expect(fs.readdirSync(path.join(out, '.cache'))).toContain('latents');
+    expect(fs.existsSync(path.join(out, 'cache'))).toBe(false);
+    expect((await pipelineEntries(out)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae']);
+    using sd = await loadStableDiffusion(out);
+    expect(sd.unet.config.sample_size).toBe(32 / sd.vae.vaeScaleFactor);
+  }, 60_000);
 
   test('LoRA on a pipeline: adapters only (no half pipeline around them), sampled through the base folder', async () => {
     const out = path.join(work, 'lora');
