@@ -27,6 +27,11 @@ const inputs = () => ({
   ctx: Tensor.from(noise(2 * 6 * 32, 2), [2, 6, 32]),
 });
 
+async function bytes(t: Tensor): Promise<Buffer> {
+  const d = await t.data({ raw: true });
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+}
+
 async function out(unet: UNet): Promise<Float32Array> {
   const { x, t, ctx } = inputs();
   using y = await unet.forward(x, t, { encoderHiddenStates: ctx });
@@ -122,8 +127,8 @@ test.each(['peft', 'kohya'] as const)('saved in %s format, reloaded onto the bas
     // The trained A and B come back bit for bit (PEFT: alpha/rank = 2 is folded into lora_B and out again).
     for (const [i, e] of entries.entries()) {
       expect(read.entries[i]!.module).toBe(e.module);
-      expect(Buffer.from(await read.entries[i]!.A.data({ raw: true })).equals(Buffer.from(await e.A.data({ raw: true })))).toBe(true);
-      expect(Buffer.from(await read.entries[i]!.B.data({ raw: true })).equals(Buffer.from(await e.B.data({ raw: true })))).toBe(true);
+      expect((await bytes(read.entries[i]!.A)).equals(await bytes(e.A))).toBe(true);
+      expect((await bytes(read.entries[i]!.B)).equals(await bytes(e.B))).toBe(true);
     }
     await fresh.setLora(read.entries);
     expect(relError(await out(fresh), adapted)).toBeLessThan(1e-6);
@@ -180,7 +185,7 @@ test('a PEFT file with alpha ≠ rank holds lora_B·alpha/rank, states alpha = r
       const unfolded = await readLoraFile(unfoldedFile, modules);
       for (const [i, e] of entries.entries()) {
         expect(unfolded.entries[i]!.alpha).toBe(alpha);
-        expect(Buffer.from(await unfolded.entries[i]!.B.data({ raw: true })).equals(Buffer.from(await e.B.data({ raw: true })))).toBe(true);
+        expect((await bytes(unfolded.entries[i]!.B)).equals(await bytes(e.B))).toBe(true);
       }
       await fresh.setLora(read.entries);
       expect(relError(await out(fresh), adapted)).toBeLessThan(1e-6);
