@@ -188,7 +188,10 @@ test('a PEFT file with alpha ≠ rank holds lora_B·alpha/rank, states alpha = r
         expect((await bytes(unfolded.entries[i]!.B)).equals(await bytes(e.B))).toBe(true);
       }
       await fresh.setLora(read.entries);
-      expect(relError(await out(fresh), adapted)).toBeLessThan(1e-6);
+      // 16/4: the same weights bit for bit, so the same output. 6/4: B within 2 ulps (2^-22); the U-Net
+      // carries that to its output with some gain (measured ~5 on AVX2 and default kernels, < 4 on
+      // AVX-512): 16 × 2^-22 leaves room for it, while a B left folded (1.5× the trained delta) is far off.
+      expect(relError(await out(fresh), adapted)).toBeLessThanOrEqual(alpha === 16 ? 0 : 16 * 2 ** -22);
       for (const e of [...entries, ...read.entries, ...unfolded.entries]) {
         e.A.dispose();
         e.B.dispose();
