@@ -90,22 +90,125 @@ function resolveSize(sd: StableDiffusion, options: Pick<Txt2ImgOptions, 'height'
   return { height, width };
 }
 
-/** Runs the whole text-to-image pipeline. The caller disposes the result. */
-export async function txt2img(sd: StableDiffusion, options: Txt2ImgOptions): Promise<Txt2ImgResult> {
+/** The prompt side of a pipeline call, checked: prompts, negative prompts (when guidance is on), guidance, steps. */
+export interface PromptBatch {
+  prompts: string[];
+  /** undefined when guidance is off (guidanceScale ≤ 1). */
+  negatives: string[] | undefined;
+  guidance: number;
+  steps: number;
+}
+
+/** Validates the options every Stable Diffusion pipeline call shares; errors name the option. */
+export function promptBatch(options: Pick<Txt2ImgOptions, 'prompt' | 'negativePrompt' | 'guidanceScale' | 'steps'>): PromptBatch {
   const prompts = asList(options.prompt, 'options.prompt');
-  const batch = prompts.length;
   const guidance = options.guidanceScale ?? 7.5;
   if (typeof guidance !== 'number' || !Number.isFinite(guidance)) throw expected('a finite number', 'options.guidanceScale', guidance);
   const steps = options.steps ?? 50;
   if (!Number.isSafeInteger(steps) || steps < 1) throw expected('a positive integer', 'options.steps', steps);
-  const cfg = guidance > 1;
   let negatives: string[] | undefined;
-  if (cfg) {
+  if (guidance > 1) {
     const n = options.negativePrompt;
     negatives = n === null || n === undefined ? prompts.map(() => '') : typeof n === 'string' ? prompts.map(() => n) : asList(n, 'options.negativePrompt');
-    if (negatives.length !== batch)
-      throw new InvalidArgumentError(`options.negativePrompt: expected ${batch} negative prompts (one per prompt) but found ${negatives.length}`);
+    if (negatives.length !== prompts.length)
+      throw new InvalidArgumentError(`options.negativePrompt: expected ${prompts.length} negative prompts (one per prompt) but found ${negatives.length}`);
   }
+  return { prompts, negatives, guidance, steps };
+}
+
+/** The prompts' embeddings and, with guidance, the negative prompts' (the U-Net's context is [negative; prompt]). */
+export interface PromptEmbeddings {
+  promptEmbeds: Tensor;
+  negativeEmbeds: Tensor | undefined;
+  dispose(): void;
+}
+
+export async function embedPrompts(sd: StableDiffusion, batch: PromptBatch, clipSkip: number | null): Promise<PromptEmbeddings> {
+  const promptEmbeds = await encodePrompts(sd, batch.prompts, clipSkip);
+  try {
+    // diffusers applies clip_skip to the prompt only; the negative prompt always uses last_hidden_state.
+    const negativeEmbeds = batch.negatives ? await encodePrompts(sd, batch.negatives, null) : undefined;
+    return {
+      promptEmbeds,
+      negativeEmbeds,
+      dispose() {
+        promptEmbeds.dispose();
+        negativeEmbeds?.dispose();
+      },
+    };
+  } catch (error) {
+    promptEmbeds.dispose();
+    throw error;
+  }
+}
+
+/**
+ * The guided denoising loop every Stable Diffusion pipeline runs from its starting latents over
+ * `timesteps` (all of the scheduler's, or img2img's tail of them): the latents doubled for the
+ * unconditional half, scaled for the scheduler, the U-Net, guidance, a scheduler step. Takes ownership
+ * of `latents` and returns the final ones.
+ */
+export async function denoise(
+  sd: StableDiffusion,
+  embeddings: PromptEmbeddings,
+  latents: Tensor,
+  loop: { timesteps: readonly number[]; guidance: number; generator: Generator; eta?: number; onStep?: Txt2ImgOptions['onStep'] },
+): Promise<Tensor> {
+  const scheduler = sd.scheduler;
+  const { promptEmbeds, negativeEmbeds } = embeddings;
+  try {
+    using context = negativeEmbeds ? await concat([negativeEmbeds, promptEmbeds]) : undefined;
+    for (const [index, t] of loop.timesteps.entries()) {
+      using doubled = context ? await concat([latents, latents]) : undefined;
+      using input = await scheduler.scaleModelInput(doubled ?? latents, t);
+      using ts = scheduler.timestepTensor(t);
+      using out = await sd.unet.forward(input, ts, { encoderHiddenStates: context ?? promptEmbeds });
+      using guided = context ? await classifierFreeGuidance(out, loop.guidance) : undefined;
+      const r = await scheduler.step(guided ?? out, t, latents, { generator: loop.generator, eta: loop.eta });
+      r.predOriginalSample?.dispose();
+      latents.dispose();
+      latents = r.prevSample;
+      await loop.onStep?.({ index, total: loop.timesteps.length, timestep: t, unetInput: input, unetOutput: out, guidedNoisePred: guided ?? out, latents });
+    }
+    return latents;
+  } catch (error) {
+    latents.dispose();
+    throw error;
+  }
+}
+
+/** Images from final latents: divided by the VAE's scaling_factor, then decoded. */
+export async function decodeLatents(sd: StableDiffusion, latents: Tensor): Promise<Tensor> {
+  using decodeInput = await scale(latents, 1 / sd.vae.scalingFactor);
+  return await sd.vae.decode(decodeInput);
+}
+
+/** A pipeline result from the final latents: decodes them; on failure frees what it was given. */
+export async function pipelineResult(sd: StableDiffusion, latents: Tensor, embeddings: PromptEmbeddings): Promise<Txt2ImgResult> {
+  try {
+    const images = await decodeLatents(sd, latents);
+    return {
+      images,
+      latents,
+      promptEmbeds: embeddings.promptEmbeds,
+      negativePromptEmbeds: embeddings.negativeEmbeds,
+      dispose() {
+        images.dispose();
+        latents.dispose();
+        embeddings.dispose();
+      },
+    };
+  } catch (error) {
+    latents.dispose();
+    embeddings.dispose();
+    throw error;
+  }
+}
+
+/** Runs the whole text-to-image pipeline. The caller disposes the result. */
+export async function txt2img(sd: StableDiffusion, options: Txt2ImgOptions): Promise<Txt2ImgResult> {
+  const call = promptBatch(options);
+  const batch = call.prompts.length;
   const f = sd.vae.vaeScaleFactor;
   const given = options.latents?.shape;
   // Without a height/width the latents size the image, so a latents file needs no matching flags.
@@ -125,45 +228,28 @@ export async function txt2img(sd: StableDiffusion, options: Txt2ImgOptions): Pro
   }
 
   const scheduler = sd.scheduler;
-  const promptEmbeds = await encodePrompts(sd, prompts, options.clipSkip ?? null);
-  let negativeEmbeds: Tensor | undefined;
-  let latents: Tensor | undefined;
+  const embeddings = await embedPrompts(sd, call, options.clipSkip ?? null);
+  let latents: Tensor;
+  using generator = new Generator(options.seed ?? 0);
   try {
-    // diffusers applies clip_skip to the prompt only; the negative prompt always uses last_hidden_state.
-    if (negatives) negativeEmbeds = await encodePrompts(sd, negatives, null);
-    using context = negativeEmbeds ? await concat([negativeEmbeds, promptEmbeds]) : undefined;
-    using generator = new Generator(options.seed ?? 0);
-    await scheduler.setTimesteps(steps);
+    await scheduler.setTimesteps(call.steps);
     using noise = options.latents ? undefined : await randn(shape, { generator, device: sd.device });
     latents = await scheduler.scaleInitialNoise(options.latents ?? noise!);
-    const timesteps = scheduler.timesteps;
-    for (const [index, t] of timesteps.entries()) {
-      using doubled = cfg ? await concat([latents, latents]) : undefined;
-      using input = await scheduler.scaleModelInput(doubled ?? latents, t);
-      using ts = scheduler.timestepTensor(t);
-      using out = await sd.unet.forward(input, ts, { encoderHiddenStates: context ?? promptEmbeds });
-      using guided = cfg ? await classifierFreeGuidance(out, guidance) : undefined;
-      const r = await scheduler.step(guided ?? out, t, latents, { generator, eta: options.eta });
-      r.predOriginalSample?.dispose();
-      latents.dispose();
-      latents = r.prevSample;
-      await options.onStep?.({ index, total: timesteps.length, timestep: t, unetInput: input, unetOutput: out, guidedNoisePred: guided ?? out, latents });
-    }
-    using decodeInput = await scale(latents, 1 / sd.vae.scalingFactor);
-    const images = await sd.vae.decode(decodeInput);
-    const final = latents;
-    const negative = negativeEmbeds;
-    return {
-      images,
-      latents: final,
-      promptEmbeds,
-      negativePromptEmbeds: negative,
-      dispose() {
-        for (const t of [images, final, promptEmbeds, negative]) t?.dispose();
-      },
-    };
   } catch (error) {
-    for (const t of [promptEmbeds, negativeEmbeds, latents]) t?.dispose();
+    embeddings.dispose();
     throw error;
   }
+  try {
+    latents = await denoise(sd, embeddings, latents, {
+      timesteps: scheduler.timesteps,
+      guidance: call.guidance,
+      generator,
+      eta: options.eta,
+      onStep: options.onStep,
+    });
+  } catch (error) {
+    embeddings.dispose();
+    throw error;
+  }
+  return await pipelineResult(sd, latents, embeddings);
 }
