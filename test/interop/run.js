@@ -16,7 +16,8 @@ process.stdout.write(
   `test:interop: diffusers ${env.diffusers}, transformers ${env.transformers}, peft ${env.peft}, torch ${env.torch} (${env.python}; harness ${env.reference})\n`,
 );
 const jest = require.resolve('jest/bin/jest');
-const run = spawnSync(process.execPath, [jest, '--selectProjects', 'interop', ...process.argv.slice(2)], {
+// --selectProjects last: it takes a list, and would swallow the test paths that follow it as project names.
+const run = spawnSync(process.execPath, [jest, ...process.argv.slice(2), '--selectProjects', 'interop'], {
   stdio: 'inherit',
   env: { ...process.env, DIFFTUNE_INTEROP_TESTS: '1', [ENV_VAR]: JSON.stringify(env) },
 });

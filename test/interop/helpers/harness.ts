@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parseLenientJson } from '../../../lib/config/json';
 import { relError } from '../../../lib/conformance/compare';
 import { SafetensorsFile } from '../../../lib/checkpoint/safetensors';
 import { saveStateDict } from '../../../lib/checkpoint/state-dict';
@@ -68,7 +69,8 @@ export async function runPython(script: string, request: Record<string, unknown>
     if (code !== 0 || !fs.existsSync(responseFile)) {
       throw new Error(`${script}.py exited with ${code ?? 'a signal (timeout?)'}:\n${stderr.trim().split('\n').slice(-25).join('\n')}`);
     }
-    return JSON.parse(fs.readFileSync(responseFile, 'utf8')) as PyResponse;
+    // Python's json writes Infinity and NaN (scheduler configs hold -Infinity).
+    return parseLenientJson(fs.readFileSync(responseFile, 'utf8'), responseFile) as unknown as PyResponse;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

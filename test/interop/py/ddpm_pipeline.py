@@ -5,9 +5,9 @@ Writes to `out`: "images" (float32 NHWC in [0, 1], the pipeline's output_type="n
 (what numpy_to_pil makes of them). Response: the U-Net and scheduler classes and the U-Net's
 sample_size, plus the warnings of the load and the run.
 """
-import torch
+import interop  # first: the harness puts diffusers on sys.path
 
-import interop
+import torch
 from diffusers import DDPMPipeline
 
 

@@ -5,7 +5,7 @@ import importlib.util
 import json
 import sys
 
-import interop
+import interop  # first: the harness puts diffusers on sys.path
 import _bootstrap
 import _bootstrap_t2i
 
