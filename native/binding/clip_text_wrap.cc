@@ -3,6 +3,7 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
+#include "binding/lora_methods.h"
 #include "binding/named_tensors.h"
 #include "binding/tensor_wrap.h"
 #include "tensor/failure.h"
@@ -23,6 +24,11 @@ Napi::Function ClipTextWrap::define(Napi::Env env) {
   return defineModel(env, {
                               InstanceMethod<&ClipTextWrap::encode>("encode"),
                               InstanceMethod<&ClipTextWrap::forwardBackwardMse>("forwardBackwardMse"),
+                              InstanceMethod<&ClipTextWrap::addLora>("addLora"),
+                              InstanceMethod<&ClipTextWrap::setLora>("setLora"),
+                              InstanceMethod<&ClipTextWrap::loraEntries>("loraEntries"),
+                              InstanceMethod<&ClipTextWrap::mergeLora>("mergeLora"),
+                              InstanceMethod<&ClipTextWrap::removeLora>("removeLora"),
                           });
 }
 
@@ -88,6 +94,26 @@ Napi::Value ClipTextWrap::forwardBackwardMse(const Napi::CallbackInfo& info) {
           return o;
         });
   });
+}
+
+Napi::Value ClipTextWrap::addLora(const Napi::CallbackInfo& info) {
+  return boundary(info.Env(), [&]() -> Napi::Value { return addLoraMethod(info, live()); });
+}
+
+Napi::Value ClipTextWrap::setLora(const Napi::CallbackInfo& info) {
+  return boundary(info.Env(), [&]() -> Napi::Value { return setLoraMethod(info, live()); });
+}
+
+Napi::Value ClipTextWrap::loraEntries(const Napi::CallbackInfo& info) {
+  return boundary(info.Env(), [&]() -> Napi::Value { return loraEntriesMethod(info, live()); });
+}
+
+Napi::Value ClipTextWrap::mergeLora(const Napi::CallbackInfo& info) {
+  return boundary(info.Env(), [&]() -> Napi::Value { return mergeLoraMethod(info, live()); });
+}
+
+Napi::Value ClipTextWrap::removeLora(const Napi::CallbackInfo& info) {
+  return boundary(info.Env(), [&]() -> Napi::Value { return removeLoraMethod(info, live()); });
 }
 
 }  // namespace difftune

@@ -23,6 +23,11 @@ class ClipTextWrap : public ModelWrap<ClipTextWrap, ClipTextModel> {
 
   Napi::Value encode(const Napi::CallbackInfo& info);
   Napi::Value forwardBackwardMse(const Napi::CallbackInfo& info);
+  Napi::Value addLora(const Napi::CallbackInfo& info);
+  Napi::Value setLora(const Napi::CallbackInfo& info);
+  Napi::Value loraEntries(const Napi::CallbackInfo& info);
+  Napi::Value mergeLora(const Napi::CallbackInfo& info);
+  Napi::Value removeLora(const Napi::CallbackInfo& info);
 };
 
 }  // namespace difftune

@@ -3,6 +3,7 @@
 #include "binding/addon_state.h"
 #include "binding/args.h"
 #include "binding/errors.h"
+#include "binding/lora_methods.h"
 #include "binding/named_tensors.h"
 #include "binding/tensor_wrap.h"
 #include "tensor/failure.h"
@@ -117,77 +118,23 @@ Napi::Value UNetWrap::setOptions(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value UNetWrap::addLora(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    Napi::Object o = expectObject(argAt(info, 0), "lora");
-    LoraOptions opts;
-    opts.targets = fieldStringList(o, "targets", "lora");
-    opts.rank = fieldInt(o, "rank", "lora", 1, 1 << 16);
-    opts.alpha = fieldNumber(o, "alpha", "lora");
-    opts.dropout = fieldNumber(o, "dropout", "lora");
-    opts.init = fieldString(o, "init", "lora");
-    opts.seed = static_cast<uint64_t>(fieldInt(o, "seed", "lora", 0, (int64_t{1} << 53) - 1));
-    return addonState(env).compute->runVoid(env, [model, opts] { model->addLora(opts); });
-  });
+  return boundary(info.Env(), [&]() -> Napi::Value { return addLoraMethod(info, live()); });
 }
 
 Napi::Value UNetWrap::setLora(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    Napi::Value listArg = argAt(info, 0);
-    if (!listArg.IsArray()) failArg("an array of { module, A, B, alpha }", "entries", listArg);
-    Napi::Array list = listArg.As<Napi::Array>();
-    std::vector<LoraEntry> entries;
-    for (uint32_t i = 0; i < list.Length(); ++i) {
-      std::string where = "entries[" + std::to_string(i) + "]";
-      Napi::Object e = expectObject(list.Get(i), where);
-      entries.push_back({fieldString(e, "module", where), TensorWrap::unwrapArg(e.Get("A"), where + ".A"),
-                         TensorWrap::unwrapArg(e.Get("B"), where + ".B"), fieldNumber(e, "alpha", where)});
-    }
-    Napi::Value d = argAt(info, 1);
-    if (!d.IsNumber()) failArg("a number", "dropout", d);
-    double dropout = d.As<Napi::Number>().DoubleValue();
-    return addonState(env).compute->runVoid(env, [model, entries, dropout] { model->setLora(entries, dropout); });
-  });
+  return boundary(info.Env(), [&]() -> Napi::Value { return setLoraMethod(info, live()); });
 }
 
 Napi::Value UNetWrap::loraEntries(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->run(
-        env, [model] { return model->loraEntries(); },
-        [](Napi::Env env, std::vector<LoraEntry>& entries) -> Napi::Value {
-          Napi::Array out = Napi::Array::New(env, entries.size());
-          for (size_t i = 0; i < entries.size(); ++i) {
-            Napi::Object o = Napi::Object::New(env);
-            o.Set("module", entries[i].module);
-            o.Set("A", TensorWrap::create(env, entries[i].A));
-            o.Set("B", TensorWrap::create(env, entries[i].B));
-            o.Set("alpha", entries[i].alpha);
-            out.Set(static_cast<uint32_t>(i), o);
-          }
-          return out;
-        });
-  });
+  return boundary(info.Env(), [&]() -> Napi::Value { return loraEntriesMethod(info, live()); });
 }
 
 Napi::Value UNetWrap::mergeLora(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->runVoid(env, [model] { model->mergeLora(); });
-  });
+  return boundary(info.Env(), [&]() -> Napi::Value { return mergeLoraMethod(info, live()); });
 }
 
 Napi::Value UNetWrap::removeLora(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return boundary(env, [&]() -> Napi::Value {
-    auto model = live();
-    return addonState(env).compute->runVoid(env, [model] { model->removeLora(); });
-  });
+  return boundary(info.Env(), [&]() -> Napi::Value { return removeLoraMethod(info, live()); });
 }
 
 Napi::Value UNetWrap::forward(const Napi::CallbackInfo& info) {

@@ -5,6 +5,7 @@
 
 #include "clip/clip_text.h"
 #include "modelio/module_io.h"
+#include "nn/lora.h"
 #include "tensor/failure.h"
 #include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
@@ -22,7 +23,15 @@ void ClipTextModel::loadStateDict(const NamedTensors& weights, const std::string
 
 NamedTensors ClipTextModel::stateDict() const { return moduleStateDict(*model_); }
 
-void ClipTextModel::to(const std::string& device, DType dtype) { moveModule(*model_, device, dtype); }
+void ClipTextModel::to(const std::string& device, DType dtype) {
+  moveModule(*model_, device, dtype);
+  at::NoGradGuard noGrad;
+  // Adapters follow the device but stay float32, as the U-Net's (they are what trains).
+  forEachLoraSlot(*model_, [&](const std::string&, at::Tensor& slot) {
+    bool grad = slot.requires_grad();
+    slot = slot.to(c10::Device(device), at::kFloat).detach().set_requires_grad(grad);
+  });
+}
 
 void ClipTextModel::initialize(uint64_t seed) { initializeModule(*model_, seed, device(), dtype()); }
 
@@ -84,3 +93,13 @@ std::string ClipTextModel::device() const { return model_->text_model->embedding
 DType ClipTextModel::dtype() const { return fromScalarType(model_->text_model->embeddings->token_embedding->weight.scalar_type()); }
 
 }  // namespace difftune
+void ClipTextModel::addLora(const LoraOptions& options) { addLoraAdapters(*model_, options); }
+
+void ClipTextModel::setLora(const std::vector<LoraEntry>& entries, double dropout) { setLoraAdapters(*model_, entries, dropout); }
+
+std::vector<LoraEntry> ClipTextModel::loraEntries() const { return loraAdapterEntries(*model_); }
+
+void ClipTextModel::mergeLora() { mergeLoraAdapters(*model_); }
+
+void ClipTextModel::removeLora() { removeLoraAdapters(*model_); }
+

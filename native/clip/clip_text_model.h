@@ -54,6 +54,15 @@ class ClipTextModel {
   DType dtype() const;
 
  private:
+  // LoRA adapters on the encoder's Linear layers (peft's targets: self_attn q/k/v/out_proj, mlp fc1/fc2),
+  // as the U-Net's (nn/lora.h): encode applies them; their slots are "<module>.lora_A.weight" /
+  // ".lora_B.weight", peft's state-dict names ("text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight").
+  void addLora(const LoraOptions& options);
+  void setLora(const std::vector<LoraEntry>& entries, double dropout);
+  std::vector<LoraEntry> loraEntries() const;
+  void mergeLora();
+  void removeLora();
+
   std::pair<at::Tensor, at::Tensor> inputs(const Tensor& inputIds, const Tensor& attentionMask) const;
   std::unique_ptr<CLIPTextModule> model_;
 };

@@ -7,10 +7,13 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "nn/model_types.h"
 
 namespace difftune {
 
@@ -59,5 +62,25 @@ struct LoraAdapter {
   // scale·B·A as a weight of the base layer's shape (for merging).
   at::Tensor mergedWeight() const;
 };
+
+class Module;
+
+// A model's adapters, by module path ("down_blocks.0...to_q", "text_model.encoder.layers.0.self_attn.q_proj"):
+// what every model facade with adapters (the U-Net, the CLIP text encoder) does with them. Targets are
+// the model's Linear and Conv2d layers; an unknown or other layer is an InvalidArgument naming it.
+
+// Adds fresh adapters (A kaiming-uniform or gaussian from options.seed, B zero: a no-op until trained).
+void addLoraAdapters(Module& root, const LoraOptions& options);
+// Installs adapters with the given weights, replacing any on those layers; every entry is checked
+// against its layer's shape before anything changes (all or nothing). alpha <= 0 means alpha = rank.
+void setLoraAdapters(Module& root, const std::vector<LoraEntry>& entries, double dropout);
+// (module, A, B, alpha) of every adapter, as copies, in module-path order.
+std::vector<LoraEntry> loraAdapterEntries(Module& root);
+// Folds every adapter into its base weight (W += alpha/rank·B·A, in W's dtype) and removes it.
+void mergeLoraAdapters(Module& root);
+void removeLoraAdapters(Module& root);
+// Visits every adapter's "<module>.lora_A.weight" and ".lora_B.weight" slot (peft's state-dict names),
+// in module-path order.
+void forEachLoraSlot(Module& root, const std::function<void(const std::string&, at::Tensor&)>& fn);
 
 }  // namespace difftune

@@ -5,12 +5,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
-#include <map>
 #include <optional>
 #include <utility>
 
 #include "modelio/module_io.h"
 #include "nn/autocast.h"
+#include "nn/lora.h"
 #include "tensor/failure.h"
 #include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
@@ -140,37 +140,6 @@ BackwardResult UNetModel::forwardBackwardMse(const ForwardInputs& in, const Tens
 std::string UNetModel::device() const { return unet_->conv_in->weight.device().str(); }
 DType UNetModel::dtype() const { return fromScalarType(unet_->conv_in->weight.scalar_type()); }
 
-}  // namespace difftune
-
-namespace difftune {
-
-namespace {
-
-struct LoraTarget {
-  Linear* linear = nullptr;
-  Conv2d* conv = nullptr;
-  std::shared_ptr<LoraAdapter>& slot() { return linear ? linear->lora : conv->lora; }
-};
-
-std::map<std::string, LoraTarget> loraTargets(UNet& unet) {
-  std::map<std::string, LoraTarget> out;
-  unet.forEachNamedModule([&](const std::string& name, Module& m) {
-    if (auto* l = dynamic_cast<Linear*>(&m))
-      out[name].linear = l;
-    else if (auto* c = dynamic_cast<Conv2d*>(&m))
-      out[name].conv = c;
-  });
-  return out;
-}
-
-LoraTarget findTarget(std::map<std::string, LoraTarget>& targets, const std::string& module) {
-  auto it = targets.find(module);
-  if (it == targets.end()) throw InvalidArgument("LoRA target \"" + module + "\" is not a Linear or Conv2d layer of this model");
-  return it->second;
-}
-
-}  // namespace
-
 void UNetModel::requireNoTrainer(const char* what) const {
   if (trainers_.load() > 0)
     throw InvalidArgument(std::string("cannot ") + what + " while a Trainer is attached to this U-Net: dispose the Trainer first");
@@ -178,122 +147,29 @@ void UNetModel::requireNoTrainer(const char* what) const {
 
 void UNetModel::addLora(const LoraOptions& o) {
   requireNoTrainer("add LoRA adapters");
-  if (o.rank < 1) throw InvalidArgument("Expected a positive LoRA rank but received " + std::to_string(o.rank));
-  if (o.targets.empty()) throw InvalidArgument("LoRA needs at least one target layer");
-  if (o.init != "kaiming" && o.init != "gaussian")
-    throw InvalidArgument("Expected \"kaiming\" or \"gaussian\" for the LoRA init but received \"" + o.init + "\"");
-  auto targets = loraTargets(*unet_);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  at::NoGradGuard noGrad;
-  for (const auto& module : o.targets) {
-    LoraTarget t = findTarget(targets, module);
-    if (t.slot()) throw InvalidArgument("layer \"" + module + "\" already has a LoRA adapter");
-    auto a = std::make_shared<LoraAdapter>();
-    a->rank = o.rank;
-    a->alpha = o.alpha;
-    a->dropout = o.dropout;
-    a->key = loraLayerKey(module);
-    const at::Tensor& w = t.linear ? t.linear->weight : t.conv->weight;
-    int64_t in = w.size(1), out = w.size(0);
-    int64_t k = t.conv ? t.conv->kernel : 1;
-    at::Tensor A = t.conv ? at::empty({o.rank, in, k, k}) : at::empty({o.rank, in});
-    if (o.init == "kaiming") {
-      double bound = 1.0 / std::sqrt(static_cast<double>(in * k * k));  // kaiming_uniform(a=√5), as PEFT
-      A.uniform_(-bound, bound, gen);
-    } else {
-      A.normal_(0.0, 1.0 / static_cast<double>(o.rank), gen);
-    }
-    at::Tensor B = t.conv ? at::zeros({out, o.rank, 1, 1}) : at::zeros({out, o.rank});
-    a->A = A.to(w.device(), at::kFloat).set_requires_grad(true);
-    a->B = B.to(w.device(), at::kFloat).set_requires_grad(true);
-    if (t.conv) {
-      a->conv = true;
-      a->kernel = k;
-      a->stride = t.conv->stride;
-      a->padding = t.conv->padding;
-    }
-    t.slot() = a;
-  }
+  addLoraAdapters(*unet_, o);
 }
 
 void UNetModel::setLora(const std::vector<LoraEntry>& entries, double dropout) {
   requireNoTrainer("replace LoRA adapters");
-  auto targets = loraTargets(*unet_);
-  std::vector<std::pair<LoraTarget, std::shared_ptr<LoraAdapter>>> planned;
-  for (const auto& e : entries) {
-    LoraTarget t = findTarget(targets, e.module);
-    const at::Tensor& w = t.linear ? t.linear->weight : t.conv->weight;
-    const at::Tensor& A = unwrap(e.A);
-    const at::Tensor& B = unwrap(e.B);
-    int64_t rank = A.size(0);
-    bool conv = t.conv != nullptr;
-    int64_t k = conv ? t.conv->kernel : 1;
-    bool ok = conv ? (A.dim() == 4 && A.size(1) == w.size(1) && A.size(2) == k && A.size(3) == k && B.dim() == 4 &&
-                      B.size(0) == w.size(0) && B.size(1) == rank && B.size(2) == 1 && B.size(3) == 1)
-                   : (A.dim() == 2 && A.size(1) == w.size(1) && B.dim() == 2 && B.size(0) == w.size(0) && B.size(1) == rank);
-    if (!ok)
-      throw InvalidArgument("LoRA weights for \"" + e.module + "\" do not fit the layer: base weight " + shapeText(w.sizes()) +
-                            ", lora_A " + shapeText(A.sizes()) + ", lora_B " + shapeText(B.sizes()));
-    auto a = std::make_shared<LoraAdapter>();
-    a->rank = rank;
-    a->alpha = e.alpha > 0 ? e.alpha : static_cast<double>(rank);
-    a->dropout = dropout;
-    a->key = loraLayerKey(e.module);
-    a->A = A.to(w.device(), at::kFloat).detach().clone().set_requires_grad(true);
-    a->B = B.to(w.device(), at::kFloat).detach().clone().set_requires_grad(true);
-    if (conv) {
-      a->conv = true;
-      a->kernel = k;
-      a->stride = t.conv->stride;
-      a->padding = t.conv->padding;
-    }
-    planned.emplace_back(t, a);
-  }
-  for (auto& [t, a] : planned) t.slot() = a;  // all or nothing
+  setLoraAdapters(*unet_, entries, dropout);
 }
 
-std::vector<LoraEntry> UNetModel::loraEntries() const {
-  std::vector<LoraEntry> out;
-  at::NoGradGuard noGrad;
-  for (auto& [name, t] : loraTargets(*unet_)) {
-    LoraTarget target = t;
-    const auto& a = target.slot();
-    if (!a) continue;
-    out.push_back({name, wrap(a->A.detach().clone()), wrap(a->B.detach().clone()), a->alpha});
-  }
-  return out;
-}
+std::vector<LoraEntry> UNetModel::loraEntries() const { return loraAdapterEntries(*unet_); }
 
 void UNetModel::mergeLora() {
   requireNoTrainer("merge LoRA adapters");
-  at::NoGradGuard noGrad;
-  for (auto& [name, t] : loraTargets(*unet_)) {
-    LoraTarget target = t;
-    auto& a = target.slot();
-    if (!a) continue;
-    at::Tensor& w = target.linear ? target.linear->weight : target.conv->weight;
-    w.add_(a->mergedWeight().to(w.scalar_type()));
-    a.reset();
-  }
+  mergeLoraAdapters(*unet_);
 }
 
 void UNetModel::removeLora() {
   requireNoTrainer("remove LoRA adapters");
-  for (auto& [name, t] : loraTargets(*unet_)) {
-    LoraTarget target = t;
-    target.slot().reset();
-  }
+  removeLoraAdapters(*unet_);
 }
 
 void UNetModel::forEachSlot(const std::function<void(const std::string&, at::Tensor&)>& fn) {
   unet_->forEachParameter(fn);
-  for (auto& [name, t] : loraTargets(*unet_)) {
-    LoraTarget target = t;
-    auto& a = target.slot();
-    if (!a) continue;
-    fn(name + ".lora_A.weight", a->A);
-    fn(name + ".lora_B.weight", a->B);
-  }
+  forEachLoraSlot(*unet_, fn);
 }
 
 }  // namespace difftune

@@ -33,21 +33,6 @@ struct UNetRuntimeOptions {
   DType autocastDtype = DType::BFloat16;
 };
 
-struct LoraOptions {
-  std::vector<std::string> targets;  // module paths of Linear / Conv2d layers
-  int64_t rank = 4;
-  double alpha = 4;
-  double dropout = 0;
-  std::string init = "kaiming";  // PEFT's default: A kaiming-uniform, B zero; "gaussian": A ~ N(0, 1/rank)
-  uint64_t seed = 0;
-};
-
-struct LoraEntry {
-  std::string module;
-  Tensor A, B;
-  double alpha = 0;
-};
-
 struct BackwardResult : MseBackwardResult {
   Tensor gradSample, gradContext;
 };
