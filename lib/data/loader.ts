@@ -125,6 +125,11 @@ export class DataLoader {
     return this.dataset.sampleShape;
   }
 
+  /** Samples per epoch (the dataset's items × repeats): batch indices lie in [0, size). */
+  get size(): number {
+    return this.dataset.size;
+  }
+
   constructor(dataset: Dataset, options: LoaderOptions = {}) {
     const d = dataset.options;
     this.dataset = dataset;
