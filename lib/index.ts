@@ -41,11 +41,13 @@ export {
   saveLdmSingleFile,
   convertLdmSingleFileToFolder,
   readDiffusersComponents,
+  readSingleFileKept,
   type RawTensor,
   type RawStateDict,
   type DiffusersComponents,
   type LdmLoadResult,
   type SingleFileOptions,
+  type SaveSingleFileOptions,
 } from './checkpoint/ldm-single-file';
 
 // Models: the handles, their loaders and their configs.

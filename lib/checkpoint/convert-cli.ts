@@ -2,20 +2,23 @@
  * `npm run convert -- --single-file <model.safetensors> --config <diffusers SD folder> --out <folder>`:
  * an original-layout (CompVis / LDM) Stable Diffusion checkpoint to a diffusers pipeline folder, as
  * diffusers' from_single_file(config=...) reads it; `--to-single-file <diffusers SD folder> --out
- * <model.safetensors>` writes the reverse. Weights are renamed (and 8 VAE attention weights reshaped),
- * never recomputed: the result is bit-identical.
+ * <model.safetensors>` writes the reverse. Weights are renamed (8 VAE attention weights reshaped, SD 2.x's
+ * fused OpenCLIP q/k/v cut apart and joined again), never recomputed: the result is bit-identical. A folder
+ * with a gelu (OpenCLIP, SD 2.x) text encoder is written in SD 2.x's layout, with the tensors its single
+ * file had beyond diffusers' (text_encoder/single_file_extras.safetensors) put back.
  */
 import { existsSync } from 'fs';
 import * as path from 'path';
 import type { Writable } from 'stream';
 import { ConfigError, formatCliError } from '../errors';
 import { CliUsageError, defineCli, formatHelp, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
-import { convertLdmSingleFileToFolder, readDiffusersComponents, saveLdmSingleFile } from './ldm-single-file';
+import { readLdmLayout } from './ldm-configs';
+import { convertLdmSingleFileToFolder, readDiffusersComponents, readSingleFileKept, saveLdmSingleFile, SINGLE_FILE_KEPT_FILE } from './ldm-single-file';
 
 export const convertCli = defineCli({
   name: 'convert',
   summary:
-    "Converts an original-layout (CompVis / LDM) Stable Diffusion .safetensors checkpoint to a diffusers pipeline folder, as diffusers' from_single_file(config=...) reads it, or a diffusers folder back to one file. Weights are renamed (and 8 VAE attention weights reshaped), never recomputed: the result is bit-identical. Nothing is overwritten.",
+    "Converts an original-layout (CompVis / LDM) Stable Diffusion 1.x or 2.x .safetensors checkpoint to a diffusers pipeline folder, as diffusers' from_single_file(config=...) reads it, or a diffusers folder back to one file (SD 2.x folders in SD 2.x's OpenCLIP layout). Weights are renamed, reshaped or cut/joined (VAE attention, OpenCLIP q/k/v), never recomputed: the result is bit-identical. The OpenCLIP tensors diffusers has no place for are kept in text_encoder/single_file_extras.safetensors and written back. Nothing is overwritten.",
   usage: [
     '--single-file <model.safetensors> --config <diffusers Stable Diffusion folder> --out <new folder>',
     '--to-single-file <diffusers Stable Diffusion folder> --out <model.safetensors>',
@@ -64,12 +67,20 @@ export async function runConvertCli(argv: readonly string[], out: Writable, err:
     if (a['single-file'] !== undefined) {
       const result = await convertLdmSingleFileToFolder(path.resolve(a['single-file']), target, { config: path.resolve(a.config!) });
       const counts = Object.entries(result.components).map(([name, tensors]) => `${name} ${tensors.size}`);
-      out.write(`wrote ${target} (${counts.join(', ')} tensors${result.ignored.length ? `; ignored ${result.ignored.length} training-only keys` : ''})\n`);
+      const kept = result.kept.size > 0 ? `; kept ${result.kept.size} more in ${SINGLE_FILE_KEPT_FILE}` : '';
+      out.write(
+        `wrote ${target} (${counts.join(', ')} tensors${kept}${result.ignored.length ? `; ignored ${result.ignored.length} training-only keys` : ''})\n`,
+      );
     } else {
       const dir = path.resolve(a['to-single-file']!);
       const components = await readDiffusersComponents(dir);
-      await saveLdmSingleFile(target, components, { config: dir });
-      out.write(`wrote ${target} (unet ${components.unet.size}, vae ${components.vae.size}, text_encoder ${components.text_encoder.size} tensors)\n`);
+      const kept = await readSingleFileKept(dir);
+      await saveLdmSingleFile(target, components, { config: dir, kept });
+      const layout = readLdmLayout(dir).textEncoder.style === 'open-clip' ? 'SD 2.x OpenCLIP text encoder' : 'SD 1.x CLIP text encoder';
+      out.write(
+        `wrote ${target} (unet ${components.unet.size}, vae ${components.vae.size}, text_encoder ${components.text_encoder.size} tensors, ${layout}` +
+          `${kept.size > 0 ? `, ${kept.size} kept tensors from ${SINGLE_FILE_KEPT_FILE}` : ''})\n`,
+      );
     }
     return 0;
   } catch (error) {

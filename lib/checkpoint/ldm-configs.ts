@@ -12,7 +12,7 @@ import { parseClipTextConfig } from '../config/clip-text';
 import { parseVaeConfig } from '../config/vae';
 import { parseLenientJson } from '../config/json';
 import { parseUNetConfig, transformerDepths, type UNet2DConditionConfig } from '../config/unet';
-import type { LdmLayout, TextEncoderLayout, UNetLayout, VaeLayout } from './ldm-layout';
+import type { LdmLayout, TextEncoderLayout, TextEncoderStyle, UNetLayout, VaeLayout } from './ldm-layout';
 
 export const SINGLE_FILE_CONFIG_FILES = {
   unet: 'unet/config.json',
@@ -100,8 +100,20 @@ export function vaeLayout(json: unknown, file: string): VaeLayout {
   };
 }
 
+/**
+ * The text encoder's layout. Its single-file style follows the activation: OpenAI's CLIP (SD 1.x) uses
+ * quick_gelu, OpenCLIP's towers (SD 2.x's ViT-H/14) use gelu; diffusers' conversion script tells them
+ * apart by depth instead (a 23rd layer), which a smaller SD 2.x-style model would not have. Reading a
+ * file, the file's own keys decide (see withTextEncoderStyle); this is the style written.
+ */
 export function textEncoderLayout(json: unknown, file: string): TextEncoderLayout {
-  return { numHiddenLayers: parseClipTextConfig(json, file).config.num_hidden_layers };
+  const { config } = parseClipTextConfig(json, file);
+  return { numHiddenLayers: config.num_hidden_layers, hiddenSize: config.hidden_size, style: config.hidden_act === 'gelu' ? 'open-clip' : 'openai-clip' };
+}
+
+/** The layout with the text encoder read in `style` (a file's own keys say which style it has). */
+export function withTextEncoderStyle(layout: LdmLayout, style: TextEncoderStyle): LdmLayout {
+  return layout.textEncoder.style === style ? layout : { ...layout, textEncoder: { ...layout.textEncoder, style } };
 }
 
 /** The key layout of a single file whose models have the configs of the diffusers folder `dir`. */

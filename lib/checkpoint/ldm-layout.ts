@@ -3,18 +3,36 @@
  * state dicts, built from the models' structure (see test/fixtures/diffusers/README.md,
  * "Single-file checkpoint"): block numbers follow layers_per_block and the number of levels, as in
  * the original LDM code, so they are right for any such structure, not only SD's 4 levels with 2
- * layers each. One table serves both directions. Pure.
+ * layers each. One table serves both directions. The text encoder comes in two layouts: SD 1.x keeps
+ * transformers' CLIPTextModel keys under `cond_stage_model.transformer.`; SD 2.x keeps OpenCLIP's own
+ * (`cond_stage_model.model.`, q/k/v fused in one `in_proj_weight`), as
+ * test/fixtures/real-configs/key-table-sd-v2-1.json records diffusers' conversion script writing it. Pure.
  */
 
 export type LdmComponent = 'unet' | 'vae' | 'text_encoder';
 export const LDM_COMPONENTS: readonly LdmComponent[] = ['unet', 'vae', 'text_encoder'];
 
-/** Where each component sits in a single file. */
+/** Where each component sits in a single file (SD 1.x's text encoder; SD 2.x's is under OPEN_CLIP_PREFIX). */
 export const LDM_PREFIXES: Readonly<Record<LdmComponent, string>> = {
   unet: 'model.diffusion_model.',
   vae: 'first_stage_model.',
   text_encoder: 'cond_stage_model.transformer.',
 };
+
+/** SD 2.x's OpenCLIP text encoder (FrozenOpenCLIPEmbedder's `model`, its vision tower deleted). */
+export const OPEN_CLIP_PREFIX = 'cond_stage_model.model.';
+
+/**
+ * How the text encoder's tensors are named in the single file: "openai-clip" (SD 1.x: transformers'
+ * CLIPTextModel keys after `cond_stage_model.transformer.`) or "open-clip" (SD 2.x: OpenCLIP's
+ * `token_embedding`, `positional_embedding`, `transformer.resblocks.N.…`, `ln_final`).
+ */
+export type TextEncoderStyle = 'openai-clip' | 'open-clip';
+
+/** The single-file prefix of a component. */
+export function ldmPrefix(component: LdmComponent, style: TextEncoderStyle): string {
+  return component === 'text_encoder' && style === 'open-clip' ? OPEN_CLIP_PREFIX : LDM_PREFIXES[component];
+}
 
 /** One tensor: its key in the single file and in the component's diffusers state dict. */
 export interface LdmKey {
@@ -27,6 +45,12 @@ export interface LdmKey {
   readonly reshape?: 'conv1x1-linear';
   /** May be absent on both sides (the text encoder's position_ids buffer). */
   readonly optional?: boolean;
+  /**
+   * The diffusers tensor is part `index` of `of` equal row blocks of the single-file tensor (OpenCLIP's
+   * fused q/k/v: `in_proj_weight` [3·width, width] is q_proj, k_proj, v_proj stacked along dim 0); `rows`
+   * is each part's first dimension, the text encoder's width. Several keys then share one `ldm`.
+   */
+  readonly part?: { readonly index: number; readonly of: number; readonly rows: number };
 }
 
 /** The U-Net's structure as far as its keys depend on it. */
@@ -53,6 +77,9 @@ export interface VaeLayout {
 
 export interface TextEncoderLayout {
   numHiddenLayers: number;
+  /** hidden_size: the width at which OpenCLIP's fused q/k/v is split. */
+  hiddenSize: number;
+  style: TextEncoderStyle;
 }
 
 export interface LdmLayout {
@@ -61,7 +88,7 @@ export interface LdmLayout {
   textEncoder: TextEncoderLayout;
 }
 
-type Push = (ldm: string, diffusers: string, extra?: { reshape?: 'conv1x1-linear'; optional?: boolean }) => void;
+type Push = (ldm: string, diffusers: string, extra?: Pick<LdmKey, 'reshape' | 'optional' | 'part'>) => void;
 
 function weightAndBias(push: Push, ldm: string, diffusers: string): void {
   push(`${ldm}.weight`, `${diffusers}.weight`);
@@ -209,16 +236,69 @@ function textEncoderKeys(t: TextEncoderLayout, push: Push): void {
   same('text_model.final_layer_norm');
 }
 
+/** What one OpenCLIP residual block calls each CLIPEncoderLayer tensor (q/k/v apart: they are fused). */
+const OPEN_CLIP_BLOCK: ReadonlyArray<readonly [string, string]> = [
+  ['attn.out_proj', 'self_attn.out_proj'],
+  ['ln_1', 'layer_norm1'],
+  ['mlp.c_fc', 'mlp.fc1'],
+  ['mlp.c_proj', 'mlp.fc2'],
+  ['ln_2', 'layer_norm2'],
+];
+const QKV = ['q_proj', 'k_proj', 'v_proj'] as const;
+
+/**
+ * transformers' CLIPTextModel in OpenCLIP's layout, as diffusers' convert_diffusers_to_original_stable_diffusion.py
+ * writes it (the key after the prefix is OpenCLIP's): q, k and v are rows [0, w), [w, 2w), [2w, 3w) of
+ * `attn.in_proj_weight` / `in_proj_bias`, w the width (hidden_size — not projection_dim, where diffusers
+ * v0.31's loader splits when the file has no text_projection).
+ */
+function openClipTextEncoderKeys(t: TextEncoderLayout, push: Push): void {
+  push('token_embedding.weight', 'text_model.embeddings.token_embedding.weight');
+  push('positional_embedding', 'text_model.embeddings.position_embedding.weight');
+  // Where diffusers' script puts this buffer when the folder has it (transformers ≤ 4.30); OpenCLIP has none.
+  push('transformer.text_model.embeddings.position_ids', 'text_model.embeddings.position_ids', { optional: true });
+  for (let i = 0; i < t.numHiddenLayers; i++) {
+    const block = `transformer.resblocks.${i}`;
+    const layer = `text_model.encoder.layers.${i}`;
+    for (const [suffix, fused] of [
+      ['weight', 'in_proj_weight'],
+      ['bias', 'in_proj_bias'],
+    ] as const) {
+      QKV.forEach((proj, index) => push(`${block}.attn.${fused}`, `${layer}.self_attn.${proj}.${suffix}`, { part: { index, of: 3, rows: t.hiddenSize } }));
+    }
+    for (const [open, hf] of OPEN_CLIP_BLOCK) weightAndBias(push, `${block}.${open}`, `${layer}.${hf}`);
+  }
+  weightAndBias(push, 'ln_final', 'text_model.final_layer_norm');
+}
+
+/**
+ * OpenCLIP tensors that diffusers' CLIPTextModel does not hold but an SD 2.x single file does, kept to
+ * write the file back whole: the residual blocks past num_hidden_layers (the 24th of ViT-H, which SD 2.x
+ * skips: it conditions on the penultimate layer, so diffusers' config has 23), `text_projection` and
+ * `logit_scale`. Anything else unknown stays an error.
+ */
+export function isKeptOpenClipKey(key: string, t: TextEncoderLayout): boolean {
+  if (t.style !== 'open-clip' || !key.startsWith(OPEN_CLIP_PREFIX)) return false;
+  const rest = key.slice(OPEN_CLIP_PREFIX.length);
+  if (rest === 'text_projection' || rest === 'logit_scale') return true;
+  const block = /^transformer\.resblocks\.(\d+)\.(.+)$/.exec(rest);
+  if (block === null || Number(block[1]) < t.numHiddenLayers) return false;
+  const names = ['attn.in_proj_weight', 'attn.in_proj_bias', ...OPEN_CLIP_BLOCK.flatMap(([open]) => [`${open}.weight`, `${open}.bias`])];
+  return names.includes(block[2]!);
+}
+
 /** Every tensor of a single-file checkpoint of this structure, U-Net first, then VAE, then text encoder. */
 export function ldmKeyTable(layout: LdmLayout): LdmKey[] {
   const keys: LdmKey[] = [];
+  const openClip = layout.textEncoder.style === 'open-clip';
   const builders: Array<[LdmComponent, (push: Push) => void]> = [
     ['unet', (push) => unetKeys(layout.unet, push)],
     ['vae', (push) => vaeKeys(layout.vae, push)],
-    ['text_encoder', (push) => textEncoderKeys(layout.textEncoder, push)],
+    ['text_encoder', (push) => (openClip ? openClipTextEncoderKeys : textEncoderKeys)(layout.textEncoder, push)],
   ];
   for (const [component, build] of builders) {
-    build((ldm, diffusers, extra) => keys.push({ component, ldm: LDM_PREFIXES[component] + ldm, diffusers, ...extra }));
+    const prefix = ldmPrefix(component, layout.textEncoder.style);
+    build((ldm, diffusers, extra) => keys.push({ component, ldm: prefix + ldm, diffusers, ...extra }));
   }
   return keys;
 }

@@ -2,15 +2,29 @@
  * Single-file Stable Diffusion checkpoints (the original CompVis / LDM layout of model-sharing sites)
  * ⇄ diffusers state dicts for `unet`, `vae` and `text_encoder`. The structure comes from a diffusers
  * folder's configs (like diffusers' `from_single_file(config=...)`); block numbers are derived from it
- * (ldm-layout.ts). Loading renames tensors and reshapes the 8 VAE attention weights, nothing else: the
- * bytes are the file's. Training-only keys (the LDM noise schedule, EMA copies) are skipped and
- * listed; any other unknown key, or a missing one, is an error. Pure TypeScript (no addon).
+ * (ldm-layout.ts). Loading renames tensors, reshapes the 8 VAE attention weights and, for SD 2.x's
+ * OpenCLIP text encoder, cuts each fused q/k/v into its three row blocks, nothing else: the bytes are the
+ * file's, and writing joins them back. Training-only keys (the LDM noise schedule, EMA copies) are skipped
+ * and listed; the OpenCLIP tensors diffusers has no place for (the 24th residual block, text_projection,
+ * logit_scale) are kept — a converted folder stores them in text_encoder/single_file_extras.safetensors
+ * — and written back; any other unknown key, or a missing one, is an error. Pure TypeScript (no addon).
  */
 import { promises as fs } from 'node:fs';
 import * as nodePath from 'node:path';
 import { ConfigError } from '../errors';
-import { readLdmLayout } from './ldm-configs';
-import { LDM_COMPONENTS, LDM_PREFIXES, ldmKeyTable, type LdmComponent, type LdmKey, type LdmLayout } from './ldm-layout';
+import { readLdmLayout, withTextEncoderStyle } from './ldm-configs';
+import {
+  isKeptOpenClipKey,
+  LDM_COMPONENTS,
+  LDM_PREFIXES,
+  ldmKeyTable,
+  ldmPrefix,
+  OPEN_CLIP_PREFIX,
+  type LdmComponent,
+  type LdmKey,
+  type LdmLayout,
+  type TextEncoderStyle,
+} from './ldm-layout';
 import { pipelineEntries } from './pipeline-folder';
 import { SafetensorsFile, writeSafetensors, type DType } from './safetensors';
 
@@ -29,6 +43,11 @@ export interface LdmLoadResult {
   components: DiffusersComponents;
   /** Checkpoint keys skipped as training-only (noise schedule, EMA weights, ...), in file order. */
   ignored: string[];
+  /**
+   * Tensors of the file that no diffusers component holds but that belong to its model, by single-file
+   * key, kept to write the file back whole (SD 2.x: OpenCLIP's unused last block, text_projection, logit_scale).
+   */
+  kept: RawStateDict;
 }
 
 /** The LDM training schedule and bookkeeping that SD 1.x files keep at top level; diffusers reads none. */
@@ -57,13 +76,40 @@ export function isTrainingOnlyKey(key: string): boolean {
 }
 
 /** Layouts of other models' single files, named in errors instead of a list of unknown keys. */
-const OTHER_LAYOUTS: Array<[string, string]> = [
-  [
-    'cond_stage_model.model.',
-    'the SD 2.x OpenCLIP text encoder layout (cond_stage_model.model.…, q/k/v in in_proj_weight), which difftune does not convert yet',
-  ],
-  ['conditioner.embedders.', 'an SDXL checkpoint (conditioner.embedders.…), which difftune does not convert'],
-];
+const OTHER_LAYOUTS: Array<[string, string]> = [['conditioner.embedders.', 'an SDXL checkpoint (conditioner.embedders.…), which difftune does not convert']];
+
+/**
+ * The text-encoder style of a file's keys: OpenCLIP's when it has `cond_stage_model.model.` keys and no
+ * `cond_stage_model.transformer.` ones, OpenAI CLIP's in the opposite case, else the configs' (a file with
+ * both, or no text encoder, then fails against one table with every odd key named).
+ */
+function fileTextEncoderStyle(keys: Iterable<string>, layout: LdmLayout): TextEncoderStyle {
+  let openClip = false;
+  let openAi = false;
+  for (const key of keys) {
+    if (key.startsWith(OPEN_CLIP_PREFIX)) openClip = true;
+    else if (key.startsWith(LDM_PREFIXES.text_encoder)) openAi = true;
+  }
+  if (openClip !== openAi) return openClip ? 'open-clip' : 'openai-clip';
+  return layout.textEncoder.style;
+}
+
+/** The keys of a table by single-file key (OpenCLIP's fused q/k/v is one file tensor for three diffusers ones). */
+function groupByLdm(table: readonly LdmKey[]): Map<string, LdmKey[]> {
+  const byLdm = new Map<string, LdmKey[]>();
+  for (const key of table) {
+    const group = byLdm.get(key.ldm);
+    if (group === undefined) byLdm.set(key.ldm, [key]);
+    else group.push(key);
+  }
+  return byLdm;
+}
+
+/** The bytes of part `part.index` of a tensor made of `part.of` equal row blocks (a view, no copy). */
+function partBytes(data: Uint8Array, part: NonNullable<LdmKey['part']>): Uint8Array {
+  const size = data.byteLength / part.of;
+  return data.subarray(part.index * size, (part.index + 1) * size);
+}
 
 const SHOWN = 8;
 
@@ -85,8 +131,13 @@ export interface LdmAssignment {
 }
 
 export interface LdmPlan {
+  /** Per diffusers tensor, in file order (the three parts of a fused q/k/v one after another). */
   assignments: LdmAssignment[];
   ignored: string[];
+  /** Single-file keys kept for writing the file back (see LdmLoadResult.kept). */
+  kept: string[];
+  /** The layout the file was read with: the configs', its text encoder in the file's own style. */
+  layout: LdmLayout;
 }
 
 /**
@@ -94,49 +145,69 @@ export interface LdmPlan {
  * tensor of the layout or training-only, and every tensor of the layout must be there. One
  * ConfigError lists the unknown and the missing keys.
  */
-export function planLdmConversion(tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>, layout: LdmLayout, where: string): LdmPlan {
+export function planLdmConversion(tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>, configLayout: LdmLayout, where: string): LdmPlan {
+  const layout = withTextEncoderStyle(configLayout, fileTextEncoderStyle(tensors.keys(), configLayout));
   const table = ldmKeyTable(layout);
-  const byLdm = new Map(table.map((k) => [k.ldm, k]));
+  const byLdm = groupByLdm(table);
   const assignments: LdmAssignment[] = [];
   const ignored: string[] = [];
+  const kept: string[] = [];
   const unknown: string[] = [];
   const badShapes: string[] = [];
+  const found = new Set<string>();
   for (const [name, { shape }] of tensors) {
-    const key = byLdm.get(name);
-    if (key === undefined) {
-      (isTrainingOnlyKey(name) ? ignored : unknown).push(name);
+    const keys = byLdm.get(name);
+    if (keys === undefined) {
+      if (isKeptOpenClipKey(name, layout.textEncoder)) kept.push(name);
+      else (isTrainingOnlyKey(name) ? ignored : unknown).push(name);
       continue;
     }
-    let target = shape;
-    if (key.reshape === 'conv1x1-linear') {
-      if (shape.length === 4 && shape[2] === 1 && shape[3] === 1) target = shape.slice(0, 2);
-      else if (shape.length !== 2) badShapes.push(`${name}: expected a 1×1 conv weight [C, C, 1, 1] (or [C, C]), found ${shapeText(shape)}`);
+    found.add(name);
+    for (const key of keys) {
+      let target = shape;
+      if (key.reshape === 'conv1x1-linear') {
+        if (shape.length === 4 && shape[2] === 1 && shape[3] === 1) target = shape.slice(0, 2);
+        else if (shape.length !== 2) badShapes.push(`${name}: expected a 1×1 conv weight [C, C, 1, 1] (or [C, C]), found ${shapeText(shape)}`);
+      }
+      if (key.part !== undefined) {
+        const { of, rows } = key.part;
+        if (shape[0] !== of * rows) {
+          badShapes.push(`${name}: expected ${of} × ${rows} rows (q, k, v of the text encoder's hidden_size ${rows}), found ${shapeText(shape)}`);
+          break;
+        }
+        target = [rows, ...shape.slice(1)];
+      }
+      assignments.push({ key, shape: target });
     }
-    assignments.push({ key, shape: target });
   }
-  const found = new Set(assignments.map((a) => a.key.ldm));
-  const missing = table.filter((k) => !k.optional && !found.has(k.ldm)).map((k) => k.ldm);
-  if (unknown.length === 0 && missing.length === 0 && badShapes.length === 0) return { assignments, ignored };
+  const missing = [...byLdm.keys()].filter((ldm) => !byLdm.get(ldm)!.every((k) => k.optional === true) && !found.has(ldm));
+  if (unknown.length === 0 && missing.length === 0 && badShapes.length === 0) return { assignments, ignored, kept, layout };
 
   const parts: string[] = [];
   for (const [prefix, what] of OTHER_LAYOUTS) {
     if (unknown.some((k) => k.startsWith(prefix))) parts.push(`it looks like ${what}`);
   }
-  if (!LDM_COMPONENTS.some((c) => [...tensors.keys()].some((k) => k.startsWith(LDM_PREFIXES[c])))) {
-    parts.push(
-      `no key starts with ${LDM_COMPONENTS.map((c) => `"${LDM_PREFIXES[c]}"`).join(', ')}: this is not an original-layout Stable Diffusion checkpoint`,
-    );
+  const names = [...tensors.keys()];
+  if (names.some((k) => k.startsWith(OPEN_CLIP_PREFIX)) && names.some((k) => k.startsWith(LDM_PREFIXES.text_encoder))) {
+    parts.push(`it has text-encoder keys of both layouts, "${LDM_PREFIXES.text_encoder}…" (SD 1.x) and "${OPEN_CLIP_PREFIX}…" (SD 2.x OpenCLIP)`);
+  }
+  const prefixes = [...LDM_COMPONENTS.map((c) => LDM_PREFIXES[c]), OPEN_CLIP_PREFIX];
+  if (!names.some((k) => prefixes.some((p) => k.startsWith(p)))) {
+    parts.push(`no key starts with ${prefixes.map((p) => `"${p}"`).join(', ')}: this is not an original-layout Stable Diffusion checkpoint`);
   }
   if (badShapes.length > 0) parts.push(`${badShapes.length} tensors have the wrong shape:\n${listKeys(badShapes)}`);
   if (unknown.length > 0) parts.push(`${unknown.length} keys are not part of this structure:\n${listKeys(unknown)}`);
   if (missing.length > 0) {
-    const perComponent = LDM_COMPONENTS.map((c) => [c, missing.filter((k) => k.startsWith(LDM_PREFIXES[c])).length] as const).filter(([, n]) => n > 0);
+    const perComponent = LDM_COMPONENTS.map((c) => [c, missing.filter((k) => k.startsWith(ldmPrefix(c, layout.textEncoder.style))).length] as const).filter(
+      ([, n]) => n > 0,
+    );
     parts.push(`${missing.length} keys are missing (${perComponent.map(([c, n]) => `${c} ${n}`).join(', ')}):\n${listKeys(missing)}`);
   }
   const l = layout.unet;
   parts.push(
     `the keys were derived from the configs (U-Net: ${l.blockOutChannels.length} levels, layers_per_block ${l.layersPerBlock}; ` +
-      `VAE: ${layout.vae.blockOutChannels.length} levels, layers_per_block ${layout.vae.layersPerBlock}; text encoder: ${layout.textEncoder.numHiddenLayers} layers): ` +
+      `VAE: ${layout.vae.blockOutChannels.length} levels, layers_per_block ${layout.vae.layersPerBlock}; ` +
+      `text encoder: ${layout.textEncoder.numHiddenLayers} layers of width ${layout.textEncoder.hiddenSize}, read in the ${layout.textEncoder.style} layout): ` +
       "are they the configs of this checkpoint's model?",
   );
   throw new ConfigError(`${where}: cannot convert to diffusers:\n  ${parts.join('\n  ')}`);
@@ -148,9 +219,29 @@ export function fromLdmSingleFile(checkpoint: ReadonlyMap<string, RawTensor>, la
   const components = emptyComponents();
   for (const { key, shape } of plan.assignments) {
     const tensor = checkpoint.get(key.ldm)!;
-    components[key.component].set(key.diffusers, { dtype: tensor.dtype, shape, data: tensor.data });
+    const data = key.part === undefined ? tensor.data : partBytes(tensor.data, key.part);
+    components[key.component].set(key.diffusers, { dtype: tensor.dtype, shape, data });
   }
-  return { components, ignored: plan.ignored };
+  return { components, ignored: plan.ignored, kept: new Map(plan.kept.map((k) => [k, checkpoint.get(k)!])) };
+}
+
+/** One single-file tensor joined from its parts (OpenCLIP's q/k/v), or a description of why it cannot be. */
+function joinParts(keys: readonly LdmKey[], parts: ReadonlyArray<RawTensor | undefined>): RawTensor | string {
+  const first = parts[0]!;
+  const rest = first.shape.slice(1).join();
+  const rows = keys[0]!.part!.rows;
+  const odd = parts.findIndex((t) => t!.dtype !== first.dtype || t!.shape[0] !== rows || t!.shape.slice(1).join() !== rest);
+  if (odd >= 0) {
+    const list = parts.map((t, i) => `${keys[i]!.diffusers} ${t!.dtype} ${shapeText(t!.shape)}`).join(', ');
+    return `${keys[0]!.ldm}: expected ${keys.length} tensors of one dtype and shape [${rows}, …] to stack, found ${list}`;
+  }
+  const data = new Uint8Array(parts.reduce((n, t) => n + t!.data.byteLength, 0));
+  let offset = 0;
+  for (const t of parts) {
+    data.set(t!.data, offset);
+    offset += t!.data.byteLength;
+  }
+  return { dtype: first.dtype, shape: [rows * parts.length, ...first.shape.slice(1)], data };
 }
 
 /**
@@ -162,26 +253,37 @@ export function toLdmSingleFile(
   components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>,
   layout: LdmLayout,
   where = 'components',
+  kept: ReadonlyMap<string, RawTensor> = new Map(),
 ): RawStateDict {
   const table = ldmKeyTable(layout);
   const out: RawStateDict = new Map();
   const missing: string[] = [];
   const badShapes: string[] = [];
-  for (const key of table) {
-    const tensor = components[key.component].get(key.diffusers);
-    if (tensor === undefined) {
-      if (!key.optional) missing.push(`${key.component}: ${key.diffusers}`);
+  for (const [ldm, keys] of groupByLdm(table)) {
+    const tensors = keys.map((key) => components[key.component].get(key.diffusers));
+    const absent = keys.filter((key, i) => tensors[i] === undefined && key.optional !== true);
+    missing.push(...absent.map((key) => `${key.component}: ${key.diffusers}`));
+    if (absent.length > 0 || tensors.some((t) => t === undefined)) continue;
+    if (keys[0]!.part !== undefined) {
+      const joined = joinParts(keys, tensors);
+      if (typeof joined === 'string') badShapes.push(joined);
+      else out.set(ldm, joined);
       continue;
     }
+    const [key, tensor] = [keys[0]!, tensors[0]!];
     let shape = tensor.shape;
     if (key.reshape === 'conv1x1-linear') {
       if (shape.length === 2) shape = [...shape, 1, 1];
       else badShapes.push(`${key.component}: ${key.diffusers}: expected a Linear weight [C, C], found ${shapeText(shape)}`);
     }
-    out.set(key.ldm, { dtype: tensor.dtype, shape, data: tensor.data });
+    out.set(ldm, { dtype: tensor.dtype, shape, data: tensor.data });
   }
   const known = new Set(table.map((k) => `${k.component}: ${k.diffusers}`));
   const unknown = LDM_COMPONENTS.flatMap((c) => [...components[c].keys()].map((k) => `${c}: ${k}`)).filter((k) => !known.has(k));
+  for (const [name, tensor] of kept) {
+    if (isKeptOpenClipKey(name, layout.textEncoder) && !out.has(name)) out.set(name, tensor);
+    else unknown.push(`kept single-file tensor ${name} (the text encoder is written in the ${layout.textEncoder.style} layout)`);
+  }
   if (missing.length > 0 || unknown.length > 0 || badShapes.length > 0) {
     const parts: string[] = [];
     if (badShapes.length > 0) parts.push(`${badShapes.length} tensors have the wrong shape:\n${listKeys(badShapes)}`);
@@ -204,6 +306,11 @@ export interface SingleFileOptions {
   config?: string;
 }
 
+export interface SaveSingleFileOptions extends SingleFileOptions {
+  /** Tensors to write besides the components' (LdmLoadResult.kept, readSingleFileKept of a converted folder). */
+  kept?: ReadonlyMap<string, RawTensor>;
+}
+
 function requireConfig(options: SingleFileOptions, path: string): LdmLayout {
   if (options.config === undefined) {
     throw new ConfigError(
@@ -222,24 +329,33 @@ export async function loadLdmSingleFile(path: string, options: SingleFileOptions
   try {
     const plan = planLdmConversion(file.tensors, layout, path);
     const components = emptyComponents();
+    // The three parts of a fused q/k/v follow each other: the tensor is read once for them.
+    let last: { name: string; data: Uint8Array } | undefined;
     for (const { key, shape } of plan.assignments) {
-      const info = file.info(key.ldm);
-      components[key.component].set(key.diffusers, { dtype: info.dtype, shape, data: await file.readBytes(key.ldm) });
+      if (last?.name !== key.ldm) last = { name: key.ldm, data: await file.readBytes(key.ldm) };
+      const data = key.part === undefined ? last.data : partBytes(last.data, key.part);
+      components[key.component].set(key.diffusers, { dtype: file.info(key.ldm).dtype, shape, data });
     }
-    return { components, ignored: plan.ignored };
+    const kept: RawStateDict = new Map();
+    for (const name of plan.kept) kept.set(name, { dtype: file.info(name).dtype, shape: file.info(name).shape, data: await file.readBytes(name) });
+    return { components, ignored: plan.ignored, kept };
   } finally {
     await file.close();
   }
 }
 
-/** Writes diffusers components as one single-file checkpoint (no metadata, like diffusers' conversion script). */
+/**
+ * Writes diffusers components as one single-file checkpoint (no metadata, like diffusers' conversion
+ * script), its text encoder in the configs' style (SD 2.x's OpenCLIP layout for a gelu text encoder), with
+ * `options.kept` besides.
+ */
 export async function saveLdmSingleFile(
   path: string,
   components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>,
-  options: SingleFileOptions = {},
+  options: SaveSingleFileOptions = {},
 ): Promise<void> {
   const layout = requireConfig(options, path);
-  await writeSafetensors(path, toLdmSingleFile(components, layout, path));
+  await writeSafetensors(path, toLdmSingleFile(components, layout, path, options.kept));
 }
 
 /** Weight files of a diffusers folder's components (single, unsharded safetensors files). */
@@ -248,6 +364,27 @@ export const DIFFUSERS_WEIGHT_FILES: Readonly<Record<LdmComponent, string>> = {
   vae: 'vae/diffusion_pytorch_model.safetensors',
   text_encoder: 'text_encoder/model.safetensors',
 };
+
+/**
+ * Where a converted folder keeps LdmLoadResult.kept, under their single-file keys: in text_encoder/
+ * (the model they belong to, which fine-tuning copies along), under a name transformers and diffusers
+ * never read.
+ */
+export const SINGLE_FILE_KEPT_FILE = 'text_encoder/single_file_extras.safetensors';
+
+/** The kept single-file tensors of a folder (SINGLE_FILE_KEPT_FILE), or none. */
+export async function readSingleFileKept(dir: string): Promise<RawStateDict> {
+  const kept: RawStateDict = new Map();
+  const path = nodePath.join(dir, SINGLE_FILE_KEPT_FILE);
+  if (!(await fs.stat(path).catch(() => undefined))?.isFile()) return kept;
+  const file = await SafetensorsFile.open(path);
+  try {
+    for (const [name, info] of file.tensors) kept.set(name, { dtype: info.dtype, shape: info.shape, data: await file.readBytes(name) });
+  } finally {
+    await file.close();
+  }
+  return kept;
+}
 
 /** Reads a diffusers folder's unet, vae and text_encoder weights as raw tensors. */
 export async function readDiffusersComponents(dir: string): Promise<DiffusersComponents> {
@@ -265,7 +402,9 @@ export async function readDiffusersComponents(dir: string): Promise<DiffusersCom
 
 /**
  * Converts a single file into a diffusers folder at `outDir`: the config folder's pipeline files
- * (model_index.json and the component folders it names, without weights) are copied, then the three components' weights written.
+ * (model_index.json and the component folders it names, without weights) are copied — so prediction type,
+ * upcast_attention and sample size are the config folder's —, then the three components' weights written,
+ * and the kept tensors, if any, to SINGLE_FILE_KEPT_FILE.
  */
 export async function convertLdmSingleFileToFolder(path: string, outDir: string, options: SingleFileOptions = {}): Promise<LdmLoadResult> {
   const loaded = await loadLdmSingleFile(path, options);
@@ -283,6 +422,12 @@ export async function convertLdmSingleFileToFolder(path: string, outDir: string,
     await fs.mkdir(nodePath.dirname(target), { recursive: true });
     // The metadata diffusers' save_pretrained writes (transformers and diffusers both check it on load).
     await writeSafetensors(target, loaded.components[component], { format: 'pt' });
+  }
+  if (loaded.kept.size > 0) {
+    await writeSafetensors(nodePath.join(outDir, SINGLE_FILE_KEPT_FILE), loaded.kept, {
+      format: 'pt',
+      difftune: 'tensors of the single file that diffusers has no place for, under their single-file keys; written back by npm run convert -- --to-single-file',
+    });
   }
   return loaded;
 }

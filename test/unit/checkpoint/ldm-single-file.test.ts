@@ -6,7 +6,6 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { SafetensorsFile } from '../../../lib/checkpoint/safetensors';
 import { readLdmLayout, unetLayout } from '../../../lib/checkpoint/ldm-configs';
 import { parseUNetConfig, type UNet2DConditionConfig } from '../../../lib/config/unet';
 import { ldmKeyTable, type LdmLayout } from '../../../lib/checkpoint/ldm-layout';
@@ -22,6 +21,7 @@ import {
   type RawTensor,
 } from '../../../lib/checkpoint/ldm-single-file';
 import { ConfigError } from '../../../lib/errors';
+import { expectSameStateDict, readRaw } from '../../helpers/raw-state-dict';
 import { useTempDir } from '../../helpers/temp-dir';
 
 const FIXTURES = path.join(__dirname, '../../fixtures/diffusers');
@@ -45,34 +45,6 @@ const cases = JSON.parse(readFileSync(path.join(SET, 'cases.json'), 'utf8')) as 
 };
 const theCase = cases.cases.find((c) => c.type === 'single_file_load')!;
 const expectedKeys = theCase.expected_diffusers_keys;
-
-async function readRaw(file: string): Promise<RawStateDict> {
-  const st = await SafetensorsFile.open(file);
-  try {
-    const out: RawStateDict = new Map();
-    for (const [name, info] of st.tensors) out.set(name, { dtype: info.dtype, shape: info.shape, data: await st.readBytes(name) });
-    return out;
-  } finally {
-    await st.close();
-  }
-}
-
-function sameTensor(a: RawTensor | undefined, b: RawTensor | undefined): boolean {
-  return (
-    a !== undefined &&
-    b !== undefined &&
-    a.dtype === b.dtype &&
-    a.shape.join() === b.shape.join() &&
-    Buffer.compare(Buffer.from(a.data), Buffer.from(b.data)) === 0
-  );
-}
-
-/** The keys of `a` and `b` and the tensors under them are identical (bytes, dtype, shape). */
-function expectSameStateDict(a: ReadonlyMap<string, RawTensor>, b: ReadonlyMap<string, RawTensor>): void {
-  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-  const differing = [...a.keys()].filter((k) => !sameTensor(a.get(k), b.get(k)));
-  expect(differing).toEqual([]);
-}
 
 describe('sd-singlefile-tiny', () => {
   let layout: LdmLayout;
@@ -199,9 +171,11 @@ describe('sd-singlefile-tiny', () => {
       const m = withKeys((m) => m.set(k, { ...m.get(k)!, shape: [32, 32, 3, 1] }));
       expect(() => fromLdmSingleFile(m, layout)).toThrow(/encoder\.mid\.attn_1\.q\.weight: expected a 1×1 conv weight/);
     });
-    it('names the SD 2.x OpenCLIP layout and files that are not single files', async () => {
+    it('names a mix of text-encoder layouts and files that are not single files', async () => {
       const m = withKeys((m) => m.set('cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight', scalar));
-      expect(() => fromLdmSingleFile(m, layout)).toThrow(/OpenCLIP/);
+      expect(() => fromLdmSingleFile(m, layout)).toThrow(
+        /text-encoder keys of both layouts[\s\S]*cond_stage_model\.model\.transformer\.resblocks\.0\.attn\.in_proj_weight/,
+      );
       await expect(loadLdmSingleFile(path.join(PIPELINE, 'unet/diffusion_pytorch_model.safetensors'), { config: PIPELINE })).rejects.toThrow(
         /not an original-layout Stable Diffusion checkpoint/,
       );
@@ -237,7 +211,7 @@ describe('Stable Diffusion 1.5 structure (4 levels, layers_per_block 2), by cons
       transformerLayersMid: 1,
     },
     vae: { blockOutChannels: [128, 256, 512, 512], layersPerBlock: 2, midBlockAttention: true, quantConv: true, postQuantConv: true },
-    textEncoder: { numHiddenLayers: 12 },
+    textEncoder: { numHiddenLayers: 12, hiddenSize: 768, style: 'openai-clip' },
   };
   const table = ldmKeyTable(sd15);
   const toDiffusers = new Map(table.map((k) => [k.ldm, k.diffusers]));
