@@ -164,6 +164,23 @@ export class SafetensorsFile implements AsyncDisposable {
     return out;
   }
 
+  /**
+   * The raw bytes of one tensor read into the start of `target` (a buffer reused across tensors, so that a
+   * large checkpoint streams through one allocation); returns the filled view of `target`.
+   */
+  async readInto(name: string, target: Uint8Array): Promise<Uint8Array> {
+    const handle = this.openHandle();
+    const info = this.info(name);
+    if (target.byteLength < info.byteLength) {
+      throw new InvalidArgumentError(
+        `Expected a buffer of at least ${info.byteLength} bytes for tensor "${name}" of ${this.path} but received ${target.byteLength}`,
+      );
+    }
+    const out = target.subarray(0, info.byteLength);
+    await withFileErrors(this.path, 'read', () => readFully(handle, out, info.begin, this.path, `tensor "${name}"`));
+    return out;
+  }
+
   /** One tensor decoded into a typed array (see decodeTensorData). */
   async read(name: string): Promise<DecodedTensor> {
     const info = this.info(name);

@@ -6,15 +6,15 @@
  */
 import { ConfigError, expected } from '../errors';
 import { parseClipTextConfig, toNativeClipTextConfig, type CLIPTextConfig } from '../config/clip-text';
-import type { StateDict } from '../checkpoint/state-dict';
+import type { LoadStats } from '../checkpoint/state-dict';
 import { CLIP_TEXT_SIZE_CAPS, clipTextParameterCount } from '../config/model-size';
 import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeCLIPTextModel } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
-import { describeWeightFileNames, shardedWeightFiles, withWeightFiles } from './model-folder';
-import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
+import { describeWeightFileNames, shardedWeightFiles, weightsSource } from './model-folder';
+import { checkTensor, createNativeModel, streamWeightsInto, toTensorMap } from './native-model';
 
 export const TEXT_ENCODER_WEIGHTS = 'model.safetensors';
 
@@ -80,13 +80,19 @@ export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
     return new CLIPTextModel(handle, config, extra, device, dtype);
   }
 
-  /** @internal */
-  static async fromParts(rawConfig: unknown, configSource: string, weights: StateDict, source: string, options: ModelOptions): Promise<CLIPTextModel> {
+  /** @internal A model from a validated config, its weights streamed from `files` (see streamWeightsInto). */
+  static async fromFiles(rawConfig: unknown, configSource: string, files: readonly string[], source: string, options: ModelOptions): Promise<CLIPTextModel> {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseClipTextConfig(rawConfig, configSource);
     const native = loadNative();
-    const handle = await createNativeModel({ model: 'CLIPTextModel', source: configSource, config, count: clipTextParameterCount, caps: CLIP_TEXT_SIZE_CAPS }, () => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => loadWeightsInto(h, weights, source), device, dtype);
-    return new CLIPTextModel(handle, config, extra, device, dtype);
+    let stats: LoadStats | undefined;
+    const load = async (h: NativeCLIPTextModel): Promise<void> => {
+      stats = await streamWeightsInto(h, files, source);
+    };
+    const handle = await createNativeModel({ model: 'CLIPTextModel', source: configSource, config, count: clipTextParameterCount, caps: CLIP_TEXT_SIZE_CAPS }, () => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), load, device, dtype);
+    const model = new CLIPTextModel(handle, config, extra, device, dtype);
+    model.loadStats = stats;
+    return model;
   }
 
   /** D: the width of the embeddings (the U-Net's cross_attention_dim must match it). */
@@ -134,5 +140,5 @@ export async function loadTextEncoder(dir: string, options: LoadTextEncoderOptio
   checkModelOptions(options);
   const { file, raw } = readConfigJson(dir, 'transformers CLIPTextModel (config.json + model.safetensors)');
   const files = resolveTextEncoderWeights(dir, options.variant);
-  return withWeightFiles(dir, files, (weights, source) => CLIPTextModel.fromParts(raw, file, weights, source, options));
+  return CLIPTextModel.fromFiles(raw, file, files, weightsSource(dir, files), options);
 }

@@ -73,6 +73,11 @@ export function shardedWeightFiles(dir: string, weightsName: string, variant?: s
   return (shards as string[]).map((s) => path.join(dir, s));
 }
 
+/** How errors and logs name a model's weights: the file, or the folder and its shard count. */
+export function weightsSource(dir: string, files: readonly string[]): string {
+  return files.length === 1 ? files[0]! : `${dir} (${files.length} shards)`;
+}
+
 /**
  * Loads `files` (of folder `dir`) into one state dict and calls `use(weights, source)`, source naming
  * the file or the shard count; the loaded tensors are disposed afterwards.
@@ -83,7 +88,7 @@ export async function withWeightFiles<T>(dir: string, files: readonly string[], 
     for (const file of files) {
       for (const [name, t] of await loadStateDict(file)) weights.set(name, t);
     }
-    return await use(weights, files.length === 1 ? files[0]! : `${dir} (${files.length} shards)`);
+    return await use(weights, weightsSource(dir, files));
   } finally {
     disposeStateDict(weights);
   }

@@ -11,14 +11,14 @@ import { parseUNetConfig, unetConfigForVersion, type UNetConfig } from '../confi
 import { toNativeUNetConfig } from '../config/unet-native';
 import { DEFAULT_DIFFUSERS_VERSION } from '../config/scheduler';
 import { UNET_SIZE_CAPS, unetParameterCount } from '../config/model-size';
-import type { StateDict } from '../checkpoint/state-dict';
+import type { LoadStats, StateDict } from '../checkpoint/state-dict';
 import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
 import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeUNet, NativeUNetInputs } from '../native/types';
-import { describeWeightFileNames, diffusersConfigJson, saveModelFolder, shardedWeightFiles, withWeightFiles } from './model-folder';
+import { describeWeightFileNames, diffusersConfigJson, saveModelFolder, shardedWeightFiles, weightsSource } from './model-folder';
 import { checkUNetActivationsFit, type ModelSize } from './memory-check';
-import { createNativeModel, loadWeightsInto, NativeModel, toTensorMap } from './native-model';
+import { createNativeModel, loadWeightsInto, NativeModel, streamWeightsInto, toTensorMap } from './native-model';
 import { pathKind } from '../util/fs-errors';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
@@ -157,6 +157,20 @@ export class UNet extends NativeModel<NativeUNet> {
     return new UNet(handle, config, unknownKeys, device, dtype);
   }
 
+  /** @internal A model from a validated config, its weights streamed from `files` (see streamWeightsInto). */
+  static async fromFiles(config: UNetConfig, unknownKeys: string[], files: readonly string[], source: string, options: UNetOptions): Promise<UNet> {
+    const { device, dtype } = checkOptions(options);
+    const native = loadNative();
+    let stats: LoadStats | undefined;
+    const load = async (h: NativeUNet): Promise<void> => {
+      stats = await streamWeightsInto(h, files, source);
+    };
+    const handle = await createNativeModel(unetSize(config, source), () => native.NativeUNet.create(toNativeUNetConfig(config)), load, device, dtype);
+    const unet = new UNet(handle, config, unknownKeys, device, dtype);
+    unet.loadStats = stats;
+    return unet;
+  }
+
   /** @internal The native handle, for the trainer. */
   get native(): NativeUNet {
     return this.live();
@@ -292,5 +306,5 @@ export async function loadUNet(dir: string, options: LoadUNetOptions = {}): Prom
   if (pathKind(configFile) === undefined) throw new ConfigError(`${dir} has no config.json: expected a diffusers model folder (config.json + ${UNET_WEIGHTS})`);
   const { config, unknownKeys } = readUNetConfig(configFile);
   const files = resolveWeightFiles(dir, options.variant);
-  return withWeightFiles(dir, files, (weights, source) => UNet.fromParts(config, unknownKeys, weights, source, options));
+  return UNet.fromFiles(config, unknownKeys, files, weightsSource(dir, files), options);
 }

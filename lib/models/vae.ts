@@ -6,7 +6,7 @@
  */
 import { expected } from '../errors';
 import { parseVaeConfig, toNativeVaeConfig, vaeScaleFactor, type AutoencoderKLConfig } from '../config/vae';
-import type { StateDict } from '../checkpoint/state-dict';
+import type { LoadStats, StateDict } from '../checkpoint/state-dict';
 import { VAE_SIZE_CAPS, vaeParameterCount } from '../config/model-size';
 import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
@@ -15,8 +15,8 @@ import { gaussianSample, randn } from '../native/ops';
 import { Tensor } from '../native/tensor';
 import type { NativeAutoencoderKL } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
-import { diffusersConfigJson, hasWeightFiles, saveModelFolder, withWeightFiles } from './model-folder';
-import { checkTensor, createNativeModel, loadWeightsInto, toTensorMap } from './native-model';
+import { diffusersConfigJson, hasWeightFiles, saveModelFolder, weightsSource } from './model-folder';
+import { checkTensor, createNativeModel, streamWeightsInto, toTensorMap } from './native-model';
 import { resolveWeightFiles, UNET_WEIGHTS } from './unet';
 import { renameLegacyVaeKeys } from './vae-keys';
 
@@ -64,14 +64,19 @@ export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
     return new AutoencoderKL(handle, config, extra, device, dtype);
   }
 
-  /** @internal A model from a validated config and weights (legacy attention names accepted). */
-  static async fromParts(rawConfig: unknown, configSource: string, weights: StateDict, source: string, options: ModelOptions): Promise<AutoencoderKL> {
+  /** @internal A model from a validated config, its weights streamed from `files` (legacy attention names accepted). */
+  static async fromFiles(rawConfig: unknown, configSource: string, files: readonly string[], source: string, options: ModelOptions): Promise<AutoencoderKL> {
     const { device, dtype } = checkModelOptions(options);
     const { config, extra } = parseVaeConfig(rawConfig, configSource);
     const native = loadNative();
-    const load = (h: NativeAutoencoderKL): Promise<void> => loadWeightsInto(h, renameLegacyVaeKeys(weights, source), source);
+    let stats: LoadStats | undefined;
+    const load = async (h: NativeAutoencoderKL): Promise<void> => {
+      stats = await streamWeightsInto(h, files, source, renameLegacyVaeKeys);
+    };
     const handle = await createNativeModel({ model: 'AutoencoderKL', source: configSource, config, count: vaeParameterCount, caps: VAE_SIZE_CAPS }, () => native.NativeAutoencoderKL.create(toNativeVaeConfig(config)), load, device, dtype);
-    return new AutoencoderKL(handle, config, extra, device, dtype);
+    const vae = new AutoencoderKL(handle, config, extra, device, dtype);
+    vae.loadStats = stats;
+    return vae;
   }
 
   /** Legacy attention names (query/key/value/proj_attn) become diffusers' current ones. */
@@ -177,5 +182,5 @@ export async function loadVae(dir: string, options: LoadVaeOptions = {}): Promis
     refusePickles(dir, ['diffusion_pytorch_model.bin', 'diffusion_pytorch_model.fp16.bin'], 'AutoencoderKL.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)');
   }
   const files = resolveWeightFiles(dir, variant);
-  return withWeightFiles(dir, files, (weights, source) => AutoencoderKL.fromParts(raw, file, weights, source, options));
+  return AutoencoderKL.fromFiles(raw, file, files, weightsSource(dir, files), options);
 }

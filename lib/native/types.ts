@@ -107,6 +107,10 @@ export interface NativeModelHandle {
   readonly disposed: boolean;
   parameters(): Promise<NativeParameterInfo[]>;
   loadStateDict(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
+  /** loadStateDict's check alone, from a file header's names, shapes and dtypes (weights streamed in afterwards). */
+  checkStateDict(names: string[], shapes: number[][], dtypes: NativeDType[], source: string): Promise<void>;
+  /** Copies some weights in (converted to the parameters' dtype), after checkStateDict passed for the whole set. */
+  copyWeights(names: string[], tensors: NativeTensor[], source: string): Promise<void>;
   stateDict(): Promise<NativeNamedTensors>;
   to(device: string, dtype: NativeDType): Promise<void>;
   initialize(seed: number): Promise<void>;

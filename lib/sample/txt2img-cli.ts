@@ -11,6 +11,7 @@ import { ConfigError } from '../errors';
 import { applyLoraFile } from '../models/lora';
 import { loadStableDiffusion } from '../models/stable-diffusion';
 import { Tensor } from '../native/tensor';
+import { describeLoad } from '../models/native-model';
 import { toImages, writeGrid } from './image';
 import { txt2img } from './txt2img';
 
@@ -78,3 +79,10 @@ export async function runTxt2ImgCli(a: Txt2ImgArgs, out: Writable, err: Writable
   );
   return 0;
 }
+  for (const [name, model] of [
+    ['U-Net', sd.unet],
+    ['VAE', sd.vae],
+    ['text encoder', sd.textEncoder],
+  ] as const) {
+    if (model.loadStats !== undefined) err.write(`loaded the ${name}: ${describeLoad(model.loadStats)}\n`);
+  }

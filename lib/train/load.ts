@@ -10,6 +10,7 @@ import { parseLenientJson } from '../config/json';
 import type { Recipe } from '../config/recipe';
 import { ConfigError } from '../errors';
 import { resolveBaseModel, type BaseModel } from '../models/model-folder';
+import { describeLoad } from '../models/native-model';
 import { loadUNet, resolveWeightFiles, UNet, unknownConfigKeysWarning } from '../models/unet';
 import type { Scheduler } from '../schedulers/scheduler';
 import type { BaseIdentity, ResumePoint } from './resume';
@@ -44,6 +45,7 @@ export async function openTrainingUNet(recipe: Recipe, base: BaseModel, resumed:
   const checkpointDir = resumed !== undefined && recipe.lora === null ? path.join(resumed.dir, UNET_DIR) : undefined;
   const unet = checkpointDir === undefined ? await openBaseUNet(base, recipe) : await loadUNet(checkpointDir, { device: recipe.model.device });
   const configFile = checkpointDir !== undefined ? path.join(checkpointDir, 'config.json') : (base.scratchConfig ?? path.join(base.unetDir, 'config.json'));
+  if (unet.loadStats !== undefined) log(`loaded the U-Net from ${path.dirname(configFile)}: ${describeLoad(unet.loadStats)}`);
   const unknownKeys = unknownConfigKeysWarning(unet, configFile);
   if (unknownKeys !== undefined) log(unknownKeys);
   return unet;

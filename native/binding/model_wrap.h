@@ -1,7 +1,7 @@
 // What every model handle (NativeUNet, NativeAutoencoderKL, NativeCLIPTextModel) does the same way,
 // written once: construction only through create(config) on the compute thread, the use-after-dispose
-// check, and the common methods parameters / loadStateDict / stateDict / to / initialize / dispose /
-// disposed, each run on the compute thread. The handle holds a shared reference to the model, so
+// check, and the common methods parameters / loadStateDict / checkStateDict / copyWeights / stateDict /
+// to / initialize / dispose / disposed, each run on the compute thread. The handle holds a shared reference to the model, so
 // dispose() during a job in flight is safe.
 //
 // A handle derives from ModelWrap<Itself, Model> (CRTP) and gives the base (as a friend):
@@ -50,6 +50,8 @@ class ModelWrap : public Napi::ObjectWrap<Derived> {
   static Napi::Value create(const Napi::CallbackInfo& info);
   Napi::Value parameters(const Napi::CallbackInfo& info);
   Napi::Value loadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value checkStateDict(const Napi::CallbackInfo& info);
+  Napi::Value copyWeights(const Napi::CallbackInfo& info);
   Napi::Value stateDict(const Napi::CallbackInfo& info);
   Napi::Value to(const Napi::CallbackInfo& info);
   Napi::Value initialize(const Napi::CallbackInfo& info);
@@ -77,6 +79,8 @@ Napi::Function ModelWrap<Derived, Model>::defineModel(Napi::Env env, std::initia
       Wrap::template StaticMethod<&ModelWrap::create>("create"),
       Wrap::InstanceMethod("parameters", static_cast<Method>(&ModelWrap::parameters)),
       Wrap::InstanceMethod("loadStateDict", static_cast<Method>(&ModelWrap::loadStateDict)),
+      Wrap::InstanceMethod("checkStateDict", static_cast<Method>(&ModelWrap::checkStateDict)),
+      Wrap::InstanceMethod("copyWeights", static_cast<Method>(&ModelWrap::copyWeights)),
       Wrap::InstanceMethod("stateDict", static_cast<Method>(&ModelWrap::stateDict)),
       Wrap::InstanceMethod("to", static_cast<Method>(&ModelWrap::to)),
       Wrap::InstanceMethod("initialize", static_cast<Method>(&ModelWrap::initialize)),
@@ -126,6 +130,42 @@ Napi::Value ModelWrap<Derived, Model>::loadStateDict(const Napi::CallbackInfo& i
     NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "weights");
     std::string source = expectString(argAt(info, 2), "source");
     return addonState(env).compute->runVoid(env, [model, weights, source] { model->loadStateDict(weights, source); });
+  });
+}
+
+// checkStateDict(names, shapes, dtypes, source): the strict check of a whole state dict from a file's header.
+template <typename Derived, typename Model>
+Napi::Value ModelWrap<Derived, Model>::checkStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    std::vector<std::string> names = expectStringArray(argAt(info, 0), "names");
+    Napi::Value shapesArg = argAt(info, 1), dtypesArg = argAt(info, 2);
+    if (!shapesArg.IsArray() || shapesArg.As<Napi::Array>().Length() != names.size())
+      failArg("an array of " + std::to_string(names.size()) + " shapes (one per name)", "shapes", shapesArg);
+    if (!dtypesArg.IsArray() || dtypesArg.As<Napi::Array>().Length() != names.size())
+      failArg("an array of " + std::to_string(names.size()) + " dtypes (one per name)", "dtypes", dtypesArg);
+    Napi::Array shapes = shapesArg.As<Napi::Array>(), dtypes = dtypesArg.As<Napi::Array>();
+    std::vector<ParameterInfo> weights;
+    weights.reserve(names.size());
+    for (uint32_t i = 0; i < names.size(); ++i) {
+      std::string at = "[" + std::to_string(i) + "]";
+      weights.push_back({names[i], expectShape(shapes.Get(i), "shapes" + at), expectDType(dtypes.Get(i), "dtypes" + at), false});
+    }
+    std::string source = expectString(argAt(info, 3), "source");
+    return addonState(env).compute->runVoid(env, [model, weights, source] { model->checkStateDict(weights, source); });
+  });
+}
+
+// copyWeights(names, tensors, source): some weights copied in, after checkStateDict passed for all of them.
+template <typename Derived, typename Model>
+Napi::Value ModelWrap<Derived, Model>::copyWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    NamedTensors weights = namedTensorsFromJs(argAt(info, 0), argAt(info, 1), "weights");
+    std::string source = expectString(argAt(info, 2), "source");
+    return addonState(env).compute->runVoid(env, [model, weights, source] { model->copyWeights(weights, source); });
   });
 }
 

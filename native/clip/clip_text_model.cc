@@ -12,14 +12,25 @@
 
 namespace difftune {
 
+namespace {
+// A buffer older transformers releases saved with the weights.
+const char* const kIgnoredWeight = "text_model.embeddings.position_ids";
+}  // namespace
+
 ClipTextModel::ClipTextModel(const ClipTextConfig& config) : model_(std::make_unique<CLIPTextModule>(config)) {}
 ClipTextModel::~ClipTextModel() = default;
 
 std::vector<ParameterInfo> ClipTextModel::parameters() const { return parameterInfos(*model_); }
 
 void ClipTextModel::loadStateDict(const NamedTensors& weights, const std::string& source) {
-  loadModuleStateDict(*model_, weights, source, {"text_model.embeddings.position_ids"});
+  loadModuleStateDict(*model_, weights, source, {kIgnoredWeight});
 }
+
+void ClipTextModel::checkStateDict(const std::vector<ParameterInfo>& weights, const std::string& source) const {
+  checkModuleStateDict(*model_, weights, source, {kIgnoredWeight});
+}
+
+void ClipTextModel::copyWeights(const NamedTensors& weights, const std::string& source) { copyModuleWeights(*model_, weights, source, {kIgnoredWeight}); }
 
 NamedTensors ClipTextModel::stateDict() const { return moduleStateDict(*model_); }
 

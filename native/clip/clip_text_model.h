@@ -39,6 +39,10 @@ class ClipTextModel {
   std::vector<ParameterInfo> parameters() const;
   // Strict; text_model.embeddings.position_ids (a buffer older transformers saved) is accepted and ignored.
   void loadStateDict(const NamedTensors& weights, const std::string& source);
+  // loadStateDict in two halves, for weights streamed from a file one tensor at a time: the whole set's
+  // check from names, shapes and dtypes, then copies of some tensors each (see checkModuleStateDict).
+  void checkStateDict(const std::vector<ParameterInfo>& weights, const std::string& source) const;
+  void copyWeights(const NamedTensors& weights, const std::string& source);
   NamedTensors stateDict() const;
   void to(const std::string& device, DType dtype);
   void initialize(uint64_t seed);

@@ -40,13 +40,13 @@ void appendList(std::string& msg, const char* what, const std::vector<std::strin
 
 }  // namespace
 
-void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source, const std::set<std::string>& ignored,
-                         bool floatsOnly) {
-  std::map<std::string, const at::Tensor*> given;
+void checkModuleStateDict(const Module& model, const std::vector<ParameterInfo>& weights, const std::string& source,
+                          const std::set<std::string>& ignored, bool floatsOnly) {
+  std::map<std::string, const ParameterInfo*> given;
   std::vector<std::string> duplicates;
-  for (const auto& [name, t] : weights) {
-    if (ignored.count(name)) continue;
-    if (!given.emplace(name, &unwrap(t)).second) duplicates.push_back(name);
+  for (const auto& w : weights) {
+    if (ignored.count(w.name)) continue;
+    if (!given.emplace(w.name, &w).second) duplicates.push_back(w.name);
   }
   std::vector<std::string> missing, wrongShape, wrongType;
   std::set<std::string> used;
@@ -57,14 +57,14 @@ void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::
       continue;
     }
     used.insert(name);
-    if (it->second->sizes() != param.sizes())
-      wrongShape.push_back(name + " (expected " + shapeText(param.sizes()) + ", found " + shapeText(it->second->sizes()) + ")");
-    else if (floatsOnly && !at::isFloatingType(it->second->scalar_type()))
-      wrongType.push_back(name + " (expected a floating-point tensor, found " + std::string(c10::toString(it->second->scalar_type())) +
+    if (c10::IntArrayRef(it->second->shape) != param.sizes())
+      wrongShape.push_back(name + " (expected " + shapeText(param.sizes()) + ", found " + shapeText(c10::IntArrayRef(it->second->shape)) + ")");
+    else if (floatsOnly && !at::isFloatingType(toScalarType(it->second->dtype)))
+      wrongType.push_back(name + " (expected a floating-point tensor, found " + std::string(c10::toString(toScalarType(it->second->dtype))) +
                           ")");
   }
   std::vector<std::string> unexpected;
-  for (const auto& [name, t] : given)
+  for (const auto& [name, w] : given)
     if (!used.count(name)) unexpected.push_back(name);
   if (!missing.empty() || !unexpected.empty() || !wrongShape.empty() || !wrongType.empty() || !duplicates.empty()) {
     std::string msg = source + " does not match the model's config:";
@@ -75,8 +75,45 @@ void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::
     appendList(msg, "duplicate weights", duplicates);
     throw InvalidArgument(msg);
   }
+}
+
+void copyModuleWeights(Module& model, const NamedTensors& weights, const std::string& source, const std::set<std::string>& ignored) {
+  std::map<std::string, const at::Tensor*> given;
+  for (const auto& [name, t] : weights)
+    if (!ignored.count(name)) given.emplace(name, &unwrap(t));
+  size_t found = 0;
   at::NoGradGuard noGrad;
-  model.forEachParameter([&](const std::string& name, at::Tensor& slot) { slot.copy_(*given.at(name)); });
+  model.forEachParameter([&](const std::string& name, at::Tensor& slot) {
+    auto it = given.find(name);
+    if (it == given.end()) return;
+    if (it->second->sizes() != slot.sizes())
+      throw InvalidArgument(source + ": weight " + name + " has shape " + shapeText(it->second->sizes()) + " but the model's is " +
+                            shapeText(slot.sizes()));
+    slot.copy_(*it->second);
+    ++found;
+  });
+  if (found != given.size()) {
+    std::vector<std::string> unknown;
+    std::set<std::string> params;
+    for (const auto& [name, t] : model.namedParameters()) params.insert(name);
+    for (const auto& [name, t] : given)
+      if (!params.count(name)) unknown.push_back(name);
+    std::string msg = source + " does not match the model's config:";
+    appendList(msg, "unexpected weights", unknown);
+    throw InvalidArgument(msg);
+  }
+}
+
+void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source, const std::set<std::string>& ignored,
+                         bool floatsOnly) {
+  std::vector<ParameterInfo> infos;
+  infos.reserve(weights.size());
+  for (const auto& [name, t] : weights) {
+    const at::Tensor& x = unwrap(t);
+    infos.push_back({name, x.sizes().vec(), fromScalarType(x.scalar_type()), false});
+  }
+  checkModuleStateDict(model, infos, source, ignored, floatsOnly);
+  copyModuleWeights(model, weights, source, ignored);
 }
 
 NamedTensors moduleStateDict(const Module& model) {

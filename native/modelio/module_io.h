@@ -23,6 +23,15 @@ std::vector<ParameterInfo> parameterInfos(const Module& model);
 void loadModuleStateDict(Module& model, const NamedTensors& weights, const std::string& source, const std::set<std::string>& ignored = {},
                          bool floatsOnly = true);
 
+// The same strict check as loadModuleStateDict from names, shapes and dtypes alone (a file's header), so a
+// model can be filled one tensor at a time afterwards without ever holding a second copy of its weights.
+void checkModuleStateDict(const Module& model, const std::vector<ParameterInfo>& weights, const std::string& source,
+                          const std::set<std::string>& ignored = {}, bool floatsOnly = true);
+
+// Copies some of the weights in (converting dtype/device to the parameter's), after checkModuleStateDict
+// passed for the whole set. Names in `ignored` are skipped; an unknown name or a wrong shape is an error.
+void copyModuleWeights(Module& model, const NamedTensors& weights, const std::string& source, const std::set<std::string>& ignored = {});
+
 // Private copies of the parameters, in registration (checkpoint) order.
 NamedTensors moduleStateDict(const Module& model);
 

@@ -71,6 +71,12 @@ void UNetModel::loadStateDict(const NamedTensors& weights, const std::string& so
   loadModuleStateDict(*unet_, weights, source, {}, /*floatsOnly=*/false);
 }
 
+void UNetModel::checkStateDict(const std::vector<ParameterInfo>& weights, const std::string& source) const {
+  checkModuleStateDict(*unet_, weights, source, {}, /*floatsOnly=*/false);
+}
+
+void UNetModel::copyWeights(const NamedTensors& weights, const std::string& source) { copyModuleWeights(*unet_, weights, source); }
+
 NamedTensors UNetModel::stateDict() const { return moduleStateDict(*unet_); }
 
 void UNetModel::to(const std::string& device, DType dtype) {

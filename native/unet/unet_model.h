@@ -46,6 +46,10 @@ class UNetModel {
   // Copies every weight in (converting dtype/device to the model's). Strict: one error lists every
   // missing, unexpected and wrongly shaped tensor; nothing is changed unless all of them match.
   void loadStateDict(const NamedTensors& weights, const std::string& source);
+  // loadStateDict in two halves, for weights streamed from a file one tensor at a time: the whole set's
+  // check from names, shapes and dtypes, then copies of some tensors each (see checkModuleStateDict).
+  void checkStateDict(const std::vector<ParameterInfo>& weights, const std::string& source) const;
+  void copyWeights(const NamedTensors& weights, const std::string& source);
   // Private copies of the parameters, in diffusers' key order.
   NamedTensors stateDict() const;
   void to(const std::string& device, DType dtype);

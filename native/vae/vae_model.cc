@@ -43,6 +43,12 @@ void VaeModel::loadStateDict(const NamedTensors& weights, const std::string& sou
 
 NamedTensors VaeModel::stateDict() const { return moduleStateDict(*vae_); }
 
+void VaeModel::checkStateDict(const std::vector<ParameterInfo>& weights, const std::string& source) const {
+  checkModuleStateDict(*vae_, weights, source);
+}
+
+void VaeModel::copyWeights(const NamedTensors& weights, const std::string& source) { copyModuleWeights(*vae_, weights, source); }
+
 void VaeModel::to(const std::string& device, DType dtype) { moveModule(*vae_, device, dtype); }
 
 void VaeModel::initialize(uint64_t seed) { initializeModule(*vae_, seed, device(), dtype()); }

@@ -31,6 +31,10 @@ class VaeModel {
   std::vector<ParameterInfo> parameters() const;
   // Strict (every key, right shapes); see loadModuleStateDict.
   void loadStateDict(const NamedTensors& weights, const std::string& source);
+  // loadStateDict in two halves, for weights streamed from a file one tensor at a time: the whole set's
+  // check from names, shapes and dtypes, then copies of some tensors each (see checkModuleStateDict).
+  void checkStateDict(const std::vector<ParameterInfo>& weights, const std::string& source) const;
+  void copyWeights(const NamedTensors& weights, const std::string& source);
   NamedTensors stateDict() const;
   void to(const std::string& device, DType dtype);
   // torch.nn default initialisation from a seed.

@@ -15,6 +15,7 @@ adds the transformers export (diffusers' PEFT backend needs transformers too).
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 
@@ -28,6 +29,7 @@ import _bootstrap  # noqa: E402  (re-exec under a python with torch; shims, diff
 import _bootstrap_t2i  # noqa: E402,F401  (transformers, the real regex, ftfy blocked)
 
 import torch  # noqa: E402
+from huggingface_hub import StateDictSplit  # noqa: E402  (the harness's offline stand-in)
 from safetensors.torch import load_file, save_file  # noqa: E402  (the harness's shim: a pure-Python reader/writer)
 
 # diffusers' own advice to install accelerate is about this environment, not about the files loaded.
@@ -88,6 +90,58 @@ def image_uint8(images):
 
 def generator(seed):
     return torch.Generator().manual_seed(int(seed))
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_size(size):
+    if isinstance(size, int):
+        return size
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]I?B|B)\s*", size.upper())
+    if not m:
+        raise ValueError(f"size {size!r}: expected e.g. 200KB")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def shards(state_dict, *, filename_pattern="model{suffix}.safetensors", max_shard_size="5GB", **_):
+    """huggingface_hub's split_state_dict_into_shards_factory (v0.2x): tensors in order, a new shard when the
+    next tensor would overflow the current one, a tensor larger than the limit in a shard of its own; shards
+    named filename_pattern with suffix -0000i-of-0000n, or no suffix when there is one."""
+    limit = parse_size(max_shard_size)
+    shard_list, current, current_size, total = [], {}, 0, 0
+    for key, tensor in state_dict.items():
+        size = tensor.numel() * tensor.element_size()
+        total += size
+        if size > limit:
+            shard_list.append({key: tensor})
+            continue
+        if current_size + size > limit:
+            shard_list.append(current)
+            current, current_size = {}, 0
+        current[key] = tensor
+        current_size += size
+    if current:
+        shard_list.append(current)
+    n = len(shard_list)
+    if n == 1:
+        name = filename_pattern.format(suffix="")
+        return StateDictSplit(False, {"total_size": total}, {name: list(state_dict)}, {k: name for k in state_dict})
+    files, where = {}, {}
+    for i, shard in enumerate(shard_list):
+        name = filename_pattern.format(suffix=f"-{i + 1:05d}-of-{n:05d}")
+        files[name] = list(shard)
+        where.update({k: name for k in shard})
+    return StateDictSplit(True, {"total_size": total}, files, where)
+
+
+def enable_sharding():
+    """save_pretrained(max_shard_size=...) shards through huggingface_hub's split_torch_state_dict_into_shards,
+    which the harness's offline stand-in never does: put shards() in its place, so that the files are named
+    and filled as diffusers v0.31 with the real huggingface_hub writes them."""
+    import diffusers.models.modeling_utils as modeling_utils
+
+    modeling_utils.split_torch_state_dict_into_shards = shards
 
 
 def main(handler):
