@@ -30,7 +30,9 @@ void ClipTextModel::checkStateDict(const std::vector<ParameterInfo>& weights, co
   checkModuleStateDict(*model_, weights, source, {kIgnoredWeight});
 }
 
-void ClipTextModel::copyWeights(const NamedTensors& weights, const std::string& source) { copyModuleWeights(*model_, weights, source, {kIgnoredWeight}); }
+void ClipTextModel::copyWeights(const NamedTensors& weights, const std::string& source) {
+  copyModuleWeights(*model_, weights, source, {kIgnoredWeight});
+}
 
 NamedTensors ClipTextModel::stateDict() const { return moduleStateDict(*model_); }
 

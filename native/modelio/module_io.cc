@@ -58,10 +58,11 @@ void checkModuleStateDict(const Module& model, const std::vector<ParameterInfo>&
     }
     used.insert(name);
     if (c10::IntArrayRef(it->second->shape) != param.sizes())
-      wrongShape.push_back(name + " (expected " + shapeText(param.sizes()) + ", found " + shapeText(c10::IntArrayRef(it->second->shape)) + ")");
+      wrongShape.push_back(name + " (expected " + shapeText(param.sizes()) + ", found " + shapeText(c10::IntArrayRef(it->second->shape)) +
+                           ")");
     else if (floatsOnly && !at::isFloatingType(toScalarType(it->second->dtype)))
-      wrongType.push_back(name + " (expected a floating-point tensor, found " + std::string(c10::toString(toScalarType(it->second->dtype))) +
-                          ")");
+      wrongType.push_back(name + " (expected a floating-point tensor, found " +
+                          std::string(c10::toString(toScalarType(it->second->dtype))) + ")");
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, w] : given)
