@@ -384,6 +384,8 @@ export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */
   setThreads(threads: number): Promise<number>;
+  /** Each sample's weight in the loss sum (default 1 each); with weights, totalSamples may count fewer samples than the batch holds. */
+  lossWeights?: number[];
   getThreads(): Promise<number>;
   gemmBenchmark(options: NativeGemmOptions): Promise<NativeGemmResult>;
   /** Jobs submitted to the compute thread and not yet completed. */

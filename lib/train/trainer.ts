@@ -31,6 +31,11 @@ export interface MicroBatch {
   totalSamples: number;
   /** Divides the loss sum instead of totalSamples (data-parallel runs: the step's global sample count ÷ world size). */
   lossDivisor?: number;
+  /**
+   * Each sample's weight in the loss sum (default 1 each): the loss is Σ wᵢ·lossᵢ ÷ (lossDivisor or
+   * totalSamples). DreamBooth's class samples weigh priorLossWeight and are not counted in totalSamples.
+   */
+  lossWeights?: readonly number[];
 }
 
 export class Trainer {
@@ -77,6 +82,7 @@ export class Trainer {
           step: batch.step,
           totalSamples: batch.totalSamples,
           ...(batch.lossDivisor === undefined ? {} : { lossDivisor: batch.lossDivisor }),
+          ...(batch.lossWeights === undefined ? {} : { lossWeights: [...batch.lossWeights] }),
         }),
       operation,
     );

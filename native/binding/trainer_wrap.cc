@@ -136,6 +136,17 @@ Napi::Value TrainerWrap::accumulate(const Napi::CallbackInfo& info) {
         failArg("a positive number", "batch.lossDivisor", divisor);
       b.lossDivisor = divisor.As<Napi::Number>().DoubleValue();
     }
+    Napi::Value weights = o.Get("lossWeights");
+    if (!weights.IsUndefined()) {
+      if (!weights.IsArray()) failArg("an array of one weight per sample", "batch.lossWeights", weights);
+      Napi::Array a = weights.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value w = a.Get(i);
+        double v = w.IsNumber() ? w.As<Napi::Number>().DoubleValue() : -1;
+        if (!(v >= 0) || !std::isfinite(v)) failArg("a finite non-negative number", "batch.lossWeights[" + std::to_string(i) + "]", w);
+        b.lossWeights.push_back(v);
+      }
+    }
     return addonState(env).compute->run(
         env, [trainer, b] { return trainer->accumulate(b); },
         [](Napi::Env env, MicroResult& r) -> Napi::Value {

@@ -212,11 +212,17 @@ MicroResult Trainer::accumulate(const MicroBatch& batch) {
   if (static_cast<int64_t>(batch.sampleIndices.size()) != pixels.size(0))
     throw InvalidArgument("Expected one sample index per batch item (" + std::to_string(pixels.size(0)) + ") but received " +
                           std::to_string(batch.sampleIndices.size()));
-  if (batch.totalSamples < pixels.size(0)) throw InvalidArgument("totalSamples must count every sample of the optimizer step");
+  bool weighted = !batch.lossWeights.empty();
+  if (weighted && static_cast<int64_t>(batch.lossWeights.size()) != pixels.size(0))
+    throw InvalidArgument("Expected one loss weight per batch item (" + std::to_string(pixels.size(0)) + ") but received " +
+                          std::to_string(batch.lossWeights.size()));
+  // With weights the caller defines what totalSamples counts (e.g. instance samples only).
+  if (!weighted && batch.totalSamples < pixels.size(0)) throw InvalidArgument("totalSamples must count every sample of the optimizer step");
   at::AutoGradMode grad(true);
   at::Tensor losses = m.sampleLosses(pixels, batch.classLabels.defined() ? unwrap(batch.classLabels) : at::Tensor(),
                                      batch.context.defined() ? unwrap(batch.context) : at::Tensor(), batch.sampleIndices, batch.step,
                                      m.config.seed, nullptr);
+  if (weighted) losses = losses * at::tensor(at::ArrayRef<double>(batch.lossWeights)).to(losses.device(), at::kFloat);
   at::Tensor sum = losses.sum();
   MicroResult r;
   r.lossSum = sum.item<double>();

@@ -51,10 +51,15 @@ struct MicroBatch {
   // sample count ÷ world size, so that averaging the ranks' gradients gives the mean over every sample
   // even when ranks hold different counts (an epoch's short last batch). <= 0: totalSamples.
   double lossDivisor = 0;
+  // Optional: each sample's weight in the loss sum (empty: 1 each). The step's loss is then
+  // sum(w_i * loss_i) / divisor, and totalSamples/lossDivisor say what one "sample" is: DreamBooth's prior
+  // preservation appends one class sample (weight priorLossWeight) per instance sample and divides by the
+  // instance count, which gives diffusers' instance MSE + priorLossWeight x class MSE.
+  std::vector<double> lossWeights;
 };
 
 struct MicroResult {
-  double lossSum = 0;  // sum over the micro-batch of each sample's (weighted) loss
+  double lossSum = 0;  // sum over the micro-batch of each sample's (min-SNR and lossWeights weighted) loss
   int64_t samples = 0;
   bool finite = true;
 };
