@@ -8,9 +8,10 @@
  *   U-Net's inputs;
  * - the process group (lib/distributed/data-parallel.ts, which fits this interface as it is) sets the
  *   step's loss divisor and totals over the ranks, and when every rank stops.
- * Later pieces plug in the same way: DreamBooth's prior preservation appends the class images in
- * prepareBatch, textual inversion and text-encoder training write their weights in saveCheckpoint and
- * export. Aspect-ratio buckets are the loader's business and need no hook.
+ * - what a batch holds (lib/train/dreambooth.ts: captions, prior preservation's class samples) extends
+ *   each batch before any hook turns it into inputs.
+ * Later pieces plug in the same way: textual inversion and text-encoder training write their weights in
+ * saveCheckpoint and export. Aspect-ratio buckets are the loader's business and need no hook.
  */
 import type { Batch } from '../data/loader';
 import type { StepTotals } from '../distributed/data-parallel';
@@ -19,6 +20,20 @@ import type { Trainer } from './trainer';
 
 /** What a hook reads of a batch: the loader's training batch, or the held-out batch. */
 export type SampleBatch = Pick<Batch, 'pixels' | 'rawPixels' | 'labels' | 'captions' | 'indices'>;
+
+/** A training micro-batch as extendBatch hooks pass it on. */
+export interface TrainingBatch extends SampleBatch {
+  /** The loader's epoch of the batch's samples. */
+  readonly epoch: number;
+  /** Each sample's weight in the loss sum (default 1 each); samples a hook appends are not in the step's sample count. */
+  readonly lossWeights?: readonly number[];
+}
+
+/** A micro-batch ready for the trainer: the U-Net's inputs, the samples' random keys and loss weights. */
+export interface StepInputs extends ModelInputs {
+  readonly sampleIndices: readonly number[];
+  readonly lossWeights?: readonly number[];
+}
 
 /** The U-Net's inputs for one batch, as the hooks build them up from the batch's pixels. */
 export interface ModelInputs {
@@ -50,6 +65,13 @@ export interface TrainingHooks {
   attach?(trainer: Trainer): Promise<void>;
   /** Whether to stop before the next step; with no hook deciding, the signal alone decides. */
   shouldStop?(signal: AbortSignal | undefined): boolean;
+  /**
+   * Before any prepareBatch: the training micro-batch at `step` with samples added (their pixels, raw
+   * pixels, captions, random keys — indices no loader sample has — and loss weights) or captions filled in.
+   */
+  extendBatch?(batch: TrainingBatch, step: number, scope: TensorScope): Promise<TrainingBatch>;
+  /** Before any prepareValidation: the held-out batch with captions filled in (the same samples). */
+  extendValidation?(batch: SampleBatch): Promise<SampleBatch>;
   /** A training micro-batch's inputs at `step`, from the previous hook's; tensors it makes go into `scope`. */
   prepareBatch?(batch: SampleBatch, inputs: ModelInputs, step: number, scope: TensorScope): Promise<ModelInputs>;
   /** The held-out batch's inputs, made once for the whole run (nothing drawn per step). */
@@ -86,13 +108,17 @@ export class Hooks {
     return votes.length === 0 ? (signal?.aborted ?? false) : votes.some(Boolean);
   }
 
-  async prepareBatch(batch: SampleBatch, step: number, scope: TensorScope): Promise<ModelInputs> {
+  async prepareBatch(loaded: TrainingBatch, step: number, scope: TensorScope): Promise<StepInputs> {
+    let batch = loaded;
+    for (const h of this.#list) if (h.extendBatch) batch = await h.extendBatch(batch, step, scope);
     let inputs: ModelInputs = { pixels: batch.pixels };
     for (const h of this.#list) if (h.prepareBatch) inputs = await h.prepareBatch(batch, inputs, step, scope);
-    return inputs;
+    return { ...inputs, sampleIndices: batch.indices, ...(batch.lossWeights === undefined ? {} : { lossWeights: batch.lossWeights }) };
   }
 
-  async prepareValidation(batch: SampleBatch, scope: TensorScope): Promise<ModelInputs> {
+  async prepareValidation(heldOut: SampleBatch, scope: TensorScope): Promise<ModelInputs> {
+    let batch = heldOut;
+    for (const h of this.#list) if (h.extendValidation) batch = await h.extendValidation(batch);
     let inputs: ModelInputs = { pixels: batch.pixels };
     for (const h of this.#list) if (h.prepareValidation) inputs = await h.prepareValidation(batch, inputs, scope);
     return inputs;

@@ -125,7 +125,7 @@ async function trainStep(o: LoopOptions, step: number): Promise<StepResult> {
 async function forwardBackward(o: LoopOptions, batch: Batch, at: { step: number; totalSamples: number; lossDivisor: number | undefined }): Promise<number> {
   using scope = new TensorScope();
   const inputs = await o.hooks.prepareBatch(batch, at.step, scope);
-  const r = await o.trainer.accumulate({ ...inputs, sampleIndices: batch.indices, ...at });
+  const r = await o.trainer.accumulate({ ...inputs, ...at });
   return r.lossSum;
 }
 

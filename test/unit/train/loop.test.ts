@@ -181,3 +181,35 @@ test('prepareBatch hooks chain in order and their tensors are freed after each m
   expect(f.microBatches.every((b) => b.encoderHiddenStates !== undefined)).toBe(true);
   expect(made.every((t) => t.disposed)).toBe(true);
 });
+
+test('extendBatch hooks run before every prepareBatch: the samples they append, their keys and loss weights reach the trainer, the step counts only the loaded ones', async () => {
+  const appended = fakeTensor();
+  const extend: TrainingHooks = {
+    extendBatch: async (batch, _step, scope) => ({
+      ...batch,
+      pixels: scope.own(appended),
+      captions: [...batch.indices.map(() => 'instance'), ...batch.indices.map(() => 'class')],
+      indices: [...batch.indices, ...batch.indices.map((i) => 1000 + i)],
+      lossWeights: [...batch.indices.map(() => 1), ...batch.indices.map(() => 0.5)],
+    }),
+  };
+  const seen: Array<readonly string[] | null> = [];
+  const text: TrainingHooks = {
+    prepareBatch: async (batch, inputs) => {
+      seen.push(batch.captions);
+      return inputs;
+    },
+  };
+  // Listed after the hook that reads the batch: extending happens first all the same.
+  const f = fake({ steps: 1, gradientAccumulation: 2, batchSize: 2, hooks: new Hooks([text, extend]) });
+  await trainLoop(f.options);
+  expect(seen).toEqual([
+    ['instance', 'instance', 'class', 'class'],
+    ['instance', 'instance', 'class', 'class'],
+  ]);
+  expect(f.microBatches.map((b) => [b.totalSamples, b.sampleIndices, b.lossWeights, b.pixels === appended])).toEqual([
+    [4, [0, 1, 1000, 1001], [1, 1, 0.5, 0.5], true],
+    [4, [2, 3, 1002, 1003], [1, 1, 0.5, 0.5], true],
+  ]);
+  expect(appended.disposed).toBe(true);
+});
