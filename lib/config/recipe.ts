@@ -10,6 +10,7 @@ import { dataOptionsSchema } from './data';
 import { refusePrototypeKeys } from './field-path';
 import { freezeOptionsSchema } from './freeze';
 import { lrScheduleSchema } from './lr-schedule';
+import { SCHEDULER_CLASSES } from './scheduler';
 import { loraOptionsSchema } from './lora';
 import { slowBf16Reason } from '../util/cpu';
 
@@ -103,9 +104,37 @@ export const validationSchema = z
     samples: posInt.default(16),
     /** Fixed timesteps cycled over the samples, so the loss is comparable across runs. */
     timesteps: z.array(z.number().int().nonnegative()).nonempty().default([100, 300, 500, 700, 900]),
+    /** Fixed noise: of the held-out loss, and the initial noise of every validation grid (the same at every step). */
     seed: z.number().int().nonnegative().default(1234),
+    /** Text-to-image runs: prompts sampled into the validation grid, one row each, at step 0 and every `every` steps. */
+    prompts: z.array(z.string()).default([]),
+    /** Class-conditional U-Nets: class ids sampled into the validation grid, one row each. */
+    classLabels: z.array(z.number().int().nonnegative()).default([]),
+    /** Images per prompt or class label (a grid row; default 4); an unconditional U-Net samples a grid of this many only when it is set. */
+    numImages: posInt.max(64).optional(),
+    /** Denoising steps of the validation samples. */
+    steps: posInt.default(25),
+    /** Text-to-image: classifier-free guidance scale of the validation samples (≤ 1: off). */
+    guidanceScale: z.number().finite().default(7.5),
+    /** The sampling scheduler, configured from the model's own scheduler config (deterministic DDIM by default). */
+    scheduler: z.enum(SCHEDULER_CLASSES).default('DDIMScheduler'),
   })
-  .strict();
+  .strict()
+  .superRefine((v, ctx) => {
+    const grids = v.prompts.length > 0 || v.classLabels.length > 0 || v.numImages !== undefined;
+    if (grids && v.every === 0)
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['every'],
+        message: 'validation grids (prompts, classLabels or numImages) are sampled at validations: set every to the steps between them (0 means never)',
+      });
+    if (v.prompts.length > 0 && v.classLabels.length > 0)
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['classLabels'],
+        message: 'give prompts (a text-to-image run) or classLabels (a class-conditional U-Net), not both',
+      });
+  });
 
 export const recipeSchema = z
   .object({

@@ -93,3 +93,24 @@ test('the transfer study refuses a variant override through Object.prototype bef
   );
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
 });
+
+test('validation grids: prompts, class labels, images, steps, guidance and scheduler, with their defaults', () => {
+  const r = parseRecipe({ ...minimal, validation: { every: 10, classLabels: [0, 3] } }, 'r.json');
+  expect(r.validation).toMatchObject({ classLabels: [0, 3], prompts: [], steps: 25, guidanceScale: 7.5, scheduler: 'DDIMScheduler', seed: 1234 });
+  expect(r.validation.numImages).toBeUndefined();
+  expect(parseRecipe(minimal, 'r.json').validation).toMatchObject({ every: 0, prompts: [], classLabels: [] });
+});
+
+test.each([
+  [{ every: 0, prompts: ['a cat'] }, /r\.json: validation\.every: validation grids .* set every/],
+  [{ every: 5, numImages: 4 }, null],
+  [{ numImages: 4 }, /validation\.every/],
+  [{ every: 5, prompts: ['a cat'], classLabels: [1] }, /validation\.classLabels: give prompts .* or classLabels .*, not both/],
+  [{ every: 5, classLabels: [-1] }, /validation\.classLabels\[0\]: Number must be greater than or equal to 0/],
+  [{ every: 5, numImages: 0 }, /validation\.numImages/],
+  [{ every: 5, scheduler: 'ddim' }, /validation\.scheduler: Invalid enum value.*DDIMScheduler/],
+])('validation grid settings are checked, naming the field (%#)', (validation, message) => {
+  const parse = () => parseRecipe({ ...minimal, validation }, 'r.json');
+  if (message === null) expect(parse).not.toThrow();
+  else expect(parse).toThrow(message);
+});
