@@ -1,7 +1,9 @@
 /** Samples to pictures: model output in [-1, 1] → 8-bit pixels → a PNG grid (sharp). */
+import { promises as fs } from 'fs';
 import sharp from 'sharp';
 import { expected } from '../errors';
 import type { Tensor } from '../native/tensor';
+import { withFileErrors } from '../util/fs-errors';
 
 export interface Images {
   count: number;
@@ -34,8 +36,48 @@ export async function toImages(samples: Tensor): Promise<Images> {
   return { count: n!, height: h!, width: w!, channels: c, pixels };
 }
 
-/** Lays images out in a grid (row-major, `columns` wide, `padding` px of background between) and writes a PNG. */
-export async function writeGrid(file: string, images: Images, options: { columns?: number; padding?: number; scale?: number } = {}): Promise<void> {
+export interface GridOptions {
+  /** Images per row (default: about the square root of the count). */
+  columns?: number;
+  /** Pixels of white between and around the images. */
+  padding?: number;
+  /** Integer upscale (nearest neighbour), for small images. */
+  scale?: number;
+  /** One caption per row (a prompt, a class), written in a white strip left of it. */
+  rowLabels?: readonly string[];
+}
+
+/** Width of the strip that holds the row labels (output pixels). */
+const LABEL_WIDTH = 200;
+const LABEL_FONT_SIZE = 12;
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!);
+}
+
+/** `text` broken at spaces into at most `maxLines` lines of about `maxChars`; what does not fit ends in "…". */
+export function wrapLabel(text: string, maxChars: number, maxLines: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const next = line ? `${line} ${word}` : word;
+    if (next.length <= maxChars || !line) line = next;
+    else {
+      lines.push(line);
+      line = word;
+    }
+  }
+  if (line) lines.push(line);
+  const kept = lines.slice(0, Math.max(1, maxLines)).map((l) => (l.length > maxChars ? `${l.slice(0, Math.max(1, maxChars - 1))}…` : l));
+  if (lines.length > kept.length) kept[kept.length - 1] = `${kept[kept.length - 1]!.slice(0, Math.max(1, maxChars - 1))}…`;
+  return kept;
+}
+
+/**
+ * Lays images out in a grid (row-major, `columns` wide, `padding` px of background between) and returns
+ * the PNG. With `rowLabels`, each row's label is written left of it (SVG text rendered by sharp).
+ */
+export async function gridPng(images: Images, options: GridOptions = {}): Promise<Buffer> {
   const columns = Math.max(1, Math.min(options.columns ?? Math.ceil(Math.sqrt(images.count)), images.count));
   const rows = Math.ceil(images.count / columns);
   const pad = options.padding ?? 2;
@@ -54,5 +96,31 @@ export async function writeGrid(file: string, images: Images, options: { columns
   const scale = options.scale ?? 1;
   let img = sharp(grid, { raw: { width: gw, height: gh, channels: c as 1 | 3 } });
   if (scale !== 1) img = img.resize(gw * scale, gh * scale, { kernel: 'nearest' });
-  await img.png().toFile(file);
+  const labels = options.rowLabels;
+  if (labels === undefined) return img.png().toBuffer();
+  if (labels.length !== rows) throw expected(`${rows} row labels (one per grid row)`, 'options.rowLabels', labels);
+  const rowHeight = h * scale;
+  const lineHeight = LABEL_FONT_SIZE + 3;
+  const maxLines = Math.max(1, Math.floor(rowHeight / lineHeight));
+  const text = labels.map((label, r) => {
+    const lines = wrapLabel(label, Math.floor((LABEL_WIDTH - 8) / (LABEL_FONT_SIZE * 0.6)), maxLines);
+    const top = (pad + r * (h + pad)) * scale + rowHeight / 2 - (lines.length * lineHeight) / 2 + LABEL_FONT_SIZE;
+    return lines.map((l, k) => `<text x="${LABEL_WIDTH - 6}" y="${(top + k * lineHeight).toFixed(1)}" text-anchor="end">${escapeXml(l)}</text>`).join('');
+  });
+  const height = gh * scale;
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${LABEL_WIDTH}" height="${height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="${LABEL_FONT_SIZE}" fill="#222">${text.join('')}</svg>`;
+  const body = await img.png().toBuffer();
+  return sharp({ create: { width: LABEL_WIDTH + gw * scale, height, channels: 3, background: '#ffffff' } })
+    .composite([
+      { input: Buffer.from(svg), left: 0, top: 0 },
+      { input: body, left: LABEL_WIDTH, top: 0 },
+    ])
+    .png()
+    .toBuffer();
+}
+
+/** Writes gridPng's PNG to `file`. */
+export async function writeGrid(file: string, images: Images, options: GridOptions = {}): Promise<void> {
+  const png = await gridPng(images, options);
+  await withFileErrors(file, 'write', () => fs.writeFile(file, png));
 }
