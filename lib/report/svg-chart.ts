@@ -41,8 +41,17 @@ function logTicks(lo: number, hi: number): number[] {
   return (decades.length >= 3 ? decades : inside).map((v) => Number(v.toPrecision(6)));
 }
 
-function format(v: number): string {
-  return Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(3)));
+function format(v: number, digits = 1): string {
+  return Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(digits) : String(Number(v.toPrecision(digits + 2)));
+}
+
+/** Tick labels with as few digits as tell them apart (ticks 1.0e-4 and 1.05e-4 would both read 1.0e-4 or 1.1e-4 with one). */
+function tickLabels(values: readonly number[]): string[] {
+  for (let digits = 1; digits < 6; digits++) {
+    const labels = values.map((v) => format(v, digits));
+    if (new Set(labels).size === labels.length) return labels;
+  }
+  return values.map((v) => String(v));
 }
 
 export function lineChart(series: readonly Series[], options: ChartOptions): string {
@@ -54,7 +63,11 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
   const ys = all.map(([, y]) => (options.logY ? Math.log10(y) : y));
   const [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
   let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
-  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
+  // A constant series (a constant learning rate) gets a range around its value at its own scale (half a decade on a log scale).
+  if (y1 === y0) {
+    const half = options.logY || y0 === 0 ? 0.5 : Math.abs(y0) * 0.1;
+    [y0, y1] = [y0 - half, y1 + half];
+  }
   const pad = (y1 - y0) * 0.05;
   [y0, y1] = [y0 - pad, y1 + pad];
   const px = (x: number) => m.left + ((x - x0) / (x1 - x0 || 1)) * (width - m.left - m.right);
@@ -64,15 +77,18 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(options.title)}</text>`,
   ];
-  for (const t of niceTicks(x0, x1, 6)) {
+  const xTicks = niceTicks(x0, x1, 6);
+  const xLabels = tickLabels(xTicks);
+  xTicks.forEach((t, i) => {
     out.push(`<line x1="${px(t)}" y1="${m.top}" x2="${px(t)}" y2="${height - m.bottom}" stroke="#eee"/>`);
-    out.push(`<text x="${px(t)}" y="${height - m.bottom + 16}" text-anchor="middle">${format(t)}</text>`);
-  }
+    out.push(`<text x="${px(t)}" y="${height - m.bottom + 16}" text-anchor="middle">${xLabels[i]!}</text>`);
+  });
   const yTicks = options.logY ? logTicks(y0, y1).map((v) => Math.log10(v)) : niceTicks(y0, y1, 6);
-  for (const t of yTicks) {
+  const yLabels = tickLabels(yTicks.map((t) => (options.logY ? 10 ** t : t)));
+  yTicks.forEach((t, i) => {
     out.push(`<line x1="${m.left}" y1="${py(t)}" x2="${width - m.right}" y2="${py(t)}" stroke="#eee"/>`);
-    out.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end">${format(options.logY ? 10 ** t : t)}</text>`);
-  }
+    out.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end">${yLabels[i]!}</text>`);
+  });
   out.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" fill="none" stroke="#333"/>`);
   out.push(`<text x="${(m.left + width - m.right) / 2}" y="${height - 12}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
   out.push(

@@ -15,8 +15,9 @@ const LAYERS: readonly (readonly string[])[] = [
   ['config', 'errors', 'util'],
   ['native', 'checkpoint', 'text'],
   ['models', 'schedulers', 'data', 'freeze'],
-  ['train', 'sample', 'distributed'],
-  ['bench', 'demo', 'conformance', 'report'],
+  // report/ renders pages from plain data (it imports nothing below): finetune writes each run's report.html.
+  ['train', 'sample', 'distributed', 'report'],
+  ['bench', 'demo', 'conformance'],
   ['index'],
 ];
 
