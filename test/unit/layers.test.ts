@@ -196,7 +196,7 @@ test('the checker reports an upward import, a file cycle, a folder cycle, a fold
 
   // The deliberately wrong import: config/ (layer 1) reaching up into train/ (layer 4).
   expect(checkLayers(graphOf({ 'config/recipe.ts': ['train/trainer.ts'], 'train/trainer.ts': [] }))).toEqual([
-    'config/recipe.ts imports train/trainer.ts: layer 1 (config, errors, util) may not import layer 4 (train, sample, distributed)',
+    'config/recipe.ts imports train/trainer.ts: layer 1 (config, errors, util) may not import layer 4 (train, sample, distributed, report)',
   ]);
   // Same folder, so no layer is crossed, yet the two files import each other (models/unet.ts ↔ native-model.ts was one).
   expect(checkLayers(graphOf({ 'models/unet.ts': ['models/native-model.ts'], 'models/native-model.ts': ['models/unet.ts'] }))).toEqual([
@@ -218,7 +218,7 @@ test('a type-only upward import added to a real lib/ file is caught', () => {
   const sources = readLib();
   sources.set('config/json.ts', `${sources.get('config/json.ts')!}\nimport type { Trainer } from '../train/trainer';\n`);
   const problems = checkLayers(importGraph(sources));
-  expect(problems).toContain('config/json.ts imports train/trainer.ts: layer 1 (config, errors, util) may not import layer 4 (train, sample, distributed)');
+  expect(problems).toContain('config/json.ts imports train/trainer.ts: layer 1 (config, errors, util) may not import layer 4 (train, sample, distributed, report)');
   // train/ imports config/, so this also closes a folder cycle.
   expect(problems.some((p) => p.startsWith('folders import each other (a cycle):') && p.includes('config') && p.includes('train'))).toBe(true);
 });
