@@ -122,4 +122,5 @@ export type { LrScheduleName, LrScheduleInput } from './config/lr-schedule';
 // Sampling and text-to-image.
 export { sample, type SampleOptions } from './sample/pipeline';
 export { txt2img, type Txt2ImgOptions, type Txt2ImgResult, type StepTrace } from './sample/txt2img';
+export { img2img, type Img2ImgOptions, type Img2ImgResult, type Img2ImgStart } from './sample/img2img';
 export { toImages, writeGrid, type Images } from './sample/image';

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
 import { dataOptionsSchema } from './data';
+import { dreamboothSchema } from './dreambooth';
 import { refusePrototypeKeys } from './field-path';
 import { freezeOptionsSchema } from './freeze';
 import { lrScheduleSchema } from './lr-schedule';
@@ -168,6 +169,8 @@ export const recipeSchema = z
     train: trainSchema,
     validation: validationSchema.default({}),
     textToImage: textToImageSchema.default({}),
+    /** DreamBooth (text-to-image runs): the instance prompt, and prior preservation with class images; null: off. */
+    dreambooth: dreamboothSchema.nullable().default(null),
     /** Output folder: checkpoints, metrics.jsonl, the final diffusers folder. */
     output: z.string().min(1),
     checkpoint: z
@@ -246,6 +249,10 @@ export function resolveRecipePaths(recipe: Recipe, baseDir: string): Recipe {
     data,
     validation,
     textToImage: { ...recipe.textToImage, cacheDir: recipe.textToImage.cacheDir === null ? null : abs(recipe.textToImage.cacheDir) },
+    dreambooth:
+      recipe.dreambooth === null || recipe.dreambooth.classData === undefined
+        ? recipe.dreambooth
+        : { ...recipe.dreambooth, classData: abs(recipe.dreambooth.classData) },
     output: abs(recipe.output),
     resume: recipe.resume === undefined || recipe.resume === 'latest' ? recipe.resume : abs(recipe.resume),
   };

@@ -117,10 +117,8 @@ export interface NativeModelHandle {
   dispose(): void;
 }
 
-/** A U-Net (UNet2DModel or UNet2DConditionModel) living on the compute thread. */
-export interface NativeUNet extends NativeModelHandle {
-  setTraining(training: boolean): Promise<void>;
-  setOptions(options: NativeUNetRuntimeOptions): Promise<void>;
+/** LoRA adapters on a model's Linear/Conv2d layers by module path (native/nn/lora.h): the U-Net's and the text encoder's. */
+export interface NativeLoraMethods {
   /** LoRA adapters on the named Linear/Conv2d layers (A kaiming-uniform or gaussian, B zero). */
   addLora(options: { targets: string[]; rank: number; alpha: number; dropout: number; init: 'kaiming' | 'gaussian'; seed: number }): Promise<void>;
   /** Installs adapters with given weights; all or nothing. */
@@ -129,6 +127,12 @@ export interface NativeUNet extends NativeModelHandle {
   /** W += alpha/rank·B·A for every adapter, then the adapters are removed. */
   mergeLora(): Promise<void>;
   removeLora(): Promise<void>;
+}
+
+/** A U-Net (UNet2DModel or UNet2DConditionModel) living on the compute thread. */
+export interface NativeUNet extends NativeModelHandle, NativeLoraMethods {
+  setTraining(training: boolean): Promise<void>;
+  setOptions(options: NativeUNetRuntimeOptions): Promise<void>;
   forward(inputs: NativeUNetInputs): Promise<NativeTensor>;
   /** loss = mean((unet(inputs) − target)²), backward; gradients of `gradNames` (all if omitted). */
   forwardBackwardMse(inputs: NativeUNetInputs, target: NativeTensor, gradNames?: string[]): Promise<NativeBackwardResult>;
@@ -178,7 +182,7 @@ export interface NativeTextEncoderOutput {
 }
 
 /** A frozen transformers CLIPTextModel living on the compute thread (no autograd except forwardBackwardMse). */
-export interface NativeCLIPTextModel extends NativeModelHandle {
+export interface NativeCLIPTextModel extends NativeModelHandle, NativeLoraMethods {
   encode(inputIds: NativeTensor, options: { attentionMask?: NativeTensor; clipSkip: number; outputHiddenStates: boolean }): Promise<NativeTextEncoderOutput>;
   /** loss = mean((last_hidden_state − target)²), backward; gradients of `gradNames` (all if omitted). */
   forwardBackwardMse(

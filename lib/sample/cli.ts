@@ -2,6 +2,7 @@
  * `npm run sample -- --model <folder> [--lora <file>] [--scheduler ddpm|ddim|pndm|euler|dpmpp]
  * [--steps N] [--seed S] [--count N] [--class-label K] [--eta E] --out grid.png`: a PNG grid.
  * The model folder's own scheduler (or DDPM defaults) unless --scheduler picks another class.
+ * A Stable Diffusion folder samples text-to-image, or image-to-image with --init-image (txt2img-cli.ts).
  */
 import * as path from 'path';
 import type { Writable } from 'stream';
@@ -63,11 +64,23 @@ export const sampleCli = defineCli({
       value: '<file.safetensors>',
       description: 'text-to-image: the initial latents, the file\'s only tensor or the one named "latents"',
     },
+    'init-image': {
+      type: 'string',
+      value: '<image.png>',
+      description: "image-to-image: start from this image (PNG, JPEG or WebP; its size, cut to a multiple of the VAE's scale factor, is the output's)",
+    },
+    strength: {
+      type: 'string',
+      value: '<s>',
+      ...numberValue(),
+      description: 'image-to-image: how far the image is noised, 0–1 (default 0.8): the last ⌊steps·s⌋ steps run',
+    },
     stack: STACK_FLAG,
   },
   examples: [
     'npm run sample -- --model runs/demo/finetuned --scheduler ddim --steps 50 --seed 0 --out grid.png',
     'npm run sample -- --model runs/sd-tiny-shapes --prompt "a red circle, flat style" --negative-prompt "blurry" --guidance 7.5 --steps 30 --out circle.png',
+    'npm run sample -- --model runs/sd-tiny-shapes --init-image photo.png --strength 0.6 --prompt "a blue square, flat style" --out square.png',
   ],
 });
 
@@ -86,6 +99,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
       negativePrompts: v['negative-prompt'],
       classLabel: v['class-label'],
       clipSkip: v['clip-skip'],
+      initImage: v['init-image'],
     };
     // The image is written after sampling: a bad --out must fail now, not minutes later.
     await checkOutputFile(a.out, '--out');
@@ -104,6 +118,8 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
           height: a.height,
           width: a.width,
           latents: a.latents,
+          initImage: a.initImage,
+          strength: a.strength,
           lora: a.lora,
           schedulerClass: a.scheduler ? SCHEDULERS[a.scheduler] : undefined,
           eta: a.eta,
@@ -112,8 +128,10 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
         err,
       );
     }
-    if (a.prompts.length > 0)
-      throw new ConfigError(`--prompt: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`);
+    if (a.prompts.length > 0 || a.initImage !== undefined)
+      throw new ConfigError(
+        `${a.prompts.length > 0 ? '--prompt' : '--init-image'}: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`,
+      );
     const warn = (message: string) => void err.write(`${message}\n`);
     const folder = resolveModelFolder(path.resolve(a.model), warn);
     using unet = await loadUNet(folder.unetDir);

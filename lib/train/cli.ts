@@ -11,7 +11,9 @@ import { formatCliError } from '../errors';
 import { defineCli, formatHelp, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
 import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
-import { finetune, planRecipe, type FinetuneProgress } from './finetune';
+import { formatDreamBoothPlan } from './dreambooth';
+import { finetune, planDreamBoothRecipe, planRecipe } from './finetune';
+import { ProgressDisplay, type ProgressStream } from './progress';
 import { LAUNCH_FLAGS, launchWorkers, parseLaunchArgs } from '../distributed/launch';
 import { readDistEnv } from '../distributed/env';
 import { STOP_EXIT_CODES, type StopSignal } from '../util/exit-codes';
@@ -69,6 +71,8 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
     const { launch, rest } = parseLaunchArgs(argv);
     if (launch && !values['dry-run']) return await launchWorkers(launch, rest, out, err);
     const file = values.recipe;
+      const dreambooth = await planDreamBoothRecipe(raw, file);
+      if (dreambooth !== undefined) out.write(`${formatDreamBoothPlan(dreambooth)}\n`);
     const text = await withFileErrors(file, 'read', () => fs.readFile(file, 'utf8'), { field: '--recipe' });
     const raw = applyOverrides(parseLenientJson(text, file), values.set);
     if (values['dry-run']) {

@@ -16,6 +16,7 @@ import { readCpuinfo } from '../util/cpu';
 import { checkOutputFolder } from '../util/output-folder';
 import { classLabels } from './class-labels';
 import { openTrainingLoader } from './data';
+import { DreamBooth, planDreamBooth, prepareClassImages, type DreamBoothPlan } from './dreambooth';
 import { emaTrainerOptions } from './ema';
 import { exportModel, outputFolders } from './export';
 import { Hooks } from './hooks';
@@ -94,6 +95,17 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
   if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
   // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
+/** DreamBooth's part of the plan (instance and class image counts, class images to generate); undefined without a dreambooth section. */
+export async function planDreamBoothRecipe(
+  input: unknown,
+  recipeFile?: string,
+  log: (line: string) => void = () => undefined,
+): Promise<DreamBoothPlan | undefined> {
+  const recipe = prepareRecipe(input, recipeFile);
+  if (recipe.dreambooth === null) return undefined;
+  return planDreamBooth(recipe, await resolveRunBase(recipe, log), log);
+}
+
   const dp = await joinDataParallel({ device: recipe.model.device });
   const log = dp.isMain ? (options.onLog ?? (() => undefined)) : () => undefined;
 
@@ -107,10 +119,11 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const predictionType = trainedPredictionType(recipe, scheduler);
 
   // Plan: what trains (the U-Net's own weights or LoRA adapters) and the hooks the loop calls, in order.
+  // DreamBooth: the class images the folder lacks, generated with the base pipeline before the run loads its own models.
+  await prepareClassImages(recipe, base, dp, log);
   const weights = recipe.lora ? await trainLora(unet, recipe.lora, { resumedDir: resumed?.dir, seed: t.seed }, log) : await trainUNet(unet, recipe, log);
-  const hooks = new Hooks([weights, classLabels(unet), text, dp]);
 
-  // Data: this rank's shard of the training set, and the held-out batch.
+  // Data: this rank's shard of the training set (DreamBooth captions it and adds class samples), and the held-out batch.
   const loader = await openTrainingLoader(recipe, dp, resumed, log);
   const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));
   using validation = await Validation.open(recipe, hooks, { enabled: dp.isMain, metrics, log });
@@ -119,6 +132,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   using trainer = await createTrainer(unet, weights.trainable, recipe, scheduler, predictionType);
   const start = await resumeTrainer(trainer, resumed, recipe, log);
   await hooks.attach(trainer);
+  const dreambooth = await DreamBooth.open(recipe, { instanceSamples: loader.size, resumedDir: resumed?.dir, log });
+  const hooks = new Hooks([weights, classLabels(unet), dreambooth, text, dp]);
 
   // Loop.
   const checkpoints = new Checkpoints({ recipe, base: base.identity, trainer, loader, hooks, enabled: dp.isMain, log });

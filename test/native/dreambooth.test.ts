@@ -5,15 +5,22 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import sharp from 'sharp';
+import { Writable } from 'stream';
 import { disposeStateDict } from '../../lib/checkpoint/state-dict';
 import { loadUNet } from '../../lib/models/unet';
 import { Tensor } from '../../lib/native/tensor';
 import { loadScheduler } from '../../lib/schedulers/scheduler';
+import { CLASS_IMAGES_FILE, classGenerationSettings, ensureClassImages, type ClassImagesRequest } from '../../lib/train/class-images';
+import { runFinetuneCli } from '../../lib/train/cli';
+import { DREAMBOOTH_STATE_FILE } from '../../lib/train/dreambooth';
+import { finetune } from '../../lib/train/finetune';
 import { Trainer } from '../../lib/train/trainer';
 import { float32SumBound, floatsOf, relativeDistance } from '../helpers/run-distance';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PIPELINE = path.join(ROOT, 'test', 'fixtures', 'diffusers', 'sd-pipeline-tiny');
+const SHAPES = path.join(ROOT, 'recipes', 'data', 'shapes', 'train');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-dreambooth-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -149,4 +156,189 @@ describe('the weighted loss: instance MSE + priorLossWeight × class MSE', () =>
     await expect(s.trainer.accumulate({ pixels, encoderHiddenStates, sampleIndices: [0, 1], step: 0, totalSamples: 1 })).rejects.toThrow(/totalSamples/);
     s.dispose();
   }, 60_000);
+});
+
+describe('class images: generated once by the base pipeline, reused, regenerated when a setting changes', () => {
+  const folder = path.join(work, 'class-cache');
+  const request = (generation: Partial<ClassImagesRequest['generation']> = {}): ClassImagesRequest => ({
+    folder,
+    prompt: 'a photo of a shape',
+    count: 3,
+    generation: { steps: 2, guidanceScale: 7.5, seed: 0, batchSize: 2, scheduler: null, ...generation },
+    pipelineDir: PIPELINE,
+    unetSha256: 'u'.repeat(64),
+    basePath: PIPELINE,
+    resolution: 32,
+    device: 'cpu',
+    log: () => undefined,
+  });
+  const snapshot = () => new Map(fs.readdirSync(folder).map((f) => [f, fs.readFileSync(path.join(folder, f))]));
+
+  test('a supplied image counts; generated ones are listed in the sidecar, reused on a rerun and regenerated (only they) after a change', async () => {
+    fs.mkdirSync(folder, { recursive: true });
+    fs.copyFileSync(path.join(SHAPES, 'red-circle.png'), path.join(folder, 'supplied.png'));
+    const first = await ensureClassImages(request());
+    expect(first).toMatchObject({ generated: 2, reused: 0, supplied: 1, files: ['class-00000.png', 'class-00001.png', 'supplied.png'] });
+    const sidecar = JSON.parse(fs.readFileSync(path.join(folder, CLASS_IMAGES_FILE), 'utf8'));
+    expect(sidecar.images).toEqual({ 'class-00000.png': { index: 0 }, 'class-00001.png': { index: 1 } });
+    expect(sidecar.settings).toMatchObject({
+      prompt: 'a photo of a shape',
+      seed: 0,
+      steps: 2,
+      guidanceScale: 7.5,
+      size: 32,
+      scheduler: { className: 'PNDMScheduler' },
+    });
+    const meta = await sharp(path.join(folder, 'class-00000.png')).metadata();
+    expect([meta.width, meta.height, meta.channels]).toEqual([32, 32, 3]);
+    const made = snapshot();
+    // Images k start from noise seeded with seed + k: two images, two different pictures.
+    expect(made.get('class-00000.png')!.equals(made.get('class-00001.png')!)).toBe(false);
+
+    // The same settings (batchSize is not one of them): nothing generated, not a byte changed.
+    expect(await ensureClassImages(request({ batchSize: 1 }))).toMatchObject({ generated: 0, reused: 2, supplied: 1 });
+    expect(snapshot()).toEqual(made);
+
+    // Another setting: the generated images are made again (differently); the supplied one is untouched.
+    expect(await ensureClassImages(request({ steps: 3 }))).toMatchObject({ generated: 2, reused: 0, supplied: 1 });
+    const changed = snapshot();
+    expect(changed.get('supplied.png')!.equals(made.get('supplied.png')!)).toBe(true);
+    expect(changed.get('class-00000.png')!.equals(made.get('class-00000.png')!)).toBe(false);
+    // Every setting is part of the key (each would regenerate as steps did): seed, guidance, scheduler, prompt, base weights, size.
+    const key = async (r: ClassImagesRequest) => JSON.stringify(await classGenerationSettings(r));
+    const keys = await Promise.all(
+      [
+        request(),
+        request({ seed: 1 }),
+        request({ guidanceScale: 2 }),
+        request({ scheduler: 'DDIMScheduler' }),
+        { ...request(), prompt: 'a drawing of a shape' },
+        { ...request(), unetSha256: 'v'.repeat(64) },
+        { ...request(), resolution: 64 },
+      ].map(key),
+    );
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(await key(request({ batchSize: 3 }))).toBe(keys[0]);
+
+    // Back to the first settings: the same images as the first time, bit for bit.
+    expect(await ensureClassImages(request())).toMatchObject({ generated: 2, reused: 0 });
+    expect(snapshot()).toEqual(made);
+    // A deleted generated image is made again; more images asked for are added.
+    fs.rmSync(path.join(folder, 'class-00001.png'));
+    expect(await ensureClassImages({ ...request(), count: 4 })).toMatchObject({ generated: 2, reused: 1, supplied: 1 });
+    expect(fs.readdirSync(folder).sort()).toEqual(['class-00000.png', 'class-00001.png', 'class-00002.png', CLASS_IMAGES_FILE, 'supplied.png'].sort());
+  }, 120_000);
+
+  test('a damaged sidecar is named, not guessed around', async () => {
+    const dir = path.join(work, 'bad-sidecar');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, CLASS_IMAGES_FILE), '{"format": "something else"}');
+    await expect(ensureClassImages({ ...request(), folder: dir })).rejects.toThrow(
+      /difftune-class-images.json: expected difftune's record of generated class images/,
+    );
+  });
+});
+
+describe('DreamBooth fine-tuning with prior preservation', () => {
+  const instances = path.join(work, 'instances');
+  beforeAll(() => {
+    // Four uncaptioned instance images: every one is captioned with the instance prompt.
+    fs.mkdirSync(instances, { recursive: true });
+    for (const f of ['red-circle.png', 'red-square.png', 'red-triangle.png', 'blue-circle.png']) fs.copyFileSync(path.join(SHAPES, f), path.join(instances, f));
+  });
+  const recipe = (output: string, extra: Record<string, unknown> = {}, dreambooth: Record<string, unknown> = {}, train: Record<string, unknown> = {}) => ({
+    model: { pretrained: PIPELINE },
+    data: { path: instances, resolution: 32, channels: 3 },
+    // 3 class images for 4 instance samples per epoch: the class stream wraps mid-epoch.
+    dreambooth: {
+      instancePrompt: 'a photo of sks shape',
+      classPrompt: 'a photo of a shape',
+      classData: path.join(work, 'classes'),
+      numClassImages: 3,
+      priorLossWeight: 0.5,
+      classGeneration: { steps: 2, batchSize: 3 },
+      ...dreambooth,
+    },
+    train: { steps: 4, batchSize: 2, lr: 1e-3, seed: 3, ...train },
+    textToImage: { cacheDir: path.join(work, 'cache') },
+    output,
+    ...extra,
+  });
+  const unetBytes = (dir: string) => fs.readFileSync(path.join(dir, 'unet', 'diffusion_pytorch_model.safetensors'));
+
+  test('full weights: class images generated before training, latents for both kinds, the text models frozen; --dry-run shows the counts', async () => {
+    const sink = () => {
+      let text = '';
+      const stream = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          text += chunk.toString();
+          done();
+        },
+      });
+      return Object.assign(stream, { text: () => text });
+    };
+    const out = sink();
+    const recipeFile = path.join(work, 'dreambooth.json');
+    fs.writeFileSync(recipeFile, JSON.stringify(recipe(path.join(work, 'dry'))));
+    expect(await runFinetuneCli(['--recipe', recipeFile, '--dry-run'], out, sink(), false)).toBe(0);
+    expect(out.text()).toMatch(/dreambooth: 4 instance images \(4 samples per epoch\) "a photo of sks shape"/);
+    expect(out.text()).toMatch(
+      /class images "a photo of a shape": 3 used \(numClassImages 3\) from .*classes: 0 there \(0 generated earlier with these settings\), 3 to generate/,
+    );
+    expect(fs.existsSync(path.join(work, 'classes'))).toBe(false);
+
+    const r = await finetune(recipe(path.join(work, 'full')), { verifyFrozen: true });
+    expect(r.status).toBe('completed');
+    expect(Number.isFinite(r.finalLoss)).toBe(true);
+    expect(r.textToImage!.frozenAfter).toEqual(r.textToImage!.frozenBefore);
+    expect(fs.readdirSync(path.join(work, 'classes')).filter((f) => f.endsWith('.png'))).toHaveLength(3);
+    // Every instance and class image went through the VAE once (4 steps × 2 instance samples = 2 epochs).
+    expect(r.textToImage!.cache.vaeEncoded).toBe(4 + 3);
+    expect(unetBytes(path.join(work, 'full')).equals(unetBytes(PIPELINE))).toBe(false);
+    const state = JSON.parse(fs.readFileSync(path.join(r.checkpoints.at(-1)!, DREAMBOOTH_STATE_FILE), 'utf8'));
+    expect(state).toMatchObject({ version: 1, orderSeed: 3, instanceSamples: 4 });
+    expect(state.images.map((i: { file: string }) => i.file)).toEqual(['class-00000.png', 'class-00001.png', 'class-00002.png']);
+
+    const again = sink();
+    expect(await runFinetuneCli(['--recipe', recipeFile, '--dry-run'], again, sink(), false)).toBe(0);
+    expect(again.text()).toMatch(/3 there \(3 generated earlier with these settings\), 0 to generate/);
+  }, 180_000);
+
+  test('LoRA: adapters only, the base untouched', async () => {
+    const r = await finetune(recipe(path.join(work, 'lora'), { lora: { rank: 4 } }), { verifyFrozen: true });
+    expect(r.status).toBe('completed');
+    expect(Number.isFinite(r.finalLoss)).toBe(true);
+    expect(fs.existsSync(path.join(work, 'lora', 'pytorch_lora_weights.safetensors'))).toBe(true);
+  }, 120_000);
+
+  test('resuming equals the uninterrupted run bit for bit; a resume onto other class images is refused', async () => {
+    const straight = await finetune(recipe(path.join(work, 'straight')));
+    const stopped = path.join(work, 'resumed');
+    await finetune(recipe(stopped, { checkpoint: { every: 2, keep: 0 } }, {}, { steps: 2 }));
+    const resumed = await finetune(recipe(stopped, { resume: 'latest' }));
+    expect(resumed.finalLoss).toBe(straight.finalLoss);
+    expect(unetBytes(stopped).equals(unetBytes(path.join(work, 'straight')))).toBe(true);
+
+    // Another seed for the class images' generation: other images, so no exact resume.
+    const other = recipe(
+      stopped,
+      { resume: path.join(stopped, 'checkpoint-2') },
+      { classData: path.join(work, 'classes-other'), classGeneration: { steps: 2, seed: 9 } },
+    );
+    await expect(finetune(other)).rejects.toThrow(
+      /trained with other class images than dreambooth.classData holds now: the class images \(3 → 3; new or changed: class-00000.png/,
+    );
+  }, 240_000);
+
+  test('batch 2 equals batch 1 × accumulation 2, and the loss weight changes the run', async () => {
+    const one = recipe(path.join(work, 'b2'), {}, {}, { steps: 2, lr: 1e-4 });
+    const two = recipe(path.join(work, 'b1x2'), {}, {}, { steps: 2, lr: 1e-4, batchSize: 1, gradientAccumulation: 2 });
+    const a = await finetune(one);
+    const b = await finetune(two);
+    // The same samples, noise and class samples, only grouped differently: the step's loss is a sum over
+    // 2 × 2 samples of per-sample means over 4 × 16 × 16 latent values (float32 summation error).
+    expect(Math.abs(a.finalLoss - b.finalLoss) / a.finalLoss).toBeLessThan(float32SumBound(2 * 2 * 4 * 16 * 16));
+    const heavier = await finetune(recipe(path.join(work, 'w2'), {}, { priorLossWeight: 2 }, { steps: 2, lr: 1e-4 }));
+    expect(Math.abs(heavier.finalLoss - a.finalLoss) / a.finalLoss).toBeGreaterThan(1e-3);
+  }, 180_000);
 });
