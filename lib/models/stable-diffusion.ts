@@ -9,10 +9,11 @@ import { ConfigError } from '../errors';
 import type { SchedulerClassName } from '../config/scheduler';
 import { loadScheduler, Scheduler, SCHEDULER_CONFIG_FILE } from '../schedulers/scheduler';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
-import { CLIPTextModel, loadTextEncoder } from './clip-text';
+import { CLIPTextModel, loadTextEncoder, TEXT_ENCODER_WEIGHTS } from './clip-text';
+import { addVariant, hasWeightFiles } from './model-folder';
 import { readModelIndex } from './model-index';
-import { loadUNet, UNet } from './unet';
-import { AutoencoderKL, loadVae } from './vae';
+import { loadUNet, UNet, UNET_WEIGHTS } from './unet';
+import { AutoencoderKL, loadVae, VAE_WEIGHTS } from './vae';
 
 export interface StableDiffusion {
   readonly dir: string;
@@ -32,6 +33,11 @@ export interface LoadStableDiffusionOptions {
   unetDir?: string;
   /** Another scheduler class, configured from the pipeline's scheduler_config.json (as diffusers' from_config). */
   schedulerClass?: SchedulerClassName;
+  /**
+   * Weights variant, e.g. "fp16": each component whose folder has files of it loads them (as diffusers'
+   * from_pretrained(variant=...) does: `save_pretrained(variant=...)` writes them for every model), the
+   * others their plain files. A variant no component has is an error.
+   */
   variant?: string;
 }
 
@@ -41,14 +47,24 @@ export async function loadStableDiffusion(dir: string, options: LoadStableDiffus
   }
   const index = readModelIndex(dir);
   const device = options.device ?? 'cpu';
+  const unetDir = options.unetDir ?? index.componentDir('unet');
+  const variants = componentVariants(
+    [
+      [index.componentDir('text_encoder'), TEXT_ENCODER_WEIGHTS],
+      [index.componentDir('vae'), VAE_WEIGHTS],
+      [unetDir, UNET_WEIGHTS],
+    ],
+    options.variant,
+    dir,
+  );
   const opened: Array<{ dispose(): void }> = [];
   try {
     const tokenizer = await CLIPTokenizer.load(index.componentDir('tokenizer'));
-    const textEncoder = await loadTextEncoder(index.componentDir('text_encoder'), { device });
+    const textEncoder = await loadTextEncoder(index.componentDir('text_encoder'), { device, variant: variants[0] });
     opened.push(textEncoder);
-    const vae = await loadVae(index.componentDir('vae'), { device });
+    const vae = await loadVae(index.componentDir('vae'), { device, variant: variants[1] });
     opened.push(vae);
-    const unet = await loadUNet(options.unetDir ?? index.componentDir('unet'), { device, variant: options.variant });
+    const unet = await loadUNet(unetDir, { device, variant: variants[2] });
     opened.push(unet);
     const scheduler = await loadScheduler(path.join(index.componentDir('scheduler'), SCHEDULER_CONFIG_FILE), { className: options.schedulerClass });
     opened.push(scheduler);
@@ -67,4 +83,17 @@ export async function loadStableDiffusion(dir: string, options: LoadStableDiffus
     for (const c of opened.reverse()) c.dispose();
     throw error;
   }
+}
+
+/** The variant each component loads: `variant` where its folder has weights of it, else none (its plain files). */
+function componentVariants(components: ReadonlyArray<readonly [string, string]>, variant: string | undefined, dir: string): Array<string | undefined> {
+  if (variant === undefined) return components.map(() => undefined);
+  const has = components.map(([folder, weights]) => hasWeightFiles(folder, weights, variant));
+  if (!has.some(Boolean)) {
+    const looked = components.map(([folder, weights]) => path.join(path.relative(dir, folder), addVariant(weights, variant)));
+    throw new ConfigError(
+      `${dir}: options.variant is "${variant}" but no component has weights of it (looked for ${looked.join(', ')} and their shard indexes); leave the variant out to load the plain weights`,
+    );
+  }
+  return has.map((h) => (h ? variant : undefined));
 }
