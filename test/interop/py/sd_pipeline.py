@@ -13,9 +13,14 @@ Request:
       writes {"output": pipe.unet(...).sample} (LoRA layers active);
   "compare_weights"?: folder: the largest |difference| between each component's weights and those
       StableDiffusionPipeline.from_pretrained(folder) loads, and the names only one of them has;
-  "save"?: {"dir", "variant"?, "max_shard_size"?, "dtype"?}: pipe (cast to dtype) .save_pretrained(...).
+  "save"?: [{"dir", "variant"?, "max_shard_size"?, "dtype"?}]: save_pretrained(...) of the pipeline as
+      opened, cast to dtype, for each (reopened every time: transformers' slow tokenizer saves only once
+      without the tokenizers package, and the cast is in place).
 Response: {"components": {name: class}, "weights"?: {component: {"max_abs_diff", "only_here", "only_there"}},
-"saved_files"?: {folder: [files]}}.
+"saved_files"?: {dir: {component folder: [files]}}}.
+
+diffusers v0.31 loads a sharded model only with low_cpu_mem_usage, which needs accelerate: here (no
+accelerate) from_pretrained cannot open sharded U-Net or VAE folders, though it writes them.
 """
 import os
 
@@ -72,12 +77,15 @@ def run(req):
         interop.save_tensors(c["out"], {"images": images.float(), "images_uint8": interop.image_uint8(images)})
     if "compare_weights" in req:
         result["weights"] = compare_weights(pipe, req["compare_weights"])
-    if "save" in req:
-        s = req["save"]
+    if req.get("save"):
+        result["saved_files"] = {}
+    for s in req.get("save") or []:
+        pipe = open_pipeline(req)
         if s.get("dtype"):
             pipe.to(getattr(torch, s["dtype"]))
         pipe.save_pretrained(s["dir"], variant=s.get("variant"), max_shard_size=s.get("max_shard_size"))
-        result["saved_files"] = {d: sorted(os.listdir(os.path.join(s["dir"], d))) for d in sorted(os.listdir(s["dir"])) if os.path.isdir(os.path.join(s["dir"], d))}
+        folders = [d for d in sorted(os.listdir(s["dir"])) if os.path.isdir(os.path.join(s["dir"], d))]
+        result["saved_files"][s["dir"]] = {d: sorted(os.listdir(os.path.join(s["dir"], d))) for d in folders}
     return result
 
 

@@ -3,10 +3,14 @@ save_pretrained (variant, shards, dtype), and run forward on given inputs.
 
 Request: {"model": folder, "subfolder"?: name, "variant"?: "fp16", "inputs"?: file.safetensors with
 "sample", "timestep" and optionally "encoder_hidden_states" / "class_labels", "out"?: file.safetensors,
-"save"?: {"dir": folder, "variant"?: name, "max_shard_size"?: int or "200KB", "dtype"?: "float16" | "bfloat16"}}.
+"save"?: [{"dir": folder, "variant"?: name, "max_shard_size"?: int or "200KB", "dtype"?: "float16" | "bfloat16"}]}.
 Writes {"output": unet(**inputs).sample} (float32) to `out`. Response: the class, the dtype its parameters
-were loaded in, and for "save" the files save_pretrained wrote.
+were loaded in, and for "save" the files save_pretrained wrote in each folder ({"saved_files": {dir: [...]}}).
+
+diffusers v0.31 loads a sharded model only with low_cpu_mem_usage, which needs accelerate: here (no
+accelerate) from_pretrained cannot open the sharded folders it writes.
 """
+import copy
 import json
 import os
 
@@ -41,11 +45,12 @@ def run(req):
     if "inputs" in req:
         inputs = interop.load_tensors(req["inputs"])
         interop.save_tensors(req["out"], {"output": forward(unet, inputs).float()})
-    save = req.get("save")
-    if save:
-        model = unet.to(getattr(torch, save["dtype"])) if save.get("dtype") else unet
+    if req.get("save"):
+        result["saved_files"] = {}
+    for save in req.get("save") or []:
+        model = copy.deepcopy(unet).to(getattr(torch, save["dtype"])) if save.get("dtype") else unet
         model.save_pretrained(save["dir"], variant=save.get("variant"), max_shard_size=save.get("max_shard_size", "10GB"))
-        result["saved_files"] = sorted(os.listdir(save["dir"]))
+        result["saved_files"][save["dir"]] = sorted(os.listdir(save["dir"]))
     return result
 
 
