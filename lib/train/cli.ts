@@ -22,7 +22,7 @@ import { withFileErrors } from '../util/fs-errors';
 export const finetuneCli = defineCli({
   name: 'finetune',
   summary:
-    "Fine-tunes a pretrained diffusers model on a recipe (lib/config/recipe.ts): a progress bar on a TTY, plain lines otherwise; checkpoints as the recipe says. Ctrl-C (SIGINT) or SIGTERM stops at the next step with a checkpoint and exits 130 or 143. With --nproc-per-node this process launches data-parallel workers, which also run under torchrun's variables.",
+    "Fine-tunes a pretrained diffusers model on a recipe (lib/config/recipe.ts): a progress bar on a TTY, plain lines otherwise; checkpoints as the recipe says; <output>/report.html shows the run (curves, validation grids, checkpoints), rewritten at each validation. Ctrl-C (SIGINT) or SIGTERM stops at the next step with a checkpoint and exits 130 or 143. With --nproc-per-node this process launches data-parallel workers, which also run under torchrun's variables.",
   flags: {
     recipe: { type: 'string', value: '<file.json>', required: true, description: 'the training recipe; relative paths in it resolve against its folder' },
     set: {
@@ -41,23 +41,19 @@ export const finetuneCli = defineCli({
   ],
 });
 
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.round(seconds);
-  return s >= 3600
-    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
-    : s >= 60
-      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
-      : `${s}s`;
-}
+/** One step's progress line (scripts/pretrain-mnist.ts prints it too). */
+export { progressLine } from './progress';
 
-export function progressLine(p: FinetuneProgress, width = 24): string {
-  const filled = Math.round((p.step / p.totalSteps) * width);
-  const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
-  return `${bar} step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${p.imagesPerSecond.toFixed(1)} img/s  ETA ${duration(p.etaSeconds)}${p.skipped ? '  (skipped: non-finite)' : ''}`;
-}
-
-export async function runFinetuneCli(argv: readonly string[], out: Writable, err: Writable, tty: boolean): Promise<number> {
+/**
+ * `out` gets the progress and the log: a progress line redrawn in place when `tty` (default: `out.isTTY`),
+ * plain lines otherwise; `err` gets errors and the stop notice.
+ */
+export async function runFinetuneCli(
+  argv: readonly string[],
+  out: Writable,
+  err: Writable,
+  tty: boolean = (out as ProgressStream).isTTY === true,
+): Promise<number> {
   const stack = argv.includes('--stack');
   try {
     // Every flag, the launcher's too, is checked here, before any worker starts.
@@ -71,12 +67,12 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
     const { launch, rest } = parseLaunchArgs(argv);
     if (launch && !values['dry-run']) return await launchWorkers(launch, rest, out, err);
     const file = values.recipe;
-      const dreambooth = await planDreamBoothRecipe(raw, file);
-      if (dreambooth !== undefined) out.write(`${formatDreamBoothPlan(dreambooth)}\n`);
     const text = await withFileErrors(file, 'read', () => fs.readFile(file, 'utf8'), { field: '--recipe' });
     const raw = applyOverrides(parseLenientJson(text, file), values.set);
     if (values['dry-run']) {
       out.write(`${formatPlan(await planRecipe(raw, file))}\n`);
+      const dreambooth = await planDreamBoothRecipe(raw, file);
+      if (dreambooth !== undefined) out.write(`${formatDreamBoothPlan(dreambooth)}\n`);
       return 0;
     }
     const controller = new AbortController();
@@ -92,14 +88,15 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
     const onSigterm = () => stop('SIGTERM');
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigterm);
+    const display = new ProgressDisplay(out as Writable & ProgressStream, tty);
     try {
       const result = await finetune(raw, {
         recipeFile: file,
         signal: controller.signal,
-        onLog: (line) => out.write(`${tty ? '\r\x1b[K' : ''}${line}\n`),
-        onProgress: (p) => (tty ? out.write(`\r\x1b[K${progressLine(p)}`) : out.write(`${progressLine(p, 0).trim()}\n`)),
+        onLog: (line) => display.log(line),
+        onProgress: (p) => display.progress(p),
       });
-      if (tty) out.write('\n');
+      display.end();
       // A data-parallel rank may stop because another rank got the signal: that is SIGINT's code.
       const code = result.status === 'completed' ? 0 : STOP_EXIT_CODES[stoppedBy ?? 'SIGINT'];
       // Data-parallel: rank 0 reports for the run; the other ranks only fail loudly.
@@ -125,6 +122,8 @@ export async function runFinetuneCli(argv: readonly string[], out: Writable, err
       );
       return code;
     } finally {
+      // An error is printed on a line of its own, not after the progress line.
+      display.end();
       process.off('SIGINT', onSigint);
       process.off('SIGTERM', onSigterm);
     }

@@ -15,8 +15,8 @@ import type { Scheduler } from '../schedulers/scheduler';
 import { readCpuinfo } from '../util/cpu';
 import { checkOutputFolder } from '../util/output-folder';
 import { classLabels } from './class-labels';
-import { openTrainingLoader } from './data';
 import { DreamBooth, planDreamBooth, prepareClassImages, type DreamBoothPlan } from './dreambooth';
+import { openTrainingLoader } from './data';
 import { emaTrainerOptions } from './ema';
 import { exportModel, outputFolders } from './export';
 import { Hooks } from './hooks';
@@ -88,13 +88,6 @@ export async function planRecipe(input: unknown, recipeFile?: string): Promise<F
   return recipe.lora ? planLoraRun(parameters, recipe.lora, ema) : planFreeze(parameters, recipe.freeze, { ema });
 }
 
-export async function finetune(input: unknown, options: FinetuneOptions = {}): Promise<FinetuneResult> {
-  const recipe = prepareRecipe(input, options.recipeFile);
-  const t = recipe.train;
-  // Before anything loads: a read-only, mistyped or /proc output would otherwise fail only at the first
-  // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
-  if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
-  // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
 /** DreamBooth's part of the plan (instance and class image counts, class images to generate); undefined without a dreambooth section. */
 export async function planDreamBoothRecipe(
   input: unknown,
@@ -106,12 +99,21 @@ export async function planDreamBoothRecipe(
   return planDreamBooth(recipe, await resolveRunBase(recipe, log), log);
 }
 
+export async function finetune(input: unknown, options: FinetuneOptions = {}): Promise<FinetuneResult> {
+  const recipe = prepareRecipe(input, options.recipeFile);
+  const t = recipe.train;
+  // Before anything loads: a read-only, mistyped or /proc output would otherwise fail only at the first
+  // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
+  if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
+  // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
   const dp = await joinDataParallel({ device: recipe.model.device });
   const log = dp.isMain ? (options.onLog ?? (() => undefined)) : () => undefined;
 
   // Load: the base model, the checkpoint to resume from, the U-Net, a pipeline's frozen text encoder and VAE.
   const base = await resolveRunBase(recipe, log);
   const resumed = await findResume(recipe, base.identity, log);
+  // DreamBooth: the class images the folder lacks, generated with the base pipeline before the run loads its own models.
+  await prepareClassImages(recipe, base, dp, log);
   using unet = await openTrainingUNet(recipe, base.folder, resumed, log);
   using text = await openTextToImage(unet, base.folder, recipe, { verifyFrozen: options.verifyFrozen ?? false, log });
   await unet.setOptions({ gradientCheckpointing: t.gradientCheckpointing, channelsLast: t.channelsLast });
@@ -119,12 +121,12 @@ export async function planDreamBoothRecipe(
   const predictionType = trainedPredictionType(recipe, scheduler);
 
   // Plan: what trains (the U-Net's own weights or LoRA adapters) and the hooks the loop calls, in order.
-  // DreamBooth: the class images the folder lacks, generated with the base pipeline before the run loads its own models.
-  await prepareClassImages(recipe, base, dp, log);
   const weights = recipe.lora ? await trainLora(unet, recipe.lora, { resumedDir: resumed?.dir, seed: t.seed }, log) : await trainUNet(unet, recipe, log);
 
   // Data: this rank's shard of the training set (DreamBooth captions it and adds class samples), and the held-out batch.
   const loader = await openTrainingLoader(recipe, dp, resumed, log);
+  const dreambooth = await DreamBooth.open(recipe, { instanceSamples: loader.size, resumedDir: resumed?.dir, log });
+  const hooks = new Hooks([weights, classLabels(unet), dreambooth, text, dp]);
   const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));
   using validation = await Validation.open(recipe, hooks, { enabled: dp.isMain, metrics, log });
 
@@ -132,8 +134,6 @@ export async function planDreamBoothRecipe(
   using trainer = await createTrainer(unet, weights.trainable, recipe, scheduler, predictionType);
   const start = await resumeTrainer(trainer, resumed, recipe, log);
   await hooks.attach(trainer);
-  const dreambooth = await DreamBooth.open(recipe, { instanceSamples: loader.size, resumedDir: resumed?.dir, log });
-  const hooks = new Hooks([weights, classLabels(unet), dreambooth, text, dp]);
 
   // Loop.
   const checkpoints = new Checkpoints({ recipe, base: base.identity, trainer, loader, hooks, enabled: dp.isMain, log });

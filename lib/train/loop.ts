@@ -19,6 +19,8 @@ export interface FinetuneProgress {
   lr: number;
   gradNorm: number;
   imagesPerSecond: number;
+  /** Optimizer steps per second over this process's steps (a resumed run's earlier steps excluded). */
+  stepsPerSecond: number;
   etaSeconds: number;
   skipped: boolean;
 }
@@ -151,6 +153,7 @@ class Pace {
       lr: r.lr,
       gradNorm: r.gradNorm,
       imagesPerSecond,
+      stepsPerSecond,
       etaSeconds: (totalSteps - step) / Math.max(stepsPerSecond, 1e-9),
       skipped: r.skipped,
     };
