@@ -12,7 +12,7 @@ import { defineCli, formatHelp, parseCli, STACK_FLAG, usageHint } from '../util/
 import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
 import { formatDreamBoothPlan } from './dreambooth';
-import { finetune, planDreamBoothRecipe, planRecipe } from './finetune';
+import { finetune, generateClassImages, planDreamBoothRecipe, planRecipe } from './finetune';
 import { ProgressDisplay, type ProgressStream } from './progress';
 import { LAUNCH_FLAGS, launchWorkers, parseLaunchArgs } from '../distributed/launch';
 import { readDistEnv } from '../distributed/env';
@@ -65,10 +65,15 @@ export async function runFinetuneCli(
     const { values } = args;
     // --nproc-per-node N: this process becomes the launcher of N workers (lib/distributed/launch.ts).
     const { launch, rest } = parseLaunchArgs(argv);
-    if (launch && !values['dry-run']) return await launchWorkers(launch, rest, out, err);
     const file = values.recipe;
     const text = await withFileErrors(file, 'read', () => fs.readFile(file, 'utf8'), { field: '--recipe' });
     const raw = applyOverrides(parseLenientJson(text, file), values.set);
+    if (launch && !values['dry-run']) {
+      // DreamBooth: the launcher generates missing class images before the workers start; in the workers
+      // rank 0 would, while the others wait at a barrier no longer than --dist-timeout.
+      if (launch.nodeRank === 0) await generateClassImages(raw, file, (line) => out.write(`${line}\n`));
+      return await launchWorkers(launch, rest, out, err);
+    }
     if (values['dry-run']) {
       out.write(`${formatPlan(await planRecipe(raw, file))}\n`);
       const dreambooth = await planDreamBoothRecipe(raw, file);

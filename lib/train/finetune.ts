@@ -106,6 +106,13 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
   if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
   // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
+/** DreamBooth with prior preservation: generates the class images the recipe's classData lacks (nothing else), as a run would first. */
+export async function generateClassImages(input: unknown, recipeFile?: string, log: (line: string) => void = () => undefined): Promise<void> {
+  const recipe = prepareRecipe(input, recipeFile);
+  if (recipe.dreambooth?.classData === undefined) return;
+  await prepareClassImages(recipe, await resolveRunBase(recipe, log), { isMain: true }, log);
+}
+
   const dp = await joinDataParallel({ device: recipe.model.device });
   const log = dp.isMain ? (options.onLog ?? (() => undefined)) : () => undefined;
 

@@ -6,7 +6,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { Writable } from 'stream';
+import { PassThrough, Writable } from 'stream';
+import { SafetensorsFile } from '../../lib/checkpoint/safetensors';
 import { disposeStateDict } from '../../lib/checkpoint/state-dict';
 import { loadUNet } from '../../lib/models/unet';
 import { Tensor } from '../../lib/native/tensor';
@@ -342,3 +343,53 @@ describe('DreamBooth fine-tuning with prior preservation', () => {
     expect(Math.abs(heavier.finalLoss - a.finalLoss) / a.finalLoss).toBeGreaterThan(1e-3);
   }, 180_000);
 });
+
+test('npm run finetune -- --nproc-per-node 2: the launcher generates the class images, 2 ranks × batch 1 train as 1 process × batch 2', async () => {
+  const dir = path.join(work, 'dp');
+  const instances = path.join(dir, 'instances');
+  fs.mkdirSync(instances, { recursive: true });
+  // 4 instance images: every global batch of 2 lies within one epoch on 2 ranks as in one process.
+  for (const f of ['red-circle.png', 'red-square.png', 'blue-circle.png', 'blue-square.png']) fs.copyFileSync(path.join(SHAPES, f), path.join(instances, f));
+  const recipe = (output: string, batchSize: number) => ({
+    model: { pretrained: PIPELINE },
+    data: { path: instances, resolution: 32, channels: 3, randomFlip: true },
+    dreambooth: {
+      instancePrompt: 'a photo of sks shape',
+      classPrompt: 'a photo of a shape',
+      classData: path.join(dir, 'classes'),
+      numClassImages: 2,
+      classGeneration: { steps: 2 },
+    },
+    train: { steps: 3, batchSize, lr: 1e-4, seed: 5 },
+    textToImage: { cacheDir: path.join(dir, 'cache') },
+    output,
+  });
+  const file = path.join(dir, 'r.json');
+  fs.writeFileSync(file, JSON.stringify(recipe(path.join(dir, 'two'), 1)));
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let printed = '';
+  let errors = '';
+  out.on('data', (c) => (printed += String(c)));
+  err.on('data', (c) => (errors += String(c)));
+  expect([await runFinetuneCli(['--recipe', file, '--nproc-per-node', '2', '--dist-timeout', '120'], out, err, false), errors]).toEqual([0, '']);
+  expect(printed).toMatch(/class images: 0 in .*generating 2/);
+  expect(printed).toMatch(/done: 3 steps/);
+  const single = await finetune(recipe(path.join(dir, 'one'), 2));
+  expect(single.status).toBe('completed');
+  // The same instance and class samples, noise and flips per step, grouped over ranks instead of one batch:
+  // gradients within float32 summation error (the deepest sum: a convolution weight gradient over
+  // 2 instance + 2 class samples × 16 × 16 latent pixels, plus the all-reduce's addition), compared in
+  // Adam's first moments (see data-parallel.test.ts for why not the weights).
+  const moments = async (run: string) => {
+    const t = await SafetensorsFile.open(path.join(dir, run, 'checkpoint-3', 'optimizer.safetensors'));
+    try {
+      const m = new Map<string, Float32Array>();
+      for (const name of t.names().filter((n) => n.startsWith('exp_avg.'))) m.set(name, (await t.read(name)).data as Float32Array);
+      return m;
+    } finally {
+      await t.close();
+    }
+  };
+  expect(relativeDistance(await moments('one'), await moments('two'))).toBeLessThan(float32SumBound(4 * 16 * 16 + 1));
+}, 240_000);
