@@ -9,8 +9,9 @@
  */
 import * as os from 'os';
 import { OutOfMemoryError } from '../errors';
-import { sizeDrivers, unetSkipElements } from '../config/model-size';
+import { sizeDrivers, unetSkipElements, vaeDecodeElements } from '../config/model-size';
 import type { UNetConfig } from '../config/unet';
+import type { AutoencoderKLConfig } from '../config/vae';
 
 /** Bytes this process could ever hold at once: physical memory, or its cgroup's limit where lower. */
 export function memoryLimitBytes(): number {
@@ -100,4 +101,63 @@ export function checkUNetActivationsFit(step: UNetStep, limitBytes = memoryLimit
       `besides ${formatByteCount(step.parameterBytes)} of weights, more than the ${formatByteCount(limitBytes)} of memory this machine has; ` +
       'use a smaller batch or resolution. Nothing was allocated.',
   );
+}
+
+/** What a VAE decode will do to fit in memory, and why (see planVaeDecode). */
+export interface VaeDecodePlan {
+  slicing: boolean;
+  tiling: boolean;
+  /** Estimated activation bytes of the plain decode (the whole batch at once, no tiles). */
+  plainBytes: number;
+  /** Estimated activation bytes with the chosen savers. */
+  bytes: number;
+  /** What the decode may take. */
+  budgetBytes: number;
+  /** A log line when a saver was turned on; undefined otherwise. */
+  note?: string;
+}
+
+/**
+ * Which of diffusers' VAE memory savers a decode of `latents` [N, C, h, w] needs so that its activations
+ * (vaeDecodeElements, float32) fit in `budgetBytes` (default: 90% of what this process can still grow by:
+ * the machine's or cgroup's memory less its resident size now). None when the plain decode fits; slicing
+ * first (one image at a time: the same images); tiling too when one image alone does not fit (tiles of
+ * `tileLatentSize` latents: slightly different images, as in diffusers).
+ */
+export function planVaeDecode(
+  config: AutoencoderKLConfig,
+  latents: readonly number[],
+  tile: { tileSampleSize: number; tileLatentSize: number; overlap: number },
+  budgetBytes = 0.9 * Math.max(0, memoryLimitBytes() - process.memoryUsage().rss),
+): VaeDecodePlan {
+  const [n = 1, , h = 1, w = 1] = latents;
+  const f = 2 ** (config.block_out_channels.length - 1);
+  const output = n * config.out_channels * h * f * w * f;
+  const bytesOf = (batch: number, tiled: boolean): number => {
+    if (!tiled) return 4 * (vaeDecodeElements(config, [h, w], batch) + output);
+    // One tile at a time, all of an image's decoded tiles kept until they are blended (as diffusers does).
+    const stride = Math.max(1, Math.trunc(tile.tileLatentSize * (1 - tile.overlap)));
+    const tiles = Math.ceil(h / stride) * Math.ceil(w / stride);
+    const t = Math.min(tile.tileLatentSize, Math.max(h, w));
+    return 4 * (vaeDecodeElements(config, [Math.min(t, h), Math.min(t, w)], 1) + batch * tiles * config.out_channels * tile.tileSampleSize ** 2 + output);
+  };
+  const plainBytes = bytesOf(n, false);
+  const plan = (slicing: boolean, tiling: boolean, bytes: number): VaeDecodePlan => {
+    if (!slicing && !tiling) return { slicing, tiling, plainBytes, bytes, budgetBytes };
+    const savers = [
+      slicing ? 'one image at a time (slicing, as diffusers\' enable_vae_slicing)' : '',
+      tiling ? `in ${tile.tileSampleSize}-pixel tiles (tiling, as diffusers' enable_vae_tiling)` : '',
+    ].filter(Boolean);
+    const note =
+      `VAE decode of latents [${latents.join(', ')}]: about ${formatGigabytes(plainBytes)} of activations at once, more than the ` +
+      `${formatGigabytes(budgetBytes)} this process can still use; decoding ${savers.join(' and ')}: about ${formatGigabytes(bytes)}`;
+    return { slicing, tiling, plainBytes, bytes, budgetBytes, note };
+  };
+  if (plainBytes <= budgetBytes) return plan(false, false, plainBytes);
+  if (n > 1 && bytesOf(1, false) <= budgetBytes) return plan(true, false, bytesOf(1, false));
+  return plan(n > 1, true, bytesOf(1, true));
+}
+
+function formatGigabytes(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(1)} GB`;
 }

@@ -13,7 +13,7 @@ import { callAsync, loadNative } from '../native/load';
 import type { Generator } from '../native/generator';
 import { gaussianSample, randn } from '../native/ops';
 import { Tensor } from '../native/tensor';
-import type { NativeAutoencoderKL } from '../native/types';
+import type { NativeAutoencoderKL, NativeVaeTiling } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
 import { diffusersConfigJson, hasWeightFiles, saveModelFolder, weightsSource } from './model-folder';
 import { checkTensor, createNativeModel, streamWeightsInto, toTensorMap } from './native-model';
@@ -33,6 +33,27 @@ export interface LatentDistribution {
   logvar: Tensor;
   /** exp(0.5·logvar), when asked for. */
   std?: Tensor;
+}
+
+/** Tile sizes of tiled encoding/decoding; each defaults to diffusers' (see AutoencoderKL.tiling). */
+export interface VaeTileSizes {
+  /** tile_sample_min_size: a tile's side in pixels (default: the config's sample_size). */
+  tileSampleSize?: number;
+  /** tile_latent_min_size: a tile's side in latents (default: tileSampleSize ÷ the VAE scale factor, truncated). */
+  tileLatentSize?: number;
+  /** tile_overlap_factor: the share of a tile that overlaps the next one and is blended (default 0.25). */
+  overlap?: number;
+}
+
+/**
+ * diffusers' memory savers for large images and batches: `slicing` (enable_vae_slicing) encodes or
+ * decodes a batch one image at a time; `tiling` (enable_vae_tiling) encodes or decodes an image larger
+ * than a tile in overlapping tiles, blended linearly where they overlap — the same arithmetic as
+ * diffusers, so the same (slightly tile-dependent) images. `true` takes diffusers' tile sizes.
+ */
+export interface VaeMemoryOptions {
+  slicing?: boolean;
+  tiling?: boolean | VaeTileSizes;
 }
 
 export interface VaeBackwardResult {
@@ -107,10 +128,11 @@ export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
    * The latent distribution of `images` [B, in_channels, H, W] (values in [−1, 1]; any float dtype,
    * converted to the model's). With `{ std: true }` also exp(0.5·logvar). The caller disposes the tensors.
    */
-  async encode(images: Tensor, options: { std?: boolean } = {}): Promise<LatentDistribution> {
+  async encode(images: Tensor, options: { std?: boolean } & VaeMemoryOptions = {}): Promise<LatentDistribution> {
     checkTensor(images, 'images');
     const native = this.live();
-    const r = await callAsync(() => native.encode(images.native));
+    const tiling = this.nativeTiling(options);
+    const r = await callAsync(() => native.encode(images.native, tiling));
     const dist: LatentDistribution = { mean: new Tensor(r.mean), logvar: new Tensor(r.logvar) };
     if (options.std === true) dist.std = new Tensor(r.std);
     else r.std.dispose();
@@ -139,10 +161,37 @@ export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
   }
 
   /** Images [B, out_channels, h·f, w·f] from latents [B, latent_channels, h, w] in the VAE's own scale (latents / scalingFactor). */
-  async decode(latents: Tensor): Promise<Tensor> {
+  async decode(latents: Tensor, options: VaeMemoryOptions = {}): Promise<Tensor> {
     checkTensor(latents, 'latents');
     const native = this.live();
-    return new Tensor(await callAsync(() => native.decode(latents.native)));
+    const tiling = this.nativeTiling(options);
+    return new Tensor(await callAsync(() => native.decode(latents.native, tiling)));
+  }
+
+  /**
+   * The tile sizes `tiling` resolves to: diffusers' tile_sample_min_size (the config's sample_size, its
+   * first entry for a list), tile_latent_min_size = int(sample_size / 2^(levels − 1)) and overlap 0.25,
+   * each replaced where given.
+   */
+  tiling(sizes: VaeTileSizes = {}): Required<VaeTileSizes> {
+    if (sizes === null || typeof sizes !== 'object') throw expected('an object { tileSampleSize, tileLatentSize, overlap }', 'options.tiling', sizes);
+    const configured = this.config.sample_size;
+    const tileSampleSize = sizes.tileSampleSize ?? (typeof configured === 'number' ? configured : configured[0]!);
+    const tileLatentSize = sizes.tileLatentSize ?? Math.trunc(tileSampleSize / this.vaeScaleFactor);
+    const overlap = sizes.overlap ?? 0.25;
+    if (!Number.isSafeInteger(tileSampleSize) || tileSampleSize < 1) throw expected('a positive integer', 'options.tiling.tileSampleSize', tileSampleSize);
+    if (!Number.isSafeInteger(tileLatentSize) || tileLatentSize < 1) throw expected('a positive integer', 'options.tiling.tileLatentSize', tileLatentSize);
+    if (typeof overlap !== 'number' || !(overlap >= 0 && overlap < 1)) throw expected('a number in [0, 1)', 'options.tiling.overlap', overlap);
+    return { tileSampleSize, tileLatentSize, overlap };
+  }
+
+  private nativeTiling(options: VaeMemoryOptions): NativeVaeTiling {
+    if (options === null || typeof options !== 'object') throw expected('an options object', 'options', options);
+    const slicing = options.slicing ?? false;
+    if (typeof slicing !== 'boolean') throw expected('a boolean', 'options.slicing', slicing);
+    const tiling = options.tiling ?? false;
+    if (tiling === false) return { slicing, tiling: false };
+    return { slicing, tiling: true, ...this.tiling(tiling === true ? {} : tiling) };
   }
 
   /** diffusers' vae(images).sample: decode(encode(images).mean). */

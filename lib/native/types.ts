@@ -150,12 +150,26 @@ export interface NativeLatentDistribution {
   std: NativeTensor;
 }
 
+/**
+ * diffusers' enable_vae_slicing / enable_vae_tiling: `slicing` encodes/decodes a batch one image at a time;
+ * `tiling` cuts an image larger than a tile into tiles of tileSampleSize pixels (tileLatentSize latents)
+ * overlapping by `overlap` of a tile, blended linearly (diffusers' tile_sample_min_size,
+ * tile_latent_min_size, tile_overlap_factor).
+ */
+export interface NativeVaeTiling {
+  slicing: boolean;
+  tiling: boolean;
+  tileSampleSize?: number;
+  tileLatentSize?: number;
+  overlap?: number;
+}
+
 /** A frozen diffusers AutoencoderKL living on the compute thread (no autograd except decodeBackwardMse). */
 export interface NativeAutoencoderKL extends NativeModelHandle {
   /** images [B, in_channels, H, W] → the latent distribution [B, latent_channels, H/f, W/f]. */
-  encode(images: NativeTensor): Promise<NativeLatentDistribution>;
+  encode(images: NativeTensor, tiling?: NativeVaeTiling): Promise<NativeLatentDistribution>;
   /** latents in the VAE's own scale → images. */
-  decode(latents: NativeTensor): Promise<NativeTensor>;
+  decode(latents: NativeTensor, tiling?: NativeVaeTiling): Promise<NativeTensor>;
   /** decode(encode(images).mean). */
   forward(images: NativeTensor): Promise<NativeTensor>;
   /** loss = mean((decode(latents) − target)²), backward; gradients of `gradNames` (all if omitted). */

@@ -86,6 +86,15 @@ export const sampleCli = defineCli({
 
 export async function runSampleCli(argv: readonly string[], out: Writable, err: Writable): Promise<number> {
   const stack = argv.includes('--stack');
+    'vae-slicing': {
+      type: 'boolean',
+      description: "text-to-image: decode the images one at a time (diffusers' enable_vae_slicing); on by itself when the batch would not fit in memory",
+    },
+    'vae-tiling': {
+      type: 'boolean',
+      description:
+        "text-to-image: decode in overlapping tiles of the VAE's sample_size (diffusers' enable_vae_tiling; slightly different images); on by itself when one image would not fit in memory",
+    },
   try {
     const args = parseCli(sampleCli, argv);
     if (args.help) {
@@ -134,6 +143,8 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
       );
     const warn = (message: string) => void err.write(`${message}\n`);
     const folder = resolveModelFolder(path.resolve(a.model), warn);
+          vaeSlicing: a['vae-slicing'],
+          vaeTiling: a['vae-tiling'],
     using unet = await loadUNet(folder.unetDir);
     const unknownKeys = unknownConfigKeysWarning(unet, path.join(folder.unetDir, 'config.json'));
     if (unknownKeys !== undefined) warn(unknownKeys);

@@ -195,5 +195,5 @@ export async function img2img(sd: StableDiffusion, options: Img2ImgOptions): Pro
     embeddings.dispose();
     throw error;
   }
-  return { ...(await pipelineResult(sd, final, embeddings)), timesteps };
+  return { ...(await pipelineResult(sd, final, embeddings, options)), timesteps };
 }

@@ -37,6 +37,9 @@ export interface Txt2ImgArgs {
   lora?: string;
   schedulerClass?: SchedulerClassName;
   eta?: number;
+  /** Force the VAE's memory savers on (otherwise each turns on by itself when the decode would not fit). */
+  vaeSlicing?: boolean;
+  vaeTiling?: boolean;
 }
 
 /** Reads the initial latents: the file's only tensor, or the one named "latents". */
@@ -123,6 +126,9 @@ export async function runTxt2ImgCli(a: Txt2ImgArgs, out: Writable, err: Writable
     clipSkip: a.clipSkip,
     eta: a.eta,
     onStep: ({ index, total }: { index: number; total: number }) => void err.write(`\rsampling: step ${index + 1}/${total}`),
+    vaeSlicing: a.vaeSlicing === true ? true : ('auto' as const),
+    vaeTiling: a.vaeTiling === true ? true : ('auto' as const),
+    onLog: (line: string) => void err.write(`\n${line}`),
   };
   const result: Txt2ImgResult = initImage
     ? await img2img(sd, { ...common, image: initImage, strength: a.strength })

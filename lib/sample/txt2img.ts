@@ -5,7 +5,9 @@
  * by its scaling factor. Tensor math stays native; this sequences the calls.
  */
 import { expected, InvalidArgumentError } from '../errors';
+import { planVaeDecode } from '../models/memory-check';
 import type { StableDiffusion } from '../models/stable-diffusion';
+import type { VaeMemoryOptions, VaeTileSizes } from '../models/vae';
 import { Generator } from '../native/generator';
 import { classifierFreeGuidance, concat, randn, scale } from '../native/ops';
 import { Tensor } from '../native/tensor';
@@ -30,6 +32,18 @@ export interface Txt2ImgOptions {
   eta?: number;
   /** Called after each step with borrowed tensors (valid only during the call). */
   onStep?: (trace: StepTrace) => void | Promise<void>;
+  /**
+   * Decode the batch one image at a time (diffusers' enable_vae_slicing: the same images). "auto" (the
+   * default): when decoding the whole batch at once would not fit in memory (planVaeDecode).
+   */
+  vaeSlicing?: boolean | 'auto';
+  /**
+   * Decode in overlapping tiles (diffusers' enable_vae_tiling: tile seams blended, so slightly different
+   * images); `true` or tile sizes of one's own. "auto" (the default): only when one image would not fit.
+   */
+  vaeTiling?: boolean | VaeTileSizes | 'auto';
+  /** Informational lines: the VAE memory savers turned on automatically, and why. */
+  onLog?: (line: string) => void;
 }
 
 export interface StepTrace {
@@ -177,16 +191,35 @@ export async function denoise(
   }
 }
 
-/** Images from final latents: divided by the VAE's scaling_factor, then decoded. */
-export async function decodeLatents(sd: StableDiffusion, latents: Tensor): Promise<Tensor> {
+/** The options that choose how the VAE decodes (Txt2ImgOptions' vaeSlicing, vaeTiling, onLog). */
+export type VaeMemoryChoice = Pick<Txt2ImgOptions, 'vaeSlicing' | 'vaeTiling' | 'onLog'>;
+
+/**
+ * The VAE savers a decode of `latents` uses: the ones asked for, and for each left at "auto" (the
+ * default) planVaeDecode's choice, logged through onLog when it turns one on.
+ */
+export function vaeMemory(sd: Pick<StableDiffusion, 'vae'>, latents: readonly number[], options: VaeMemoryChoice): VaeMemoryOptions {
+  const slicing = options.vaeSlicing ?? 'auto';
+  const tiling = options.vaeTiling ?? 'auto';
+  if (slicing !== 'auto' && typeof slicing !== 'boolean') throw expected('true, false or "auto"', 'options.vaeSlicing', slicing);
+  if (tiling !== 'auto' && typeof tiling !== 'boolean' && (tiling === null || typeof tiling !== 'object'))
+    throw expected('true, false, "auto" or tile sizes { tileSampleSize, tileLatentSize, overlap }', 'options.vaeTiling', tiling);
+  if (slicing !== 'auto' && tiling !== 'auto') return { slicing, tiling };
+  const plan = planVaeDecode(sd.vae.config, latents, sd.vae.tiling(typeof tiling === 'object' ? tiling : {}));
+  if (plan.note !== undefined && ((slicing === 'auto' && plan.slicing) || (tiling === 'auto' && plan.tiling))) options.onLog?.(plan.note);
+  return { slicing: slicing === 'auto' ? plan.slicing : slicing, tiling: tiling === 'auto' ? plan.tiling : tiling };
+}
+
+/** Images from final latents: divided by the VAE's scaling_factor, then decoded (sliced or tiled as `memory` says, see vaeMemory). */
+export async function decodeLatents(sd: StableDiffusion, latents: Tensor, memory: VaeMemoryChoice = {}): Promise<Tensor> {
   using decodeInput = await scale(latents, 1 / sd.vae.scalingFactor);
-  return await sd.vae.decode(decodeInput);
+  return await sd.vae.decode(decodeInput, vaeMemory(sd, decodeInput.shape, memory));
 }
 
 /** A pipeline result from the final latents: decodes them; on failure frees what it was given. */
-export async function pipelineResult(sd: StableDiffusion, latents: Tensor, embeddings: PromptEmbeddings): Promise<Txt2ImgResult> {
+export async function pipelineResult(sd: StableDiffusion, latents: Tensor, embeddings: PromptEmbeddings, memory: VaeMemoryChoice = {}): Promise<Txt2ImgResult> {
   try {
-    const images = await decodeLatents(sd, latents);
+    const images = await decodeLatents(sd, latents, memory);
     return {
       images,
       latents,
@@ -251,5 +284,5 @@ export async function txt2img(sd: StableDiffusion, options: Txt2ImgOptions): Pro
     embeddings.dispose();
     throw error;
   }
-  return await pipelineResult(sd, latents, embeddings);
+  return await pipelineResult(sd, latents, embeddings, options);
 }

@@ -15,6 +15,21 @@ constexpr int64_t kBig = int64_t{1} << 40;
 
 Napi::Value tensorValue(Napi::Env env, Tensor& t) { return TensorWrap::create(env, t); }
 
+// encode/decode's optional { slicing, tiling, tileSampleSize, tileLatentSize, overlap }; absent: neither.
+VaeTiling parseTiling(const Napi::Value& value) {
+  VaeTiling t;
+  if (value.IsUndefined()) return t;
+  Napi::Object o = expectObject(value, "options");
+  t.slicing = fieldBool(o, "slicing", "options");
+  t.tiling = fieldBool(o, "tiling", "options");
+  if (!t.tiling) return t;
+  t.tileSampleSize = fieldInt(o, "tileSampleSize", "options", 1, kBig);
+  t.tileLatentSize = fieldInt(o, "tileLatentSize", "options", 1, kBig);
+  t.overlap = fieldNumber(o, "overlap", "options");
+  if (!(t.overlap >= 0 && t.overlap < 1)) failArg("a number in [0, 1)", "options.overlap", o.Get("overlap"));
+  return t;
+}
+
 }  // namespace
 
 Napi::Function VaeWrap::define(Napi::Env env) {
@@ -51,8 +66,9 @@ Napi::Value VaeWrap::encode(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
     Tensor images = TensorWrap::unwrapArg(argAt(info, 0), "images");
+    VaeTiling tiling = parseTiling(argAt(info, 1));
     return addonState(env).compute->run(
-        env, [model, images] { return model->encode(images); },
+        env, [model, images, tiling] { return model->encode(images, tiling); },
         [](Napi::Env env, VaeEncoding& e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("mean", TensorWrap::create(env, e.mean));
@@ -68,8 +84,9 @@ Napi::Value VaeWrap::decode(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto model = live();
     Tensor latents = TensorWrap::unwrapArg(argAt(info, 0), "latents");
+    VaeTiling tiling = parseTiling(argAt(info, 1));
     return addonState(env).compute->run(
-        env, [model, latents] { return model->decode(latents); }, tensorValue);
+        env, [model, latents, tiling] { return model->decode(latents, tiling); }, tensorValue);
   });
 }
 

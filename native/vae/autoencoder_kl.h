@@ -36,8 +36,17 @@ class AutoencoderKL : public Module {
   explicit AutoencoderKL(const VaeConfig& c);
   // moments = quant_conv(encoder(x)), split into (mean, logvar) with logvar clamped to [-30, 20].
   std::pair<at::Tensor, at::Tensor> encode(const at::Tensor& x) const;
+  // quant_conv(encoder(x)): [B, 2·latent_channels, h, w].
+  at::Tensor encodeMoments(const at::Tensor& x) const;
+  // DiagonalGaussianDistribution's (mean, logvar) of moments, logvar clamped to [-30, 20].
+  static std::pair<at::Tensor, at::Tensor> splitMoments(const at::Tensor& moments);
   // decoder(post_quant_conv(z)), z in the VAE's own scale (latents / scaling_factor).
   at::Tensor decode(const at::Tensor& z) const;
+  // diffusers' _tiled_encode (the moments) and tiled_decode: overlapping tiles of tiling.tileSampleSize
+  // pixels / tiling.tileLatentSize latents, each through the encoder or decoder alone, blended linearly
+  // with the tile above and the one to the left (blend_v, blend_h) and cropped.
+  at::Tensor tiledEncodeMoments(const at::Tensor& x, const VaeTiling& tiling) const;
+  at::Tensor tiledDecode(const at::Tensor& z, const VaeTiling& tiling) const;
 
   const VaeConfig config;
   std::shared_ptr<Encoder> encoder;

@@ -22,4 +22,15 @@ struct VaeConfig {
   bool usePostQuantConv = true;
 };
 
+// diffusers' enable_vae_slicing / enable_vae_tiling: a batch encoded or decoded one image at a time, and
+// images larger than a tile encoded or decoded in overlapping tiles (AutoencoderKL.use_slicing,
+// use_tiling, tile_sample_min_size, tile_latent_min_size, tile_overlap_factor).
+struct VaeTiling {
+  bool slicing = false;
+  bool tiling = false;
+  int64_t tileSampleSize = 0;  // pixels
+  int64_t tileLatentSize = 0;  // latents
+  double overlap = 0.25;
+};
+
 }  // namespace difftune

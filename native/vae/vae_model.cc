@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <functional>
 #include <utility>
+#include <vector>
 
 #include "modelio/module_io.h"
 #include "tensor/failure.h"
@@ -41,13 +43,13 @@ std::vector<ParameterInfo> VaeModel::parameters() const { return parameterInfos(
 
 void VaeModel::loadStateDict(const NamedTensors& weights, const std::string& source) { loadModuleStateDict(*vae_, weights, source); }
 
-NamedTensors VaeModel::stateDict() const { return moduleStateDict(*vae_); }
-
 void VaeModel::checkStateDict(const std::vector<ParameterInfo>& weights, const std::string& source) const {
   checkModuleStateDict(*vae_, weights, source);
 }
 
 void VaeModel::copyWeights(const NamedTensors& weights, const std::string& source) { copyModuleWeights(*vae_, weights, source); }
+
+NamedTensors VaeModel::stateDict() const { return moduleStateDict(*vae_); }
 
 void VaeModel::to(const std::string& device, DType dtype) { moveModule(*vae_, device, dtype); }
 
@@ -55,19 +57,40 @@ void VaeModel::initialize(uint64_t seed) { initializeModule(*vae_, seed, device(
 
 int64_t VaeModel::scaleFactor() const { return int64_t{1} << (vae_->config.blockOutChannels.size() - 1); }
 
-VaeEncoding VaeModel::encode(const Tensor& images) const {
+namespace {
+
+// diffusers' use_slicing: a batch of more than one goes through `one` an image at a time, joined again.
+at::Tensor sliced(const at::Tensor& x, bool slicing, const std::function<at::Tensor(const at::Tensor&)>& one) {
+  if (!slicing || x.size(0) <= 1) return one(x);
+  std::vector<at::Tensor> parts;
+  for (const auto& slice : x.split(1)) parts.push_back(one(slice));
+  return at::cat(parts);
+}
+
+}  // namespace
+
+VaeEncoding VaeModel::encode(const Tensor& images, const VaeTiling& tiling) const {
   at::NoGradGuard noGrad;
   const VaeConfig& c = vae_->config;
   at::Tensor x = modelInput(images, "images", c.inChannels, scaleFactor(), vae_->encoder->conv_in->weight);
-  auto [mean, logvar] = vae_->encode(x);
+  // _encode: tiled when the image is wider or taller than a tile.
+  at::Tensor moments = sliced(x, tiling.slicing, [&](const at::Tensor& s) {
+    bool tiled = tiling.tiling && (s.size(3) > tiling.tileSampleSize || s.size(2) > tiling.tileSampleSize);
+    return tiled ? vae_->tiledEncodeMoments(s, tiling) : vae_->encodeMoments(s);
+  });
+  auto [mean, logvar] = AutoencoderKL::splitMoments(moments);
   at::Tensor std = at::exp(0.5 * logvar);
   return {wrap(mean.contiguous()), wrap(logvar.contiguous()), wrap(std)};
 }
 
-Tensor VaeModel::decode(const Tensor& latents) const {
+Tensor VaeModel::decode(const Tensor& latents, const VaeTiling& tiling) const {
   at::NoGradGuard noGrad;
   at::Tensor z = modelInput(latents, "latents", vae_->config.latentChannels, 1, vae_->decoder->conv_in->weight);
-  return wrap(vae_->decode(z));
+  // _decode: tiled when the latents are wider or taller than a tile.
+  return wrap(sliced(z, tiling.slicing, [&](const at::Tensor& s) {
+    bool tiled = tiling.tiling && (s.size(3) > tiling.tileLatentSize || s.size(2) > tiling.tileLatentSize);
+    return tiled ? vae_->tiledDecode(s, tiling) : vae_->decode(s);
+  }));
 }
 
 Tensor VaeModel::forward(const Tensor& images) const {

@@ -40,10 +40,12 @@ class VaeModel {
   // torch.nn default initialisation from a seed.
   void initialize(uint64_t seed);
 
-  // images [B, in_channels, H, W] (any float dtype, converted to the model's) → the latent distribution.
-  VaeEncoding encode(const Tensor& images) const;
-  // latents [B, latent_channels, h, w] in the VAE's own scale → images [B, out_channels, h·f, w·f].
-  Tensor decode(const Tensor& latents) const;
+  // images [B, in_channels, H, W] (any float dtype, converted to the model's) → the latent distribution;
+  // sliced and tiled as diffusers' AutoencoderKL.encode with use_slicing / use_tiling.
+  VaeEncoding encode(const Tensor& images, const VaeTiling& tiling = {}) const;
+  // latents [B, latent_channels, h, w] in the VAE's own scale → images [B, out_channels, h·f, w·f];
+  // sliced and tiled as diffusers' AutoencoderKL.decode.
+  Tensor decode(const Tensor& latents, const VaeTiling& tiling = {}) const;
   // decode(encode(images).mean): diffusers' vae(images).sample.
   Tensor forward(const Tensor& images) const;
   // loss = mean((decode(latents) − target)²); backward; gradients of `names` (all when empty).
