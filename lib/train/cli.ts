@@ -93,7 +93,7 @@ export async function runFinetuneCli(
     const onSigterm = () => stop('SIGTERM');
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigterm);
-    const display = new ProgressDisplay(out as Writable & ProgressStream, tty);
+    const display = new ProgressDisplay(out, tty);
     try {
       const result = await finetune(raw, {
         recipeFile: file,
@@ -121,6 +121,7 @@ export async function runFinetuneCli(
               : `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}`,
           `checkpoints: ${result.checkpoints.join(', ') || 'none'}`,
           `metrics: ${result.output}/metrics.jsonl`,
+          `report: ${result.report}`,
         ]
           .filter(Boolean)
           .join('\n') + '\n',

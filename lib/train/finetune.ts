@@ -8,6 +8,7 @@ import * as path from 'path';
 import { checkMixedPrecision, parseRecipe, resolveRecipePaths, type Recipe } from '../config/recipe';
 import { joinDataParallel } from '../distributed/data-parallel';
 import { readDistEnv } from '../distributed/env';
+import { formatPlan } from '../freeze/format';
 import { planFreeze, type FreezePlan } from '../freeze/plan';
 import { openFolderScheduler } from '../models/model-folder';
 import type { UNet } from '../models/unet';
@@ -26,9 +27,11 @@ import { planLoraRun, trainLora } from './lora-training';
 import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog, stepReporter } from './metrics';
 import { Checkpoints, findResume, resumeTrainer } from './resume';
+import { RunReportWriter } from './run-report';
 import { openTextToImage, type TextToImageSummary } from './text-to-image';
 import { Trainer, type TrainableParameter, type TrainerOptions } from './trainer';
 import { Validation } from './validation';
+import { ValidationImages, type ValidationGrid } from './validation-images';
 import { trainUNet } from './weights';
 
 export type { FinetuneProgress } from './loop';
@@ -62,6 +65,10 @@ export interface FinetuneResult {
   checkpoints: string[];
   finalLoss: number;
   validation: Array<{ step: number; loss: number }>;
+  /** The validation grids this process wrote (<output>/validation/step-<n>.png), oldest first. */
+  validationGrids: ValidationGrid[];
+  /** <output>/report.html (rank 0 writes it; rewritten at each validation and at the end). */
+  report: string;
   plan: FreezePlan;
   skippedSteps: number;
   /** Text-to-image runs: the cache's hits and misses, and the frozen models' weight digests before and after training (equal). */
@@ -99,13 +106,6 @@ export async function planDreamBoothRecipe(
   return planDreamBooth(recipe, await resolveRunBase(recipe, log), log);
 }
 
-export async function finetune(input: unknown, options: FinetuneOptions = {}): Promise<FinetuneResult> {
-  const recipe = prepareRecipe(input, options.recipeFile);
-  const t = recipe.train;
-  // Before anything loads: a read-only, mistyped or /proc output would otherwise fail only at the first
-  // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
-  if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
-  // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
 /** DreamBooth with prior preservation: generates the class images the recipe's classData lacks (nothing else), as a run would first. */
 export async function generateClassImages(input: unknown, recipeFile?: string, log: (line: string) => void = () => undefined): Promise<void> {
   const recipe = prepareRecipe(input, recipeFile);
@@ -113,6 +113,13 @@ export async function generateClassImages(input: unknown, recipeFile?: string, l
   await prepareClassImages(recipe, await resolveRunBase(recipe, log), { isMain: true }, log);
 }
 
+export async function finetune(input: unknown, options: FinetuneOptions = {}): Promise<FinetuneResult> {
+  const recipe = prepareRecipe(input, options.recipeFile);
+  const t = recipe.train;
+  // Before anything loads: a read-only, mistyped or /proc output would otherwise fail only at the first
+  // metrics line or checkpoint, after the model and the data. Rank 0 alone writes there.
+  if ((readDistEnv()?.rank ?? 0) === 0) await checkOutputFolder(recipe.output, 'output');
+  // Data-parallel (lib/distributed): a process group when a launcher or torchrun started this process; rank 0 alone logs and writes.
   const dp = await joinDataParallel({ device: recipe.model.device });
   const log = dp.isMain ? (options.onLog ?? (() => undefined)) : () => undefined;
 
@@ -136,6 +143,8 @@ export async function generateClassImages(input: unknown, recipeFile?: string, l
   const hooks = new Hooks([weights, classLabels(unet), dreambooth, text, dp]);
   const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));
   using validation = await Validation.open(recipe, hooks, { enabled: dp.isMain, metrics, log });
+  const imageSize = [loader.sampleShape[0], loader.sampleShape[1]] as const;
+  using images = await ValidationImages.open(recipe, { unet, text, scheduler, predictionType, imageSize, enabled: dp.isMain, log });
 
   // Resume: the trainer over what trains, then the checkpoint's optimizer state, loss scale and EMA.
   using trainer = await createTrainer(unet, weights.trainable, recipe, scheduler, predictionType);
@@ -144,6 +153,14 @@ export async function generateClassImages(input: unknown, recipeFile?: string, l
 
   // Loop.
   const checkpoints = new Checkpoints({ recipe, base: base.identity, trainer, loader, hooks, enabled: dp.isMain, log });
+  const report = await RunReportWriter.open({
+    recipe,
+    plan: formatPlan(weights.plan),
+    sources: { heldOut: () => validation.results, grids: () => images?.grids ?? [], gridSettings: images?.description },
+    enabled: dp.isMain,
+    start: start.step,
+  });
+  await report.write('running');
   let run: LoopResult;
   try {
     run = await trainLoop({
@@ -153,10 +170,25 @@ export async function generateClassImages(input: unknown, recipeFile?: string, l
       hooks,
       start,
       signal: options.signal,
-      report: stepReporter(metrics, options.onProgress, dp.isMain),
-      validate: (step) => validation.run(trainer, step),
+      report: stepReporter(
+        metrics,
+        (p) => {
+          report.onStep(p);
+          options.onProgress?.(p);
+        },
+        dp.isMain,
+      ),
+      // A validation: the held-out loss, the grids, then the report shows both.
+      validate: async (step) => {
+        await validation.run(trainer, step);
+        await images?.run(step, trainer);
+        await report.write('running');
+      },
       checkpoint: (at) => checkpoints.save(at),
     });
+  } catch (error) {
+    await report.write('failed', { error: error instanceof Error ? error.message : String(error) }).catch(() => undefined);
+    throw error;
   } finally {
     await loader.close();
     await hooks.afterTraining();
@@ -179,6 +211,8 @@ export async function generateClassImages(input: unknown, recipeFile?: string, l
     trainedSampleSize,
   });
   const loraFiles = weights.loraFiles(recipe.output);
+  const outputs = writes ? [...(weights.savesUNet ? ['unet'] : []), 'scheduler', ...loraFiles.map((f) => path.relative(recipe.output, f))] : [];
+  await report.write(run.status, { outputs });
   return {
     status: run.status,
     steps: run.step,
@@ -189,6 +223,8 @@ export async function generateClassImages(input: unknown, recipeFile?: string, l
     checkpoints: checkpoints.written,
     finalLoss: run.lastLoss,
     validation: validation.results,
+    validationGrids: images?.grids ?? [],
+    report: report.file,
     plan: weights.plan,
     skippedSteps: run.skippedSteps,
     textToImage: await text?.summary(),

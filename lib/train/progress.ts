@@ -77,7 +77,7 @@ export class ProgressDisplay {
   private fit(line: string): string {
     const columns = this.#out.columns;
     if (columns === undefined || !(columns > 1)) return line;
-    const chars = [...line];
-    return chars.length < columns ? line : `${chars.slice(0, columns - 2).join('')}…`;
+    // Every character of the line is one UTF-16 unit and one column wide (ASCII, █, ░, …).
+    return line.length < columns ? line : `${line.slice(0, columns - 2)}…`;
   }
 }

@@ -7,7 +7,10 @@
 import type { Recipe } from '../config/recipe';
 import { ConfigError, InternalError } from '../errors';
 import { isTextToImageFolder, type BaseModel } from '../models/model-folder';
+import type { CLIPTextModel } from '../models/clip-text';
 import type { UNet } from '../models/unet';
+import type { AutoencoderKL } from '../models/vae';
+import type { CLIPTokenizer } from '../text/clip-tokenizer';
 import type { ModelInputs, SampleBatch, TensorScope, TrainingHooks } from './hooks';
 import { textToImageCacheDir } from './export';
 import type { CacheStats, OpenedTextConditioning } from './text-conditioning';
@@ -70,6 +73,21 @@ export class TextToImage implements TrainingHooks, Disposable {
   /** Image pixels per latent pixel (the VAE's scale factor). */
   get latentScale(): number {
     return this.text.vae.vaeScaleFactor;
+  }
+
+  /** The pipeline's frozen parts, for sampling validation images with the U-Net being trained. */
+  get pipelineParts(): {
+    readonly vae: AutoencoderKL;
+    readonly textEncoder: CLIPTextModel;
+    readonly tokenizer: CLIPTokenizer;
+    readonly clipSkip: number | null;
+  } {
+    return {
+      vae: this.text.vae,
+      textEncoder: this.text.textEncoder,
+      tokenizer: this.text.conditioning.tokenizer,
+      clipSkip: this.text.conditioning.options.clipSkip,
+    };
   }
 
   /** Latents drawn for `step` from the images' latent distributions, and the captions' embeddings. */

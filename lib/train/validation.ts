@@ -64,6 +64,12 @@ async function readHeldOut(recipe: Recipe, log: (line: string) => void): Promise
   if (recipe.validation.every === 0) return undefined;
   const options = recipe.validation.data ?? { ...recipe.data, split: 'test' };
   if ((options.source ?? 'imagefolder') === 'imagefolder' && recipe.validation.data === undefined) {
+    const v = recipe.validation;
+    // A handful of one's own images often leaves none to hold out: the grids alone then show the run.
+    if (v.prompts.length > 0 || v.classLabels.length > 0 || v.numImages !== undefined) {
+      log('validation: no held-out loss (validation.data names no held-out image folder); validation grids only');
+      return undefined;
+    }
     throw new ConfigError('validation.data: required for an image folder (held-out images in another folder); built-in datasets use their test split');
   }
   const dataset = await createDataset({ ...options, limit: recipe.validation.samples, onBadImage: 'skip' }, { onWarning: log });
