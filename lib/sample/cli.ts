@@ -75,6 +75,15 @@ export const sampleCli = defineCli({
       ...numberValue(),
       description: 'image-to-image: how far the image is noised, 0–1 (default 0.8): the last ⌊steps·s⌋ steps run',
     },
+    'vae-slicing': {
+      type: 'boolean',
+      description: "text-to-image: decode the images one at a time (diffusers' enable_vae_slicing); on by itself when the batch would not fit in memory",
+    },
+    'vae-tiling': {
+      type: 'boolean',
+      description:
+        "text-to-image: decode in overlapping tiles of the VAE's sample_size (diffusers' enable_vae_tiling; slightly different images); on by itself when one image would not fit in memory",
+    },
     stack: STACK_FLAG,
   },
   examples: [
@@ -86,15 +95,6 @@ export const sampleCli = defineCli({
 
 export async function runSampleCli(argv: readonly string[], out: Writable, err: Writable): Promise<number> {
   const stack = argv.includes('--stack');
-    'vae-slicing': {
-      type: 'boolean',
-      description: "text-to-image: decode the images one at a time (diffusers' enable_vae_slicing); on by itself when the batch would not fit in memory",
-    },
-    'vae-tiling': {
-      type: 'boolean',
-      description:
-        "text-to-image: decode in overlapping tiles of the VAE's sample_size (diffusers' enable_vae_tiling; slightly different images); on by itself when one image would not fit in memory",
-    },
   try {
     const args = parseCli(sampleCli, argv);
     if (args.help) {
@@ -132,6 +132,8 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
           lora: a.lora,
           schedulerClass: a.scheduler ? SCHEDULERS[a.scheduler] : undefined,
           eta: a.eta,
+          vaeSlicing: a['vae-slicing'],
+          vaeTiling: a['vae-tiling'],
         },
         out,
         err,
@@ -143,8 +145,6 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
       );
     const warn = (message: string) => void err.write(`${message}\n`);
     const folder = resolveModelFolder(path.resolve(a.model), warn);
-          vaeSlicing: a['vae-slicing'],
-          vaeTiling: a['vae-tiling'],
     using unet = await loadUNet(folder.unetDir);
     const unknownKeys = unknownConfigKeysWarning(unet, path.join(folder.unetDir, 'config.json'));
     if (unknownKeys !== undefined) warn(unknownKeys);
