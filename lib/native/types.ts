@@ -362,6 +362,8 @@ export interface NativeMicroBatch {
   totalSamples: number;
   /** Divides the loss sum instead of totalSamples (data-parallel: global samples ÷ world size). */
   lossDivisor?: number;
+  /** Each sample's weight in the loss sum (default 1 each); with weights, totalSamples may count fewer samples than the batch holds. */
+  lossWeights?: number[];
 }
 
 export interface NativeTrainer {
@@ -402,8 +404,6 @@ export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */
   setThreads(threads: number): Promise<number>;
-  /** Each sample's weight in the loss sum (default 1 each); with weights, totalSamples may count fewer samples than the batch holds. */
-  lossWeights?: number[];
   getThreads(): Promise<number>;
   gemmBenchmark(options: NativeGemmOptions): Promise<NativeGemmResult>;
   /** Jobs submitted to the compute thread and not yet completed. */
