@@ -76,6 +76,24 @@ export const dataOptionsSchema = z
     dropLast: z.boolean().default(false),
     /** Seeds the order and every per-sample random choice. */
     seed: z.number().int().nonnegative().max(0xffffffff).default(0),
+    /**
+     * Aspect-ratio buckets: each image trains at the bucket (width × height, multiples of `step`, about
+     * resolution² pixels) nearest its aspect ratio, resized to cover it and cropped; every batch holds one
+     * bucket. true: the defaults. `step`: default the model's downsampling factor in pixels (64 for Stable
+     * Diffusion); `minSide` / `maxSide`: default resolution / 2 and resolution · 2.
+     */
+    buckets: z
+      .union([
+        z.boolean(),
+        z
+          .object({
+            step: posInt.max(4096).optional(),
+            minSide: posInt.max(16384).optional(),
+            maxSide: posInt.max(16384).optional(),
+          })
+          .strict(),
+      ])
+      .default(false),
   })
   .strict()
   .superRefine((o, ctx) => {

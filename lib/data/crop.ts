@@ -1,7 +1,9 @@
 /**
- * Stage two of a sample: the square crop (center or seeded random) and the optional mirror, written
- * straight into the sample's slot of the batch buffer — the only copy of the pixels JS makes.
+ * Stage two of a sample: the crop to the training size (square, or an aspect-ratio bucket; center or seeded
+ * random) and the optional mirror, written straight into the sample's slot of the batch buffer — the only
+ * copy of the pixels JS makes.
  */
+import type { BucketSize } from './buckets';
 import type { DecodedImage } from './decode';
 import type { Rng } from './random';
 
@@ -12,18 +14,19 @@ export interface CropPlan {
 }
 
 /** torchvision's CenterCrop offset (round half to even aside) or a uniform random one. */
-export function planCrop(image: { width: number; height: number }, size: number, center: boolean, cropRng: Rng, flip: boolean): CropPlan {
-  const dx = image.width - size;
-  const dy = image.height - size;
+export function planCrop(image: { width: number; height: number }, size: BucketSize, center: boolean, cropRng: Rng, flip: boolean): CropPlan {
+  const dx = image.width - size.width;
+  const dy = image.height - size.height;
   if (center) return { x: Math.round(dx / 2), y: Math.round(dy / 2), flip };
   return { x: cropRng.int(dx + 1), y: cropRng.int(dy + 1), flip };
 }
 
-/** Copies the size×size crop into `out` (HWC, same channels), mirrored when plan.flip. */
-export function writeCrop(image: DecodedImage, size: number, plan: CropPlan, out: Uint8Array): void {
+/** Copies the width × height crop into `out` (HWC, same channels), mirrored when plan.flip. */
+export function writeCrop(image: DecodedImage, crop: BucketSize, plan: CropPlan, out: Uint8Array): void {
   const c = image.channels;
+  const size = crop.width;
   const rowBytes = size * c;
-  for (let row = 0; row < size; row++) {
+  for (let row = 0; row < crop.height; row++) {
     const src = ((plan.y + row) * image.width + plan.x) * c;
     const dst = row * rowBytes;
     if (!plan.flip) {

@@ -3,12 +3,18 @@
  * queue; decodes share one FIFO semaphore sized by the thread budget), and a position that is part of
  * the checkpoint — restoring a saved state continues with the exact next batch. A batch reaches native
  * code as one uint8 NHWC buffer, converted in one call to float32 NCHW in [-1, 1].
+ *
+ * With aspect-ratio buckets (data.buckets) every batch holds one bucket: each epoch shuffles every
+ * bucket's samples and cuts them into batches (a bucket's last batch may be short, or is dropped with
+ * dropLast), then shuffles the batches of all buckets together — all from (seed, epoch), so the number of
+ * batches per epoch is fixed and the same (epoch, batch) position resumes exactly.
  */
 import sharp from 'sharp';
 import { DatasetError } from '../errors';
 import { imagesToTensor } from '../native/images';
 import { setThreads } from '../native/runtime';
 import type { Tensor } from '../native/tensor';
+import { bucketSignature } from './buckets';
 import type { Dataset } from './dataset';
 import { firstLine } from './decode';
 import { Semaphore } from './limit';
@@ -27,6 +33,8 @@ export interface LoaderState {
   readonly batchSize: number;
   readonly shuffle: boolean;
   readonly dropLast: boolean;
+  /** With aspect-ratio buckets: their sizes, counts and assignment (buckets.ts's bucketSignature). */
+  readonly buckets?: string;
 }
 
 interface BatchInfo {
@@ -106,6 +114,8 @@ export class DataLoader {
   private readonly onWarning: (message: string) => void;
   private readonly warned = new Set<string>();
   private readonly orders = new Map<number, Uint32Array>();
+  private readonly bucketEpochs = new Map<number, Uint32Array[]>();
+  private readonly bucketSignature: string | undefined;
   private readonly applyTorchThreads: boolean;
   /** Data-parallel shard: this process takes every `stride`-th batch, starting at `offset`. */
   private readonly stride: number;
@@ -147,9 +157,16 @@ export class DataLoader {
     sharp.cache(false);
     this.semaphore = new Semaphore(this.threads.decodeConcurrency);
     const n = dataset.size;
-    this.batchesPerEpoch = this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    const buckets = dataset.buckets;
+    this.bucketSignature = buckets === null ? undefined : bucketSignature(buckets);
+    const batchesOf = (samples: number) => (this.dropLast ? Math.floor(samples / this.batchSize) : Math.ceil(samples / this.batchSize));
+    this.batchesPerEpoch = buckets === null ? batchesOf(n) : buckets.counts.reduce((sum, items) => sum + batchesOf(items * dataset.options.repeats), 0);
     if (this.batchesPerEpoch === 0)
-      throw new DatasetError(`batchSize ${this.batchSize} is larger than the dataset (${n} samples) and dropLast is set: an epoch would have no batch`);
+      throw new DatasetError(
+        buckets === null
+          ? `batchSize ${this.batchSize} is larger than the dataset (${n} samples) and dropLast is set: an epoch would have no batch`
+          : `batchSize ${this.batchSize} is larger than every aspect-ratio bucket (${buckets.counts.map((c) => c * dataset.options.repeats).join(', ')} samples) and dropLast is set: an epoch would have no batch`,
+      );
     if (this.batchSize > n) {
       this.onWarning(`batchSize ${this.batchSize} is larger than the dataset (${n} samples): each batch holds only those ${n}`);
     }
@@ -176,13 +193,14 @@ export class DataLoader {
       batchSize: this.batchSize,
       shuffle: this.shuffle,
       dropLast: this.dropLast,
+      ...(this.bucketSignature === undefined ? {} : { buckets: this.bucketSignature }),
     };
   }
 
   /** Continues from a saved state; batches decoded ahead are dropped. */
   restore(state: LoaderState): void {
     const mine = this.state();
-    for (const key of ['version', 'seed', 'size', 'batchSize', 'shuffle', 'dropLast'] as const) {
+    for (const key of ['version', 'seed', 'size', 'batchSize', 'shuffle', 'dropLast', 'buckets'] as const) {
       if (state[key] !== mine[key])
         throw new DatasetError(
           `loader state: "${key}" is ${JSON.stringify(state[key])} in the saved state but ${JSON.stringify(mine[key])} here; the same dataset and batching are needed to resume`,
@@ -277,6 +295,36 @@ export class DataLoader {
     return order;
   }
 
+  /**
+   * With buckets: the sample indices of each batch of an epoch, in the order they are served. Every bucket's
+   * samples (in items × repeats space) are shuffled with their own stream and cut into batches; then the batches
+   * of all buckets are shuffled together. The last two epochs are kept.
+   */
+  bucketBatches(epoch: number): Uint32Array[] {
+    const plan = this.dataset.buckets;
+    if (plan === null) throw new DatasetError('bucketBatches: this dataset has no aspect-ratio buckets (data.buckets)');
+    let batches = this.bucketEpochs.get(epoch);
+    if (!batches) {
+      const items = this.dataset.items.length;
+      const members = plan.sizes.map(() => [] as number[]);
+      for (let i = 0; i < this.dataset.size; i++) members[plan.ofItem[i % items]!]!.push(i);
+      batches = [];
+      for (const [b, list] of members.entries()) {
+        const order = this.shuffle ? permutation(list.length, new Rng(hashInts(this.seed, STREAM.order, epoch, b))) : Uint32Array.from(list, (_, k) => k);
+        const full = this.dropLast ? list.length - (list.length % this.batchSize) : list.length;
+        for (let start = 0; start < full; start += this.batchSize)
+          batches.push(Uint32Array.from(order.subarray(start, Math.min(start + this.batchSize, full)), (k) => list[k]!));
+      }
+      if (this.shuffle) {
+        const mix = permutation(batches.length, new Rng(hashInts(this.seed, STREAM.bucketBatches, epoch)));
+        batches = Array.from(mix, (k) => batches![k]!);
+      }
+      this.bucketEpochs.set(epoch, batches);
+      for (const key of this.bucketEpochs.keys()) if (key < epoch - 1) this.bucketEpochs.delete(key);
+    }
+    return batches;
+  }
+
   private advance(p: Position): Position {
     return this.fromLinear(this.toLinear(p) + this.stride);
   }
@@ -301,11 +349,17 @@ export class DataLoader {
   }
 
   private async produce(p: Position): Promise<RawBatch> {
-    const order = this.order(p.epoch);
-    const start = p.batch * this.batchSize;
-    const indices = Array.from(order.subarray(start, Math.min(start + this.batchSize, order.length)));
+    let indices: number[];
+    if (this.dataset.buckets !== null) indices = Array.from(this.bucketBatches(p.epoch)[p.batch]!);
+    else {
+      const order = this.order(p.epoch);
+      const start = p.batch * this.batchSize;
+      indices = Array.from(order.subarray(start, Math.min(start + this.batchSize, order.length)));
+    }
     const generation = this.generation;
-    const bytes = this.dataset.sampleBytes;
+    // One shape per batch: every sample of a bucketed batch has its bucket's size.
+    const [h, w, c] = this.dataset.sampleShapeOf(indices[0]!);
+    const bytes = h * w * c;
     const pixels = new Uint8Array(indices.length * bytes);
     const results = await Promise.all(
       indices.map((index, k) =>
@@ -343,7 +397,6 @@ export class DataLoader {
     const infos = kept.map((k) => (results[k] as { ok: true; info: { caption: string | null; label: number | null } }).info);
     const hasCaptions = infos.length > 0 ? infos[0]!.caption !== null : this.dataset.items[0]!.captions !== null;
     const hasLabels = this.dataset.classNames !== null;
-    const [h, w, c] = this.dataset.sampleShape;
     return {
       epoch: p.epoch,
       batch: p.batch,

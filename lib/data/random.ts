@@ -41,7 +41,7 @@ export class Rng {
 }
 
 /** Named streams, so adding a new random choice never shifts an existing one. */
-export const STREAM = { order: 1, crop: 2, flip: 3, caption: 4, dropout: 5, shuffle: 6 } as const;
+export const STREAM = { order: 1, crop: 2, flip: 3, caption: 4, dropout: 5, shuffle: 6, bucketBatches: 7 } as const;
 
 /** The generator for one choice of one sample: (seed, stream, epoch, index). */
 export function sampleRng(seed: number, stream: number, epoch: number, index: number): Rng {
