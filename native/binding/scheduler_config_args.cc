@@ -66,6 +66,15 @@ class ConfigReader {
     return out;
   }
 
+  std::vector<int64_t> integers(const char* key, int64_t min, int64_t max) const {
+    Napi::Value v = get(key);
+    if (!v.IsArray()) failArg("an array of integers", name(key), v);
+    Napi::Array a = v.As<Napi::Array>();
+    std::vector<int64_t> out;
+    for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(expectInt(a.Get(i), name(key) + "[" + std::to_string(i) + "]", min, max));
+    return out;
+  }
+
  private:
   Napi::Object object_;
   std::string param_;
@@ -80,7 +89,15 @@ SchedulerConfig readSchedulerConfig(const Napi::Value& value, const std::string&
                                                  {"DDIMScheduler", SchedulerKind::DDIM},
                                                  {"EulerDiscreteScheduler", SchedulerKind::EulerDiscrete},
                                                  {"DPMSolverMultistepScheduler", SchedulerKind::DPMSolverMultistep},
-                                                 {"PNDMScheduler", SchedulerKind::PNDM}});
+                                                 {"PNDMScheduler", SchedulerKind::PNDM},
+                                                 {"EulerAncestralDiscreteScheduler", SchedulerKind::EulerAncestralDiscrete},
+                                                 {"LMSDiscreteScheduler", SchedulerKind::LMSDiscrete},
+                                                 {"HeunDiscreteScheduler", SchedulerKind::HeunDiscrete},
+                                                 {"KDPM2DiscreteScheduler", SchedulerKind::KDPM2Discrete},
+                                                 {"KDPM2AncestralDiscreteScheduler", SchedulerKind::KDPM2AncestralDiscrete},
+                                                 {"UniPCMultistepScheduler", SchedulerKind::UniPCMultistep},
+                                                 {"DEISMultistepScheduler", SchedulerKind::DEISMultistep},
+                                                 {"DPMSolverSinglestepScheduler", SchedulerKind::DPMSolverSinglestep}});
   c.numTrainTimesteps = r.integer("numTrainTimesteps", 2, 100000);
   c.betaStart = r.finite("betaStart");
   c.betaEnd = r.finite("betaEnd");
@@ -131,6 +148,9 @@ SchedulerConfig readSchedulerConfig(const Napi::Value& value, const std::string&
   c.dpmVarianceType = r.choice<DPMVarianceType>(
       "dpmVarianceType",
       {{"none", DPMVarianceType::None}, {"learned", DPMVarianceType::Learned}, {"learned_range", DPMVarianceType::LearnedRange}});
+  c.predictX0 = r.boolean("predictX0");
+  c.uniPCSolverType = r.choice<UniPCSolverType>("uniPCSolverType", {{"bh1", UniPCSolverType::BH1}, {"bh2", UniPCSolverType::BH2}});
+  c.disableCorrector = r.integers("disableCorrector", -1000000, 1000000);
   return c;
 }
 

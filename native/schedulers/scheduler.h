@@ -1,5 +1,6 @@
 // The noise schedulers, numerically diffusers' (v0.31): DDPM, DDIM, Euler (discrete), DPM-Solver
-// multistep and PNDM. Torch-free on purpose: the N-API glue includes only this. Every method runs on
+// multistep, PNDM, Euler ancestral, LMS, Heun, KDPM2 (and ancestral), UniPC, DEIS and DPM-Solver
+// singlestep. Torch-free on purpose: the N-API glue includes only this. Every method runs on
 // the compute thread; an instance is used by one job at a time (the queue guarantees it), and keeps the
 // multistep state (step index, previous model outputs) that setTimesteps() resets.
 #pragma once
@@ -20,7 +21,8 @@ struct StepOptions {
   double eta = 0.0;
   // DDIM: recompute epsilon from the clipped x0.
   bool useClippedModelOutput = false;
-  // Noise to use instead of drawing it (DDPM's variance, DDIM with eta > 0, SDE-DPM-Solver, Euler churn).
+  // Noise to use instead of drawing it (DDPM's variance, DDIM with eta > 0, SDE-DPM-Solver, Euler churn,
+  // the ancestral schedulers).
   Tensor varianceNoise;
   // Where noise is drawn from when varianceNoise is not given; torch's default generator when unset.
   Generator generator;
@@ -33,13 +35,15 @@ struct StepOptions {
 
 struct StepResult {
   Tensor prevSample;
-  Tensor predOriginalSample;  // undefined for DPM-Solver and PNDM, which do not report it
+  Tensor predOriginalSample;  // undefined for DPM-Solver, PNDM, UniPC and DEIS, which do not report it
 };
 
 // What setTimesteps() produced (or the schedule right after construction).
 struct ScheduleInfo {
-  Tensor timesteps;  // int64 (DDPM, DDIM, PNDM, DPM-Solver) or float32 (Euler)
-  Tensor sigmas;     // float32, one more than timesteps (Euler, DPM-Solver); undefined for the others
+  // int64 (DDPM, DDIM, PNDM and, once set, DPM-Solver, UniPC, DEIS), float32 (the sigma-space families),
+  // float64 (LMS, Heun and KDPM2 with Karras sigmas, Euler ancestral before setTimesteps), as diffusers has them.
+  Tensor timesteps;
+  Tensor sigmas;  // float32 (every family but DDPM, DDIM and PNDM); undefined for those
   double initNoiseSigma = 1.0;
   int64_t numInferenceSteps = 0;  // 0 before setTimesteps()
 };
@@ -55,7 +59,7 @@ class Scheduler {
   virtual Tensor scaleModelInput(const Tensor& sample, double timestep) = 0;
   virtual StepResult step(const Tensor& modelOutput, double timestep, const Tensor& sample, const StepOptions& options) = 0;
   virtual Tensor addNoise(const Tensor& originalSamples, const Tensor& noise, const Tensor& timesteps) = 0;
-  // Throws for DPM-Solver and PNDM, which (like diffusers) have none.
+  // Only DDPM, DDIM and Euler have one (as in diffusers); the others throw.
   virtual Tensor getVelocity(const Tensor& sample, const Tensor& noise, const Tensor& timesteps) = 0;
 
   // Training tables: float32 [numTrainTimesteps].

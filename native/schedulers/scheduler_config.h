@@ -10,7 +10,21 @@
 
 namespace difftune {
 
-enum class SchedulerKind { DDPM, DDIM, EulerDiscrete, DPMSolverMultistep, PNDM };
+enum class SchedulerKind {
+  DDPM,
+  DDIM,
+  EulerDiscrete,
+  DPMSolverMultistep,
+  PNDM,
+  EulerAncestralDiscrete,
+  LMSDiscrete,
+  HeunDiscrete,
+  KDPM2Discrete,
+  KDPM2AncestralDiscrete,
+  UniPCMultistep,
+  DEISMultistep,
+  DPMSolverSinglestep,
+};
 
 enum class BetaSchedule { Linear, ScaledLinear, SquaredCosCapV2, Sigmoid };
 enum class PredictionType { Epsilon, VPrediction, Sample };
@@ -23,6 +37,8 @@ enum class TimestepType { Discrete, Continuous };
 enum class FinalSigmasType { Zero, SigmaMin };
 enum class DPMAlgorithm { DPMSolverPP, DPMSolver, SDEDPMSolverPP, SDEDPMSolver };
 enum class DPMSolverType { Midpoint, Heun };
+// UniPC's B(h): bh1 = h, bh2 = e^h − 1.
+enum class UniPCSolverType { BH1, BH2 };
 
 struct SchedulerConfig {
   SchedulerKind kind = SchedulerKind::DDPM;
@@ -63,7 +79,7 @@ struct SchedulerConfig {
   TimestepType timestepType = TimestepType::Discrete;
   FinalSigmasType finalSigmasType = FinalSigmasType::Zero;
 
-  // DPM-Solver.
+  // DPM-Solver (multistep and singlestep), UniPC, DEIS.
   int64_t solverOrder = 2;
   DPMAlgorithm algorithmType = DPMAlgorithm::DPMSolverPP;
   DPMSolverType solverType = DPMSolverType::Midpoint;
@@ -71,6 +87,13 @@ struct SchedulerConfig {
   bool eulerAtFinal = false;
   double lambdaMinClipped = -std::numeric_limits<double>::infinity();
   DPMVarianceType dpmVarianceType = DPMVarianceType::None;
+
+  // Heun: clipSample / clipSampleRange above.
+
+  // UniPC: solve for x0 (true) or for the noise; B(h); steps (0-based) whose corrector is skipped.
+  bool predictX0 = true;
+  UniPCSolverType uniPCSolverType = UniPCSolverType::BH2;
+  std::vector<int64_t> disableCorrector;
 };
 
 }  // namespace difftune

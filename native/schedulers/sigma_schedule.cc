@@ -13,7 +13,15 @@ std::vector<float> logOfFloat32(const std::vector<float>& values) {
   return out;
 }
 
-double sigmaToT(double sigma, const std::vector<float>& logSigmas) {
+namespace {
+
+// The bracketing table entries of log(max(sigma, 1e-10)) and the clipped weight of the upper one.
+struct SigmaBracket {
+  int64_t lowIdx;
+  float w;
+};
+
+SigmaBracket bracketSigma(double sigma, const std::vector<float>& logSigmas) {
   const int64_t n = static_cast<int64_t>(logSigmas.size());
   const double logSigma = std::log(std::max(sigma, 1e-10));
   // numpy 1.x: float64 scalar − float32 array is computed in float32.
@@ -28,13 +36,24 @@ double sigmaToT(double sigma, const std::vector<float>& logSigmas) {
     }
   }
   lowIdx = std::min(lowIdx, n - 2);
-  const int64_t highIdx = lowIdx + 1;
   const float low = logSigmas[static_cast<size_t>(lowIdx)];
-  const float high = logSigmas[static_cast<size_t>(highIdx)];
+  const float high = logSigmas[static_cast<size_t>(lowIdx + 1)];
   float w = (low - logSigmaF) / (low - high);
   w = std::min(std::max(w, 0.0f), 1.0f);
+  return {lowIdx, w};
+}
+
+}  // namespace
+
+double sigmaToT(double sigma, const std::vector<float>& logSigmas) {
+  const SigmaBracket b = bracketSigma(sigma, logSigmas);
   // float32 array × int64 array promotes to float64.
-  return static_cast<double>(1 - w) * static_cast<double>(lowIdx) + static_cast<double>(w) * static_cast<double>(highIdx);
+  return static_cast<double>(1 - b.w) * static_cast<double>(b.lowIdx) + static_cast<double>(b.w) * static_cast<double>(b.lowIdx + 1);
+}
+
+float sigmaToTFloat32(double sigma, const std::vector<float>& logSigmas) {
+  const SigmaBracket b = bracketSigma(sigma, logSigmas);
+  return (1 - b.w) * static_cast<float>(b.lowIdx) + b.w * static_cast<float>(b.lowIdx + 1);
 }
 
 std::vector<double> karrasSigmas(double sigmaMin, double sigmaMax, int64_t n) {

@@ -15,6 +15,10 @@ std::vector<float> logOfFloat32(const std::vector<float>& values);
 // interpolating linearly in log sigma (clipped to the table).
 double sigmaToT(double sigma, const std::vector<float>& logSigmas);
 
+// The same lookup when diffusers runs it on a 0-d torch tensor (KDPM2's interpolated sigmas): torch's
+// promotion keeps the final (1 − w)·low + w·high in float32 instead of numpy's float64.
+float sigmaToTFloat32(double sigma, const std::vector<float>& logSigmas);
+
 // Karras et al. (2022) spacing, rho = 7, from sigmaMax down to sigmaMin (n values, float64).
 std::vector<double> karrasSigmas(double sigmaMin, double sigmaMax, int64_t n);
 
