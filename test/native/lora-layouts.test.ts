@@ -7,7 +7,9 @@
  * scale. A pipeline's adapters also round-trip through difftune's PEFT and kohya writers, text-encoder
  * parts included, and a file that does not fit is refused naming it.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Writable } from 'node:stream';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../lib/checkpoint/safetensors';
 import { disposeStateDict } from '../../lib/checkpoint/state-dict';
 import { relError } from '../../lib/conformance/compare';
@@ -15,6 +17,7 @@ import { applyLoraFile, disposeLoraEntries, readLoraFile, saveLoraFile, type Lor
 import { kohyaLayerName, type LoraComponent } from '../../lib/models/lora-layouts';
 import { loadStableDiffusion, type StableDiffusion } from '../../lib/models/stable-diffusion';
 import { Tensor } from '../../lib/native/tensor';
+import { runSampleCli } from '../../lib/sample/cli';
 import { useTempDir } from '../helpers/temp-dir';
 
 const SD = path.join(__dirname, '..', 'fixtures', 'diffusers', 'sd-pipeline-tiny');
@@ -441,4 +444,30 @@ test('files that do not fit are refused naming the file, and leave both models w
   await expect(applyLoraFile(sd, bad)).rejects.toThrow(`LoRA weights for "${u.module}" do not fit the layer`);
   expect(await sd.textEncoder.loraEntries()).toEqual([]);
   expect(await sd.unet.loraEntries()).toEqual([]);
+}, 60_000);
+
+test('npm run sample --lora applies a file’s text-encoder adapters to the prompt (they used to be dropped)', async () => {
+  const te = await (async () => {
+    using sd = await loadStableDiffusion(SD);
+    return (await knownAdapters(sd)).filter((k) => k.component === 'text_encoder');
+  })();
+  const file = path.join(tmp(), 'cli-te.safetensors');
+  await writeSafetensors(
+    file,
+    te.flatMap(
+      (k) =>
+        [
+          [`${kohyaLayerName(k.component, k.module)}.lora_down.weight`, f32(k.A)],
+          [`${kohyaLayerName(k.component, k.module)}.lora_up.weight`, f32(k.B)],
+          [`${kohyaLayerName(k.component, k.module)}.alpha`, scalar(k.alpha)],
+        ] as Array<[string, TensorToWrite]>,
+    ),
+  );
+  const quiet = () => new Writable({ write: (_c, _e, done) => done() });
+  const sample = async (extra: string[]) => {
+    const png = path.join(tmp(), `cli-${extra.length}.png`);
+    expect(await runSampleCli(['--model', SD, '--prompt', 'a red circle', '--steps', '2', '--seed', '1', ...extra, '--out', png], quiet(), quiet())).toBe(0);
+    return fs.readFileSync(png);
+  };
+  expect((await sample(['--lora', file])).equals(await sample([]))).toBe(false);
 }, 60_000);
