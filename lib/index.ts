@@ -78,12 +78,15 @@ export { loadStableDiffusion, type StableDiffusion, type LoadStableDiffusionOpti
 export { readModelIndex, StableDiffusionIndex, type ModelIndexFile, type ComponentSpec, type StableDiffusionComponent } from './models/model-index';
 
 // LoRA files (PEFT/diffusers and kohya layouts).
-export { applyLoraFile, readLoraFile, saveLoraFile, loraTargetModules, LORA_WEIGHTS, type LoraOptions, type LoraEntry } from './models/lora';
+export { applyLoraFile, readLoraFile, saveLoraFile, loraTargetModules, LORA_WEIGHTS, type LoraOptions, type LoraEntry, type LoraModel, type LoraState } from './models/lora';
+export { type LoraLayout } from './models/lora-layouts';
 
 // Schedulers.
-export { Scheduler, loadScheduler, type SchedulerOptions, type StepOptions, type StepOutput } from './schedulers/scheduler';
+export { Scheduler, loadScheduler, type SchedulerOptions, type StepOptions, type StepOutput, type TimestepDType } from './schedulers/scheduler';
 export {
   SCHEDULER_CLASSES,
+  SCHEDULER_SHORT_NAMES,
+  resolveSchedulerName,
   type SchedulerClassName,
   type SchedulerConfig,
   type DDPMSchedulerConfig,
@@ -91,6 +94,14 @@ export {
   type EulerDiscreteSchedulerConfig,
   type DPMSolverMultistepSchedulerConfig,
   type PNDMSchedulerConfig,
+  type EulerAncestralDiscreteSchedulerConfig,
+  type LMSDiscreteSchedulerConfig,
+  type HeunDiscreteSchedulerConfig,
+  type KDPM2DiscreteSchedulerConfig,
+  type KDPM2AncestralDiscreteSchedulerConfig,
+  type UniPCMultistepSchedulerConfig,
+  type DEISMultistepSchedulerConfig,
+  type DPMSolverSinglestepSchedulerConfig,
 } from './config/scheduler';
 
 // Datasets and the loader.

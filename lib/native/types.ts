@@ -212,7 +212,20 @@ export interface NativeCLIPTextModelStatic {
   create(config: NativeClipTextConfig): Promise<NativeCLIPTextModel>;
 }
 
-export type NativeSchedulerClass = 'DDPMScheduler' | 'DDIMScheduler' | 'EulerDiscreteScheduler' | 'DPMSolverMultistepScheduler' | 'PNDMScheduler';
+export type NativeSchedulerClass =
+  | 'DDPMScheduler'
+  | 'DDIMScheduler'
+  | 'EulerDiscreteScheduler'
+  | 'DPMSolverMultistepScheduler'
+  | 'PNDMScheduler'
+  | 'EulerAncestralDiscreteScheduler'
+  | 'LMSDiscreteScheduler'
+  | 'HeunDiscreteScheduler'
+  | 'KDPM2DiscreteScheduler'
+  | 'KDPM2AncestralDiscreteScheduler'
+  | 'UniPCMultistepScheduler'
+  | 'DEISMultistepScheduler'
+  | 'DPMSolverSinglestepScheduler';
 
 /**
  * Every scheduler option as one flat object (diffusers' config keys in camelCase); each family reads
@@ -253,12 +266,21 @@ export interface NativeSchedulerConfig {
   /** May be -Infinity (no clipping). */
   lambdaMinClipped: number;
   dpmVarianceType: 'none' | 'learned' | 'learned_range';
+  /** UniPC: solve in x0 (true) or in the noise. */
+  predictX0: boolean;
+  /** UniPC's B(h). */
+  uniPCSolverType: 'bh1' | 'bh2';
+  /** UniPC: steps (0-based) whose corrector is skipped. */
+  disableCorrector: number[];
 }
 
 export interface NativeSchedule {
-  /** int64 (DDPM, DDIM, PNDM, DPM-Solver after setTimesteps) or float32 (Euler). */
+  /**
+   * int64 (DDPM, DDIM, PNDM; DPM-Solver, UniPC, DEIS after setTimesteps), float32 (Euler and the other sigma-space
+   * schedulers) or float64 (LMS, Heun, KDPM2 with Karras sigmas), as diffusers' scheduler.timesteps.
+   */
   timesteps: NativeTensor;
-  /** float32, one more than timesteps (Euler, DPM-Solver); null for the others. */
+  /** float32, one more than timesteps (all but DDPM, DDIM, PNDM); null for those. */
   sigmas: NativeTensor | null;
   initNoiseSigma: number;
   /** 0 before setTimesteps. */
@@ -278,7 +300,7 @@ export interface NativeStepOptions {
 
 export interface NativeStepResult {
   prevSample: NativeTensor;
-  /** DDPM, DDIM and Euler only. */
+  /** DDPM, DDIM and the sigma-space schedulers (Euler, Euler ancestral, LMS, Heun, KDPM2). */
   predOriginalSample?: NativeTensor;
 }
 

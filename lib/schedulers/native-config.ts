@@ -34,7 +34,25 @@ const NEUTRAL: Omit<
   eulerAtFinal: false,
   lambdaMinClipped: -Infinity,
   dpmVarianceType: 'none',
+  predictX0: true,
+  uniPCSolverType: 'bh2',
+  disableCorrector: [],
 };
+
+function sigmaSpacing(c: {
+  use_karras_sigmas: boolean | null;
+  use_exponential_sigmas: boolean | null;
+}): Pick<NativeSchedulerConfig, 'useKarrasSigmas' | 'useExponentialSigmas'> {
+  return { useKarrasSigmas: c.use_karras_sigmas === true, useExponentialSigmas: c.use_exponential_sigmas === true };
+}
+
+function thresholding(c: {
+  thresholding: boolean;
+  dynamic_thresholding_ratio: number;
+  sample_max_value: number;
+}): Pick<NativeSchedulerConfig, 'thresholding' | 'dynamicThresholdingRatio' | 'sampleMaxValue'> {
+  return { thresholding: c.thresholding, dynamicThresholdingRatio: c.dynamic_thresholding_ratio, sampleMaxValue: c.sample_max_value };
+}
 
 export function toNativeSchedulerConfig(config: SchedulerConfig): NativeSchedulerConfig {
   const v = config.values;
@@ -47,8 +65,9 @@ export function toNativeSchedulerConfig(config: SchedulerConfig): NativeSchedule
     betaSchedule: v.beta_schedule,
     trainedBetas: v.trained_betas,
     predictionType: v.prediction_type,
-    timestepSpacing: v.timestep_spacing,
-    stepsOffset: v.steps_offset,
+    // DPMSolverSinglestepScheduler has no grid options: its timesteps are always linspace-spaced.
+    timestepSpacing: 'timestep_spacing' in v ? v.timestep_spacing : 'linspace',
+    stepsOffset: 'steps_offset' in v ? v.steps_offset : 0,
   };
   switch (config.className) {
     case 'DDPMScheduler': {
@@ -124,6 +143,55 @@ export function toNativeSchedulerConfig(config: SchedulerConfig): NativeSchedule
     case 'PNDMScheduler': {
       const c = config.values;
       return { ...base, skipPrkSteps: c.skip_prk_steps, setAlphaToOne: c.set_alpha_to_one };
+    }
+    case 'EulerAncestralDiscreteScheduler':
+      return { ...base, rescaleBetasZeroSnr: config.values.rescale_betas_zero_snr };
+    case 'LMSDiscreteScheduler':
+    case 'KDPM2DiscreteScheduler':
+    case 'KDPM2AncestralDiscreteScheduler':
+      return { ...base, ...sigmaSpacing(config.values) };
+    case 'HeunDiscreteScheduler': {
+      const c = config.values;
+      return { ...base, ...sigmaSpacing(c), clipSample: c.clip_sample === true, clipSampleRange: c.clip_sample_range };
+    }
+    case 'UniPCMultistepScheduler': {
+      const c = config.values;
+      return {
+        ...base,
+        ...sigmaSpacing(c),
+        ...thresholding(c),
+        solverOrder: c.solver_order,
+        predictX0: c.predict_x0,
+        uniPCSolverType: c.solver_type === 'bh1' ? 'bh1' : 'bh2',
+        lowerOrderFinal: c.lower_order_final,
+        disableCorrector: c.disable_corrector,
+        finalSigmasType: c.final_sigmas_type ?? 'zero',
+        rescaleBetasZeroSnr: c.rescale_betas_zero_snr,
+      };
+    }
+    case 'DEISMultistepScheduler': {
+      const c = config.values;
+      return { ...base, ...sigmaSpacing(c), ...thresholding(c), solverOrder: c.solver_order, lowerOrderFinal: c.lower_order_final };
+    }
+    case 'DPMSolverSinglestepScheduler': {
+      const c = config.values;
+      if (c.algorithm_type === 'deis' || (c.solver_type !== 'midpoint' && c.solver_type !== 'heun')) {
+        throw new ConfigError(
+          `DPMSolverSinglestepScheduler: expected algorithm_type other than "deis" and solver_type midpoint or heun but found algorithm_type "${c.algorithm_type}", solver_type "${c.solver_type}" (parseSchedulerConfig maps these deprecated types as diffusers does)`,
+        );
+      }
+      return {
+        ...base,
+        ...sigmaSpacing(c),
+        ...thresholding(c),
+        solverOrder: c.solver_order,
+        algorithmType: c.algorithm_type,
+        solverType: c.solver_type,
+        lowerOrderFinal: c.lower_order_final,
+        finalSigmasType: c.final_sigmas_type ?? 'zero',
+        lambdaMinClipped: c.lambda_min_clipped,
+        dpmVarianceType: c.variance_type ?? 'none',
+      };
     }
   }
 }

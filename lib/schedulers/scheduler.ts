@@ -1,6 +1,7 @@
 /**
- * The public noise scheduler: diffusers' DDPM, DDIM, Euler, DPM-Solver multistep and PNDM schedulers,
- * computed natively with diffusers' numerics, loaded from and saved to `scheduler_config.json`.
+ * The public noise scheduler: diffusers' DDPM, DDIM, Euler, DPM-Solver multistep, PNDM, Euler ancestral,
+ * LMS, Heun, KDPM2 (and ancestral), UniPC, DEIS and DPM-Solver singlestep schedulers, computed natively
+ * with diffusers' numerics, loaded from and saved to `scheduler_config.json`.
  *
  * ```ts
  * const scheduler = await loadScheduler('my-model/scheduler');
@@ -12,8 +13,10 @@
  *   x = prevSample;
  * }
  * ```
- * Multistep state (DPM-Solver's previous outputs, PNDM's history, Euler's step index) lives in the
- * instance; setTimesteps() resets it, so one instance runs one sampling loop at a time.
+ * Multistep state (previous model outputs, PNDM's history, the step index) lives in the instance;
+ * setTimesteps() resets it, so one instance runs one sampling loop at a time. Heun and KDPM2 evaluate the
+ * model twice per step: their timesteps repeat (or alternate with midpoints), and a loop simply runs
+ * every entry, as diffusers' pipelines do.
  */
 import { promises as fs } from 'node:fs';
 import * as nodePath from 'node:path';
@@ -44,7 +47,10 @@ export interface SchedulerOptions {
 }
 
 export interface StepOptions {
-  /** Where random noise is drawn from (DDPM, DDIM with eta > 0, SDE-DPM-Solver, Euler churn). */
+  /**
+   * Where random noise is drawn from (DDPM, DDIM with eta > 0, the SDE DPM-Solvers, Euler churn, Euler ancestral,
+   * KDPM2 ancestral): one draw of the model output's shape per step that needs one, as diffusers draws it.
+   */
   generator?: Generator;
   /** DDIM: 0 = deterministic DDIM, 1 = DDPM-like. */
   eta?: number;
@@ -59,16 +65,19 @@ export interface StepOptions {
   sNoise?: number;
 }
 
+/** What diffusers' scheduler.timesteps holds: int64, float32, or float64 (LMS, Heun, KDPM2 with Karras sigmas). */
+export type TimestepDType = 'int64' | 'float32' | 'float64';
+
 export interface StepOutput {
   /** x_{t−1}: the sample to pass to the next step. */
   prevSample: Tensor;
-  /** The model's estimate of the clean sample (DDPM, DDIM, Euler). */
+  /** The model's estimate of the clean sample (DDPM, DDIM and the sigma-space schedulers: Euler, Euler ancestral, LMS, Heun, KDPM2). */
   predOriginalSample?: Tensor;
 }
 
 interface Schedule {
   timesteps: number[];
-  timestepDType: 'int64' | 'float32';
+  timestepDType: TimestepDType;
   sigmas: number[] | undefined;
   initNoiseSigma: number;
   numInferenceSteps: number;
@@ -84,7 +93,7 @@ async function readSchedule(native: NativeSchedule): Promise<Schedule> {
   try {
     return {
       timesteps: toNumbers(await timesteps.data()),
-      timestepDType: timesteps.dtype === 'int64' ? 'int64' : 'float32',
+      timestepDType: timesteps.dtype === 'int64' || timesteps.dtype === 'float64' ? timesteps.dtype : 'float32',
       sigmas: sigmas === undefined ? undefined : toNumbers(await sigmas.data()),
       initNoiseSigma: native.initNoiseSigma,
       numInferenceSteps: native.numInferenceSteps,
@@ -156,28 +165,39 @@ export class Scheduler {
     return this.#parsed.warnings;
   }
 
-  /** The inference timesteps, in the order to run them (PNDM repeats some). */
+  /**
+   * diffusers' `scheduler.order`: model evaluations per inference step (2 for Heun and KDPM2, whose timesteps
+   * repeat or interleave midpoints; 1 otherwise). A pipeline that starts partway (img2img) skips
+   * `order ×` the steps it cuts.
+   */
+  get order(): 1 | 2 {
+    const c = this.className;
+    return c === 'HeunDiscreteScheduler' || c === 'KDPM2DiscreteScheduler' || c === 'KDPM2AncestralDiscreteScheduler' ? 2 : 1;
+  }
+
+  /** The inference timesteps, in the order to run them (PNDM, Heun and KDPM2 repeat some or interleave midpoints). */
   get timesteps(): readonly number[] {
     return this.#schedule.timesteps;
   }
 
-  /** int64 for DDPM, DDIM, PNDM and DPM-Solver; float32 for Euler (what diffusers' timesteps hold). */
-  get timestepDType(): 'int64' | 'float32' {
+  /** What diffusers' timesteps hold: int64 (DDPM, DDIM, PNDM, the DPM-Solvers, UniPC, DEIS), float32 (the sigma-space schedulers), float64 (LMS, Heun, KDPM2 with Karras sigmas). */
+  get timestepDType(): TimestepDType {
     return this.#schedule.timestepDType;
   }
 
   /**
-   * A 0-d tensor holding `timestep` in the schedule's dtype (int64 or float32), as diffusers' loops pass
+   * A 0-d tensor holding `timestep` in the schedule's dtype (int64, float32 or float64), as diffusers' loops pass
    * `t` from `scheduler.timesteps` to the model.
    */
   timestepTensor(timestep: number): Tensor {
     checkTimestep(timestep);
     if (this.timestepDType === 'float32') return Tensor.from(Float32Array.of(timestep), []);
+    if (this.timestepDType === 'float64') return Tensor.from(Float64Array.of(timestep), []);
     if (!Number.isSafeInteger(timestep)) throw expected('an integer timestep (this schedule is int64)', 'timestep', timestep);
     return Tensor.from(BigInt64Array.of(BigInt(timestep)), []);
   }
 
-  /** Euler and DPM-Solver: the noise level of each timestep, plus the final one. */
+  /** Every class but DDPM, DDIM and PNDM: the noise level of each timestep (as diffusers' scheduler.sigmas). */
   get sigmas(): readonly number[] | undefined {
     return this.#schedule.sigmas;
   }
@@ -217,7 +237,7 @@ export class Scheduler {
     return new Tensor(await callAsync(() => native.scaleInitialNoise(handle)));
   }
 
-  /** The model input for timestep t (Euler divides by sqrt(σ² + 1); the others return the sample). */
+  /** The model input for timestep t (the sigma-space schedulers divide by sqrt(σ² + 1); the others return the sample). */
   async scaleModelInput(sample: Tensor, timestep: number): Promise<Tensor> {
     const native = this.live();
     checkTimestep(timestep);
@@ -239,7 +259,8 @@ export class Scheduler {
 
   /**
    * The forward process q(x_t | x_0): sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise for DDPM, DDIM and PNDM
-   * (integer training timesteps); Euler and DPM-Solver look each timestep up in their schedule.
+   * (integer training timesteps); the others look each timestep up in their schedule (x0 + σ·noise for the
+   * sigma-space schedulers, α·x0 + σ·noise for the DPM-Solvers, UniPC and DEIS).
    * One timestep per batch item, or one for all.
    */
   async addNoise(originalSamples: Tensor, noise: Tensor, timesteps: Tensor | readonly number[]): Promise<Tensor> {
@@ -308,10 +329,13 @@ export class Scheduler {
     if (!Array.isArray(timesteps) || timesteps.length === 0 || !timesteps.every((t) => typeof t === 'number' && Number.isFinite(t))) {
       throw expected('a Tensor or a non-empty array of finite numbers', 'timesteps', timesteps);
     }
-    const floats = force !== 'int64' && this.className === 'EulerDiscreteScheduler';
+    // A schedule of float timesteps is looked up with floats of its own dtype, so every listed value matches.
+    const floats = force !== 'int64' && this.timestepDType !== 'int64';
     if (!floats && !timesteps.every((t) => Number.isSafeInteger(t))) throw expected('integer timesteps', 'timesteps', timesteps);
     const t = floats
-      ? Tensor.from(Float32Array.from(timesteps), [timesteps.length])
+      ? this.timestepDType === 'float64'
+        ? Tensor.from(Float64Array.from(timesteps), [timesteps.length])
+        : Tensor.from(Float32Array.from(timesteps), [timesteps.length])
       : Tensor.from(
           BigInt64Array.from(timesteps, (v: number) => BigInt(v)),
           [timesteps.length],
