@@ -109,8 +109,9 @@ async function runSetTimesteps(set: FixtureSet, fixtureCase: FixtureCase): Promi
 }
 
 /**
- * The timesteps to pass: the stored ones for training timesteps; for schedule lookups (Euler,
- * DPM-Solver) the entries of our own schedule at schedule_indices, after checking they match.
+ * The timesteps to pass: the stored ones for training timesteps; for schedule lookups (every class
+ * but DDPM, DDIM and PNDM) the entries of our own schedule at schedule_indices, in its dtype, after
+ * checking they match.
  */
 async function noiseTimesteps(scheduler: Scheduler, c: z.infer<typeof noiseInputs>, stored: Tensor, checks: Check[]): Promise<Tensor> {
   if (c.set_timesteps === null) return stored;
@@ -118,12 +119,17 @@ async function noiseTimesteps(scheduler: Scheduler, c: z.infer<typeof noiseInput
   if (c.schedule_indices === undefined) return stored;
   const ours = c.schedule_indices.map((i) => scheduler.timesteps[i] ?? NaN);
   checks.push(checkNumbers('timesteps (looked up)', ours, await stored.data(), timestepBound(scheduler)));
-  return scheduler.timestepDType === 'int64'
-    ? Tensor.from(
+  switch (scheduler.timestepDType) {
+    case 'int64':
+      return Tensor.from(
         BigInt64Array.from(ours, (v) => BigInt(v)),
         [ours.length],
-      )
-    : Tensor.from(Float32Array.from(ours), [ours.length]);
+      );
+    case 'float64':
+      return Tensor.from(Float64Array.from(ours), [ours.length]);
+    case 'float32':
+      return Tensor.from(Float32Array.from(ours), [ours.length]);
+  }
 }
 
 async function runAddNoise(set: FixtureSet, fixtureCase: FixtureCase): Promise<Check[]> {
