@@ -114,3 +114,30 @@ test.each([
   if (message === null) expect(parse).not.toThrow();
   else expect(parse).toThrow(message);
 });
+
+test('dreambooth: defaults, classData resolved against the recipe file, prior preservation needs classPrompt and classData together', () => {
+  expect(parseRecipe(minimal, 'r.json').dreambooth).toBeNull();
+  const d = { instancePrompt: 'a photo of sks dog', classPrompt: 'a photo of dog', classData: 'class-dogs' };
+  const r = resolveRecipePaths(parseRecipe({ ...minimal, dreambooth: d }, 'r.json'), '/home/u/project');
+  expect(r.dreambooth).toEqual({
+    ...d,
+    classData: path.resolve('/home/u/project/class-dogs'),
+    numClassImages: 100,
+    priorLossWeight: 1,
+    classGeneration: { steps: 50, guidanceScale: 7.5, seed: 0, batchSize: 4, scheduler: null },
+  });
+  // Without prior preservation: the instance prompt alone.
+  expect(parseRecipe({ ...minimal, dreambooth: { instancePrompt: 'sks' } }, 'r.json').dreambooth?.classData).toBeUndefined();
+});
+
+test.each([
+  [{ instancePrompt: 'sks', classPrompt: 'dog' }, /r\.json: dreambooth\.classData: prior preservation needs both classPrompt and classData/],
+  [{ instancePrompt: 'sks', classData: 'dogs' }, /dreambooth\.classPrompt: prior preservation needs both/],
+  [{ classPrompt: 'dog', classData: 'dogs' }, /dreambooth\.instancePrompt: Required/],
+  [{ instancePrompt: 'sks', priorLossWeight: -1 }, /dreambooth\.priorLossWeight: Number must be greater than or equal to 0/],
+  [{ instancePrompt: 'sks', numClassImages: 0 }, /dreambooth\.numClassImages/],
+  [{ instancePrompt: 'sks', classGeneration: { scheduler: 'euler' } }, /dreambooth\.classGeneration\.scheduler: Invalid enum value/],
+  [{ instancePrompt: 'sks', classGeneration: { sampler: 'ddim' } }, /dreambooth\.classGeneration: Unrecognized key\(s\) in object: 'sampler'/],
+])('a bad dreambooth section names the field (%#)', (dreambooth, message) => {
+  expect(() => parseRecipe({ ...minimal, dreambooth }, 'r.json')).toThrow(message);
+});
