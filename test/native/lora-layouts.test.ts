@@ -15,6 +15,7 @@ import { disposeStateDict } from '../../lib/checkpoint/state-dict';
 import { relError } from '../../lib/conformance/compare';
 import { applyLoraFile, disposeLoraEntries, readLoraFile, saveLoraFile, type LoraEntry } from '../../lib/models/lora';
 import { kohyaLayerName, type LoraComponent } from '../../lib/models/lora-layouts';
+import { loadTextEncoder } from '../../lib/models/clip-text';
 import { loadStableDiffusion, type StableDiffusion } from '../../lib/models/stable-diffusion';
 import { Tensor } from '../../lib/native/tensor';
 import { runSampleCli } from '../../lib/sample/cli';
@@ -470,4 +471,33 @@ test('npm run sample --lora applies a file’s text-encoder adapters to the prom
     return fs.readFileSync(png);
   };
   expect((await sample(['--lora', file])).equals(await sample([]))).toBe(false);
+}, 60_000);
+
+test('adapters on a bfloat16 text encoder compute in float32 and hand back bfloat16 (no dtype clash without autocast)', async () => {
+  using sd = await loadStableDiffusion(SD);
+  const known = (await knownAdapters(sd)).filter((k) => k.component === 'text_encoder');
+  const entries: LoraEntry[] = known.map((k) => ({
+    module: k.module,
+    A: Tensor.from(k.A.data, k.A.shape),
+    B: Tensor.from(k.B.data, k.B.shape),
+    alpha: k.alpha,
+  }));
+  using bf16 = await loadTextEncoder(path.join(SD, 'text_encoder'), { dtype: 'bfloat16' });
+  const ids = Tensor.from(
+    BigInt64Array.from({ length: 77 }, (_, i) => BigInt(i === 76 ? 2 : 3 + ((i * 37) % 990))),
+    [1, 77],
+  );
+  try {
+    await sd.textEncoder.setLora(entries);
+    await bf16.setLora(entries);
+    expect((await bf16.loraEntries()).every((e) => e.A.dtype === 'float32')).toBe(true);
+    using ref = await sd.textEncoder.embed(ids);
+    using low = await bf16.embed(ids);
+    expect(low.dtype).toBe('bfloat16');
+    // bfloat16 keeps 8 significant bits: three layers of it stay within a few percent of float32.
+    expect(relError(Float32Array.from((await low.data()) as Float32Array), ref.toArray() as Float32Array)).toBeLessThan(0.05);
+  } finally {
+    ids.dispose();
+    disposeLoraEntries(entries);
+  }
 }, 60_000);
