@@ -192,6 +192,14 @@ function formatIssue(file: string, issue: z.ZodIssue, raw: Record<string, unknow
   return `${file}: "${key}": ${issue.message} (found ${JSON.stringify(value)})`;
 }
 
+/**
+ * The factor a U-Net's sample height and width must divide by: 2^(levels − 1), one 2× downsampler per level
+ * but the last (8 for Stable Diffusion's four levels; times the VAE's scale factor in image pixels).
+ */
+export function unetDownsampling(config: Pick<UNetConfig, 'block_out_channels'>): number {
+  return 2 ** (config.block_out_channels.length - 1);
+}
+
 /** A per-block setting as a list of n: a scalar repeated, or a list checked to have n entries. */
 export function perBlock<T>(value: T | readonly T[], n: number, key: string, file: string): T[] {
   if (!Array.isArray(value)) return Array.from({ length: n }, () => value as T);

@@ -6,6 +6,7 @@
  */
 import * as path from 'path';
 import { checkMixedPrecision, parseRecipe, resolveRecipePaths, type Recipe } from '../config/recipe';
+import { unetDownsampling } from '../config/unet';
 import { joinDataParallel } from '../distributed/data-parallel';
 import { readDistEnv } from '../distributed/env';
 import { formatPlan } from '../freeze/format';
@@ -138,7 +139,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const weights = recipe.lora ? await trainLora(unet, recipe.lora, { resumedDir: resumed?.dir, seed: t.seed }, log) : await trainUNet(unet, recipe, log);
 
   // Data: this rank's shard of the training set (DreamBooth captions it and adds class samples), and the held-out batch.
-  const loader = await openTrainingLoader(recipe, dp, resumed, log);
+  const loader = await openTrainingLoader(recipe, dp, resumed, log, unetDownsampling(unet.config) * (text?.latentScale ?? 1));
   const dreambooth = await DreamBooth.open(recipe, { instanceSamples: loader.size, resumedDir: resumed?.dir, log });
   const hooks = new Hooks([weights, classLabels(unet), dreambooth, text, dp]);
   const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));

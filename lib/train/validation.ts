@@ -72,7 +72,9 @@ async function readHeldOut(recipe: Recipe, log: (line: string) => void): Promise
     }
     throw new ConfigError('validation.data: required for an image folder (held-out images in another folder); built-in datasets use their test split');
   }
-  const dataset = await createDataset({ ...options, limit: recipe.validation.samples, onBadImage: 'skip' }, { onWarning: log });
+  // One batch of square center crops at data.resolution, whatever the training data's aspect-ratio buckets:
+  // a batch holds one shape, and the held-out loss compares across runs with and without buckets.
+  const dataset = await createDataset({ ...options, buckets: false, limit: recipe.validation.samples, onBadImage: 'skip' }, { onWarning: log });
   const loader = new DataLoader(dataset, {
     batchSize: Math.min(recipe.validation.samples, dataset.size),
     shuffle: false,
