@@ -6,8 +6,9 @@ Request: {"items": [{"kind": "model" | "scheduler" | "pipeline", "path": folder,
 scheduler_config.json's; a pipeline loads through DiffusionPipeline.
 Response: {"items": [{"class": name, "config": {key: value} (the object's config without the keys diffusers
 adds, which start with "_"), "defaulted": [keys the file lacked], "warnings": [...],
-"components"?: {name: class} for pipelines, "defaults"?: the class's own default config, for a scheduler
-item with "defaults": true}]}.
+"components"?: {name: class} for pipelines, and for a scheduler item with "defaults": true "defaults" (the
+class's own default config) and "defaults_warnings" (what constructing it with its defaults warns about:
+diffusers' DPMSolverSinglestepScheduler warns at its own defaults)}]}.
 """
 import json
 import os
@@ -43,8 +44,6 @@ def load(item):
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     out = {"class": type(obj).__name__, "config": public_config(config), "defaulted": sorted(dict(config).get("_use_default_values", []))}
-    if kind == "scheduler" and item.get("defaults"):
-        out["defaults"] = public_config(cls().config)
     if kind == "pipeline":
         out["components"] = {k: type(v).__name__ for k, v in obj.components.items() if v is not None}
     return out
@@ -56,6 +55,10 @@ def run(req):
         with interop.Warnings() as w:
             out = load(item)
         out["warnings"] = w.messages
+        if item["kind"] == "scheduler" and item.get("defaults"):
+            with interop.Warnings() as w:
+                out["defaults"] = public_config(getattr(diffusers, out["class"])().config)
+            out["defaults_warnings"] = w.messages
         items.append(out)
     return {"items": items}
 
