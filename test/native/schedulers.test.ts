@@ -9,7 +9,10 @@ import { disposeStateDict, loadStateDict, type StateDict } from '../../lib/check
 import { defaultRegistry } from '../../lib/conformance/default-registry';
 import { findFixtureSets, runFixtureSet } from '../../lib/conformance/run';
 import { ConfigError, DisposedError, InvalidArgumentError } from '../../lib/errors';
+import { relError } from '../../lib/conformance/compare';
+import { TOLERANCES } from '../../lib/conformance/tolerances';
 import { Generator } from '../../lib/native/generator';
+import { randn } from '../../lib/native/ops';
 import { Tensor } from '../../lib/native/tensor';
 import { loadScheduler, Scheduler } from '../../lib/schedulers/scheduler';
 
@@ -35,9 +38,9 @@ describe('every scheduler fixture set passes', () => {
     .filter((name) => fs.existsSync(path.join(SCHEDULER_SETS, name, 'cases.json')))
     .sort();
 
-  test('all 42 sets are found', async () => {
-    expect(sets.length).toBe(42);
-    expect((await findFixtureSets(SCHEDULER_SETS)).length).toBe(42);
+  test('all 75 sets are found', async () => {
+    expect(sets.length).toBe(75);
+    expect((await findFixtureSets(SCHEDULER_SETS)).length).toBe(75);
   });
 
   test.each(sets)('%s', async (name) => {
@@ -73,12 +76,15 @@ describe('every scheduler fixture set passes', () => {
 });
 
 describe('config errors', () => {
-  test('an unknown _class_name names the file and the key', async () => {
+  test('an unknown _class_name names the file, the class found and the classes supported; picking a class converts it', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'scheduler_config.json');
-    fs.writeFileSync(file, '{"_class_name": "HeunDiscreteScheduler", "beta_start": 0.00085}');
+    fs.writeFileSync(file, '{"_class_name": "LCMScheduler", "beta_start": 0.00085, "original_inference_steps": 50}');
     await expect(loadScheduler(dir)).rejects.toThrow(ConfigError);
     await expect(loadScheduler(dir)).rejects.toThrow(`${file}: "_class_name": expected one of DDPMScheduler`);
+    await expect(loadScheduler(dir)).rejects.toThrow(/DPMSolverSinglestepScheduler but found "LCMScheduler".*--scheduler <name>/);
+    using s = await loadScheduler(dir, { className: 'HeunDiscreteScheduler' });
+    expect([s.className, s.config.beta_start, s.warnings.length]).toEqual(['HeunDiscreteScheduler', 0.00085, 1]);
   });
 
   test('an unsupported option value names the file and the key', async () => {
@@ -122,28 +128,37 @@ async function runSteps(scheduler: Scheduler, tensors: StateDict, set: string, f
 }
 
 describe('setTimesteps resets the multistep state', () => {
-  test.each(['dpmpp-order3', 'pndm-linear-epsilon', 'pndm-sd1', 'euler-karras', 'dpmpp-sde'])(
-    '%s: an interrupted loop, then a full one, equals a fresh loop',
-    async (set) => {
-      const tensors = await loadStateDict(path.join(setDir(set), 'cases.safetensors'));
-      try {
-        using fresh = await loadScheduler(setDir(set));
-        await fresh.setTimesteps(10);
-        using init = await fresh.scaleInitialNoise(tensors.get('loop/inputs/init_noise')!);
-        using expected = await runSteps(fresh, tensors, set, 0, fresh.timesteps.length, init);
+  test.each([
+    'dpmpp-order3',
+    'pndm-linear-epsilon',
+    'pndm-sd1',
+    'euler-karras',
+    'dpmpp-sde',
+    'lms-sd1',
+    'heun-sd1',
+    'kdpm2-ancestral-sd1',
+    'unipc-order3-bh1',
+    'deis-order3',
+    'dpm-singlestep-order3',
+  ])('%s: an interrupted loop, then a full one, equals a fresh loop', async (set) => {
+    const tensors = await loadStateDict(path.join(setDir(set), 'cases.safetensors'));
+    try {
+      using fresh = await loadScheduler(setDir(set));
+      await fresh.setTimesteps(10);
+      using init = await fresh.scaleInitialNoise(tensors.get('loop/inputs/init_noise')!);
+      using expected = await runSteps(fresh, tensors, set, 0, fresh.timesteps.length, init);
 
-        using reused = await loadScheduler(setDir(set));
-        await reused.setTimesteps(10);
-        using partial = await runSteps(reused, tensors, set, 0, 5, init);
-        await reused.setTimesteps(10);
-        using got = await runSteps(reused, tensors, set, 0, reused.timesteps.length, init);
-        expect(await values(got)).toEqual(await values(expected));
-        expect(await values(partial)).not.toEqual(await values(expected));
-      } finally {
-        disposeStateDict(tensors);
-      }
-    },
-  );
+      using reused = await loadScheduler(setDir(set));
+      await reused.setTimesteps(10);
+      using partial = await runSteps(reused, tensors, set, 0, 5, init);
+      await reused.setTimesteps(10);
+      using got = await runSteps(reused, tensors, set, 0, reused.timesteps.length, init);
+      expect(await values(got)).toEqual(await values(expected));
+      expect(await values(partial)).not.toEqual(await values(expected));
+    } finally {
+      disposeStateDict(tensors);
+    }
+  });
 });
 
 describe('Generator', () => {
@@ -204,6 +219,60 @@ describe('Generator', () => {
   });
 });
 
+// The ancestral and SDE schedulers draw their own noise: with the fixture's seed, our Generator gives the
+// same draws as the torch generator diffusers was run with (make_fixtures.py: add_noise's two inputs,
+// the loop's initial noise, then one randn of the model output's shape per step that needs one), so the
+// whole stored trajectory is reproduced without the stored noise.
+describe('seeded noise is diffusers’ draw for draw', () => {
+  // Bit-identical with libtorch's vectorized kernels. Under ATEN_CPU_CAPABILITY=default the Box–Muller
+  // transform's log, sqrt and cos/sin run as scalar libm calls (glibc picks FMA variants by CPU), each an
+  // ulp or two from the vectorized ones; compounded they measured ≤ 7.7 float32 ulps (4.6e-7) of the
+  // largest draw. The bound allows 64 ulps (2^-18 ≈ 3.8e-6); a wrong seed or draw order is off by O(1).
+  const DRAW_BOUND = 2 ** -18;
+  test.each(['euler-ancestral-sd1', 'kdpm2-ancestral-sd1', 'dpm-singlestep-sde', 'dpmpp-sde'])('%s', async (set) => {
+    const cases = JSON.parse(fs.readFileSync(path.join(setDir(set), 'cases.json'), 'utf8')) as {
+      seed: number;
+      cases: Array<{ type: string; inputs: Record<string, string>; steps?: Array<{ variance_noise?: string }> }>;
+    };
+    const tensors = await loadStateDict(path.join(setDir(set), 'cases.safetensors'));
+    try {
+      using generator = new Generator(cases.seed);
+      const addNoise = tensors.get('add_noise/inputs/noise')!;
+      for (const key of ['add_noise/inputs/original_samples', 'add_noise/inputs/noise']) {
+        using draw = await randn(addNoise.shape, { generator });
+        expect(relError(await values(draw), await values(tensors.get(key)!))).toBeLessThanOrEqual(DRAW_BOUND);
+      }
+      const init = tensors.get('loop/inputs/init_noise')!;
+      using initDraw = await randn(init.shape, { generator });
+      expect(relError(await values(initDraw), await values(init))).toBeLessThanOrEqual(DRAW_BOUND);
+
+      using s = await loadScheduler(setDir(set));
+      await s.setTimesteps(10);
+      let x = await s.scaleInitialNoise(initDraw);
+      let drawn = 0;
+      try {
+        for (const [i, t] of s.timesteps.entries()) {
+          const step = `loop/step_${String(i).padStart(3, '0')}`;
+          if (tensors.has(`${step}/variance_noise`)) ++drawn;
+          // DPM-Solver multistep's SDE takes its noise as an argument (diffusers' variance_noise); the others draw it.
+          const noise = set === 'dpmpp-sde' ? { varianceNoise: await randn(init.shape, { generator }) } : { generator };
+          const out = await s.step(tensors.get(`${step}/model_output`)!, t, x, noise);
+          noise.varianceNoise?.dispose();
+          out.predOriginalSample?.dispose();
+          x.dispose();
+          x = out.prevSample;
+          expect(relError(await values(x), await values(tensors.get(`${step}/prev_sample`)!))).toBeLessThanOrEqual(TOLERANCES.schedulerLoop);
+        }
+      } finally {
+        x.dispose();
+      }
+      expect(drawn).toBeGreaterThan(0);
+    } finally {
+      disposeStateDict(tensors);
+    }
+  });
+});
+
 describe('Scheduler API', () => {
   test('bad arguments name the parameter', async () => {
     using s = await loadScheduler(setDir('euler-linear-epsilon'));
@@ -217,6 +286,12 @@ describe('Scheduler API', () => {
     await expect(s.getVelocity(x, x, ints)).rejects.toThrow(InvalidArgumentError);
     using dpm = await loadScheduler(setDir('dpmpp-linear-epsilon'));
     await expect(dpm.getVelocity(x, x, [999])).rejects.toThrow('DPMSolverMultistepScheduler has no getVelocity');
+    for (const set of ['heun-sd1', 'unipc-sd1']) {
+      using other = await loadScheduler(setDir(set));
+      await expect(other.getVelocity(x, x, [999])).rejects.toThrow(`${other.className} has no getVelocity (nor does diffusers')`);
+    }
+    using unipc = await loadScheduler(setDir('unipc-sd1'));
+    await expect(unipc.step(x, 999, x)).rejects.toThrow('UniPCMultistepScheduler.step: call setTimesteps() first');
     // An array where a tensor belongs was "received undefined"; a NaN timestep became the last step.
     const array = [0, 1] as unknown as Tensor;
     await expect(s.step(array, 999, x)).rejects.toThrow(new InvalidArgumentError('Expected a Tensor for modelOutput but received an array of length 2'));
@@ -264,6 +339,23 @@ describe('Scheduler API', () => {
     using td = ddim.timestepTensor(981);
     expect([td.shape, td.dtype, td.toArray()[0]]).toEqual([[], 'int64', 981n]);
     expect(() => ddim.timestepTensor(1.5)).toThrow('Expected an integer timestep (this schedule is int64) for timestep but received 1.5 of type number');
+  });
+
+  test('Heun and KDPM2 run two model evaluations per step (order 2); Karras LMS/Heun/KDPM2 keep diffusers’ float64 timesteps', async () => {
+    using heun = await loadScheduler(setDir('heun-sd1'));
+    await heun.setTimesteps(3);
+    expect([heun.order, heun.timesteps.length, heun.timesteps[1], heun.timestepDType]).toEqual([2, 5, heun.timesteps[2], 'float32']);
+    using kdpm2 = await loadScheduler(setDir('kdpm2-karras'));
+    await kdpm2.setTimesteps(3);
+    expect([kdpm2.order, kdpm2.timesteps.length, kdpm2.timestepDType]).toEqual([2, 5, 'float64']);
+    using t = kdpm2.timestepTensor(kdpm2.timesteps[1]!);
+    expect([t.dtype, Number(t.toArray()[0])]).toEqual(['float64', kdpm2.timesteps[1]]);
+    using lms = await loadScheduler(setDir('lms-karras'));
+    await lms.setTimesteps(4);
+    expect([lms.order, lms.timestepDType, Number.isInteger(lms.timesteps[1])]).toEqual([1, 'float64', false]);
+    // A float64 timestep is looked up exactly: its float32 rounding is not in the schedule.
+    using x = zeros4();
+    await expect(lms.scaleModelInput(x, Math.fround(lms.timesteps[1]!))).rejects.toThrow('Expected one of scheduler.timesteps');
   });
 
   test('a disposed scheduler throws DisposedError', async () => {

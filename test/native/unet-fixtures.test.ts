@@ -7,7 +7,17 @@ import { runFixtureSet } from '../../lib/conformance/run';
 import { releaseUNetCaseModels } from '../../lib/conformance/unet-cases';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'diffusers');
-const SETS = ['unet2d-tiny', 'unet2d-ddpmcifar-shape', 'unet2d-classcond', 'unet2dcond-tiny', 'unet2dcond-sd2ish', 'unet2dcond-classcond'];
+// The last two sample with Heun and KDPM2, whose timesteps repeat or interleave midpoints (two model calls per step).
+const SETS = [
+  'unet2d-tiny',
+  'unet2d-ddpmcifar-shape',
+  'unet2d-classcond',
+  'unet2dcond-tiny',
+  'unet2dcond-sd2ish',
+  'unet2dcond-classcond',
+  'unet2d-heun-karras-loop',
+  'unet2dcond-kdpm2-loop',
+];
 
 afterAll(() => releaseUNetCaseModels());
 
