@@ -305,6 +305,21 @@ describe('DreamBooth fine-tuning with prior preservation', () => {
     expect(again.text()).toMatch(/3 there \(3 generated earlier with these settings\), 0 to generate/);
   }, 180_000);
 
+  test('without prior preservation: the uncaptioned instance images, held-out ones too, are captioned with the instance prompt', async () => {
+    const heldOut = { every: 1, samples: 2, data: { path: instances, resolution: 32, channels: 3 } };
+    const r = await finetune({
+      ...recipe(path.join(work, 'instance-only'), { validation: heldOut, textToImage: { cacheDir: path.join(work, 'cache-instance-only') } }, {}, { steps: 1 }),
+      dreambooth: { instancePrompt: 'a photo of sks shape' },
+    });
+    expect(r.status).toBe('completed');
+    expect(r.validation.map((v) => v.step)).toEqual([0, 1]);
+    // One caption embedded for training and held-out images alike; no class images.
+    expect(r.textToImage!.cache.textMisses).toBe(1);
+    expect(fs.existsSync(path.join(work, 'instance-only', 'checkpoint-1', DREAMBOOTH_STATE_FILE))).toBe(false);
+    // Without the dreambooth section the same folder has no captions for a text-to-image run.
+    await expect(finetune({ ...recipe(path.join(work, 'no-captions'), {}, {}, { steps: 1 }), dreambooth: null })).rejects.toThrow(/captioned images/);
+  }, 120_000);
+
   test('LoRA: adapters only, the base untouched', async () => {
     const r = await finetune(recipe(path.join(work, 'lora'), { lora: { rank: 4 } }), { verifyFrozen: true });
     expect(r.status).toBe('completed');
