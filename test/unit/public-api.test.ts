@@ -35,9 +35,20 @@ test('the API re-exports no conformance, demo, benchmark, report or data-paralle
     'Trainer',
     'concat',
     'parseLenientJson',
+    // the pipelines' shared pieces and the bucketing internals: img2img() and data.buckets are the API
+    'denoise',
+    'promptBatch',
+    'preprocessImage',
+    'img2imgTimesteps',
+    'planBuckets',
+    'bucketSettings',
   ]) {
     expect(internal in difftune).toBe(false);
   }
+});
+
+test('the pipelines are public: txt2img, img2img, sample', () => {
+  for (const name of ['txt2img', 'img2img', 'sample', 'loadStableDiffusion']) expect(typeof (difftune as Record<string, unknown>)[name]).toBe('function');
 });
 
 test('every error class is public', () => {
