@@ -98,14 +98,17 @@ export class StableDiffusionIndex {
 }
 
 /** What is wrong with one required component, or undefined when it can be loaded. */
-function componentProblem(dir: string, index: ModelIndexFile, name: StableDiffusionComponent): string | undefined {
+function componentProblem(dir: string, index: ModelIndexFile, name: StableDiffusionComponent, options: ReadModelIndexOptions): string | undefined {
   const want = STABLE_DIFFUSION_COMPONENTS[name];
   const spec = index.components.get(name);
   const expectedClass = want.classes.length === 1 ? want.classes[0] : `one of ${want.classes.join(', ')}`;
   if (spec === undefined) return `${name}: not in ${MODEL_INDEX_FILE} (expected ["${want.library}", ${JSON.stringify(want.classes[0])}])`;
   if (spec === null) return `${name}: [null, null] (absent), but a Stable Diffusion pipeline needs a ${expectedClass}`;
-  if (!(want.classes as readonly string[]).includes(spec.className)) {
-    return `${name}: class "${spec.className}" is not supported (supported: ${want.classes.join(', ')})`;
+  // Another scheduler class converts the folder's config (diffusers' from_config), whatever class it names.
+  const replaced = name === 'scheduler' && options.schedulerClass !== undefined;
+  if (!replaced && !(want.classes as readonly string[]).includes(spec.className)) {
+    const hint = name === 'scheduler' ? '; pick a supported class to convert its config to: --scheduler <name>, or the schedulerClass option' : '';
+    return `${name}: class "${spec.className}" is not supported (supported: ${want.classes.join(', ')})${hint}`;
   }
   if (spec.library !== want.library) return `${name}: library "${spec.library}" for ${spec.className}, expected "${want.library}"`;
   const sub = nodePath.join(dir, name);
@@ -115,13 +118,18 @@ function componentProblem(dir: string, index: ModelIndexFile, name: StableDiffus
   return undefined;
 }
 
+export interface ReadModelIndexOptions {
+  /** The scheduler class the caller will build from scheduler/scheduler_config.json: the folder's own class is then not checked. */
+  schedulerClass?: string;
+}
+
 /**
  * Reads `<dir>/model_index.json` and checks the five components a Stable Diffusion 1.x / 2.x
  * pipeline needs (unet, vae, text_encoder, tokenizer, scheduler): present, of a supported class,
  * with their folder and config file. One ConfigError lists every problem. Other components
  * (safety_checker, feature_extractor, image_encoder) are not loaded and not checked.
  */
-export function readModelIndex(dir: string): StableDiffusionIndex {
+export function readModelIndex(dir: string, options: ReadModelIndexOptions = {}): StableDiffusionIndex {
   const file = nodePath.join(dir, MODEL_INDEX_FILE);
   let text: string;
   try {
@@ -130,7 +138,7 @@ export function readModelIndex(dir: string): StableDiffusionIndex {
     throw new ConfigError(`${dir}: cannot read ${MODEL_INDEX_FILE} (a diffusers pipeline folder has one): ${(error as Error).message}`, { cause: error });
   }
   const index = parseModelIndex(parseLenientJson(text, file), file);
-  const problems = STABLE_DIFFUSION_COMPONENT_NAMES.map((name) => componentProblem(dir, index, name)).filter((p): p is string => p !== undefined);
+  const problems = STABLE_DIFFUSION_COMPONENT_NAMES.map((name) => componentProblem(dir, index, name, options)).filter((p): p is string => p !== undefined);
   if (problems.length > 0) {
     throw new ConfigError(`${file}: cannot load ${index.className} as a Stable Diffusion pipeline:\n  ${problems.join('\n  ')}`);
   }

@@ -45,7 +45,7 @@ export async function loadStableDiffusion(dir: string, options: LoadStableDiffus
   if (!fs.existsSync(path.join(dir, 'model_index.json'))) {
     throw new ConfigError(`${dir}: expected a Stable Diffusion pipeline folder with model_index.json (unet/, vae/, text_encoder/, tokenizer/, scheduler/)`);
   }
-  const index = readModelIndex(dir);
+  const index = readModelIndex(dir, { schedulerClass: options.schedulerClass });
   const device = options.device ?? 'cpu';
   const unetDir = options.unetDir ?? index.componentDir('unet');
   const variants = componentVariants(

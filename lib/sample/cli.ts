@@ -1,5 +1,5 @@
 /**
- * `npm run sample -- --model <folder> [--lora <file>] [--scheduler ddpm|ddim|pndm|euler|dpmpp]
+ * `npm run sample -- --model <folder> [--lora <file>] [--scheduler <short or class name>]
  * [--steps N] [--seed S] [--count N] [--class-label K] [--eta E] --out grid.png`: a PNG grid.
  * The model folder's own scheduler (or DDPM defaults) unless --scheduler picks another class.
  * A Stable Diffusion folder samples text-to-image, or image-to-image with --init-image (txt2img-cli.ts).
@@ -7,7 +7,9 @@
 import * as path from 'path';
 import type { Writable } from 'stream';
 import { ConfigError, formatCliError } from '../errors';
-import { defineCli, formatHelp, integerValue, numberValue, oneOfValue, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
+import { z } from 'zod';
+import { resolveSchedulerName, SCHEDULER_CLASSES, SCHEDULER_SHORT_NAMES, type SchedulerClassName } from '../config/scheduler';
+import { defineCli, formatHelp, integerValue, numberValue, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
 import { applyLoraFile } from '../models/lora';
 import { loadUNet, unknownConfigKeysWarning } from '../models/unet';
 import { isTextToImageFolder, openFolderScheduler, resolveModelFolder } from '../models/model-folder';
@@ -15,14 +17,18 @@ import { checkOutputFile } from '../util/output-folder';
 import { toImages, writeGrid } from './image';
 import { sample } from './pipeline';
 
-const SCHEDULERS = {
-  ddpm: 'DDPMScheduler',
-  ddim: 'DDIMScheduler',
-  pndm: 'PNDMScheduler',
-  euler: 'EulerDiscreteScheduler',
-  dpmpp: 'DPMSolverMultistepScheduler',
-} as const;
-const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'euler', 'dpmpp'] as const satisfies ReadonlyArray<keyof typeof SCHEDULERS>;
+/** --scheduler: a short name (lib/config/scheduler.ts) or any supported diffusers class name, parsed to the class name. */
+const SCHEDULER_VALUE = {
+  schema: z.string().transform((name, ctx): SchedulerClassName => {
+    const className = resolveSchedulerName(name);
+    if (className === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom });
+      return z.NEVER;
+    }
+    return className;
+  }),
+  expected: `one of ${Object.keys(SCHEDULER_SHORT_NAMES).join(', ')} or a class name (${SCHEDULER_CLASSES.join(', ')})`,
+};
 
 export const sampleCli = defineCli({
   name: 'sample',
@@ -32,7 +38,12 @@ export const sampleCli = defineCli({
     model: { type: 'string', value: '<folder>', required: true, description: 'a U-Net folder, a pipeline folder or a fine-tuning output' },
     out: { type: 'string', value: '<grid.png>', required: true, description: 'the PNG to write; checked (and its folder created) before sampling starts' },
     lora: { type: 'string', value: '<file.safetensors>', description: 'LoRA weights (PEFT/diffusers or kohya) applied to the U-Net' },
-    scheduler: { type: 'string', value: '<name>', ...oneOfValue(SCHEDULER_NAMES), description: `another scheduler class: ${SCHEDULER_NAMES.join(', ')}` },
+    scheduler: {
+      type: 'string',
+      value: '<name>',
+      ...SCHEDULER_VALUE,
+      description: `another scheduler class, configured from the folder's scheduler_config.json (as diffusers' from_config): ${Object.keys(SCHEDULER_SHORT_NAMES).join(', ')} or a class name`,
+    },
     steps: { type: 'string', value: '<N>', ...integerValue(1), description: 'sampling steps (default 1000 for DDPM, otherwise 50)' },
     seed: { type: 'string', value: '<S>', ...integerValue(0), default: 0, description: 'seed of the initial noise and every random draw' },
     count: { type: 'string', value: '<N>', ...integerValue(1), default: 16, description: 'images in the grid, for unconditional and class-conditional models' },
@@ -130,7 +141,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
           initImage: a.initImage,
           strength: a.strength,
           lora: a.lora,
-          schedulerClass: a.scheduler ? SCHEDULERS[a.scheduler] : undefined,
+          schedulerClass: a.scheduler,
           eta: a.eta,
           vaeSlicing: a['vae-slicing'],
           vaeTiling: a['vae-tiling'],
@@ -151,8 +162,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
     if (a.lora) {
       await applyLoraFile(unet, a.lora);
     }
-    const className = a.scheduler ? SCHEDULERS[a.scheduler] : undefined;
-    using scheduler = await openFolderScheduler(folder, className);
+    using scheduler = await openFolderScheduler(folder, a.scheduler);
     const steps = a.steps ?? (scheduler.className === 'DDPMScheduler' ? 1000 : 50);
     const classLabels = a.classLabel !== undefined ? Array.from({ length: a.count }, () => a.classLabel!) : undefined;
     const started = Date.now();
