@@ -79,6 +79,42 @@ describe('options beyond the fixtures run to finite values', () => {
     ['DPM learned variance (pixel model)', { _class_name: 'DPMSolverMultistepScheduler', variance_type: 'learned_range' }, 6],
     ['PNDM PRK, linspace', { _class_name: 'PNDMScheduler', timestep_spacing: 'linspace' }, 3],
     ['PNDM v, trailing', { _class_name: 'PNDMScheduler', prediction_type: 'v_prediction', timestep_spacing: 'trailing', skip_prk_steps: true }, 3],
+    [
+      'Euler ancestral cosine, trailing',
+      { _class_name: 'EulerAncestralDiscreteScheduler', beta_schedule: 'squaredcos_cap_v2', timestep_spacing: 'trailing' },
+      3,
+    ],
+    ['LMS Karras, sample prediction', { _class_name: 'LMSDiscreteScheduler', ...SD, use_karras_sigmas: true, prediction_type: 'sample' }, 3],
+    ['Heun Karras, v, clip_sample', { _class_name: 'HeunDiscreteScheduler', use_karras_sigmas: true, prediction_type: 'v_prediction', clip_sample: true }, 3],
+    [
+      'KDPM2 ancestral Karras, v, trailing',
+      { _class_name: 'KDPM2AncestralDiscreteScheduler', use_karras_sigmas: true, prediction_type: 'v_prediction', timestep_spacing: 'trailing' },
+      3,
+    ],
+    ['UniPC thresholding, sample prediction', { _class_name: 'UniPCMultistepScheduler', thresholding: true, prediction_type: 'sample' }, 3],
+    ['UniPC order 1', { _class_name: 'UniPCMultistepScheduler', ...SD, solver_order: 1 }, 3],
+    [
+      'UniPC noise prediction, Karras, bh1, sigma_min',
+      { _class_name: 'UniPCMultistepScheduler', ...SD, predict_x0: false, use_karras_sigmas: true, solver_type: 'bh1', final_sigmas_type: 'sigma_min' },
+      3,
+    ],
+    ['DEIS thresholding, order 1', { _class_name: 'DEISMultistepScheduler', thresholding: true, solver_order: 1 }, 3],
+    ['DEIS order 3, Karras', { _class_name: 'DEISMultistepScheduler', ...SD, solver_order: 3, use_karras_sigmas: true }, 3],
+    ['DPM singlestep learned variance (pixel model)', { _class_name: 'DPMSolverSinglestepScheduler', variance_type: 'learned_range' }, 6],
+    ['DPM singlestep SDE order 1', { _class_name: 'DPMSolverSinglestepScheduler', algorithm_type: 'sde-dpmsolver++', solver_order: 1 }, 3],
+    [
+      'DPM singlestep dpmsolver order 3, Karras',
+      {
+        _class_name: 'DPMSolverSinglestepScheduler',
+        ...SD,
+        algorithm_type: 'dpmsolver',
+        solver_order: 3,
+        use_karras_sigmas: true,
+        final_sigmas_type: 'sigma_min',
+      },
+      3,
+    ],
+    ['DPM singlestep thresholding, sample prediction', { _class_name: 'DPMSolverSinglestepScheduler', thresholding: true, prediction_type: 'sample' }, 3],
   ];
   test.each(cases)('%s', async (_name, config, channels) => {
     using g = new Generator(3);
@@ -119,6 +155,23 @@ describe('exact relations', () => {
     expect(await sample(config, 8, { sChurn: 0, generator: a })).toEqual(plain);
     const churned = await sample(config, 8, { sChurn: 1, generator: b });
     expect(churned).not.toEqual(plain);
+  });
+
+  test('the ancestral schedulers draw from the generator: a seed fixes the result, another seed changes it', async () => {
+    for (const className of ['EulerAncestralDiscreteScheduler', 'KDPM2AncestralDiscreteScheduler', 'DPMSolverSinglestepScheduler']) {
+      const config = { _class_name: className, ...SD, ...(className === 'DPMSolverSinglestepScheduler' ? { algorithm_type: 'sde-dpmsolver++' } : {}) };
+      using a = new Generator(4);
+      using b = new Generator(4);
+      using c = new Generator(5);
+      const first = await sample(config, 6, { generator: a });
+      expect(await sample(config, 6, { generator: b })).toEqual(first);
+      expect(await sample(config, 6, { generator: c })).not.toEqual(first);
+    }
+  });
+
+  test("LMS's first step is Euler's: its order-1 coefficient ∫ 1 dτ over [σ_0, σ_1] comes out of the quadrature as σ_1 − σ_0", async () => {
+    const config = { ...SD, timestep_spacing: 'leading', steps_offset: 1 };
+    expect(await sample({ _class_name: 'LMSDiscreteScheduler', ...config }, 1)).toEqual(await sample({ _class_name: 'EulerDiscreteScheduler', ...config }, 1));
   });
 
   test('solver_order 1 ignores solver_type', async () => {
