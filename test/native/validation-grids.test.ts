@@ -81,6 +81,24 @@ test('class-conditional grids: written at 0, 2 and 4 from the same noise; step 0
   for (const src of [...html.matchAll(/src="([^"]+)"/g)].map((m) => m[1]!)) expect([src, fs.existsSync(path.join(a.output, src))]).toEqual([src, true]);
 });
 
+test('a stopped and resumed run: the report keeps the earlier steps, held-out losses and grids', async () => {
+  const output = path.join(tmp(), 'resumed');
+  const controller = new AbortController();
+  const first = await finetune(
+    { ...classCondRecipe(output, { seed: 3 }), checkpoint: { every: 2 } },
+    { signal: controller.signal, onProgress: (p) => p.step === 2 && controller.abort() },
+  );
+  expect(first.status).toBe('aborted');
+  expect(fs.readFileSync(first.report, 'utf8')).toContain('<td>status</td><td>aborted</td>');
+  const second = await finetune({ ...classCondRecipe(output, { seed: 3 }), checkpoint: { every: 2 }, resume: 'latest' });
+  expect(second.validationGrids.map((g) => g.step)).toEqual([4]);
+  const html = fs.readFileSync(second.report, 'utf8');
+  for (const s of [0, 2, 4]) expect(html).toContain(`src="validation/step-${s}.png"`);
+  // The training-loss curve has all 4 steps, the held-out one its 3 validations (0 and 2 from the first run).
+  const curves = [...html.matchAll(/<polyline[^>]* points="([^"]+)"/g)].map((m) => m[1]!.split(' ').length);
+  expect(curves.slice(0, 2)).toEqual([4, 3]);
+});
+
 async function unetWeights(dir: string): Promise<Map<string, Buffer>> {
   const f = await SafetensorsFile.open(path.join(dir, 'diffusion_pytorch_model.safetensors'));
   try {
