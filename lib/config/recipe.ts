@@ -11,7 +11,7 @@ import { dreamboothSchema } from './dreambooth';
 import { refusePrototypeKeys } from './field-path';
 import { freezeOptionsSchema } from './freeze';
 import { lrScheduleSchema } from './lr-schedule';
-import { SCHEDULER_CLASSES } from './scheduler';
+import { resolveSchedulerName, SCHEDULER_CLASSES, SCHEDULER_SHORT_NAMES } from './scheduler';
 import { loraOptionsSchema } from './lora';
 import { slowBf16Reason } from '../util/cpu';
 
@@ -117,8 +117,19 @@ export const validationSchema = z
     steps: posInt.default(25),
     /** Text-to-image: classifier-free guidance scale of the validation samples (≤ 1: off). */
     guidanceScale: z.number().finite().default(7.5),
-    /** The sampling scheduler, configured from the model's own scheduler config (deterministic DDIM by default). */
-    scheduler: z.enum(SCHEDULER_CLASSES).default('DDIMScheduler'),
+    /** The sampling scheduler, a class or short name (`ddim`), configured from the model's own scheduler config (deterministic DDIM by default). */
+    scheduler: z
+      .string()
+      .default('DDIMScheduler')
+      .transform((name, ctx) => {
+        const resolved = resolveSchedulerName(name);
+        if (resolved === undefined)
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            message: `expected a scheduler class (${SCHEDULER_CLASSES.join(', ')}) or short name (${Object.keys(SCHEDULER_SHORT_NAMES).join(', ')}) but found "${name}"`,
+          });
+        return resolved ?? 'DDIMScheduler';
+      }),
   })
   .strict()
   .superRefine((v, ctx) => {

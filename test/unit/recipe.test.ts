@@ -98,6 +98,10 @@ test('validation grids: prompts, class labels, images, steps, guidance and sched
   const r = parseRecipe({ ...minimal, validation: { every: 10, classLabels: [0, 3] } }, 'r.json');
   expect(r.validation).toMatchObject({ classLabels: [0, 3], prompts: [], steps: 25, guidanceScale: 7.5, scheduler: 'DDIMScheduler', seed: 1234 });
   expect(r.validation.numImages).toBeUndefined();
+  // Short names as --scheduler takes them.
+  expect(parseRecipe({ ...minimal, validation: { every: 1, numImages: 2, scheduler: 'euler-ancestral' } }, 'r.json').validation.scheduler).toBe(
+    'EulerAncestralDiscreteScheduler',
+  );
   expect(parseRecipe(minimal, 'r.json').validation).toMatchObject({ every: 0, prompts: [], classLabels: [] });
 });
 
@@ -108,7 +112,11 @@ test.each([
   [{ every: 5, prompts: ['a cat'], classLabels: [1] }, /validation\.classLabels: give prompts .* or classLabels .*, not both/],
   [{ every: 5, classLabels: [-1] }, /validation\.classLabels\[0\]: Number must be greater than or equal to 0/],
   [{ every: 5, numImages: 0 }, /validation\.numImages/],
-  [{ every: 5, scheduler: 'ddim' }, /validation\.scheduler: Invalid enum value.*DDIMScheduler/],
+  [{ every: 5, scheduler: 'ddim' }, null],
+  [
+    { every: 5, scheduler: 'fast' },
+    /validation\.scheduler: expected a scheduler class \(DDPMScheduler, DDIMScheduler, .*\) or short name \(ddpm, ddim, .*\) but found "fast"/,
+  ],
 ])('validation grid settings are checked, naming the field (%#)', (validation, message) => {
   const parse = () => parseRecipe({ ...minimal, validation }, 'r.json');
   if (message === null) expect(parse).not.toThrow();
