@@ -79,7 +79,7 @@ describe('model_index.json', () => {
   });
 
   it('names every missing or unsupported component in one error', () => {
-    const dir = copyOfSd1('bad', { ...sd1Index(), vae: [null, null], scheduler: ['diffusers', 'LMSDiscreteScheduler'], text_encoder: undefined });
+    const dir = copyOfSd1('bad', { ...sd1Index(), vae: [null, null], scheduler: ['diffusers', 'LCMScheduler'], text_encoder: undefined });
     let message = '';
     try {
       readModelIndex(dir);
@@ -88,9 +88,15 @@ describe('model_index.json', () => {
       message = (error as Error).message;
     }
     expect(message).toMatch(/vae: \[null, null\] \(absent\), but a Stable Diffusion pipeline needs a AutoencoderKL/);
-    expect(message).toMatch(/scheduler: class "LMSDiscreteScheduler" is not supported \(supported: DDPMScheduler, DDIMScheduler/);
+    expect(message).toMatch(/scheduler: class "LCMScheduler" is not supported \(supported: DDPMScheduler, DDIMScheduler/);
     expect(message).toMatch(/text_encoder: not in model_index\.json/);
     expect(message).not.toMatch(/unet:/);
+  });
+
+  it('accepts a scheduler class it lacks when the caller picks another class to convert its config to', () => {
+    const dir = copyOfSd1('lcm', { ...sd1Index(), scheduler: ['diffusers', 'LCMScheduler'] });
+    expect(() => readModelIndex(dir)).toThrow(/scheduler: class "LCMScheduler" is not supported .*; pick a supported class to convert its config to: --scheduler <name>/);
+    expect(readModelIndex(dir, { schedulerClass: 'EulerAncestralDiscreteScheduler' }).componentClass('scheduler')).toBe('LCMScheduler');
   });
 
   it('names a missing component folder or config file', () => {
