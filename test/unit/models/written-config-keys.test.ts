@@ -72,6 +72,50 @@ const V031_KEYS: Record<string, readonly string[]> = {
     'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'skip_prk_steps', 'set_alpha_to_one',
     'prediction_type', 'timestep_spacing', 'steps_offset',
   ],
+  // src/diffusers/schedulers/scheduling_euler_ancestral_discrete.py
+  EulerAncestralDiscreteScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'prediction_type', 'timestep_spacing',
+    'steps_offset', 'rescale_betas_zero_snr',
+  ],
+  // src/diffusers/schedulers/scheduling_lms_discrete.py
+  LMSDiscreteScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'use_karras_sigmas', 'use_exponential_sigmas',
+    'use_beta_sigmas', 'prediction_type', 'timestep_spacing', 'steps_offset',
+  ],
+  // src/diffusers/schedulers/scheduling_heun_discrete.py
+  HeunDiscreteScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'prediction_type', 'use_karras_sigmas',
+    'use_exponential_sigmas', 'use_beta_sigmas', 'clip_sample', 'clip_sample_range', 'timestep_spacing', 'steps_offset',
+  ],
+  // src/diffusers/schedulers/scheduling_k_dpm_2_discrete.py
+  KDPM2DiscreteScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'use_karras_sigmas', 'use_exponential_sigmas',
+    'use_beta_sigmas', 'prediction_type', 'timestep_spacing', 'steps_offset',
+  ],
+  // src/diffusers/schedulers/scheduling_k_dpm_2_ancestral_discrete.py
+  KDPM2AncestralDiscreteScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'use_karras_sigmas', 'use_exponential_sigmas',
+    'use_beta_sigmas', 'prediction_type', 'timestep_spacing', 'steps_offset',
+  ],
+  // src/diffusers/schedulers/scheduling_unipc_multistep.py
+  UniPCMultistepScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'solver_order', 'prediction_type', 'thresholding',
+    'dynamic_thresholding_ratio', 'sample_max_value', 'predict_x0', 'solver_type', 'lower_order_final', 'disable_corrector', 'solver_p',
+    'use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas', 'timestep_spacing', 'steps_offset', 'final_sigmas_type',
+    'rescale_betas_zero_snr',
+  ],
+  // src/diffusers/schedulers/scheduling_deis_multistep.py
+  DEISMultistepScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'solver_order', 'prediction_type', 'thresholding',
+    'dynamic_thresholding_ratio', 'sample_max_value', 'algorithm_type', 'solver_type', 'lower_order_final', 'use_karras_sigmas',
+    'use_exponential_sigmas', 'use_beta_sigmas', 'timestep_spacing', 'steps_offset',
+  ],
+  // src/diffusers/schedulers/scheduling_dpmsolver_singlestep.py
+  DPMSolverSinglestepScheduler: [
+    'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'solver_order', 'prediction_type', 'thresholding',
+    'dynamic_thresholding_ratio', 'sample_max_value', 'algorithm_type', 'solver_type', 'lower_order_final', 'use_karras_sigmas',
+    'use_exponential_sigmas', 'use_beta_sigmas', 'final_sigmas_type', 'lambda_min_clipped', 'variance_type',
+  ],
 };
 
 /** The keys of `written` its class in diffusers v0.31.0 does not take. */
