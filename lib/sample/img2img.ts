@@ -58,14 +58,14 @@ export interface Img2ImgResult extends Txt2ImgResult {
   timesteps: readonly number[];
 }
 
-/** diffusers' scheduler.order: 1 for every scheduler class difftune has (Heun-type solvers would be 2). */
-const SCHEDULER_ORDER = 1;
-
-/** get_timesteps: the scheduler's timesteps from index (steps − min(⌊steps · strength⌋, steps)) · order on. */
-export function img2imgTimesteps(timesteps: readonly number[], steps: number, strength: number): number[] {
+/**
+ * get_timesteps: the scheduler's timesteps from index (steps − min(⌊steps · strength⌋, steps)) · order on, where
+ * order is diffusers' scheduler.order (2 for Heun and KDPM2, which evaluate the model twice per step).
+ */
+export function img2imgTimesteps(timesteps: readonly number[], steps: number, strength: number, order: number = 1): number[] {
   const initTimestep = Math.min(Math.trunc(steps * strength), steps);
   const tStart = Math.max(steps - initTimestep, 0);
-  return timesteps.slice(tStart * SCHEDULER_ORDER);
+  return timesteps.slice(tStart * order);
 }
 
 /** Image values as float32 NCHW, with the batch size and the image size. */
@@ -148,7 +148,9 @@ export async function img2img(sd: StableDiffusion, options: Img2ImgOptions): Pro
   const batch = call.prompts.length;
   const scheduler = sd.scheduler;
   await scheduler.setTimesteps(call.steps);
-  const timesteps = img2imgTimesteps(scheduler.timesteps, call.steps, strength);
+  // Where a scheduler keeps a step index, the slice's first timestep finds it as diffusers' set_begin_index
+  // does: a repeated timestep's later position, which is where index_for_timestep looks.
+  const timesteps = img2imgTimesteps(scheduler.timesteps, call.steps, strength, scheduler.order);
   if (timesteps.length === 0)
     throw new InvalidArgumentError(
       `options.strength: ${strength} × ${call.steps} steps leaves no denoising step (⌊steps · strength⌋ is 0); raise strength or steps`,

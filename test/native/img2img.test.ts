@@ -31,6 +31,7 @@ describe('sd-img2img-tiny: every case of diffusers’ StableDiffusionImg2ImgPipe
     ['img2img', 4, 2],
     ['img2img_resize_strength_1', 5, 2],
     ['img2img_ddim_eta', 3, 1], // its steps draw noise too: from the seed only
+    ['img2img_heun', 3, 2], // order 2: the cut keeps 2 of 4 steps, 3 model evaluations
   ] as const) {
     test(name, async () => {
       const set = await FixtureSet.open(SET);
@@ -50,6 +51,8 @@ test('strength cuts the schedule as get_timesteps does (PNDM repeats a timestep)
   expect(img2imgTimesteps(pndm5, 5, 1)).toEqual(pndm5);
   expect(img2imgTimesteps([750, 500, 250, 0], 4, 0.74)).toEqual([250, 0]); // ⌊2.96⌋ = 2
   expect(img2imgTimesteps([750, 500, 250, 0], 4, 0.1)).toEqual([]);
+  // Heun (order 2): t0, then every later timestep twice; diffusers v0.31 slices at t_start · order (checked there).
+  expect(img2imgTimesteps([999, 666, 666, 333, 333, 0, 0], 4, 0.5, 2)).toEqual([333, 0, 0]);
 });
 
 test('8-bit images equal their tensor / 255; bad options are named', async () => {
