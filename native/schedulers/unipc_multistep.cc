@@ -116,9 +116,10 @@ class UniPCMultistepScheduler final : public VpSolverScheduler {
     return {rksT, at::stack(R), at::tensor(b, at::kFloat), hPhi1, Bh};
   }
 
-  // Σ_k rhos[k] · D1s[k] as diffusers' einsum("k,bkc...->bc...").
+  // Σ_k rhos[k] · D1s[k] as diffusers' einsum("k,bkc...->bc..."); the coefficients are solved on the CPU and
+  // join the samples on their device.
   static at::Tensor combine(const at::Tensor& rhos, const std::vector<at::Tensor>& d1s) {
-    return at::einsum("k,bkc...->bc...", {rhos, at::stack(d1s, 1)});
+    return at::einsum("k,bkc...->bc...", {rhos.to(d1s.front().device()), at::stack(d1s, 1)});
   }
 
   // The update's first part, x_t_ (shared by predictor and corrector).
@@ -158,7 +159,7 @@ class UniPCMultistepScheduler final : public VpSolverScheduler {
     at::Tensor rhos = order == 1 ? at::tensor(std::vector<float>{0.5f}, at::kFloat) : at::linalg_solve(sys.R, sys.b).to(xt.scalar_type());
     at::Tensor out = base(x, t, s0, sys.hPhi1, m0);
     at::Tensor d1t = modelT - m0;
-    at::Tensor last = rhos[-1] * d1t;
+    at::Tensor last = rhos[-1].to(d1t.device()) * d1t;
     at::Tensor corr = d1s.empty() ? last : combine(rhos.slice(0, 0, -1), d1s) + last;
     return (out - scale(t, sys.Bh) * corr).to(x.scalar_type());
   }
