@@ -78,7 +78,17 @@ export { loadStableDiffusion, type StableDiffusion, type LoadStableDiffusionOpti
 export { readModelIndex, StableDiffusionIndex, type ModelIndexFile, type ComponentSpec, type StableDiffusionComponent } from './models/model-index';
 
 // LoRA files (PEFT/diffusers and kohya layouts).
-export { applyLoraFile, readLoraFile, saveLoraFile, loraTargetModules, LORA_WEIGHTS, type LoraOptions, type LoraEntry, type LoraModel, type LoraState } from './models/lora';
+export {
+  applyLoraFile,
+  readLoraFile,
+  saveLoraFile,
+  loraTargetModules,
+  LORA_WEIGHTS,
+  type LoraOptions,
+  type LoraEntry,
+  type LoraModel,
+  type LoraState,
+} from './models/lora';
 export { type LoraLayout } from './models/lora-layouts';
 
 // Schedulers.
