@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ConfigError } from '../errors';
 import { parseLenientJson, formatLenientJson } from '../config/json';
-import { DEFAULT_DIFFUSERS_VERSION, type SchedulerClassName } from '../config/scheduler';
+import { DEFAULT_DIFFUSERS_VERSION, SCHEDULER_CLASSES, type SchedulerClassName } from '../config/scheduler';
 import { loadStateDict, saveStateDict, disposeStateDict, type StateDict } from '../checkpoint/state-dict';
 import { loadScheduler, Scheduler, SCHEDULER_CONFIG_FILE } from '../schedulers/scheduler';
 import { writeFileAtomically, writeAll } from '../util/atomic-write';
@@ -211,4 +211,19 @@ export function isTextToImageFolder(dir: string): boolean {
 export async function openFolderScheduler(folder: ModelFolder, className?: SchedulerClassName): Promise<Scheduler> {
   const name = className ?? 'DDPMScheduler';
   return folder.schedulerConfig ? loadScheduler(folder.schedulerConfig, { className }) : Scheduler.fromConfig({ _class_name: name }, { source: `${name} defaults` });
+}
+
+/**
+ * The noise scheduler a fine-tune adds noise with. diffusers' training scripts load a folder's scheduler
+ * config into DDPMScheduler whatever class it names (only the betas, timestep count and prediction type
+ * matter for training), so a base whose sampling scheduler difftune lacks (e.g. LCMScheduler) still trains.
+ */
+export async function openTrainingScheduler(folder: ModelFolder, log: (line: string) => void = () => undefined): Promise<Scheduler> {
+  const file = folder.schedulerConfig;
+  if (file === undefined) return openFolderScheduler(folder);
+  const json = parseLenientJson(await fs.promises.readFile(file, 'utf8'), file);
+  const declared = json !== null && typeof json === 'object' && !Array.isArray(json) ? json._class_name : undefined;
+  if (typeof declared !== 'string' || (SCHEDULER_CLASSES as readonly string[]).includes(declared)) return openFolderScheduler(folder);
+  log(`${file}: "_class_name" ${declared} is not a scheduler difftune samples with; training adds noise with DDPMScheduler from its config, as diffusers' training scripts do (the output's scheduler/ is a DDPMScheduler)`);
+  return openFolderScheduler(folder, 'DDPMScheduler');
 }

@@ -11,7 +11,7 @@ import { joinDataParallel } from '../distributed/data-parallel';
 import { readDistEnv } from '../distributed/env';
 import { formatPlan } from '../freeze/format';
 import { planFreeze, type FreezePlan } from '../freeze/plan';
-import { openFolderScheduler } from '../models/model-folder';
+import { openTrainingScheduler } from '../models/model-folder';
 import type { UNet } from '../models/unet';
 import type { Scheduler } from '../schedulers/scheduler';
 import { readCpuinfo } from '../util/cpu';
@@ -132,7 +132,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   using unet = await openTrainingUNet(recipe, base.folder, resumed, log);
   using text = await openTextToImage(unet, base.folder, recipe, { verifyFrozen: options.verifyFrozen ?? false, log });
   await unet.setOptions({ gradientCheckpointing: t.gradientCheckpointing, channelsLast: t.channelsLast });
-  using scheduler = await openFolderScheduler(base.folder);
+  using scheduler = await openTrainingScheduler(base.folder, log);
   const predictionType = trainedPredictionType(recipe, scheduler);
 
   // Plan: what trains (the U-Net's own weights or LoRA adapters) and the hooks the loop calls, in order.

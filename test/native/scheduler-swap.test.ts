@@ -16,6 +16,7 @@ import { loadUNet } from '../../lib/models/unet';
 import { runSampleCli } from '../../lib/sample/cli';
 import { sample } from '../../lib/sample/pipeline';
 import { txt2img } from '../../lib/sample/txt2img';
+import { finetune } from '../../lib/train/finetune';
 import { loadScheduler } from '../../lib/schedulers/scheduler';
 import { useTempDir } from '../helpers/temp-dir';
 
@@ -151,5 +152,28 @@ describe('sampling loops with two model calls per step', () => {
         expect(relError(a.image, (await run(8)).image)).toBeGreaterThan(1e-3);
       }
     }
+  });
+});
+
+describe('fine-tuning a pipeline whose scheduler class difftune lacks', () => {
+  test('trains with DDPMScheduler from its config, as diffusers training scripts do, and says so', async () => {
+    const dir = pipelineWithScheduler('lcm-train', 'LCMScheduler');
+    const shapes = path.join(__dirname, '..', '..', 'recipes', 'data', 'shapes', 'train');
+    const lines: string[] = [];
+    const output = path.join(tmp(), 'lcm-out');
+    const result = await finetune(
+      {
+        model: { pretrained: dir },
+        data: { path: shapes, resolution: 32, channels: 3 },
+        train: { steps: 1, batchSize: 2, lr: 1e-4, seed: 0 },
+        textToImage: { cacheDir: path.join(tmp(), 'lcm-cache') },
+        output,
+      },
+      { onLog: (l) => lines.push(l) },
+    );
+    expect(result.status).toBe('completed');
+    expect(lines.join('\n')).toContain('"_class_name" LCMScheduler is not a scheduler difftune samples with; training adds noise with DDPMScheduler');
+    const saved = JSON.parse(fs.readFileSync(path.join(output, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
+    expect(saved._class_name).toBe('DDPMScheduler');
   });
 });
