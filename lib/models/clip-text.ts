@@ -1,8 +1,8 @@
 /**
  * transformers CLIPTextModel from a `text_encoder/` folder: `loadTextEncoder(dir)` reads config.json and
- * model.safetensors (single file, sharded index, or a variant such as fp16) into a native model. The
- * encoder is used frozen: encode runs without autograd, in eval mode. Pickle weights
- * (pytorch_model.bin) are refused.
+ * model.safetensors (single file, sharded index, or a variant such as fp16) into a native model; `save(dir)`
+ * writes one. encode runs without autograd, in eval mode; training runs the encoder inside the trainer's
+ * step (lib/train/trainer.ts). Pickle weights (pytorch_model.bin) are refused.
  */
 import { ConfigError, expected } from '../errors';
 import { parseClipTextConfig, toNativeClipTextConfig, type CLIPTextConfig } from '../config/clip-text';
@@ -13,7 +13,7 @@ import { callAsync, loadNative } from '../native/load';
 import { Tensor } from '../native/tensor';
 import type { NativeCLIPTextModel } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
-import { describeWeightFileNames, shardedWeightFiles, weightsSource } from './model-folder';
+import { describeWeightFileNames, saveModelFolder, shardedWeightFiles, weightsSource } from './model-folder';
 import { checkTensor, createNativeModel, streamWeightsInto, toTensorMap } from './native-model';
 
 export const TEXT_ENCODER_WEIGHTS = 'model.safetensors';
@@ -59,16 +59,28 @@ export function resolveTextEncoderWeights(dir: string, variant?: string): string
 }
 
 export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
-  readonly config: CLIPTextConfig;
+  #config: CLIPTextConfig;
+  /** config.json as read (every key, bookkeeping ones too): what save() writes back, vocab_size updated. */
+  readonly #raw: Readonly<Record<string, unknown>>;
   /** Keys of config.json that difftune does not know (kept, unused). */
   readonly unknownKeys: readonly string[];
   readonly extraConfig: Readonly<Record<string, unknown>>;
 
-  private constructor(native: NativeCLIPTextModel, config: CLIPTextConfig, extra: Record<string, unknown>, device: string, dtype: ComputeDType) {
+  private constructor(native: NativeCLIPTextModel, config: CLIPTextConfig, extra: Record<string, unknown>, raw: unknown, device: string, dtype: ComputeDType) {
     super(native, 'CLIPTextModel', device, dtype);
-    this.config = config;
+    this.#config = config;
+    this.#raw = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...(raw as Record<string, unknown>) } : {};
     this.extraConfig = extra;
     this.unknownKeys = Object.keys(extra);
+  }
+
+  get config(): CLIPTextConfig {
+    return this.#config;
+  }
+
+  /** @internal The native handle, for the trainer. */
+  get native(): NativeCLIPTextModel {
+    return this.live();
   }
 
   /** A model from a config (raw config.json content), initialised with torch.nn's defaults from `seed`. */
@@ -77,7 +89,7 @@ export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
     const { config, extra } = parseClipTextConfig(rawConfig, options.source ?? 'config');
     const native = loadNative();
     const handle = await createNativeModel({ model: 'CLIPTextModel', source: options.source ?? 'config', config, count: clipTextParameterCount, caps: CLIP_TEXT_SIZE_CAPS }, () => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), (h) => h.initialize(options.seed ?? 0), device, dtype);
-    return new CLIPTextModel(handle, config, extra, device, dtype);
+    return new CLIPTextModel(handle, config, extra, rawConfig, device, dtype);
   }
 
   /** @internal A model from a validated config, its weights streamed from `files` (see streamWeightsInto). */
@@ -90,7 +102,7 @@ export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
       stats = await streamWeightsInto(h, files, source);
     };
     const handle = await createNativeModel({ model: 'CLIPTextModel', source: configSource, config, count: clipTextParameterCount, caps: CLIP_TEXT_SIZE_CAPS }, () => native.NativeCLIPTextModel.create(toNativeClipTextConfig(config)), load, device, dtype);
-    const model = new CLIPTextModel(handle, config, extra, device, dtype);
+    const model = new CLIPTextModel(handle, config, extra, rawConfig, device, dtype);
     model.loadStats = stats;
     return model;
   }
@@ -156,6 +168,37 @@ export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
   async removeLora(): Promise<void> {
     const native = this.live();
     await callAsync(() => native.removeLora());
+  }
+
+  /**
+   * Appends token-embedding rows [n, hidden_size] (new tokens, e.g. textual inversion's), as transformers'
+   * resize_token_embeddings followed by setting the new rows; vocab_size grows by n. Returns the first new id.
+   */
+  async appendTokenEmbeddings(rows: Tensor): Promise<number> {
+    checkTensor(rows, 'rows');
+    const native = this.live();
+    const first = await callAsync(() => native.appendTokenEmbeddings(rows.native));
+    this.#config = { ...this.#config, vocab_size: first + rows.shape[0]! };
+    return first;
+  }
+
+  /** Training options: gradient checkpointing of the encoder layers (when a trainer runs it with autograd). */
+  async setOptions(options: { gradientCheckpointing: boolean }): Promise<void> {
+    if (options === null || typeof options !== 'object' || typeof options.gradientCheckpointing !== 'boolean')
+      throw expected('{ gradientCheckpointing: boolean }', 'options', options);
+    const native = this.live();
+    await callAsync(() => native.setOptions({ gradientCheckpointing: options.gradientCheckpointing }));
+  }
+
+  /** transformers' config.json as it was read, vocab_size and torch_dtype as the model is now, keys sorted as transformers writes them. */
+  configJson(): Record<string, unknown> {
+    const all: Record<string, unknown> = { architectures: ['CLIPTextModel'], model_type: 'clip_text_model', ...this.#raw, vocab_size: this.#config.vocab_size, torch_dtype: this.dtype };
+    return Object.fromEntries(Object.keys(all).sort().map((k) => [k, all[k]]));
+  }
+
+  /** Writes config.json and model.safetensors (a folder transformers' CLIPTextModel.from_pretrained loads), each atomically. */
+  async save(dir: string): Promise<void> {
+    await saveModelFolder(dir, TEXT_ENCODER_WEIGHTS, () => this.stateDict(), () => this.configJson());
   }
 
   /** Forward, MSE of last_hidden_state against `target`, backward: the loss, output and the gradients asked for. */

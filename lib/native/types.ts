@@ -197,7 +197,12 @@ export interface NativeTextEncoderOutput {
 
 /** A frozen transformers CLIPTextModel living on the compute thread (no autograd except forwardBackwardMse). */
 export interface NativeCLIPTextModel extends NativeModelHandle, NativeLoraMethods {
+  /** Always in eval mode and without autograd, also while a trainer trains the encoder. */
   encode(inputIds: NativeTensor, options: { attentionMask?: NativeTensor; clipSkip: number; outputHiddenStates: boolean }): Promise<NativeTextEncoderOutput>;
+  /** Appends rows [n, hidden_size] to the token embedding (vocab_size grows by n); resolves to the first new id. */
+  appendTokenEmbeddings(rows: NativeTensor): Promise<number>;
+  /** Training through a trainer: encoder layers recompute their activations in backward. */
+  setOptions(options: { gradientCheckpointing: boolean }): Promise<void>;
   /** loss = mean((last_hidden_state − target)²), backward; gradients of `gradNames` (all if omitted). */
   forwardBackwardMse(
     inputIds: NativeTensor,
@@ -343,7 +348,8 @@ export interface NativeGeneratorStatic {
 }
 
 export interface NativeTrainerConfig {
-  trainable: Array<{ name: string; lrMultiplier: number; weightDecay: boolean }>;
+  /** `rows`: only these rows (dim 0) train, the others are restored bit for bit after each update (textual inversion). */
+  trainable: Array<{ name: string; lrMultiplier: number; weightDecay: boolean; rows?: number[] }>;
   beta1?: number;
   beta2?: number;
   eps?: number;
@@ -369,6 +375,10 @@ export interface NativeTrainerConfig {
   emaWarmup?: boolean;
   emaOnCpu?: boolean;
   mixedPrecision: 'no' | 'bf16' | 'fp16';
+  /** The conditioning model's slots are named `<conditioningPrefix><name>` in `trainable`, the optimizer state and EMA (default "text_encoder."). */
+  conditioningPrefix?: string;
+  /** clip skip of the conditioning model's output (0: its last hidden state). */
+  conditioningClipSkip?: number;
 }
 
 export interface NativeMicroBatch {
@@ -376,6 +386,8 @@ export interface NativeMicroBatch {
   pixels: NativeTensor;
   classLabels?: NativeTensor;
   encoderHiddenStates?: NativeTensor;
+  /** [B, T] token ids instead of encoderHiddenStates: the trainer's conditioning model encodes them inside the step's graph. */
+  inputIds?: NativeTensor;
   /** Global index of each sample: its noise and timestep derive from (seed, step, index). */
   sampleIndices: number[];
   /** The optimizer step (0-based) this micro-batch belongs to. */
@@ -396,6 +408,7 @@ export interface NativeTrainer {
     pixels: NativeTensor;
     classLabels?: NativeTensor;
     encoderHiddenStates?: NativeTensor;
+    inputIds?: NativeTensor;
     sampleIndices: number[];
     seed: number;
     timesteps: number[];
@@ -412,7 +425,8 @@ export interface NativeTrainer {
 }
 
 export interface NativeTrainerStatic {
-  create(unet: NativeUNet, config: NativeTrainerConfig): Promise<NativeTrainer>;
+  /** `conditioning`: a model run inside each step on the batches' inputIds, whose slots may train too. */
+  create(unet: NativeUNet, config: NativeTrainerConfig, conditioning?: NativeCLIPTextModel): Promise<NativeTrainer>;
 }
 
 export interface NativeAddon {

@@ -1,9 +1,12 @@
 /**
- * The native training session over one U-Net: micro-batches accumulate gradients, `step(lr)` applies
- * AdamW (clipping, EMA, loss scaling). Holds no policy: which parameters train and at which learning
- * rate come from the freeze plan, the learning rate per step from the LR schedule.
+ * The native training session over one U-Net and, optionally, a conditioning model (the text encoder)
+ * that runs inside each step on the batches' token ids and trains in the same optimizer: micro-batches
+ * accumulate gradients, `step(lr)` applies AdamW (clipping, EMA, loss scaling). Holds no policy: which
+ * parameters train and at which learning rate come from the freeze plan, the learning rate per step from
+ * the LR schedule.
  */
 import { DisposedError, expected } from '../errors';
+import type { CLIPTextModel } from '../models/clip-text';
 import type { UNet } from '../models/unet';
 import { toTensorMap } from '../models/native-model';
 import { callAsync, loadNative } from '../native/load';
@@ -14,9 +17,14 @@ export interface TrainableParameter {
   name: string;
   lrMultiplier: number;
   weightDecay: boolean;
+  /** Only these rows (dim 0) train; the others stay bit-identical (textual inversion's new token embeddings). Default: all. */
+  rows?: readonly number[];
 }
 
-export type TrainerOptions = Omit<NativeTrainerConfig, 'alphasCumprod' | 'trainable'> & {
+/** The conditioning model's slots are named with this prefix among the trainer's parameters, its optimizer state and EMA. */
+export const TEXT_ENCODER_PREFIX = 'text_encoder.';
+
+export type TrainerOptions = Omit<NativeTrainerConfig, 'alphasCumprod' | 'trainable' | 'conditioningPrefix'> & {
   trainable: readonly TrainableParameter[];
   /** The noise scheduler's alphas_cumprod ([num_train_timesteps]). */
   alphasCumprod: Tensor;
@@ -26,6 +34,8 @@ export interface MicroBatch {
   pixels: Tensor;
   classLabels?: Tensor;
   encoderHiddenStates?: Tensor;
+  /** [B, T] int64 token ids instead of encoderHiddenStates: the conditioning model encodes them inside the step. */
+  inputIds?: Tensor;
   sampleIndices: readonly number[];
   step: number;
   totalSamples: number;
@@ -49,18 +59,24 @@ export class Trainer {
     this.#autocast = autocast;
   }
 
-  /** Freezes everything not in `options.trainable` (no gradients, bit-identical) and builds the optimizer. */
-  static async create(unet: UNet, options: TrainerOptions): Promise<Trainer> {
+  /**
+   * Freezes everything not in `options.trainable` (no gradients, bit-identical) and builds the optimizer.
+   * With `conditioning`, batches may carry inputIds, which it encodes inside each step; its parameters are
+   * trainable as `text_encoder.<name>` (TEXT_ENCODER_PREFIX).
+   */
+  static async create(unet: UNet, options: TrainerOptions, conditioning?: CLIPTextModel): Promise<Trainer> {
     if (!Array.isArray(options.trainable) || options.trainable.length === 0)
       throw expected('a non-empty list of trainable parameters', 'options.trainable', options.trainable);
     const native = loadNative();
     const config: NativeTrainerConfig = {
       ...options,
-      trainable: options.trainable.map((t: TrainableParameter) => ({ ...t })),
+      trainable: options.trainable.map((t: TrainableParameter) => ({ ...t, rows: t.rows === undefined ? undefined : [...t.rows] })),
       alphasCumprod: options.alphasCumprod.native,
+      conditioningPrefix: TEXT_ENCODER_PREFIX,
     };
     const handle = unet.native;
-    return new Trainer(await callAsync(() => native.NativeTrainer.create(handle, config)), unet, options.mixedPrecision !== 'no');
+    const conditioningHandle = conditioning?.native;
+    return new Trainer(await callAsync(() => native.NativeTrainer.create(handle, config, conditioningHandle)), unet, options.mixedPrecision !== 'no');
   }
 
   private live(): NativeTrainer {
@@ -78,6 +94,7 @@ export class Trainer {
           pixels: batch.pixels.native,
           classLabels: batch.classLabels?.native,
           encoderHiddenStates: batch.encoderHiddenStates?.native,
+          inputIds: batch.inputIds?.native,
           sampleIndices: [...batch.sampleIndices],
           step: batch.step,
           totalSamples: batch.totalSamples,
@@ -98,6 +115,7 @@ export class Trainer {
     pixels: Tensor;
     classLabels?: Tensor;
     encoderHiddenStates?: Tensor;
+    inputIds?: Tensor;
     sampleIndices: readonly number[];
     seed: number;
     timesteps: readonly number[];
@@ -108,6 +126,7 @@ export class Trainer {
         pixels: batch.pixels.native,
         classLabels: batch.classLabels?.native,
         encoderHiddenStates: batch.encoderHiddenStates?.native,
+        inputIds: batch.inputIds?.native,
         sampleIndices: [...batch.sampleIndices],
         seed: batch.seed,
         timesteps: [...batch.timesteps],

@@ -29,7 +29,16 @@ Napi::Function ClipTextWrap::define(Napi::Env env) {
                               InstanceMethod<&ClipTextWrap::loraEntries>("loraEntries"),
                               InstanceMethod<&ClipTextWrap::mergeLora>("mergeLora"),
                               InstanceMethod<&ClipTextWrap::removeLora>("removeLora"),
+                              InstanceMethod<&ClipTextWrap::appendTokenEmbeddings>("appendTokenEmbeddings"),
+                              InstanceMethod<&ClipTextWrap::setOptions>("setOptions"),
                           });
+}
+
+std::shared_ptr<ClipTextModel> ClipTextWrap::modelArg(const Napi::Value& value, const std::string& param) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addonState(env).clipTextConstructor.Value()))
+    failArg("a CLIPTextModel", param, value);
+  return Unwrap(value.As<Napi::Object>())->live();
 }
 
 ClipTextConfig ClipTextWrap::parseConfig(const Napi::Object& o) {
@@ -114,6 +123,28 @@ Napi::Value ClipTextWrap::mergeLora(const Napi::CallbackInfo& info) {
 
 Napi::Value ClipTextWrap::removeLora(const Napi::CallbackInfo& info) {
   return boundary(info.Env(), [&]() -> Napi::Value { return removeLoraMethod(info, live()); });
+}
+
+Napi::Value ClipTextWrap::appendTokenEmbeddings(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    Tensor rows = TensorWrap::unwrapArg(argAt(info, 0), "rows");
+    return addonState(env).compute->run(
+        env, [model, rows] { return model->appendTokenEmbeddings(rows); },
+        [](Napi::Env env, int64_t& first) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(first)); });
+  });
+}
+
+// { gradientCheckpointing }: what training through the trainer may change.
+Napi::Value ClipTextWrap::setOptions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    auto model = live();
+    Napi::Object o = expectObject(argAt(info, 0), "options");
+    bool checkpointing = fieldBool(o, "gradientCheckpointing", "options");
+    return addonState(env).compute->runVoid(env, [model, checkpointing] { model->setGradientCheckpointing(checkpointing); });
+  });
 }
 
 }  // namespace difftune

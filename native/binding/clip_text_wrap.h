@@ -13,6 +13,8 @@ class ClipTextWrap : public ModelWrap<ClipTextWrap, ClipTextModel> {
  public:
   static Napi::Function define(Napi::Env env);
   using ModelWrap::ModelWrap;
+  // The model behind a NativeCLIPTextModel argument (the trainer's conditioning model); `param` names it in errors.
+  static std::shared_ptr<ClipTextModel> modelArg(const Napi::Value& value, const std::string& param);
 
  private:
   friend ModelWrap;
@@ -28,6 +30,8 @@ class ClipTextWrap : public ModelWrap<ClipTextWrap, ClipTextModel> {
   Napi::Value loraEntries(const Napi::CallbackInfo& info);
   Napi::Value mergeLora(const Napi::CallbackInfo& info);
   Napi::Value removeLora(const Napi::CallbackInfo& info);
+  Napi::Value appendTokenEmbeddings(const Napi::CallbackInfo& info);
+  Napi::Value setOptions(const Napi::CallbackInfo& info);
 };
 
 }  // namespace difftune

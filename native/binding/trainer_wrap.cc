@@ -4,6 +4,7 @@
 
 #include "binding/addon_state.h"
 #include "binding/args.h"
+#include "binding/clip_text_wrap.h"
 #include "binding/dist_wrap.h"
 #include "binding/errors.h"
 #include "binding/named_tensors.h"
@@ -36,6 +37,7 @@ TrainerConfig parseTrainerConfig(const Napi::Object& o) {
     t.name = fieldString(item, "name", where);
     t.lrMultiplier = fieldNumber(item, "lrMultiplier", where);
     t.weightDecay = fieldBool(item, "weightDecay", where);
+    if (!item.Get("rows").IsUndefined()) t.rows = fieldIntList(item, "rows", where, 0, kMaxSafe);
     c.trainable.push_back(t);
   }
   c.beta1 = optionalNumber(o, "beta1", c.beta1);
@@ -61,6 +63,8 @@ TrainerConfig parseTrainerConfig(const Napi::Object& o) {
   if (!o.Get("emaWarmup").IsUndefined()) c.emaWarmup = fieldBool(o, "emaWarmup", p);
   if (!o.Get("emaOnCpu").IsUndefined()) c.emaOnCpu = fieldBool(o, "emaOnCpu", p);
   c.mixedPrecision = fieldString(o, "mixedPrecision", p);
+  if (!o.Get("conditioningPrefix").IsUndefined()) c.conditioningPrefix = fieldString(o, "conditioningPrefix", p);
+  c.conditioningClipSkip = static_cast<int64_t>(optionalNumber(o, "conditioningClipSkip", 0));
   return c;
 }
 
@@ -109,8 +113,11 @@ Napi::Value TrainerWrap::create(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     auto model = UNetWrap::modelArg(argAt(info, 0), "unet");
     TrainerConfig config = parseTrainerConfig(expectObject(argAt(info, 1), "config"));
+    Napi::Value c = info.Length() > 2 ? info[2] : env.Undefined();
+    std::shared_ptr<TrainableConditioning> conditioning;
+    if (!c.IsUndefined() && !c.IsNull()) conditioning = ClipTextWrap::modelArg(c, "conditioning");
     return addonState(env).compute->run(
-        env, [model, config] { return std::make_shared<Trainer>(model, config); },
+        env, [model, config, conditioning] { return std::make_shared<Trainer>(model, config, conditioning); },
         [](Napi::Env env, std::shared_ptr<Trainer>& trainer) -> Napi::Value {
           auto ext = Napi::External<std::shared_ptr<Trainer>>::New(env, &trainer);
           return addonState(env).trainerConstructor.New({ext});
@@ -127,6 +134,7 @@ Napi::Value TrainerWrap::accumulate(const Napi::CallbackInfo& info) {
     b.pixels = TensorWrap::unwrapArg(o.Get("pixels"), "batch.pixels");
     b.classLabels = optionalTensor(o, "classLabels", "batch");
     b.context = optionalTensor(o, "encoderHiddenStates", "batch");
+    b.inputIds = optionalTensor(o, "inputIds", "batch");
     b.sampleIndices = fieldIntList(o, "sampleIndices", "batch", 0, kMaxSafe);
     b.step = fieldInt(o, "step", "batch", 0, kMaxSafe);
     b.totalSamples = fieldInt(o, "totalSamples", "batch", 1, kMaxSafe);
@@ -188,11 +196,12 @@ Napi::Value TrainerWrap::validationLoss(const Napi::CallbackInfo& info) {
     Tensor pixels = TensorWrap::unwrapArg(o.Get("pixels"), "batch.pixels");
     Tensor labels = optionalTensor(o, "classLabels", "batch");
     Tensor context = optionalTensor(o, "encoderHiddenStates", "batch");
+    Tensor inputIds = optionalTensor(o, "inputIds", "batch");
     std::vector<int64_t> indices = fieldIntList(o, "sampleIndices", "batch", 0, kMaxSafe);
     uint64_t seed = static_cast<uint64_t>(fieldInt(o, "seed", "batch", 0, kMaxSafe));
     std::vector<int64_t> timesteps = fieldIntList(o, "timesteps", "batch", 0, 1000000);
     return addonState(env).compute->run(
-        env, [=] { return trainer->validationLoss(pixels, labels, context, indices, seed, timesteps); },
+        env, [=] { return trainer->validationLoss(pixels, labels, context, inputIds, indices, seed, timesteps); },
         [](Napi::Env env, double& loss) -> Napi::Value { return Napi::Number::New(env, loss); });
   });
 }

@@ -1,10 +1,12 @@
 #include "clip/clip_text.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cmath>
 #include <limits>
 
+#include "nn/checkpoint.h"
 #include "tensor/failure.h"
 
 namespace difftune {
@@ -114,8 +116,15 @@ ClipTextOutputs CLIPTextTransformer::forward(const at::Tensor& ids, const at::Te
   }
   ClipTextOutputs out;
   out.hiddenStates.push_back(x);
+  bool recompute = gradientCheckpointing && at::GradMode::is_enabled();
   for (auto& layer : *encoder->layers) {
-    x = layer->forward(x, mask);
+    if (recompute) {
+      CLIPEncoderLayer* l = layer.get();
+      x = checkpoint([l](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{l->forward(in[0], in[1])}; }, {x, mask},
+                     *l)[0];
+    } else {
+      x = layer->forward(x, mask);
+    }
     out.hiddenStates.push_back(x);
   }
   out.lastHiddenState = final_layer_norm->forward(x);

@@ -63,7 +63,9 @@ class CLIPTextTransformer : public Module {
   explicit CLIPTextTransformer(const ClipTextConfig& c);
   // ids [B, T] int64 in [0, vocab); attentionMask [B, T] (1 keep, 0 padding) or undefined.
   ClipTextOutputs forward(const at::Tensor& ids, const at::Tensor& attentionMask) const;
-  const ClipTextConfig config;
+  ClipTextConfig config;  // vocabSize grows with appended token embeddings
+  // With grad mode on, each encoder layer recomputes its activations in backward (nn/checkpoint.h).
+  bool gradientCheckpointing = false;
   std::shared_ptr<CLIPTextEmbeddings> embeddings;
   std::shared_ptr<CLIPEncoder> encoder;
   std::shared_ptr<LayerNorm> final_layer_norm;

@@ -1,13 +1,16 @@
-// A torch-free facade over the CLIP text encoder for the N-API glue. The encoder is used frozen:
-// encode runs without autograd, in eval mode (no dropout). Call every method on the compute thread.
+// A torch-free facade over the CLIP text encoder for the N-API glue. encode runs without autograd, in
+// eval mode (no LoRA dropout), also while the encoder trains; training runs it through the trainer as a
+// TrainableConditioning (nn/conditioning.h). Call every method on the compute thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "clip/clip_config.h"
+#include "nn/conditioning.h"
 #include "nn/model_types.h"
 
 namespace at {
@@ -31,10 +34,10 @@ struct TextEncoderOutput {
 
 using TextEncoderBackwardResult = MseBackwardResult;
 
-class ClipTextModel {
+class ClipTextModel : public TrainableConditioning {
  public:
   explicit ClipTextModel(const ClipTextConfig& config);
-  ~ClipTextModel();
+  ~ClipTextModel() override;
 
   std::vector<ParameterInfo> parameters() const;
   // Strict; text_model.embeddings.position_ids (a buffer older transformers saved) is accepted and ignored.
@@ -54,10 +57,6 @@ class ClipTextModel {
   TextEncoderBackwardResult forwardBackwardMse(const Tensor& inputIds, const Tensor& attentionMask, const Tensor& target,
                                                const std::vector<std::string>& names);
 
-  std::string device() const;
-  DType dtype() const;
-
- private:
   // LoRA adapters on the encoder's Linear layers (peft's targets: self_attn q/k/v/out_proj, mlp fc1/fc2),
   // as the U-Net's (nn/lora.h): encode applies them; their slots are "<module>.lora_A.weight" /
   // ".lora_B.weight", peft's state-dict names ("text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight").
@@ -67,8 +66,29 @@ class ClipTextModel {
   void mergeLora();
   void removeLora();
 
+  // Appends rows [n, hidden_size] to the token embedding (vocab_size grows by n; new tokens, e.g. textual
+  // inversion's); returns the first new id.
+  int64_t appendTokenEmbeddings(const Tensor& rows);
+  // Encoder layers recompute their activations in backward (training through the trainer only).
+  void setGradientCheckpointing(bool on);
+
+  // TrainableConditioning: what the trainer runs and trains.
+  void forEachSlot(const std::function<void(const std::string&, at::Tensor&)>& fn) override;
+  at::Tensor condition(const at::Tensor& ids, int64_t clipSkip) override;
+  void setTraining(bool on) override;
+  void attachTrainer() override { ++trainers_; }
+  void detachTrainer() override { --trainers_; }
+
+  std::string device() const;
+  DType dtype() const;
+
+ private:
   std::pair<at::Tensor, at::Tensor> inputs(const Tensor& inputIds, const Tensor& attentionMask) const;
+  // The checked ids on the model's device, as int64.
+  at::Tensor checkedIds(const at::Tensor& ids) const;
+  void requireNoTrainer(const char* what) const;
   std::unique_ptr<CLIPTextModule> model_;
+  std::atomic<int> trainers_{0};
 };
 
 }  // namespace difftune

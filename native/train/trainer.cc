@@ -12,6 +12,7 @@
 #include "nn/lora.h"
 #include "tensor/failure.h"
 #include "tensor/generator.h"
+#include "tensor/shape_text.h"
 #include "tensor/tensor_data.h"
 #include "train/adamw.h"
 #include "train/ema.h"
@@ -45,19 +46,44 @@ struct SampleNoise {
 
 }  // namespace
 
+// A parameter of which only some rows train: the others' indices and values, restored after each update.
+struct FrozenRows {
+  at::Tensor* param;
+  at::Tensor indices;  // int64, on the parameter's device
+  at::Tensor values;   // the rows as they were when the trainer was made
+};
+
 struct Trainer::Impl {
   std::shared_ptr<UNetModel> model;
+  std::shared_ptr<TrainableConditioning> conditioning;
   TrainerConfig config;
   at::Tensor alphasCumprod;  // float32, on the model's device
   std::unique_ptr<AdamW> optimizer;
   std::unique_ptr<Ema> ema;
   std::vector<std::pair<std::string, at::Tensor*>> trainable;
+  std::vector<FrozenRows> frozenRows;
   bool badStep = false;
   std::shared_ptr<GradientReducer> reducer;  // data-parallel: set by setGradientReducer
   double lossScale = 1;
   int64_t goodSteps = 0;
 
   UNet& unet() { return model->unet(); }
+
+  void setTraining(bool on) {
+    model->setTraining(on);
+    if (conditioning) conditioning->setTraining(on);
+  }
+
+  // The U-Net's context comes from encoder hidden states or from token ids through the conditioning model.
+  void checkConditioning(const Tensor& context, const Tensor& inputIds, int64_t batch) const {
+    if (!inputIds.defined()) return;
+    if (!conditioning) throw InvalidArgument("batch.inputIds needs a trainer made with a conditioning model (the text encoder)");
+    if (context.defined()) throw InvalidArgument("give batch.encoderHiddenStates or batch.inputIds, not both");
+    const at::Tensor& ids = unwrap(inputIds);
+    if (ids.dim() != 2 || ids.size(0) != batch)
+      throw InvalidArgument("Expected batch.inputIds of shape [" + std::to_string(batch) + ", tokens] (one row per sample) but received " +
+                            shapeText(ids.sizes()));
+  }
   at::Device device() { return unet().conv_in->weight.device(); }
 
   SampleNoise draw(const at::Tensor& pixels, const std::vector<int64_t>& indices, int64_t step, uint64_t seed,
@@ -89,7 +115,7 @@ struct Trainer::Impl {
   }
 
   // The per-sample loss (weighted by min-SNR where asked) of one micro-batch: [B].
-  at::Tensor sampleLosses(const at::Tensor& pixelsIn, const at::Tensor& labels, const at::Tensor& context,
+  at::Tensor sampleLosses(const at::Tensor& pixelsIn, const at::Tensor& labels, const at::Tensor& contextIn, const at::Tensor& inputIds,
                           const std::vector<int64_t>& indices, int64_t step, uint64_t seed, const std::vector<int64_t>* fixedTimesteps) {
     at::Device dev = device();
     at::Tensor x0 = pixelsIn.to(dev, at::kFloat);
@@ -122,6 +148,8 @@ struct Trainer::Impl {
     {
       DropoutKeysScope keysScope(dropoutKeys);
       AutocastScope scope(dev.type(), autocast);
+      // The conditioning model's forward is part of the step's graph: its trainable slots get gradients.
+      at::Tensor context = inputIds.defined() ? conditioning->condition(inputIds, config.conditioningClipSkip) : contextIn;
       out = unet().forward(noisy, t, context.defined() ? context.to(dev) : context, labels.defined() ? labels.to(dev) : labels);
     }
     at::Tensor losses = (out.to(at::kFloat) - target).pow(2).flatten(1).mean(1);  // [B]
@@ -138,9 +166,11 @@ struct Trainer::Impl {
   }
 };
 
-Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config) : impl_(std::make_unique<Impl>()) {
+Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config, std::shared_ptr<TrainableConditioning> conditioning)
+    : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.model = std::move(model);
+  m.conditioning = std::move(conditioning);
   m.config = config;
   if (config.predictionType != "epsilon" && config.predictionType != "v_prediction" && config.predictionType != "sample")
     throw InvalidArgument("Expected \"epsilon\", \"v_prediction\" or \"sample\" for predictionType but received \"" +
@@ -161,7 +191,7 @@ Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config) 
   for (const auto& p : config.trainable) wanted[p.name] = &p;
   std::vector<AdamWParam> groups;
   std::vector<std::string> found;
-  m.model->forEachSlot([&](const std::string& name, at::Tensor& slot) {
+  auto visit = [&](const std::string& name, at::Tensor& slot) {
     auto it = wanted.find(name);
     bool train = it != wanted.end();
     // Frozen parameters get no gradient at all: no memory for it, and bit-identical after training.
@@ -175,7 +205,27 @@ Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config) 
     p.lrMultiplier = it->second->lrMultiplier;
     p.weightDecay = it->second->weightDecay;
     groups.push_back(std::move(p));
-  });
+    const std::vector<int64_t>& rows = it->second->rows;
+    if (rows.empty()) return;
+    int64_t n = slot.dim() > 0 ? slot.size(0) : 0;
+    std::vector<bool> trains(static_cast<size_t>(n), false);
+    for (int64_t r : rows) {
+      if (r < 0 || r >= n)
+        throw InvalidArgument("trainable rows of " + name + ": expected indices in [0, " + std::to_string(n - 1) + "] but received " +
+                              std::to_string(r));
+      trains[static_cast<size_t>(r)] = true;
+    }
+    std::vector<int64_t> frozen;
+    for (int64_t r = 0; r < n; ++r)
+      if (!trains[static_cast<size_t>(r)]) frozen.push_back(r);
+    if (frozen.empty()) return;
+    at::NoGradGuard noGrad;
+    at::Tensor indices = at::tensor(frozen, at::kLong).to(slot.device());
+    m.frozenRows.push_back(FrozenRows{&slot, indices, slot.index_select(0, indices).clone()});
+  };
+  m.model->forEachSlot(visit);
+  if (m.conditioning)
+    m.conditioning->forEachSlot([&](const std::string& name, at::Tensor& slot) { visit(config.conditioningPrefix + name, slot); });
   if (found.size() != wanted.size()) {
     std::string missing;
     for (const auto& [name, p] : wanted)
@@ -199,10 +249,18 @@ Trainer::Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config) 
   m.lossScale = config.mixedPrecision == "fp16" ? config.lossScale : 1.0;
   m.model->setTraining(true);
   m.model->attachTrainer();
+  if (m.conditioning) {
+    m.conditioning->setTraining(true);
+    m.conditioning->attachTrainer();
+  }
 }
 
 Trainer::~Trainer() {
   if (impl_ && impl_->model) impl_->model->detachTrainer();
+  if (impl_ && impl_->conditioning) {
+    impl_->conditioning->setTraining(false);
+    impl_->conditioning->detachTrainer();
+  }
 }
 
 MicroResult Trainer::accumulate(const MicroBatch& batch) {
@@ -218,9 +276,11 @@ MicroResult Trainer::accumulate(const MicroBatch& batch) {
                           std::to_string(batch.lossWeights.size()));
   // With weights the caller defines what totalSamples counts (e.g. instance samples only).
   if (!weighted && batch.totalSamples < pixels.size(0)) throw InvalidArgument("totalSamples must count every sample of the optimizer step");
+  m.checkConditioning(batch.context, batch.inputIds, pixels.size(0));
   at::AutoGradMode grad(true);
   at::Tensor losses = m.sampleLosses(pixels, batch.classLabels.defined() ? unwrap(batch.classLabels) : at::Tensor(),
-                                     batch.context.defined() ? unwrap(batch.context) : at::Tensor(), batch.sampleIndices, batch.step,
+                                     batch.context.defined() ? unwrap(batch.context) : at::Tensor(),
+                                     batch.inputIds.defined() ? unwrap(batch.inputIds) : at::Tensor(), batch.sampleIndices, batch.step,
                                      m.config.seed, nullptr);
   if (weighted) losses = losses * at::tensor(at::ArrayRef<double>(batch.lossWeights)).to(losses.device(), at::kFloat);
   at::Tensor sum = losses.sum();
@@ -255,6 +315,9 @@ OptimizerStepResult Trainer::step(double lr) {
     for (auto& [name, p] : m.trainable)
       if (p->grad().defined()) grads.push_back(p->grad());
   }
+  // Rows that do not train take no part in the norm, the clipping or the moments.
+  for (auto& f : m.frozenRows)
+    if (f.param->grad().defined()) f.param->mutable_grad().index_fill_(0, f.indices, 0);
   if (m.lossScale != 1.0)
     for (auto& g : grads) g.mul_(1.0 / m.lossScale);
   double norm = 0;
@@ -273,6 +336,7 @@ OptimizerStepResult Trainer::step(double lr) {
   }
   if (finite) {
     m.optimizer->step(lr);
+    for (auto& f : m.frozenRows) f.param->index_copy_(0, f.indices, f.values);
     if (m.ema) {
       m.ema->update(m.optimizer->steps());
       r.emaDecay = m.ema->lastDecay();
@@ -295,23 +359,25 @@ OptimizerStepResult Trainer::step(double lr) {
   return r;
 }
 
-double Trainer::validationLoss(const Tensor& pixels, const Tensor& classLabels, const Tensor& context,
+double Trainer::validationLoss(const Tensor& pixels, const Tensor& classLabels, const Tensor& context, const Tensor& inputIds,
                                const std::vector<int64_t>& sampleIndices, uint64_t seed, const std::vector<int64_t>& timesteps) {
   Impl& m = *impl_;
   if (timesteps.empty()) throw InvalidArgument("Expected at least one validation timestep");
   if (static_cast<int64_t>(sampleIndices.size()) != unwrap(pixels).size(0))
     throw InvalidArgument("Expected one sample index per validation item");
+  m.checkConditioning(context, inputIds, unwrap(pixels).size(0));
   at::NoGradGuard noGrad;
-  m.model->setTraining(false);
+  m.setTraining(false);
   at::Tensor losses;
   try {
     losses = m.sampleLosses(unwrap(pixels), classLabels.defined() ? unwrap(classLabels) : at::Tensor(),
-                            context.defined() ? unwrap(context) : at::Tensor(), sampleIndices, 0, seed, &timesteps);
+                            context.defined() ? unwrap(context) : at::Tensor(), inputIds.defined() ? unwrap(inputIds) : at::Tensor(),
+                            sampleIndices, 0, seed, &timesteps);
   } catch (...) {
-    m.model->setTraining(true);
+    m.setTraining(true);
     throw;
   }
-  m.model->setTraining(true);
+  m.setTraining(true);
   return losses.mean().item<double>();
 }
 

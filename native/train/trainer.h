@@ -1,13 +1,15 @@
 // The training step, one native call per micro-batch: per-sample noise and timesteps from
 // (seed, step, sample index), the noisy input and the target by prediction type, the U-Net forward,
 // the (min-SNR weighted) MSE, backward with gradient accumulation; then AdamW with clipping, EMA and
-// (fp16) loss scaling. Torch-free header for the N-API glue.
+// (fp16) loss scaling. A conditioning model (the text encoder) may run inside the step and train with the
+// U-Net, in the same optimizer. Torch-free header for the N-API glue.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "nn/conditioning.h"
 #include "tensor/tensor.h"
 #include "train/gradient_reducer.h"
 #include "unet/unet_model.h"
@@ -18,6 +20,11 @@ struct TrainableParam {
   std::string name;
   double lrMultiplier = 1.0;
   bool weightDecay = true;
+  // Only these rows (indices along dim 0) train: the others' gradients are zeroed before the norm (so
+  // clipping and the moments see only these rows) and their values restored bit for bit after each
+  // update, which weight decay would otherwise shrink (textual inversion's new token embeddings, as
+  // diffusers' index_no_updates). Empty: every row.
+  std::vector<int64_t> rows;
 };
 
 struct TrainerConfig {
@@ -38,12 +45,17 @@ struct TrainerConfig {
   bool emaWarmup = false, emaOnCpu = false;
   std::string mixedPrecision = "no";  // "no" | "bf16" | "fp16"
   double lossScale = 65536, lossScaleGrowthInterval = 2000;
+  // The conditioning model's slots are "<conditioningPrefix><its name>" in `trainable`, the optimizer state
+  // and the EMA weights, apart from the U-Net's.
+  std::string conditioningPrefix = "text_encoder.";
+  int64_t conditioningClipSkip = 0;  // passed to TrainableConditioning::condition
 };
 
 struct MicroBatch {
   Tensor pixels;                       // [B, C, H, W] float, the clean samples x0 (in [-1, 1] or latents)
   Tensor classLabels;                  // optional [B] int64
   Tensor context;                      // optional [B, M, D] encoder hidden states
+  Tensor inputIds;                     // optional [B, T] token ids: the conditioning model makes the context in the step's graph
   std::vector<int64_t> sampleIndices;  // global index of each sample: its randomness derives from it
   int64_t step = 0;                    // the optimizer step this micro-batch belongs to (0-based)
   int64_t totalSamples = 0;            // samples in the whole optimizer step (over all micro-batches)
@@ -74,14 +86,16 @@ struct OptimizerStepResult {
 
 class Trainer {
  public:
-  Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config);
+  // `conditioning` (optional): a model whose forward runs in each step (micro-batches with inputIds) and
+  // whose slots may train with the U-Net's.
+  Trainer(std::shared_ptr<UNetModel> model, const TrainerConfig& config, std::shared_ptr<TrainableConditioning> conditioning = nullptr);
   ~Trainer();
   MicroResult accumulate(const MicroBatch& batch);
   OptimizerStepResult step(double lr);
   // Mean unweighted MSE with noise and timesteps fixed by (seed, sample index) and `timesteps`
   // cycled over the samples: comparable across runs and steps.
-  double validationLoss(const Tensor& pixels, const Tensor& classLabels, const Tensor& context, const std::vector<int64_t>& sampleIndices,
-                        uint64_t seed, const std::vector<int64_t>& timesteps);
+  double validationLoss(const Tensor& pixels, const Tensor& classLabels, const Tensor& context, const Tensor& inputIds,
+                        const std::vector<int64_t>& sampleIndices, uint64_t seed, const std::vector<int64_t>& timesteps);
 
   // Optimizer moments ("exp_avg.<name>", "exp_avg_sq.<name>") and EMA weights ("<name>").
   NamedTensors optimizerState() const;

@@ -129,7 +129,21 @@ const npmScripts = Object.entries(JSON.parse(fs.readFileSync(path.join(ROOT, 'pa
 
 test('the npm scripts with a TypeScript entry point are all here', () => {
   expect(npmScripts.map(([name]) => name).sort()).toEqual(
-    ['bench', 'bench:data', 'conformance', 'convert', 'demo', 'demo:unet', 'finetune', 'grow', 'inspect', 'pretrain:mnist', 'sample', 'transfer-study'].sort(),
+    [
+      'bench',
+      'bench:data',
+      'conformance',
+      'convert',
+      'demo',
+      'demo:unet',
+      'finetune',
+      'grow',
+      'init-pipeline',
+      'inspect',
+      'pretrain:mnist',
+      'sample',
+      'transfer-study',
+    ].sort(),
   );
 });
 
@@ -160,6 +174,7 @@ describe.each(npmScripts)('npm run %s -- --help', (name, script) => {
 
 test('the lib CLIs print the help on stdout and exit 0', async () => {
   const { runGrowCli, growCli } = await import('../../lib/models/grow-cli');
+  const { runInitPipelineCli, initPipelineCli } = await import('../../lib/models/init-pipeline-cli');
   const { runSampleCli, sampleCli } = await import('../../lib/sample/cli');
   const { runConvertCli, convertCli } = await import('../../lib/checkpoint/convert-cli');
   const { runFinetuneCli, finetuneCli } = await import('../../lib/train/cli');
@@ -170,6 +185,7 @@ test('the lib CLIs print the help on stdout and exit 0', async () => {
   };
   const cases: Array<[CliSpec, (out: ReturnType<typeof sink>, err: ReturnType<typeof sink>) => Promise<number>]> = [
     [growCli, (o, e) => runGrowCli(['--help'], o as never, e as never)],
+    [initPipelineCli, (o, e) => runInitPipelineCli(['--help'], o as never, e as never)],
     [sampleCli, (o, e) => runSampleCli(['--model', 'x', '-h'], o as never, e as never)],
     [convertCli, (o, e) => runConvertCli(['--help'], o as never, e as never)],
     [finetuneCli, (o, e) => runFinetuneCli(['--nproc-per-node', '2', '--help'], o as never, e as never, false)],
