@@ -4,7 +4,7 @@
  * told apart by name and shape alone, as diffusers and transformers name them.
  */
 import { InternalError } from '../../../lib/errors';
-import { initRule } from '../../../lib/models/init-weights';
+import { initRule, type InitRule } from '../../../lib/models/init-weights';
 
 const shapes = new Map<string, number[]>([
   ['conv_in.weight', [320, 4, 3, 3]],
@@ -23,7 +23,7 @@ const shapes = new Map<string, number[]>([
 ]);
 const uniformStd = (fanIn: number): number => 1 / Math.sqrt(fanIn) / Math.sqrt(3);
 
-test.each([
+test.each<[string, InitRule]>([
   ['conv_in.weight', { kind: 'normal', std: uniformStd(4 * 9) }],
   ['conv_in.bias', { kind: 'normal', std: uniformStd(4 * 9) }],
   ['time_embedding.linear_1.weight', { kind: 'normal', std: uniformStd(320) }],
