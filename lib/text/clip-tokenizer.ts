@@ -8,13 +8,30 @@
  * Unicode tables (categories, case, NFC) are Node's: a character assigned after the Unicode version
  * of the Python that runs transformers (14.0 for Python 3.11) is kept here where Python drops it as
  * unassigned (category Cn). For every character assigned in Unicode 14 the ids agree.
+ *
+ * New tokens (textual inversion's placeholders) are added as transformers' add_tokens adds them: ids from
+ * the vocabulary's size on, matched exactly (case included) before BPE; save() writes them as
+ * save_pretrained does (added_tokens_decoder in tokenizer_config.json, added_tokens.json).
  */
+import { promises as fs } from 'node:fs';
+import * as nodePath from 'node:path';
 import { ConfigError, InvalidArgumentError, expected } from '../errors';
+import { writeAll, writeFileAtomically } from '../util/atomic-write';
+import { createFolder } from '../util/output-folder';
 import { BytePairEncoder, pairKey } from './bpe';
 import { bytesToUnicode } from './bytes-to-unicode';
 import { cleanText } from './clean-text';
 import { splitOnAddedTokens, type AddedToken } from './special-tokens';
-import { readTokenizerFiles, type TokenSpec, type TokenizerFiles } from './tokenizer-files';
+import {
+  ADDED_TOKENS_FILE,
+  MERGES_FILE,
+  readTokenizerFiles,
+  SPECIAL_TOKENS_MAP_FILE,
+  TOKENIZER_CONFIG_FILE,
+  VOCAB_FILE,
+  type TokenSpec,
+  type TokenizerFiles,
+} from './tokenizer-files';
 
 /**
  * CLIP's pre-tokenizer. transformers compiles it case-insensitive with Python's `regex` module; the
@@ -76,15 +93,19 @@ function tokenText(spec: TokenSpec): string {
 }
 
 export class CLIPTokenizer {
+  readonly #files: TokenizerFiles;
   readonly #vocab: ReadonlyMap<string, number>;
   readonly #bpe: BytePairEncoder;
   /** Special and other added tokens by content: cut out of texts before BPE. */
-  readonly #added: ReadonlyMap<string, AddedToken>;
+  readonly #added: Map<string, AddedToken>;
+  /** Tokens added after loading (addTokens), in order: save() records them. */
+  readonly #newTokens: string[] = [];
   readonly #special: Readonly<Record<SpecialRole, AddedToken | undefined>>;
   /** model_max_length. */
   readonly maxLength: number;
 
   private constructor(files: TokenizerFiles, overrides: TokenizerOverrides, where: string) {
+    this.#files = files;
     this.#vocab = files.vocab;
     const ranks = new Map<string, number>();
     // As Python's dict(zip(merges, range(n))): a repeated pair keeps its last rank.
@@ -101,6 +122,9 @@ export class CLIPTokenizer {
     const added = new Map<string, AddedToken>();
     const ids = new Map<string, number>();
     for (const [id, token] of Object.entries(files.config.added_tokens_decoder ?? {})) ids.set(token.content, Number(id));
+    // Legacy folders (no added_tokens_decoder): added_tokens.json, as transformers reads it then.
+    const legacy = files.config.added_tokens_decoder === undefined ? Object.entries(files.addedTokens ?? {}) : [];
+    for (const [content, id] of legacy) ids.set(content, id);
     let nextId = 0;
     for (const id of [...files.vocab.values(), ...ids.values()]) if (id >= nextId) nextId = id + 1;
     const addToken = (spec: TokenSpec): AddedToken => {
@@ -115,6 +139,7 @@ export class CLIPTokenizer {
       return token;
     };
     for (const token of Object.values(files.config.added_tokens_decoder ?? {})) addToken(token);
+    for (const [content] of legacy) addToken(content);
 
     // Precedence as in from_pretrained: load-time overrides, then special_tokens_map.json, then
     // tokenizer_config.json, then CLIPTokenizer's defaults.
@@ -171,6 +196,100 @@ export class CLIPTokenizer {
     let extra = 0;
     for (const token of this.#added.values()) if (!this.#vocab.has(token.content)) extra++;
     return this.#vocab.size + extra;
+  }
+
+  /** Every added token (special ones included) and its id: transformers' added_tokens_encoder. */
+  get addedTokens(): ReadonlyMap<string, number> {
+    return new Map([...this.#added.values()].map((t) => [t.content, t.id]));
+  }
+
+  /**
+   * transformers' add_tokens: each token not yet an added token becomes one (matched exactly before BPE);
+   * one outside the vocabulary gets the next id (the vocabulary's size plus the tokens added so far).
+   * Returns how many got a new id (a token already in the vocabulary or added is not counted).
+   */
+  addTokens(tokens: readonly string[]): number {
+    if (!Array.isArray(tokens) || !tokens.every((t) => typeof t === 'string')) throw expected('an array of strings', 'tokens', tokens);
+    let added = 0;
+    for (const content of tokens) {
+      if (content === '' || this.#added.has(content)) continue;
+      // len(get_vocab()): the distinct strings of the vocabulary and the added tokens.
+      let id = this.#vocab.get(content);
+      if (id === undefined) {
+        id = new Set([...this.#vocab.keys(), ...this.#added.keys()]).size;
+        added++;
+      }
+      this.#added.set(content, { content, id, lstrip: false, rstrip: false, singleWord: false });
+      this.#newTokens.push(content);
+    }
+    return added;
+  }
+
+  /**
+   * diffusers' maybe_convert_prompt (TextualInversionLoaderMixin): every added token `t` of the prompt for
+   * which `t_1`, `t_2`, … were added too becomes "t t_1 t_2 …", so a multi-vector embedding is used whole.
+   */
+  expandMultiVectorTokens(prompt: string): string {
+    if (typeof prompt !== 'string') throw expected('a string', 'prompt', prompt);
+    let out = prompt;
+    for (const token of new Set(this.tokenize(prompt))) {
+      if (!this.#added.has(token)) continue;
+      let replacement = token;
+      for (let i = 1; this.#added.has(`${token}_${i}`); i++) replacement += ` ${token}_${i}`;
+      if (replacement !== token) out = out.split(token).join(replacement);
+    }
+    return out;
+  }
+
+  /**
+   * Writes the tokenizer as transformers' save_pretrained does: vocab.json, merges.txt,
+   * special_tokens_map.json, tokenizer_config.json (every added token in added_tokens_decoder) and, when
+   * tokens were added outside the vocabulary, added_tokens.json.
+   */
+  async save(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || dir.length === 0) throw expected('a folder path', 'dir', dir);
+    await createFolder(dir);
+    const files = this.#files;
+    const write = async (name: string, text: string): Promise<void> => {
+      const bytes = Buffer.from(text, 'utf8');
+      await writeFileAtomically(nodePath.join(dir, name), (handle) => writeAll(handle, bytes));
+    };
+    // Python's json.dumps(sort_keys=True) sorts by code point, not by UTF-16 unit.
+    const byCodePoint = (a: string, b: string): number => {
+      const x = Array.from(a, (c) => c.codePointAt(0)!);
+      const y = Array.from(b, (c) => c.codePointAt(0)!);
+      for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+      return x.length - y.length;
+    };
+    const sorted = (entries: Array<[string, unknown]>): Record<string, unknown> => Object.fromEntries(entries.sort(([a], [b]) => byCodePoint(a, b)));
+    await write(VOCAB_FILE, `${JSON.stringify(sorted([...this.#vocab]), null, 2)}\n`);
+    await write(MERGES_FILE, `#version: 0.2\n${files.merges.map(([a, b]) => `${a} ${b}`).join('\n')}\n`);
+    await write(SPECIAL_TOKENS_MAP_FILE, `${JSON.stringify(files.specialTokensMap, null, 2)}\n`);
+    const specials = new Set(Object.values(this.#special).flatMap((t) => (t === undefined ? [] : [t.content])));
+    const known = files.config.added_tokens_decoder ?? {};
+    const decoder: Record<string, unknown> = {};
+    for (const token of [...this.#added.values()].sort((a, b) => a.id - b.id)) {
+      const special = specials.has(token.content) || this.#isAdditionalSpecial(token.content);
+      decoder[String(token.id)] = known[String(token.id)] ?? {
+        content: token.content,
+        lstrip: token.lstrip,
+        normalized: !special,
+        rstrip: token.rstrip,
+        single_word: token.singleWord,
+        special,
+      };
+    }
+    const config = { ...files.config, added_tokens_decoder: decoder, tokenizer_class: files.config.tokenizer_class ?? 'CLIPTokenizer' };
+    await write(TOKENIZER_CONFIG_FILE, `${JSON.stringify(config, null, 2)}\n`);
+    // transformers writes the added tokens at or above the vocabulary's size there (legacy readers use it).
+    const beyond = [...this.#added.values()].filter((t) => t.id >= this.#vocab.size).map((t): [string, unknown] => [t.content, t.id]);
+    if (beyond.length > 0) await write(ADDED_TOKENS_FILE, `${JSON.stringify(sorted(beyond), null, 2)}\n`);
+    else await fs.rm(nodePath.join(dir, ADDED_TOKENS_FILE), { force: true });
+  }
+
+  #isAdditionalSpecial(content: string): boolean {
+    const list = this.#files.specialTokensMap.additional_special_tokens ?? this.#files.config.additional_special_tokens ?? [];
+    return list.some((spec) => tokenText(spec) === content);
   }
 
   /**

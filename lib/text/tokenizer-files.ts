@@ -14,6 +14,8 @@ export const VOCAB_FILE = 'vocab.json';
 export const MERGES_FILE = 'merges.txt';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 export const SPECIAL_TOKENS_MAP_FILE = 'special_tokens_map.json';
+/** Added tokens by id (transformers reads it only when tokenizer_config.json has no added_tokens_decoder). */
+export const ADDED_TOKENS_FILE = 'added_tokens.json';
 
 /**
  * transformers' CLIPTokenizer reads at most this many merge lines (49152 − 256 − 2: CLIP's vocabulary
@@ -69,6 +71,8 @@ export interface TokenizerFiles {
   merges: Array<[string, string]>;
   config: TokenizerConfig;
   specialTokensMap: SpecialTokensMap;
+  /** added_tokens.json: token → id, where the folder has one. */
+  addedTokens?: Record<string, number>;
 }
 
 /** vocab.json → Map (ids must be distinct). */
@@ -151,10 +155,14 @@ export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
   const merges = parseMerges((await readText(path(MERGES_FILE), true, 'the merges'))!, path(MERGES_FILE));
   const configText = await readText(path(TOKENIZER_CONFIG_FILE), false, 'the tokenizer config');
   const mapText = await readText(path(SPECIAL_TOKENS_MAP_FILE), false, 'the special tokens map');
+  const addedText = await readText(path(ADDED_TOKENS_FILE), false, 'the added tokens');
   return {
     vocab,
     merges,
     config: configText === undefined ? {} : parseTokenizerConfig(configText, path(TOKENIZER_CONFIG_FILE)),
     specialTokensMap: mapText === undefined ? {} : parseSpecialTokensMap(mapText, path(SPECIAL_TOKENS_MAP_FILE)),
+    ...(addedText === undefined
+      ? {}
+      : { addedTokens: parseWithSchema(vocabSchema, parseLenientJson(addedText, path(ADDED_TOKENS_FILE)), path(ADDED_TOKENS_FILE)) }),
   };
 }
