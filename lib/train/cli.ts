@@ -11,6 +11,7 @@ import { formatCliError } from '../errors';
 import { defineCli, formatHelp, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
 import { parseLenientJson } from '../config/json';
 import { formatPlan } from '../freeze/format';
+import { formatBytes, formatMemoryPlan, type TrainingMemoryPlan } from './memory-plan';
 import { formatDreamBoothPlan } from './dreambooth';
 import { finetune, generateClassImages, planDreamBoothRecipe, planRecipe } from './finetune';
 import { ProgressDisplay, type ProgressStream } from './progress';
@@ -48,6 +49,12 @@ export { progressLine } from './progress';
  * `out` gets the progress and the log: a progress line redrawn in place when `tty` (default: `out.isTTY`),
  * plain lines otherwise; `err` gets errors and the stop notice.
  */
+/** "peak RSS 6.21 GB, the memory plan expected 6.05 GB (+3%)": the run's peak against its plan. */
+export function memoryLine(memory: { plan: TrainingMemoryPlan; peakRssBytes: number }): string {
+  const change = memory.peakRssBytes / memory.plan.total - 1;
+  return `peak RSS ${formatBytes(memory.peakRssBytes)}, the memory plan expected ${formatBytes(memory.plan.total)} (${change >= 0 ? '+' : ''}${(100 * change).toFixed(0)}%)`;
+}
+
 export async function runFinetuneCli(
   argv: readonly string[],
   out: Writable,
@@ -75,7 +82,8 @@ export async function runFinetuneCli(
       return await launchWorkers(launch, rest, out, err);
     }
     if (values['dry-run']) {
-      out.write(`${formatPlan(await planRecipe(raw, file))}\n`);
+      const plan = await planRecipe(raw, file);
+      out.write(`${formatPlan(plan)}\n${formatMemoryPlan(plan.memoryPlan)}\n`);
       const dreambooth = await planDreamBoothRecipe(raw, file);
       if (dreambooth !== undefined) out.write(`${formatDreamBoothPlan(dreambooth)}\n`);
       return 0;
@@ -122,6 +130,7 @@ export async function runFinetuneCli(
           `checkpoints: ${result.checkpoints.join(', ') || 'none'}`,
           `metrics: ${result.output}/metrics.jsonl`,
           `report: ${result.report}`,
+          memoryLine(result.memory),
         ]
           .filter(Boolean)
           .join('\n') + '\n',

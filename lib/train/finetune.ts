@@ -25,8 +25,10 @@ import { Hooks } from './hooks';
 import { openBaseUNet, openTrainingUNet, resolveRecipeBase, resolveRunBase, trainedPredictionType } from './load';
 import { trainLoop, type FinetuneProgress, type LoopOptions, type LoopResult } from './loop';
 import { planLoraRun, trainLora } from './lora-training';
+import { formatMemoryPlan, peakRssBytes, type TrainingMemoryPlan } from './memory-plan';
 import { makeLrSchedule } from './lr-schedule';
 import { MetricsLog, stepReporter } from './metrics';
+import { planRunMemory } from './run-memory';
 import { Checkpoints, findResume, resumeTrainer } from './resume';
 import { RunReportWriter } from './run-report';
 import { openTextToImage, type TextToImageSummary } from './text-to-image';
@@ -71,6 +73,8 @@ export interface FinetuneResult {
   /** <output>/report.html (rank 0 writes it; rewritten at each validation and at the end). */
   report: string;
   plan: FreezePlan;
+  /** What the run expected to need at its peak (memoryPlan, as --dry-run prints it) and what it reached (this process's peak RSS). */
+  memory: { plan: TrainingMemoryPlan; peakRssBytes: number };
   skippedSteps: number;
   /** Text-to-image runs: the cache's hits and misses, and the frozen models' weight digests before and after training (equal). */
   textToImage?: TextToImageSummary;
@@ -87,13 +91,16 @@ export function prepareRecipe(input: unknown, recipeFile?: string, cpuinfo: stri
   return resolveRecipePaths(recipe, recipeFile ? path.dirname(path.resolve(recipeFile)) : process.cwd());
 }
 
-/** The parameter plan alone (what `--dry-run` prints): nothing trains, no data is read. */
-export async function planRecipe(input: unknown, recipeFile?: string): Promise<FreezePlan> {
+/** The parameter plan and the memory plan (what `--dry-run` prints): nothing trains, no data is read. */
+export async function planRecipe(input: unknown, recipeFile?: string): Promise<FreezePlan & { memoryPlan: TrainingMemoryPlan }> {
   const recipe = prepareRecipe(input, recipeFile);
-  using unet = await openBaseUNet(resolveRecipeBase(recipe), recipe);
+  const base = resolveRecipeBase(recipe);
+  using unet = await openBaseUNet(base, recipe);
   const parameters = await unet.parameters();
   const ema = recipe.train.ema !== null;
-  return recipe.lora ? planLoraRun(parameters, recipe.lora, ema) : planFreeze(parameters, recipe.freeze, { ema });
+  const plan = recipe.lora ? planLoraRun(parameters, recipe.lora, ema) : planFreeze(parameters, recipe.freeze, { ema });
+  const trainable = recipe.lora ? undefined : plan.trainable.map((p) => p.name);
+  return { ...plan, memoryPlan: await planRunMemory(recipe, base, unet, trainable) };
 }
 
 /** DreamBooth's part of the plan (instance and class image counts, class images to generate); undefined without a dreambooth section. */
@@ -137,6 +144,13 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
 
   // Plan: what trains (the U-Net's own weights or LoRA adapters) and the hooks the loop calls, in order.
   const weights = recipe.lora ? await trainLora(unet, recipe.lora, { resumedDir: resumed?.dir, seed: t.seed }, log) : await trainUNet(unet, recipe, log);
+  const memoryPlan = await planRunMemory(
+    recipe,
+    base.folder,
+    unet,
+    weights.trainable.map((p) => p.name),
+  );
+  log(formatMemoryPlan(memoryPlan));
 
   // Data: this rank's shard of the training set (DreamBooth captions it and adds class samples), and the held-out batch.
   const loader = await openTrainingLoader(recipe, dp, resumed, log, unetDownsampling(unet.config) * (text?.latentScale ?? 1));
@@ -227,6 +241,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     validationGrids: images?.grids ?? [],
     report: report.file,
     plan: weights.plan,
+    memory: { plan: memoryPlan, peakRssBytes: peakRssBytes() },
     skippedSteps: run.skippedSteps,
     textToImage: await text?.summary(),
   };

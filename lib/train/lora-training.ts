@@ -32,13 +32,32 @@ export function planLoraRun(parameters: readonly ParameterInfo[], lora: LoraOpti
 
 /** A [out, in, (kh, kw)] weight's adapters: A is [rank, in, (kh, kw)], B is [out, rank]. */
 function adapterParameterCount(parameters: readonly ParameterInfo[], modules: ReadonlySet<string>, rank: number): number {
-  let numel = 0;
+  return adapterParameters(parameters, modules, rank).reduce((a, p) => a + p.numel, 0);
+}
+
+function adapterParameters(parameters: readonly ParameterInfo[], modules: ReadonlySet<string>, rank: number): Array<{ name: string; numel: number }> {
+  const out: Array<{ name: string; numel: number }> = [];
   for (const p of parameters) {
     if (!p.name.endsWith('.weight') || !modules.has(p.name.slice(0, -'.weight'.length))) continue;
-    const [out = 0, inp = 0, ...kernel] = p.shape;
-    numel += rank * inp * kernel.reduce((a, b) => a * b, 1) + out * rank;
+    const module = p.name.slice(0, -'.weight'.length);
+    const [rows = 0, inp = 0, ...kernel] = p.shape;
+    out.push(
+      { name: `${module}.lora_A.weight`, numel: rank * inp * kernel.reduce((a, b) => a * b, 1) },
+      { name: `${module}.lora_B.weight`, numel: rows * rank },
+    );
   }
-  return numel;
+  return out;
+}
+
+/** The adapters `lora` would add to a model with `parameters`, named as the model names them once added. */
+export function loraAdapterParameters(parameters: readonly ParameterInfo[], lora: LoraOptions): Array<{ name: string; numel: number }> {
+  const modules = new Set(
+    loraTargetModules(
+      parameters.map((p) => p.name),
+      lora,
+    ),
+  );
+  return adapterParameters(parameters, modules, lora.rank);
 }
 
 /** Adds the adapters to `unet` (or reads a resumed run's back) and says how they are saved. */

@@ -4,6 +4,7 @@ import * as path from 'path';
 import { withFileErrors } from '../util/fs-errors';
 import { createFolder } from '../util/output-folder';
 import type { FinetuneProgress } from './loop';
+import { peakRssBytes } from './memory-plan';
 
 export class MetricsLog {
   constructor(readonly file: string) {}
@@ -26,6 +27,8 @@ export function stepReporter(
   return async (p) => {
     if (!enabled) return;
     onProgress?.(p);
-    await metrics.write({ step: p.step, loss: p.loss, lr: p.lr, gradNorm: p.gradNorm, imagesPerSecond: p.imagesPerSecond, skipped: p.skipped });
+    // The process's peak resident memory so far, to hold against the memory plan (lib/train/memory-plan.ts).
+    const peakRssMb = Math.round(peakRssBytes() / 1e5) / 10;
+    await metrics.write({ step: p.step, loss: p.loss, lr: p.lr, gradNorm: p.gradNorm, imagesPerSecond: p.imagesPerSecond, skipped: p.skipped, peakRssMb });
   };
 }

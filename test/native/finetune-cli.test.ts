@@ -45,6 +45,11 @@ test('--dry-run prints the plan and trains nothing', async () => {
   const r = await run(good, ['--dry-run']);
   expect(r.code).toBe(0);
   expect(r.out).toMatch(/Freeze plan \(preset "full"\)/);
+  // The memory plan: runtime, weights, optimizer state and the step, each with its size.
+  expect(r.out).toMatch(/\nMemory plan: about \d+ MB at the peak/);
+  for (const label of ['runtime', 'U-Net weights', 'optimizer state', 'step: activations \\+ gradients'])
+    expect(r.out).toMatch(new RegExp(`\\n  ${label} +\\d+ MB  `));
+  expect(r.out).toMatch(/batch 4 at 16×16, fp32 activations: \d+ MB without gradient checkpointing, \d+ MB with it \(off\)/);
 });
 
 describe('the output folder is checked before the model and the data load', () => {

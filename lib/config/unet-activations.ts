@@ -1,0 +1,170 @@
+/**
+ * The activation memory of a U-Net training step, modelled from the architecture: for each block, the
+ * tensors autograd keeps for backward, counted op by op as difftune's native model computes them
+ * (native/unet: resnet.cc, attention.cc, attention_processor.cc, transformer_2d.cc, unet.cc). Counts are
+ * elements per batch item; multiply by the batch and the bytes per element. Pure: never loads the addon.
+ *
+ * What each op keeps (P = pixels of the level, C channels, D the transformer width, h heads, M text tokens):
+ * - ResnetBlock2D(Ci → Co): its input, norm1's output (SiLU's input) and SiLU's output (conv1's input):
+ *   3·Ci·P; the same three after conv1 (h + temb, norm2's output, SiLU's output): 3·Co·P. The 1×1
+ *   shortcut reuses the input.
+ * - Transformer2DModel: GroupNorm's input and output (2·C·P), proj_out's input (D·P), and per
+ *   BasicTransformerBlock: self-attention 6·D·P (norm1's input and output, q, k, v copied into
+ *   [B·h, N, d] for the batched matmuls, the heads joined again for to_out) plus the softmax output h·P²;
+ *   cross-attention 4·D·P (norm2's input and output, q, the joined heads) plus h·P·M; the GEGLU
+ *   feed-forward 18·D·P (norm3's input and output, the 8·D projection whose halves GELU and the product
+ *   keep, GELU's 4·D output, the 4·D product). 28·D·P + h·P² + h·P·M in all.
+ * - Attention (UNet2DModel's AttnDownBlock2D): 6·C·P + h·P².
+ * - Downsample2D and Upsample2D: their convolution's input (the upsampled map for Upsample2D).
+ * - conv_norm_out → SiLU → conv_out: 3·c0·P.
+ *
+ * With gradient checkpointing (difftune's: whole down, mid and up blocks) only the blocks' inputs stay
+ * (the skip connections and the up path's inputs), and backward recomputes one block at a time: the
+ * peak is those boundaries plus the largest block's own activations.
+ */
+import { transformerDepths, type UNetConfig } from './unet';
+
+/** One block's activations for backward, per batch item. */
+export interface BlockActivations {
+  /** "down_blocks.0", "mid_block", "up_blocks.3", "conv_out". */
+  name: string;
+  /** Elements its ops keep for backward. */
+  elements: number;
+  /** The largest single tensor among them (what one op's backward allocates about twice of). */
+  largest: number;
+}
+
+export interface UNetActivationShape {
+  /** Latent (or pixel) height and width of the U-Net's input. */
+  height: number;
+  width: number;
+  /** Text tokens of encoder_hidden_states (77 for CLIP); 0 without cross-attention. */
+  textTokens: number;
+}
+
+export interface UNetActivations {
+  blocks: BlockActivations[];
+  /** Elements checkpointing keeps between blocks: every skip connection and every block's input. */
+  boundaries: number;
+  /** Peak elements held for backward without gradient checkpointing (all blocks, and one op's backward on top). */
+  plain: number;
+  /** Peak elements with gradient checkpointing (boundaries, the largest block recomputed, one op's backward). */
+  checkpointed: number;
+}
+
+const list = <T>(value: T | readonly T[], n: number): T[] => (Array.isArray(value) ? [...(value as readonly T[])] : new Array<T>(n).fill(value as T));
+
+function resnet(inCh: number, outCh: number, p: number): BlockActivations {
+  return { name: '', elements: 3 * inCh * p + 3 * outCh * p, largest: Math.max(inCh, outCh) * p };
+}
+
+/**
+ * The scores one batched matmul of the attention makes at once: difftune computes them in groups of
+ * (batch item, head) pairs of about 1 MB each (one pair when a pair alone is larger), so backward's
+ * temporaries are per group, not per layer (native/unet/attention_processor.cc).
+ */
+function scoreGroup(pairs: number, n: number, m: number): number {
+  const perPair = n * m;
+  return Math.min(pairs, Math.max(1, Math.floor(2 ** 18 / Math.max(perPair, 1)))) * perPair;
+}
+
+/** With only_cross_attention the first attention attends to the text too: h·P·M instead of h·P². */
+function transformer(c: number, p: number, heads: number, depth: number, textTokens: number, onlyCross: boolean): BlockActivations {
+  const d = c;
+  const selfKeys = onlyCross ? textTokens : p;
+  const perBlock = 28 * d * p + heads * p * selfKeys + heads * p * textTokens;
+  return { name: '', elements: 3 * c * p + depth * perBlock, largest: Math.max(8 * d * p, scoreGroup(heads, p, selfKeys)) };
+}
+
+function attention(c: number, p: number, heads: number): BlockActivations {
+  return { name: '', elements: 6 * c * p + heads * p * p, largest: Math.max(c * p, scoreGroup(heads, p, p)) };
+}
+
+function sum(name: string, parts: readonly BlockActivations[]): BlockActivations {
+  return { name, elements: parts.reduce((a, b) => a + b.elements, 0), largest: Math.max(0, ...parts.map((b) => b.largest)) };
+}
+
+/** The activations a training step of `config` over one sample of `shape` keeps, block by block. */
+export function unetActivations(config: UNetConfig, shape: UNetActivationShape): UNetActivations {
+  const c = config.block_out_channels;
+  const n = c.length;
+  const layers = list(config.layers_per_block, n);
+  const cond = config._class_name === 'UNet2DConditionModel' ? config : null;
+  const depths = cond ? transformerDepths(cond, 'config') : undefined;
+  // UNet2DConditionModel: attention_head_dim is the number of heads (diffusers' naming); UNet2DModel: channels per head.
+  const headsAt = (i: number, ch: number): number => {
+    if (cond) return list(cond.attention_head_dim, n)[i]!;
+    const headDim = config._class_name === 'UNet2DModel' ? config.attention_head_dim : null;
+    return headDim === null ? 1 : Math.max(1, Math.floor(ch / headDim));
+  };
+  const onlyCross = cond ? list(cond.only_cross_attention, n) : [];
+  const tokens = cond ? shape.textTokens : 0;
+  const attentionOf = (type: string, ch: number, p: number, i: number, depth: number): BlockActivations[] => {
+    if (type.startsWith('CrossAttn')) return [transformer(ch, p, headsAt(i, ch), depth, tokens, onlyCross[i] ?? false)];
+    if (type.startsWith('Attn')) return [attention(ch, p, headsAt(i, ch))];
+    return [];
+  };
+
+  const p0 = shape.height * shape.width;
+  const blocks: BlockActivations[] = [];
+  const skips: number[] = [c[0] * p0];
+  let out = c[0];
+  let p = p0;
+  config.down_block_types.forEach((type, i) => {
+    const parts: BlockActivations[] = [];
+    const inCh = out;
+    out = c[i]!;
+    for (let j = 0; j < layers[i]!; j++) {
+      parts.push(resnet(j === 0 ? inCh : out, out, p), ...attentionOf(type, out, p, i, depths?.down[i]![j] ?? 1));
+      skips.push(out * p);
+    }
+    if (i < n - 1) {
+      parts.push({ name: '', elements: out * p, largest: out * p });
+      p = Math.ceil(p / 4);
+      skips.push(out * p);
+    }
+    blocks.push(sum(`down_blocks.${i}`, parts));
+  });
+
+  const last = c[n - 1]!;
+  let boundaries = skips.reduce((a, b) => a + b, 0);
+  if (config.mid_block_type !== null) {
+    const midAttention =
+      config.mid_block_type === 'UNetMidBlock2DCrossAttn' ? [transformer(last, p, headsAt(n - 1, last), depths?.mid ?? 1, tokens, false)] : [];
+    const addAttention = config._class_name === 'UNet2DModel' && config.add_attention ? [attention(last, p, headsAt(n - 1, last))] : [];
+    blocks.push(sum('mid_block', [resnet(last, last, p), ...midAttention, ...addAttention, resnet(last, last, p)]));
+    boundaries += last * p;
+  }
+
+  const rev = [...c].reverse();
+  const revLayers = [...layers].reverse();
+  out = rev[0]!;
+  config.up_block_types.forEach((type, i) => {
+    const parts: BlockActivations[] = [];
+    const prev = out;
+    out = rev[i]!;
+    const level = n - 1 - i;
+    for (let j = 0; j <= revLayers[i]!; j++) {
+      const skip = (skips.pop() ?? 0) / p;
+      parts.push(resnet((j === 0 ? prev : out) + skip, out, p), ...attentionOf(type, out, p, level, depths?.up[i]![j] ?? 1));
+    }
+    if (i < n - 1) {
+      p = p * 4;
+      parts.push({ name: '', elements: out * p, largest: out * p });
+    }
+    blocks.push(sum(`up_blocks.${i}`, parts));
+    boundaries += out * p;
+  });
+  blocks.push({ name: 'conv_out', elements: 3 * c[0] * p0, largest: c[0] * p0 });
+
+  const total = blocks.reduce((a, b) => a + b.elements, 0);
+  const largestOp = Math.max(...blocks.map((b) => b.largest));
+  const widestBlock = Math.max(...blocks.filter((b) => b.name !== 'conv_out').map((b) => b.elements));
+  const convOut = blocks[blocks.length - 1]!.elements;
+  return {
+    blocks,
+    boundaries,
+    plain: total + 2 * largestOp,
+    checkpointed: boundaries + convOut + widestBlock + 2 * largestOp,
+  };
+}
