@@ -142,6 +142,11 @@ Napi::Value TensorWrap::readSync(const Napi::CallbackInfo& info) {
   return boundary(env, [&]() -> Napi::Value {
     bool raw = optionalRaw(info);
     const Tensor& t = live();
+    // A device tensor's read is a device→host copy (and for fp16/bf16 a conversion kernel) that would
+    // block the JS thread and race the compute thread's stream: those reads go through read() instead.
+    if (t.device() != "cpu")
+      throw InvalidArgument("toArray() reads CPU tensors only, but this tensor is on " + t.device() +
+                            ": use `await tensor.data()`, which copies it to the host on the compute thread");
     ReadPlan plan = readPlan(t.dtype(), raw);
     Tensor source = plan.readAs == t.dtype() ? t : copyTo(t, "cpu", plan.readAs);
     size_t bytes = source.nbytes();

@@ -105,6 +105,11 @@ std::string checkDevice(const std::string& device) {
       return "device \"" + device +
              "\" was requested but this libtorch has no CUDA support (or no GPU is visible); "
              "use \"cpu\" or build difftune against a CUDA libtorch";
+    // Without this, an index past the last GPU fails later inside libtorch with a less direct message.
+    int64_t count = static_cast<int64_t>(at::getNumGPUs());
+    if (parsed.has_index() && parsed.index() >= count)
+      return "device \"" + device + "\" was requested but only " + std::to_string(count) + " CUDA device(s) are visible (cuda:0" +
+             (count > 1 ? " to cuda:" + std::to_string(count - 1) : std::string()) + ")";
     return "";
   }
   return "device \"" + device + "\" is not supported; use \"cpu\" or \"cuda[:N]\"";

@@ -183,16 +183,19 @@ at::Tensor UNet::forward(const at::Tensor& sampleIn, const at::Tensor& timestep,
   if (channelsLast) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
   bool recompute = gradientCheckpointing && at::GradMode::is_enabled();
 
-  at::Tensor timesteps = (timestep.dim() == 0 ? timestep.unsqueeze(0) : timestep).expand({batch});
+  // As diffusers, timesteps and class labels may come from the host (a scheduler's timestep, a label list)
+  // for a model on a GPU: they follow the sample.
+  at::Tensor timesteps = (timestep.dim() == 0 ? timestep.unsqueeze(0) : timestep).to(sample.device()).expand({batch});
   at::Tensor emb = time_embedding->forward(timeProjection(timesteps).to(dtype));
   if (classLabels.defined()) {
     at::Tensor classEmb;
+    at::Tensor labels = classLabels.to(sample.device());
     if (class_embedding_table)
-      classEmb = class_embedding_table->forward(classLabels);
+      classEmb = class_embedding_table->forward(labels);
     else if (class_embedding_mlp)
-      classEmb = class_embedding_mlp->forward(timeProjection(classLabels).to(dtype));
+      classEmb = class_embedding_mlp->forward(timeProjection(labels).to(dtype));
     else
-      classEmb = classLabels;
+      classEmb = labels;
     emb = emb + classEmb.to(dtype);
   }
   if (timeEmbedAct) emb = activate(*timeEmbedAct, emb);
