@@ -7,6 +7,7 @@ import * as path from 'path';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
 import { dataOptionsSchema } from './data';
+import { deviceSchema } from './device';
 import { dreamboothSchema } from './dreambooth';
 import { refusePrototypeKeys } from './field-path';
 import { freezeOptionsSchema } from './freeze';
@@ -33,8 +34,8 @@ export const emaSchema = z
       .number()
       .positive()
       .default(2 / 3),
-    /** Keep the averaged weights in host memory. */
-    onCpu: z.boolean().default(false),
+    /** Where the averaged weights live: "model" (the U-Net's device) or "cpu" (host memory, to spare a GPU's). */
+    device: z.enum(['model', 'cpu']).default('model'),
   })
   .strict();
 
@@ -162,7 +163,11 @@ export const recipeSchema = z
         scheduler: z.string().min(1).optional(),
         /** Weights variant, e.g. "fp16" (read and upcast). */
         variant: z.string().min(1).optional(),
-        device: z.string().default('cpu'),
+        /**
+         * Where the run computes: the U-Net, the frozen VAE and text encoder, the noise and the optimizer
+         * state ("cpu", "cuda", "cuda:N"). Whether it exists is checked when the run starts (runtimeInfo()).
+         */
+        device: deviceSchema.default('cpu'),
       })
       .strict()
       .superRefine((m, ctx) => {

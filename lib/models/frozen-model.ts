@@ -8,6 +8,7 @@ import { ConfigError, expected, InvalidArgumentError, UnsupportedFormatError } f
 import { parseLenientJson, type JsonValue } from '../config/json';
 import type { ComputeDType } from '../native/dtype';
 import { callAsync } from '../native/load';
+import { deviceProblem } from '../native/runtime';
 import type { NativeModelHandle } from '../native/types';
 import { NativeModel } from './native-model';
 
@@ -22,7 +23,8 @@ export function checkModelOptions(options: ModelOptions): { device: string; dtyp
   if (options === null || typeof options !== 'object') throw expected('an options object', 'options', options);
   const device = options.device ?? 'cpu';
   const dtype = options.dtype ?? 'float32';
-  if (typeof device !== 'string' || device.length === 0) throw expected('a device string like "cpu" or "cuda"', 'options.device', device);
+  const problem = deviceProblem(device);
+  if (problem !== undefined) throw new InvalidArgumentError(`options.device: ${problem}`);
   if (!['float32', 'bfloat16', 'float16'].includes(dtype)) throw expected('"float32", "bfloat16" or "float16"', 'options.dtype', dtype);
   if (dtype === 'float16' && device === 'cpu') {
     throw new InvalidArgumentError('float16 weights cannot compute on the CPU (libtorch has no CPU fp16 kernels for these layers): use dtype "float32" or "bfloat16" on CPU, or device "cuda"');

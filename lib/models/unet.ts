@@ -14,6 +14,7 @@ import { UNET_SIZE_CAPS, unetParameterCount } from '../config/model-size';
 import type { LoadStats, StateDict } from '../checkpoint/state-dict';
 import type { ComputeDType } from '../native/dtype';
 import { callAsync, loadNative } from '../native/load';
+import { deviceProblem } from '../native/runtime';
 import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeUNet, NativeUNetInputs } from '../native/types';
 import { describeWeightFileNames, diffusersConfigJson, saveModelFolder, shardedWeightFiles, weightsSource } from './model-folder';
@@ -80,7 +81,8 @@ function unetSize(config: UNetConfig, source: string): ModelSize<UNetConfig> {
 function checkOptions(options: UNetOptions): { device: string; dtype: ComputeDType } {
   const device = options.device ?? 'cpu';
   const dtype = options.dtype ?? 'float32';
-  if (typeof device !== 'string') throw expected('a device string like "cpu" or "cuda"', 'options.device', device);
+  const problem = deviceProblem(device);
+  if (problem !== undefined) throw new InvalidArgumentError(`options.device: ${problem}`);
   if (!['float32', 'bfloat16', 'float16'].includes(dtype)) throw expected('"float32", "bfloat16" or "float16"', 'options.dtype', dtype);
   if (dtype === 'float16' && device === 'cpu') {
     throw new InvalidArgumentError('float16 weights cannot compute on the CPU (libtorch has no CPU fp16 convolution): use dtype "float32" or "bfloat16" on CPU, or device "cuda"');

@@ -1,4 +1,5 @@
 /** Facts about the libtorch in use and the compute thread's settings. */
+import { DEVICE_FORMS, isDeviceString } from '../config/device';
 import { expected } from '../errors';
 import { callAsync, callSync, loadNative } from './load';
 import type { NativeGemmResult } from './types';
@@ -36,6 +37,22 @@ export async function runtimeInfo(): Promise<RuntimeInfo> {
     onednn: info.onednn,
     napiVersion: info.napiVersion,
   };
+}
+
+/**
+ * Why `device` cannot be used here, or undefined when it can: a malformed string, or a CUDA device that
+ * this libtorch cannot reach, with what runtimeInfo() reports. Callers prefix the field that named it
+ * ("options.device", "recipe.json: model.device") and throw their own error class.
+ */
+export function deviceProblem(device: unknown): string | undefined {
+  if (!isDeviceString(device)) return `expected ${DEVICE_FORMS} but received ${typeof device === 'string' ? `"${device}"` : typeof device}`;
+  if (device === 'cpu') return undefined;
+  const info = callSync(() => loadNative().runtimeInfo());
+  const index = device === 'cuda' ? 0 : Number(device.slice('cuda:'.length));
+  if (info.cudaAvailable && index < info.cudaDeviceCount) return undefined;
+  const reported = `runtimeInfo() reports backend "${info.cudaAvailable ? 'cuda' : 'cpu'}" with ${info.cudaDeviceCount} CUDA device(s) (libtorch ${info.torchVersion})`;
+  const fix = info.cudaAvailable ? `use cuda:0 to cuda:${info.cudaDeviceCount - 1}` : 'use "cpu", or build difftune against a CUDA libtorch (README: GPUs)';
+  return `"${device}" is not available: ${reported}; ${fix}`;
 }
 
 /** Sets torch's intra-op threads (they apply to the compute thread, where all torch work runs). */

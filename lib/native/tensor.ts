@@ -2,10 +2,11 @@
  * The public Tensor handle over a native libtorch tensor. Validates eagerly (errors name the
  * parameter), disposes deterministically (dispose() / `using`), and throws DisposedError after.
  */
-import { DisposedError, expected } from '../errors';
+import { DisposedError, expected, InvalidArgumentError } from '../errors';
 import { DTYPE_BYTES, DTYPES, isDType, type DType } from './dtype';
 import { callAsync, callSync, loadNative } from './load';
 import type { NativeTensor, NativeTypedArray } from './types';
+import { deviceProblem } from './runtime';
 
 export interface TensorOptions {
   /** Default: inferred from the array type (Float32Array → float32, BigInt64Array → int64, ...). */
@@ -111,7 +112,10 @@ export class Tensor {
     return this.#native === undefined || this.#native.disposed;
   }
 
-  /** A copy of the elements, synchronously (CPU tensors; keep to small tensors on the main thread). */
+  /**
+   * A copy of the elements, synchronously: CPU tensors only (keep to small ones on the main thread); a
+   * tensor on a GPU is refused, since its copy would block the JS thread: read it with data().
+   */
   toArray(options: ReadOptions = {}): NativeTypedArray {
     return callSync(() => this.live().readSync(options.raw ?? false));
   }
@@ -124,7 +128,8 @@ export class Tensor {
 
   /** A new tensor on `device` and/or with `dtype`; always a copy. */
   async to(device: string, dtype?: DType): Promise<Tensor> {
-    if (typeof device !== 'string') throw expected('a device string like "cpu" or "cuda:0"', 'device', device);
+    const problem = deviceProblem(device);
+    if (problem !== undefined) throw new InvalidArgumentError(`device: ${problem}`);
     if (dtype !== undefined && !isDType(dtype)) throw expected(`one of ${DTYPES.join(', ')}`, 'dtype', dtype);
     const native = this.live();
     return new Tensor(await callAsync(() => native.to(device, dtype)));

@@ -29,7 +29,7 @@ export function emaTrainerOptions(ema: Recipe['train']['ema']): EmaTrainerOption
     emaWarmup: ema.warmup,
     emaInvGamma: ema.invGamma,
     emaPower: ema.power,
-    emaOnCpu: ema.onCpu,
+    emaOnCpu: ema.device === 'cpu',
   };
 }
 

@@ -11,6 +11,7 @@ import type { Recipe } from '../config/recipe';
 import { ConfigError } from '../errors';
 import { resolveBaseModel, type BaseModel } from '../models/model-folder';
 import { describeLoad } from '../models/native-model';
+import { deviceProblem } from '../native/runtime';
 import { loadUNet, resolveWeightFiles, UNet, unknownConfigKeysWarning } from '../models/unet';
 import type { Scheduler } from '../schedulers/scheduler';
 import type { BaseIdentity, ResumePoint } from './resume';
@@ -20,8 +21,13 @@ export interface RunBase {
   readonly identity: BaseIdentity;
 }
 
-/** The folder `recipe.model` names, without loading it. */
+/**
+ * The folder `recipe.model` names, without loading it. Refuses first a model.device this libtorch cannot
+ * reach, naming the field: otherwise it would surface as an options.device error of the first model load.
+ */
 export function resolveRecipeBase(recipe: Recipe, log?: (line: string) => void): BaseModel {
+  const deviceIssue = deviceProblem(recipe.model.device);
+  if (deviceIssue !== undefined) throw new ConfigError(`recipe model.device: ${deviceIssue}`);
   return resolveBaseModel(recipe.model, (dir) => resolveWeightFiles(dir, recipe.model.variant), log);
 }
 

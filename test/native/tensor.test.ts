@@ -1,6 +1,7 @@
 import { DisposedError, InvalidArgumentError } from '../../lib/errors';
 import { DTYPES, DTYPE_BYTES, type DType } from '../../lib/native/dtype';
 import { Tensor } from '../../lib/native/tensor';
+import { runtimeInfo } from '../../lib/native/runtime';
 
 function sampleBytes(dtype: DType, numel: number): Uint8Array {
   const bytes = new Uint8Array(numel * DTYPE_BYTES[dtype]);
@@ -141,9 +142,17 @@ describe('Tensor argument errors', () => {
     expect(() => Tensor.from(new Uint16Array(1), [1])).toThrow(/options.dtype/);
     expect(() => Tensor.from([1, 2] as unknown as Float32Array, [2])).toThrow(/Expected a TypedArray or Buffer for data but received an array of length 2/);
   });
-  test('an unknown device is a clear error, CUDA without CUDA says so', async () => {
+  test('an unknown device is a clear error; a CUDA device is refused exactly where runtimeInfo() reports none', async () => {
     using t = Tensor.from(new Float32Array(1), [1]);
     await expect(t.to('tpu')).rejects.toThrow(InvalidArgumentError);
-    await expect(t.to('cuda:0')).rejects.toThrow(/no CUDA support|cuda/);
+    const info = await runtimeInfo();
+    if (info.backend === 'cuda') {
+      using moved = await t.to('cuda:0');
+      expect(moved.device).toBe('cuda:0');
+    } else {
+      await expect(t.to('cuda:0')).rejects.toThrow(/device: "cuda:0" is not available: runtimeInfo\(\) reports backend "cpu" with 0 CUDA device/);
+    }
+    // Past the last GPU on any machine.
+    await expect(t.to(`cuda:${info.cudaDeviceCount}`)).rejects.toThrow(InvalidArgumentError);
   });
 });

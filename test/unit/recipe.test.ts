@@ -19,6 +19,13 @@ test('defaults are filled in and the sections are validated by their own schemas
   expect(r.train.mixedPrecision).toBe('no');
   expect(r.lora).toBeNull();
   expect(r.checkpoint).toEqual({ every: 0, keep: 2 });
+  expect(r.model.device).toBe('cpu');
+});
+
+test('model.device takes cpu, cuda and cuda:N; EMA lives on the model\'s device unless ema.device is "cpu"', () => {
+  for (const device of ['cpu', 'cuda', 'cuda:0', 'cuda:7']) expect(parseRecipe({ ...minimal, model: { pretrained: 'm', device } }).model.device).toBe(device);
+  expect(parseRecipe({ ...minimal, train: { steps: 5, lr: 1e-4, ema: {} } }).train.ema?.device).toBe('model');
+  expect(parseRecipe({ ...minimal, train: { steps: 5, lr: 1e-4, ema: { device: 'cpu' } } }).train.ema?.device).toBe('cpu');
 });
 
 test.each([
@@ -29,6 +36,9 @@ test.each([
   [{ ...minimal, lora: { rank: 0 } }, /lora\.rank/],
   [{ ...minimal, extra: 1 }, /Unrecognized key\(s\) in object: 'extra'/],
   [{ ...minimal, output: undefined }, /output: Required/],
+  [{ ...minimal, model: { pretrained: 'm', device: 'gpu' } }, /r\.json: model\.device: expected a device: "cpu", "cuda" or "cuda:N"/],
+  [{ ...minimal, model: { pretrained: 'm', device: 'cuda:01' } }, /model\.device/],
+  [{ ...minimal, train: { steps: 5, lr: 1e-4, ema: { device: 'cuda' } } }, /train\.ema\.device/],
 ])('a bad recipe names the field (%#)', (bad, message) => {
   expect(() => parseRecipe(bad, 'r.json')).toThrow(ConfigError);
   expect(() => parseRecipe(bad, 'r.json')).toThrow(message);
