@@ -29,7 +29,7 @@ const backwardCase = z.object({
   expected: z.object({ loss: key, last_hidden_state: key, grad_params: z.record(key) }),
 });
 
-const models = new SetModelCache<CLIPTextModel>((dir) => loadTextEncoder(dir));
+const models = new SetModelCache<CLIPTextModel>((dir, device) => loadTextEncoder(dir, { device }));
 
 /** Disposes the cached models (tests call it when done). */
 export function releaseClipTextCaseModels(): Promise<void> {

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import * as nodePath from 'node:path';
 import { z } from 'zod';
-import { loadStateDict } from '../checkpoint/state-dict';
+import { disposeStateDict, loadStateDict, type StateDict } from '../checkpoint/state-dict';
 import { ConfigError } from '../errors';
 import type { Tensor } from '../native/tensor';
 
@@ -37,9 +37,11 @@ export class FixtureSet {
     /** The set folder. */
     readonly dir: string,
     readonly file: FixtureSetFile,
+    /** Where the cases run ("cpu", "cuda", "cuda:1"): the models load there and the case tensors move there. */
+    readonly device: string,
   ) {}
 
-  static async open(dir: string): Promise<FixtureSet> {
+  static async open(dir: string, options: { device?: string } = {}): Promise<FixtureSet> {
     const path = nodePath.join(dir, CASES_FILE);
     const text = await fs.readFile(path, 'utf8');
     let json: unknown;
@@ -53,7 +55,7 @@ export class FixtureSet {
       const issue = parsed.error.issues[0]!;
       throw new ConfigError(`${path}: "${issue.path.join('.')}": ${issue.message}`);
     }
-    return new FixtureSet(dir, parsed.data);
+    return new FixtureSet(dir, parsed.data, options.device ?? 'cpu');
   }
 
   get name(): string {
@@ -75,11 +77,22 @@ export class FixtureSet {
     return this.resolve(this.file.config_file);
   }
 
-  /** Loads the tensors stored under `keys` in the set's cases.safetensors (CPU). */
+  /** Loads the tensors stored under `keys` in the set's cases.safetensors, on the set's device. */
   async tensors(keys: readonly string[]): Promise<Map<string, Tensor>> {
     const file = this.file.tensors_file;
     if (file === undefined || file === null) throw new ConfigError(`${this.resolve(CASES_FILE)}: no "tensors_file" to load ${keys[0] ?? 'tensors'} from`);
-    return loadStateDict(this.resolve(file), { names: [...new Set(keys)] });
+    const loaded = await loadStateDict(this.resolve(file), { names: [...new Set(keys)] });
+    if (this.device === 'cpu') return loaded;
+    const moved: StateDict = new Map();
+    try {
+      for (const [name, t] of loaded) moved.set(name, await t.to(this.device));
+      return moved;
+    } catch (error) {
+      disposeStateDict(moved);
+      throw error;
+    } finally {
+      disposeStateDict(loaded);
+    }
   }
 }
 

@@ -97,7 +97,7 @@ const img2imgCase = z.object({
 /** The README's allowance for 8-bit images: every value within ±1, and only a few off at all. */
 const UINT8_MAX_OFF_FRACTION = 0.01;
 
-const pipelines = new SetModelCache<StableDiffusion>((dir) => loadStableDiffusion(dir));
+const pipelines = new SetModelCache<StableDiffusion>((dir, device) => loadStableDiffusion(dir, { device }));
 
 async function ints(t: Tensor): Promise<number[]> {
   const data = await t.data();
@@ -211,11 +211,11 @@ async function runTxt2Img(set: FixtureSet, fixtureCase: FixtureCase): Promise<Ch
 }
 
 /** The pipeline an img2img set runs on: its source_set folder (sd-pipeline-tiny), loaded once per set. */
-const img2imgPipelines = new SetModelCache<StableDiffusion>(async (dir) => {
-  const set = await FixtureSet.open(dir);
+const img2imgPipelines = new SetModelCache<StableDiffusion>(async (dir, device) => {
+  const set = await FixtureSet.open(dir, { device });
   const source = set.file.source_set;
   if (typeof source !== 'string') throw new ConfigError(`${set.resolve(CASES_FILE)}: expected "source_set", the pipeline folder the cases ran on`);
-  return loadStableDiffusion(set.resolve(source));
+  return loadStableDiffusion(set.resolve(source), { device });
 });
 
 /**

@@ -65,8 +65,14 @@ export async function runCase(set: FixtureSet, name: string, registry: CaseRegis
   }
 }
 
-export async function runFixtureSet(dir: string, registry: CaseRegistry, onCase?: (report: CaseReport) => void): Promise<SetReport> {
-  const set = await FixtureSet.open(dir);
+/** Runs every case of the set in `dir`; `options.device` places the models and case tensors (default "cpu"). */
+export async function runFixtureSet(
+  dir: string,
+  registry: CaseRegistry,
+  onCase?: (report: CaseReport) => void,
+  options: { device?: string } = {},
+): Promise<SetReport> {
+  const set = await FixtureSet.open(dir, options);
   const cases: CaseReport[] = [];
   for (const c of set.cases) {
     const report = await runCase(set, c.name, registry);

@@ -56,7 +56,7 @@ const samplingLoopCase = z.object({
 });
 
 /** One loaded model per set folder: every case of a set shares it. */
-const models = new SetModelCache<UNet>((dir) => loadUNet(dir));
+const models = new SetModelCache<UNet>((dir, device) => loadUNet(dir, { device }));
 
 /** Disposes the cached models (tests call it when done). */
 export function releaseUNetCaseModels(): Promise<void> {

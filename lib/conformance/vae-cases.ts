@@ -29,7 +29,7 @@ const backwardCase = z.object({
   expected: z.object({ loss: key, sample: key, grad_z: key, grad_params: z.record(key) }),
 });
 
-const models = new SetModelCache<AutoencoderKL>((dir) => loadVae(dir));
+const models = new SetModelCache<AutoencoderKL>((dir, device) => loadVae(dir, { device }));
 
 /** Disposes the cached models (tests call it when done). */
 export function releaseVaeCaseModels(): Promise<void> {
