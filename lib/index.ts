@@ -91,6 +91,15 @@ export {
 } from './models/lora';
 export { type LoraLayout } from './models/lora-layouts';
 
+// Textual inversion embeddings (diffusers' learned_embeds.safetensors, A1111's safetensors).
+export {
+  loadTextualInversion,
+  readTextualInversionFile,
+  saveTextualInversionFile,
+  LEARNED_EMBEDS,
+  type TextualInversionEmbedding,
+} from './models/textual-inversion';
+
 // Schedulers.
 export { Scheduler, loadScheduler, type SchedulerOptions, type StepOptions, type StepOutput, type TimestepDType } from './schedulers/scheduler';
 export {

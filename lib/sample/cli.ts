@@ -1,5 +1,5 @@
 /**
- * `npm run sample -- --model <folder> [--lora <file>] [--scheduler <short or class name>]
+ * `npm run sample -- --model <folder> [--lora <file>] [--textual-inversion <file> [--token <t>]] [--scheduler <short or class name>]
  * [--steps N] [--seed S] [--count N] [--class-label K] [--eta E] --out grid.png`: a PNG grid.
  * The model folder's own scheduler (or DDPM defaults) unless --scheduler picks another class.
  * A Stable Diffusion folder samples text-to-image, or image-to-image with --init-image (txt2img-cli.ts).
@@ -38,6 +38,18 @@ export const sampleCli = defineCli({
     model: { type: 'string', value: '<folder>', required: true, description: 'a U-Net folder, a pipeline folder or a fine-tuning output' },
     out: { type: 'string', value: '<grid.png>', required: true, description: 'the PNG to write; checked (and its folder created) before sampling starts' },
     lora: { type: 'string', value: '<file.safetensors>', description: 'LoRA weights (PEFT/diffusers or kohya) applied to the U-Net' },
+    'textual-inversion': {
+      type: 'string',
+      value: '<file.safetensors>',
+      multiple: true,
+      description: "text-to-image: a textual inversion embedding (diffusers' learned_embeds.safetensors or A1111's) whose token prompts may use; repeatable",
+    },
+    token: {
+      type: 'string',
+      value: '<token>',
+      multiple: true,
+      description: "text-to-image: the token of each --textual-inversion, in order (default: the file's own)",
+    },
     scheduler: {
       type: 'string',
       value: '<name>',
@@ -101,6 +113,7 @@ export const sampleCli = defineCli({
     'npm run sample -- --model runs/demo/finetuned --scheduler ddim --steps 50 --seed 0 --out grid.png',
     'npm run sample -- --model runs/sd-tiny-shapes --prompt "a red circle, flat style" --negative-prompt "blurry" --guidance 7.5 --steps 30 --out circle.png',
     'npm run sample -- --model runs/sd-tiny-shapes --init-image photo.png --strength 0.6 --prompt "a blue square, flat style" --out square.png',
+    'npm run sample -- --model sd15 --textual-inversion runs/textual-inversion-tiny/learned_embeds.safetensors --prompt "a photo of <cat-toy>" --out toy.png',
   ],
 });
 
@@ -121,6 +134,8 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
       clipSkip: v['clip-skip'],
       initImage: v['init-image'],
     };
+    if (a.token.length > a['textual-inversion'].length)
+      throw new ConfigError(`--token: expected at most one per --textual-inversion (${a['textual-inversion'].length}) but found ${a.token.length}`);
     // The image is written after sampling: a bad --out must fail now, not minutes later.
     await checkOutputFile(a.out, '--out');
     if (isTextToImageFolder(path.resolve(a.model))) {
@@ -141,6 +156,7 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
           initImage: a.initImage,
           strength: a.strength,
           lora: a.lora,
+          textualInversions: a['textual-inversion'].map((file, i) => ({ file, token: a.token[i] })),
           schedulerClass: a.scheduler,
           eta: a.eta,
           vaeSlicing: a['vae-slicing'],
@@ -150,9 +166,9 @@ export async function runSampleCli(argv: readonly string[], out: Writable, err: 
         err,
       );
     }
-    if (a.prompts.length > 0 || a.initImage !== undefined)
+    if (a.prompts.length > 0 || a.initImage !== undefined || a['textual-inversion'].length > 0)
       throw new ConfigError(
-        `${a.prompts.length > 0 ? '--prompt' : '--init-image'}: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`,
+        `${a.prompts.length > 0 ? '--prompt' : a.initImage !== undefined ? '--init-image' : '--textual-inversion'}: ${a.model} is not a text-to-image pipeline folder (model_index.json with text_encoder/ and vae/)`,
       );
     const warn = (message: string) => void err.write(`${message}\n`);
     const folder = resolveModelFolder(path.resolve(a.model), warn);

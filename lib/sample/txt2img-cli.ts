@@ -1,7 +1,8 @@
 /**
  * `npm run sample -- --model <Stable Diffusion folder> --prompt "..." [--prompt "..."]
  * [--negative-prompt "..."] [--guidance 7.5] [--steps 50] [--seed S] [--clip-skip K]
- * [--height H --width W] [--latents file.safetensors] [--scheduler ...] [--lora file] --out image.png`:
+ * [--height H --width W] [--latents file.safetensors] [--scheduler ...] [--lora file]
+ * [--textual-inversion file [--token t]] --out image.png`:
  * text-to-image sampling with classifier-free guidance; several prompts give a grid. With
  * `--init-image photo.png [--strength 0.8]` image-to-image instead, every prompt starting from that image.
  */
@@ -12,6 +13,7 @@ import type { SchedulerClassName } from '../config/scheduler';
 import { ConfigError } from '../errors';
 import { applyLoraFile } from '../models/lora';
 import { describeLoad } from '../models/native-model';
+import { loadTextualInversion } from '../models/textual-inversion';
 import { loadStableDiffusion } from '../models/stable-diffusion';
 import { Tensor } from '../native/tensor';
 import { withFileErrors } from '../util/fs-errors';
@@ -35,6 +37,8 @@ export interface Txt2ImgArgs {
   initImage?: string;
   strength?: number;
   lora?: string;
+  /** Textual inversion embeddings, each under its file's token or the one given. */
+  textualInversions?: ReadonlyArray<{ file: string; token?: string }>;
   schedulerClass?: SchedulerClassName;
   eta?: number;
   /** Force the VAE's memory savers on (otherwise each turns on by itself when the decode would not fit). */
@@ -113,6 +117,10 @@ export async function runTxt2ImgCli(a: Txt2ImgArgs, out: Writable, err: Writable
   if (a.lora) {
     // The U-Net's and, where the file has them, the text encoder's adapters (as diffusers' load_lora_weights).
     await applyLoraFile(sd, a.lora);
+  }
+  for (const ti of a.textualInversions ?? []) {
+    const loaded = await loadTextualInversion(sd, ti.file, { token: ti.token });
+    err.write(`textual inversion: ${loaded.token} (${loaded.tokens.length} vector${loaded.tokens.length === 1 ? '' : 's'}) from ${ti.file}\n`);
   }
   using latents = a.latents ? await readLatents(a.latents) : undefined;
   const initImage = a.initImage === undefined ? undefined : await readInitImage(a.initImage, sd.vae.vaeScaleFactor);

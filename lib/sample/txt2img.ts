@@ -73,9 +73,12 @@ function asList(value: string | readonly string[], field: string): string[] {
   return [...value];
 }
 
-/** Token ids [batch, max_length] (padded to max_length, truncated), as the pipeline's encode_prompt makes them. */
+/**
+ * Token ids [batch, max_length] (padded to max_length, truncated), as the pipeline's encode_prompt makes them,
+ * a multi-vector textual inversion token spread over its vectors first (maybe_convert_prompt).
+ */
 export function tokenizePrompts(sd: StableDiffusion, prompts: readonly string[]): Tensor {
-  const rows = prompts.map((p) => sd.tokenizer.encode(p, { padding: 'max_length', truncation: true }).inputIds);
+  const rows = prompts.map((p) => sd.tokenizer.encode(sd.tokenizer.expandMultiVectorTokens(p), { padding: 'max_length', truncation: true }).inputIds);
   const length = rows[0]!.length;
   const ids = new BigInt64Array(rows.length * length);
   rows.forEach((row, i) => row.forEach((id, j) => (ids[i * length + j] = BigInt(id))));

@@ -198,6 +198,11 @@ export class CLIPTokenizer {
     return this.#vocab.size + extra;
   }
 
+  /** Whether `token` is a vocabulary entry or an added token (`token in tokenizer.get_vocab()`). */
+  hasToken(token: string): boolean {
+    return this.#vocab.has(token) || this.#added.has(token);
+  }
+
   /** Every added token (special ones included) and its id: transformers' added_tokens_encoder. */
   get addedTokens(): ReadonlyMap<string, number> {
     return new Map([...this.#added.values()].map((t) => [t.content, t.id]));
