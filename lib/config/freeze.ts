@@ -41,6 +41,11 @@ export const freezeOptionsSchema = z
     lrMultipliers: z.record(pattern, z.number().positive().finite()).default({}),
     /** Apply weight decay to every trainable parameter (as diffusers' scripts do) instead of sparing biases, norms and embedding tables. */
     decayAll: z.boolean().default(false),
+    /**
+     * The text encoder of a text-to-image pipeline: "frozen" (the default), "full" (every weight trains, with
+     * the U-Net's), or patterns over its parameter names (`text_model.encoder.layers.1*.**`) that train.
+     */
+    textEncoder: z.union([z.enum(['frozen', 'full']), z.array(pattern).nonempty()]).default('frozen'),
   })
   .strict()
   .superRefine((options, ctx) => {
@@ -55,6 +60,7 @@ export const freezeOptionsSchema = z
     options.frozen.forEach((p, i) => check(p, ['frozen', i]));
     options.rules.forEach((rule, i) => ('train' in rule ? check(rule.train, ['rules', i, 'train']) : check(rule.freeze, ['rules', i, 'freeze'])));
     Object.keys(options.lrMultipliers).forEach((p) => check(p, ['lrMultipliers', p]));
+    if (Array.isArray(options.textEncoder)) options.textEncoder.forEach((p, i) => check(p, ['textEncoder', i]));
   });
 
 /** Options as a caller writes them (defaults optional). */

@@ -1,6 +1,22 @@
 /** The recipe's `lora` section: LoRA adapters instead of full-weight fine-tuning. Pure. */
 import { z } from 'zod';
 
+/** The CLIP text encoder's Linear layers adapters may go on (peft's names, in every encoder layer). */
+export const TEXT_ENCODER_LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'] as const;
+
+/** `lora.textEncoder`: adapters on the text encoder too, trained with the U-Net's (dropout and init as the U-Net's). */
+export const textEncoderLoraSchema = z
+  .object({
+    rank: z.number().int().positive().default(4),
+    /** Scale numerator: alpha/rank (default: alpha = rank). */
+    alpha: z.number().positive().optional(),
+    /** Layers of every encoder layer: self-attention's q/k/v/out_proj (diffusers' choice) and the MLP's fc1/fc2. */
+    targets: z.array(z.enum(TEXT_ENCODER_LORA_TARGETS)).nonempty().default(['q_proj', 'k_proj', 'v_proj', 'out_proj']),
+  })
+  .strict();
+
+export type TextEncoderLoraOptions = z.infer<typeof textEncoderLoraSchema>;
+
 export const loraOptionsSchema = z
   .object({
     rank: z.number().int().positive().default(4),
@@ -19,8 +35,10 @@ export const loraOptionsSchema = z
     targets: z.array(z.string().min(1)).default([]),
     /** File format of the saved adapter. */
     format: z.enum(['peft', 'kohya']).default('peft'),
-    /** Also write the U-Net with the adapter merged into its weights. */
+    /** Also write the U-Net with the adapter merged into its weights (and the text encoder with its own, when it has some). */
     saveMerged: z.boolean().default(false),
+    /** Adapters on the text encoder too (a text-to-image pipeline), saved in the same files; null: the encoder stays frozen. */
+    textEncoder: textEncoderLoraSchema.nullable().default(null),
   })
   .strict();
 

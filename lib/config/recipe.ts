@@ -10,10 +10,11 @@ import { dataOptionsSchema } from './data';
 import { deviceSchema } from './device';
 import { dreamboothSchema } from './dreambooth';
 import { refusePrototypeKeys } from './field-path';
-import { freezeOptionsSchema } from './freeze';
+import { freezeOptionsSchema, type FreezeOptions } from './freeze';
 import { lrScheduleSchema } from './lr-schedule';
 import { resolveSchedulerName, SCHEDULER_CLASSES, SCHEDULER_SHORT_NAMES } from './scheduler';
 import { loraOptionsSchema } from './lora';
+import { textualInversionSchema } from './textual-inversion';
 import { slowBf16Reason } from '../util/cpu';
 
 const posInt = z.number().int().positive();
@@ -49,6 +50,8 @@ export const trainSchema = z
     gradientAccumulation: posInt.default(1),
     /** Base learning rate (fine-tuning wants it low: 1e-5 … 1e-4). */
     lr: z.number().positive().finite(),
+    /** The text encoder's learning rate when it trains (lora.textEncoder or freeze.textEncoder); null: train.lr. */
+    textEncoderLr: z.number().positive().finite().nullable().default(null),
     lrSchedule: lrScheduleSchema.default({}),
     seed: z
       .number()
@@ -187,6 +190,8 @@ export const recipeSchema = z
     textToImage: textToImageSchema.default({}),
     /** DreamBooth (text-to-image runs): the instance prompt, and prior preservation with class images; null: off. */
     dreambooth: dreamboothSchema.nullable().default(null),
+    /** Textual inversion (text-to-image runs): new tokens whose embeddings alone train; null: off. */
+    textualInversion: textualInversionSchema.nullable().default(null),
     /** Output folder: checkpoints, metrics.jsonl, the final diffusers folder. */
     output: z.string().min(1),
     checkpoint: z
@@ -222,7 +227,36 @@ export function parseRecipe(raw: unknown, file = 'recipe'): Recipe {
   if (!data.success) throw new ConfigError(data.error.issues.map((i) => issueText({ ...i, path: ['data', ...i.path] }, file)).join('\n'));
   const freeze = freezeOptionsSchema.safeParse(recipe.freeze);
   if (!freeze.success) throw new ConfigError(freeze.error.issues.map((i) => issueText({ ...i, path: ['freeze', ...i.path] }, file)).join('\n'));
+  checkTextEncoderTraining(recipe, freeze.data, file);
   return recipe;
+}
+
+/**
+ * What trains of the text encoder is one choice: its own weights (freeze.textEncoder), adapters
+ * (lora.textEncoder, in a LoRA run), or textual inversion's new token embeddings (with everything else frozen).
+ */
+function checkTextEncoderTraining(recipe: Recipe, freeze: FreezeOptions, file: string): void {
+  const problems: string[] = [];
+  const ownWeights = freeze.textEncoder !== 'frozen';
+  if (recipe.textualInversion !== null) {
+    const others: Array<[boolean, string]> = [
+      [recipe.lora !== null, 'lora'],
+      [ownWeights, 'freeze.textEncoder'],
+      [recipe.dreambooth !== null, 'dreambooth'],
+    ];
+    for (const [given, field] of others)
+      if (given)
+        problems.push(
+          `${field}: textualInversion trains only the new tokens' embeddings (the U-Net and the rest of the text encoder stay frozen); remove ${field}`,
+        );
+  } else if (recipe.lora !== null && ownWeights) {
+    problems.push('freeze.textEncoder: this is a LoRA run (lora), whose base stays frozen; train the text encoder with lora.textEncoder instead');
+  }
+  if (recipe.train.textEncoderLr !== null && !ownWeights && recipe.lora?.textEncoder == null)
+    problems.push(
+      'train.textEncoderLr: nothing of the text encoder trains; set lora.textEncoder or freeze.textEncoder (textual inversion has textualInversion.lr)',
+    );
+  if (problems.length > 0) throw new ConfigError(problems.map((p) => `${file}: ${p}`).join('\n'));
 }
 
 /**
