@@ -52,7 +52,7 @@ fs.writeFileSync(process.argv[2], top.join('\n') + '\n');
 JS
 echo "$VERSION" >"$STAGE/node/VERSION"
 tar -cf "$STAGE/bundle.tar" -C "$STAGE" node -C "$ROOT" -T "$STAGE/modules.txt"
-xz -T0 -6 -c "$STAGE/bundle.tar" >"$STAGE/bundle.tar.xz"
+xz -T0 -9 -c "$STAGE/bundle.tar" >"$STAGE/bundle.tar.xz"
 # What travels besides the parts: tracked and untracked-not-ignored files.
 TREE=$(git ls-files -co --exclude-standard -z | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')
 LIMIT=$((64 * 1024 * 1024))
