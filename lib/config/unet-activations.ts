@@ -24,11 +24,16 @@
  */
 import { transformerDepths, type UNetConfig } from './unet';
 
+/** Tensors of one size (elements per batch item) and how many of them. */
+export type TensorCount = readonly [elements: number, count: number];
+
 /** One block's activations for backward, per batch item. */
 export interface BlockActivations {
   /** "down_blocks.0", "mid_block", "up_blocks.3", "conv_out". */
   name: string;
-  /** Elements its ops keep for backward. */
+  /** The tensors its ops keep for backward, by size. */
+  tensors: TensorCount[];
+  /** Elements in them. */
   elements: number;
   /** The largest single tensor among them (what one op's backward allocates about twice of). */
   largest: number;
@@ -44,7 +49,9 @@ export interface UNetActivationShape {
 
 export interface UNetActivations {
   blocks: BlockActivations[];
-  /** Elements checkpointing keeps between blocks: every skip connection and every block's input. */
+  /** The tensors checkpointing keeps between blocks: every skip connection and every block's input. */
+  boundaryTensors: TensorCount[];
+  /** Elements in them. */
   boundaries: number;
   /** Peak elements held for backward without gradient checkpointing (all blocks, and one op's backward on top). */
   plain: number;
@@ -54,34 +61,65 @@ export interface UNetActivations {
 
 const list = <T>(value: T | readonly T[], n: number): T[] => (Array.isArray(value) ? [...(value as readonly T[])] : new Array<T>(n).fill(value as T));
 
+function block(tensors: TensorCount[], name = ''): BlockActivations {
+  const kept = tensors.filter(([size, count]) => size > 0 && count > 0);
+  return { name, tensors: kept, elements: kept.reduce((a, [size, count]) => a + size * count, 0), largest: Math.max(0, ...kept.map(([size]) => size)) };
+}
+
+/** Elements held in tensors smaller than `limit` elements each. */
+export function elementsBelow(tensors: readonly TensorCount[], limit: number): number {
+  return tensors.reduce((a, [size, count]) => (size < limit ? a + size * count : a), 0);
+}
+
 function resnet(inCh: number, outCh: number, p: number): BlockActivations {
-  return { name: '', elements: 3 * inCh * p + 3 * outCh * p, largest: Math.max(inCh, outCh) * p };
+  return block([
+    [inCh * p, 3],
+    [outCh * p, 3],
+  ]);
 }
 
 /**
- * The scores one batched matmul of the attention makes at once: difftune computes them in groups of
- * (batch item, head) pairs of about 1 MB each (one pair when a pair alone is larger), so backward's
- * temporaries are per group, not per layer (native/unet/attention_processor.cc).
+ * The attention probabilities of `heads` heads over n queries and m keys, as difftune keeps them: in
+ * groups of (batch item, head) pairs of about 1 MB each, one pair per group when a pair alone is larger
+ * (native/unet/attention_processor.cc), so that backward's temporaries are per group, not per layer.
  */
-function scoreGroup(pairs: number, n: number, m: number): number {
+function scores(heads: number, n: number, m: number): TensorCount {
   const perPair = n * m;
-  return Math.min(pairs, Math.max(1, Math.floor(2 ** 18 / Math.max(perPair, 1)))) * perPair;
+  const pairs = Math.min(heads, Math.max(1, Math.floor(2 ** 18 / Math.max(perPair, 1))));
+  return [pairs * perPair, Math.ceil(heads / pairs)];
 }
 
 /** With only_cross_attention the first attention attends to the text too: h·P·M instead of h·P². */
 function transformer(c: number, p: number, heads: number, depth: number, textTokens: number, onlyCross: boolean): BlockActivations {
   const d = c;
-  const selfKeys = onlyCross ? textTokens : p;
-  const perBlock = 28 * d * p + heads * p * selfKeys + heads * p * textTokens;
-  return { name: '', elements: 3 * c * p + depth * perBlock, largest: Math.max(8 * d * p, scoreGroup(heads, p, selfKeys)) };
+  const [selfSize, selfCount] = scores(heads, p, onlyCross ? textTokens : p);
+  const [crossSize, crossCount] = scores(heads, p, textTokens);
+  return block([
+    // GroupNorm's input and output, proj_out's input.
+    [c * p, 3],
+    // Per block: 11 maps of the width (norms' inputs and outputs, q/k/v and the joined heads), GEGLU's
+    // 8·D projection, GELU's output and the product (4·D each), and the attention probabilities.
+    [d * p, 11 * depth],
+    [8 * d * p, depth],
+    [4 * d * p, 2 * depth],
+    [selfSize, selfCount * depth],
+    [crossSize, crossCount * depth],
+  ]);
 }
 
 function attention(c: number, p: number, heads: number): BlockActivations {
-  return { name: '', elements: 6 * c * p + heads * p * p, largest: Math.max(c * p, scoreGroup(heads, p, p)) };
+  const [size, count] = scores(heads, p, p);
+  return block([
+    [c * p, 6],
+    [size, count],
+  ]);
 }
 
 function sum(name: string, parts: readonly BlockActivations[]): BlockActivations {
-  return { name, elements: parts.reduce((a, b) => a + b.elements, 0), largest: Math.max(0, ...parts.map((b) => b.largest)) };
+  return block(
+    parts.flatMap((b) => b.tensors),
+    name,
+  );
 }
 
 /** The activations a training step of `config` over one sample of `shape` keeps, block by block. */
@@ -119,7 +157,7 @@ export function unetActivations(config: UNetConfig, shape: UNetActivationShape):
       skips.push(out * p);
     }
     if (i < n - 1) {
-      parts.push({ name: '', elements: out * p, largest: out * p });
+      parts.push(block([[out * p, 1]]));
       p = Math.ceil(p / 4);
       skips.push(out * p);
     }
@@ -127,13 +165,13 @@ export function unetActivations(config: UNetConfig, shape: UNetActivationShape):
   });
 
   const last = c[n - 1]!;
-  let boundaries = skips.reduce((a, b) => a + b, 0);
+  const boundaryTensors: TensorCount[] = skips.map((size) => [size, 1] as const);
   if (config.mid_block_type !== null) {
     const midAttention =
       config.mid_block_type === 'UNetMidBlock2DCrossAttn' ? [transformer(last, p, headsAt(n - 1, last), depths?.mid ?? 1, tokens, false)] : [];
     const addAttention = config._class_name === 'UNet2DModel' && config.add_attention ? [attention(last, p, headsAt(n - 1, last))] : [];
     blocks.push(sum('mid_block', [resnet(last, last, p), ...midAttention, ...addAttention, resnet(last, last, p)]));
-    boundaries += last * p;
+    boundaryTensors.push([last * p, 1]);
   }
 
   const rev = [...c].reverse();
@@ -150,19 +188,21 @@ export function unetActivations(config: UNetConfig, shape: UNetActivationShape):
     }
     if (i < n - 1) {
       p = p * 4;
-      parts.push({ name: '', elements: out * p, largest: out * p });
+      parts.push(block([[out * p, 1]]));
     }
     blocks.push(sum(`up_blocks.${i}`, parts));
-    boundaries += out * p;
+    boundaryTensors.push([out * p, 1]);
   });
-  blocks.push({ name: 'conv_out', elements: 3 * c[0] * p0, largest: c[0] * p0 });
+  blocks.push(block([[c[0] * p0, 3]], 'conv_out'));
 
+  const boundaries = boundaryTensors.reduce((a, [size, count]) => a + size * count, 0);
   const total = blocks.reduce((a, b) => a + b.elements, 0);
   const largestOp = Math.max(...blocks.map((b) => b.largest));
   const widestBlock = Math.max(...blocks.filter((b) => b.name !== 'conv_out').map((b) => b.elements));
   const convOut = blocks[blocks.length - 1]!.elements;
   return {
     blocks,
+    boundaryTensors,
     boundaries,
     plain: total + 2 * largestOp,
     checkpointed: boundaries + convOut + widestBlock + 2 * largestOp,

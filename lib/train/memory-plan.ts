@@ -4,7 +4,7 @@
  * state and the training step's activations, modelled from the architecture (lib/config/unet-activations.ts)
  * — and the peak resident memory a run reaches, to compare with it. Pure, except peakRssBytes.
  */
-import { unetActivations, type BlockActivations } from '../config/unet-activations';
+import { elementsBelow, unetActivations, type BlockActivations, type TensorCount, type UNetActivations } from '../config/unet-activations';
 import { vaeDecodeElements } from '../config/model-size';
 import type { UNetConfig } from '../config/unet';
 import type { AutoencoderKLConfig } from '../config/vae';
@@ -14,6 +14,17 @@ import type { AutoencoderKLConfig } from '../config/vae';
  * training process before its models and activations (measured: 210–220 MB on the 2-core machine).
  */
 export const RUNTIME_BYTES = 220e6;
+
+/**
+ * glibc's malloc serves blocks under its mmap threshold (which it raises up to 32 MiB as large blocks
+ * are freed) from heaps that keep freed memory, so the resident size of a step runs ahead of the live
+ * tensors: by about ALLOCATOR_SLACK × the activations held in tensors under LARGE_TENSOR_BYTES, more
+ * with gradient checkpointing, whose recomputation allocates and frees each block's activations twice.
+ * Fitted on the measurements in the README's memory-plan section (SD 1.5-shaped U-Nets at 16²–64²,
+ * ddpm-cifar10, the real SD 1.5 U-Net); MALLOC_MMAP_THRESHOLD_=1048576 removes most of the slack.
+ */
+export const LARGE_TENSOR_BYTES = 32 * 2 ** 20;
+export const ALLOCATOR_SLACK = { plain: 1.0, checkpointed: 1.5 } as const;
 
 export interface TrainingMemoryInput {
   unetConfig: UNetConfig;
@@ -48,7 +59,7 @@ export interface MemoryLine {
 export interface TrainingMemoryPlan {
   /** Runtime, weights, gradients, optimizer state, activations: what `total` adds up. */
   lines: MemoryLine[];
-  /** The step's activations as modelled, with and without gradient checkpointing (bytes, the whole batch). */
+  /** The step's peak (activations, allocator slack, gradients) without and with gradient checkpointing, bytes. */
   activations: { plain: number; checkpointed: number; used: 'plain' | 'checkpointed' };
   /** Expected peak resident memory of the process. */
   total: number;
@@ -67,20 +78,24 @@ function blockOf(name: string): string {
  * blocks before it are alive (with checkpointing: every block's inputs and k's recomputed activations)
  * together with the gradients of k and the blocks after it. One op's backward adds about twice its largest tensor.
  */
-function stepPeak(
-  blocks: readonly BlockActivations[],
+export function stepPeak(
+  acts: UNetActivations,
   gradients: ReadonlyMap<string, number>,
   heldGradients: number,
-  boundaries: number,
   checkpointing: boolean,
-  scale: number,
+  batch: number,
+  bytesPerElement: number,
 ): number {
-  const order: BlockActivations[] = [{ name: 'stem', elements: 0, largest: 0 }, ...blocks];
+  const order: BlockActivations[] = [{ name: 'stem', tensors: [], elements: 0, largest: 0 }, ...acts.blocks];
+  const scale = batch * bytesPerElement;
+  const largeTensor = LARGE_TENSOR_BYTES / scale;
   let peak = 0;
   for (let k = 0; k < order.length; k++) {
-    const alive = checkpointing ? boundaries + order[k]!.elements : order.slice(0, k + 1).reduce((a, b) => a + b.elements, 0);
+    const alive: TensorCount[] = checkpointing ? [...acts.boundaryTensors, ...order[k]!.tensors] : order.slice(0, k + 1).flatMap((b) => b.tensors);
+    const held = alive.reduce((a, [size, count]) => a + size * count, 0);
+    const slack = ALLOCATOR_SLACK[checkpointing ? 'checkpointed' : 'plain'] * elementsBelow(alive, largeTensor);
     const grads = order.slice(k).reduce((a, b) => a + (gradients.get(b.name) ?? 0), 0);
-    peak = Math.max(peak, (alive + 2 * order[k]!.largest) * scale + grads + heldGradients);
+    peak = Math.max(peak, (held + slack + 2 * order[k]!.largest) * scale + grads + heldGradients);
   }
   return peak;
 }
@@ -94,14 +109,13 @@ export function planTrainingMemory(input: TrainingMemoryInput): TrainingMemoryPl
   for (const p of input.parameters) if (input.trainable.has(p.name)) gradients.set(blockOf(p.name), (gradients.get(blockOf(p.name)) ?? 0) + f32 * p.numel);
 
   const acts = unetActivations(input.unetConfig, { height: input.height, width: input.width, textTokens: input.textTokens });
-  const scale = input.batch * activationBytes;
   // Gradients of earlier micro-batches stay while the next one runs: the step peak counts them whole.
   const accumulating = input.gradientAccumulation > 1;
   const peakOf = (checkpointing: boolean): number =>
-    stepPeak(acts.blocks, accumulating ? new Map() : gradients, accumulating ? f32 * trainableNumel : 0, acts.boundaries, checkpointing, scale);
-  const plain = acts.plain * scale;
-  const checkpointed = acts.checkpointed * scale;
-  const step = peakOf(input.gradientCheckpointing);
+    stepPeak(acts, accumulating ? new Map() : gradients, accumulating ? f32 * trainableNumel : 0, checkpointing, input.batch, activationBytes);
+  const plain = peakOf(false);
+  const checkpointed = peakOf(true);
+  const step = input.gradientCheckpointing ? checkpointed : plain;
 
   const lines: MemoryLine[] = [{ label: 'runtime', bytes: RUNTIME_BYTES, detail: 'Node.js, libtorch, BLAS buffers' }];
   lines.push({ label: 'U-Net weights', bytes: f32 * unetNumel, detail: `${count(unetNumel)} parameters, fp32` });
@@ -132,9 +146,9 @@ export function planTrainingMemory(input: TrainingMemoryInput): TrainingMemoryPl
     label: 'step: activations + gradients',
     bytes: Math.max(step, encode),
     detail:
-      `batch ${input.batch} at ${input.height}×${input.width}${input.frozen ? ' latents' : ''}, ${activationBytes === 2 ? 'bf16' : 'fp32'} activations: ` +
+      `batch ${input.batch} at ${input.height}×${input.width}${input.frozen ? ' latents' : ''}, ${activationBytes === 2 ? 'bf16' : 'fp32'} activations and gradients: ` +
       `${formatBytes(plain)} without gradient checkpointing, ${formatBytes(checkpointed)} with it (${input.gradientCheckpointing ? 'on' : 'off'}); ` +
-      `gradients ${formatBytes(gradientBytes)}, allocated as backward frees activations` +
+      `the gradients (${formatBytes(gradientBytes)}) arrive as backward frees activations` +
       (encode > step ? `; the VAE's encoding of a batch (${formatBytes(encode)}) is the larger` : ''),
   });
   const total = lines.reduce((a, l) => a + l.bytes, 0);

@@ -49,7 +49,7 @@ test('--dry-run prints the plan and trains nothing', async () => {
   expect(r.out).toMatch(/\nMemory plan: about \d+ MB at the peak/);
   for (const label of ['runtime', 'U-Net weights', 'optimizer state', 'step: activations \\+ gradients'])
     expect(r.out).toMatch(new RegExp(`\\n  ${label} +\\d+ MB  `));
-  expect(r.out).toMatch(/batch 4 at 16×16, fp32 activations: \d+ MB without gradient checkpointing, \d+ MB with it \(off\)/);
+  expect(r.out).toMatch(/batch 4 at 16×16, fp32 activations and gradients: \d+ MB without gradient checkpointing, \d+ MB with it \(off\)/);
 });
 
 describe('the output folder is checked before the model and the data load', () => {

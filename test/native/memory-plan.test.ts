@@ -65,5 +65,5 @@ test('a text-to-image plan counts the frozen VAE and text encoder from their wei
   expect(line('frozen VAE + text encoder')?.bytes).toBe(4 * frozen);
   expect(line('LoRA weights')?.bytes).toBeGreaterThan(0);
   // The U-Net's input is the latents: 32 px images through a VAE that halves them.
-  expect(line('step: activations + gradients')?.detail).toMatch(/^batch 2 at 16×16 latents, fp32 activations: .* with it \(on\)/);
+  expect(line('step: activations + gradients')?.detail).toMatch(/^batch 2 at 16×16 latents, fp32 activations and gradients: .* with it \(on\)/);
 });

@@ -104,7 +104,7 @@ test('a LoRA run: weights whole, gradients and optimizer state for the adapters 
   expect(plan.activations.used).toBe('checkpointed');
   expect(formatMemoryPlan(plan)).toMatch(/^Memory plan: about \d+\.\d\d GB at the peak/);
   expect(formatMemoryPlan(plan)).toMatch(
-    /step: activations \+ gradients\s+\d\.\d\d GB {2}batch 1 at 64×64, fp32 activations: 4\.\d\d GB without gradient checkpointing, 2\.\d\d GB with it \(on\)/,
+    /step: activations \+ gradients\s+\d\.\d\d GB {2}batch 1 at 64×64, fp32 activations and gradients: \d\.\d\d GB without gradient checkpointing, \d\.\d\d GB with it \(on\)/,
   );
 });
 
@@ -116,7 +116,7 @@ test('full fine-tuning: gradients arrive as backward frees activations; accumula
   const gradients = 4 * 859.5e6 + 4 * 11_520;
   // With checkpointing the gradients (3.4 GB) outweigh what is recomputed: the step is about them plus a block.
   expect(step(full)).toBeGreaterThan(gradients);
-  expect(step(full)).toBeLessThan(gradients + full.activations.checkpointed);
+  expect(step(full)).toBe(full.activations.checkpointed);
   expect(full.lines.find((l) => l.label === 'optimizer state')!.bytes).toBe(2 * gradients);
   const accumulating = planTrainingMemory({
     ...lora,
@@ -125,7 +125,7 @@ test('full fine-tuning: gradients arrive as backward frees activations; accumula
     trainable: all,
     gradientAccumulation: 2,
   });
-  expect(step(accumulating)).toBeGreaterThan(gradients + 0.95 * accumulating.activations.checkpointed);
+  expect(step(accumulating)).toBeGreaterThan(step(full));
   const ema = planTrainingMemory({ ...lora, ema: true });
   expect(ema.lines.find((l) => l.label === 'optimizer state')!.bytes).toBe(12 * 797_184);
 });
@@ -133,9 +133,11 @@ test('full fine-tuning: gradients arrive as backward frees activations; accumula
 test('checkpointing, bf16 autocast and batch size move the step as the activations do', () => {
   const step = (o: Partial<TrainingMemoryInput>) => planTrainingMemory(sd15Input(o)).lines.find((l) => l.label.startsWith('step'))!.bytes;
   expect(step({ gradientCheckpointing: false })).toBeGreaterThan(1.8 * step({}));
-  // The adapters' gradients (3 MB) do not scale: within 1%.
-  expect(step({ mixedPrecision: 'bf16' }) / step({})).toBeCloseTo(0.5, 2);
-  expect(step({ batch: 2 }) / step({})).toBeCloseTo(2, 2);
+  // About in proportion; smaller tensors count more allocator slack, larger ones less.
+  expect(step({ mixedPrecision: 'bf16' }) / step({})).toBeGreaterThan(0.45);
+  expect(step({ mixedPrecision: 'bf16' }) / step({})).toBeLessThan(0.6);
+  expect(step({ batch: 2 }) / step({})).toBeGreaterThan(1.7);
+  expect(step({ batch: 2 }) / step({})).toBeLessThan(2.1);
 });
 
 test("a text-to-image run adds the frozen models, and the VAE's encoding when latents are not cached", () => {
