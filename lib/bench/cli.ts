@@ -10,7 +10,7 @@ import { ConfigError, formatCliError } from '../errors';
 import { CliUsageError, defineCli, formatHelp, oneOfValue, parseCli, usageHint } from '../util/cli-args';
 import { fileSystemError } from '../util/fs-errors';
 import { benchConfigSchema, type BenchConfig } from './schema';
-import { runBench } from './run';
+import { planBench, runBench } from './run';
 import { formatMarkdown, formatReadmeSummary, replaceReadmeBlock } from './report';
 import { formatComparison, readBenchFile } from './compare';
 
@@ -31,9 +31,14 @@ export const benchCli = defineCli({
     out: { type: 'string', value: '<folder>', default: 'runs/bench', description: 'where bench.json and bench.md go' },
     compare: { type: 'string', value: '<a/bench.json>', description: 'print the per-workload ratio b ÷ a of two result files (the second follows the first)' },
     readme: { type: 'string', value: '<bench.json>', description: "rewrite README.md's benchmark block from a result file" },
+    'dry-run': { type: 'boolean', description: 'print the rows the suite would time and the PyTorch commands it would run, and time nothing' },
   },
   positionals: { value: '<b/bench.json>', description: 'after --compare <a/bench.json>: the result file compared with it', max: 1 },
-  examples: ['npm run bench -- --suite full --out runs/bench-full', 'npm run bench -- --compare runs/a/bench.json runs/b/bench.json'],
+  examples: [
+    'npm run bench -- --suite full --out runs/bench-full',
+    'npm run bench -- --suite full --dry-run',
+    'npm run bench -- --compare runs/a/bench.json runs/b/bench.json',
+  ],
 });
 
 interface Args {
@@ -42,6 +47,7 @@ interface Args {
   out: string;
   compare?: [string, string];
   readme?: string;
+  dryRun?: boolean;
 }
 
 function parseBenchArgs(argv: readonly string[]): Args | 'help' {
@@ -50,7 +56,7 @@ function parseBenchArgs(argv: readonly string[]): Args | 'help' {
   const { values, positionals } = parsed;
   if (values.compare === undefined) {
     if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])}: only --compare takes a second file`);
-    return { suite: values.suite, config: values.config, out: values.out, readme: values.readme };
+    return { suite: values.suite, config: values.config, out: values.out, readme: values.readme, dryRun: values['dry-run'] };
   }
   const [second] = positionals;
   if (second === undefined)
@@ -103,6 +109,10 @@ export async function runBenchCli(argv: readonly string[], root: string): Promis
   }
   try {
     const config = args.config ? readConfig(args.config) : undefined;
+    if (args.dryRun === true) {
+      process.stdout.write(`${planBench({ suite: args.suite, config, root }).join('\n')}\n`);
+      return 0;
+    }
     const file = await runBench({ suite: args.suite, config, root });
     fs.mkdirSync(args.out, { recursive: true });
     fs.writeFileSync(path.join(args.out, 'bench.json'), `${JSON.stringify(file, null, 2)}\n`);

@@ -44,6 +44,30 @@ export function evaluateGoals(results: readonly BenchResult[]): Goal[] {
           : `${r.timing!.medianMs.toFixed(0)} ms vs ${r.pytorch!.medianMs!.toFixed(0)} ms`,
     });
   }
+  // Issue 16: the real SD 1.5 U-Net's LoRA r4 step with gradient checkpointing, against diffusers + peft doing the same.
+  const sd = results.find(
+    (r) => r.model === 'sd15-unet' && r.workload === 'train-step' && r.dtype === 'fp32' && /^lora-r4\+gc$/.test(r.freeze ?? '') && r.status === 'ok',
+  );
+  if (sd) {
+    const p = sd.pytorch?.status === 'ok' ? sd.pytorch : undefined;
+    const why = `no PyTorch number (${sd.pytorch?.reason ?? 'not run'})`;
+    goals.push({
+      name: 'sd15-unet LoRA r4 + gradient checkpointing training step vs diffusers + peft',
+      target: '≤ 1.0×',
+      measured: p?.ratio ?? null,
+      met: p?.ratio === undefined ? null : p.ratio <= 1.0,
+      note: p ? `${sd.timing!.medianMs.toFixed(0)} ms vs ${p.medianMs!.toFixed(0)} ms` : why,
+    });
+    const theirs = p?.stepsPeakRssMb ?? p?.peakRssMb ?? null;
+    const rss = theirs === null || sd.peakRssMb === undefined ? null : sd.peakRssMb / theirs;
+    goals.push({
+      name: 'sd15-unet LoRA r4 + gradient checkpointing peak RSS vs diffusers + peft',
+      target: '≤ 0.8×',
+      measured: rss,
+      met: rss === null ? null : rss <= 0.8,
+      note: rss === null ? why : `${sd.peakRssMb!.toFixed(0)} MB vs ${theirs!.toFixed(0)} MB over the steps`,
+    });
+  }
   const timed = results.filter((r) => r.status === 'ok' && r.lagP99Ms !== undefined);
   const worstLag = timed.reduce<BenchResult | undefined>((w, r) => (w === undefined || r.lagP99Ms! > w.lagP99Ms! ? r : w), undefined);
   goals.push({

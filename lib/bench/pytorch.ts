@@ -57,6 +57,8 @@ const lineSchema = z.object({
   other_cpu: z.number().nullable(),
   steal: z.number().nullable(),
   peak_rss_mb: z.number(),
+  /** The warm-up and timed steps' own peak (null where the kernel cannot reset the peak; absent in older harnesses). */
+  steps_peak_rss_mb: z.number().nullable().optional(),
   torch_version: z.string(),
   blas: z.array(z.string()).optional(),
 });
@@ -65,7 +67,11 @@ export type PytorchLine = z.infer<typeof lineSchema>;
 export interface PytorchRun {
   modelDir: string;
   mode: 'forward' | 'backward' | 'train';
-  freeze: 'full' | 'decoder-only';
+  /** "lora": peft adapters of loraRank on to_q/k/v/out.0, as diffusers' train_text_to_image_lora.py (and difftune's default targets). */
+  freeze: 'full' | 'decoder-only' | 'lora';
+  loraRank?: number;
+  /** diffusers' enable_gradient_checkpointing (train and backward modes). */
+  gradientCheckpointing?: boolean;
   batch: number;
   resolution: number;
   threads: number;
@@ -74,12 +80,9 @@ export interface PytorchRun {
   crossAttnLen: number;
 }
 
-/** Runs bench_diffusers.py once; resolves to its JSON line, or rejects with its stderr's tail. */
-export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000): Promise<PytorchLine> {
-  if (!env.available || !env.python || !env.script)
-    return Promise.reject(new ProcessError(`cannot run bench_diffusers.py: ${env.reason ?? 'PyTorch is unavailable'}`));
-  const args = [
-    env.script,
+/** bench_diffusers.py's arguments for one run (after the script's path). */
+export function pytorchArgs(run: PytorchRun): string[] {
+  return [
     run.modelDir,
     '--mode',
     run.mode,
@@ -96,7 +99,16 @@ export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000
     '--warmup',
     String(run.warmup),
     ...(run.crossAttnLen > 0 ? ['--cross-attn-len', String(run.crossAttnLen)] : []),
+    ...(run.freeze === 'lora' ? ['--lora-rank', String(run.loraRank ?? 4)] : []),
+    ...(run.gradientCheckpointing === true ? ['--gradient-checkpointing'] : []),
   ];
+}
+
+/** Runs bench_diffusers.py once; resolves to its JSON line, or rejects with its stderr's tail. */
+export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000): Promise<PytorchLine> {
+  if (!env.available || !env.python || !env.script)
+    return Promise.reject(new ProcessError(`cannot run bench_diffusers.py: ${env.reason ?? 'PyTorch is unavailable'}`));
+  const args = [env.script, ...pytorchArgs(run)];
   return new Promise((resolve, reject) => {
     const child = spawn(env.python!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: String(run.threads) } });
     let out = '';

@@ -12,7 +12,8 @@ function pytorchCell(r: BenchResult): string {
   const p = r.pytorch;
   if (!p) return '—';
   if (p.status !== 'ok') return p.status;
-  return `${f(p.ratio, 2)}× (${f(p.medianMs, 0)} ms${r.dtype !== p.dtype ? ` ${p.dtype}` : ''})`;
+  const rss = p.stepsPeakRssMb ?? p.peakRssMb;
+  return `${f(p.ratio, 2)}× (${f(p.medianMs, 0)} ms${r.dtype !== p.dtype ? ` ${p.dtype}` : ''}${rss === undefined || rss === null ? '' : `, RSS ${f(rss, 0)} MB`})`;
 }
 
 function flags(r: BenchResult): string {

@@ -16,7 +16,7 @@ import { blasLibraries, disturbance, machineInfo, sampleCpu } from './system';
 import { readCpuinfo, slowBf16Reason } from '../util/cpu';
 
 import { measuredFields, median, measure } from './measure';
-import { detectPytorch, runPytorch, type PytorchEnv } from './pytorch';
+import { detectPytorch, pytorchArgs, runPytorch, type PytorchEnv } from './pytorch';
 import { benchForward, benchForwardBackward, benchSampling, benchTrainStep, exportModel, openModel, skipped, type RunSettings } from './workloads';
 import { openLoader, writeImageFolder } from './data';
 import { benchDistThroughput } from './dist-slot';
@@ -86,6 +86,15 @@ async function gemmPeak(
 
 const PYTORCH_MODES = { forward: 'forward', 'forward-backward': 'backward', 'train-step': 'train' } as const;
 
+/** What bench_diffusers.py trains for a row's freeze label: full, decoder-only, or LoRA of a rank (peft); null for the rest. */
+function pytorchFreeze(label: string | null): { freeze: 'full' | 'decoder-only' | 'lora'; loraRank?: number } | null {
+  const base = label?.replace(/\+gc$/, '') ?? null;
+  if (base === null || base === 'full') return { freeze: 'full' };
+  if (base === 'decoder-only') return { freeze: 'decoder-only' };
+  const lora = /^lora-r(\d+)$/.exec(base);
+  return lora ? { freeze: 'lora', loraRank: Number(lora[1]) } : null;
+}
+
 async function pytorchFor(
   env: PytorchEnv,
   results: BenchResult[],
@@ -100,33 +109,43 @@ async function pytorchFor(
   for (const r of results) {
     if (r.status !== 'ok' || !r.timing) continue;
     const mode = PYTORCH_MODES[r.workload as keyof typeof PYTORCH_MODES];
-    const freeze = r.freeze === null || r.freeze === 'full' ? 'full' : r.freeze === 'decoder-only' ? 'decoder-only' : null;
-    if (!mode || !freeze) {
+    const variant = pytorchFreeze(r.freeze);
+    if (!mode || !variant) {
       r.pytorch = {
         status: 'skipped',
         reason:
-          r.workload === 'sample' ? 'bench_diffusers.py has no sampling loop' : `bench_diffusers.py trains "full" or "decoder-only" only, not ${r.freeze}`,
+          r.workload === 'sample'
+            ? 'bench_diffusers.py has no sampling loop'
+            : `bench_diffusers.py trains "full", "decoder-only" or LoRA (peft) only, not ${r.freeze}`,
       };
       continue;
     }
-    const key = `${mode}/${freeze}`;
+    const { freeze, loraRank } = variant;
+    const gradientCheckpointing = r.workload === 'train-step' && r.gradientCheckpointing === true;
+    const key = `${mode}/${freeze}/${loraRank ?? ''}/${gradientCheckpointing}`;
     if (!done.has(key)) {
       if (!env.available) {
         done.set(key, { status: 'skipped', reason: env.reason });
       } else {
         try {
           log(`  PyTorch ${model.name} ${mode} (${freeze})`);
-          const line = await runPytorch(env, {
-            modelDir: await exportDir(),
-            mode,
-            freeze,
-            batch: model.batch,
-            resolution: model.resolution,
-            threads,
-            steps: entry.steps,
-            warmup: Math.max(1, entry.warmup),
-            crossAttnLen: model.crossAttnLen,
-          });
+          const line = await runPytorch(
+            env,
+            {
+              modelDir: await exportDir(),
+              mode,
+              freeze,
+              loraRank,
+              gradientCheckpointing,
+              batch: model.batch,
+              resolution: model.resolution,
+              threads,
+              steps: entry.steps,
+              warmup: Math.max(1, entry.warmup),
+              crossAttnLen: model.crossAttnLen,
+            },
+            1000 * (model.pytorchTimeoutS ?? 600),
+          );
           env.blas ??= line.blas;
           done.set(key, {
             status: 'ok',
@@ -139,6 +158,7 @@ async function pytorchFor(
             otherCpu: line.other_cpu,
             steal: line.steal,
             peakRssMb: line.peak_rss_mb,
+            stepsPeakRssMb: line.steps_peak_rss_mb ?? null,
           });
         } catch (error) {
           done.set(key, { status: 'failed', reason: (error as Error).message });
@@ -161,19 +181,10 @@ async function benchEntry(
   suite: Suite,
   settings: RunSettings,
   env: PytorchEnv,
-  backend: string,
   slowBf16: string | null,
   log: (l: string) => void,
 ): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
-  if (model.needsGpu) {
-    // The workloads place models and batches on the CPU only: CUDA placement and CUDA memory statistics are
-    // not built yet (no GPU was available to build and test them), so a GPU model is skipped, never run on the CPU.
-    const why = backend !== 'cuda' ? `this libtorch has no GPU (backend ${backend})` : 'the harness does not place models on CUDA yet';
-    for (const w of entry.workloads)
-      for (const d of entry.dtypes) results.push(skipped(model, w, d, w === 'train-step' ? 'full' : null, `${model.needsGpu}; ${why}`));
-    return results;
-  }
   log(`${model.name}: opening (${model.note})`);
   const opened = await openModel(model, settings.channelsLast);
   try {
@@ -223,9 +234,10 @@ async function benchEntry(
             results.push(skipped(model, 'train-step', dtype, freeze, slowBf16));
             continue;
           }
+          const gc = entry.gradientCheckpointing ?? false;
           await run(
-            `train step ${dtype} ${freeze}`,
-            () => benchTrainStep(opened, model, dtype, freeze, per),
+            `train step ${dtype} ${freeze}${gc ? ' (gradient checkpointing)' : ''}`,
+            () => benchTrainStep(opened, model, dtype, freeze, { ...per, gradientCheckpointing: gc }),
             () => skipped(model, 'train-step', dtype, freeze, ''),
           );
         }
@@ -267,6 +279,62 @@ async function benchDataLoader(spec: NonNullable<Suite['dataLoader']>, settings:
     await loader.close();
     await setThreads(settings.threads);
   }
+}
+
+/**
+ * What a run would do, without loading anything (`npm run bench -- --dry-run`): each model's rows in
+ * order and, where PyTorch runs, the bench_diffusers.py command of each of its runs.
+ */
+export function planBench(options: Pick<BenchOptions, 'suite' | 'config' | 'root' | 'referenceDir' | 'suiteOverride'>): string[] {
+  const models = benchModels(path.join(options.root, 'test/fixtures/diffusers'), path.join(options.root, 'models'));
+  const suite = options.suiteOverride ?? applyConfig(SUITES[options.suite], options.config ?? {}, new Set(models.keys()));
+  const threads = options.config?.threads ?? Number(process.env.OMP_NUM_THREADS || os.cpus().length);
+  const referenceDir = options.referenceDir ?? process.env.DIFFTUNE_REFERENCE_DIR ?? path.resolve(options.root, '..', 'shared', 'reference');
+  const lines = [`suite ${suite.name}: ${threads} thread(s), ${suite.samplingSteps} sampling steps, ${suite.retries} retries when disturbed`];
+  for (const entry of suite.entries) {
+    const model = models.get(entry.model);
+    if (!model) throw new ConfigError(`suite ${suite.name}: unknown model "${entry.model}"; expected one of ${[...models.keys()].join(', ')}`);
+    const gc = entry.gradientCheckpointing === true;
+    lines.push(`${model.name} (${model.note}): batch ${model.batch}, ${entry.warmup} warm-up + ${entry.steps} timed steps`);
+    const freezes = entry.freezes.map((f) => `${f === 'lora' ? 'lora-r4' : f}${gc ? '+gc' : ''}`);
+    for (const w of entry.workloads)
+      for (const d of entry.dtypes) {
+        const trains = w === 'train-step' || w === 'forward-backward';
+        const variants =
+          w === 'train-step'
+            ? freezes.filter((_, i) => d === 'fp32' || !entry.bf16Freezes || entry.bf16Freezes.includes(entry.freezes[i]!))
+            : [trains ? 'full' : ''];
+        for (const v of variants) lines.push(`  ${w} ${d}${v ? ` ${v}` : ''}`);
+      }
+    if (!entry.pytorch) continue;
+    const runs = new Set<string>();
+    for (const w of entry.workloads) {
+      const mode = PYTORCH_MODES[w as keyof typeof PYTORCH_MODES];
+      if (!mode) continue;
+      for (const label of w === 'train-step' ? freezes : ['full']) {
+        const variant = pytorchFreeze(label);
+        if (!variant) continue;
+        const args = pytorchArgs({
+          modelDir: `<export of ${model.name}>`,
+          mode,
+          freeze: variant.freeze,
+          loraRank: variant.loraRank,
+          gradientCheckpointing: w === 'train-step' && gc,
+          batch: model.batch,
+          resolution: model.resolution,
+          threads,
+          steps: entry.steps,
+          warmup: Math.max(1, entry.warmup),
+          crossAttnLen: model.crossAttnLen,
+        });
+        runs.add(`  PyTorch: python3 ${path.join(referenceDir, 'bench_diffusers.py')} ${args.join(' ')}`);
+      }
+    }
+    lines.push(...runs);
+  }
+  if (suite.dataLoader) lines.push(`data loader: batch ${suite.dataLoader.batch} at ${suite.dataLoader.resolution} px, ${suite.dataLoader.batches} batches`);
+  if (suite.dataParallel) lines.push(`data-parallel throughput: ${suite.dataParallel.ranks.join(' and ')} ranks, batch ${suite.dataParallel.batch} per rank`);
+  return lines;
 }
 
 export async function runBench(options: BenchOptions): Promise<BenchFile> {
@@ -314,7 +382,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     for (const entry of suite.entries) {
       const model = models.get(entry.model);
       if (!model) throw new ConfigError(`suite ${suite.name}: unknown model "${entry.model}"; expected one of ${[...models.keys()].join(', ')}`);
-      results.push(...(await benchEntry(model, entry, suite, settings, env, info.backend, slowBf16, log)));
+      results.push(...(await benchEntry(model, entry, suite, settings, env, slowBf16, log)));
       await setThreads(threads);
     }
     if (suite.dataLoader) {

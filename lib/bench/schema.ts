@@ -51,7 +51,10 @@ export const pytorchSchema = z.object({
   cpuUtil: nullableNum.optional(),
   otherCpu: nullableNum.optional(),
   steal: nullableNum.optional(),
+  /** The PyTorch process's peak resident memory (loading included). */
   peakRssMb: num.optional(),
+  /** Its peak over the warm-up and timed steps alone (null where the kernel cannot reset the peak), as difftune's peakRssMb. */
+  stepsPeakRssMb: nullableNum.optional(),
 });
 
 export const resultSchema = z.object({
@@ -59,8 +62,10 @@ export const resultSchema = z.object({
   model: z.string(),
   workload: z.enum(WORKLOADS),
   dtype: z.enum(BENCH_DTYPES),
-  /** full, a freezing preset, or lora-r<rank>; null where nothing trains. */
+  /** full, a freezing preset, or lora-r<rank>, with "+gc" under gradient checkpointing; null where nothing trains. */
   freeze: z.string().nullable(),
+  /** Training steps with gradient checkpointing (both sides). */
+  gradientCheckpointing: z.boolean().optional(),
   batch: z.number().int(),
   resolution: z.number().int(),
   status: z.enum(['ok', 'skipped', 'failed']),
@@ -164,6 +169,8 @@ export const benchConfigSchema = z
     pytorch: z.boolean().optional(),
     /** Run difftune's U-Nets channels-last (PyTorch's side stays as diffusers runs it). */
     channelsLast: z.boolean().optional(),
+    /** Training steps with gradient checkpointing, on both sides (default: as the suite says, on for sd15-unet). */
+    gradientCheckpointing: z.boolean().optional(),
     /** Cores' worth of other processes' CPU above which a step counts as disturbed. */
     otherCpuThreshold: z.number().positive().optional(),
   })

@@ -274,10 +274,18 @@ function imageFolder(settings: RunSettings, model: BenchModel, channels: 1 | 3):
   return dir;
 }
 
-export async function benchTrainStep(opened: OpenedModel, model: BenchModel, dtype: BenchDType, freeze: string, settings: RunSettings): Promise<BenchResult> {
+export async function benchTrainStep(
+  opened: OpenedModel,
+  model: BenchModel,
+  dtype: BenchDType,
+  freeze: string,
+  settings: RunSettings & { gradientCheckpointing?: boolean },
+): Promise<BenchResult> {
   const { unet } = opened;
+  const gc = settings.gradientCheckpointing ?? false;
   const names = await trainable(unet, freeze, settings.loraRank);
-  const label = freeze === 'lora' ? `lora-r${settings.loraRank}` : freeze;
+  const label = `${freeze === 'lora' ? `lora-r${settings.loraRank}` : freeze}${gc ? '+gc' : ''}`;
+  if (gc) await unet.setOptions({ gradientCheckpointing: true });
   let loader: DataLoader | undefined;
   const inputs = await makeInputs(unet, model);
   try {
@@ -324,10 +332,16 @@ export async function benchTrainStep(opened: OpenedModel, model: BenchModel, dty
       return { dataWaitMs };
     };
     const m = await measure(step, settings);
-    return { ...fill(base(model, 'train-step', dtype, label), m, model.batch, flops, count.conv / count.forward, settings), params, trainableParams };
+    return {
+      ...fill(base(model, 'train-step', dtype, label), m, model.batch, flops, count.conv / count.forward, settings),
+      params,
+      trainableParams,
+      ...(gc ? { gradientCheckpointing: true } : {}),
+    };
   } finally {
     inputs.dispose();
     await loader?.close();
     if (freeze === 'lora') await unet.removeLora();
+    if (gc) await unet.setOptions({ gradientCheckpointing: false });
   }
 }
