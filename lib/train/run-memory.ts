@@ -47,25 +47,24 @@ async function frozenParts(pipelineDir: string, recipe: Recipe): Promise<Trainin
 }
 
 /**
- * The plan for `recipe` with `unet` (the base, or the training U-Net once adapters are added: then
- * `trainable` names them). Without `trainable`, a LoRA recipe's adapters are sized from its targets.
+ * The plan for `recipe` with `unet` (its own parameters: adapters are not listed among them) and, for a
+ * run that trains the U-Net's weights, the names of those that train (default: all). A LoRA recipe's
+ * adapters are sized from its targets.
  */
 export async function planRunMemory(recipe: Recipe, base: BaseModel, unet: UNet, trainable?: readonly string[]): Promise<TrainingMemoryPlan> {
   const infos: NativeParameterInfo[] = await unet.parameters();
   const isAdapter = (name: string): boolean => /\.lora_[AB]\.weight$/.test(name);
   let parameters = infos.map((p) => ({ name: p.name, numel: numelOf(p.shape) }));
   let names: Set<string>;
-  if (trainable !== undefined) {
-    names = new Set(trainable);
-  } else if (recipe.lora) {
+  if (recipe.lora) {
     const adapters = loraAdapterParameters(
       infos.filter((p) => !isAdapter(p.name)),
       recipe.lora,
     );
-    parameters = [...parameters, ...adapters];
+    parameters = [...parameters.filter((p) => !isAdapter(p.name)), ...adapters];
     names = new Set(adapters.map((a) => a.name));
   } else {
-    names = new Set(infos.filter((p) => p.requiresGrad).map((p) => p.name));
+    names = new Set(trainable ?? infos.map((p) => p.name));
   }
   const textToImage = base.pipelineDir !== undefined && unet.isConditional && !unet.isClassConditional && isTextToImageFolder(base.pipelineDir);
   const frozen = textToImage

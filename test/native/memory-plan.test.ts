@@ -18,9 +18,10 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-test('metrics.jsonl and the summary report the peak RSS against the plan', async () => {
+test('metrics.jsonl and the summary report the peak RSS against the plan (a LoRA run counts its adapters)', async () => {
   const recipe = {
     model: { pretrained: path.join(FIXTURES, 'unet2d-classcond') },
+    lora: { rank: 4 },
     data: { source: 'mnist', resolution: 16, channels: 1, limit: 8 },
     train: { steps: 2, batchSize: 4, lr: 1e-4 },
     validation: { every: 0 },
@@ -35,6 +36,9 @@ test('metrics.jsonl and the summary report the peak RSS against the plan', async
   expect(await runFinetuneCli(['--recipe', file], out, new PassThrough(), false)).toBe(0);
   // Logged before training: the plan as --dry-run prints it.
   expect(text).toMatch(/Memory plan: about \d+ MB at the peak/);
+  // The adapters are not among the U-Net's own parameters: the plan sizes them from the recipe's targets.
+  expect(text).toMatch(/\n {2}LoRA weights +\d+ MB {2}[1-9][\d,]* parameters, fp32/);
+  expect(text).toMatch(/AdamW's 2 moments of [1-9][\d,]* trainable parameters/);
   const m = /peak RSS (\d+) MB, the memory plan expected (\d+) MB \(([+-]\d+)%\)/.exec(text);
   expect(m).not.toBeNull();
   expect(Number(m![1])).toBeGreaterThan(100);
