@@ -21,6 +21,8 @@ export const STATE_FILE = 'state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const EMA_FILE = 'ema.safetensors';
 export const UNET_DIR = 'unet';
+/** A trained text encoder's folder, in a checkpoint and in the output pipeline. */
+export const TEXT_ENCODER_DIR = 'text_encoder';
 
 const CHECKPOINT_NAME = /^checkpoint-(\d+)$/;
 

@@ -124,9 +124,11 @@ export async function runFinetuneCli(
           result.skippedSteps > 0 ? `skipped steps (non-finite): ${result.skippedSteps}` : '',
           result.status !== 'completed'
             ? `resume with --set resume=latest`
-            : result.loraFile
-              ? `LoRA: ${(result.loraFiles ?? [result.loraFile]).join(', ')}, scheduler: ${result.schedulerDir}`
-              : `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}`,
+            : result.learnedEmbedsFile
+              ? `textual inversion: ${result.learnedEmbedsFile} (npm run sample -- --textual-inversion ${result.learnedEmbedsFile} ...)`
+              : result.loraFile
+                ? `LoRA: ${(result.loraFiles ?? [result.loraFile]).join(', ')}, scheduler: ${result.schedulerDir}`
+                : `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}`,
           `checkpoints: ${result.checkpoints.join(', ') || 'none'}`,
           `metrics: ${result.output}/metrics.jsonl`,
           `report: ${result.report}`,

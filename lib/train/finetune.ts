@@ -11,6 +11,7 @@ import { joinDataParallel } from '../distributed/data-parallel';
 import { readDistEnv } from '../distributed/env';
 import { formatPlan } from '../freeze/format';
 import { planFreeze, type FreezePlan } from '../freeze/plan';
+import type { CLIPTextModel } from '../models/clip-text';
 import { openTrainingScheduler } from '../models/model-folder';
 import type { UNet } from '../models/unet';
 import type { Scheduler } from '../schedulers/scheduler';
@@ -31,11 +32,12 @@ import { MetricsLog, stepReporter } from './metrics';
 import { planRunMemory } from './run-memory';
 import { Checkpoints, findResume, resumeTrainer } from './resume';
 import { RunReportWriter } from './run-report';
+import { loraTextEncoder, openTextEncoderTraining, textEncoderPlanNote } from './text-encoder-training';
 import { openTextToImage, type TextToImageSummary } from './text-to-image';
 import { Trainer, type TrainableParameter, type TrainerOptions } from './trainer';
 import { Validation } from './validation';
 import { ValidationImages, type ValidationGrid } from './validation-images';
-import { trainUNet } from './weights';
+import { planFrozenUNet, trainUNet } from './weights';
 
 export type { FinetuneProgress } from './loop';
 
@@ -64,6 +66,8 @@ export interface FinetuneResult {
   loraFile?: string;
   /** LoRA runs: every adapters file written, loraFile first (then <output>/lora.kohya.safetensors with lora.format "kohya"). */
   loraFiles?: string[];
+  /** Textual inversion: <output>/learned_embeds.safetensors (diffusers' layout). */
+  learnedEmbedsFile?: string;
   schedulerDir: string;
   checkpoints: string[];
   finalLoss: number;
@@ -98,7 +102,13 @@ export async function planRecipe(input: unknown, recipeFile?: string): Promise<F
   using unet = await openBaseUNet(base, recipe);
   const parameters = await unet.parameters();
   const ema = recipe.train.ema !== null;
-  const plan = recipe.lora ? planLoraRun(parameters, recipe.lora, ema) : planFreeze(parameters, recipe.freeze, { ema });
+  const textEncoder = textEncoderPlanNote(recipe);
+  const unetPlan = recipe.lora
+    ? planLoraRun(parameters, recipe.lora, ema)
+    : recipe.textualInversion
+      ? planFrozenUNet(parameters, 'textual inversion: the whole U-Net stays frozen')
+      : planFreeze(parameters, recipe.freeze, { ema });
+  const plan = textEncoder === undefined ? unetPlan : { ...unetPlan, notes: [...unetPlan.notes, textEncoder] };
   const trainable = recipe.lora ? undefined : plan.trainable.map((p) => p.name);
   return { ...plan, memoryPlan: await planRunMemory(recipe, base, unet, trainable) };
 }
@@ -142,8 +152,15 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   using scheduler = await openTrainingScheduler(base.folder, log);
   const predictionType = trainedPredictionType(recipe, scheduler);
 
-  // Plan: what trains (the U-Net's own weights or LoRA adapters) and the hooks the loop calls, in order.
-  const weights = recipe.lora ? await trainLora(unet, recipe.lora, { resumedDir: resumed?.dir, seed: t.seed }, log) : await trainUNet(unet, recipe, log);
+  // Plan: what trains (the U-Net's own weights, or LoRA adapters — the text encoder's too —, and the text
+  // encoder's own weights or textual inversion's tokens) and the hooks the loop calls, in order.
+  const at = { resumedDir: resumed?.dir, seed: t.seed };
+  const weights = recipe.lora
+    ? await trainLora(unet, recipe.lora, { ...at, textEncoder: loraTextEncoder(text, recipe) }, log)
+    : await trainUNet(unet, recipe, log);
+  const encoder = await openTextEncoderTraining(text, recipe, at, log);
+  const conditioning = await trainingTextEncoder(text?.textEncoderTrains ? text.pipelineParts.textEncoder : undefined, recipe);
+  const plan = encoder === undefined ? weights.plan : { ...weights.plan, notes: [...weights.plan.notes, encoder.note] };
   const memoryPlan = await planRunMemory(
     recipe,
     base.folder,
@@ -155,14 +172,14 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   // Data: this rank's shard of the training set (DreamBooth captions it and adds class samples), and the held-out batch.
   const loader = await openTrainingLoader(recipe, dp, resumed, log, unetDownsampling(unet.config) * (text?.latentScale ?? 1));
   const dreambooth = await DreamBooth.open(recipe, { instanceSamples: loader.size, resumedDir: resumed?.dir, log });
-  const hooks = new Hooks([weights, classLabels(unet), dreambooth, text, dp]);
+  const hooks = new Hooks([weights, encoder, classLabels(unet), dreambooth, text, dp]);
   const metrics = new MetricsLog(path.join(recipe.output, 'metrics.jsonl'));
   using validation = await Validation.open(recipe, hooks, { enabled: dp.isMain, metrics, log });
   const imageSize = [loader.sampleShape[0], loader.sampleShape[1]] as const;
   using images = await ValidationImages.open(recipe, { unet, text, scheduler, predictionType, imageSize, enabled: dp.isMain, log });
 
   // Resume: the trainer over what trains, then the checkpoint's optimizer state, loss scale and EMA.
-  using trainer = await createTrainer(unet, weights.trainable, recipe, scheduler, predictionType);
+  using trainer = await createTrainer(unet, [...weights.trainable, ...(encoder?.trainable ?? [])], recipe, scheduler, predictionType, conditioning);
   const start = await resumeTrainer(trainer, resumed, recipe, log);
   await hooks.attach(trainer);
 
@@ -170,7 +187,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   const checkpoints = new Checkpoints({ recipe, base: base.identity, trainer, loader, hooks, enabled: dp.isMain, log });
   const report = await RunReportWriter.open({
     recipe,
-    plan: formatPlan(weights.plan),
+    plan: formatPlan(plan),
     sources: { heldOut: () => validation.results, grids: () => images?.grids ?? [], gridSettings: images?.description },
     enabled: dp.isMain,
     start: start.step,
@@ -219,6 +236,7 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     trainer,
     ema: t.ema !== null,
     weights,
+    parts: encoder === undefined ? [] : [encoder],
     hooks,
     scheduler,
     pipelineDir: base.folder.pipelineDir,
@@ -226,7 +244,10 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     trainedSampleSize,
   });
   const loraFiles = weights.loraFiles(recipe.output);
-  const outputs = writes ? [...(weights.savesUNet ? ['unet'] : []), 'scheduler', ...loraFiles.map((f) => path.relative(recipe.output, f))] : [];
+  const encoderFiles = encoder?.outputFiles(recipe.output) ?? [];
+  const outputs = writes
+    ? [...(weights.savesUNet ? ['unet'] : []), 'scheduler', ...[...loraFiles, ...encoderFiles].map((f) => path.relative(recipe.output, f))]
+    : [];
   await report.write(run.status, { outputs });
   return {
     status: run.status,
@@ -235,12 +256,13 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
     ...outputFolders(recipe.output),
     loraFile: loraFiles[0],
     loraFiles: loraFiles.length > 0 ? loraFiles : undefined,
+    learnedEmbedsFile: recipe.textualInversion === null ? undefined : encoderFiles[0],
     checkpoints: checkpoints.written,
     finalLoss: run.lastLoss,
     validation: validation.results,
     validationGrids: images?.grids ?? [],
     report: report.file,
-    plan: weights.plan,
+    plan,
     memory: { plan: memoryPlan, peakRssBytes: peakRssBytes() },
     skippedSteps: run.skippedSteps,
     textToImage: await text?.summary(),
@@ -260,31 +282,43 @@ function loopSchedule(recipe: Recipe): Pick<LoopOptions, 'steps' | 'gradientAccu
   };
 }
 
-/** The native trainer over `trainable`, with the recipe's optimizer, loss and EMA settings. */
+/** The text encoder when it trains (its layers checkpointed as the U-Net's are): the trainer runs it inside each step. */
+async function trainingTextEncoder(textEncoder: CLIPTextModel | undefined, recipe: Recipe): Promise<CLIPTextModel | undefined> {
+  await textEncoder?.setOptions({ gradientCheckpointing: recipe.train.gradientCheckpointing });
+  return textEncoder;
+}
+
+/** The native trainer over `trainable` (and the conditioning model's, when it trains), with the recipe's optimizer, loss and EMA settings. */
 async function createTrainer(
   unet: UNet,
   trainable: readonly TrainableParameter[],
   recipe: Recipe,
   scheduler: Scheduler,
   predictionType: TrainerOptions['predictionType'],
+  conditioning: CLIPTextModel | undefined,
 ): Promise<Trainer> {
   const t = recipe.train;
   using alphasCumprod = await scheduler.alphasCumprod();
   // Awaited so `alphasCumprod` is disposed after Trainer.create has read it.
-  return await Trainer.create(unet, {
-    trainable,
-    alphasCumprod,
-    predictionType,
-    seed: t.seed,
-    beta1: t.adamBeta1,
-    beta2: t.adamBeta2,
-    eps: t.adamEpsilon,
-    weightDecay: t.weightDecay,
-    maxGradNorm: t.maxGradNorm,
-    minSnrGamma: t.minSnrGamma ?? 0,
-    noiseOffset: t.noiseOffset,
-    inputPerturbation: t.inputPerturbation,
-    mixedPrecision: t.mixedPrecision,
-    ...emaTrainerOptions(t.ema),
-  });
+  return await Trainer.create(
+    unet,
+    {
+      trainable,
+      alphasCumprod,
+      predictionType,
+      seed: t.seed,
+      beta1: t.adamBeta1,
+      beta2: t.adamBeta2,
+      eps: t.adamEpsilon,
+      weightDecay: t.weightDecay,
+      maxGradNorm: t.maxGradNorm,
+      minSnrGamma: t.minSnrGamma ?? 0,
+      noiseOffset: t.noiseOffset,
+      inputPerturbation: t.inputPerturbation,
+      mixedPrecision: t.mixedPrecision,
+      conditioningClipSkip: recipe.textToImage.clipSkip ?? 0,
+      ...emaTrainerOptions(t.ema),
+    },
+    conditioning,
+  );
 }

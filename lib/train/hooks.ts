@@ -10,8 +10,9 @@
  *   step's loss divisor and totals over the ranks, and when every rank stops.
  * - what a batch holds (lib/train/dreambooth.ts: captions, prior preservation's class samples) extends
  *   each batch before any hook turns it into inputs.
- * Later pieces plug in the same way: textual inversion and text-encoder training write their weights in
- * saveCheckpoint and export. Aspect-ratio buckets are the loader's business and need no hook.
+ * - what trains of the text encoder (lib/train/text-encoder-training.ts, textual-inversion.ts) writes its
+ *   weights in saveCheckpoint and export; textual inversion also captions uncaptioned batches.
+ * Aspect-ratio buckets are the loader's business and need no hook.
  */
 import type { Batch } from '../data/loader';
 import type { StepTotals } from '../distributed/data-parallel';
@@ -41,6 +42,8 @@ export interface ModelInputs {
   readonly pixels: Tensor;
   /** Text-to-image: the captions' embeddings [N, 77, D]. */
   readonly encoderHiddenStates?: Tensor;
+  /** Text-to-image with a training text encoder: the captions' token ids [N, 77], encoded inside the trainer's step. */
+  readonly inputIds?: Tensor;
   /** Class-conditional U-Nets: int64 [N]. */
   readonly classLabels?: Tensor;
 }
@@ -86,8 +89,11 @@ export interface TrainingHooks {
   afterTraining?(): Promise<void>;
   /** Every step is done on every process, before the export. */
   finish?(): Promise<void>;
-  /** Writes its own part of the final model into `output` (rank 0, completed runs). */
-  export?(output: string): Promise<void>;
+  /**
+   * Writes its own part of the final model into `output` (rank 0, completed runs); returns the pipeline
+   * components it wrote (e.g. ["text_encoder"]), which are then not copied from the base pipeline.
+   */
+  export?(output: string): Promise<readonly string[]>;
 }
 
 /** A run's hooks, called in order. */
@@ -149,7 +155,10 @@ export class Hooks {
     for (const h of this.#list) await h.finish?.();
   }
 
-  async export(output: string): Promise<void> {
-    for (const h of this.#list) await h.export?.(output);
+  /** Every hook's part of the final model; the pipeline components they wrote. */
+  async export(output: string): Promise<Set<string>> {
+    const written = new Set<string>();
+    for (const h of this.#list) for (const c of (await h.export?.(output)) ?? []) written.add(c);
+    return written;
   }
 }

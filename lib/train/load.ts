@@ -44,11 +44,13 @@ export async function openBaseUNet(base: BaseModel, recipe: Recipe): Promise<UNe
 }
 
 /**
- * The U-Net that trains: a full fine-tune resumes from its checkpoint's U-Net; a fresh run and a LoRA run
- * (whose checkpoints hold only the adapters) start from the base. Warns of config keys it does not know.
+ * The U-Net that trains: a full fine-tune resumes from its checkpoint's U-Net; a fresh run, a LoRA run
+ * (whose checkpoints hold only the adapters) and textual inversion (whose U-Net stays frozen) start from
+ * the base. Warns of config keys it does not know.
  */
 export async function openTrainingUNet(recipe: Recipe, base: BaseModel, resumed: ResumePoint | undefined, log: (line: string) => void): Promise<UNet> {
-  const checkpointDir = resumed !== undefined && recipe.lora === null ? path.join(resumed.dir, UNET_DIR) : undefined;
+  const unetTrains = recipe.lora === null && recipe.textualInversion === null;
+  const checkpointDir = resumed !== undefined && unetTrains ? path.join(resumed.dir, UNET_DIR) : undefined;
   const unet = checkpointDir === undefined ? await openBaseUNet(base, recipe) : await loadUNet(checkpointDir, { device: recipe.model.device });
   const configFile = checkpointDir !== undefined ? path.join(checkpointDir, 'config.json') : (base.scratchConfig ?? path.join(base.unetDir, 'config.json'));
   if (unet.loadStats !== undefined) log(`loaded the U-Net from ${path.dirname(configFile)}: ${describeLoad(unet.loadStats)}`);

@@ -2,16 +2,26 @@
  * LoRA runs: adapters on the recipe's target layers train while the whole base stays frozen. A fresh
  * run adds them (seeded), a resumed one reads them back from its checkpoint (which holds only them); the
  * output is the adapters file (PEFT layout, and kohya's when asked) and, with lora.saveMerged, a U-Net
- * with them merged in.
+ * with them merged in. With lora.textEncoder the text encoder gets adapters too: they train in the same
+ * step (lib/train/trainer.ts, as `text_encoder.<name>`), at train.textEncoderLr, and are saved in the same
+ * files (`text_encoder.` / `lora_te_` keys), merged into text_encoder/ with saveMerged.
  */
 import * as path from 'path';
-import { UNET_DIR } from '../checkpoint/train-state';
-import type { LoraOptions } from '../config/lora';
+import type { StateDict } from '../checkpoint/state-dict';
+import { TEXT_ENCODER_DIR, UNET_DIR } from '../checkpoint/train-state';
+import type { LoraOptions, TextEncoderLoraOptions } from '../config/lora';
+import { hashInts } from '../data/random';
+import { ConfigError } from '../errors';
 import { planLoraBase, type FreezePlan, type ParameterInfo } from '../freeze/plan';
-import { disposeLoraEntries, LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile } from '../models/lora';
+import type { CLIPTextModel } from '../models/clip-text';
+import { disposeLoraEntries, LORA_WEIGHTS, loraParameterNames, loraTargetModules, readLoraFile, saveLoraFile, type LoraEntry } from '../models/lora';
 import type { UNet } from '../models/unet';
-import { useEmaAdapters } from './ema';
+import { takeAverages, useEmaAdapters } from './ema';
+import { TEXT_ENCODER_PREFIX } from './trainer';
 import type { TrainedWeights } from './weights';
+
+/** Seeds the text encoder adapters' initialisation apart from the U-Net's. */
+const TEXT_ENCODER_SEED_STREAM = 0x7465;
 
 const KOHYA_WEIGHTS = 'lora.kohya.safetensors';
 
@@ -60,11 +70,30 @@ export function loraAdapterParameters(parameters: readonly ParameterInfo[], lora
   return adapterParameters(parameters, modules, lora.rank);
 }
 
-/** Adds the adapters to `unet` (or reads a resumed run's back) and says how they are saved. */
+/** The text encoder's layers `options.targets` names (q_proj, …, fc2) in every encoder layer, from its parameter names. */
+export function textEncoderLoraModules(parameterNames: readonly string[], options: Pick<TextEncoderLoraOptions, 'targets'>): string[] {
+  const wanted = new Set<string>(options.targets);
+  const modules = parameterNames
+    .filter((n) => n.endsWith('.weight'))
+    .map((n) => n.slice(0, -'.weight'.length))
+    .filter((m) => /^text_model\.encoder\.layers\.\d+\.(self_attn|mlp)\.[a-z_0-9]+$/.test(m) && wanted.has(m.slice(m.lastIndexOf('.') + 1)));
+  if (modules.length === 0) throw new ConfigError(`lora.textEncoder.targets: ${options.targets.join(', ')} name no layer of this text encoder`);
+  return modules;
+}
+
+/** A LoRA run's text encoder: the model its adapters go on, their options, and their learning-rate multiplier. */
+export interface LoraTextEncoder {
+  readonly model: CLIPTextModel;
+  readonly options: TextEncoderLoraOptions;
+  /** train.textEncoderLr ÷ train.lr (1 without an encoder learning rate of its own). */
+  readonly lrMultiplier: number;
+}
+
+/** Adds the adapters to `unet` (and the text encoder; or reads a resumed run's back) and says how they are saved. */
 export async function trainLora(
   unet: UNet,
   lora: LoraOptions,
-  at: { resumedDir: string | undefined; seed: number },
+  at: { resumedDir: string | undefined; seed: number; textEncoder?: LoraTextEncoder },
   log: (line: string) => void,
 ): Promise<TrainedWeights> {
   const parameters = await unet.parameters();
@@ -73,40 +102,106 @@ export async function trainLora(
     parameters.map((p) => p.name),
     lora,
   );
+  const te = at.textEncoder;
+  const teModules =
+    te === undefined
+      ? []
+      : textEncoderLoraModules(
+          (await te.model.parameters()).map((p) => p.name),
+          te.options,
+        );
+  const teAlpha = te === undefined ? 0 : (te.options.alpha ?? te.options.rank);
   if (at.resumedDir === undefined) {
     await unet.addLora({ targets: modules, rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init, seed: at.seed });
+    if (te !== undefined)
+      await te.model.addLora({
+        targets: teModules,
+        rank: te.options.rank,
+        alpha: teAlpha,
+        dropout: lora.dropout,
+        init: lora.init,
+        seed: hashInts(at.seed, TEXT_ENCODER_SEED_STREAM),
+      });
   } else {
-    const read = await readLoraFile(path.join(at.resumedDir, LORA_WEIGHTS), modules);
+    const read = await readLoraFile(path.join(at.resumedDir, LORA_WEIGHTS), modules, te === undefined ? undefined : teModules);
     try {
       await unet.setLora(read.entries, lora.dropout);
+      if (te !== undefined) await te.model.setLora(read.textEncoder, lora.dropout);
     } finally {
       disposeLoraEntries(read.entries);
+      disposeLoraEntries(read.textEncoder);
     }
   }
-  log(`LoRA rank ${lora.rank} on ${modules.length} layers; the base model (${plan.totals.numel} parameters) stays frozen`);
+  log(
+    `LoRA rank ${lora.rank} on ${modules.length} layers` +
+      (te === undefined ? '' : `, the text encoder's rank ${te.options.rank} on ${teModules.length} layers (${te.options.targets.join(', ')})`) +
+      `; the base model (${plan.totals.numel} parameters) stays frozen`,
+  );
+  const unetTrainable = loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true }));
+  const teTrainable = loraParameterNames(teModules).map((name) => ({
+    name: TEXT_ENCODER_PREFIX + name,
+    lrMultiplier: te?.lrMultiplier ?? 1,
+    weightDecay: true,
+  }));
+  const save = (file: string, format: 'peft' | 'kohya', fold = true) => saveAdapters(unet, te?.model, file, format, lora, fold);
   return {
-    plan,
-    trainable: loraParameterNames(modules).map((name) => ({ name, lrMultiplier: 1, weightDecay: true })),
+    plan: te === undefined ? plan : { ...plan, notes: [...plan.notes, textEncoderNote(te, teModules.length)] },
+    trainable: [...unetTrainable, ...teTrainable],
     savesUNet: lora.saveMerged,
     loraFiles: (output) => [path.join(output, LORA_WEIGHTS), ...(lora.format === 'kohya' ? [path.join(output, KOHYA_WEIGHTS)] : [])],
     // Unfolded: a resume must get the trained B back bit for bit, whatever alpha/rank is.
-    saveCheckpoint: (dir) => saveAdapters(unet, path.join(dir, LORA_WEIGHTS), 'peft', lora, false),
-    useEma: (averages) => useEmaAdapters(unet, averages, lora.dropout),
+    saveCheckpoint: (dir) => save(path.join(dir, LORA_WEIGHTS), 'peft', false),
+    useEma: async (averages) => {
+      const teAverages = withoutPrefix(takeAverages(averages, teTrainable));
+      await useEmaAdapters(unet, averages, lora.dropout);
+      if (te !== undefined) await useEmaAdapters(te.model, teAverages, lora.dropout);
+    },
     export: async (output) => {
-      await saveAdapters(unet, path.join(output, LORA_WEIGHTS), 'peft', lora);
-      if (lora.format === 'kohya') await saveAdapters(unet, path.join(output, KOHYA_WEIGHTS), 'kohya', lora);
-      if (!lora.saveMerged) return;
+      await save(path.join(output, LORA_WEIGHTS), 'peft');
+      if (lora.format === 'kohya') await save(path.join(output, KOHYA_WEIGHTS), 'kohya');
+      if (!lora.saveMerged) return [];
       await unet.mergeLora();
       await unet.save(path.join(output, UNET_DIR));
+      if (te === undefined) return [UNET_DIR];
+      await te.model.mergeLora();
+      await te.model.save(path.join(output, TEXT_ENCODER_DIR));
+      return [UNET_DIR, TEXT_ENCODER_DIR];
     },
   };
 }
 
-async function saveAdapters(unet: UNet, file: string, format: 'peft' | 'kohya', lora: LoraOptions, fold = true): Promise<void> {
+function textEncoderNote(te: LoraTextEncoder, layers: number): string {
+  const lr = te.lrMultiplier === 1 ? '' : `, learning rate × ${te.lrMultiplier}`;
+  return `text encoder: LoRA rank ${te.options.rank} (alpha ${te.options.alpha ?? te.options.rank}) on ${layers} layers (${te.options.targets.join(', ')})${lr}; saved with the U-Net's adapters`;
+}
+
+/** The averages with the trainer's text_encoder. prefix taken off (the encoder's own names). */
+function withoutPrefix(averages: StateDict): StateDict {
+  return new Map([...averages].map(([name, t]) => [name.startsWith(TEXT_ENCODER_PREFIX) ? name.slice(TEXT_ENCODER_PREFIX.length) : name, t]));
+}
+
+/** The U-Net's adapters (and the text encoder's) in one file. */
+async function saveAdapters(
+  unet: UNet,
+  textEncoder: CLIPTextModel | undefined,
+  file: string,
+  format: 'peft' | 'kohya',
+  lora: LoraOptions,
+  fold = true,
+): Promise<void> {
   const entries = await unet.loraEntries();
+  let teEntries: LoraEntry[] = [];
   try {
-    await saveLoraFile(file, entries, format, { rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init }, { fold });
+    if (textEncoder !== undefined) teEntries = await textEncoder.loraEntries();
+    await saveLoraFile(
+      file,
+      { unet: entries, textEncoder: teEntries },
+      format,
+      { rank: lora.rank, alpha: lora.alpha ?? lora.rank, dropout: lora.dropout, init: lora.init },
+      { fold },
+    );
   } finally {
     disposeLoraEntries(entries);
+    disposeLoraEntries(teEntries);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Text-to-image training inputs: the frozen VAE turns each batch's images into latents and the frozen
  * text encoder turns its captions into embeddings, the U-Net's two inputs. Both models stay in eval
- * mode and out of the optimizer (the Trainer only knows the U-Net), so they stay bit-identical.
+ * mode and out of the optimizer, so they stay bit-identical. When the text encoder trains
+ * (trainEncoderInStep), captions go to the trainer as token ids instead, which it encodes inside the step.
  *
  * Caching. An image's latent distribution (mean, logvar) is keyed by the sha256 of its transformed
  * pixels (so the file's content and every transform, flips and crops included, are in the key) and of
@@ -85,11 +86,15 @@ async function floats(t: Tensor): Promise<Float32Array> {
   return (await cpu.data()) as Float32Array;
 }
 
+/** A batch's conditioning: the captions' embeddings, or their token ids when the text encoder trains in the step. */
+export type CaptionInputs = { context: Tensor; inputIds?: undefined } | { inputIds: Tensor; context?: undefined };
+
 export class TextConditioning {
   readonly stats: CacheStats = { latentHits: 0, latentMisses: 0, textHits: 0, textMisses: 0, vaeEncoded: 0 };
   private readonly latents = new Map<string, LatentEntry>();
   private readonly texts = new Map<string, Float32Array>();
   private textShape: number[] | undefined;
+  #idsInStep = false;
 
   constructor(
     readonly vae: AutoencoderKL,
@@ -102,8 +107,20 @@ export class TextConditioning {
   }
 
   /**
+   * From now on captions become token ids for the trainer, whose conditioning model (this text encoder,
+   * training) encodes them inside each step; no caption embedding is computed or cached here.
+   */
+  trainEncoderInStep(): void {
+    this.#idsInStep = true;
+  }
+
+  get encoderTrainsInStep(): boolean {
+    return this.#idsInStep;
+  }
+
+  /**
    * The U-Net's inputs for a batch: latents drawn for `step` (scaled by scaling_factor) and caption
-   * embeddings. `rawPixels` (the loader's uint8 NHWC bytes of the same images) key the latent cache.
+   * embeddings (or token ids). `rawPixels` (the loader's uint8 NHWC bytes of the same images) key the latent cache.
    */
   async prepare(
     pixels: Tensor,
@@ -111,8 +128,8 @@ export class TextConditioning {
     captions: readonly string[] | null,
     indices: readonly number[],
     step: number,
-  ): Promise<{ latents: Tensor; context: Tensor }> {
-    const context = await this.embed(captions, pixels.shape[0]!);
+  ): Promise<{ latents: Tensor } & CaptionInputs> {
+    const text = await this.captionInputs(captions, pixels.shape[0]!);
     try {
       const entries = await this.encode(pixels, rawPixels);
       using mean = stack(
@@ -125,27 +142,32 @@ export class TextConditioning {
       );
       using noise = await this.noise(entries[0]!.shape, indices, step);
       const latents = await gaussianSample(mean, logvar, noise, this.vae.scalingFactor);
-      return { latents, context };
+      return { latents, ...text };
     } catch (error) {
-      context.dispose();
+      (text.context ?? text.inputIds).dispose();
       throw error;
     }
   }
 
-  /** Validation inputs: the latent distribution's mean (no draw), scaled, and the captions' embeddings. */
-  async prepareFixed(pixels: Tensor, rawPixels: Uint8Array, captions: readonly string[] | null): Promise<{ latents: Tensor; context: Tensor }> {
-    const context = await this.embed(captions, pixels.shape[0]!);
+  /** Validation inputs: the latent distribution's mean (no draw), scaled, and the captions' embeddings (or token ids). */
+  async prepareFixed(pixels: Tensor, rawPixels: Uint8Array, captions: readonly string[] | null): Promise<{ latents: Tensor } & CaptionInputs> {
+    const text = await this.captionInputs(captions, pixels.shape[0]!);
     try {
       const entries = await this.encode(pixels, rawPixels);
       using mean = stack(
         entries.map((e) => e.mean),
         entries[0]!.shape,
       );
-      return { latents: await scale(mean, this.vae.scalingFactor), context };
+      return { latents: await scale(mean, this.vae.scalingFactor), ...text };
     } catch (error) {
-      context.dispose();
+      (text.context ?? text.inputIds).dispose();
       throw error;
     }
+  }
+
+  private async captionInputs(captions: readonly string[] | null, n: number): Promise<CaptionInputs> {
+    if (!this.#idsInStep) return { context: await this.embed(captions, n) };
+    return { inputIds: this.tokenize(checkCaptions(captions, n)) };
   }
 
   /** ε per sample from (seed, step, sample index), drawn and stacked natively. */
@@ -208,12 +230,8 @@ export class TextConditioning {
     return out as LatentEntry[];
   }
 
-  private async embed(captions: readonly string[] | null, n: number): Promise<Tensor> {
-    if (captions === null)
-      throw new ConfigError(
-        'data: a text-conditioned U-Net trains on captioned images (metadata.jsonl, or .txt/.caption files beside the images); this dataset has no captions',
-      );
-    if (captions.length !== n) throw new ConfigError(`data: expected ${n} captions for the batch but found ${captions.length}`);
+  private async embed(captionsIn: readonly string[] | null, n: number): Promise<Tensor> {
+    const captions = checkCaptions(captionsIn, n);
     const keyOf = (c: string) => sha256('text/1', this.options.textEncoderIdentity, String(this.options.clipSkip), c);
     const rowsOut: Array<Float32Array | undefined> = captions.map((c) => (this.options.cacheTextEmbeddings ? this.texts.get(keyOf(c)) : undefined));
     if (this.options.cacheTextEmbeddings && this.options.cacheDir) {
@@ -238,8 +256,9 @@ export class TextConditioning {
     return stack(rowsOut as Float32Array[], this.textShape!);
   }
 
+  /** Token ids [n, 77]; a multi-vector textual inversion token spread over its vectors, as the pipelines do. */
   private tokenize(captions: readonly string[]): Tensor {
-    const ids = captions.map((c) => this.tokenizer.encode(c, { padding: 'max_length', truncation: true }).inputIds);
+    const ids = captions.map((c) => this.tokenizer.encode(this.tokenizer.expandMultiVectorTokens(c), { padding: 'max_length', truncation: true }).inputIds);
     const length = ids[0]!.length;
     const flat = new BigInt64Array(ids.length * length);
     ids.forEach((row, i) => row.forEach((id, j) => (flat[i * length + j] = BigInt(id))));
@@ -297,6 +316,15 @@ export class TextConditioning {
     await createFolder(path.dirname(file));
     await writeSafetensors(file, tensors, { format: 'difftune-cache' });
   }
+}
+
+function checkCaptions(captions: readonly string[] | null, n: number): readonly string[] {
+  if (captions === null)
+    throw new ConfigError(
+      'data: a text-conditioned U-Net trains on captioned images (metadata.jsonl, or .txt/.caption files beside the images); this dataset has no captions',
+    );
+  if (captions.length !== n) throw new ConfigError(`data: expected ${n} captions for the batch but found ${captions.length}`);
+  return captions;
 }
 
 /** The frozen half of a Stable Diffusion pipeline folder, ready to condition a fine-tuning run. */

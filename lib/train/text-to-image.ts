@@ -2,7 +2,9 @@
  * Text-to-image runs: a text-conditioned UNet2DConditionModel trains from a whole Stable Diffusion
  * pipeline folder, whose frozen VAE turns each batch's images into latents and whose frozen text encoder
  * turns its captions into embeddings (lib/train/text-conditioning.ts). Both stay bit-identical; with
- * verifyFrozen the run shows it by hashing their weights before and after training.
+ * verifyFrozen the run shows it by hashing their weights before and after training. When the text encoder
+ * trains (lib/train/text-encoder-training.ts, textual-inversion.ts, LoRA), the captions go to the trainer
+ * as token ids instead (trainTextEncoder) and only the VAE is checked.
  */
 import type { Recipe } from '../config/recipe';
 import { ConfigError, InternalError } from '../errors';
@@ -90,16 +92,30 @@ export class TextToImage implements TrainingHooks, Disposable {
     };
   }
 
-  /** Latents drawn for `step` from the images' latent distributions, and the captions' embeddings. */
+  /** Whether the text encoder trains (trainTextEncoder was called): batches then carry token ids. */
+  get textEncoderTrains(): boolean {
+    return this.text.conditioning.encoderTrainsInStep;
+  }
+
+  /**
+   * The text encoder trains in the trainer's step from now on: batches carry the captions' token ids, and
+   * caption embeddings are neither computed nor cached here (the cache would hold stale embeddings).
+   */
+  trainTextEncoder(): void {
+    this.text.conditioning.trainEncoderInStep();
+    this.log("text-to-image: the text encoder trains inside each step on the captions' token ids; the text-embedding cache is off");
+  }
+
+  /** Latents drawn for `step` from the images' latent distributions, and the captions' embeddings (or token ids). */
   async prepareBatch(batch: SampleBatch, inputs: ModelInputs, step: number, scope: TensorScope): Promise<ModelInputs> {
-    const { latents, context } = await this.text.conditioning.prepare(batch.pixels, batch.rawPixels, batch.captions, batch.indices, step);
-    return { ...inputs, pixels: scope.own(latents), encoderHiddenStates: scope.own(context) };
+    const { latents, context, inputIds } = await this.text.conditioning.prepare(batch.pixels, batch.rawPixels, batch.captions, batch.indices, step);
+    return { ...inputs, pixels: scope.own(latents), encoderHiddenStates: scope.own(context), inputIds: scope.own(inputIds) };
   }
 
   /** Validation sees the latent means (no draw) and the held-out captions, fixed for the run. */
   async prepareValidation(batch: SampleBatch, inputs: ModelInputs, scope: TensorScope): Promise<ModelInputs> {
-    const { latents, context } = await this.text.conditioning.prepareFixed(batch.pixels, batch.rawPixels, batch.captions);
-    return { ...inputs, pixels: scope.own(latents), encoderHiddenStates: scope.own(context) };
+    const { latents, context, inputIds } = await this.text.conditioning.prepareFixed(batch.pixels, batch.rawPixels, batch.captions);
+    return { ...inputs, pixels: scope.own(latents), encoderHiddenStates: scope.own(context), inputIds: scope.own(inputIds) };
   }
 
   async afterTraining(): Promise<void> {
@@ -113,7 +129,9 @@ export class TextToImage implements TrainingHooks, Disposable {
     const before = this.frozenBefore;
     if (before === undefined) return { cache, frozenBefore: undefined, frozenAfter: undefined };
     const after = await this.text.fingerprint();
-    if (after.textEncoder !== before.textEncoder || after.vae !== before.vae) {
+    // A text encoder that trained changed, as it should: only a frozen one is held to its digest.
+    const encoderFrozen = !this.text.conditioning.encoderTrainsInStep;
+    if ((encoderFrozen && after.textEncoder !== before.textEncoder) || after.vae !== before.vae) {
       throw new InternalError('the frozen text encoder or VAE changed during training (their weights must stay bit-identical)');
     }
     return { cache, frozenBefore: before, frozenAfter: after };

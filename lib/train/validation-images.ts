@@ -251,7 +251,8 @@ export class ValidationImages implements Disposable {
       const averages = await trainer.emaWeights();
       try {
         const merged = new Map(trained);
-        for (const [name, w] of averages) merged.set(name, w);
+        // The U-Net's averages only: a training text encoder's (text_encoder.<name>) stay with the trainer.
+        for (const [name, w] of averages) if (trained.has(name)) merged.set(name, w);
         await unet.loadStateDict(merged, 'the EMA weights');
       } finally {
         disposeStateDict(averages);
