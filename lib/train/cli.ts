@@ -125,7 +125,7 @@ export async function runFinetuneCli(
           result.status !== 'completed'
             ? `resume with --set resume=latest`
             : result.learnedEmbedsFile
-              ? `textual inversion: ${result.learnedEmbedsFile} (npm run sample -- --textual-inversion ${result.learnedEmbedsFile} ...)`
+              ? `textual inversion: ${result.learnedEmbedsFile} (npm run sample -- --textual-inversion <it> with the base pipeline), scheduler: ${result.schedulerDir}`
               : result.loraFile
                 ? `LoRA: ${(result.loraFiles ?? [result.loraFile]).join(', ')}, scheduler: ${result.schedulerDir}`
                 : `model: ${result.unetDir} (diffusers folder), scheduler: ${result.schedulerDir}`,
