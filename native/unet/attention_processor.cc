@@ -31,14 +31,20 @@ at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, c
   at::Tensor kk = upcast ? k.to(at::kFloat) : k;
   // diffusers' AttnProcessor: heads folded into the batch, baddbmm with alpha = scale (the scaling rides
   // in the GEMM instead of a separate pass over the scores, which dominate memory traffic at small head
-  // sizes: mnist-small's 8 heads of 8 over 256 tokens), softmax, bmm. beta = 0: `empty` is never read.
+  // sizes: mnist-small's 8 heads of 8 over 256 tokens), softmax, bmm. beta = 0, but the scores start as
+  // zeros, not diffusers' torch.empty: for small products (contraction × rows × columns < 400, e.g.
+  // self-attention over a 2×2 or 1×1 latent) libtorch 1.13's baddbmm neither copies its input nor skips
+  // beta = 0, it computes out·0 + alpha·(q·kᵀ) on a fresh uninitialised `out`, so stale NaN bytes from the
+  // allocator became NaN outputs now and then. In place on zeros every kernel reads only zeros; in timing
+  // this was no slower than baddbmm on `empty`.
   int64_t b = q.size(0), heads = q.size(1), n = q.size(2), m = k.size(2), dv = v.size(3);
   at::Tensor q3 = qq.reshape({b * heads, n, qq.size(3)});  // [B·H, N, d]
   at::Tensor k3 = kk.reshape({b * heads, m, kk.size(3)});  // [B·H, M, d]
   at::Tensor v3 = v.reshape({b * heads, m, dv});           // [B·H, M, d]
   auto attend = [&](const at::Tensor& qc, const at::Tensor& kc, const at::Tensor& vc) {
-    at::Tensor scores = at::baddbmm(at::empty({qc.size(0), n, m}, qc.options()), qc, kc.transpose(1, 2), /*beta=*/0.0,
-                                    /*alpha=*/scale);       // [G, N, M]
+    at::Tensor scores = at::zeros({qc.size(0), n, m}, qc.options())
+                            .baddbmm_(qc, kc.transpose(1, 2), /*beta=*/0.0,
+                                      /*alpha=*/scale);     // [G, N, M]
     return at::bmm(at::softmax(scores, -1).to(dtype), vc);  // [G, N, d]
   };
   // Groups of (batch, head) pairs whose scores fit in about 1 MB stay in cache from the GEMM through the
