@@ -124,7 +124,7 @@ test('npm run sample --textual-inversion [--token] draws with the embedding: ano
       err,
     );
     expect({ code, err: code === 0 ? '' : err.text() }).toEqual({ code: 0, err: '' });
-    return (await sharp(path.join(dir, name)).raw().toBuffer());
+    return await sharp(path.join(dir, name)).raw().toBuffer();
   };
   const plain = await run('plain.png', []);
   const withToken = await run('ti.png', ['--textual-inversion', file, '--token', '<toy>']);
