@@ -133,7 +133,9 @@ model the transfer demo fine-tunes on Fashion-MNIST.
 - Last training loss ${lastTrain ? `${lastTrain.loss!.toFixed(4)} (step ${lastTrain.step})` : 'not logged'}; held-out loss (MNIST test split, fixed noise and timesteps)
   ${v.length ? `${v[0]!.loss.toFixed(4)} at step 0 → ${v[v.length - 1]!.loss.toFixed(4)} at step ${v[v.length - 1]!.step} (lowest ${best.loss.toFixed(4)}, step ${best.step})` : 'not measured'}.
 - Scheduler: DDPM, ${sched.beta_schedule} betas ${sched.beta_start}…${sched.beta_end} over ${sched.num_train_timesteps?.toLocaleString('en-US')} steps, ${sched.prediction_type} prediction.
-- \`samples.png\`: 32 samples, DDIM 50 steps (eta 0), seed 0 — the sampler the demo's grids use.
+- \`samples.png\`: 32 samples, DDIM 50 steps (eta 0), seed 0 — the sampler the demo's grids use. DDPM's 1,000 stochastic
+  steps draw somewhat better digits from an imperfect model (the previous base: 60.9% recognisable of 64, against
+  54.3% with DDIM 50) at 20× the time.
 - Recognisable digits: ${percent(s.recognisable)} of ${s.count} DDIM-50 samples (real held-out MNIST digits: ${percent(measured.realDigits.recognisable)}, the
   ceiling). A sample counts when its ${s.k} nearest MNIST training digits (unit-length pixels, Euclidean) agree on
   one digit in at least ${s.minVotes} votes and the nearest is as near as 95% of real held-out digits' nearest are
