@@ -218,7 +218,9 @@ test('a type-only upward import added to a real lib/ file is caught', () => {
   const sources = readLib();
   sources.set('config/json.ts', `${sources.get('config/json.ts')!}\nimport type { Trainer } from '../train/trainer';\n`);
   const problems = checkLayers(importGraph(sources));
-  expect(problems).toContain('config/json.ts imports train/trainer.ts: layer 1 (config, errors, util) may not import layer 4 (train, sample, distributed, report)');
+  expect(problems).toContain(
+    'config/json.ts imports train/trainer.ts: layer 1 (config, errors, util) may not import layer 4 (train, sample, distributed, report)',
+  );
   // train/ imports config/, so this also closes a folder cycle.
   expect(problems.some((p) => p.startsWith('folders import each other (a cycle):') && p.includes('config') && p.includes('train'))).toBe(true);
 });
