@@ -12,6 +12,7 @@ import { packageRoot } from '../lib/native/load';
 import { finetune } from '../lib/train/finetune';
 import { progressLine } from '../lib/train/cli';
 import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
+import { STOP_EXIT_CODES, type StopSignal } from '../lib/util/exit-codes';
 
 export const cli = defineCli({
   name: 'pretrain:mnist',
@@ -19,6 +20,11 @@ export const cli = defineCli({
     'Trains the embedded base model (recipes/pretrain-mnist.json) and packages it into models/mnist-ddpm. It checkpoints and resumes like any fine-tune.',
   flags: {
     set: { type: 'string', value: '<key.path=value>', multiple: true, description: 'override one field of recipes/pretrain-mnist.json, e.g. resume=latest' },
+    out: {
+      type: 'string',
+      value: '<folder>',
+      description: 'where the finished model is packaged (default models/mnist-ddpm): elsewhere, to compare it with the shipped one first',
+    },
   },
   examples: ['npm run pretrain:mnist -- --set resume=latest'],
 });
@@ -33,18 +39,39 @@ async function main(argv: readonly string[]): Promise<void> {
   const recipeFile = path.join(root, 'recipes', 'pretrain-mnist.json');
   const sets = args.values.set;
   const raw = applyOverrides(parseLenientJson(await fs.readFile(recipeFile, 'utf8'), recipeFile), sets);
-  const result = await finetune(raw, {
-    recipeFile,
-    onLog: (l) => console.log(l),
-    onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()),
-  });
+  // The run takes hours on a small CPU and is stopped and resumed: a signal stops it at the next step
+  // with a checkpoint, as npm run finetune does (a second one exits at once).
+  const controller = new AbortController();
+  let stoppedBy: StopSignal | undefined;
+  const stop = (signal: StopSignal) => {
+    if (controller.signal.aborted) process.exit(STOP_EXIT_CODES[signal]);
+    stoppedBy = signal;
+    console.error(`${signal}: stopping after this step and writing a checkpoint (again to force)`);
+    controller.abort();
+  };
+  const onSigint = () => stop('SIGINT');
+  const onSigterm = () => stop('SIGTERM');
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+  let result;
+  try {
+    result = await finetune(raw, {
+      recipeFile,
+      signal: controller.signal,
+      onLog: (l) => console.log(l),
+      onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()),
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+  }
   if (result.status !== 'completed') {
-    // A stop, not a failure: exit 130 as npm run finetune does.
-    console.error(`pretrain:mnist: stopped early at step ${result.steps}; run again with --set resume=latest`);
-    process.exitCode = 130;
+    // A stop, not a failure: exit 130 or 143 as npm run finetune does.
+    console.error(`pretrain:mnist: stopped at step ${result.steps} with a checkpoint; run again with --set resume=latest`);
+    process.exitCode = STOP_EXIT_CODES[stoppedBy ?? 'SIGINT'];
     return;
   }
-  const target = path.join(root, 'models', 'mnist-ddpm');
+  const target = args.values.out === undefined ? path.join(root, 'models', 'mnist-ddpm') : path.resolve(args.values.out);
   await packageBaseModel(result, target, recipeFile);
   console.log(`base model written to ${target}`);
 }
