@@ -166,7 +166,9 @@ test('grow a pipeline folder (models/mnist-ddpm): same layout, config passes the
   const config = readJson(path.join(outDir, 'unet', 'config.json'));
   const parsed = parseUNetConfig(config, 'grown config.json');
   expect(parsed.unknownKeys).toEqual([]);
-  expect(config.block_out_channels).toEqual([32, 32, 64, 64]);
+  // One new top level as wide as the first: [32, 64, 64] → [32, 32, 64, 64] (read from the shipped model, which pretrain:mnist may change).
+  const shipped = readJson(path.join(MNIST, 'unet', 'config.json')).block_out_channels as number[];
+  expect(config.block_out_channels).toEqual([shipped[0], ...shipped]);
   expect(config.sample_size).toBe(56); // twice models/mnist-ddpm's sample_size (28)
   expect(config.down_block_types).toEqual(['DownBlock2D', 'DownBlock2D', 'DownBlock2D', 'AttnDownBlock2D']);
   expect(config.up_block_types).toEqual(['AttnUpBlock2D', 'UpBlock2D', 'UpBlock2D', 'UpBlock2D']);
