@@ -40,6 +40,7 @@ export {
   loadLdmSingleFile,
   saveLdmSingleFile,
   convertLdmSingleFileToFolder,
+  writeLdmSingleFileFromFolder,
   readDiffusersComponents,
   readSingleFileKept,
   type RawTensor,
@@ -48,6 +49,8 @@ export {
   type LdmLoadResult,
   type SingleFileOptions,
   type SaveSingleFileOptions,
+  type LdmConversionResult,
+  type LdmSingleFileWritten,
 } from './checkpoint/ldm-single-file';
 
 // Models: the handles, their loaders and their configs.

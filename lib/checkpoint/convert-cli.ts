@@ -12,8 +12,7 @@ import * as path from 'path';
 import type { Writable } from 'stream';
 import { ConfigError, formatCliError } from '../errors';
 import { CliUsageError, defineCli, formatHelp, parseCli, STACK_FLAG, usageHint } from '../util/cli-args';
-import { readLdmLayout } from './ldm-configs';
-import { convertLdmSingleFileToFolder, readDiffusersComponents, readSingleFileKept, saveLdmSingleFile, SINGLE_FILE_KEPT_FILE } from './ldm-single-file';
+import { convertLdmSingleFileToFolder, SINGLE_FILE_KEPT_FILE, writeLdmSingleFileFromFolder } from './ldm-single-file';
 
 export const convertCli = defineCli({
   name: 'convert',
@@ -72,14 +71,12 @@ export async function runConvertCli(argv: readonly string[], out: Writable, err:
         `wrote ${target} (${counts.join(', ')} tensors${kept}${result.ignored.length ? `; ignored ${result.ignored.length} training-only keys` : ''})\n`,
       );
     } else {
-      const dir = path.resolve(a['to-single-file']!);
-      const components = await readDiffusersComponents(dir);
-      const kept = await readSingleFileKept(dir);
-      await saveLdmSingleFile(target, components, { config: dir, kept });
-      const layout = readLdmLayout(dir).textEncoder.style === 'open-clip' ? 'SD 2.x OpenCLIP text encoder' : 'SD 1.x CLIP text encoder';
+      const written = await writeLdmSingleFileFromFolder(path.resolve(a['to-single-file']!), target);
+      const { unet, vae, text_encoder: textEncoder } = written.components;
+      const layout = written.textEncoderStyle === 'open-clip' ? 'SD 2.x OpenCLIP text encoder' : 'SD 1.x CLIP text encoder';
       out.write(
-        `wrote ${target} (unet ${components.unet.size}, vae ${components.vae.size}, text_encoder ${components.text_encoder.size} tensors, ${layout}` +
-          `${kept.size > 0 ? `, ${kept.size} kept tensors from ${SINGLE_FILE_KEPT_FILE}` : ''})\n`,
+        `wrote ${target} (unet ${unet}, vae ${vae}, text_encoder ${textEncoder} tensors, ${layout}` +
+          `${written.kept > 0 ? `, ${written.kept} kept tensors from ${SINGLE_FILE_KEPT_FILE}` : ''})\n`,
       );
     }
     return 0;

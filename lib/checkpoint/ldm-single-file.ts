@@ -27,6 +27,8 @@ import {
 } from './ldm-layout';
 import { pipelineEntries } from './pipeline-folder';
 import { SafetensorsFile, writeSafetensors, type DType } from './safetensors';
+import { tensorByteLength, type HeaderEntry } from './safetensors-format';
+import { writeSafetensorsStreamed } from './safetensors-stream';
 
 /** A tensor as raw little-endian bytes (writeSafetensors takes it as it is). */
 export interface RawTensor {
@@ -225,38 +227,49 @@ export function fromLdmSingleFile(checkpoint: ReadonlyMap<string, RawTensor>, la
   return { components, ignored: plan.ignored, kept: new Map(plan.kept.map((k) => [k, checkpoint.get(k)!])) };
 }
 
-/** One single-file tensor joined from its parts (OpenCLIP's q/k/v), or a description of why it cannot be. */
-function joinParts(keys: readonly LdmKey[], parts: ReadonlyArray<RawTensor | undefined>): RawTensor | string {
+/** A tensor as a header describes it (a RawTensor, or a file's TensorInfo before its bytes are read). */
+export interface TensorShape {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+/** Where one diffusers-side tensor of a single-file tensor is: a component's tensor, or a kept one ("kept"). */
+export interface LdmSource {
+  readonly component: LdmComponent | 'kept';
+  readonly name: string;
+}
+
+/** One tensor of a single file to write: its bytes are those of `sources`, one after another (OpenCLIP's q/k/v rows stack). */
+export interface LdmSingleFileEntry extends HeaderEntry {
+  readonly sources: readonly LdmSource[];
+}
+
+/** Why parts cannot stack into one single-file tensor (OpenCLIP's q/k/v), or undefined when they can. */
+function partsMismatch(keys: readonly LdmKey[], parts: readonly TensorShape[]): string | undefined {
   const first = parts[0]!;
   const rest = first.shape.slice(1).join();
   const rows = keys[0]!.part!.rows;
-  const odd = parts.findIndex((t) => t!.dtype !== first.dtype || t!.shape[0] !== rows || t!.shape.slice(1).join() !== rest);
-  if (odd >= 0) {
-    const list = parts.map((t, i) => `${keys[i]!.diffusers} ${t!.dtype} ${shapeText(t!.shape)}`).join(', ');
-    return `${keys[0]!.ldm}: expected ${keys.length} tensors of one dtype and shape [${rows}, …] to stack, found ${list}`;
-  }
-  const data = new Uint8Array(parts.reduce((n, t) => n + t!.data.byteLength, 0));
-  let offset = 0;
-  for (const t of parts) {
-    data.set(t!.data, offset);
-    offset += t!.data.byteLength;
-  }
-  return { dtype: first.dtype, shape: [rows * parts.length, ...first.shape.slice(1)], data };
+  const odd = parts.findIndex((t) => t.dtype !== first.dtype || t.shape[0] !== rows || t.shape.slice(1).join() !== rest);
+  if (odd < 0) return undefined;
+  const list = parts.map((t, i) => `${keys[i]!.diffusers} ${t.dtype} ${shapeText(t.shape)}`).join(', ');
+  return `${keys[0]!.ldm}: expected ${keys.length} tensors of one dtype and shape [${rows}, …] to stack, found ${list}`;
 }
 
 /**
- * The single file of diffusers components (the reverse of fromLdmSingleFile): every tensor of the
- * layout must be in its component, and no other. VAE attention weights become 1×1 conv weights.
- * Keys come in the table's order (U-Net, VAE, text encoder).
+ * The tensors of the single file of diffusers components, from their headers alone (the plan both
+ * toLdmSingleFile and the streamed writeLdmSingleFileFromFolder fill): every tensor of the layout must be in
+ * its component, and no other. VAE attention weights become 1×1 conv weights. Keys come in the table's
+ * order (U-Net, VAE, text encoder), then the kept ones. One ConfigError lists every problem.
  */
-export function toLdmSingleFile(
-  components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>,
+export function planLdmSingleFile(
+  components: Readonly<Record<LdmComponent, ReadonlyMap<string, TensorShape>>>,
   layout: LdmLayout,
   where = 'components',
-  kept: ReadonlyMap<string, RawTensor> = new Map(),
-): RawStateDict {
+  kept: ReadonlyMap<string, TensorShape> = new Map(),
+): LdmSingleFileEntry[] {
   const table = ldmKeyTable(layout);
-  const out: RawStateDict = new Map();
+  const out: LdmSingleFileEntry[] = [];
+  const written = new Set<string>();
   const missing: string[] = [];
   const badShapes: string[] = [];
   for (const [ldm, keys] of groupByLdm(table)) {
@@ -264,25 +277,30 @@ export function toLdmSingleFile(
     const absent = keys.filter((key, i) => tensors[i] === undefined && key.optional !== true);
     missing.push(...absent.map((key) => `${key.component}: ${key.diffusers}`));
     if (absent.length > 0 || tensors.some((t) => t === undefined)) continue;
+    const present = tensors as TensorShape[];
+    const sources = keys.map((key) => ({ component: key.component, name: key.diffusers }));
+    written.add(ldm);
     if (keys[0]!.part !== undefined) {
-      const joined = joinParts(keys, tensors);
-      if (typeof joined === 'string') badShapes.push(joined);
-      else out.set(ldm, joined);
+      const mismatch = partsMismatch(keys, present);
+      if (mismatch !== undefined) badShapes.push(mismatch);
+      else out.push({ name: ldm, dtype: present[0]!.dtype, shape: [keys[0]!.part.rows * keys.length, ...present[0]!.shape.slice(1)], sources });
       continue;
     }
-    const [key, tensor] = [keys[0]!, tensors[0]!];
+    const [key, tensor] = [keys[0]!, present[0]!];
     let shape = tensor.shape;
     if (key.reshape === 'conv1x1-linear') {
       if (shape.length === 2) shape = [...shape, 1, 1];
       else badShapes.push(`${key.component}: ${key.diffusers}: expected a Linear weight [C, C], found ${shapeText(shape)}`);
     }
-    out.set(ldm, { dtype: tensor.dtype, shape, data: tensor.data });
+    out.push({ name: ldm, dtype: tensor.dtype, shape, sources });
   }
   const known = new Set(table.map((k) => `${k.component}: ${k.diffusers}`));
   const unknown = LDM_COMPONENTS.flatMap((c) => [...components[c].keys()].map((k) => `${c}: ${k}`)).filter((k) => !known.has(k));
   for (const [name, tensor] of kept) {
-    if (isKeptOpenClipKey(name, layout.textEncoder) && !out.has(name)) out.set(name, tensor);
-    else unknown.push(`kept single-file tensor ${name} (the text encoder is written in the ${layout.textEncoder.style} layout)`);
+    if (isKeptOpenClipKey(name, layout.textEncoder) && !written.has(name)) {
+      written.add(name);
+      out.push({ name, dtype: tensor.dtype, shape: tensor.shape, sources: [{ component: 'kept', name }] });
+    } else unknown.push(`kept single-file tensor ${name} (the text encoder is written in the ${layout.textEncoder.style} layout)`);
   }
   if (missing.length > 0 || unknown.length > 0 || badShapes.length > 0) {
     const parts: string[] = [];
@@ -290,6 +308,34 @@ export function toLdmSingleFile(
     if (unknown.length > 0) parts.push(`${unknown.length} tensors have no place in the single-file layout:\n${listKeys(unknown)}`);
     if (missing.length > 0) parts.push(`${missing.length} tensors are missing:\n${listKeys(missing)}`);
     throw new ConfigError(`${where}: cannot write a single-file checkpoint:\n  ${parts.join('\n  ')}`);
+  }
+  return out;
+}
+
+/**
+ * The single file of diffusers components in memory (the reverse of fromLdmSingleFile; see
+ * planLdmSingleFile). A fused q/k/v is a new buffer; every other tensor shares its component's bytes.
+ */
+export function toLdmSingleFile(
+  components: Readonly<Record<LdmComponent, ReadonlyMap<string, RawTensor>>>,
+  layout: LdmLayout,
+  where = 'components',
+  kept: ReadonlyMap<string, RawTensor> = new Map(),
+): RawStateDict {
+  const out: RawStateDict = new Map();
+  for (const { name, dtype, shape, sources } of planLdmSingleFile(components, layout, where, kept)) {
+    const parts = sources.map(({ component, name: n }) => (component === 'kept' ? kept : components[component]).get(n)!.data);
+    if (parts.length === 1) {
+      out.set(name, { dtype, shape, data: parts[0]! });
+      continue;
+    }
+    const data = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+    let offset = 0;
+    for (const p of parts) {
+      data.set(p, offset);
+      offset += p.byteLength;
+    }
+    out.set(name, { dtype, shape, data });
   }
   return out;
 }
@@ -400,34 +446,124 @@ export async function readDiffusersComponents(dir: string): Promise<DiffusersCom
   return components;
 }
 
+/** What a streamed conversion wrote, from the headers (no tensor data is held). */
+export interface LdmConversionResult {
+  /** Per component, the diffusers tensors written. */
+  components: Record<LdmComponent, Map<string, TensorShape>>;
+  /** Checkpoint keys skipped as training-only, in file order. */
+  ignored: string[];
+  /** The single-file tensors kept beside the components (see LdmLoadResult.kept). */
+  kept: Map<string, TensorShape>;
+}
+
+/** A buffer for the largest of `entries`, reused for each tensor of a streamed write (each is written before the next is read). */
+function scratchFor(entries: readonly HeaderEntry[], where: string): Buffer {
+  return Buffer.allocUnsafeSlow(Math.max(1, ...entries.map((e) => tensorByteLength(e.dtype, e.shape, `${where}: tensor "${e.name}"`))));
+}
+
 /**
  * Converts a single file into a diffusers folder at `outDir`: the config folder's pipeline files
  * (model_index.json and the component folders it names, without weights) are copied — so prediction type,
  * upcast_attention and sample size are the config folder's —, then the three components' weights written,
- * and the kept tensors, if any, to SINGLE_FILE_KEPT_FILE.
+ * and the kept tensors, if any, to SINGLE_FILE_KEPT_FILE. Streamed: each component's file is written one
+ * tensor at a time, each read from the single file just before (only its rows for a part of a fused q/k/v),
+ * so memory holds one tensor, not the checkpoint; the bytes are those of writeSafetensors on the loaded dicts.
  */
-export async function convertLdmSingleFileToFolder(path: string, outDir: string, options: SingleFileOptions = {}): Promise<LdmLoadResult> {
-  const loaded = await loadLdmSingleFile(path, options);
-  const config = options.config!;
-  // Only the pipeline's own files: a difftune output used as the config also holds checkpoint-*/,
-  // metrics.jsonl and caches, which do not belong in the converted pipeline.
-  for (const entry of await pipelineEntries(config)) {
-    await fs.cp(nodePath.join(config, entry), nodePath.join(outDir, entry), {
-      recursive: true,
-      filter: (src) => !/\.(safetensors|bin|ckpt|pt|pth|msgpack|onnx)$/i.test(src),
+export async function convertLdmSingleFileToFolder(path: string, outDir: string, options: SingleFileOptions = {}): Promise<LdmConversionResult> {
+  const layout = requireConfig(options, path);
+  const file = await SafetensorsFile.open(path);
+  try {
+    const plan = planLdmConversion(file.tensors, layout, path);
+    const config = options.config!;
+    // Only the pipeline's own files: a difftune output used as the config also holds checkpoint-*/,
+    // metrics.jsonl and caches, which do not belong in the converted pipeline.
+    for (const entry of await pipelineEntries(config)) {
+      await fs.cp(nodePath.join(config, entry), nodePath.join(outDir, entry), {
+        recursive: true,
+        filter: (src) => !/\.(safetensors|bin|ckpt|pt|pth|msgpack|onnx)$/i.test(src),
+      });
+    }
+    const result: LdmConversionResult = { components: { unet: new Map(), vae: new Map(), text_encoder: new Map() }, ignored: plan.ignored, kept: new Map() };
+    for (const component of LDM_COMPONENTS) {
+      const entries = plan.assignments
+        .filter(({ key }) => key.component === component)
+        .map(({ key, shape }) => ({ name: key.diffusers, dtype: file.info(key.ldm).dtype, shape, key }));
+      for (const e of entries) result.components[component].set(e.name, { dtype: e.dtype, shape: e.shape });
+      const target = nodePath.join(outDir, DIFFUSERS_WEIGHT_FILES[component]);
+      await fs.mkdir(nodePath.dirname(target), { recursive: true });
+      const scratch = scratchFor(entries, target);
+      await writeSafetensorsStreamed(
+        target,
+        entries,
+        ({ key }) => {
+          if (key.part === undefined) return file.readInto(key.ldm, scratch);
+          const size = file.info(key.ldm).byteLength / key.part.of;
+          return file.readInto(key.ldm, scratch, { offset: key.part.index * size, length: size });
+        },
+        // The metadata diffusers' save_pretrained writes (transformers and diffusers both check it on load).
+        { format: 'pt' },
+      );
+    }
+    if (plan.kept.length > 0) {
+      const entries = plan.kept.map((name) => ({ name, dtype: file.info(name).dtype, shape: file.info(name).shape }));
+      for (const e of entries) result.kept.set(e.name, { dtype: e.dtype, shape: e.shape });
+      const target = nodePath.join(outDir, SINGLE_FILE_KEPT_FILE);
+      const scratch = scratchFor(entries, target);
+      await writeSafetensorsStreamed(target, entries, ({ name }) => file.readInto(name, scratch), {
+        format: 'pt',
+        difftune:
+          'tensors of the single file that diffusers has no place for, under their single-file keys; written back by npm run convert -- --to-single-file',
+      });
+    }
+    return result;
+  } finally {
+    await file.close();
+  }
+}
+
+/** What writeLdmSingleFileFromFolder wrote: tensors per component and kept, and the text encoder's layout. */
+export interface LdmSingleFileWritten {
+  components: Record<LdmComponent, number>;
+  kept: number;
+  textEncoderStyle: TextEncoderStyle;
+}
+
+/**
+ * Writes a diffusers folder's unet, vae and text_encoder weights (and its SINGLE_FILE_KEPT_FILE, if any) as
+ * one single-file checkpoint at `path`, as saveLdmSingleFile would write them (same bytes), streamed: the
+ * plan comes from the files' headers, then each single-file tensor is read just before it is written (the
+ * three tensors of a fused q/k/v into one buffer), so memory holds one tensor, not the model.
+ * `options.config` defaults to `dir`.
+ */
+export async function writeLdmSingleFileFromFolder(dir: string, path: string, options: SingleFileOptions = {}): Promise<LdmSingleFileWritten> {
+  const layout = requireConfig({ config: options.config ?? dir }, path);
+  const opened: SafetensorsFile[] = [];
+  try {
+    const files = {} as Record<LdmComponent | 'kept', SafetensorsFile | undefined>;
+    for (const component of LDM_COMPONENTS) {
+      files[component] = await SafetensorsFile.open(nodePath.join(dir, DIFFUSERS_WEIGHT_FILES[component]));
+      opened.push(files[component]);
+    }
+    const keptPath = nodePath.join(dir, SINGLE_FILE_KEPT_FILE);
+    if ((await fs.stat(keptPath).catch(() => undefined))?.isFile()) {
+      files.kept = await SafetensorsFile.open(keptPath);
+      opened.push(files.kept);
+    }
+    const tensorsOf = (f: SafetensorsFile | undefined): ReadonlyMap<string, TensorShape> => f?.tensors ?? new Map<string, TensorShape>();
+    const components = { unet: tensorsOf(files.unet), vae: tensorsOf(files.vae), text_encoder: tensorsOf(files.text_encoder) };
+    const entries = planLdmSingleFile(components, layout, path, tensorsOf(files.kept));
+    const scratch = scratchFor(entries, path);
+    await writeSafetensorsStreamed(path, entries, async ({ sources }) => {
+      let offset = 0;
+      for (const { component, name } of sources) offset += (await files[component]!.readInto(name, scratch.subarray(offset))).byteLength;
+      return scratch.subarray(0, offset);
     });
+    return {
+      components: { unet: components.unet.size, vae: components.vae.size, text_encoder: components.text_encoder.size },
+      kept: tensorsOf(files.kept).size,
+      textEncoderStyle: layout.textEncoder.style,
+    };
+  } finally {
+    for (const f of opened) await f.close();
   }
-  for (const component of LDM_COMPONENTS) {
-    const target = nodePath.join(outDir, DIFFUSERS_WEIGHT_FILES[component]);
-    await fs.mkdir(nodePath.dirname(target), { recursive: true });
-    // The metadata diffusers' save_pretrained writes (transformers and diffusers both check it on load).
-    await writeSafetensors(target, loaded.components[component], { format: 'pt' });
-  }
-  if (loaded.kept.size > 0) {
-    await writeSafetensors(nodePath.join(outDir, SINGLE_FILE_KEPT_FILE), loaded.kept, {
-      format: 'pt',
-      difftune: 'tensors of the single file that diffusers has no place for, under their single-file keys; written back by npm run convert -- --to-single-file',
-    });
-  }
-  return loaded;
 }

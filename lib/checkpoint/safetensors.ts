@@ -166,18 +166,23 @@ export class SafetensorsFile implements AsyncDisposable {
 
   /**
    * The raw bytes of one tensor read into the start of `target` (a buffer reused across tensors, so that a
-   * large checkpoint streams through one allocation); returns the filled view of `target`.
+   * large checkpoint streams through one allocation); returns the filled view of `target`. With `range`,
+   * only those bytes of the tensor (e.g. one row block of a fused q/k/v) are read.
    */
-  async readInto(name: string, target: Uint8Array): Promise<Uint8Array> {
+  async readInto(name: string, target: Uint8Array, range?: { readonly offset: number; readonly length: number }): Promise<Uint8Array> {
     const handle = this.openHandle();
     const info = this.info(name);
-    if (target.byteLength < info.byteLength) {
+    const { offset, length } = range ?? { offset: 0, length: info.byteLength };
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > info.byteLength) {
       throw new InvalidArgumentError(
-        `Expected a buffer of at least ${info.byteLength} bytes for tensor "${name}" of ${this.path} but received ${target.byteLength}`,
+        `Expected a byte range within tensor "${name}" of ${this.path} (${info.byteLength} bytes) but received offset ${offset}, length ${length}`,
       );
     }
-    const out = target.subarray(0, info.byteLength);
-    await withFileErrors(this.path, 'read', () => readFully(handle, out, info.begin, this.path, `tensor "${name}"`));
+    if (target.byteLength < length) {
+      throw new InvalidArgumentError(`Expected a buffer of at least ${length} bytes for tensor "${name}" of ${this.path} but received ${target.byteLength}`);
+    }
+    const out = target.subarray(0, length);
+    await withFileErrors(this.path, 'read', () => readFully(handle, out, info.begin + offset, this.path, `tensor "${name}"`));
     return out;
   }
 

@@ -19,7 +19,10 @@ import {
   toLdmSingleFile,
   type DiffusersComponents,
   type RawTensor,
+  DIFFUSERS_WEIGHT_FILES,
+  writeLdmSingleFileFromFolder,
 } from '../../../lib/checkpoint/ldm-single-file';
+import { SafetensorsFile, writeSafetensors } from '../../../lib/checkpoint/safetensors';
 import { expectSameStateDict, readRaw } from '../../helpers/raw-state-dict';
 import { useTempDir } from '../../helpers/temp-dir';
 
@@ -141,6 +144,41 @@ describe('the OpenCLIP layout on sd-pipeline-tiny', () => {
       expect(err.text).toBe('');
       expect(out.text).toMatch(/SD 2\.x OpenCLIP text encoder, 14 kept tensors from text_encoder\/single_file_extras\.safetensors/);
       expect(Buffer.compare(readFileSync(again), readFileSync(original))).toBe(0);
+    });
+
+    it('converts both ways one tensor at a time (q/k/v: only their rows of in_proj), writing the bytes the in-memory path writes', async () => {
+      const original = path.join(tmp(), 'streamed-source.safetensors');
+      await saveLdmSingleFile(original, diffusers, { config: sd2Folder(), kept: keptTensors() });
+      const largest = Math.max(...[...(await readRaw(original)).values()].map((t) => t.data.byteLength));
+      const readBytes = jest.spyOn(SafetensorsFile.prototype, 'readBytes');
+      const readInto = jest.spyOn(SafetensorsFile.prototype, 'readInto');
+      try {
+        const folder = path.join(tmp(), 'streamed');
+        await convertLdmSingleFileToFolder(original, folder, { config: sd2Folder() });
+        expect(readBytes).not.toHaveBeenCalled();
+        const qkvReads = readInto.mock.calls.filter(([name]) => name.endsWith('attn.in_proj_weight') && !name.includes(`resblocks.${LAYERS}.`)); // not the kept block
+        expect(qkvReads).toHaveLength(3 * LAYERS);
+        for (const [, , range] of qkvReads) expect(range?.length).toBe(WIDTH * WIDTH * 4);
+        expect(Math.max(...readInto.mock.calls.map(([, target]) => target.byteLength))).toBeLessThanOrEqual(largest);
+        // The same bytes as writing the whole state dicts (the path before streaming).
+        const inMemory = path.join(tmp(), 'in-memory.safetensors');
+        await writeSafetensors(inMemory, diffusers.text_encoder, { format: 'pt' });
+        expect(Buffer.compare(readFileSync(path.join(folder, DIFFUSERS_WEIGHT_FILES.text_encoder)), readFileSync(inMemory))).toBe(0);
+
+        readInto.mockClear();
+        const back = path.join(tmp(), 'streamed-back.safetensors');
+        const written = await writeLdmSingleFileFromFolder(folder, back);
+        expect(written).toEqual({
+          components: { unet: diffusers.unet.size, vae: diffusers.vae.size, text_encoder: diffusers.text_encoder.size },
+          kept: 14,
+          textEncoderStyle: 'open-clip',
+        });
+        expect(readBytes).not.toHaveBeenCalled();
+        expect(Buffer.compare(readFileSync(back), readFileSync(original))).toBe(0);
+      } finally {
+        readBytes.mockRestore();
+        readInto.mockRestore();
+      }
     });
 
     it('--to-single-file on an SD 2.x folder without extra tensors writes the SD 2.x layout (what diffusers’ script writes)', async () => {
