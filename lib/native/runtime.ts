@@ -2,7 +2,7 @@
 import { DEVICE_FORMS, isDeviceString } from '../config/device';
 import { expected } from '../errors';
 import { callAsync, callSync, loadNative } from './load';
-import type { NativeGemmResult } from './types';
+import type { NativeGemmResult, NativeRuntimeInfo } from './types';
 
 export interface RuntimeInfo {
   torchVersion: string;
@@ -21,6 +21,8 @@ export interface RuntimeInfo {
    */
   onednn: boolean;
   napiVersion: number;
+  /** glibc malloc's thresholds (README: Memory): difftune's fixed 1 MiB mmap threshold, or the user's own. */
+  malloc: NativeRuntimeInfo['malloc'];
 }
 
 export async function runtimeInfo(): Promise<RuntimeInfo> {
@@ -36,6 +38,7 @@ export async function runtimeInfo(): Promise<RuntimeInfo> {
     buildConfig: info.buildConfig,
     onednn: info.onednn,
     napiVersion: info.napiVersion,
+    malloc: info.malloc,
   };
 }
 

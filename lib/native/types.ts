@@ -49,6 +49,12 @@ export interface NativeRuntimeInfo {
   buildConfig: string;
   onednn: boolean;
   napiVersion: number;
+  /**
+   * glibc malloc's thresholds as the addon set them at load ("difftune": a fixed 1 MiB mmap threshold, so
+   * freed activations go back to the OS), or left them ("environment": the user's MALLOC_* / GLIBC_TUNABLES
+   * or DIFFTUNE_MALLOC_TUNING=0; "unsupported": not glibc). Thresholds in bytes, null when not set here.
+   */
+  malloc: { source: 'difftune' | 'environment' | 'unsupported'; mmapThreshold: number | null; trimThreshold: number | null };
 }
 
 export interface NativeGemmOptions {
