@@ -18,9 +18,11 @@
  * - Downsample2D and Upsample2D: their convolution's input (the upsampled map for Upsample2D).
  * - conv_norm_out → SiLU → conv_out: 3·c0·P.
  *
- * With gradient checkpointing (difftune's: whole down, mid and up blocks) only the blocks' inputs stay
- * (the skip connections and the up path's inputs), and backward recomputes one block at a time: the
- * peak is those boundaries plus the largest block's own activations.
+ * With gradient checkpointing (difftune's, as diffusers': each resnet and each attention / Transformer2DModel,
+ * an up block's skip concatenation inside its resnet's) only the layers' inputs stay — the skip
+ * connections, every resnet's and attention's output, the samplers' inputs and outputs, which are not
+ * recomputed — and backward recomputes one layer at a time: the peak is those boundaries plus the
+ * largest layer's own activations.
  */
 import { transformerDepths, type UNetConfig } from './unet';
 
@@ -37,6 +39,8 @@ export interface BlockActivations {
   elements: number;
   /** The largest single tensor among them (what one op's backward allocates about twice of). */
   largest: number;
+  /** With gradient checkpointing: the tensors of its largest recomputed layer (all of `tensors` for a block that is not recomputed). */
+  recomputed: TensorCount[];
 }
 
 export interface UNetActivationShape {
@@ -49,21 +53,23 @@ export interface UNetActivationShape {
 
 export interface UNetActivations {
   blocks: BlockActivations[];
-  /** The tensors checkpointing keeps between blocks: every skip connection and every block's input. */
+  /** The tensors checkpointing keeps between layers: every skip connection, every layer's output, the samplers'. */
   boundaryTensors: TensorCount[];
   /** Elements in them. */
   boundaries: number;
   /** Peak elements held for backward without gradient checkpointing (all blocks, and one op's backward on top). */
   plain: number;
-  /** Peak elements with gradient checkpointing (boundaries, the largest block recomputed, one op's backward). */
+  /** Peak elements with gradient checkpointing (boundaries, the largest layer recomputed, one op's backward). */
   checkpointed: number;
 }
 
 const list = <T>(value: T | readonly T[], n: number): T[] => (Array.isArray(value) ? [...(value as readonly T[])] : new Array<T>(n).fill(value as T));
 
-function block(tensors: TensorCount[], name = ''): BlockActivations {
+const elementsOf = (tensors: readonly TensorCount[]): number => tensors.reduce((a, [size, count]) => a + size * count, 0);
+
+function block(tensors: TensorCount[], name = '', recomputed?: TensorCount[]): BlockActivations {
   const kept = tensors.filter(([size, count]) => size > 0 && count > 0);
-  return { name, tensors: kept, elements: kept.reduce((a, [size, count]) => a + size * count, 0), largest: Math.max(0, ...kept.map(([size]) => size)) };
+  return { name, tensors: kept, elements: elementsOf(kept), largest: Math.max(0, ...kept.map(([size]) => size)), recomputed: recomputed ?? kept };
 }
 
 /** Elements held in tensors smaller than `limit` elements each. */
@@ -115,10 +121,13 @@ function attention(c: number, p: number, heads: number): BlockActivations {
   ]);
 }
 
-function sum(name: string, parts: readonly BlockActivations[]): BlockActivations {
+/** A block of layers (each recomputed on its own with checkpointing) and ops that are not recomputed (samplers). */
+function sum(name: string, layers: readonly BlockActivations[], kept: readonly BlockActivations[] = []): BlockActivations {
+  const widest = layers.reduce<BlockActivations | undefined>((w, l) => (w === undefined || l.elements > w.elements ? l : w), undefined);
   return block(
-    parts.flatMap((b) => b.tensors),
+    [...layers, ...kept].flatMap((b) => b.tensors),
     name,
+    widest ? [...widest.tensors] : [],
   );
 }
 
@@ -148,20 +157,26 @@ export function unetActivations(config: UNetConfig, shape: UNetActivationShape):
   const skips: number[] = [c[0] * p0];
   let out = c[0];
   let p = p0;
+  // Layer outputs that are not skips (a resnet's output before its attention, the mid and up paths).
+  const between: TensorCount[] = [];
   config.down_block_types.forEach((type, i) => {
     const parts: BlockActivations[] = [];
+    const kept: BlockActivations[] = [];
     const inCh = out;
     out = c[i]!;
     for (let j = 0; j < layers[i]!; j++) {
-      parts.push(resnet(j === 0 ? inCh : out, out, p), ...attentionOf(type, out, p, i, depths?.down[i]![j] ?? 1));
+      const attn = attentionOf(type, out, p, i, depths?.down[i]![j] ?? 1);
+      parts.push(resnet(j === 0 ? inCh : out, out, p), ...attn);
+      if (attn.length > 0) between.push([out * p, 1]);
       skips.push(out * p);
     }
     if (i < n - 1) {
-      parts.push(block([[out * p, 1]]));
+      // The downsampler's input is the last skip.
+      kept.push(block([[out * p, 1]]));
       p = Math.ceil(p / 4);
       skips.push(out * p);
     }
-    blocks.push(sum(`down_blocks.${i}`, parts));
+    blocks.push(sum(`down_blocks.${i}`, parts, kept));
   });
 
   const last = c[n - 1]!;
@@ -170,8 +185,9 @@ export function unetActivations(config: UNetConfig, shape: UNetActivationShape):
     const midAttention =
       config.mid_block_type === 'UNetMidBlock2DCrossAttn' ? [transformer(last, p, headsAt(n - 1, last), depths?.mid ?? 1, tokens, false)] : [];
     const addAttention = config._class_name === 'UNet2DModel' && config.add_attention ? [attention(last, p, headsAt(n - 1, last))] : [];
-    blocks.push(sum('mid_block', [resnet(last, last, p), ...midAttention, ...addAttention, resnet(last, last, p)]));
-    boundaryTensors.push([last * p, 1]);
+    const parts = [resnet(last, last, p), ...midAttention, ...addAttention, resnet(last, last, p)];
+    blocks.push(sum('mid_block', parts));
+    between.push([last * p, parts.length]);
   }
 
   const rev = [...c].reverse();
@@ -179,32 +195,37 @@ export function unetActivations(config: UNetConfig, shape: UNetActivationShape):
   out = rev[0]!;
   config.up_block_types.forEach((type, i) => {
     const parts: BlockActivations[] = [];
+    const kept: BlockActivations[] = [];
     const prev = out;
     out = rev[i]!;
     const level = n - 1 - i;
     for (let j = 0; j <= revLayers[i]!; j++) {
       const skip = (skips.pop() ?? 0) / p;
-      parts.push(resnet((j === 0 ? prev : out) + skip, out, p), ...attentionOf(type, out, p, level, depths?.up[i]![j] ?? 1));
+      const attn = attentionOf(type, out, p, level, depths?.up[i]![j] ?? 1);
+      parts.push(resnet((j === 0 ? prev : out) + skip, out, p), ...attn);
+      between.push([out * p, 1 + attn.length]);
     }
     if (i < n - 1) {
       p = p * 4;
-      parts.push(block([[out * p, 1]]));
+      // The upsampler's convolution keeps its (upsampled) input; its output is the next block's input.
+      kept.push(block([[out * p, 1]]));
+      between.push([out * p, 2]);
     }
-    blocks.push(sum(`up_blocks.${i}`, parts));
-    boundaryTensors.push([out * p, 1]);
+    blocks.push(sum(`up_blocks.${i}`, parts, kept));
   });
+  boundaryTensors.push(...between);
   blocks.push(block([[c[0] * p0, 3]], 'conv_out'));
 
   const boundaries = boundaryTensors.reduce((a, [size, count]) => a + size * count, 0);
   const total = blocks.reduce((a, b) => a + b.elements, 0);
   const largestOp = Math.max(...blocks.map((b) => b.largest));
-  const widestBlock = Math.max(...blocks.filter((b) => b.name !== 'conv_out').map((b) => b.elements));
+  const widestLayer = Math.max(...blocks.filter((b) => b.name !== 'conv_out').map((b) => elementsOf(b.recomputed)));
   const convOut = blocks[blocks.length - 1]!.elements;
   return {
     blocks,
     boundaryTensors,
     boundaries,
     plain: total + 2 * largestOp,
-    checkpointed: boundaries + convOut + widestBlock + 2 * largestOp,
+    checkpointed: boundaries + convOut + widestLayer + 2 * largestOp,
   };
 }

@@ -16,15 +16,15 @@ import type { AutoencoderKLConfig } from '../config/vae';
 export const RUNTIME_BYTES = 220e6;
 
 /**
- * glibc's malloc serves blocks under its mmap threshold (which it raises up to 32 MiB as large blocks
- * are freed) from heaps that keep freed memory, so the resident size of a step runs ahead of the live
- * tensors: by about ALLOCATOR_SLACK × the activations held in tensors under LARGE_TENSOR_BYTES, more
- * with gradient checkpointing, whose recomputation allocates and frees each block's activations twice.
- * Fitted on the measurements in the README's memory-plan section (SD 1.5-shaped U-Nets at 16²–64²,
- * ddpm-cifar10, the real SD 1.5 U-Net); MALLOC_MMAP_THRESHOLD_=1048576 removes most of the slack.
+ * The addon fixes glibc malloc's mmap threshold at 1 MiB (native/binding/addon.cc), so every freed block
+ * of LARGE_TENSOR_BYTES or more goes back to the OS; smaller ones stay in malloc's heaps, and the resident
+ * size of a step runs ahead of the live tensors by about ALLOCATOR_SLACK × the activations held in those
+ * small tensors. Fitted on the step measurements in the README's memory-plan section (sd15-unet-small at
+ * 32²–64², batch 1–2, ddpm-cifar10 at batch 8, the SD 1.5 U-Net at 64²). A user's own MALLOC_* settings
+ * (glibc's default: a threshold that rises to 32 MiB) can make a run's peak 30% higher than planned.
  */
-export const LARGE_TENSOR_BYTES = 32 * 2 ** 20;
-export const ALLOCATOR_SLACK = { plain: 1.0, checkpointed: 1.5 } as const;
+export const LARGE_TENSOR_BYTES = 2 ** 20;
+export const ALLOCATOR_SLACK = { plain: 0.5, checkpointed: 0.25 } as const;
 
 export interface TrainingMemoryInput {
   unetConfig: UNetConfig;
@@ -75,7 +75,7 @@ function blockOf(name: string): string {
 /**
  * The step's peak: backward runs the blocks in reverse, freeing each block's activations and
  * allocating its parameters' gradients; so when block k's backward runs, the activations of k and the
- * blocks before it are alive (with checkpointing: every block's inputs and k's recomputed activations)
+ * blocks before it are alive (with checkpointing: every layer's inputs and k's largest recomputed layer)
  * together with the gradients of k and the blocks after it. One op's backward adds about twice its largest tensor.
  */
 export function stepPeak(
@@ -86,12 +86,12 @@ export function stepPeak(
   batch: number,
   bytesPerElement: number,
 ): number {
-  const order: BlockActivations[] = [{ name: 'stem', tensors: [], elements: 0, largest: 0 }, ...acts.blocks];
+  const order: BlockActivations[] = [{ name: 'stem', tensors: [], elements: 0, largest: 0, recomputed: [] }, ...acts.blocks];
   const scale = batch * bytesPerElement;
   const largeTensor = LARGE_TENSOR_BYTES / scale;
   let peak = 0;
   for (let k = 0; k < order.length; k++) {
-    const alive: TensorCount[] = checkpointing ? [...acts.boundaryTensors, ...order[k]!.tensors] : order.slice(0, k + 1).flatMap((b) => b.tensors);
+    const alive: TensorCount[] = checkpointing ? [...acts.boundaryTensors, ...order[k]!.recomputed] : order.slice(0, k + 1).flatMap((b) => b.tensors);
     const held = alive.reduce((a, [size, count]) => a + size * count, 0);
     const slack = ALLOCATOR_SLACK[checkpointing ? 'checkpointed' : 'plain'] * elementsBelow(alive, largeTensor);
     const grads = order.slice(k).reduce((a, b) => a + (gradients.get(b.name) ?? 0), 0);

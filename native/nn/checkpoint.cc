@@ -129,4 +129,10 @@ std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tens
   return CheckpointFunction::apply(holder, at::TensorList(defined));
 }
 
+at::Tensor checkpointLayer(bool recompute, const LayerFn& fn, const std::vector<at::Tensor>& inputs, Module& layer) {
+  if (!recompute) return fn(inputs);
+  // By value: backward calls it again after the caller's frame is gone.
+  return checkpoint([fn](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{fn(in)}; }, inputs, layer)[0];
+}
+
 }  // namespace difftune

@@ -21,4 +21,11 @@ using BlockFn = std::function<std::vector<at::Tensor>(const std::vector<at::Tens
 // so dropout masks match between the two runs.
 std::vector<at::Tensor> checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs, Module& block);
 
+using LayerFn = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
+
+// One layer (a resnet, a transformer) with one output: through checkpoint() when `recompute`, else
+// fn(inputs) as it is. diffusers checkpoints at this grain, so a recomputation holds one layer's
+// activations, not a whole down/up block's.
+at::Tensor checkpointLayer(bool recompute, const LayerFn& fn, const std::vector<at::Tensor>& inputs, Module& layer);
+
 }  // namespace difftune

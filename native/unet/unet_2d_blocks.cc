@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "nn/checkpoint.h"
 #include "tensor/failure.h"
 
 namespace difftune {
@@ -65,6 +66,19 @@ std::shared_ptr<Transformer2DModel> transformer(const BlockOptions& o, int64_t c
   return std::make_shared<Transformer2DModel>(t);
 }
 
+// resnet(x, temb), recomputed in backward when `recompute`. `skip`, where given, is concatenated to x
+// inside the recomputation (an up block's skip connection), so the concatenation is not kept either.
+at::Tensor resnetLayer(bool recompute, ResnetBlock2D& resnet, const at::Tensor& x, const at::Tensor& temb,
+                       const at::Tensor& skip = at::Tensor()) {
+  ResnetBlock2D* r = &resnet;
+  return checkpointLayer(
+      recompute,
+      [r](const std::vector<at::Tensor>& in) {
+        return r->forward(in[2].defined() ? at::cat({in[0], in[2]}, 1) : in[0], in[1]);
+      },
+      {x, temb, skip}, resnet);
+}
+
 }  // namespace
 
 bool isCrossAttentionBlock(const std::string& type) {
@@ -81,8 +95,15 @@ void BlockAttentions::add(std::shared_ptr<Transformer2DModel> t) {
   transformers_.push_back(std::move(t));
 }
 
-at::Tensor BlockAttentions::forward(size_t i, const at::Tensor& x, const at::Tensor& context) const {
-  return plain_.empty() ? transformers_.at(i)->forward(x, context) : plain_.at(i)->forward(x);
+at::Tensor BlockAttentions::forward(size_t i, const at::Tensor& x, const at::Tensor& context, bool recompute) const {
+  if (plain_.empty()) {
+    Transformer2DModel* t = transformers_.at(i).get();
+    return checkpointLayer(
+        recompute, [t](const std::vector<at::Tensor>& in) { return t->forward(in[0], in[1]); }, {x, context}, *t);
+  }
+  Attention* a = plain_.at(i).get();
+  return checkpointLayer(
+      recompute, [a](const std::vector<at::Tensor>& in) { return a->forward(in[0]); }, {x}, *a);
 }
 
 DownBlock::DownBlock(const BlockOptions& o) : options(o) {
@@ -103,12 +124,12 @@ DownBlock::DownBlock(const BlockOptions& o) : options(o) {
   }
 }
 
-at::Tensor DownBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context,
-                              std::vector<at::Tensor>& skips) const {
+at::Tensor DownBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context, std::vector<at::Tensor>& skips,
+                              bool recompute) const {
   at::Tensor x = xIn;
   for (size_t i = 0; i < resnets->size(); ++i) {
-    x = (*resnets)[i].forward(x, temb);
-    if (attentions) x = attentions->forward(i, x, context);
+    x = resnetLayer(recompute, (*resnets)[i], x, temb);
+    if (attentions) x = attentions->forward(i, x, context, recompute);
     skips.push_back(x);
   }
   if (downsamplers) {
@@ -141,11 +162,11 @@ MidBlock::MidBlock(const BlockOptions& o) : options(o) {
   }
 }
 
-at::Tensor MidBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context) const {
-  at::Tensor x = (*resnets)[0].forward(xIn, temb);
+at::Tensor MidBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context, bool recompute) const {
+  at::Tensor x = resnetLayer(recompute, (*resnets)[0], xIn, temb);
   for (size_t i = 1; i < resnets->size(); ++i) {
-    if (attentions) x = attentions->forward(i - 1, x, context);
-    x = (*resnets)[i].forward(x, temb);
+    if (attentions) x = attentions->forward(i - 1, x, context, recompute);
+    x = resnetLayer(recompute, (*resnets)[i], x, temb);
   }
   return x;
 }
@@ -170,11 +191,11 @@ UpBlock::UpBlock(const BlockOptions& o) : options(o) {
 }
 
 at::Tensor UpBlock::forward(const at::Tensor& xIn, const at::Tensor& temb, const at::Tensor& context, const std::vector<at::Tensor>& skips,
-                            const std::optional<std::vector<int64_t>>& upsampleSize) const {
+                            const std::optional<std::vector<int64_t>>& upsampleSize, bool recompute) const {
   at::Tensor x = xIn;
   for (size_t i = 0; i < resnets->size(); ++i) {
-    x = (*resnets)[i].forward(at::cat({x, skips.at(i)}, 1), temb);
-    if (attentions) x = attentions->forward(i, x, context);
+    x = resnetLayer(recompute, (*resnets)[i], x, temb, skips.at(i));
+    if (attentions) x = attentions->forward(i, x, context, recompute);
   }
   if (upsamplers) x = (*upsamplers)[0].forward(x, upsampleSize);
   return x;

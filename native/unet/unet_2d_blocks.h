@@ -47,7 +47,8 @@ class BlockAttentions : public Module {
   void add(std::shared_ptr<Attention> a);
   void add(std::shared_ptr<Transformer2DModel> t);
   size_t size() const { return plain_.size() + transformers_.size(); }
-  at::Tensor forward(size_t i, const at::Tensor& x, const at::Tensor& context) const;
+  // recompute: gradient checkpointing of this attention / Transformer2DModel (see checkpointLayer).
+  at::Tensor forward(size_t i, const at::Tensor& x, const at::Tensor& context, bool recompute = false) const;
 
  private:
   std::vector<std::shared_ptr<Attention>> plain_;
@@ -57,8 +58,10 @@ class BlockAttentions : public Module {
 class DownBlock : public Module {
  public:
   explicit DownBlock(const BlockOptions& o);
-  // Appends each resnet/attention output and the downsampled output to `skips`.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context, std::vector<at::Tensor>& skips) const;
+  // Appends each resnet/attention output and the downsampled output to `skips`. recompute: gradient
+  // checkpointing per resnet and per attention, as diffusers does (the samplers are kept).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context, std::vector<at::Tensor>& skips,
+                     bool recompute = false) const;
   BlockOptions options;
   std::shared_ptr<ModuleList<ResnetBlock2D>> resnets;
   std::shared_ptr<BlockAttentions> attentions;
@@ -68,7 +71,7 @@ class DownBlock : public Module {
 class MidBlock : public Module {
  public:
   explicit MidBlock(const BlockOptions& o);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context) const;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context, bool recompute = false) const;
   BlockOptions options;
   std::shared_ptr<ModuleList<ResnetBlock2D>> resnets;
   std::shared_ptr<BlockAttentions> attentions;
@@ -80,7 +83,7 @@ class UpBlock : public Module {
   // `skips`: this block's skip connections in the order its resnets consume them. upsampleSize: the
   // next skip's size where it is not exactly 2× (inputs not a multiple of 2^levels).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context, const std::vector<at::Tensor>& skips,
-                     const std::optional<std::vector<int64_t>>& upsampleSize) const;
+                     const std::optional<std::vector<int64_t>>& upsampleSize, bool recompute = false) const;
   size_t numResnets() const { return resnets->size(); }
   BlockOptions options;
   std::shared_ptr<ModuleList<ResnetBlock2D>> resnets;
