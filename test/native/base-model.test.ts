@@ -76,7 +76,7 @@ test("packageBaseModel writes the pipeline folder, samples.png and a card with t
 
 // The pretraining run is hours long and gets stopped: SIGTERM/SIGINT used to kill it outright, losing the
 // steps since the last periodic checkpoint; now it stops at the next step with a checkpoint, as finetune does.
-test.each([
+test.each<[NodeJS.Signals, number]>([
   ['SIGINT', 130],
   ['SIGTERM', 143],
 ])('npm run pretrain:mnist stops on %s with a checkpoint and exits %d (nothing packaged)', async (signal, exitCode) => {
