@@ -14,7 +14,7 @@ import { Tensor } from '../native/tensor';
 import type { NativeCLIPTextModel } from '../native/types';
 import { checkModelOptions, FrozenModel, readConfigJson, refusePickles, type ModelOptions } from './frozen-model';
 import { describeWeightFileNames, saveModelFolder, shardedWeightFiles, weightsSource } from './model-folder';
-import { checkTensor, createNativeModel, streamWeightsInto, toTensorMap } from './native-model';
+import { checkTensor, createNativeModel, loraCalls, streamWeightsInto, toTensorMap, type LoraAddOptions, type LoraEntry } from './native-model';
 
 export const TEXT_ENCODER_WEIGHTS = 'model.safetensors';
 
@@ -140,23 +140,18 @@ export class CLIPTextModel extends FrozenModel<NativeCLIPTextModel> {
    * Adds LoRA adapters to `targets` (layer names such as `text_model.encoder.layers.0.self_attn.q_proj`);
    * their weights are named like peft's state dict (`<layer>.lora_A.weight`, `.lora_B.weight`).
    */
-  async addLora(options: { targets: readonly string[]; rank: number; alpha?: number; dropout?: number; init?: 'kaiming' | 'gaussian'; seed?: number }): Promise<void> {
-    const native = this.live();
-    const o = { targets: [...options.targets], rank: options.rank, alpha: options.alpha ?? options.rank, dropout: options.dropout ?? 0, init: options.init ?? 'kaiming', seed: options.seed ?? 0 };
-    await callAsync(() => native.addLora(o));
+  async addLora(options: LoraAddOptions): Promise<void> {
+    await loraCalls.add(this.live(), options);
   }
 
   /** Installs adapters with these weights (e.g. read from a LoRA file); replaces adapters on those layers. encode applies them. */
-  async setLora(entries: ReadonlyArray<{ module: string; A: Tensor; B: Tensor; alpha: number }>, dropout = 0): Promise<void> {
-    const native = this.live();
-    const list = entries.map((e) => ({ module: e.module, A: e.A.native, B: e.B.native, alpha: e.alpha }));
-    await callAsync(() => native.setLora(list, dropout));
+  async setLora(entries: readonly LoraEntry[], dropout = 0): Promise<void> {
+    await loraCalls.set(this.live(), entries, dropout);
   }
 
   /** Copies of every adapter: layer, A (lora_A / lora_down), B (lora_B / lora_up), alpha. */
-  async loraEntries(): Promise<Array<{ module: string; A: Tensor; B: Tensor; alpha: number }>> {
-    const native = this.live();
-    return (await callAsync(() => native.loraEntries())).map((e) => ({ module: e.module, A: new Tensor(e.A), B: new Tensor(e.B), alpha: e.alpha }));
+  async loraEntries(): Promise<LoraEntry[]> {
+    return loraCalls.entries(this.live());
   }
 
   /** Folds the adapters into the base weights (W += alpha/rank·B·A) and removes them. */

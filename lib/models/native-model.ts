@@ -8,7 +8,7 @@ import { streamStateDict, type LoadStats, type StateDict, type StreamStateDictOp
 import type { ComputeDType } from '../native/dtype';
 import { callAsync } from '../native/load';
 import { Tensor } from '../native/tensor';
-import type { NativeModelHandle, NativeNamedTensors, NativeParameterInfo } from '../native/types';
+import type { NativeLoraMethods, NativeModelHandle, NativeNamedTensors, NativeParameterInfo } from '../native/types';
 import { checkModelFits, type ModelSize } from './memory-check';
 
 export { checkTensor } from '../native/tensor';
@@ -138,3 +138,36 @@ export abstract class NativeModel<H extends NativeModelHandle> {
     this.dispose();
   }
 }
+
+/** What addLora takes on every model with native adapters (native/nn/lora: the U-Net, the CLIP text encoder). */
+export interface LoraAddOptions {
+  targets: readonly string[];
+  rank: number;
+  alpha?: number;
+  dropout?: number;
+  init?: 'kaiming' | 'gaussian';
+  seed?: number;
+}
+
+/** One adapter as JS sees it: layer, A (lora_A / lora_down), B (lora_B / lora_up), alpha. */
+export interface LoraEntry {
+  module: string;
+  A: Tensor;
+  B: Tensor;
+  alpha: number;
+}
+
+/** The adapter calls every model's wrapper shares, written once as the native side's binding/lora_methods is. */
+export const loraCalls = {
+  async add(native: NativeLoraMethods, options: LoraAddOptions): Promise<void> {
+    const o = { targets: [...options.targets], rank: options.rank, alpha: options.alpha ?? options.rank, dropout: options.dropout ?? 0, init: options.init ?? 'kaiming', seed: options.seed ?? 0 };
+    await callAsync(() => native.addLora(o));
+  },
+  async set(native: NativeLoraMethods, entries: readonly LoraEntry[], dropout: number): Promise<void> {
+    const list = entries.map((e) => ({ module: e.module, A: e.A.native, B: e.B.native, alpha: e.alpha }));
+    await callAsync(() => native.setLora(list, dropout));
+  },
+  async entries(native: NativeLoraMethods): Promise<LoraEntry[]> {
+    return (await callAsync(() => native.loraEntries())).map((e) => ({ module: e.module, A: new Tensor(e.A), B: new Tensor(e.B), alpha: e.alpha }));
+  },
+};

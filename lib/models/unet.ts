@@ -19,7 +19,7 @@ import { checkTensor, Tensor } from '../native/tensor';
 import type { NativeUNet, NativeUNetInputs } from '../native/types';
 import { describeWeightFileNames, diffusersConfigJson, saveModelFolder, shardedWeightFiles, weightsSource } from './model-folder';
 import { checkUNetActivationsFit, type ModelSize } from './memory-check';
-import { createNativeModel, loadWeightsInto, NativeModel, streamWeightsInto, toTensorMap } from './native-model';
+import { createNativeModel, loadWeightsInto, loraCalls, NativeModel, streamWeightsInto, toTensorMap, type LoraAddOptions, type LoraEntry } from './native-model';
 import { pathKind } from '../util/fs-errors';
 
 export const UNET_WEIGHTS = 'diffusion_pytorch_model.safetensors';
@@ -255,23 +255,18 @@ export class UNet extends NativeModel<NativeUNet> {
   }
 
   /** Adds LoRA adapters to `targets` (layer names such as `...attn1.to_q`). */
-  async addLora(options: { targets: readonly string[]; rank: number; alpha?: number; dropout?: number; init?: 'kaiming' | 'gaussian'; seed?: number }): Promise<void> {
-    const native = this.live();
-    const o = { targets: [...options.targets], rank: options.rank, alpha: options.alpha ?? options.rank, dropout: options.dropout ?? 0, init: options.init ?? 'kaiming', seed: options.seed ?? 0 };
-    await callAsync(() => native.addLora(o));
+  async addLora(options: LoraAddOptions): Promise<void> {
+    await loraCalls.add(this.live(), options);
   }
 
   /** Installs adapters with these weights (e.g. read from a LoRA file); replaces adapters on those layers. */
-  async setLora(entries: ReadonlyArray<{ module: string; A: Tensor; B: Tensor; alpha: number }>, dropout = 0): Promise<void> {
-    const native = this.live();
-    const list = entries.map((e) => ({ module: e.module, A: e.A.native, B: e.B.native, alpha: e.alpha }));
-    await callAsync(() => native.setLora(list, dropout));
+  async setLora(entries: readonly LoraEntry[], dropout = 0): Promise<void> {
+    await loraCalls.set(this.live(), entries, dropout);
   }
 
   /** Copies of every adapter: layer, A (lora_A / lora_down), B (lora_B / lora_up), alpha. */
-  async loraEntries(): Promise<Array<{ module: string; A: Tensor; B: Tensor; alpha: number }>> {
-    const native = this.live();
-    return (await callAsync(() => native.loraEntries())).map((e) => ({ module: e.module, A: new Tensor(e.A), B: new Tensor(e.B), alpha: e.alpha }));
+  async loraEntries(): Promise<LoraEntry[]> {
+    return loraCalls.entries(this.live());
   }
 
   /** Folds the adapters into the base weights (W += alpha/rank·B·A) and removes them. */
