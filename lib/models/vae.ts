@@ -1,7 +1,7 @@
 /**
  * diffusers AutoencoderKL from a `vae/` folder: `loadVae(dir)` reads config.json and the safetensors
- * weights (single file, sharded index, or a variant such as fp16) into a native model. The VAE is used
- * frozen: encode and decode run without autograd, in eval mode. `vae.save(dir)` writes a folder
+ * weights (single file, sharded index, or a variant such as fp16) into a native model. encode and decode
+ * run without autograd, in eval mode (train/vae-training.ts trains one). `vae.save(dir)` writes a folder
  * diffusers loads back.
  */
 import { expected } from '../errors';
@@ -103,6 +103,11 @@ export class AutoencoderKL extends FrozenModel<NativeAutoencoderKL> {
   /** Legacy attention names (query/key/value/proj_attn) become diffusers' current ones. */
   protected override prepareWeights(weights: StateDict, source: string): StateDict {
     return renameLegacyVaeKeys(weights, source);
+  }
+
+  /** @internal The native handle, for the VAE trainer. */
+  get native(): NativeAutoencoderKL {
+    return this.live();
   }
 
   /** Multiply encoded latents by it for the U-Net; divide U-Net latents by it before decode(). */

@@ -191,6 +191,66 @@ export interface NativeAutoencoderKLStatic {
   create(config: NativeVaeConfig): Promise<NativeAutoencoderKL>;
 }
 
+/** native/train/vae_trainer.h: the loss (reconstruction + klWeight · KL) and AdamW's settings. */
+export interface NativeVaeTrainerConfig {
+  reconstructionLoss: 'mse' | 'l1';
+  klWeight: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** <= 0: no clipping. */
+  maxGradNorm?: number;
+  seed: number;
+}
+
+export interface NativeVaeBatch {
+  /** [B, in_channels, H, W] float in [-1, 1]; H and W multiples of the VAE's scale factor. */
+  images: NativeTensor;
+  /** Global index of each image: its posterior noise derives from (seed, step, index). */
+  sampleIndices: number[];
+  /** The optimizer step (0-based). */
+  step: number;
+}
+
+/** Each a mean over the batch of per-image sums: loss = reconstruction + klWeight · kl. */
+export interface NativeVaeLossParts {
+  loss: number;
+  reconstruction: number;
+  kl: number;
+  finite: boolean;
+}
+
+/** Sums over a batch (batches of a held-out set add up). */
+export interface NativeVaeEvaluation {
+  /** The reconstruction loss of decode(mean) over every element. */
+  reconstructionSum: number;
+  klSum: number;
+  /** Over every element of a posterior draw. */
+  latentSum: number;
+  latentSquareSum: number;
+  images: number;
+  pixelElements: number;
+  latentElements: number;
+}
+
+/** AdamW over every parameter of one AutoencoderKL (native/train/vae_trainer.h). */
+export interface NativeVaeTrainer {
+  readonly disposed: boolean;
+  /** Forward, backward, clipping, AdamW at `lr`; skipped when the loss or gradients are not finite. */
+  step(batch: NativeVaeBatch, lr: number): Promise<NativeVaeLossParts & { gradNorm: number; skipped: boolean; optimizerSteps: number }>;
+  /** The step's loss and every parameter's gradient, without an update. */
+  gradients(batch: NativeVaeBatch): Promise<NativeVaeLossParts & { gradParams: NativeNamedTensors }>;
+  /** Without autograd: the reconstruction of the posterior mean, the KL and a posterior draw's moments. */
+  evaluate(batch: NativeVaeBatch): Promise<NativeVaeEvaluation>;
+  optimizerSteps(): Promise<number>;
+  dispose(): void;
+}
+
+export interface NativeVaeTrainerStatic {
+  create(vae: NativeAutoencoderKL, config: NativeVaeTrainerConfig): Promise<NativeVaeTrainer>;
+}
+
 /** What the CLIP text encoder returns for a batch of token ids. */
 export interface NativeTextEncoderOutput {
   lastHiddenState: NativeTensor;
@@ -442,6 +502,7 @@ export interface NativeAddon {
   NativeGenerator: NativeGeneratorStatic;
   NativeUNet: NativeUNetStatic;
   NativeAutoencoderKL: NativeAutoencoderKLStatic;
+  NativeVaeTrainer: NativeVaeTrainerStatic;
   NativeCLIPTextModel: NativeCLIPTextModelStatic;
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */

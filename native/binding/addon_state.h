@@ -17,6 +17,7 @@ struct AddonState {
   Napi::FunctionReference unetConstructor;
   Napi::FunctionReference trainerConstructor;
   Napi::FunctionReference vaeConstructor;
+  Napi::FunctionReference vaeTrainerConstructor;
   Napi::FunctionReference clipTextConstructor;
 };
 

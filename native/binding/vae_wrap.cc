@@ -41,6 +41,13 @@ Napi::Function VaeWrap::define(Napi::Env env) {
                           });
 }
 
+std::shared_ptr<VaeModel> VaeWrap::modelArg(const Napi::Value& value, const std::string& param) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addonState(env).vaeConstructor.Value()))
+    failArg("an AutoencoderKL", param, value);
+  return Unwrap(value.As<Napi::Object>())->live();
+}
+
 VaeConfig VaeWrap::parseConfig(const Napi::Object& o) {
   const std::string p = "config";
   VaeConfig c;

@@ -4,6 +4,9 @@
 
 #include <napi.h>
 
+#include <memory>
+#include <string>
+
 #include "binding/model_wrap.h"
 #include "vae/vae_model.h"
 
@@ -13,6 +16,8 @@ class VaeWrap : public ModelWrap<VaeWrap, VaeModel> {
  public:
   static Napi::Function define(Napi::Env env);
   using ModelWrap::ModelWrap;
+  // The live model behind a NativeAutoencoderKL argument (the VAE trainer's).
+  static std::shared_ptr<VaeModel> modelArg(const Napi::Value& value, const std::string& param);
 
  private:
   friend ModelWrap;

@@ -22,6 +22,17 @@ inline uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// The seed of one sample's own random stream for one purpose: (seed, optimizer step, global sample
+// index, stream) chained through splitmix64. A sample's draws then depend neither on the micro-batch
+// or process that made them nor on whether another option drew numbers first. The trainers (train/)
+// key all their per-sample noise with it, each purpose with its own stream number.
+inline uint64_t sampleStreamKey(uint64_t seed, int64_t step, int64_t index, uint64_t stream) {
+  uint64_t h = splitmix64(seed);
+  h = splitmix64(h ^ static_cast<uint64_t>(step));
+  h = splitmix64(h ^ static_cast<uint64_t>(index));
+  return splitmix64(h ^ stream);
+}
+
 struct GeneratorData;  // holds the at::Generator; defined in generator_data.h
 
 class Generator {

@@ -33,4 +33,18 @@ void AdamW::step(double lr) {
   }
 }
 
+double clipGradNorm(std::vector<at::Tensor>& grads, double maxNorm) {
+  at::NoGradGuard noGrad;
+  if (grads.empty()) return 0;
+  std::vector<at::Tensor> norms;
+  for (auto& g : grads) norms.push_back(g.to(at::kFloat).norm(2));
+  double norm = at::stack(norms).norm(2).item<double>();
+  if (std::isfinite(norm) && maxNorm > 0) {
+    double coef = maxNorm / (norm + 1e-6);  // never scaled up
+    if (coef < 1.0)
+      for (auto& g : grads) g.mul_(coef);
+  }
+  return norm;
+}
+
 }  // namespace difftune

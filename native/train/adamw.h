@@ -39,4 +39,9 @@ class AdamW {
   int64_t steps_ = 0;
 };
 
+// torch.nn.utils.clip_grad_norm_ over `grads` (float32 norms whatever their dtype): returns their total
+// 2-norm before clipping and, when it is finite and above maxNorm > 0, scales every gradient in place by
+// maxNorm / (norm + 1e-6). maxNorm <= 0: the norm only.
+double clipGradNorm(std::vector<at::Tensor>& grads, double maxNorm);
+
 }  // namespace difftune

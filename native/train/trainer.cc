@@ -27,12 +27,7 @@ namespace {
 // kDropout keys the sample's LoRA dropout masks (each layer derives its own from it).
 enum Stream : uint64_t { kTimestep = 1, kNoise = 2, kOffset = 3, kPerturbation = 4, kDropout = 5 };
 
-uint64_t sampleKey(uint64_t seed, int64_t step, int64_t index, Stream stream) {
-  uint64_t h = splitmix64(seed);
-  h = splitmix64(h ^ static_cast<uint64_t>(step));
-  h = splitmix64(h ^ static_cast<uint64_t>(index));
-  return splitmix64(h ^ stream);
-}
+uint64_t sampleKey(uint64_t seed, int64_t step, int64_t index, Stream stream) { return sampleStreamKey(seed, step, index, stream); }
 
 at::Generator sampleGenerator(uint64_t seed, int64_t step, int64_t index, Stream stream) {
   return at::make_generator<at::CPUGeneratorImpl>(sampleKey(seed, step, index, stream));
@@ -320,20 +315,10 @@ OptimizerStepResult Trainer::step(double lr) {
     if (f.param->grad().defined()) f.param->mutable_grad().index_fill_(0, f.indices, 0);
   if (m.lossScale != 1.0)
     for (auto& g : grads) g.mul_(1.0 / m.lossScale);
-  double norm = 0;
-  if (!grads.empty()) {
-    std::vector<at::Tensor> norms;
-    for (auto& g : grads) norms.push_back(g.to(at::kFloat).norm(2));
-    norm = at::stack(norms).norm(2).item<double>();
-  }
+  // A bad step's gradients are dropped below: no clipping for them.
+  double norm = clipGradNorm(grads, m.badStep ? 0 : m.config.maxGradNorm);
   r.gradNorm = norm;
   bool finite = std::isfinite(norm) && !m.badStep;
-  if (finite && m.config.maxGradNorm > 0) {
-    // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6), never up.
-    double coef = m.config.maxGradNorm / (norm + 1e-6);
-    if (coef < 1.0)
-      for (auto& g : grads) g.mul_(coef);
-  }
   if (finite) {
     m.optimizer->step(lr);
     for (auto& f : m.frozenRows) f.param->index_copy_(0, f.indices, f.values);

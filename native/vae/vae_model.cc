@@ -93,6 +93,10 @@ Tensor VaeModel::decode(const Tensor& latents, const VaeTiling& tiling) const {
   }));
 }
 
+at::Tensor VaeModel::inputImages(const Tensor& images, const char* what) const {
+  return modelInput(images, what, vae_->config.inChannels, scaleFactor(), vae_->encoder->conv_in->weight);
+}
+
 Tensor VaeModel::forward(const Tensor& images) const {
   at::NoGradGuard noGrad;
   at::Tensor x = modelInput(images, "images", vae_->config.inChannels, scaleFactor(), vae_->encoder->conv_in->weight);

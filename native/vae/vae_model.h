@@ -1,6 +1,7 @@
-// A torch-free facade over AutoencoderKL for the N-API glue (tensors cross as difftune::Tensor). The
-// VAE is used frozen: encode/decode run without autograd, in eval mode (it has no dropout or batch
-// statistics). Every method may be slow: call them on the compute thread.
+// A torch-free facade over AutoencoderKL for the N-API glue (tensors cross as difftune::Tensor).
+// encode/decode/forward run without autograd, in eval mode (it has no dropout or batch statistics);
+// train/vae_trainer.h trains it through autoencoder(). Every method may be slow: call them on the
+// compute thread.
 #pragma once
 
 #include <memory>
@@ -9,6 +10,10 @@
 
 #include "nn/model_types.h"
 #include "vae/vae_config.h"
+
+namespace at {
+class Tensor;
+}  // namespace at
 
 namespace difftune {
 
@@ -54,6 +59,12 @@ class VaeModel {
   std::string device() const;
   DType dtype() const;
   int64_t scaleFactor() const;  // 2^(levels − 1)
+
+  // The module tree, for the trainer (train/vae_trainer.h, which includes autoencoder_kl.h itself).
+  AutoencoderKL& autoencoder() { return *vae_; }
+  // `images` checked as encode() checks them ([B, in_channels, H, W], floating, sides of at least
+  // scaleFactor()) and moved to the model's device and dtype.
+  at::Tensor inputImages(const Tensor& images, const char* what) const;
 
  private:
   std::unique_ptr<AutoencoderKL> vae_;
