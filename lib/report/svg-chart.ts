@@ -16,6 +16,10 @@ export interface ChartOptions {
   height?: number;
   /** Log scale on y (losses span decades early in training). */
   logY?: boolean;
+  /** Log scale on x (dataset sizes 64, 256, 1024, 4096 spaced evenly); points at x ≤ 0 are left out. */
+  logX?: boolean;
+  /** A dot at every point, for series of a few measurements where the line alone hides where they are. */
+  markers?: boolean;
 }
 
 function escapeXml(text: string): string {
@@ -58,15 +62,23 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
   const width = options.width ?? 640;
   const height = options.height ?? 400;
   const m = { left: 64, right: 16, top: 36, bottom: 48 };
-  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y) && (!options.logY || y > 0));
-  const xs = all.map(([x]) => x);
-  const ys = all.map(([, y]) => (options.logY ? Math.log10(y) : y));
-  const [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
+  const kept = (x: number, y: number): boolean => Number.isFinite(x) && Number.isFinite(y) && (!options.logY || y > 0) && (!options.logX || x > 0);
+  const tx = (x: number): number => (options.logX ? Math.log10(x) : x);
+  const ty = (y: number): number => (options.logY ? Math.log10(y) : y);
+  const all = series.flatMap((s) => s.points).filter(([x, y]) => kept(x, y));
+  const xs = all.map(([x]) => tx(x));
+  const ys = all.map(([, y]) => ty(y));
+  let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
   let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
   // A constant series (a constant learning rate) gets a range around its value at its own scale (half a decade on a log scale).
   if (y1 === y0) {
     const half = options.logY || y0 === 0 ? 0.5 : Math.abs(y0) * 0.1;
     [y0, y1] = [y0 - half, y1 + half];
+  }
+  // On a log x scale the ends are padded too, so the first and last sizes' markers are not on the frame.
+  if (options.logX) {
+    const padX = x1 > x0 ? (x1 - x0) * 0.05 : 0.5;
+    [x0, x1] = [x0 - padX, x1 + padX];
   }
   const pad = (y1 - y0) * 0.05;
   [y0, y1] = [y0 - pad, y1 + pad];
@@ -77,8 +89,10 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(options.title)}</text>`,
   ];
-  const xTicks = niceTicks(x0, x1, 6);
-  const xLabels = tickLabels(xTicks);
+  const xTicks = options.logX ? logTicks(x0, x1).map((v) => Math.log10(v)) : niceTicks(x0, x1, 6);
+  const xValues = xTicks.map((t) => (options.logX ? Number((10 ** t).toPrecision(6)) : t));
+  // Counts on a log axis (images: 100, 1000, 5000) read better whole than as 1.0e+3.
+  const xLabels = options.logX && xValues.every((v) => Number.isInteger(v) && v < 1e7) ? xValues.map(String) : tickLabels(xValues);
   xTicks.forEach((t, i) => {
     out.push(`<line x1="${px(t)}" y1="${m.top}" x2="${px(t)}" y2="${height - m.bottom}" stroke="#eee"/>`);
     out.push(`<text x="${px(t)}" y="${height - m.bottom + 16}" text-anchor="middle">${xLabels[i]!}</text>`);
@@ -90,15 +104,16 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
     out.push(`<text x="${m.left - 6}" y="${py(t) + 4}" text-anchor="end">${yLabels[i]!}</text>`);
   });
   out.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" fill="none" stroke="#333"/>`);
-  out.push(`<text x="${(m.left + width - m.right) / 2}" y="${height - 12}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
+  out.push(
+    `<text x="${(m.left + width - m.right) / 2}" y="${height - 12}" text-anchor="middle">${escapeXml(options.xLabel)}${options.logX ? ' (log)' : ''}</text>`,
+  );
   out.push(
     `<text transform="translate(16 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}${options.logY ? ' (log)' : ''}</text>`,
   );
   series.forEach((s, i) => {
-    const pts = s.points
-      .filter(([, y]) => Number.isFinite(y) && (!options.logY || y > 0))
-      .map(([x, y]) => `${px(x).toFixed(1)},${py(options.logY ? Math.log10(y) : y).toFixed(1)}`);
-    if (pts.length) out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(' ')}"/>`);
+    const xy = s.points.filter(([x, y]) => kept(x, y)).map(([x, y]) => [px(tx(x)).toFixed(1), py(ty(y)).toFixed(1)] as const);
+    if (xy.length) out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${xy.map(([x, y]) => `${x},${y}`).join(' ')}"/>`);
+    if (options.markers) for (const [x, y] of xy) out.push(`<circle cx="${x}" cy="${y}" r="3.5" fill="${s.color}"/>`);
     const ly = m.top + 16 + i * 18;
     out.push(`<line x1="${width - m.right - 150}" y1="${ly - 4}" x2="${width - m.right - 130}" y2="${ly - 4}" stroke="${s.color}" stroke-width="3"/>`);
     out.push(`<text x="${width - m.right - 124}" y="${ly}">${escapeXml(s.name)}</text>`);

@@ -151,3 +151,25 @@ test('a constant series (a constant learning rate) is drawn mid-chart on axes at
   // The plot spans y 36 … 252 (margins 36 and 48 of 300): the line sits at its middle.
   for (const y of ys) expect(y).toBeCloseTo((36 + 252) / 2, 0);
 });
+
+test('a log x axis spaces 64, 256, 1024, 4096 evenly, labels 100 and 1000, leaves out x ≤ 0 and marks each point', () => {
+  const svg = lineChart(
+    [
+      {
+        name: 'scratch',
+        color: '#d62728',
+        points: [0, 64, 256, 1024, 4096].map((x, i) => [x, 0.1 - i * 0.01] as const),
+      },
+    ],
+    { title: 'held-out loss vs images', xLabel: 'training images', yLabel: 'loss', logX: true, markers: true },
+  );
+  expect(svg).toContain('training images (log)');
+  const xs = [...svg.matchAll(/<circle cx="([\d.]+)"/g)].map((m) => Number(m[1]));
+  expect(xs).toHaveLength(4);
+  const gaps = xs.slice(1).map((x, i) => x - xs[i]!);
+  for (const g of gaps) expect(g).toBeCloseTo(gaps[0]!, 0);
+  expect(/<polyline[^>]* points="([^"]+)"/.exec(svg)![1]!.split(' ')).toHaveLength(4);
+  const xLabels = [...svg.matchAll(/text-anchor="middle">(\d+)<\/text>/g)].map((m) => m[1]);
+  expect(xLabels).toEqual(expect.arrayContaining(['100', '1000']));
+  expect(svg).not.toMatch(/NaN|Infinity/);
+});
