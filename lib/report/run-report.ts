@@ -45,7 +45,8 @@ const REFRESH_SECONDS = 30;
 /** Points drawn per curve at most; longer runs are averaged into this many buckets. */
 const MAX_POINTS = 800;
 
-function duration(seconds: number): string {
+/** Wall time in words: 42 s, 3 min 5 s, 1 h 4 min (a run's report, the transfer studies). */
+export function duration(seconds: number): string {
   const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;

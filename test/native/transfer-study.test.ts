@@ -1,0 +1,123 @@
+// The data-efficiency study (npm run transfer-study -- --data-sizes …) shortened: two sizes, a few steps of
+// the shipped base model. study.json passes the summary schema with a run per (variant, size) and the goals,
+// the plots are PNGs, report.html names its files and renders in headless Chromium where it is installed.
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import sharp from 'sharp';
+import { dataEfficiencySummarySchema, runDataEfficiencyStudy, type DataEfficiencySummary } from '../../lib/demo/transfer-study';
+import { ConfigError } from '../../lib/errors';
+import { useTempDir } from '../helpers/temp-dir';
+
+const ROOT = path.join(__dirname, '..', '..');
+const tmp = useTempDir('data-efficiency');
+
+const recipe = (output: string) => ({
+  model: { pretrained: path.join(ROOT, 'models', 'mnist-ddpm') },
+  data: { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'train', limit: 512 },
+  train: { steps: 4, batchSize: 8, lr: 1e-4, seed: 0 },
+  validation: { every: 2, samples: 16, data: { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'test' } },
+  output,
+});
+
+function hasChromium(): boolean {
+  try {
+    execFileSync('sh', ['-c', 'command -v chromium'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('the data-efficiency study at 16 and 64 images, 4 steps', () => {
+  const out = () => path.join(tmp(), 'study');
+  let returned: DataEfficiencySummary;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    returned = await runDataEfficiencyStudy(recipe(out()), path.join(tmp(), 'r.json'), out(), [64, 16], (l) => lines.push(l));
+  }, 120_000);
+
+  test('study.json is the summary returned and passes the schema: both variants at both sizes, matches, goals, time', () => {
+    const saved = dataEfficiencySummarySchema.parse(JSON.parse(fs.readFileSync(path.join(out(), 'study.json'), 'utf8')));
+    expect(saved).toEqual(returned);
+    expect(saved.sizes).toEqual([16, 64]);
+    expect(saved.runs.map((r) => `${r.variant} ${r.images}`)).toEqual(['from scratch 16', 'fine-tuned 16', 'from scratch 64', 'fine-tuned 64']);
+    for (const r of saved.runs) {
+      expect(r.steps).toBe(4);
+      expect(r.curve.map((c) => c.step)).toEqual([0, 2, 4]);
+      expect(r.heldOutLoss).toBe(r.curve[2]!.loss);
+    }
+    // The pretrained start is far better than a random one on the same held-out images, at step 0 already.
+    expect(saved.runs[1]!.curve[0]!.loss!).toBeLessThan(saved.runs[0]!.curve[0]!.loss!);
+    expect(saved.matches.map((m) => m.images)).toEqual([16, 64]);
+    expect(saved.goals.images.scratchImages).toBe(64);
+    expect(saved.goals.steps.perSize.map((p) => p.budget)).toEqual([4, 4]);
+    expect(saved.heldOut).toEqual({ data: 'fashion-mnist (test split)', samples: 16 });
+    expect(saved.seconds).toBeGreaterThan(0);
+    // Each run trained on its own subset (data.limit), in its own folder.
+    const runDirs = fs.readdirSync(out()).filter((f) => f.startsWith('run-'));
+    expect(runDirs.sort()).toEqual([
+      'run-0-from-scratch-16-images',
+      'run-1-fine-tuned-16-images',
+      'run-2-from-scratch-64-images',
+      'run-3-fine-tuned-64-images',
+    ]);
+  });
+
+  test('study.md holds the table, both goals and the time taken', () => {
+    const md = fs.readFileSync(path.join(out(), 'study.md'), 'utf8');
+    expect(md).toMatch(/\| 16 \| \d\.\d{4} \| \d\.\d{4} \| /);
+    expect(md).toMatch(/\| 64 \| \d\.\d{4} \| \d\.\d{4} \| /);
+    expect(md).toMatch(/≤ 1\/5 of the steps: \*\*(not )?met\*\*/);
+    expect(md).toMatch(/≤ 1\/10 of the images, fine-tuned matches scratch on all of them: \*\*not met\*\* — .*no size ≤ 1\/10 of 64 was measured/);
+    expect(md).toMatch(/The study took \d+ s \(4 runs\) on /);
+    expect(lines.some((l) => l.startsWith('data-efficiency study: '))).toBe(true);
+  });
+
+  test('the plots are PNGs that decode', async () => {
+    for (const f of ['loss-vs-images.png', 'loss.png']) {
+      const { info } = await sharp(path.join(out(), f)).raw().toBuffer({ resolveWithObject: true });
+      expect([f, info.width, info.height]).toEqual([f, 760, 460]);
+    }
+    const svg = fs.readFileSync(path.join(out(), 'loss-vs-images.svg'), 'utf8');
+    expect(svg.match(/<circle /g)).toHaveLength(4); // a marker per measurement
+    expect(svg).toContain('training images (log)');
+  });
+
+  test('report.html names the plots, the goals and the statements', () => {
+    const html = fs.readFileSync(path.join(out(), 'report.html'), 'utf8');
+    expect(html).toContain('src="loss-vs-images.png"');
+    expect(html).toContain('src="loss.png"');
+    expect(html).toContain('Goals');
+    expect(html).toContain('fine-tuning with 16 images ');
+    expect(html).toContain('The study took ');
+  });
+
+  (hasChromium() ? test : test.skip)(
+    'report.html renders in headless Chromium (scripts/check-report.sh)',
+    async () => {
+      const shot = path.join(tmp(), 'report.png');
+      execFileSync('bash', [path.join(ROOT, 'scripts', 'check-report.sh'), path.join(out(), 'report.html'), shot], { stdio: 'pipe', timeout: 90_000 });
+      const { data, info } = await sharp(shot).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height]).toEqual([1200, 1800]);
+      // Not a blank page: the loss-vs-images plot's red and blue lines are on it (the PNG loaded).
+      let coloured = 0;
+      for (let i = 0; i < data.length; i += info.channels) {
+        const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
+        if (Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured++;
+      }
+      expect(coloured).toBeGreaterThan(100);
+    },
+    100_000,
+  );
+});
+
+test('sizes the training data cannot give are refused before any run', async () => {
+  const out = path.join(tmp(), 'too-many');
+  const small = { ...recipe(out), data: { source: 'mnist', resolution: 28, channels: 1, split: 'test', classes: [0] } };
+  await expect(runDataEfficiencyStudy(small, path.join(tmp(), 'r.json'), out, [16, 5000])).rejects.toThrow(
+    new ConfigError('--data-sizes: expected sizes up to the 143 images mnist (test split) holds but found 5000'),
+  );
+  expect(fs.existsSync(out)).toBe(false);
+});
