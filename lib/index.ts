@@ -149,6 +149,16 @@ export { PRESET_NAMES, type FreezeOptions, type FreezeOptionsInput, type PresetN
 
 // Fine-tuning and its recipe.
 export { finetune, planRecipe, prepareRecipe, type FinetuneOptions, type FinetuneProgress, type FinetuneResult } from './train/finetune';
+export {
+  trainVae,
+  saveTrainedVae,
+  DEFAULT_KL_WEIGHT,
+  type TrainVaeOptions,
+  type TrainVaeResult,
+  type VaeStepRecord,
+  type VaeMeasure,
+  type VaeReconstructionLoss,
+} from './train/vae-training';
 export { recipeSchema, parseRecipe, applyOverrides, type Recipe } from './config/recipe';
 export type { LrScheduleName, LrScheduleInput } from './config/lr-schedule';
 
