@@ -12,7 +12,7 @@ import { packageRoot } from '../lib/native/load';
 import { finetune } from '../lib/train/finetune';
 import { progressLine } from '../lib/train/cli';
 import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
-import { STOP_EXIT_CODES, type StopSignal } from '../lib/util/exit-codes';
+import { handleStopSignals, STOP_EXIT_CODES } from '../lib/util/exit-codes';
 
 export const cli = defineCli({
   name: 'pretrain:mnist',
@@ -41,35 +41,21 @@ async function main(argv: readonly string[]): Promise<void> {
   const raw = applyOverrides(parseLenientJson(await fs.readFile(recipeFile, 'utf8'), recipeFile), sets);
   // The run takes hours on a small CPU and is stopped and resumed: a signal stops it at the next step
   // with a checkpoint, as npm run finetune does (a second one exits at once).
-  const controller = new AbortController();
-  let stoppedBy: StopSignal | undefined;
-  const stop = (signal: StopSignal) => {
-    if (controller.signal.aborted) process.exit(STOP_EXIT_CODES[signal]);
-    stoppedBy = signal;
-    console.error(`${signal}: stopping after this step and writing a checkpoint (again to force)`);
-    controller.abort();
-  };
-  const onSigint = () => stop('SIGINT');
-  const onSigterm = () => stop('SIGTERM');
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigterm);
   let result;
-  try {
+  {
+    using stop = handleStopSignals((signal) => console.error(`${signal}: stopping after this step and writing a checkpoint (again to force)`));
     result = await finetune(raw, {
       recipeFile,
-      signal: controller.signal,
+      signal: stop.signal,
       onLog: (l) => console.log(l),
       onProgress: (p) => p.step % 50 === 0 && console.log(progressLine(p, 0).trim()),
     });
-  } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigterm);
-  }
-  if (result.status !== 'completed') {
-    // A stop, not a failure: exit 130 or 143 as npm run finetune does.
-    console.error(`pretrain:mnist: stopped at step ${result.steps} with a checkpoint; run again with --set resume=latest`);
-    process.exitCode = STOP_EXIT_CODES[stoppedBy ?? 'SIGINT'];
-    return;
+    if (result.status !== 'completed') {
+      // A stop, not a failure: exit 130 or 143 as npm run finetune does.
+      console.error(`pretrain:mnist: stopped at step ${result.steps} with a checkpoint; run again with --set resume=latest`);
+      process.exitCode = STOP_EXIT_CODES[stop.stoppedBy ?? 'SIGINT'];
+      return;
+    }
   }
   const target = args.values.out === undefined ? path.join(root, 'models', 'mnist-ddpm') : path.resolve(args.values.out);
   await packageBaseModel(result, target, recipeFile);
