@@ -57,7 +57,7 @@ export async function measureBaseModel(folder: string, options: PackageOptions =
  * Wall-clock seconds of training across resumes (gaps between consecutive steps, not the time between
  * sessions) and the sessions it took: each resume starts again after a checkpoint's step.
  */
-function trainingTime(entries: ReadonlyArray<{ step: number; time?: string; loss?: number }>): { seconds: number; sessions: number } {
+export function trainingTime(entries: ReadonlyArray<{ step: number; time?: string; loss?: number }>): { seconds: number; sessions: number } {
   let seconds = 0;
   let sessions = 0;
   let last: { step: number; at: number } | undefined;
@@ -71,7 +71,8 @@ function trainingTime(entries: ReadonlyArray<{ step: number; time?: string; loss
   return { seconds, sessions };
 }
 
-function duration(seconds: number): string {
+/** Seconds as "42 s", "17 min" or "3.2 h". */
+export function duration(seconds: number): string {
   if (seconds < 60) return `${Math.round(seconds)} s`;
   return seconds >= 3600 ? `${(seconds / 3600).toFixed(1)} h` : `${Math.round(seconds / 60)} min`;
 }
