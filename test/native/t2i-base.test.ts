@@ -128,6 +128,22 @@ test('resume: the finished VAE phase is kept, the U-Net continues from its last 
   expect(fs.readFileSync(path.join(short.result.run.init, 'vae', 'diffusion_pytorch_model.safetensors')).equals(vaeBefore)).toBe(true);
 }, 300_000);
 
+test('a stop in the VAE phase leaves it unfinished (no result.json), and resume trains it again from the start', async () => {
+  const output = path.join(tmp(), 'vae-stop');
+  const controller = new AbortController();
+  const raw = shortT2iRecipe(output);
+  const stopped = await pretrainT2i(raw, { recipeFile: T2I_RECIPE, signal: controller.signal, onLog: (l) => l === 'phase 1: the VAE' && controller.abort() });
+  expect([stopped.status, stopped.stoppedIn, stopped.unet]).toEqual(['aborted', 'vae', undefined]);
+  expect(fs.existsSync(path.join(output, 'vae', 'result.json'))).toBe(false);
+  const logs: string[] = [];
+  const resumed = await pretrainT2i(shortT2iRecipe(output, ['resume=latest', 'unet.train.steps=1', 'unet.validation={"every":0}']), {
+    recipeFile: T2I_RECIPE,
+    onLog: (l) => logs.push(l),
+  });
+  expect([resumed.status, resumed.vae?.steps, resumed.unet?.steps]).toEqual(['completed', 3, 1]);
+  expect(logs).toContain('phase 1: the VAE');
+}, 300_000);
+
 // Hours long on a CPU and stopped on purpose: the first SIGTERM stops the U-Net phase at the next step with a
 // checkpoint, exits 143 and packages nothing.
 test('npm run pretrain:t2i stops on SIGTERM with a checkpoint and exits 143', async () => {
