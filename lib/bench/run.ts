@@ -348,6 +348,7 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
   await setThreads(threads);
   const info = await runtimeInfo();
   log(`difftune bench (${suite.name}): libtorch ${info.torchVersion} ${info.backend}, ${info.threads} thread(s), load ${machine.loadAverage.join(' ')}`);
+  log(`allocator: CPU block cache ${info.cpuCache.source === 'difftune' ? 'on' : `off (${info.cpuCache.source})`}, malloc thresholds ${info.malloc.source}`);
   const threshold = options.config?.otherCpuThreshold ?? 0.3;
   const slowBf16 = slowBf16Reason(options.cpuinfo ?? readCpuinfo());
   if (slowBf16 !== null) log(`bf16: ${slowBf16}; bf16 rows are skipped`);

@@ -23,6 +23,8 @@ export interface RuntimeInfo {
   napiVersion: number;
   /** glibc malloc's thresholds (README: Memory): difftune's fixed 1 MiB mmap threshold, or the user's own. */
   malloc: NativeRuntimeInfo['malloc'];
+  /** The cache of large CPU blocks in front of the OS (README: Memory): hits, misses, what it keeps. */
+  cpuCache: NativeRuntimeInfo['cpuCache'];
 }
 
 export async function runtimeInfo(): Promise<RuntimeInfo> {
@@ -39,7 +41,17 @@ export async function runtimeInfo(): Promise<RuntimeInfo> {
     onednn: info.onednn,
     napiVersion: info.napiVersion,
     malloc: info.malloc,
+    cpuCache: info.cpuCache,
   };
+}
+
+/**
+ * Returns the blocks the CPU cache keeps for reuse to the OS (live tensors stay): for the end of a run,
+ * so a process that goes on to other work does not hold the run's peak.
+ */
+export function releaseCpuCache(): void {
+  const native = loadNative();
+  callSync(() => native.releaseCpuCache());
 }
 
 /**

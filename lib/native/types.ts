@@ -55,6 +55,26 @@ export interface NativeRuntimeInfo {
    * or DIFFTUNE_MALLOC_TUNING=0; "unsupported": not glibc). Thresholds in bytes, null when not set here.
    */
   malloc: { source: 'difftune' | 'environment' | 'unsupported'; mmapThreshold: number | null; trimThreshold: number | null };
+  /** libtorch's CPU allocator as the addon installed it (native/tensor/cpu_allocator.h); bytes and counts. */
+  cpuCache: NativeCpuCacheStats;
+}
+
+/**
+ * The cache of large CPU blocks ("difftune"; "environment": DIFFTUNE_CPU_CACHE=0 left libtorch's own allocator;
+ * then every number is 0). Requests of minBlockBytes and more come from it; what it keeps stays within
+ * peakLiveBytes + slackBytes.
+ */
+export interface NativeCpuCacheStats {
+  source: 'difftune' | 'environment' | 'unsupported';
+  minBlockBytes: number;
+  slackBytes: number;
+  cachedBytes: number;
+  liveBytes: number;
+  peakLiveBytes: number;
+  peakBytes: number;
+  hits: number;
+  misses: number;
+  evictions: number;
 }
 
 export interface NativeGemmOptions {
@@ -507,6 +527,8 @@ export interface NativeAddon {
   runtimeInfo(): NativeRuntimeInfo;
   /** Sets torch's intra-op threads on the compute thread; resolves to the count in effect. */
   setThreads(threads: number): Promise<number>;
+  /** Returns the CPU cache's kept blocks to the OS and restarts its high-water mark. */
+  releaseCpuCache(): void;
   getThreads(): Promise<number>;
   gemmBenchmark(options: NativeGemmOptions): Promise<NativeGemmResult>;
   /** Jobs submitted to the compute thread and not yet completed. */

@@ -13,6 +13,7 @@ import { formatPlan } from '../freeze/format';
 import { planFreeze, type FreezePlan } from '../freeze/plan';
 import type { CLIPTextModel } from '../models/clip-text';
 import { openTrainingScheduler } from '../models/model-folder';
+import { releaseCpuCache } from '../native/runtime';
 import type { UNet } from '../models/unet';
 import type { Scheduler } from '../schedulers/scheduler';
 import { readCpuinfo } from '../util/cpu';
@@ -224,6 +225,8 @@ export async function finetune(input: unknown, options: FinetuneOptions = {}): P
   } finally {
     await loader.close();
     await hooks.afterTraining();
+    // The blocks the step reused go back to the OS: an embedding process does not keep the run's peak.
+    releaseCpuCache();
   }
   await hooks.finish();
 

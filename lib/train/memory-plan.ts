@@ -16,14 +16,18 @@ import type { AutoencoderKLConfig } from '../config/vae';
 export const RUNTIME_BYTES = 220e6;
 
 /**
- * The addon fixes glibc malloc's mmap threshold at 1 MiB (native/binding/addon.cc), so every freed block
- * of LARGE_TENSOR_BYTES or more goes back to the OS; smaller ones stay in malloc's heaps, and the resident
- * size of a step runs ahead of the live tensors by about ALLOCATOR_SLACK × the activations held in those
- * small tensors. Fitted on the step measurements in the README's memory-plan section (sd15-unet-small at
- * 32²–64², batch 1–2, ddpm-cifar10 at batch 8, the SD 1.5 U-Net at 64²). A user's own MALLOC_* settings
- * (glibc's default: a threshold that rises to 32 MiB) can make a run's peak 30% higher than planned.
+ * libtorch's CPU blocks of LARGE_TENSOR_BYTES or more come from the addon's cache (native/tensor/cpu_allocator.cc),
+ * which keeps freed blocks for reuse within the live high-water mark plus CACHE_SLACK (at least
+ * CACHE_SLACK_MIN_BYTES); smaller ones come from glibc's heaps (mmap threshold fixed at 1 MiB), where
+ * they stay, and the resident size of a step runs ahead of the live tensors by about ALLOCATOR_SLACK ×
+ * the activations held in those small tensors. Fitted on the step measurements in the README's
+ * memory-plan section (sd15-unet-small at 32²–64², batch 1–2, ddpm-cifar10 at batch 8, the SD 1.5 U-Net
+ * at 64²). A user's own MALLOC_* settings (glibc's default: a threshold that rises to 32 MiB) or
+ * DIFFTUNE_CPU_CACHE=0 can make a run's peak 30% higher than planned.
  */
-export const LARGE_TENSOR_BYTES = 2 ** 20;
+export const LARGE_TENSOR_BYTES = 2 ** 18;
+export const CACHE_SLACK = 1 / 16;
+export const CACHE_SLACK_MIN_BYTES = 2 ** 27;
 export const ALLOCATOR_SLACK = { plain: 0.5, checkpointed: 0.25 } as const;
 
 export interface TrainingMemoryInput {
@@ -150,6 +154,13 @@ export function planTrainingMemory(input: TrainingMemoryInput): TrainingMemoryPl
       `${formatBytes(plain)} without gradient checkpointing, ${formatBytes(checkpointed)} with it (${input.gradientCheckpointing ? 'on' : 'off'}); ` +
       `the gradients (${formatBytes(gradientBytes)}) arrive as backward frees activations` +
       (encode > step ? `; the VAE's encoding of a batch (${formatBytes(encode)}) is the larger` : ''),
+  });
+  const live = lines.reduce((a, l) => a + l.bytes, 0) - RUNTIME_BYTES;
+  lines.push({
+    label: 'allocator cache',
+    // A small run's cache cannot keep more than it ever freed, about its live size.
+    bytes: Math.min(live, Math.max(CACHE_SLACK_MIN_BYTES, CACHE_SLACK * live)),
+    detail: `freed blocks kept for reuse beyond the live ones: 1/16 of them, ${formatBytes(CACHE_SLACK_MIN_BYTES)} at least`,
   });
   const total = lines.reduce((a, l) => a + l.bytes, 0);
   return { lines, activations: { plain, checkpointed, used: input.gradientCheckpointing ? 'checkpointed' : 'plain' }, total };

@@ -25,6 +25,7 @@
 #include "binding/unet_wrap.h"
 #include "binding/vae_wrap.h"
 #include "binding/clip_text_wrap.h"
+#include "tensor/cpu_allocator.h"
 #include "tensor/runtime.h"
 
 namespace difftune {
@@ -120,7 +121,30 @@ Napi::Value runtimeInfoJs(const Napi::CallbackInfo& info) {
     alloc.Set("mmapThreshold", a.mmapThreshold < 0 ? env.Null() : Napi::Number::New(env, static_cast<double>(a.mmapThreshold)));
     alloc.Set("trimThreshold", a.trimThreshold < 0 ? env.Null() : Napi::Number::New(env, static_cast<double>(a.trimThreshold)));
     o.Set("malloc", alloc);
+    CpuAllocatorStats c = cpuAllocatorStats();
+    Napi::Object cache = Napi::Object::New(env);
+    cache.Set("source", c.source);
+    cache.Set("minBlockBytes", static_cast<double>(c.minBlockBytes));
+    cache.Set("slackBytes", static_cast<double>(c.slackBytes));
+    cache.Set("cachedBytes", static_cast<double>(c.cachedBytes));
+    cache.Set("liveBytes", static_cast<double>(c.liveBytes));
+    cache.Set("peakLiveBytes", static_cast<double>(c.peakLiveBytes));
+    cache.Set("peakBytes", static_cast<double>(c.peakBytes));
+    cache.Set("hits", static_cast<double>(c.hits));
+    cache.Set("misses", static_cast<double>(c.misses));
+    cache.Set("evictions", static_cast<double>(c.evictions));
+    o.Set("cpuCache", cache);
     return o;
+  });
+}
+
+// Synchronous: returning kept blocks to the OS is a few munmap calls, and the cache's own lock keeps it
+// safe next to a running job.
+Napi::Value releaseCpuCacheJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return boundary(env, [&]() -> Napi::Value {
+    releaseCpuAllocatorCache();
+    return env.Undefined();
   });
 }
 
@@ -186,6 +210,7 @@ namespace {
 
 Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   tuneAllocator();
+  installCpuAllocator();
   auto state = std::make_unique<AddonState>();
   state->compute = std::make_unique<ComputeThread>(env, defaultThreads());
   Napi::Function tensor = TensorWrap::define(env);
@@ -213,6 +238,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeCLIPTextModel", clipText);
   exports.Set("runtimeInfo", Napi::Function::New<runtimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreadsJs>(env, "setThreads"));
+  exports.Set("releaseCpuCache", Napi::Function::New<releaseCpuCacheJs>(env, "releaseCpuCache"));
   exports.Set("getThreads", Napi::Function::New<getThreadsJs>(env, "getThreads"));
   exports.Set("gemmBenchmark", Napi::Function::New<gemmBenchmarkJs>(env, "gemmBenchmark"));
   exports.Set("pendingJobs", Napi::Function::New<pendingJobsJs>(env, "pendingJobs"));
