@@ -23,6 +23,7 @@
 #include "binding/tensor_wrap.h"
 #include "binding/trainer_wrap.h"
 #include "binding/unet_wrap.h"
+#include "binding/vae_trainer_wrap.h"
 #include "binding/vae_wrap.h"
 #include "binding/clip_text_wrap.h"
 #include "tensor/cpu_allocator.h"
@@ -221,6 +222,8 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   state->trainerConstructor = Napi::Persistent(trainer);
   Napi::Function vae = VaeWrap::define(env);
   state->vaeConstructor = Napi::Persistent(vae);
+  Napi::Function vaeTrainer = VaeTrainerWrap::define(env);
+  state->vaeTrainerConstructor = Napi::Persistent(vaeTrainer);
   Napi::Function clipText = ClipTextWrap::define(env);
   state->clipTextConstructor = Napi::Persistent(clipText);
   Napi::Function scheduler = SchedulerWrap::define(env);
@@ -235,6 +238,7 @@ Napi::Object registerAll(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeUNet", unet);
   exports.Set("NativeTrainer", trainer);
   exports.Set("NativeAutoencoderKL", vae);
+  exports.Set("NativeVaeTrainer", vaeTrainer);
   exports.Set("NativeCLIPTextModel", clipText);
   exports.Set("runtimeInfo", Napi::Function::New<runtimeInfoJs>(env, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New<setThreadsJs>(env, "setThreads"));
