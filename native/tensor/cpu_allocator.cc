@@ -11,6 +11,7 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -26,8 +27,6 @@
 #ifdef __linux__
 #include <sys/mman.h>
 #include <unistd.h>
-#else
-#include <c10/core/impl/alloc_cpu.h>
 #endif
 
 // libtorch 2.3 made Allocator::allocate non-const and copy_data a pure virtual.
@@ -72,7 +71,7 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   c10::DataPtr allocate(size_t n) DIFFTUNE_ALLOCATE_CONST override {
     if (static_cast<int64_t>(n) < kMinBlockBytes) return fallback_->allocate(n);
-    void* block = const_cast<CachingCpuAllocator*>(this)->take(sizeClass(n));
+    void* block = const_cast<CachingCpuAllocator*>(this)->take(sizeClass(n), n);
     return {block, block, &CachingCpuAllocator::release, c10::Device(c10::DeviceType::CPU)};
   }
 
@@ -119,7 +118,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   // peakLive + slack, so a step whose live tensors peak at 4 GB costs at most ~4.3 GB.
   int64_t slack() const { return slackFixed_ >= 0 ? slackFixed_ : std::max<int64_t>(int64_t{128} << 20, peakLive_ / 16); }
 
-  void* take(size_t cls) {
+  void* take(size_t cls, size_t requested) {
     const auto bytes = static_cast<int64_t>(cls);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -137,10 +136,17 @@ class CachingCpuAllocator final : public c10::Allocator {
         return b;
       }
       // Room for the new block: the oldest cached blocks go back to the OS first.
-      peakLive_ = std::max(peakLive_, live_ + bytes);
-      while (!byAge_.empty() && live_ + cached_ + bytes > peakLive_ + slack()) evictOldest();
+      const int64_t bound = std::max(peakLive_, live_ + bytes) + slack();
+      while (!byAge_.empty() && live_ + cached_ + bytes > bound) evictOldest();
     }
     void* b = map(cls);
+    if (b == nullptr) {
+      // Out of memory with blocks kept: give them all back and try once more before failing.
+      releaseCache();
+      b = map(cls);
+    }
+    // The message allocationFailure() (tensor/failure.cc) turns into an OutOfMemoryError with the size.
+    TORCH_CHECK(b != nullptr, "difftune CPU cache: cannot map memory: you tried to allocate ", requested, " bytes.");
     std::lock_guard<std::mutex> lock(mutex_);
     noteLive(b, cls);
     ++misses_;
@@ -188,10 +194,9 @@ class CachingCpuAllocator final : public c10::Allocator {
   static void* map(size_t bytes) {
 #ifdef __linux__
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return p;
+    return p == MAP_FAILED ? nullptr : p;
 #else
-    return c10::alloc_cpu(bytes);
+    return std::malloc(bytes);
 #endif
   }
 
@@ -200,7 +205,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     munmap(p, bytes);
 #else
     (void)bytes;
-    c10::free_cpu(p);
+    std::free(p);
 #endif
   }
 
