@@ -134,6 +134,10 @@ export class Trainer {
     );
   }
 
+  /**
+   * AdamW's moments by name (exp_avg.<param>, exp_avg_sq.<param>): views of the live state, not copies (an SD 1.5
+   * U-Net's are 6.9 GB), so read or save them before the next step changes them, as checkpoints do.
+   */
   async optimizerState(): Promise<Map<string, Tensor>> {
     const native = this.live();
     return toTensorMap(await callAsync(() => native.optimizerState()));

@@ -371,8 +371,10 @@ NamedTensors Trainer::optimizerState() const {
   at::NoGradGuard noGrad;
   for (const auto& p : impl_->optimizer->params()) {
     if (!p.expAvg.defined()) continue;
-    out.emplace_back("exp_avg." + p.name, wrap(p.expAvg.clone()));
-    out.emplace_back("exp_avg_sq." + p.name, wrap(p.expAvgSq.clone()));
+    // Views, not copies: a checkpoint streams them to disk between steps, and copies would add the
+    // whole optimizer state to the peak (6.9 GB for the SD 1.5 U-Net).
+    out.emplace_back("exp_avg." + p.name, wrap(p.expAvg.detach()));
+    out.emplace_back("exp_avg_sq." + p.name, wrap(p.expAvgSq.detach()));
   }
   return out;
 }
