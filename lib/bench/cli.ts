@@ -11,21 +11,22 @@ import { CliUsageError, defineCli, formatHelp, oneOfValue, parseCli, usageHint }
 import { fileSystemError } from '../util/fs-errors';
 import { benchConfigSchema, type BenchConfig } from './schema';
 import { planBench, runBench } from './run';
+import { SUITE_NAMES, type SuiteName } from './suites';
 import { formatMarkdown, formatReadmeSummary, replaceReadmeBlock } from './report';
 import { formatComparison, readBenchFile } from './compare';
 
 export const benchCli = defineCli({
   name: 'bench',
   summary:
-    "Times the benchmark workloads (U-Net forward, forward+backward, training steps, sampling, the data loader, data-parallel throughput) in fp32 and bf16, next to PyTorch + diffusers where python3 imports them, and writes bench.json and bench.md; or compares two result files, or rewrites README.md's benchmark table from one.",
-  usage: ['[--suite quick|full] [--config <file.json>] [--out <folder>]', '--compare <a/bench.json> <b/bench.json>', '--readme <bench.json>'],
+    "Times the benchmark workloads (U-Net forward, forward+backward, training steps, sampling, whole txt2img pipeline calls, the data loader, data-parallel throughput) in fp32 and bf16, next to PyTorch + diffusers where python3 imports them, and writes bench.json and bench.md; or compares two result files, or rewrites README.md's benchmark table from one.",
+  usage: ['[--suite quick|full|sd21] [--config <file.json>] [--out <folder>]', '--compare <a/bench.json> <b/bench.json>', '--readme <bench.json>'],
   flags: {
     suite: {
       type: 'string',
-      value: '<quick|full>',
-      ...oneOfValue(['quick', 'full']),
+      value: '<quick|full|sd21>',
+      ...oneOfValue(SUITE_NAMES),
       default: 'quick',
-      description: 'quick: ≤ 5 min on 2 cores; full: every model and workload',
+      description: 'quick: ≤ 5 min on 2 cores; full: every model and workload; sd21: SD 2.1 768² txt2img against diffusers (tens of minutes)',
     },
     config: { type: 'string', value: '<file.json>', description: 'overrides models, workloads, dtypes, freezes, steps, warmup, threads, pytorch, ...' },
     out: { type: 'string', value: '<folder>', default: 'runs/bench', description: 'where bench.json and bench.md go' },
@@ -37,12 +38,13 @@ export const benchCli = defineCli({
   examples: [
     'npm run bench -- --suite full --out runs/bench-full',
     'npm run bench -- --suite full --dry-run',
+    'npm run bench -- --suite sd21 --out runs/bench-sd21',
     'npm run bench -- --compare runs/a/bench.json runs/b/bench.json',
   ],
 });
 
 interface Args {
-  suite: 'quick' | 'full';
+  suite: SuiteName;
   config?: string;
   out: string;
   compare?: [string, string];

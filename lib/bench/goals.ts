@@ -68,6 +68,23 @@ export function evaluateGoals(results: readonly BenchResult[]): Goal[] {
       note: rss === null ? why : `${sd.peakRssMb!.toFixed(0)} MB vs ${theirs!.toFixed(0)} MB over the steps`,
     });
   }
+  // Issue 16: SD 2.1 768² txt2img (DPM-Solver++ 20 steps, guidance 7.5) against StableDiffusionPipeline, per denoising step.
+  const t2i = results.find((r) => r.model === 'sd21-pipeline' && r.workload === 'txt2img' && r.status === 'ok');
+  if (t2i) {
+    const p = t2i.pytorch?.status === 'ok' ? t2i.pytorch : undefined;
+    const size = `${t2i.txt2img?.height ?? t2i.resolution}²`;
+    const ratio = p?.ratio ?? null;
+    const whole = p?.txt2img && t2i.txt2img ? `; whole call ${(t2i.txt2img.totalMs / 1000).toFixed(0)} s vs ${(p.txt2img.totalMs / 1000).toFixed(0)} s` : '';
+    goals.push({
+      name: `SD 2.1 ${size} txt2img per step vs diffusers`,
+      target: '≤ 1.0×',
+      measured: ratio,
+      met: ratio === null ? null : ratio <= 1.0,
+      note: p
+        ? `median step ${(t2i.timing!.medianMs / 1000).toFixed(2)} s vs ${(p.medianMs! / 1000).toFixed(2)} s over ${t2i.samplingSteps ?? '?'} steps${whole}`
+        : `no PyTorch number (${t2i.pytorch?.reason ?? 'not run'})`,
+    });
+  }
   const timed = results.filter((r) => r.status === 'ok' && r.lagP99Ms !== undefined);
   const worstLag = timed.reduce<BenchResult | undefined>((w, r) => (w === undefined || r.lagP99Ms! > w.lagP99Ms! ? r : w), undefined);
   goals.push({

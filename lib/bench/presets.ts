@@ -32,14 +32,28 @@ const SD15_UNET = {
   up_block_types: SD15_UP,
 };
 
-export type ModelSource = { kind: 'preset'; config: Record<string, unknown>; scheduler: Record<string, unknown> } | { kind: 'folder'; dir: string };
+export type ModelSource =
+  | { kind: 'preset'; config: Record<string, unknown>; scheduler: Record<string, unknown> }
+  | { kind: 'folder'; dir: string }
+  /** A Stable Diffusion pipeline folder (the txt2img workload). */
+  | { kind: 'pipeline'; dir: string }
+  /**
+   * A pipeline of a config folder's exact structure with seeded random weights, written by init-pipeline into
+   * the run's scratch folder (or taken from --config pipelineDir), then loaded by both sides.
+   */
+  | { kind: 'init-pipeline'; configDir: string; seed: number };
+
+/** Pipelines (the txt2img workload) rather than lone U-Nets. */
+export function isPipelineModel(model: BenchModel): boolean {
+  return model.source.kind === 'pipeline' || model.source.kind === 'init-pipeline';
+}
 
 export interface BenchModel {
   name: string;
   source: ModelSource;
   /** Training/sampling batch (bench_diffusers' reference batches for the presets). */
   batch: number;
-  /** H = W of the U-Net's input. */
+  /** H = W of the U-Net's input; for pipelines, of the image (pixels). */
   resolution: number;
   /** Text tokens of encoder_hidden_states for text-conditioned U-Nets. */
   crossAttnLen: number;
@@ -153,6 +167,26 @@ export function benchModels(fixturesDir: string, modelsDir: string): Map<string,
       // Loading the 3.44 GB file, then warm-up and timed LoRA steps of about a minute each on 2 cores.
       pytorchTimeoutS: 3600,
       note: 'exact SD 1.5 U-Net config (859.5 M), 4×64×64 latents (512 px), 77 tokens',
+    },
+    {
+      name: 'sd-pipeline-tiny',
+      source: { kind: 'pipeline', dir: `${fixturesDir}/sd-pipeline-tiny` },
+      batch: 1,
+      resolution: 32,
+      crossAttnLen: 77,
+      imageChannels: null,
+      note: 'tiny SD pipeline fixture (32 px)',
+    },
+    {
+      name: 'sd21-pipeline',
+      source: { kind: 'init-pipeline', configDir: `${fixturesDir}/../real-configs/sd-v2-1`, seed: 0 },
+      batch: 1,
+      resolution: 768,
+      crossAttnLen: 77,
+      imageChannels: null,
+      // Loading ~5.2 GB, then 20 guided steps of the 865.9 M U-Net on 96×96 latents and a 768² decode: tens of minutes on 2 cores.
+      pytorchTimeoutS: 7200,
+      note: 'SD 2.1 768 pipeline (real configs, v-prediction, OpenCLIP-H text encoder; seeded random weights by init-pipeline)',
     },
   ];
   return new Map(list.map((m) => [m.name, m]));

@@ -106,11 +106,100 @@ export function pytorchArgs(run: PytorchRun): string[] {
 
 /** Runs bench_diffusers.py once; resolves to its JSON line, or rejects with its stderr's tail. */
 export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000): Promise<PytorchLine> {
-  if (!env.available || !env.python || !env.script)
-    return Promise.reject(new ProcessError(`cannot run bench_diffusers.py: ${env.reason ?? 'PyTorch is unavailable'}`));
-  const args = [env.script, ...pytorchArgs(run)];
+  if (!env.available || !env.script) return Promise.reject(new ProcessError(`cannot run bench_diffusers.py: ${env.reason ?? 'PyTorch is unavailable'}`));
+  return runReferenceScript(env, env.script, pytorchArgs(run), run.threads, timeoutMs, lineSchema);
+}
+
+/** The text-to-image harness next to bench_diffusers.py. */
+export function txt2imgScript(env: PytorchEnv): string | undefined {
+  return env.script === undefined ? undefined : path.join(path.dirname(env.script), 'bench_txt2img.py');
+}
+
+/** Why diffusers' StableDiffusionPipeline cannot be timed here (no bench_txt2img.py, no transformers export), or null. */
+export function txt2imgProblem(env: PytorchEnv): string | null {
+  if (!env.available) return env.reason ?? 'PyTorch is unavailable';
+  const script = txt2imgScript(env)!;
+  if (!fs.existsSync(script)) return `no ${script} (the reference folder predates the txt2img harness)`;
+  const src = process.env.TRANSFORMERS_SRC ?? '/tmp/transformers-src';
+  if (!fs.existsSync(path.join(src, 'src', 'transformers')))
+    return `no transformers export at ${src} (the pipeline's CLIPTextModel): fetch github:NielsRogge/transformers and run ../shared/reference/setup_t2i.sh <git dir>`;
+  return null;
+}
+
+/** One bench_txt2img.py run: StableDiffusionPipeline.__call__ on a pipeline folder, as difftune's txt2img row calls it. */
+export interface PytorchTxt2ImgRun {
+  pipelineDir: string;
+  scheduler: string;
+  steps: number;
+  guidanceScale: number;
+  height: number;
+  width: number;
+  prompt: string;
+  negativePrompt: string;
+  seed: number;
+  vaeSlicing: boolean;
+  vaeTiling: boolean;
+  threads: number;
+  runs: number;
+  warmup: number;
+}
+
+export function pytorchTxt2ImgArgs(run: PytorchTxt2ImgRun): string[] {
+  return [
+    run.pipelineDir,
+    '--scheduler',
+    run.scheduler,
+    '--steps',
+    String(run.steps),
+    '--guidance-scale',
+    String(run.guidanceScale),
+    '--height',
+    String(run.height),
+    '--width',
+    String(run.width),
+    '--prompt',
+    run.prompt,
+    '--negative-prompt',
+    run.negativePrompt,
+    '--seed',
+    String(run.seed),
+    '--threads',
+    String(run.threads),
+    '--runs',
+    String(run.runs),
+    '--warmup',
+    String(run.warmup),
+    ...(run.vaeSlicing ? ['--vae-slicing'] : []),
+    ...(run.vaeTiling ? ['--vae-tiling'] : []),
+  ];
+}
+
+const txt2imgLineSchema = lineSchema.extend({
+  /** The median, min and max above are over the denoising steps. */
+  step_times_s: z.array(z.number()),
+  text_encode_s: z.number(),
+  loop_s: z.number(),
+  decode_s: z.number(),
+  total_s: z.number(),
+  load_s: z.number(),
+  scheduler: z.string(),
+  prediction_type: z.string().nullable(),
+});
+export type PytorchTxt2ImgLine = z.infer<typeof txt2imgLineSchema>;
+
+export function runPytorchTxt2Img(env: PytorchEnv, run: PytorchTxt2ImgRun, timeoutMs = 600_000): Promise<PytorchTxt2ImgLine> {
+  const problem = txt2imgProblem(env);
+  if (problem !== null) return Promise.reject(new ProcessError(`cannot run bench_txt2img.py: ${problem}`));
+  return runReferenceScript(env, txt2imgScript(env)!, pytorchTxt2ImgArgs(run), run.threads, timeoutMs, txt2imgLineSchema);
+}
+
+/** Runs one reference script; resolves to its last stdout line parsed by `schema`, or rejects with its stderr's tail. */
+function runReferenceScript<T>(env: PytorchEnv, script: string, scriptArgs: string[], threads: number, timeoutMs: number, schema: z.ZodType<T>): Promise<T> {
+  const name = path.basename(script);
+  if (!env.python) return Promise.reject(new ProcessError(`cannot run ${name}: ${env.reason ?? 'PyTorch is unavailable'}`));
+  const args = [script, ...scriptArgs];
   return new Promise((resolve, reject) => {
-    const child = spawn(env.python!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: String(run.threads) } });
+    const child = spawn(env.python!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -118,23 +207,23 @@ export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
-      reject(new ProcessError(`cannot start bench_diffusers.py with ${env.python}: ${e.message}`, { cause: e }));
+      reject(new ProcessError(`cannot start ${name} with ${env.python}: ${e.message}`, { cause: e }));
     });
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       const line = out.trim().split('\n').pop() ?? '';
       if (code !== 0) {
-        reject(new ProcessError(`bench_diffusers.py exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
+        const how = signal === 'SIGKILL' ? `was killed (SIGKILL: its ${timeoutMs / 1000} s limit, or out of memory)` : `exited ${code ?? signal}`;
+        reject(new ProcessError(`${name} ${how}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
         return;
       }
       try {
-        resolve(lineSchema.parse(JSON.parse(line)));
+        resolve(schema.parse(JSON.parse(line)));
       } catch (e) {
         reject(
-          new ProcessError(
-            `bench_diffusers.py: expected a JSON result as its last line but found ${JSON.stringify(line.slice(0, 200))} (${(e as Error).message})`,
-            { cause: e },
-          ),
+          new ProcessError(`${name}: expected a JSON result as its last line but found ${JSON.stringify(line.slice(0, 200))} (${(e as Error).message})`, {
+            cause: e,
+          }),
         );
       }
     });

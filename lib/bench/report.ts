@@ -16,6 +16,47 @@ function pytorchCell(r: BenchResult): string {
   return `${f(p.ratio, 2)}× (${f(p.medianMs, 0)} ms${r.dtype !== p.dtype ? ` ${p.dtype}` : ''}${rss === undefined || rss === null ? '' : `, RSS ${f(rss, 0)} MB`})`;
 }
 
+/** The workload column: sampling and txt2img rows say their steps (and txt2img its size: its median is per denoising step). */
+function workloadLabel(r: BenchResult): string {
+  if (r.workload === 'sample') return `sample (${r.samplingSteps} steps)`;
+  if (r.workload === 'txt2img') return `txt2img (${r.samplingSteps} steps, ${r.txt2img?.height ?? r.resolution}²; per step)`;
+  return r.workload;
+}
+
+const seconds = (ms: number | undefined): string => (ms === undefined ? '—' : (ms / 1000).toFixed(ms < 1000 ? 3 : ms < 10_000 ? 2 : 1));
+
+/** bench.md's section on txt2img rows: each call's phases and peak RSS, difftune's and diffusers' side by side. */
+function txt2imgSection(file: BenchFile): string[] {
+  const rows = file.results.filter((r) => r.workload === 'txt2img' && r.status === 'ok' && r.txt2img);
+  if (rows.length === 0) return [];
+  const lines = [
+    '## Text-to-image pipeline calls',
+    '',
+    '| model | side | load s | text encode s | denoising loop s | median step s | VAE decode s | whole call s | peak RSS MB |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    const c = r.txt2img!;
+    lines.push(
+      `| ${r.model} | difftune | ${seconds(c.loadMs)} | ${seconds(c.textEncodeMs)} | ${seconds(c.loopMs)} | ${seconds(r.timing?.medianMs)} | ${seconds(c.decodeMs)} | ${seconds(c.totalMs)} | ${f(r.peakRssMb, 0)} |`,
+    );
+    const p = r.pytorch;
+    if (p?.status === 'ok' && p.txt2img) {
+      const q = p.txt2img;
+      lines.push(
+        `| ${r.model} | diffusers | ${seconds(q.loadMs)} | ${seconds(q.textEncodeMs)} | ${seconds(q.loopMs)} | ${seconds(p.medianMs)} | ${seconds(q.decodeMs)} | ${seconds(q.totalMs)} | ${f(p.stepsPeakRssMb ?? p.peakRssMb, 0)} |`,
+      );
+    } else lines.push(`| ${r.model} | diffusers | ${p?.status ?? 'not run'} | | | | | | ${p?.reason ?? ''} |`);
+  }
+  const c = rows[0]!.txt2img!;
+  lines.push(
+    '',
+    `Each call: ${JSON.stringify(c.prompt)}, negative ${JSON.stringify(c.negativePrompt)}, ${c.scheduler} (${c.predictionType ?? 'prediction type of the folder'}), guidance ${c.guidanceScale}, seed ${c.seed}, batch ${rows[0]!.batch}, VAE slicing ${c.vaeSlicing ? 'on' : 'off'}, tiling ${c.vaeTiling ? 'on' : 'off'}, on both sides; ${c.runs} timed call(s) per side. The first step also holds set_timesteps and the initial noise. Peak RSS: over the calls (weights included), load excluded where the kernel allows the reset.`,
+    '',
+  );
+  return lines;
+}
+
 function flags(r: BenchResult): string {
   const out: string[] = [];
   if (r.noise?.disturbed) out.push(`disturbed (other ${f(r.noise.otherCpu, 2)} cores)`);
@@ -54,7 +95,7 @@ export function formatMarkdown(file: BenchFile): string {
       continue;
     }
     const t = r.timing;
-    const workload = r.workload === 'sample' ? `sample (${r.samplingSteps} steps)` : r.workload;
+    const workload = workloadLabel(r);
     lines.push(
       `| ${r.model} | ${workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch} | ${f(t.medianMs)} | ${f(t.minMs)}–${f(t.maxMs)} | ${f(r.imagesPerS)} | ${f(r.gflops, 0)} | ${pct(r.peakFraction)} | ${f(r.peakRssMb, 0)} | ${pct(r.dataWait)} | ${f(r.lagP50Ms, 2)}/${f(r.lagP99Ms, 2)} | ${f(r.jsCpuMsPerStep, 2)} | ${pytorchCell(r)} | ${flags(r)} |`,
     );
@@ -64,6 +105,7 @@ export function formatMarkdown(file: BenchFile): string {
     "PyTorch: difftune ÷ PyTorch median (lower is better); bf16 rows are compared with PyTorch's fp32 step. % peak: achieved GFLOP/s (FLOPs counted from the layer shapes) ÷ the GEMM peak of the same dtype in this run. JS ms/step: on-CPU time of the JS thread per step (orchestration and N-API marshalling, outside native compute). Disturbed: other processes used more than the threshold of CPU while timing (repeated, least disturbed pass kept).",
     '',
   );
+  lines.push(...txt2imgSection(file));
   lines.push('## Goals', '', '| goal | target | measured | met | note |', '|---|---|---:|---|---|');
   for (const g of file.goals) lines.push(`| ${g.name} | ${g.target} | ${f(g.measured, 2)} | ${g.met === null ? '—' : g.met ? 'yes' : 'no'} | ${g.note} |`);
   return `${lines.join('\n')}\n`;
@@ -85,7 +127,7 @@ export function formatReadmeSummary(file: BenchFile, source: string): string {
     if (r.status !== 'ok' || !r.timing || r.workload === 'data-loader') continue;
     // The tiny fixtures and bf16 beyond the training step stay in bench.md.
     if (file.suite === 'full' && (r.model.endsWith('-tiny') || (r.dtype === 'bf16' && r.workload !== 'train-step'))) continue;
-    const workload = r.workload === 'sample' ? `sample (${r.samplingSteps} steps)` : r.workload;
+    const workload = workloadLabel(r);
     const ratio = r.pytorch?.status === 'ok' ? `${f(r.pytorch.ratio, 2)}${r.noise?.disturbed ? ' (disturbed)' : ''}` : r.noise?.disturbed ? 'disturbed' : '—';
     lines.push(
       `| ${r.model} | ${workload} | ${r.dtype} | ${r.freeze ?? ''} | ${r.batch} | ${f(r.timing.medianMs)} | ${f(r.imagesPerS)} | ${f(r.gflops, 0)} (${pct(r.peakFraction)}) | ${ratio} |`,

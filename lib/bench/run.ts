@@ -9,21 +9,22 @@ import * as path from 'path';
 import { ConfigError } from '../errors';
 import { gemmBenchmark, runtimeInfo, setThreads } from '../native/runtime';
 import { callAsync, loadNative } from '../native/load';
-import { benchModels, type BenchModel } from './presets';
-import { applyConfig, SUITES, type Suite, type SuiteEntry } from './suites';
+import { benchModels, isPipelineModel, type BenchModel } from './presets';
+import { applyConfig, isPipelineEntry, SUITES, type Suite, type SuiteEntry, type SuiteName } from './suites';
 import { benchFileSchema, type BenchConfig, type BenchFile, type BenchResult } from './schema';
 import { blasLibraries, disturbance, machineInfo, sampleCpu } from './system';
 import { readCpuinfo, slowBf16Reason } from '../util/cpu';
 
 import { measuredFields, median, measure } from './measure';
-import { detectPytorch, pytorchArgs, runPytorch, type PytorchEnv } from './pytorch';
+import { detectPytorch, pytorchArgs, runPytorch, txt2imgProblem, type PytorchEnv } from './pytorch';
+import { benchPipelineEntry, planTxt2Img } from './txt2img';
 import { benchForward, benchForwardBackward, benchSampling, benchTrainStep, exportModel, openModel, skipped, type RunSettings } from './workloads';
 import { openLoader, writeImageFolder } from './data';
 import { benchDistThroughput } from './dist-slot';
 import { evaluateGoals } from './goals';
 
 export interface BenchOptions {
-  suite: 'quick' | 'full';
+  suite: SuiteName;
   config?: BenchConfig;
   /** The repository root (test/fixtures, models/). */
   root: string;
@@ -286,7 +287,7 @@ async function benchDataLoader(spec: NonNullable<Suite['dataLoader']>, settings:
  * order and, where PyTorch runs, the bench_diffusers.py command of each of its runs.
  */
 export function planBench(options: Pick<BenchOptions, 'suite' | 'config' | 'root' | 'referenceDir' | 'suiteOverride'>): string[] {
-  const models = benchModels(path.join(options.root, 'test/fixtures/diffusers'), path.join(options.root, 'models'));
+  const models = configuredModels(options.root, options.config);
   const suite = options.suiteOverride ?? applyConfig(SUITES[options.suite], options.config ?? {}, new Set(models.keys()));
   const threads = options.config?.threads ?? Number(process.env.OMP_NUM_THREADS || os.cpus().length);
   const referenceDir = options.referenceDir ?? process.env.DIFFTUNE_REFERENCE_DIR ?? path.resolve(options.root, '..', 'shared', 'reference');
@@ -294,6 +295,10 @@ export function planBench(options: Pick<BenchOptions, 'suite' | 'config' | 'root
   for (const entry of suite.entries) {
     const model = models.get(entry.model);
     if (!model) throw new ConfigError(`suite ${suite.name}: unknown model "${entry.model}"; expected one of ${[...models.keys()].join(', ')}`);
+    if (isPipelineModel(model)) {
+      lines.push(...planTxt2Img(model, entry, threads, referenceDir, options.config));
+      continue;
+    }
     const gc = entry.gradientCheckpointing === true;
     lines.push(`${model.name} (${model.note}): batch ${model.batch}, ${entry.warmup} warm-up + ${entry.steps} timed steps`);
     const freezes = entry.freezes.map((f) => `${f === 'lora' ? 'lora-r4' : f}${gc ? '+gc' : ''}`);
@@ -337,12 +342,20 @@ export function planBench(options: Pick<BenchOptions, 'suite' | 'config' | 'root
   return lines;
 }
 
+/** The harness's models, --config resolution applied. */
+function configuredModels(root: string, config: BenchConfig | undefined): Map<string, BenchModel> {
+  const models = benchModels(path.join(root, 'test/fixtures/diffusers'), path.join(root, 'models'));
+  const resolution = config?.resolution;
+  if (resolution === undefined) return models;
+  return new Map([...models].map(([name, m]) => [name, { ...m, resolution }]));
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchFile> {
   const log = options.log ?? ((l: string) => console.log(l));
   const started = new Date();
   const t0 = performance.now();
   const machine = machineInfo();
-  const models = benchModels(path.join(options.root, 'test/fixtures/diffusers'), path.join(options.root, 'models'));
+  const models = configuredModels(options.root, options.config);
   const suite = options.suiteOverride ?? applyConfig(SUITES[options.suite], options.config ?? {}, new Set(models.keys()));
   const threads = options.config?.threads ?? Number(process.env.OMP_NUM_THREADS || os.cpus().length);
   await setThreads(threads);
@@ -383,7 +396,21 @@ export async function runBench(options: BenchOptions): Promise<BenchFile> {
     for (const entry of suite.entries) {
       const model = models.get(entry.model);
       if (!model) throw new ConfigError(`suite ${suite.name}: unknown model "${entry.model}"; expected one of ${[...models.keys()].join(', ')}`);
-      results.push(...(await benchEntry(model, entry, suite, settings, env, slowBf16, log)));
+      if (isPipelineModel(model) || isPipelineEntry(entry)) {
+        const problem = entry.pytorch ? txt2imgProblem(env) : null;
+        const t2iEnv = !entry.pytorch ? null : problem === null ? env : { ...env, available: false, reason: problem };
+        const t2iSettings = {
+          ...settings,
+          steps: entry.steps,
+          warmup: entry.warmup,
+          samplingSteps: entry.txt2imgSteps ?? 20,
+          vaeTiling: options.config?.vaeTiling,
+          pipelineDir: options.config?.pipelineDir,
+        };
+        results.push(...(await benchPipelineEntry(model, t2iSettings, t2iEnv, log)));
+      } else {
+        results.push(...(await benchEntry(model, entry, suite, settings, env, slowBf16, log)));
+      }
       await setThreads(threads);
     }
     if (suite.dataLoader) {

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 
-export const WORKLOADS = ['forward', 'forward-backward', 'train-step', 'sample', 'data-loader', 'dist-throughput'] as const;
+export const WORKLOADS = ['forward', 'forward-backward', 'train-step', 'sample', 'txt2img', 'data-loader', 'dist-throughput'] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 export const BENCH_DTYPES = ['fp32', 'bf16'] as const;
 export type BenchDType = (typeof BENCH_DTYPES)[number];
@@ -36,6 +36,42 @@ export const timingSchema = z.object({
   medianOver: z.number().int(),
 });
 
+/**
+ * One text-to-image pipeline call split into its phases (txt2img rows, both sides). The row's timing is
+ * over the denoising steps (U-Net on the guidance-doubled batch, guidance, scheduler step); these are the rest.
+ */
+export const txt2imgPhasesSchema = z.object({
+  /** The prompt's and the negative prompt's text encoding. */
+  textEncodeMs: num,
+  /** All denoising steps (the first one also holds set_timesteps and drawing the initial noise). */
+  loopMs: num,
+  /** The VAE decode of the final latents. */
+  decodeMs: num,
+  /** The whole call. */
+  totalMs: num,
+  /** Loading the pipeline folder (before the calls; not in totalMs). */
+  loadMs: num.optional(),
+});
+export type Txt2ImgPhases = z.infer<typeof txt2imgPhasesSchema>;
+
+/** What a txt2img row's pipeline call does: the same on both sides. */
+export const txt2imgCallSchema = z.object({
+  scheduler: z.string(),
+  predictionType: z.string().nullable(),
+  steps: z.number().int().positive(),
+  guidanceScale: num,
+  height: z.number().int().positive(),
+  width: z.number().int().positive(),
+  prompt: z.string(),
+  negativePrompt: z.string(),
+  seed: z.number().int(),
+  vaeSlicing: z.boolean(),
+  vaeTiling: z.boolean(),
+  /** Timed pipeline calls (the row's timing pools their steps; phases are the median call's). */
+  runs: z.number().int().positive(),
+});
+export type Txt2ImgCall = z.infer<typeof txt2imgCallSchema>;
+
 export const pytorchSchema = z.object({
   status: z.enum(['ok', 'skipped', 'failed']),
   reason: z.string().optional(),
@@ -55,6 +91,8 @@ export const pytorchSchema = z.object({
   peakRssMb: num.optional(),
   /** Its peak over the warm-up and timed steps alone (null where the kernel cannot reset the peak), as difftune's peakRssMb. */
   stepsPeakRssMb: nullableNum.optional(),
+  /** txt2img rows: the diffusers pipeline call's phases (medianMs is then its median denoising step). */
+  txt2img: txt2imgPhasesSchema.optional(),
 });
 
 export const resultSchema = z.object({
@@ -96,6 +134,12 @@ export const resultSchema = z.object({
   pytorch: pytorchSchema.optional(),
   /** Data-loader rows: batches per second. */
   batchesPerS: num.optional(),
+  /**
+   * txt2img rows: the call and its phases. For these rows `timing` is over the denoising steps (median step,
+   * the goal's number), `imagesPerS` counts whole calls, gflopPerStep is one step's U-Net forward, `resolution`
+   * is the image's height (pixels) and `batch` the prompts per call.
+   */
+  txt2img: txt2imgCallSchema.merge(txt2imgPhasesSchema).optional(),
 });
 export type BenchResult = z.infer<typeof resultSchema>;
 
@@ -173,6 +217,12 @@ export const benchConfigSchema = z
     gradientCheckpointing: z.boolean().optional(),
     /** Cores' worth of other processes' CPU above which a step counts as disturbed. */
     otherCpuThreshold: z.number().positive().optional(),
+    /** H = W of every model: the U-Net's input (latents) for U-Net models, the image's pixels for pipelines (txt2img). */
+    resolution: z.number().int().positive().optional(),
+    /** txt2img on sd21-pipeline: this existing pipeline folder instead of one written by init-pipeline into the run's scratch folder. */
+    pipelineDir: z.string().min(1).optional(),
+    /** txt2img: decode in tiles on both sides (diffusers' enable_vae_tiling), where a whole decode would not fit (default off). */
+    vaeTiling: z.boolean().optional(),
   })
   .strict();
 export type BenchConfig = z.infer<typeof benchConfigSchema>;

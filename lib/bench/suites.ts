@@ -1,9 +1,10 @@
 /**
- * The two suites. quick: the tiny fixtures (forward, forward+backward, training step) and the training
+ * The suites. quick: the tiny fixtures (forward, forward+backward, training step) and the training
  * step of ddpm-cifar10 and mnist-small, a few timed steps each, fp32 and bf16 (≤ 5 min on the 2-core dev
- * machine). full: every model × every workload × fp32/bf16, freezing variants and LoRA, and the real SD 1.5
- * U-Net's forward and LoRA + gradient-checkpointing step. On a CPU without bf16 arithmetic the bf16 rows
- * are skipped with the reason (run.ts), in both suites.
+ * machine). full: every model × every workload × fp32/bf16, freezing variants and LoRA, the real SD 1.5
+ * U-Net's forward and LoRA + gradient-checkpointing step, and txt2img on the tiny pipeline. sd21: one
+ * SD 2.1 768² txt2img call (DPM-Solver++ 20 steps, guidance 7.5) on each side — tens of minutes on 2 cores,
+ * so a suite of its own. On a CPU without bf16 arithmetic the bf16 rows are skipped with the reason (run.ts).
  */
 import { ConfigError } from '../errors';
 import type { BenchConfig, BenchDType, WorkloadName } from './schema';
@@ -23,6 +24,8 @@ export interface SuiteEntry {
   /** Timed sampling loops (each is samplingSteps U-Net calls). */
   samplingLoops: number;
   pytorch: boolean;
+  /** txt2img: denoising steps of one pipeline call (default 20; --config samplingSteps overrides it). */
+  txt2imgSteps?: number;
 }
 
 export interface Suite {
@@ -39,7 +42,15 @@ export interface Suite {
 
 const MODEL_WORKLOADS: WorkloadName[] = ['forward', 'forward-backward', 'train-step', 'sample'];
 
-export const SUITES: Record<'quick' | 'full', Suite> = {
+export const SUITE_NAMES = ['quick', 'full', 'sd21'] as const;
+export type SuiteName = (typeof SUITE_NAMES)[number];
+
+/** Pipeline entries (txt2img) take no U-Net workloads; U-Net entries no txt2img. */
+export function isPipelineEntry(entry: Pick<SuiteEntry, 'workloads'>): boolean {
+  return entry.workloads.includes('txt2img');
+}
+
+export const SUITES: Record<SuiteName, Suite> = {
   quick: {
     name: 'quick',
     samplingSteps: 10,
@@ -115,9 +126,35 @@ export const SUITES: Record<'quick' | 'full', Suite> = {
         samplingLoops: 1,
         pytorch: true,
       },
+      // The whole pipeline (text encoder, guided DPM-Solver++ loop, VAE decode) on the tiny fixture: seconds.
+      {
+        model: 'sd-pipeline-tiny',
+        workloads: ['txt2img'],
+        dtypes: ['fp32'],
+        freezes: [],
+        steps: 3,
+        warmup: 1,
+        samplingLoops: 1,
+        pytorch: true,
+        txt2imgSteps: 20,
+      },
+    ],
+  },
+  sd21: {
+    name: 'sd21',
+    samplingSteps: 20,
+    // One call per side; a disturbed one is flagged, not repeated (retrying would double tens of minutes).
+    retries: 0,
+    gemmN: 1536,
+    dataLoader: null,
+    dataParallel: null,
+    entries: [
+      { model: 'sd21-pipeline', workloads: ['txt2img'], dtypes: ['fp32'], freezes: [], steps: 1, warmup: 0, samplingLoops: 1, pytorch: true, txt2imgSteps: 20 },
     ],
   },
 };
+
+const ALL_ENTRIES: SuiteEntry[] = SUITE_NAMES.flatMap((n) => SUITES[n].entries);
 
 /** The suite with a --config's overrides applied (filters and counts). */
 export function applyConfig(suite: Suite, config: BenchConfig, knownModels: ReadonlySet<string>): Suite {
@@ -126,15 +163,18 @@ export function applyConfig(suite: Suite, config: BenchConfig, knownModels: Read
   }
   const wanted = config.models ? new Set(config.models) : null;
   const fromSuite = suite.entries.filter((e) => !wanted || wanted.has(e.model));
-  // Models the config names but the suite lacks get the full suite's entry.
+  // Models the config names but the suite lacks get their entry from another suite (full's first).
   const extra = (config.models ?? [])
     .filter((m) => !fromSuite.some((e) => e.model === m))
-    .map((m) => SUITES.full.entries.find((e) => e.model === m) ?? { ...SUITES.full.entries[2]!, model: m });
+    .map((m) => ALL_ENTRIES.find((e) => e.model === m) ?? { ...SUITES.full.entries[2]!, model: m });
   const entries = [...fromSuite, ...extra].map((e) => ({
     ...e,
     workloads: config.workloads
-      ? e.workloads.filter((w) => config.workloads!.includes(w)).concat(config.workloads.filter((w) => !e.workloads.includes(w) && MODEL_WORKLOADS.includes(w)))
+      ? e.workloads
+          .filter((w) => config.workloads!.includes(w))
+          .concat(isPipelineEntry(e) ? [] : config.workloads.filter((w) => !e.workloads.includes(w) && MODEL_WORKLOADS.includes(w)))
       : e.workloads,
+    txt2imgSteps: isPipelineEntry(e) ? (config.samplingSteps ?? e.txt2imgSteps ?? 20) : e.txt2imgSteps,
     dtypes: config.dtypes ?? e.dtypes,
     freezes: config.freezes ?? e.freezes,
     steps: config.steps ?? e.steps,

@@ -52,14 +52,16 @@ function schedulerDirOf(dir: string): string {
 }
 
 export async function openModel(model: BenchModel, channelsLast = false): Promise<OpenedModel> {
-  const unet =
-    model.source.kind === 'folder' ? await loadUNet(model.source.dir) : await UNet.fromConfig(model.source.config, { seed: 0, source: `preset ${model.name}` });
+  const source = model.source;
+  if (source.kind === 'pipeline' || source.kind === 'init-pipeline')
+    throw new ConfigError(`model "${model.name}" is a Stable Diffusion pipeline: expected the txt2img workload for it, not the U-Net workloads`);
+  const unet = source.kind === 'folder' ? await loadUNet(source.dir) : await UNet.fromConfig(source.config, { seed: 0, source: `preset ${model.name}` });
   try {
     if (channelsLast) await unet.setOptions({ channelsLast: true });
     const scheduler =
-      model.source.kind === 'folder'
-        ? await loadScheduler(schedulerDirOf(model.source.dir))
-        : await Scheduler.fromConfig(model.source.scheduler, { source: `preset ${model.name}` });
+      source.kind === 'folder'
+        ? await loadScheduler(schedulerDirOf(source.dir))
+        : await Scheduler.fromConfig(source.scheduler, { source: `preset ${model.name}` });
     return { unet, scheduler };
   } catch (error) {
     unet.dispose();
