@@ -184,9 +184,10 @@ export function benchModels(fixturesDir: string, modelsDir: string): Map<string,
       resolution: 768,
       crossAttnLen: 77,
       imageChannels: null,
-      // Loading ~5.2 GB, then 20 guided steps of the 865.9 M U-Net on 96×96 latents and a 768² decode: tens of minutes on 2 cores.
+      // Loading 5.2 GB, then 20 guided steps of the 865.9 M U-Net on 2×4×96×96 latents (4.3 TFLOP each) and a 768² decode:
+      // tens of minutes per side on 2 cores.
       pytorchTimeoutS: 7200,
-      note: 'SD 2.1 768 pipeline (real configs, v-prediction, OpenCLIP-H text encoder; seeded random weights by init-pipeline)',
+      note: 'the SD 2.1 768-px pipeline: real configs (v-prediction, OpenCLIP-H text encoder), seeded random weights by init-pipeline',
     },
   ];
   return new Map(list.map((m) => [m.name, m]));
