@@ -38,7 +38,15 @@ export function bf16UsesOnednn(cpuinfo: string, onednn: boolean): boolean {
  * training step takes longer than in float32 — ~20-30× on AVX2 CPUs, and still 1.6-3.1× on AVX-512
  * ones (the README's bench on an AVX-512F/BW/VNNI Xeon without BF16: bf16 GEMM 62 vs 303 GFLOP/s).
  */
-export function slowBf16Reason(cpuinfo: string): string | null {
+export function slowBf16Reason(cpuinfo: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  // A cap on oneDNN's ISA below its bf16 kernels (how an AVX-512 machine is run as an AVX2 one) leaves
+  // bf16 to emulation whatever the CPU has; libtorch 1.13 then also loses oneDNN for float32 once bf16 ran
+  // (tensor/runtime.h: noteCpuBf16Compute), so such a run must not touch bf16 at all.
+  const capName = env.ONEDNN_MAX_CPU_ISA ? 'ONEDNN_MAX_CPU_ISA' : env.DNNL_MAX_CPU_ISA ? 'DNNL_MAX_CPU_ISA' : undefined;
+  const cap = capName === undefined ? undefined : env[capName]!;
+  if (cap !== undefined && !/^(ALL|DEFAULT|AVX512_CORE_BF16|AVX512_CORE_FP16|AVX512_CORE_AMX.*|AVX10.*)$/i.test(cap.trim())) {
+    return `${capName}=${cap} caps oneDNN below its bf16 kernels (AVX512_CORE_BF16); bf16 would be emulated ~1.5-30× slower than float32`;
+  }
   const flags = cpuFlags(cpuinfo);
   if (flags.size === 0) return null;
   if (flags.has('avx512_bf16') || flags.has('amx_bf16') || flags.has('bf16')) return null;

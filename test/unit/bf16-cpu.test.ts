@@ -36,6 +36,21 @@ test.each([
   expect(slowBf16Reason(cpuinfo)).toBeNull();
 });
 
+test.each([
+  ['ONEDNN_MAX_CPU_ISA', 'AVX2'],
+  ['ONEDNN_MAX_CPU_ISA', 'avx512_core'],
+  ['DNNL_MAX_CPU_ISA', 'SSE41'],
+])('%s=%s caps oneDNN below bf16: refused even on a CPU with AVX-512-BF16', (name, cap) => {
+  expect(slowBf16Reason(COOPER_LAKE, { [name]: cap })).toBe(
+    `${name}=${cap} caps oneDNN below its bf16 kernels (AVX512_CORE_BF16); bf16 would be emulated ~1.5-30× slower than float32`,
+  );
+});
+
+test.each(['ALL', 'AVX512_CORE_BF16', 'avx512_core_amx', ''])('ONEDNN_MAX_CPU_ISA=%j leaves bf16 to the CPU flags', (cap) => {
+  expect(slowBf16Reason(COOPER_LAKE, { ONEDNN_MAX_CPU_ISA: cap })).toBeNull();
+  expect(slowBf16Reason(AVX2, { ONEDNN_MAX_CPU_ISA: cap })).toMatch(/avx512_bf16\/amx_bf16 absent/);
+});
+
 const minimalRaw = { model: { pretrained: 'models/base' }, data: { source: 'mnist', resolution: 16, channels: 1 }, output: 'runs/x' };
 const recipe = (train: Record<string, unknown>, device = 'cpu') =>
   parseRecipe(
