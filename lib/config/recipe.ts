@@ -111,6 +111,12 @@ export const validationSchema = z
     timesteps: z.array(z.number().int().nonnegative()).nonempty().default([100, 300, 500, 700, 900]),
     /** Fixed noise: of the held-out loss, and the initial noise of every validation grid (the same at every step). */
     seed: z.number().int().nonnegative().default(1234),
+    /**
+     * Text-to-image: also the held-out loss with each sample's caption swapped for one of another caption set
+     * (another class; lib/data/captions.ts mismatchedCaptions), same noise and timesteps: how much the captions
+     * steer the model (the gap to the right captions' loss), into metrics.jsonl as validationLossWrongCaptions.
+     */
+    wrongCaptions: z.boolean().default(false),
     /** Text-to-image runs: prompts sampled into the validation grid, one row each, at step 0 and every `every` steps. */
     prompts: z.array(z.string()).default([]),
     /** Class-conditional U-Nets: class ids sampled into the validation grid, one row each. */
@@ -143,6 +149,12 @@ export const validationSchema = z
         code: z.ZodIssueCode.custom,
         path: ['every'],
         message: 'validation grids (prompts, classLabels or numImages) are sampled at validations: set every to the steps between them (0 means never)',
+      });
+    if (v.wrongCaptions && v.every === 0)
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['wrongCaptions'],
+        message: 'the wrong-caption held-out loss is measured at validations: set every to the steps between them (0 means never)',
       });
     if (v.prompts.length > 0 && v.classLabels.length > 0)
       ctx.addIssue({

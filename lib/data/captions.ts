@@ -33,3 +33,21 @@ export function sampleCaption(candidates: readonly string[], options: CaptionOpt
   if (dropped) return '';
   return options.shuffleCaption ? shuffleTags(chosen, options.keepTokens, shuffle) : chosen;
 }
+
+/**
+ * Each held-out sample's caption swapped for one of another caption set (another class): sample k gets the
+ * caption drawn for the first sample after it, cyclically, whose caption candidates differ from its own.
+ * The held-out loss with these beside the one with the right captions says how much the captions steer a
+ * text-to-image model (validation.wrongCaptions). `candidates` are the samples' caption lists (null: the
+ * sample had none of its own). undefined when every sample has the same candidates: no other caption set.
+ */
+export function mismatchedCaptions(captions: readonly string[], candidates: ReadonlyArray<readonly string[] | null>): string[] | undefined {
+  const keys = candidates.map((c) => JSON.stringify(c));
+  // With two caption sets or more, every sample finds one of another set.
+  if (new Set(keys).size < 2) return undefined;
+  return captions.map((_, k) => {
+    let j = (k + 1) % captions.length;
+    while (keys[j] === keys[k]) j = (j + 1) % captions.length;
+    return captions[j]!;
+  });
+}

@@ -36,7 +36,7 @@ import { RunReportWriter } from './run-report';
 import { loraTextEncoder, openTextEncoderTraining, textEncoderPlanNote } from './text-encoder-training';
 import { openTextToImage, type TextToImageSummary } from './text-to-image';
 import { Trainer, type TrainableParameter, type TrainerOptions } from './trainer';
-import { Validation } from './validation';
+import { Validation, type HeldOutLoss } from './validation';
 import { ValidationImages, type ValidationGrid } from './validation-images';
 import { planFrozenUNet, trainUNet } from './weights';
 
@@ -72,7 +72,8 @@ export interface FinetuneResult {
   schedulerDir: string;
   checkpoints: string[];
   finalLoss: number;
-  validation: Array<{ step: number; loss: number }>;
+  /** Held-out losses by step (and the wrong-caption loss with validation.wrongCaptions). */
+  validation: HeldOutLoss[];
   /** The validation grids this process wrote (<output>/validation/step-<n>.png), oldest first. */
   validationGrids: ValidationGrid[];
   /** <output>/report.html (rank 0 writes it; rewritten at each validation and at the end). */

@@ -1,11 +1,14 @@
 /**
  * Held-out loss: the first validation.samples samples of the held-out data, in order, their inputs made
  * once through the run's hooks, measured at fixed timesteps and noise so that the numbers compare across
- * steps and runs. Rank 0 measures and records it (metrics.jsonl); the other ranks skip it.
+ * steps and runs. With validation.wrongCaptions (text-to-image) the same samples are measured a second
+ * time with each caption swapped for one of another class's, same noise and timesteps: the gap is how
+ * much the captions steer the model. Rank 0 measures and records it (metrics.jsonl); the other ranks skip it.
  */
 import type { Recipe } from '../config/recipe';
 import { createDataset } from '../data/dataset';
 import { DataLoader } from '../data/loader';
+import { mismatchedCaptions } from '../data/captions';
 import { ConfigError } from '../errors';
 import { TensorScope, type Hooks, type ModelInputs, type SampleBatch } from './hooks';
 import type { MetricsLog } from './metrics';
@@ -13,11 +16,21 @@ import type { Trainer } from './trainer';
 
 interface HeldOut {
   readonly inputs: ModelInputs;
+  /** The same samples with each caption swapped for another class's (validation.wrongCaptions). */
+  readonly wrongCaptionInputs: ModelInputs | undefined;
   readonly indices: readonly number[];
 }
 
+/** One validation's numbers. */
+export interface HeldOutLoss {
+  step: number;
+  loss: number;
+  /** validation.wrongCaptions: the loss of the same samples, noise and timesteps with another class's captions. */
+  wrongCaptionLoss?: number;
+}
+
 export class Validation implements Disposable {
-  readonly results: Array<{ step: number; loss: number }> = [];
+  readonly results: HeldOutLoss[] = [];
 
   private constructor(
     private readonly heldOut: HeldOut | undefined,
@@ -28,13 +41,25 @@ export class Validation implements Disposable {
 
   /** Reads the held-out batch (none when validation.every is 0) and makes its inputs. */
   static async open(recipe: Recipe, hooks: Hooks, record: { enabled: boolean; metrics: MetricsLog; log: (line: string) => void }): Promise<Validation> {
-    const batch = await readHeldOut(recipe, record.log);
+    const heldOut = await readHeldOut(recipe, record.log);
     const scope = new TensorScope();
-    if (batch === undefined) return new Validation(undefined, scope, recipe.validation, record);
+    if (heldOut === undefined) {
+      if (recipe.validation.wrongCaptions)
+        throw new ConfigError(
+          'validation.wrongCaptions: expected held-out images (validation.data: an image folder of captioned held-out images) but the run has none',
+        );
+      return new Validation(undefined, scope, recipe.validation, record);
+    }
+    const { batch, candidates } = heldOut;
     scope.own(batch.pixels);
     try {
       const inputs = await hooks.prepareValidation(batch, scope);
-      return new Validation({ inputs, indices: batch.indices }, scope, recipe.validation, record);
+      let wrongCaptionInputs: ModelInputs | undefined;
+      if (recipe.validation.wrongCaptions) {
+        const wrong = wrongCaptionsOf(batch, candidates, inputs);
+        wrongCaptionInputs = await hooks.prepareValidation({ ...batch, captions: wrong }, scope);
+      }
+      return new Validation({ inputs, wrongCaptionInputs, indices: batch.indices }, scope, recipe.validation, record);
     } catch (error) {
       scope[Symbol.dispose]();
       throw error;
@@ -43,15 +68,19 @@ export class Validation implements Disposable {
 
   async run(trainer: Pick<Trainer, 'validationLoss'>, step: number): Promise<void> {
     if (this.heldOut === undefined || !this.record.enabled) return;
-    const loss = await trainer.validationLoss({
-      ...this.heldOut.inputs,
-      sampleIndices: this.heldOut.indices,
-      seed: this.settings.seed,
-      timesteps: this.settings.timesteps,
-    });
-    this.results.push({ step, loss });
-    await this.record.metrics.write({ step, validationLoss: loss });
-    this.record.log(`step ${step}: held-out loss ${loss.toFixed(5)}`);
+    const at = { sampleIndices: this.heldOut.indices, seed: this.settings.seed, timesteps: this.settings.timesteps };
+    const loss = await trainer.validationLoss({ ...this.heldOut.inputs, ...at });
+    const wrong = this.heldOut.wrongCaptionInputs;
+    if (wrong === undefined) {
+      this.results.push({ step, loss });
+      await this.record.metrics.write({ step, validationLoss: loss });
+      this.record.log(`step ${step}: held-out loss ${loss.toFixed(5)}`);
+      return;
+    }
+    const wrongCaptionLoss = await trainer.validationLoss({ ...wrong, ...at });
+    this.results.push({ step, loss, wrongCaptionLoss });
+    await this.record.metrics.write({ step, validationLoss: loss, validationLossWrongCaptions: wrongCaptionLoss });
+    this.record.log(`step ${step}: held-out loss ${loss.toFixed(5)} (with another class's captions ${wrongCaptionLoss.toFixed(5)})`);
   }
 
   [Symbol.dispose](): void {
@@ -59,8 +88,30 @@ export class Validation implements Disposable {
   }
 }
 
-/** The first N samples of the held-out data, in order, fixed for the run; undefined when the run never validates. */
-async function readHeldOut(recipe: Recipe, log: (line: string) => void): Promise<SampleBatch | undefined> {
+/** The held-out captions swapped for other classes' (validation.wrongCaptions), refused where there is nothing to swap or nothing reads them. */
+function wrongCaptionsOf(batch: SampleBatch, candidates: ReadonlyArray<readonly string[] | null>, inputs: ModelInputs): string[] {
+  if (inputs.encoderHiddenStates === undefined && inputs.inputIds === undefined)
+    throw new ConfigError(
+      'validation.wrongCaptions: expected a text-to-image run (a text-conditioned U-Net in a pipeline folder) but this U-Net takes no captions',
+    );
+  if (batch.captions === null)
+    throw new ConfigError('validation.wrongCaptions: expected captioned held-out data (metadata.jsonl or caption files) but validation.data has no captions');
+  const wrong = mismatchedCaptions(batch.captions, candidates);
+  if (wrong === undefined)
+    throw new ConfigError(
+      `validation.wrongCaptions: expected held-out samples of two caption sets or more (classes) but all ${batch.captions.length} share one; raise validation.samples or hold out more classes`,
+    );
+  return wrong;
+}
+
+/**
+ * The first N samples of the held-out data, in order, fixed for the run, with each sample's caption
+ * candidates; undefined when the run never validates.
+ */
+async function readHeldOut(
+  recipe: Recipe,
+  log: (line: string) => void,
+): Promise<{ batch: SampleBatch; candidates: Array<readonly string[] | null> } | undefined> {
   if (recipe.validation.every === 0) return undefined;
   const options = recipe.validation.data ?? { ...recipe.data, split: 'test' };
   if ((options.source ?? 'imagefolder') === 'imagefolder' && recipe.validation.data === undefined) {
@@ -83,7 +134,10 @@ async function readHeldOut(recipe: Recipe, log: (line: string) => void): Promise
   });
   try {
     const batch = await loader.next();
-    return { pixels: batch.pixels, rawPixels: batch.rawPixels, labels: batch.labels, captions: batch.captions, indices: batch.indices };
+    return {
+      batch: { pixels: batch.pixels, rawPixels: batch.rawPixels, labels: batch.labels, captions: batch.captions, indices: batch.indices },
+      candidates: batch.indices.map((i) => dataset.item(i).captions),
+    };
   } finally {
     await loader.close();
   }

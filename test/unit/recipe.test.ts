@@ -123,6 +123,8 @@ test.each([
   [{ every: 5, classLabels: [-1] }, /validation\.classLabels\[0\]: Number must be greater than or equal to 0/],
   [{ every: 5, numImages: 0 }, /validation\.numImages/],
   [{ every: 5, scheduler: 'ddim' }, null],
+  [{ every: 5, wrongCaptions: true }, null],
+  [{ wrongCaptions: true }, /r\.json: validation\.wrongCaptions: the wrong-caption held-out loss is measured at validations: set every/],
   [
     { every: 5, scheduler: 'fast' },
     /validation\.scheduler: expected a scheduler class \(DDPMScheduler, DDIMScheduler, .*\) or short name \(ddpm, ddim, .*\) but found "fast"/,

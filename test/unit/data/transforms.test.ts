@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { createDataset } from '../../../lib/data/dataset';
-import { shuffleTags, sampleCaption } from '../../../lib/data/captions';
+import { mismatchedCaptions, shuffleTags, sampleCaption } from '../../../lib/data/captions';
 import { Rng } from '../../../lib/data/random';
 import { tempDir, writeGray, writeImage } from './folders';
 
@@ -116,5 +116,23 @@ describe('captions', () => {
     for (let i = 0; i < 4000; i++) if (sampleCaption(['x'], options, new Rng(i), new Rng(i + 1), new Rng(i * 7 + 3)) === '') dropped++;
     expect(dropped / 4000).toBeGreaterThan(0.22);
     expect(dropped / 4000).toBeLessThan(0.28);
+  });
+
+  test('wrong captions: each sample gets the caption drawn for the next sample of another caption set, cyclically', () => {
+    const bag = ['a bag', 'a handbag'];
+    const boot = ['a boot', 'an ankle boot'];
+    const sandal = ['a sandal'];
+    // Interleaved classes as the captioned demo data is written: bag, boot, sandal, bag, ...; two of one class in a row too.
+    const candidates = [bag, boot, sandal, bag, bag, boot];
+    const drawn = ['a bag', 'a boot', 'a sandal', 'a handbag', 'a bag', 'an ankle boot'];
+    expect(mismatchedCaptions(drawn, candidates)).toEqual(['a boot', 'a sandal', 'a handbag', 'an ankle boot', 'an ankle boot', 'a bag']);
+    // Never a caption of the sample's own set, whatever wording was drawn.
+    const wrong = mismatchedCaptions(drawn, candidates)!;
+    wrong.forEach((w, k) => expect([k, candidates[k]!.includes(w)]).toEqual([k, false]));
+    // One caption set (or none): nothing to swap in.
+    expect(mismatchedCaptions(['a bag', 'a handbag'], [bag, bag])).toBeUndefined();
+    expect(mismatchedCaptions(['', ''], [null, null])).toBeUndefined();
+    // Own captions per image (sidecar files, one text per image): the next image's.
+    expect(mismatchedCaptions(['x', 'y', 'z'], [['x'], ['y'], ['z']])).toEqual(['y', 'z', 'x']);
   });
 });
