@@ -29,11 +29,14 @@ export async function openTrainingLoader(
       throw new ConfigError(`data.buckets.step: expected a multiple of the model's downsampling factor, ${sizeMultiple} pixels, but found ${b.step}`);
     log(`aspect-ratio buckets (sides multiples of ${b.step} px, about ${dataset.options.resolution}² pixels): ${describeBuckets(b)} images`);
   }
-  return new DataLoader(dataset, {
+  const loader = new DataLoader(dataset, {
     batchSize: t.batchSize,
     torchThreads: t.threads ?? dp.torchThreads,
     shard: dp.shard,
     onWarning: log,
     state: loaderPosition(resumed),
   });
+  // Now, not at the first batch: the held-out inputs and the step-0 validation come before it.
+  await loader.applyThreadBudget();
+  return loader;
 }

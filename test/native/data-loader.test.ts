@@ -4,6 +4,9 @@ import { createDataset } from '../../lib/data/dataset';
 import { DataLoader } from '../../lib/data/loader';
 import { imagesToTensor } from '../../lib/native/images';
 import { loadNative } from '../../lib/native/load';
+import { runtimeInfo, setThreads } from '../../lib/native/runtime';
+import { parseRecipe } from '../../lib/config/recipe';
+import { openTrainingLoader } from '../../lib/train/data';
 import { tempDir, writeImage } from '../unit/data/folders';
 
 test('imagesToTensor: permutes to NCHW and maps 0 → −1, 255 → 1', async () => {
@@ -46,4 +49,22 @@ test('DataLoader.next(): the float batch equals the raw batch, in [-1, 1]', asyn
   expect(Math.max(...data)).toBeLessThanOrEqual(1);
   batch.dispose();
   await loader.close();
+});
+
+test("a run's loader sets torch's threads to its share as it opens, before the first batch (the step-0 validation runs under it)", async () => {
+  const before = (await runtimeInfo()).threads;
+  await setThreads(2);
+  const recipe = parseRecipe({
+    model: { pretrained: path.join(__dirname, '..', '..', 'models', 'mnist-ddpm') },
+    data: { source: 'mnist', resolution: 28, channels: 1, limit: 8 },
+    train: { steps: 1, batchSize: 4, lr: 1e-4, threads: 1 },
+    output: path.join(__dirname, 'unused-output'),
+  });
+  const loader = await openTrainingLoader(recipe, { torchThreads: undefined, shard: undefined }, undefined, () => undefined);
+  try {
+    expect((await runtimeInfo()).threads).toBe(1);
+  } finally {
+    await loader.close();
+    await setThreads(before);
+  }
 });
