@@ -119,8 +119,8 @@ async function readJson(file: string): Promise<Record<string, unknown>> {
   return JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
 }
 
-/** One row per prompt, `perPrompt` images each, every row from the same initial noise. */
-async function sampleRows(
+/** One row per prompt, `perPrompt` images each, every row from the same initial noise (the transfer demo's grids too). */
+export async function sampleRows(
   dir: string,
   prompts: readonly string[],
   s: { perPrompt: number; steps: number; guidanceScale: number; seed: number },

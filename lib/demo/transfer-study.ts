@@ -187,7 +187,8 @@ export async function runTransferStudy(
   return rows;
 }
 
-async function loraParams(file: string): Promise<number> {
+/** Parameters in a LoRA adapters file (what a LoRA run trains). */
+export async function loraParams(file: string): Promise<number> {
   const f = await SafetensorsFile.open(file);
   try {
     return [...f.tensors.values()].reduce((n, t) => n + t.numel, 0);
@@ -588,7 +589,8 @@ export async function runDataEfficiencyStudy(
   return summary;
 }
 
-async function writeChart(out: string, name: string, svg: string): Promise<void> {
+/** `<name>.svg` and `<name>.png` (sharp renders it) in `out`. */
+export async function writeChart(out: string, name: string, svg: string): Promise<void> {
   await fs.writeFile(path.join(out, `${name}.svg`), svg);
   await sharp(Buffer.from(svg))
     .png()

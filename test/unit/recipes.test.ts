@@ -4,6 +4,7 @@ import * as path from 'path';
 import { parseLenientJson } from '../../lib/config/json';
 import { parseRecipe } from '../../lib/config/recipe';
 import { parseT2iPretrainRecipe } from '../../lib/demo/t2i-base';
+import { parseT2iDemoRecipe } from '../../lib/demo/t2i-transfer';
 
 const DIR = path.join(__dirname, '..', '..', 'recipes');
 const files = fs.readdirSync(DIR).filter((f) => f.endsWith('.json'));
@@ -11,7 +12,10 @@ const files = fs.readdirSync(DIR).filter((f) => f.endsWith('.json'));
 test('there are recipes', () => expect(files.length).toBeGreaterThanOrEqual(5));
 
 /** Recipes of other commands than finetune, each read by its own parser. */
-const PARSERS: Readonly<Record<string, (raw: unknown, file: string) => unknown>> = { 'pretrain-t2i.json': parseT2iPretrainRecipe };
+const PARSERS: Readonly<Record<string, (raw: unknown, file: string) => unknown>> = {
+  'pretrain-t2i.json': parseT2iPretrainRecipe,
+  'demo-t2i.json': parseT2iDemoRecipe,
+};
 
 test.each(files)('%s validates', (file) => {
   const full = path.join(DIR, file);
