@@ -318,10 +318,17 @@ export function steerVerdict(relativeGap: number | null): string {
   return `no clear difference (${percentText(relativeGap)}): the captions barely steer it`;
 }
 
-/** Removes an earlier demo's results from `out`, keeping its captioned data and latent cache (the same for the same recipe). */
+/**
+ * Removes an earlier demo's results from `out`: only what the demo writes (a mistyped --out loses nothing
+ * else), keeping its captioned data and latent cache, which are the same for the same recipe.
+ */
 async function clearResults(out: string): Promise<void> {
+  const ours = (name: string) =>
+    ['finetuned', 'scratch', 'lora', 'summary.json', 'report.html', 'guidance.png'].includes(name) ||
+    /^(loss|captions)\.(png|svg)$/.test(name) ||
+    /^samples-[a-z0-9-]+\.png$/.test(name);
   const entries = await fs.readdir(out).catch(() => [] as string[]);
-  for (const e of entries) if (e !== 'data' && e !== 'cache') await fs.rm(path.join(out, e), { recursive: true, force: true });
+  for (const e of entries.filter(ours)) await fs.rm(path.join(out, e), { recursive: true, force: true });
 }
 
 export async function runT2iTransferDemo(raw: unknown, options: T2iDemoOptions): Promise<T2iDemoSummary> {

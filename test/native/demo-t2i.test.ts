@@ -54,6 +54,10 @@ const logs: string[] = [];
 
 beforeAll(async () => {
   base = (await runShortT2i(path.join(tmp(), 'base'))).model;
+  // An earlier demo's result is replaced; a file the demo does not write is left alone.
+  fs.mkdirSync(out(), { recursive: true });
+  fs.writeFileSync(path.join(out(), 'notes.txt'), 'mine');
+  fs.writeFileSync(path.join(out(), 'summary.json'), '{}');
   returned = await runT2iTransferDemo(shortRecipe(base), { recipeFile: RECIPE, out: out(), onLog: (l) => logs.push(l) });
 }, 300_000);
 
@@ -104,6 +108,10 @@ test('summary.json is the summary returned and passes its schema: three runs, cu
   expect(saved.samples.rows).toEqual(['base, before training', 'fine-tuned', 'from scratch', 'LoRA']);
   expect(saved.seconds.total).toBeGreaterThanOrEqual(saved.seconds.training + saved.seconds.sampling);
   expect(logs.some((l) => l.startsWith('t2i demo: '))).toBe(true);
+});
+
+test('a file the demo does not write survives in --out', () => {
+  expect(fs.readFileSync(path.join(out(), 'notes.txt'), 'utf8')).toBe('mine');
 });
 
 test('each run is a whole pipeline with the base’s text encoder and VAE files', async () => {
