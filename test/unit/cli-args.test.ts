@@ -141,6 +141,7 @@ test('the npm scripts with a TypeScript entry point are all here', () => {
       'init-pipeline',
       'inspect',
       'pretrain:mnist',
+      'pretrain:t2i',
       'sample',
       'transfer-study',
     ].sort(),
