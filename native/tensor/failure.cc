@@ -36,8 +36,8 @@ std::string contextText(const c10::Error& e) {
 // The CPU allocator (c10/core/impl/alloc_cpu.cpp, 1.13 and 2.x) raises a plain c10::Error through
 // CAFFE_ENFORCE: "[enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: can't allocate
 // memory: you tried to allocate 123 bytes. Error code 12 (Cannot allocate memory)" (or "not enough
-// memory: you tried to allocate 123 bytes."), or difftune's cache (tensor/cpu_allocator.cc). The CUDA caching allocator raises c10::OutOfMemoryError:
-// "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.69 GiB total capacity; ...)".
+// memory: you tried to allocate 123 bytes."), or difftune's cache (tensor/cpu_allocator.cc). The CUDA caching allocator raises
+// c10::OutOfMemoryError: "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.69 GiB total capacity; ...)".
 std::string allocationFailure(const std::string& message) {
   for (const char* marker : {"DefaultCPUAllocator: can't allocate memory: you tried to allocate ",
                              "DefaultCPUAllocator: not enough memory: you tried to allocate ",
