@@ -57,6 +57,8 @@ int usableCores() {
 // fixed 1 MiB threshold). So fix the threshold at 1 MiB, and trim the heap top beyond 2 MiB, unless the
 // user tunes malloc themselves (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES' malloc
 // tunables) or turns this off with DIFFTUNE_MALLOC_TUNING=0. Process-wide and once: workers share it.
+// libtorch's own blocks of 256 KiB and more no longer reach malloc (tensor/cpu_allocator.cc reuses them
+// without fresh page faults); the threshold governs everything else.
 struct AllocatorTuning {
   std::string source;  // "difftune", "environment" or "unsupported"
   int64_t mmapThreshold = -1;
