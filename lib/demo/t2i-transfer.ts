@@ -12,172 +12,20 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { z } from 'zod';
 import { parseLenientJson } from '../config/json';
-import { expectConfigObject, parseConfigObject, parseWithSchema } from '../config/schema-object';
+import { parseWithSchema } from '../config/schema-object';
 import { ConfigError, InternalError } from '../errors';
 import { formatPlan } from '../freeze/format';
-import { renderReport, type Section } from '../report/html';
 import { duration } from '../report/run-report';
-import { lineChart, type Series } from '../report/svg-chart';
 import { gridPng, type Images } from '../sample/image';
 import { finetune, prepareRecipe, type FinetuneProgress, type FinetuneResult } from '../train/finetune';
 import { checkOutputFolder } from '../util/output-folder';
 import { sampleRows, t2iBaseSummarySchema } from './t2i-base-card';
-import { captionedClass, classPrompt, T2I_HELD_BACK_CLASSES, writeCaptionedSet } from './t2i-data';
-import { loraParams, stepsToReach, writeChart } from './transfer-study';
-
-const posInt = z.number().int().positive();
-const lr = z.number().positive().finite();
-
-/** recipes/demo-t2i.json: the base, the target data, each run's budget and learning rate, the validations and the samples. */
-export const t2iDemoRecipeSchema = z
-  .object({
-    /** The pretrained pipeline (relative to the recipe file). */
-    base: z.string().min(1),
-    /** The target classes (t2i-data.ts keys): ones the base never saw. */
-    classes: z
-      .array(z.string().min(1))
-      .nonempty()
-      .default([...T2I_HELD_BACK_CLASSES] as [string, ...string[]]),
-    data: z
-      .object({
-        /** Training images per class (the first of the built-in train split). */
-        trainPerClass: posInt,
-        /** Held-out images per class (the first of the test split). */
-        testPerClass: posInt,
-        /** Captions replaced by "" (classifier-free guidance), as in pretraining. */
-        captionDropout: z.number().min(0).lt(1).default(0.1),
-      })
-      .strict(),
-    /** Optimizer steps of each run. */
-    steps: posInt,
-    batchSize: posInt,
-    seed: z.number().int().nonnegative().default(0),
-    /** The full fine-tune of the pretrained U-Net: a constant low learning rate. */
-    finetune: z.object({ lr }).strict(),
-    /** The same architecture from random weights: the pretraining's rate, cosine with warmup. */
-    scratch: z.object({ lr, warmupSteps: z.number().int().nonnegative() }).strict(),
-    /** LoRA adapters on the pretrained U-Net (lib/config/lora.ts's fields of the same names). */
-    lora: z
-      .object({ lr, rank: posInt, attention: z.boolean().default(true), convolutions: z.boolean().default(false), feedForward: z.boolean().default(false) })
-      .strict(),
-    /** Held-out loss (right and wrong captions) every `every` steps on the first `samples` held-out images. */
-    validation: z.object({ every: posInt, samples: posInt }).strict(),
-    /** The per-prompt grids: one row per target class prompt. */
-    samples: z.object({ perPrompt: posInt.max(16), steps: posInt, guidanceScale: z.number().finite(), seed: z.number().int().nonnegative() }).strict(),
-    /** Guidance scales of the fine-tuned pipeline's sweep (≤ 1: no guidance). */
-    guidanceSweep: z.array(z.number().finite().nonnegative()).nonempty(),
-  })
-  .strict();
-
-export type T2iDemoRecipe = z.infer<typeof t2iDemoRecipeSchema>;
-
-/** A loss in the summary: null where it was not finite (JSON has no NaN). */
-const loss = z.number().nullable();
-
-const steerSchema = z
-  .object({
-    /** Held-out loss with each image's own caption … */
-    right: loss,
-    /** … and with another target class's caption (same images, noise and timesteps). */
-    wrong: loss,
-    /** wrong − right: > 0 when the captions steer the model towards the right images. */
-    gap: loss,
-    /** gap ÷ right. */
-    relativeGap: loss,
-  })
-  .strict();
-
-const runSchema = z
-  .object({
-    name: z.enum(['fine-tuned', 'from scratch', 'LoRA']),
-    /** The run's output folder, relative to the demo's (a whole pipeline). */
-    folder: z.string().min(1),
-    description: z.string().min(1),
-    lr: z.number().positive(),
-    lrSchedule: z.string().min(1),
-    trainableParams: z.number().int().positive(),
-    /** Of the U-Net's parameters. */
-    trainablePercent: z.number().positive(),
-    steps: z.number().int().nonnegative(),
-    seconds: z.number().nonnegative(),
-    /** Wall time ÷ steps, validations and the first latent encoding included. */
-    secondsPerStep: z.number().nonnegative(),
-    heldOutLoss: loss,
-    curve: z.array(z.object({ step: z.number().int().nonnegative(), loss, wrongCaptionLoss: loss }).strict()).nonempty(),
-    /** At the last step. */
-    captionsSteer: steerSchema,
-  })
-  .strict();
-
-export type T2iDemoRun = z.infer<typeof runSchema>;
-
-/** summary.json of `npm run demo -- --t2i` (the tests parse it with this schema too). */
-export const t2iDemoSummarySchema = z
-  .object({
-    kind: z.literal('t2i-transfer'),
-    base: z.string().min(1),
-    date: z.string().min(1),
-    machine: z.string().min(1),
-    target: z
-      .object({
-        classes: z
-          .array(z.object({ key: z.string(), prompt: z.string(), train: z.number().int().positive(), test: z.number().int().positive() }).strict())
-          .nonempty(),
-        trainImages: z.number().int().positive(),
-        heldOutImages: z.number().int().positive(),
-        captionDropout: z.number().min(0),
-      })
-      .strict(),
-    /** sha256 of the frozen text encoder's and VAE's weights: the same before and after every run. */
-    frozen: z.object({ textEncoder: z.string().length(64), vae: z.string().length(64) }).strict(),
-    steps: z.number().int().positive(),
-    batchSize: z.number().int().positive(),
-    validation: z.object({ every: z.number().int().positive(), samples: z.number().int().positive() }).strict(),
-    /** fine-tuned, from scratch, LoRA. */
-    runs: z.tuple([runSchema, runSchema, runSchema]),
-    /** The base pipeline on the target's held-out images before any training (the fine-tuned run's step 0). */
-    baseHeldOut: steerSchema,
-    /** The first step at which the fine-tuned curve reaches scratch's final held-out loss (linear between validations); null: never. */
-    stepsToMatchScratch: z.number().nonnegative().nullable(),
-    /** One grid per target prompt: a row per model (the base first: what it makes of words it never saw), every row from the same noise. */
-    samples: z
-      .object({
-        grids: z.array(z.object({ key: z.string(), prompt: z.string(), file: z.string().min(1) }).strict()).nonempty(),
-        rows: z.array(z.string()).nonempty(),
-        perPrompt: z.number().int().positive(),
-        steps: z.number().int().positive(),
-        guidanceScale: z.number(),
-        seed: z.number().int().nonnegative(),
-        scheduler: z.string(),
-      })
-      .strict(),
-    /** The fine-tuned pipeline at each guidance scale: one grid, a row per (prompt, scale), every row from the same noise. */
-    guidanceSweep: z.object({ scales: z.array(z.number()).nonempty(), file: z.literal('guidance.png') }).strict(),
-    plots: z.object({ loss: z.literal('loss.png'), captions: z.literal('captions.png') }).strict(),
-    seconds: z.object({ total: z.number().nonnegative(), training: z.number().nonnegative(), sampling: z.number().nonnegative() }).strict(),
-  })
-  .strict();
-
-export type T2iDemoSummary = z.infer<typeof t2iDemoSummarySchema>;
-
-/** Validates the recipe; `base` resolves against `file`'s folder. */
-export function parseT2iDemoRecipe(raw: unknown, file: string): T2iDemoRecipe {
-  const recipe = parseConfigObject(t2iDemoRecipeSchema, expectConfigObject(raw, file), file);
-  recipe.classes.forEach((k, i) => captionedClass(k, `${file}: "classes[${i}]"`));
-  if (new Set(recipe.classes).size !== recipe.classes.length)
-    throw new ConfigError(`${file}: "classes": each class once, found ${JSON.stringify(recipe.classes)}`);
-  if (recipe.classes.length < 2)
-    throw new ConfigError(
-      `${file}: "classes": expected two target classes or more (the wrong-caption loss swaps in another class's caption) but found ${recipe.classes.length}`,
-    );
-  if (recipe.scratch.warmupSteps > recipe.steps)
-    throw new ConfigError(
-      `${file}: "scratch.warmupSteps": expected at most "steps" (${recipe.steps}) but found ${recipe.scratch.warmupSteps}; the lr would never reach scratch.lr`,
-    );
-  return { ...recipe, base: path.resolve(path.dirname(file), recipe.base) };
-}
+import { captionedClass, classPrompt, writeCaptionedSet } from './t2i-data';
+import { stepsToReach } from './data-efficiency';
+import { loraParams } from './transfer-study';
+import { BASE_ROW, lossText, renderT2iDemoReport, writeCharts } from './t2i-transfer-report';
+import { parseT2iDemoRecipe, t2iDemoSummarySchema, type SteerPoint, type T2iDemoRecipe, type T2iDemoRun, type T2iDemoSummary } from './t2i-transfer-summary';
 
 /**
  * The base pipeline, or a ConfigError saying how to make it; the classes it learned (from its
@@ -280,7 +128,7 @@ export function planT2iDemoRuns(recipe: T2iDemoRecipe, out: string, data: { trai
 
 const finite = (x: number | undefined): number | null => (x !== undefined && Number.isFinite(x) ? x : null);
 
-function steer(point: { loss: number; wrongCaptionLoss?: number }): z.infer<typeof steerSchema> {
+function steer(point: { loss: number; wrongCaptionLoss?: number }): SteerPoint {
   const right = finite(point.loss);
   const wrong = finite(point.wrongCaptionLoss);
   const gap = right === null || wrong === null ? null : wrong - right;
@@ -294,28 +142,6 @@ function pickRows(parts: ReadonlyArray<{ images: Images; row: number }>, perRow:
   const pixels = new Uint8Array(parts.length * perRow * size);
   parts.forEach(({ images, row }, i) => pixels.set(images.pixels.subarray(row * perRow * size, (row + 1) * perRow * size), i * perRow * size));
   return { ...first, count: parts.length * perRow, pixels };
-}
-
-/** The per-prompt grids' first row. */
-const BASE_ROW = 'base, before training';
-
-const COLORS = { 'fine-tuned': '#1f77b4', 'from scratch': '#d62728', LoRA: '#2ca02c' } as const;
-/** The wrong captions' curves: the run's colour, lighter. */
-const LIGHT = { 'fine-tuned': '#9ecae1', 'from scratch': '#fc9f9f', LoRA: '#a1d99b' } as const;
-
-/** A loss in the report's tables (n/a: not finite). */
-export const lossText = (x: number | null): string => (x === null ? 'n/a' : x.toFixed(4));
-/** A relative gap as a signed percentage. */
-export const percentText = (x: number | null): string => (x === null ? 'n/a' : `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`);
-/** Below this relative gap either way the two losses are taken as the same: the captions barely matter. */
-const STEER_THRESHOLD = 0.01;
-
-/** "the captions steer it: +4.2% with the wrong ones" and the like, from the relative gap. */
-export function steerVerdict(relativeGap: number | null): string {
-  if (relativeGap === null) return 'not measured';
-  if (relativeGap > STEER_THRESHOLD) return `the captions steer it: ${percentText(relativeGap)} with the wrong ones`;
-  if (relativeGap < -STEER_THRESHOLD) return `the wrong captions do better (${percentText(relativeGap)}): the words are not learnt`;
-  return `no clear difference (${percentText(relativeGap)}): the captions barely steer it`;
 }
 
 /**
@@ -481,165 +307,4 @@ function frozenDigests(results: readonly FinetuneResult[]): T2iDemoSummary['froz
   if (first === undefined || digests.some((x) => x === undefined || x.textEncoder !== first.textEncoder || x.vae !== first.vae))
     throw new InternalError('t2i demo: expected every run to keep the base pipeline’s text encoder and VAE bit-identical (verifyFrozen digests)');
   return { textEncoder: first.textEncoder, vae: first.vae };
-}
-
-async function writeCharts(out: string, runs: readonly T2iDemoRun[], heldOut: number): Promise<void> {
-  const pts = (r: T2iDemoRun, key: 'loss' | 'wrongCaptionLoss') => r.curve.map((c) => [c.step, c[key] ?? NaN] as const);
-  await writeChart(
-    out,
-    'loss',
-    lineChart(
-      runs.map((r) => ({ name: r.name, color: COLORS[r.name], points: pts(r, 'loss') })),
-      {
-        title: `Held-out loss on the new classes (${heldOut} images with their captions, fixed noise and timesteps)`,
-        xLabel: 'training step',
-        yLabel: 'held-out loss',
-        logY: true,
-        width: 760,
-        height: 460,
-      },
-    ),
-  );
-  // Short legend names (the legend is narrow): the title and the report say which is which. The light
-  // curves first, so that where the two coincide (captions not read) the dark one shows on top.
-  const series: Series[] = [
-    ...runs.map((r) => ({ name: `${r.name}, wrong`, color: LIGHT[r.name], points: pts(r, 'wrongCaptionLoss') })),
-    ...runs.map((r) => ({ name: r.name, color: COLORS[r.name], points: pts(r, 'loss') })),
-  ];
-  await writeChart(
-    out,
-    'captions',
-    lineChart(series, {
-      title: "Held-out loss with each image's own caption (dark) and another class's (light, wrong)",
-      xLabel: 'training step',
-      yLabel: 'held-out loss',
-      logY: true,
-      width: 760,
-      height: 460,
-    }),
-  );
-}
-
-/** Whether and when the fine-tuned run reached the from-scratch run's final held-out loss, in a sentence. */
-export function matchSentence(s: Pick<T2iDemoSummary, 'stepsToMatchScratch' | 'steps' | 'runs'>): string {
-  const target = lossText(s.runs[1].heldOutLoss);
-  if (s.stepsToMatchScratch === null) return `The fine-tuned run did not reach the from-scratch run's final held-out loss (${target}) within the budget.`;
-  // The base before any step is already as good: worth saying in words, not as "after 0 steps".
-  if (s.stepsToMatchScratch === 0) return `The base, before any fine-tuning, was already below the from-scratch run's final held-out loss (${target}).`;
-  return `The fine-tuned run reached the from-scratch run's final held-out loss (${target}) after ${Math.round(s.stepsToMatchScratch)} of ${s.steps} steps.`;
-}
-
-/** report.html: the result, the curves, whether captions steer, the grids, the guidance sweep, how the runs were set up. */
-export function renderT2iDemoReport(s: T2iDemoSummary, plan: string): string {
-  const [ft, scratch, lora] = s.runs;
-  const classes = s.target.classes.map((c) => `${c.key} ("${c.prompt}")`).join(', ');
-  const steerWords = (name: string, c: T2iDemoRun['captionsSteer']) =>
-    `${name}: ${lossText(c.right)} with the right captions, ${lossText(c.wrong)} with another class's — ${steerVerdict(c.relativeGap)}`;
-  const sections: Section[] = [
-    {
-      title: 'Result',
-      blocks: [
-        {
-          kind: 'text',
-          text: `The base pipeline (${s.base}) never saw ${classes}: none of their nouns occurs in its captions. Each run trains ${s.steps} steps of batch ${s.batchSize} on ${s.target.trainImages} captioned images of them, with the base's text encoder and VAE frozen (their weights' sha256 the same before and after every run), and is measured on ${s.validation.samples} held-out images every ${s.validation.every} steps.`,
-        },
-        {
-          kind: 'text',
-          text: `Held-out loss at the last step: fine-tuned ${lossText(ft.heldOutLoss)}, from scratch ${lossText(scratch.heldOutLoss)}, LoRA ${lossText(lora.heldOutLoss)} (the base before any training: ${lossText(s.baseHeldOut.right)}). ${matchSentence(s)}`,
-        },
-        {
-          kind: 'table',
-          header: ['run', 'trainable parameters', '% of the U-Net', 'learning rate', 'held-out loss', "another class's captions", 'gap', 's / step'],
-          rows: [
-            [BASE_ROW, '—', '—', '—', lossText(s.baseHeldOut.right), lossText(s.baseHeldOut.wrong), percentText(s.baseHeldOut.relativeGap), '—'],
-            ...s.runs.map((r) => [
-              r.name,
-              r.trainableParams.toLocaleString('en-US'),
-              r.trainablePercent.toFixed(1),
-              `${r.lr} (${r.lrSchedule})`,
-              lossText(r.heldOutLoss),
-              lossText(r.captionsSteer.wrong),
-              percentText(r.captionsSteer.relativeGap),
-              r.secondsPerStep.toFixed(3),
-            ]),
-          ],
-        },
-      ],
-    },
-    { title: 'Held-out loss', blocks: [{ kind: 'images', items: [{ src: s.plots.loss, caption: 'held-out loss vs step (log scale)' }] }] },
-    {
-      title: 'Do the captions steer the images?',
-      blocks: [
-        {
-          kind: 'text',
-          text: "At every validation the same held-out images are measured twice, with the same noise and timesteps: with each image's own caption, and with the caption drawn for the next held-out image of another target class (validation.wrongCaptions). A model that reads its captions denoises an image better when told what it is: the wrong captions' loss is higher, and the gap grows as the new words come to mean the new objects.",
-        },
-        { kind: 'text', text: `${steerWords('The base, before training', s.baseHeldOut)}.` },
-        ...[ft, scratch, lora].map((r): { kind: 'text'; text: string } => ({ kind: 'text', text: `${steerWords(r.name, r.captionsSteer)}.` })),
-        { kind: 'images', items: [{ src: s.plots.captions, caption: "held-out loss, right captions (dark) vs another class's (light)" }] },
-        {
-          kind: 'table',
-          header: ['step', 'fine-tuned', 'wrong captions', 'gap', 'from scratch', 'wrong captions', 'gap'],
-          rows: ft.curve.map((c, i) => {
-            const sc = scratch.curve[i];
-            const g = (x: { loss: number | null; wrongCaptionLoss: number | null } | undefined) =>
-              x === undefined || x.loss === null || x.wrongCaptionLoss === null || x.loss === 0 ? null : (x.wrongCaptionLoss - x.loss) / x.loss;
-            return [
-              c.step,
-              lossText(c.loss),
-              lossText(c.wrongCaptionLoss),
-              percentText(g(c)),
-              lossText(sc?.loss ?? null),
-              lossText(sc?.wrongCaptionLoss ?? null),
-              percentText(g(sc)),
-            ];
-          }),
-        },
-      ],
-    },
-    {
-      title: `Samples, one grid per prompt (${s.samples.scheduler}, ${s.samples.steps} steps, guidance ${s.samples.guidanceScale}, seed ${s.samples.seed})`,
-      blocks: [
-        {
-          kind: 'text',
-          text: `Rows, top to bottom: ${s.samples.rows.join('; ')}. Every row starts from the same noise, so the rows differ by their model alone.`,
-        },
-        { kind: 'images', items: s.samples.grids.map((g) => ({ src: g.file, caption: `"${g.prompt}"` })) },
-      ],
-    },
-    {
-      title: 'Guidance scale (the fine-tuned pipeline)',
-      blocks: [
-        {
-          kind: 'text',
-          text: `Each prompt at classifier-free guidance ${s.guidanceSweep.scales.join(', ')}, from the same noise: at 1 the conditional prediction alone, above 1 pushed away from the unconditional one (captions were dropped ${Math.round(100 * s.target.captionDropout)}% of the time in training, so the model knows both).`,
-        },
-        { kind: 'images', items: [{ src: s.guidanceSweep.file, caption: `guidance ${s.guidanceSweep.scales.join(', ')}, row by row for each prompt` }] },
-      ],
-    },
-    {
-      title: 'How the runs are set up',
-      blocks: [
-        ...s.runs.map((r): { kind: 'text'; text: string } => ({
-          kind: 'text',
-          text: `${r.name} (${r.folder}/): ${r.description}; AdamW at ${r.lr}, ${r.lrSchedule}.`,
-        })),
-        {
-          kind: 'text',
-          text: `All three see the same images in the same order with the same batch size, seed, caption dropout (${s.target.captionDropout}) and step budget. Frozen text encoder sha256 ${s.frozen.textEncoder.slice(0, 16)}…, VAE ${s.frozen.vae.slice(0, 16)}….`,
-        },
-        { kind: 'pre', text: plan },
-      ],
-    },
-    {
-      title: 'Time',
-      blocks: [
-        {
-          kind: 'text',
-          text: `${duration(s.seconds.total)} on ${s.machine} (${s.date}): training ${duration(s.seconds.training)} (${s.runs.map((r) => `${r.name} ${r.secondsPerStep.toFixed(3)} s/step`).join(', ')}, validations included), sampling ${duration(s.seconds.sampling)}.`,
-        },
-      ],
-    },
-  ];
-  return renderReport('difftune transfer demo, text-to-image: new classes and new words', sections);
 }

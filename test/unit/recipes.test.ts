@@ -4,7 +4,7 @@ import * as path from 'path';
 import { parseLenientJson } from '../../lib/config/json';
 import { parseRecipe } from '../../lib/config/recipe';
 import { parseT2iPretrainRecipe } from '../../lib/demo/t2i-base';
-import { parseT2iDemoRecipe } from '../../lib/demo/t2i-transfer';
+import { parseT2iDemoRecipe } from '../../lib/demo/t2i-transfer-summary';
 
 const DIR = path.join(__dirname, '..', '..', 'recipes');
 const files = fs.readdirSync(DIR).filter((f) => f.endsWith('.json'));

@@ -11,7 +11,7 @@ import {
   stepsToReach,
   type DataEfficiencyRun,
   type DataEfficiencySummary,
-} from '../../../lib/demo/transfer-study';
+} from '../../../lib/demo/data-efficiency';
 import { parseCli } from '../../../lib/util/cli-args';
 import { cli } from '../../../scripts/transfer-study';
 

@@ -6,7 +6,9 @@ import * as path from 'path';
 import { parseFreezeOptions } from '../../../lib/config/freeze';
 import { parseLenientJson } from '../../../lib/config/json';
 import { parseRecipe } from '../../../lib/config/recipe';
-import { matchSentence, parseT2iDemoRecipe, planT2iDemoRuns, steerVerdict, type T2iDemoSummary } from '../../../lib/demo/t2i-transfer';
+import { planT2iDemoRuns } from '../../../lib/demo/t2i-transfer';
+import { matchSentence, steerVerdict } from '../../../lib/demo/t2i-transfer-report';
+import { parseT2iDemoRecipe, type T2iDemoSummary } from '../../../lib/demo/t2i-transfer-summary';
 import { T2I_HELD_BACK_CLASSES } from '../../../lib/demo/t2i-data';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
