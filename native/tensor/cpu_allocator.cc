@@ -86,7 +86,6 @@ class CachingCpuAllocator final : public c10::Allocator {
   CpuAllocatorStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
     CpuAllocatorStats s;
-    s.installed = true;
     s.source = "difftune";
     s.minBlockBytes = kMinBlockBytes;
     s.slackBytes = slack();

@@ -7,7 +7,6 @@
 namespace difftune {
 
 struct CpuAllocatorStats {
-  bool installed = false;
   std::string source;         // "difftune", "environment" (switched off by the user) or "unsupported"
   int64_t minBlockBytes = 0;  // requests below this go to libtorch's default allocator
   int64_t slackBytes = 0;     // what may be kept beyond the largest live set seen
