@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { z } from 'zod';
 import { ProcessError } from '../errors';
+import { packageRoot } from '../native/load';
 
 export interface PytorchEnv {
   available: boolean;
@@ -110,16 +111,19 @@ export function runPytorch(env: PytorchEnv, run: PytorchRun, timeoutMs = 600_000
   return runReferenceScript(env, env.script, pytorchArgs(run), run.threads, timeoutMs, lineSchema);
 }
 
-/** The text-to-image harness next to bench_diffusers.py. */
-export function txt2imgScript(env: PytorchEnv): string | undefined {
-  return env.script === undefined ? undefined : path.join(path.dirname(env.script), 'bench_txt2img.py');
+/**
+ * The text-to-image harness: ours (test/interop/py, beside the interop scripts whose bootstrap it shares),
+ * run against the reference folder that holds bench_diffusers.py.
+ */
+export function txt2imgScript(): string {
+  return path.join(packageRoot(), 'test', 'interop', 'py', 'bench_txt2img.py');
 }
 
 /** Why diffusers' StableDiffusionPipeline cannot be timed here (no bench_txt2img.py, no transformers export), or null. */
 export function txt2imgProblem(env: PytorchEnv): string | null {
   if (!env.available) return env.reason ?? 'PyTorch is unavailable';
-  const script = txt2imgScript(env)!;
-  if (!fs.existsSync(script)) return `no ${script} (the reference folder predates the txt2img harness)`;
+  const script = txt2imgScript();
+  if (!fs.existsSync(script)) return `no ${script} (the bench runs from a source checkout of difftune)`;
   const src = process.env.TRANSFORMERS_SRC ?? '/tmp/transformers-src';
   if (!fs.existsSync(path.join(src, 'src', 'transformers')))
     return `no transformers export at ${src} (the pipeline's CLIPTextModel): fetch github:NielsRogge/transformers and run ../shared/reference/setup_t2i.sh <git dir>`;
@@ -190,7 +194,7 @@ export type PytorchTxt2ImgLine = z.infer<typeof txt2imgLineSchema>;
 export function runPytorchTxt2Img(env: PytorchEnv, run: PytorchTxt2ImgRun, timeoutMs = 600_000): Promise<PytorchTxt2ImgLine> {
   const problem = txt2imgProblem(env);
   if (problem !== null) return Promise.reject(new ProcessError(`cannot run bench_txt2img.py: ${problem}`));
-  return runReferenceScript(env, txt2imgScript(env)!, pytorchTxt2ImgArgs(run), run.threads, timeoutMs, txt2imgLineSchema);
+  return runReferenceScript(env, txt2imgScript(), pytorchTxt2ImgArgs(run), run.threads, timeoutMs, txt2imgLineSchema);
 }
 
 /** Runs one reference script; resolves to its last stdout line parsed by `schema`, or rejects with its stderr's tail. */
@@ -199,7 +203,9 @@ function runReferenceScript<T>(env: PytorchEnv, script: string, scriptArgs: stri
   if (!env.python) return Promise.reject(new ProcessError(`cannot run ${name}: ${env.reason ?? 'PyTorch is unavailable'}`));
   const args = [script, ...scriptArgs];
   return new Promise((resolve, reject) => {
-    const child = spawn(env.python!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
+    // DIFFTUNE_REFERENCE_DIR: where a script of ours (bench_txt2img.py) finds the harness it bootstraps from.
+    const childEnv = { ...process.env, OMP_NUM_THREADS: String(threads), ...(env.script ? { DIFFTUNE_REFERENCE_DIR: path.dirname(env.script) } : {}) };
+    const child = spawn(env.python!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));

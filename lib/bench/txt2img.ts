@@ -1,7 +1,7 @@
 /**
  * The txt2img workload: whole Stable Diffusion pipeline calls — difftune's txt2img (lib/sample, which is
  * StableDiffusionPipeline.__call__ step for step) here, diffusers' own pipeline in
- * ../shared/reference/bench_txt2img.py — on the same folder, threads, prompt, negative prompt, seed,
+ * test/interop/py/bench_txt2img.py (run against the reference harness) — on the same folder, threads, prompt, negative prompt, seed,
  * scheduler, steps, guidance and size. Each call is split into text encoding, the denoising steps (the
  * row's timing: the goal compares the median step) and the VAE decode, the same way on both sides.
  */
@@ -15,7 +15,7 @@ import { txt2img } from '../sample/txt2img';
 import { countFlops } from './flops';
 import { median, measure, measuredFields } from './measure';
 import type { BenchModel } from './presets';
-import { type PytorchEnv, type PytorchTxt2ImgLine, pytorchTxt2ImgArgs, runPytorchTxt2Img, type PytorchTxt2ImgRun } from './pytorch';
+import { type PytorchEnv, type PytorchTxt2ImgLine, pytorchTxt2ImgArgs, runPytorchTxt2Img, type PytorchTxt2ImgRun, txt2imgScript } from './pytorch';
 import type { BenchConfig, BenchResult, Txt2ImgCall, Txt2ImgPhases } from './schema';
 import type { SuiteEntry } from './suites';
 import type { RunSettings } from './workloads';
@@ -343,6 +343,7 @@ export function planTxt2Img(model: BenchModel, entry: SuiteEntry, threads: numbe
   );
   if (!entry.pytorch) return lines;
   const args = pytorchTxt2ImgArgs({ pipelineDir: folder, ...call, threads, runs: entry.steps, warmup: entry.warmup });
-  lines.push(`  PyTorch: python3 ${path.join(referenceDir, 'bench_txt2img.py')} ${args.map(shellWord).join(' ')}`);
+  const script = path.relative(process.cwd(), txt2imgScript()) || txt2imgScript();
+  lines.push(`  PyTorch: DIFFTUNE_REFERENCE_DIR=${shellWord(referenceDir)} python3 ${shellWord(script)} ${args.map(shellWord).join(' ')}`);
   return lines;
 }

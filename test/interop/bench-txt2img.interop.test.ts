@@ -19,6 +19,7 @@ describeInterop('npm run bench: txt2img beside diffusers', () => {
     expect(file.results.map((r) => `${r.id}:${r.status}`)).toEqual(['sd-pipeline-tiny/txt2img/fp32:ok']);
     const row = file.results[0]!;
     const p = row.pytorch!;
+    if (p.status !== 'ok') throw new Error(`diffusers' side ${p.status}: ${p.reason ?? '(no reason)'}`);
     expect(p).toMatchObject({ status: 'ok', implementation: 'diffusers StableDiffusionPipeline', dtype: 'fp32' });
     expect(p.ratio).toBeCloseTo(row.timing!.medianMs / p.medianMs!, 9);
     for (const ms of [p.txt2img!.textEncodeMs, p.txt2img!.loopMs, p.txt2img!.decodeMs, p.txt2img!.totalMs, p.txt2img!.loadMs!]) expect(ms).toBeGreaterThan(0);

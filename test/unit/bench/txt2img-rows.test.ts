@@ -15,7 +15,7 @@ const root = path.resolve(__dirname, '..', '..', '..');
 const known = new Set(benchModels(path.join(root, 'test/fixtures/diffusers'), path.join(root, 'models')).keys());
 
 const SD21_PYTORCH =
-  "  PyTorch: python3 /ref/bench_txt2img.py <scratch>/sd21-pipeline --scheduler DPMSolverMultistepScheduler --steps 20 --guidance-scale 7.5 --height 768 --width 768 --prompt 'a photograph of an astronaut riding a horse on the moon, highly detailed' --negative-prompt 'blurry, low quality' --seed 0 --threads 2 --runs 1 --warmup 0";
+  "  PyTorch: DIFFTUNE_REFERENCE_DIR=/ref python3 test/interop/py/bench_txt2img.py <scratch>/sd21-pipeline --scheduler DPMSolverMultistepScheduler --steps 20 --guidance-scale 7.5 --height 768 --width 768 --prompt 'a photograph of an astronaut riding a horse on the moon, highly detailed' --negative-prompt 'blurry, low quality' --seed 0 --threads 2 --runs 1 --warmup 0";
 
 test('the sd21 suite: one SD 2.1 768² txt2img call per side, 20 steps; the quick suite has no pipeline', () => {
   expect(SUITES.sd21.entries).toEqual([
@@ -86,12 +86,18 @@ test('bench_txt2img.py arguments; why it cannot run', () => {
   expect(args).not.toContain('--vae-slicing');
   expect(pytorchTxt2ImgArgs({ ...run, vaeSlicing: true }).slice(-1)).toEqual(['--vae-slicing']);
   expect(txt2imgProblem({ available: false, reason: 'no torch' })).toBe('no torch');
+  // The script is ours (a checkout has it); the transformers export (CLIPTextModel) is what can be missing.
+  expect(fs.existsSync(path.join(root, 'test/interop/py/bench_txt2img.py'))).toBe(true);
   const ref = fs.mkdtempSync(path.join(os.tmpdir(), 'difftune-ref-'));
+  const saved = process.env.TRANSFORMERS_SRC;
+  process.env.TRANSFORMERS_SRC = ref;
   try {
-    expect(txt2imgProblem({ available: true, python: 'python3', script: path.join(ref, 'bench_diffusers.py') })).toMatch(
-      /^no .*bench_txt2img\.py \(the reference folder predates the txt2img harness\)$/,
+    expect(txt2imgProblem({ available: true, python: 'python3', script: path.join(ref, 'bench_diffusers.py') })).toBe(
+      `no transformers export at ${ref} (the pipeline's CLIPTextModel): fetch github:NielsRogge/transformers and run ../shared/reference/setup_t2i.sh <git dir>`,
     );
   } finally {
+    if (saved === undefined) delete process.env.TRANSFORMERS_SRC;
+    else process.env.TRANSFORMERS_SRC = saved;
     fs.rmSync(ref, { recursive: true, force: true });
   }
 });
