@@ -7,6 +7,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import sharp from 'sharp';
+import { z } from 'zod';
 import { formatPlan } from '../freeze/format';
 import { loadUNet } from '../models/unet';
 import { renderReport } from '../report/html';
@@ -32,16 +33,25 @@ export interface DemoOptions {
   onLog?: (line: string) => void;
 }
 
-export interface DemoSummary {
-  heldOutLoss: { base: number; finetuned: number; scratch: number };
-  stepsToMatchScratch: number | null;
-  trainableParams: number;
-  totalParams: number;
-  seconds: number;
-  steps: number;
-  trainImages: number;
-  curves: { finetuned: Array<{ step: number; loss: number }>; scratch: Array<{ step: number; loss: number }> };
-}
+const curveSchema = z.array(z.object({ step: z.number().int().nonnegative(), loss: z.number() }));
+
+/** summary.json: what the README's demo table and report.html say, as numbers. */
+export const demoSummarySchema = z
+  .object({
+    /** Held-out loss of the base before any training on clothes, and of each run at its last step. */
+    heldOutLoss: z.object({ base: z.number(), finetuned: z.number(), scratch: z.number() }),
+    /** The first validation step at which fine-tuned's held-out loss is at or below scratch's final one; null: none. */
+    stepsToMatchScratch: z.number().int().nonnegative().nullable(),
+    trainableParams: z.number().int().positive(),
+    totalParams: z.number().int().positive(),
+    seconds: z.number().positive(),
+    steps: z.number().int().positive(),
+    trainImages: z.number().int().positive(),
+    curves: z.object({ finetuned: curveSchema, scratch: curveSchema }),
+  })
+  .strict();
+
+export type DemoSummary = z.infer<typeof demoSummarySchema>;
 
 /** The fine-tuning learning rate: low, as transfer learning wants (10× below the from-scratch rate). */
 export const FINETUNE_LR = 1e-4;

@@ -3,7 +3,6 @@
 // passes its schema with the three runs, their right- and wrong-caption held-out curves (which differ) and the
 // frozen models' digests; the plots and grids are PNGs that decode; report.html names them and renders in
 // headless Chromium where it is installed. A missing base says how to make it.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -13,6 +12,7 @@ import { runT2iTransferDemo } from '../../lib/demo/t2i-transfer';
 import { t2iDemoSummarySchema, type T2iDemoSummary } from '../../lib/demo/t2i-transfer-summary';
 import { ConfigError } from '../../lib/errors';
 import { loadStableDiffusion } from '../../lib/models/stable-diffusion';
+import { expectReportRenders, testWithChromium } from '../helpers/report-render';
 import { useTempDir } from '../helpers/temp-dir';
 import { ROOT, runShortT2i } from '../helpers/t2i-short';
 
@@ -37,15 +37,6 @@ function shortRecipe(base: string, extra: readonly string[] = []): Record<string
     'samples.steps=2',
     ...extra,
   ]);
-}
-
-function hasChromium(): boolean {
-  try {
-    execFileSync('sh', ['-c', 'command -v chromium'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const out = () => path.join(tmp(), 'demo');
@@ -152,21 +143,9 @@ test('report.html names the plots, the grids, the sweep and the captions measure
   );
 });
 
-(hasChromium() ? test : test.skip)(
+testWithChromium(
   'report.html renders in headless Chromium (scripts/check-report.sh)',
-  async () => {
-    const shot = path.join(tmp(), 'report.png');
-    execFileSync('bash', [path.join(ROOT, 'scripts', 'check-report.sh'), path.join(out(), 'report.html'), shot], { stdio: 'pipe', timeout: 90_000 });
-    const { data, info } = await sharp(shot).raw().toBuffer({ resolveWithObject: true });
-    expect([info.width, info.height]).toEqual([1200, 1800]);
-    // Not a blank page: the loss plot's coloured lines are on it (the PNG loaded).
-    let coloured = 0;
-    for (let i = 0; i < data.length; i += info.channels) {
-      const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
-      if (Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured++;
-    }
-    expect(coloured).toBeGreaterThan(100);
-  },
+  () => expectReportRenders(path.join(out(), 'report.html'), path.join(tmp(), 'report.png')),
   100_000,
 );
 

@@ -4,7 +4,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { runTransferDemo } from '../../lib/demo/transfer-demo';
+import { demoSummarySchema, runTransferDemo } from '../../lib/demo/transfer-demo';
+import { expectReportRenders, hasChromium } from '../helpers/report-render';
 import { loadUNet } from '../../lib/models/unet';
 
 const BASE = path.join(__dirname, '..', '..', 'models', 'mnist-ddpm');
@@ -29,14 +30,16 @@ test('runTransferDemo writes the fine-tuned folder, grids, curves, report.html a
     expect(unet.config.in_channels).toBe(1);
     const meta = await sharp(path.join(out, 'samples-finetuned.png')).metadata();
     expect(meta.width).toBeGreaterThan(8 * 28);
-    const saved = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as Record<string, unknown>;
-    expect(Object.keys(saved.heldOutLoss as object).sort()).toEqual(['base', 'finetuned', 'scratch']);
-    expect(saved).toHaveProperty('stepsToMatchScratch');
+    const saved = demoSummarySchema.parse(JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')));
+    expect(saved).toEqual(JSON.parse(JSON.stringify(summary)));
     expect(saved.trainableParams).toBe(saved.totalParams);
+    expect(saved.curves.finetuned[0]).toEqual({ step: 0, loss: saved.heldOutLoss.base });
+    expect(saved.curves.finetuned.at(-1)!.step).toBe(4);
     expect(summary.seconds).toBeGreaterThan(0);
     const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
     expect(html).toContain('src="samples-finetuned.png"');
     expect(html).toContain('src="loss.png"');
+    if (hasChromium()) await expectReportRenders(path.join(out, 'report.html'), path.join(out, 'report.png'));
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }

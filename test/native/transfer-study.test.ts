@@ -1,12 +1,12 @@
 // The data-efficiency study (npm run transfer-study -- --data-sizes …) shortened: two sizes, a few steps of
 // the shipped base model. study.json passes the summary schema with a run per (variant, size) and the goals,
 // the plots are PNGs, report.html names its files and renders in headless Chromium where it is installed.
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { dataEfficiencySummarySchema, runDataEfficiencyStudy, type DataEfficiencySummary } from '../../lib/demo/data-efficiency';
 import { ConfigError } from '../../lib/errors';
+import { expectReportRenders, testWithChromium } from '../helpers/report-render';
 import { useTempDir } from '../helpers/temp-dir';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -19,15 +19,6 @@ const recipe = (output: string) => ({
   validation: { every: 2, samples: 16, data: { source: 'fashion-mnist', resolution: 28, channels: 1, split: 'test' } },
   output,
 });
-
-function hasChromium(): boolean {
-  try {
-    execFileSync('sh', ['-c', 'command -v chromium'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('the data-efficiency study at 16 and 64 images, 4 steps', () => {
   const out = () => path.join(tmp(), 'study');
@@ -94,21 +85,9 @@ describe('the data-efficiency study at 16 and 64 images, 4 steps', () => {
     expect(html).toContain('The study took ');
   });
 
-  (hasChromium() ? test : test.skip)(
+  testWithChromium(
     'report.html renders in headless Chromium (scripts/check-report.sh)',
-    async () => {
-      const shot = path.join(tmp(), 'report.png');
-      execFileSync('bash', [path.join(ROOT, 'scripts', 'check-report.sh'), path.join(out(), 'report.html'), shot], { stdio: 'pipe', timeout: 90_000 });
-      const { data, info } = await sharp(shot).raw().toBuffer({ resolveWithObject: true });
-      expect([info.width, info.height]).toEqual([1200, 1800]);
-      // Not a blank page: the loss-vs-images plot's red and blue lines are on it (the PNG loaded).
-      let coloured = 0;
-      for (let i = 0; i < data.length; i += info.channels) {
-        const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
-        if (Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured++;
-      }
-      expect(coloured).toBeGreaterThan(100);
-    },
+    () => expectReportRenders(path.join(out(), 'report.html'), path.join(tmp(), 'report.png')),
     100_000,
   );
 });

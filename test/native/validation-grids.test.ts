@@ -3,7 +3,6 @@
 // EMA weights swapped in for the grids and put back bit for bit, and report.html (curves, grids by step,
 // files it names present; rendered by headless Chromium where it is installed) written by every finetune,
 // with the progress line on a terminal.
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
@@ -15,6 +14,7 @@ import { sample } from '../../lib/sample/pipeline';
 import { loadScheduler } from '../../lib/schedulers/scheduler';
 import { runFinetuneCli } from '../../lib/train/cli';
 import { finetune } from '../../lib/train/finetune';
+import { expectReportRenders, testWithChromium } from '../helpers/report-render';
 import { useTempDir } from '../helpers/temp-dir';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -136,15 +136,6 @@ test('with an EMA the grids sample the averaged weights and training goes on bit
   expect(fs.existsSync(plain.report)).toBe(true);
 });
 
-function hasChromium(): boolean {
-  try {
-    execFileSync('sh', ['-c', 'command -v chromium'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('npm run finetune on a text-to-image pipeline with validation prompts', () => {
   const output = () => path.join(tmp(), 'sd');
   let out = '';
@@ -219,17 +210,9 @@ describe('npm run finetune on a text-to-image pipeline with validation prompts',
     expect(html).toContain('guidance 3');
   });
 
-  (hasChromium() ? test : test.skip)('report.html renders in headless Chromium (scripts/check-report.sh)', async () => {
-    const shot = path.join(tmp(), 'report.png');
-    execFileSync('bash', [path.join(ROOT, 'scripts', 'check-report.sh'), path.join(output(), 'report.html'), shot], { stdio: 'pipe', timeout: 90_000 });
-    const s = await raw(shot);
-    expect([s.width, s.height]).toEqual([1200, 1800]);
-    // Not a blank page: the charts' coloured lines are on it.
-    let coloured = 0;
-    for (let i = 0; i < s.data.length; i += s.channels) {
-      const [r, g, b] = [s.data[i]!, s.data[i + 1]!, s.data[i + 2]!];
-      if (Math.max(r, g, b) - Math.min(r, g, b) > 80) coloured++;
-    }
-    expect(coloured).toBeGreaterThan(100);
-  });
+  testWithChromium(
+    'report.html renders in headless Chromium (scripts/check-report.sh)',
+    () => expectReportRenders(path.join(output(), 'report.html'), path.join(tmp(), 'report.png')),
+    100_000,
+  );
 });
