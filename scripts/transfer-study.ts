@@ -32,11 +32,16 @@ export const cli = defineCli({
       description:
         'the data-efficiency study instead: fine-tuned vs from scratch at each number of training images (data.limit), the same steps for all; held-out loss vs images, "N images match scratch with M", the transfer goals',
     },
+    resume: {
+      type: 'boolean',
+      description: 'keep every run that finished before with the same recipe (its study-run.json) and train only the others: a long study stopped part-way goes on',
+    },
     readme: { type: 'boolean', description: "replace README.md's transfer-study (or data-efficiency) table with the one just measured" },
   },
   examples: [
     'npm run transfer-study -- --recipe recipes/transfer-study-fashion.json --set train.steps=50',
     'npm run transfer-study -- --recipe recipes/data-efficiency-fashion.json --data-sizes 64,256,1024,4096 --readme',
+    'npm run transfer-study -- --recipe recipes/data-efficiency-fashion.json --data-sizes 64,256,1024,4096 --readme --resume',
   ],
 });
 
@@ -55,8 +60,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const log = (l: string) => console.log(l);
   const table =
     sizes === undefined
-      ? studyTable(await runTransferStudy(raw, file, recipe.output, defaultVariants(recipe.train.lr), log))
-      : dataEfficiencyTable(await runDataEfficiencyStudy(raw, file, recipe.output, sizes, log));
+      ? studyTable(await runTransferStudy(raw, file, recipe.output, defaultVariants(recipe.train.lr), log, { resume: args.values.resume }))
+      : dataEfficiencyTable(await runDataEfficiencyStudy(raw, file, recipe.output, sizes, log, { resume: args.values.resume }));
   console.log(`\n${table}\n\nreport: ${path.join(recipe.output, 'report.html')}`);
   if (args.values.readme) {
     const readme = path.join(packageRoot(), 'README.md');

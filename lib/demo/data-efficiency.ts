@@ -14,7 +14,7 @@ import { renderReport, type Section } from '../report/html';
 import { duration } from '../report/run-report';
 import { lineChart } from '../report/svg-chart';
 import { prepareRecipe } from '../train/finetune';
-import { COLORS, executeRuns, merge, planRuns, scratchOverrides, writeChart, type StudyVariant } from './transfer-study';
+import { COLORS, executeRuns, type ExecuteOptions, merge, planRuns, scratchOverrides, writeChart, type StudyVariant } from './transfer-study';
 
 /** The README's goals: fine-tuned reaches scratch's final held-out loss in ≤ 1/5 of the steps, and matches scratch on all the images with ≤ 1/10 of them. */
 export const STEPS_GOAL = 1 / 5;
@@ -351,6 +351,7 @@ export async function runDataEfficiencyStudy(
   out: string,
   sizes: readonly number[],
   log: (line: string) => void = () => undefined,
+  options: ExecuteOptions = {},
 ): Promise<DataEfficiencySummary> {
   const started = Date.now();
   const sorted = [...sizes].sort((a, b) => a - b);
@@ -367,7 +368,9 @@ export async function runDataEfficiencyStudy(
   const runs = planRuns(recipe, recipeFile, out, variants);
   await checkSizes(base, sorted, log);
   await fs.mkdir(out, { recursive: true });
-  const finished = await executeRuns(runs, recipeFile, log);
+  const finished = await executeRuns(runs, recipeFile, log, options);
+  // A resumed study's time: this call's, plus the kept runs' own.
+  const keptSeconds = finished.reduce((a, r) => a + (r.kept === true ? r.seconds : 0), 0);
   const results: DataEfficiencyRun[] = finished.map((r, i) => ({
     variant: i % 2 === 0 ? 'from scratch' : 'fine-tuned',
     images: sorted[Math.floor(i / 2)]!,
@@ -397,7 +400,7 @@ export async function runDataEfficiencyStudy(
         runs: results,
         matches: matchStatements(results),
         goals: dataEfficiencyGoals(results),
-        seconds: (Date.now() - started) / 1000,
+        seconds: (Date.now() - started) / 1000 + keptSeconds,
       } satisfies DataEfficiencySummary),
     ),
   );

@@ -7,12 +7,14 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
+import { z } from 'zod';
 import { SafetensorsFile } from '../checkpoint/safetensors';
 import { formatFieldPath, refusePrototypeKeys } from '../config/field-path';
 import { ConfigError } from '../errors';
 import { renderReport } from '../report/html';
 import { lineChart } from '../report/svg-chart';
 import { finetune, prepareRecipe } from '../train/finetune';
+import { writeAll, writeFileAtomically } from '../util/atomic-write';
 
 export interface StudyVariant {
   name: string;
@@ -78,9 +80,49 @@ export interface PlannedRun {
   readonly recipe: Record<string, unknown>;
 }
 
-export interface FinishedRun extends StudyRow {
-  seconds: number;
-  steps: number;
+const curvePointSchema = z.object({ step: z.number().int().nonnegative(), loss: z.number() });
+
+const finishedRunSchema = z.object({
+  name: z.string(),
+  trainableParams: z.number().int().nonnegative(),
+  trainablePercent: z.number(),
+  heldOutLoss: z.number(),
+  secondsPerStep: z.number().nonnegative(),
+  curve: z.array(curvePointSchema),
+  seconds: z.number().nonnegative(),
+  steps: z.number().int().nonnegative(),
+});
+
+export type FinishedRun = z.infer<typeof finishedRunSchema> & {
+  /** Taken from the run's study-run.json by a resumed study rather than trained now. */
+  kept?: boolean;
+};
+
+/** Each finished run leaves its recipe and row here, so that a resumed study (--resume) keeps it. */
+export const RUN_RECORD = 'study-run.json';
+const runRecordSchema = z.object({ recipe: z.record(z.unknown()), row: finishedRunSchema });
+
+export interface ExecuteOptions {
+  /** Keep each run whose folder holds a study-run.json made from the same recipe; train the others. */
+  resume?: boolean;
+}
+
+/** The run's record when it finished with exactly this recipe (JSON-equal), else null: it runs again. */
+async function keptRun(run: PlannedRun): Promise<FinishedRun | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(run.dir, RUN_RECORD), 'utf8');
+  } catch {
+    return null;
+  }
+  let parsed;
+  try {
+    parsed = runRecordSchema.safeParse(JSON.parse(text));
+  } catch {
+    return null;
+  }
+  if (!parsed.success || JSON.stringify(parsed.data.recipe) !== JSON.stringify(run.recipe) || parsed.data.row.name !== run.name) return null;
+  return { ...parsed.data.row, kept: true };
 }
 
 /**
@@ -104,9 +146,21 @@ export function planRuns(recipe: Record<string, unknown>, recipeFile: string, ou
   });
 }
 
-export async function executeRuns(runs: readonly PlannedRun[], recipeFile: string, log: (line: string) => void): Promise<FinishedRun[]> {
+export async function executeRuns(
+  runs: readonly PlannedRun[],
+  recipeFile: string,
+  log: (line: string) => void,
+  options: ExecuteOptions = {},
+): Promise<FinishedRun[]> {
   const rows: FinishedRun[] = [];
-  for (const { name, dir, recipe: variantRecipe } of runs) {
+  for (const run of runs) {
+    const { name, dir, recipe: variantRecipe } = run;
+    const kept = options.resume === true ? await keptRun(run) : null;
+    if (kept !== null) {
+      rows.push(kept);
+      log(`${name}: kept from ${path.join(dir, RUN_RECORD)} (held-out loss ${kept.heldOutLoss.toFixed(4)})`);
+      continue;
+    }
     await fs.rm(dir, { recursive: true, force: true });
     log(name);
     const started = Date.now();
@@ -119,16 +173,19 @@ export async function executeRuns(runs: readonly PlannedRun[], recipeFile: strin
       );
     const lora = r.loraFile !== undefined;
     const trainable = lora ? await loraParams(r.loraFile!) : r.plan.totals.trainableNumel;
-    rows.push({
+    const row: FinishedRun = {
       name,
       trainableParams: trainable,
       trainablePercent: (100 * trainable) / r.plan.totals.numel,
       heldOutLoss: last.loss,
       secondsPerStep: seconds / Math.max(1, r.steps),
-      curve: r.validation,
+      curve: r.validation.map((v) => ({ step: v.step, loss: v.loss })),
       seconds,
       steps: r.steps,
-    });
+    };
+    rows.push(row);
+    const record = Buffer.from(`${JSON.stringify({ recipe: variantRecipe, row }, null, 2)}\n`);
+    await writeFileAtomically(path.join(dir, RUN_RECORD), (h) => writeAll(h, record));
     log(`  held-out loss ${last.loss.toFixed(4)}, ${rows[rows.length - 1]!.secondsPerStep.toFixed(3)} s/step`);
   }
   return rows;
@@ -140,10 +197,11 @@ export async function runTransferStudy(
   out: string,
   variants: readonly StudyVariant[],
   log: (line: string) => void = () => undefined,
+  options: ExecuteOptions = {},
 ): Promise<StudyRow[]> {
   const runs = planRuns(recipe, recipeFile, out, variants);
   await fs.mkdir(out, { recursive: true });
-  const rows: StudyRow[] = (await executeRuns(runs, recipeFile, log)).map(({ seconds: _s, steps: _n, ...row }) => row);
+  const rows: StudyRow[] = (await executeRuns(runs, recipeFile, log, options)).map(({ seconds: _s, steps: _n, kept: _k, ...row }) => row);
   const svg = lineChart(
     rows.map((r, i) => ({ name: r.name, color: COLORS[i % COLORS.length]!, points: r.curve.map((c) => [c.step, c.loss] as const) })),
     { title: 'Held-out loss vs step', xLabel: 'training step', yLabel: 'held-out loss', logY: true, width: 760, height: 460 },

@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { dataEfficiencySummarySchema, runDataEfficiencyStudy, type DataEfficiencySummary } from '../../lib/demo/data-efficiency';
+import { RUN_RECORD } from '../../lib/demo/transfer-study';
 import { ConfigError } from '../../lib/errors';
 import { expectReportRenders, testWithChromium } from '../helpers/report-render';
 import { useTempDir } from '../helpers/temp-dir';
@@ -90,6 +91,28 @@ describe('the data-efficiency study at 16 and 64 images, 4 steps', () => {
     () => expectReportRenders(path.join(out(), 'report.html'), path.join(tmp(), 'report.png')),
     100_000,
   );
+
+  test('--resume keeps each run whose study-run.json has the same recipe and trains the others', async () => {
+    const dirs = ['run-0-from-scratch-16-images', 'run-1-fine-tuned-16-images', 'run-2-from-scratch-64-images', 'run-3-fine-tuned-64-images'];
+    const record = (i: number) => path.join(out(), dirs[i]!, RUN_RECORD);
+    // Run 1's recipe differs (as if the base recipe had changed since), run 3 never finished.
+    const edited = JSON.parse(fs.readFileSync(record(1), 'utf8')) as { recipe: { train: { lr: number } } };
+    edited.recipe.train.lr *= 2;
+    fs.writeFileSync(record(1), JSON.stringify(edited));
+    fs.rmSync(record(3));
+    const again: string[] = [];
+    const resumed = await runDataEfficiencyStudy(recipe(out()), path.join(tmp(), 'r.json'), out(), [64, 16], (l) => again.push(l), { resume: true });
+    const kept = again.filter((l) => l.includes(': kept from '));
+    expect(kept.map((l) => l.slice(0, l.indexOf(':')))).toEqual(['from scratch, 16 images', 'from scratch, 64 images']);
+    expect(again).toContain('fine-tuned, 16 images');
+    expect(again).toContain('fine-tuned, 64 images');
+    // Kept runs are the earlier numbers exactly; every run has its record again; the time counts the kept runs'.
+    expect(resumed.runs[0]).toEqual(returned.runs[0]);
+    expect(resumed.runs[2]).toEqual(returned.runs[2]);
+    for (let i = 0; i < 4; i++) expect(fs.existsSync(record(i))).toBe(true);
+    expect(resumed.seconds).toBeGreaterThan(returned.runs[0]!.seconds + returned.runs[2]!.seconds);
+    expect(dataEfficiencySummarySchema.parse(JSON.parse(fs.readFileSync(path.join(out(), 'study.json'), 'utf8')))).toEqual(resumed);
+  }, 120_000);
 });
 
 test('sizes the training data cannot give are refused before any run', async () => {

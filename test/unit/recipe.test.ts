@@ -34,6 +34,8 @@ test.each([
   [{ ...minimal, data: { source: 'mnist', resolution: -1 } }, /r\.json: data\.resolution/],
   [{ ...minimal, freeze: { preset: 'everything' } }, /r\.json: freeze\.preset/],
   [{ ...minimal, lora: { rank: 0 } }, /lora\.rank/],
+  [{ ...minimal, lora: { preset: 'lycoris' } }, /r\.json: lora\.preset: Invalid enum value\. Expected 'locon', received 'lycoris'/],
+  [{ ...minimal, lora: { preset: 'locon', rank: 0 } }, /lora\.rank/],
   [{ ...minimal, extra: 1 }, /Unrecognized key\(s\) in object: 'extra'/],
   [{ ...minimal, output: undefined }, /output: Required/],
   [{ ...minimal, model: { pretrained: 'm', device: 'gpu' } }, /r\.json: model\.device: expected a device: "cpu", "cuda" or "cuda:N"/],
@@ -53,6 +55,17 @@ test('relative paths resolve against the recipe file’s folder; absolute ones s
   const latest = resolveRecipePaths(parseRecipe({ ...minimal, output: '/abs/out', resume: 'latest' }, 'r.json'), '/x');
   expect(latest.output).toBe('/abs/out');
   expect(latest.resume).toBe('latest');
+});
+
+test('lora.preset fills in its values; a field beside it wins', () => {
+  const locon = parseRecipe({ ...minimal, lora: { preset: 'locon' } }).lora!;
+  expect(locon).toMatchObject({ preset: 'locon', rank: 8, alpha: 16, attention: true, convolutions: true, feedForward: false, targets: [] });
+  expect(parseRecipe({ ...minimal, lora: { preset: 'locon', rank: 4, convolutions: false } }).lora).toMatchObject({ rank: 4, alpha: 16, convolutions: false });
+  // Without a preset nothing changes: rank 4, alpha = rank, attention only.
+  const plain = parseRecipe({ ...minimal, lora: {} }).lora!;
+  expect(plain).toMatchObject({ rank: 4, attention: true, convolutions: false });
+  expect(plain.alpha).toBeUndefined();
+  expect(plain.preset).toBeUndefined();
 });
 
 test('--set parses JSON values, else strings, creating objects on the way', () => {
