@@ -11,9 +11,10 @@ import { replaceReadmeBlock } from '../lib/bench/report';
 import { parseLenientJson } from '../lib/config/json';
 import { applyOverrides } from '../lib/config/recipe';
 import { prepareRecipe } from '../lib/train/finetune';
-import { formatCliError } from '../lib/errors';
 import { dataEfficiencyTable, dataSizesValue, runDataEfficiencyStudy } from '../lib/demo/data-efficiency';
-import { defaultVariants, runTransferStudy, studyTable } from '../lib/demo/transfer-study';
+import { defaultVariants, runTransferStudy, studyTable, studyVariantsFileSchema, type StudyVariantsFile } from '../lib/demo/transfer-study';
+import { expectConfigObject, parseConfigObject } from '../lib/config/schema-object';
+import { ConfigError, formatCliError } from '../lib/errors';
 import { packageRoot } from '../lib/native/load';
 import { defineCli, formatHelp, parseCli, usageHint } from '../lib/util/cli-args';
 import { withFileErrors } from '../lib/util/fs-errors';
@@ -32,9 +33,16 @@ export const cli = defineCli({
       description:
         'the data-efficiency study instead: fine-tuned vs from scratch at each number of training images (data.limit), the same steps for all; held-out loss vs images, "N images match scratch with M", the transfer goals',
     },
+    variants: {
+      type: 'string',
+      value: '<file.json>',
+      description:
+        'the ways to run instead of the default ones: { "variants": [{ "name", "overrides" }], "readmeBlock" } (e.g. recipes/lora-preset-search.json, a search over learning rates and LoRA shapes)',
+    },
     resume: {
       type: 'boolean',
-      description: 'keep every run that finished before with the same recipe (its study-run.json) and train only the others: a long study stopped part-way goes on',
+      description:
+        'keep every run that finished before with the same recipe (its study-run.json) and train only the others: a long study stopped part-way goes on',
     },
     readme: { type: 'boolean', description: "replace README.md's transfer-study (or data-efficiency) table with the one just measured" },
   },
@@ -44,6 +52,11 @@ export const cli = defineCli({
     'npm run transfer-study -- --recipe recipes/data-efficiency-fashion.json --data-sizes 64,256,1024,4096 --readme --resume',
   ],
 });
+
+async function readVariantsFile(file: string): Promise<StudyVariantsFile> {
+  const text = await withFileErrors(file, 'read', () => fs.readFile(file, 'utf8'), { field: '--variants' });
+  return parseConfigObject(studyVariantsFileSchema, expectConfigObject(parseLenientJson(text, file), file), file);
+}
 
 async function main(argv: readonly string[]): Promise<void> {
   const args = parseCli(cli, argv);
@@ -57,18 +70,27 @@ async function main(argv: readonly string[]): Promise<void> {
   const raw = applyOverrides(parseLenientJson(text, file), sets);
   const recipe = prepareRecipe(raw, file); // validates up front; each run validates its variant again
   const sizes = args.values['data-sizes'];
+  const variantsFile = args.values.variants;
+  if (variantsFile !== undefined && sizes !== undefined)
+    throw new ConfigError(
+      '--variants: the data-efficiency study (--data-sizes) runs fine-tuned and from scratch at each size; expected one of --variants and --data-sizes but found both',
+    );
+  const custom = variantsFile === undefined ? undefined : await readVariantsFile(variantsFile);
   const log = (l: string) => console.log(l);
+  const options = { resume: args.values.resume };
   const table =
     sizes === undefined
-      ? studyTable(await runTransferStudy(raw, file, recipe.output, defaultVariants(recipe.train.lr), log, { resume: args.values.resume }))
-      : dataEfficiencyTable(await runDataEfficiencyStudy(raw, file, recipe.output, sizes, log, { resume: args.values.resume }));
+      ? studyTable(await runTransferStudy(raw, file, recipe.output, custom?.variants ?? defaultVariants(recipe.train.lr), log, options))
+      : dataEfficiencyTable(await runDataEfficiencyStudy(raw, file, recipe.output, sizes, log, options));
   console.log(`\n${table}\n\nreport: ${path.join(recipe.output, 'report.html')}`);
   if (args.values.readme) {
     const readme = path.join(packageRoot(), 'README.md');
     const text = await fs.readFile(readme, 'utf8');
-    const command = `npm run transfer-study -- --recipe ${path.relative(packageRoot(), file)}${sizes === undefined ? '' : ` --data-sizes ${sizes.join(',')}`} --readme`;
+    const rel = (f: string) => path.relative(packageRoot(), path.resolve(f));
+    const command = `npm run transfer-study -- --recipe ${rel(file)}${sizes === undefined ? '' : ` --data-sizes ${sizes.join(',')}`}${variantsFile === undefined ? '' : ` --variants ${rel(variantsFile)}`} --readme`;
     const stamp = `Measured by \`${command}\` on ${new Date().toISOString().slice(0, 10)}:`;
-    await fs.writeFile(readme, replaceReadmeBlock(text, `${stamp}\n\n${table}`, sizes === undefined ? 'transfer-study' : 'data-efficiency'));
+    const block = sizes !== undefined ? 'data-efficiency' : (custom?.readmeBlock ?? 'transfer-study');
+    await fs.writeFile(readme, replaceReadmeBlock(text, `${stamp}\n\n${table}`, block));
     console.log('README.md updated');
   }
 }

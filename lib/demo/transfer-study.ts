@@ -52,6 +52,32 @@ export function defaultVariants(lr: number): StudyVariant[] {
   ];
 }
 
+/**
+ * A variants file (`npm run transfer-study -- --variants <file>`): the ways to run instead of the default
+ * ones — a search over learning rates or LoRA shapes, say — and the README block `--readme` replaces.
+ */
+export const studyVariantsFileSchema = z
+  .object({
+    /** README.md's `<!-- name:begin -->` … `<!-- name:end -->` block for --readme (default "transfer-study"). */
+    readmeBlock: z
+      .string()
+      .regex(/^[a-z0-9-]+$/, 'expected lower-case letters, digits and hyphens')
+      .default('transfer-study'),
+    variants: z
+      .array(z.object({ name: z.string().min(1), overrides: z.record(z.unknown()) }).strict())
+      .min(1)
+      .superRefine((vs, ctx) => {
+        const seen = new Set<string>();
+        vs.forEach((v, i) => {
+          if (seen.has(v.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, 'name'], message: `expected unique names but "${v.name}" repeats` });
+          seen.add(v.name);
+        });
+      }),
+  })
+  .strict();
+
+export type StudyVariantsFile = z.infer<typeof studyVariantsFileSchema>;
+
 export function merge(base: Record<string, unknown>, over: Record<string, unknown>, where: string, path: readonly string[] = []): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
