@@ -33,7 +33,7 @@ test('links to files in the repository point at files that exist', () => {
 });
 
 // npm run bench -- --readme, npm run demo -- --readme (with --t2i: demo-t2i) and npm run transfer-study -- --readme (with --data-sizes: data-efficiency) rewrite these.
-test.each(['bench', 'demo', 'demo-t2i', 'transfer-study', 'data-efficiency'])('the %s block is in README.md once', (name) => {
+test.each(['bench', 'demo', 'demo-t2i', 'transfer-study', 'data-efficiency', 'lora-preset-search'])('the %s block is in README.md once', (name) => {
   expect(readme.split(`<!-- ${name}:begin -->`).length).toBe(2);
   expect(readme.indexOf(`<!-- ${name}:begin -->`)).toBeLessThan(readme.indexOf(`<!-- ${name}:end -->`));
 });
