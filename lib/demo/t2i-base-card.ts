@@ -72,6 +72,8 @@ export const t2iBaseSummarySchema = z
         sessions: z.number().int().nonnegative(),
         finalLoss: z.number().nullable(),
         heldOut: z.array(lossPoint),
+        /** The same held-out samples with another class's captions (validation.wrongCaptions); empty when not measured. */
+        heldOutWrongCaptions: z.array(lossPoint),
         lowest: lossPoint.nullable(),
       })
       .strict(),
@@ -96,6 +98,18 @@ interface MetricsEntry {
   time?: string;
   loss?: number;
   validationLoss?: number;
+  validationLossWrongCaptions?: number;
+}
+
+/** The card's sentence on whether captions steer the model: the last validation's loss with right and wrong captions. */
+function steering(right: ReadonlyArray<{ step: number; loss: number }>, wrong: ReadonlyArray<{ step: number; loss: number }>): string {
+  const w = wrong[wrong.length - 1];
+  const r = w === undefined ? undefined : right.find((p) => p.step === w.step);
+  if (w === undefined || r === undefined) return '';
+  const gap = (100 * (w.loss - r.loss)) / r.loss;
+  return `
+   With each held-out image's caption swapped for another class's (same noise and timesteps) the held-out loss at step ${w.step} is
+   ${w.loss.toFixed(4)} against ${r.loss.toFixed(4)} with its own (${gap >= 0 ? '+' : ''}${gap.toFixed(1)}%): ${gap > 1 ? 'the captions steer the model' : 'the captions barely steer it'}.`;
 }
 
 async function folderBytes(dir: string): Promise<number> {
@@ -191,6 +205,9 @@ export async function packageT2iBase(result: T2iPretrainResult, target: string, 
     .split('\n')
     .map((l) => JSON.parse(l) as MetricsEntry);
   const heldOut = entries.filter((e) => e.validationLoss !== undefined).map((e) => ({ step: e.step, loss: e.validationLoss! }));
+  const heldOutWrongCaptions = entries
+    .filter((e) => e.validationLossWrongCaptions !== undefined)
+    .map((e) => ({ step: e.step, loss: e.validationLossWrongCaptions! }));
   const lowest = heldOut.reduce<(typeof heldOut)[number] | null>((a, b) => (a === null || b.loss < a.loss ? b : a), null);
   const lastTrain = entries.filter((e) => e.loss !== undefined).pop();
   const time = trainingTime(entries);
@@ -230,6 +247,7 @@ export async function packageT2iBase(result: T2iPretrainResult, target: string, 
       sessions: time.sessions,
       finalLoss: lastTrain?.loss ?? null,
       heldOut,
+      heldOutWrongCaptions,
       lowest,
     },
     samples: { file: 'samples.png', prompts: prompts as T2iBaseSummary['samples']['prompts'], ...sampling, scheduler },
@@ -327,7 +345,7 @@ photographs and anything larger than ${s.data.imageSize}×${s.data.imageSize} gr
      h.length > 0
        ? `${h[0]!.loss.toFixed(4)} at step ${h[0]!.step} → ${h[h.length - 1]!.loss.toFixed(4)} at step ${h[h.length - 1]!.step} (lowest ${s.unet.lowest!.loss.toFixed(4)}, step ${s.unet.lowest!.step})`
        : 'not measured'
-   }.
+   }.${steering(s.unet.heldOut, s.unet.heldOutWrongCaptions)}
 
 \`samples.png\`: ${s.samples.perPrompt} samples per prompt, one row each, ${s.samples.scheduler} ${s.samples.steps} steps, guidance scale ${s.samples.guidanceScale}, seed ${s.samples.seed} (every row
 starts from the same noise, so the rows differ by their prompt alone); the last ${s.data.heldBack.length} rows are the held-back classes' prompts.

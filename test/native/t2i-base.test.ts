@@ -60,6 +60,9 @@ test('summary.json follows its schema and carries the run’s numbers; the VAE c
   expect(summary.vae.steps).toBe(3);
   expect(summary.unet.steps).toBe(4);
   expect(summary.unet.heldOut.map((p) => p.step)).toEqual([0, 2, 4]);
+  // validation.wrongCaptions: the same samples with another class's captions, at every validation.
+  expect(summary.unet.heldOutWrongCaptions.map((p) => p.step)).toEqual([0, 2, 4]);
+  expect(summary.unet.heldOutWrongCaptions[2]!.loss).not.toBe(summary.unet.heldOut[2]!.loss);
   expect(summary.samples.prompts).toEqual([
     { prompt: 'a handwritten digit seven', inBase: true },
     { prompt: 'a handwritten digit one', inBase: true },
@@ -81,8 +84,10 @@ test('the model card states the run', () => {
   expect(card).toContain(`| \`text_encoder/\` | CLIPTextModel | ${s.components.text_encoder.parameters.toLocaleString('en-US')} |`);
   expect(card).toContain('1. The VAE alone (lib/train/vae-training.ts): 3 steps of batch 8, reconstruction (MSE) + 1e-6 × KL');
   expect(card).toContain(`scaling_factor ${s.vae.scalingFactor.toPrecision(5)} = 1 / the std of the held-out latents`);
-  expect(card).toMatch(/4 optimizer steps of batch 8, AdamW at 0\.001\n {3}\(text encoder 0\.0005\), cosine schedule with 0 warmup steps, EMA/);
+  expect(card).toMatch(/4 optimizer steps of batch 8, AdamW at 0\.001\n {3}\(text encoder 0\.001\), cosine schedule with 0 warmup steps, EMA/);
   expect(card).toMatch(/held-out loss \(the held-out images with their captions, fixed noise and timesteps\) \d\.\d{4} at step 0 → \d\.\d{4} at step 4/);
+  const [right, wrong] = [s.unet.heldOut[2]!.loss, s.unet.heldOutWrongCaptions[2]!.loss];
+  expect(card).toContain(`another class's (same noise and timesteps) the held-out loss at step 4 is\n   ${wrong.toFixed(4)} against ${right.toFixed(4)} with its own`);
   expect(card).toContain('sandal ("a photo of a sandal")');
   expect(card).toContain('| digit-7 | a handwritten digit seven | 8 | 4 |');
   expect(card).toContain('"trainPerClass": 8');

@@ -38,7 +38,7 @@ test('a variants file with repeated names, no variants or a bad block name is re
 });
 
 test('--variants and --data-sizes together are refused before anything runs', () => {
-  expect(parseCli(cli, ['--recipe', 'r.json', '--variants', 'v.json']).values.variants).toBe('v.json');
+  expect(parseCli(cli, ['--recipe', 'r.json', '--variants', 'v.json'])).toMatchObject({ values: { variants: 'v.json' } });
   // The built CLI (npm test compiles it first): exit 1 with the reason, no run folder made.
   const out = path.join(os.tmpdir(), `difftune-variants-${process.pid}`);
   const r = spawnSync(
