@@ -87,7 +87,7 @@ async function main(argv: readonly string[]): Promise<void> {
     const readme = path.join(packageRoot(), 'README.md');
     const text = await fs.readFile(readme, 'utf8');
     const rel = (f: string) => path.relative(packageRoot(), path.resolve(f));
-    const command = `npm run transfer-study -- --recipe ${rel(file)}${sizes === undefined ? '' : ` --data-sizes ${sizes.join(',')}`}${variantsFile === undefined ? '' : ` --variants ${rel(variantsFile)}`} --readme`;
+    const command = `npm run transfer-study -- --recipe ${rel(file)}${sizes === undefined ? '' : ` --data-sizes ${sizes.join(',')}`}${variantsFile === undefined ? '' : ` --variants ${rel(variantsFile)}`}${sets.map((x) => ` --set ${x}`).join('')} --readme`;
     const stamp = `Measured by \`${command}\` on ${new Date().toISOString().slice(0, 10)}:`;
     const block = sizes !== undefined ? 'data-efficiency' : (custom?.readmeBlock ?? 'transfer-study');
     await fs.writeFile(readme, replaceReadmeBlock(text, `${stamp}\n\n${table}`, block));
