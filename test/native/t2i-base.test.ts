@@ -87,7 +87,9 @@ test('the model card states the run', () => {
   expect(card).toMatch(/4 optimizer steps of batch 8, AdamW at 0\.001\n {3}\(text encoder 0\.001\), cosine schedule with 0 warmup steps, EMA/);
   expect(card).toMatch(/held-out loss \(the held-out images with their captions, fixed noise and timesteps\) \d\.\d{4} at step 0 → \d\.\d{4} at step 4/);
   const [right, wrong] = [s.unet.heldOut[2]!.loss, s.unet.heldOutWrongCaptions[2]!.loss];
-  expect(card).toContain(`another class's (same noise and timesteps) the held-out loss at step 4 is\n   ${wrong.toFixed(4)} against ${right.toFixed(4)} with its own`);
+  expect(card).toContain(
+    `another class's (same noise and timesteps) the held-out loss at step 4 is\n   ${wrong.toFixed(4)} against ${right.toFixed(4)} with its own`,
+  );
   expect(card).toContain('sandal ("a photo of a sandal")');
   expect(card).toContain('| digit-7 | a handwritten digit seven | 8 | 4 |');
   expect(card).toContain('"trainPerClass": 8');
