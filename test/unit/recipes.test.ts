@@ -4,6 +4,7 @@ import * as path from 'path';
 import { parseLenientJson } from '../../lib/config/json';
 import { parseRecipe } from '../../lib/config/recipe';
 import { parseT2iPretrainRecipe } from '../../lib/demo/t2i-base';
+import { studyVariantsFileSchema } from '../../lib/demo/transfer-study';
 import { parseT2iDemoRecipe } from '../../lib/demo/t2i-transfer-summary';
 
 const DIR = path.join(__dirname, '..', '..', 'recipes');
@@ -15,6 +16,8 @@ test('there are recipes', () => expect(files.length).toBeGreaterThanOrEqual(5));
 const PARSERS: Readonly<Record<string, (raw: unknown, file: string) => unknown>> = {
   'pretrain-t2i.json': parseT2iPretrainRecipe,
   'demo-t2i.json': parseT2iDemoRecipe,
+  // transfer-study --variants
+  'lora-preset-search.json': (raw) => studyVariantsFileSchema.parse(raw),
 };
 
 test.each(files)('%s validates', (file) => {
