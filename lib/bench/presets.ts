@@ -155,7 +155,7 @@ export function benchModels(fixturesDir: string, modelsDir: string): Map<string,
       resolution: 28,
       crossAttnLen: 0,
       imageChannels: 1,
-      note: "the demo's base model (1.1 M)",
+      note: "the demo's base model (2.5 M)",
     },
     {
       name: 'sd15-unet',
