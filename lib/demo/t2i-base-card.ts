@@ -20,6 +20,7 @@ import { txt2img } from '../sample/txt2img';
 import { CLIPTokenizer } from '../text/clip-tokenizer';
 import { duration, trainingTime } from './base-model';
 import type { T2iPretrainResult } from './t2i-base';
+import { sampleGridFields } from './t2i-transfer-summary';
 import { captionedClass, classCaptions, classPrompt, T2I_IMAGE_SIZE } from './t2i-data';
 
 const COMPONENTS = ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'] as const;
@@ -81,11 +82,7 @@ export const t2iBaseSummarySchema = z
       .object({
         file: z.literal('samples.png'),
         prompts: z.array(z.object({ prompt: z.string(), inBase: z.boolean() }).strict()).nonempty(),
-        perPrompt: z.number().int().positive(),
-        steps: z.number().int().positive(),
-        guidanceScale: z.number(),
-        seed: z.number().int().nonnegative(),
-        scheduler: z.string(),
+        ...sampleGridFields,
       })
       .strict(),
   })

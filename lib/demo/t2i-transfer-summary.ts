@@ -8,6 +8,15 @@ import { expectConfigObject, parseConfigObject } from '../config/schema-object';
 import { ConfigError } from '../errors';
 import { captionedClass, T2I_HELD_BACK_CLASSES } from './t2i-data';
 
+/** How a summary's sample grids were drawn (the t2i base card's and the transfer demo's). */
+export const sampleGridFields = {
+  perPrompt: z.number().int().positive(),
+  steps: z.number().int().positive(),
+  guidanceScale: z.number(),
+  seed: z.number().int().nonnegative(),
+  scheduler: z.string(),
+};
+
 const posInt = z.number().int().positive();
 const lr = z.number().positive().finite();
 
@@ -129,11 +138,7 @@ export const t2iDemoSummarySchema = z
       .object({
         grids: z.array(z.object({ key: z.string(), prompt: z.string(), file: z.string().min(1) }).strict()).nonempty(),
         rows: z.array(z.string()).nonempty(),
-        perPrompt: z.number().int().positive(),
-        steps: z.number().int().positive(),
-        guidanceScale: z.number(),
-        seed: z.number().int().nonnegative(),
-        scheduler: z.string(),
+        ...sampleGridFields,
       })
       .strict(),
     /** The fine-tuned pipeline at each guidance scale: one grid, a row per (prompt, scale), every row from the same noise. */
