@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { z } from 'zod';
 import { SafetensorsFile } from '../checkpoint/safetensors';
 import { formatFieldPath, refusePrototypeKeys } from '../config/field-path';
+import { parseRecipe } from '../config/recipe';
 import { ConfigError } from '../errors';
 import { renderReport } from '../report/html';
 import { lineChart } from '../report/svg-chart';
@@ -126,15 +127,19 @@ export type FinishedRun = z.infer<typeof finishedRunSchema> & {
 
 /** Each finished run leaves its recipe and row here, so that a resumed study (--resume) keeps it. */
 export const RUN_RECORD = 'study-run.json';
-const runRecordSchema = z.object({ recipe: z.record(z.unknown()), row: finishedRunSchema });
+const runRecordSchema = z.object({ recipe: z.record(z.unknown()), parsed: z.record(z.unknown()).optional(), row: finishedRunSchema });
 
 export interface ExecuteOptions {
   /** Keep each run whose folder holds a study-run.json made from the same recipe; train the others. */
   resume?: boolean;
 }
 
-/** The run's record when it finished with exactly this recipe (JSON-equal), else null: it runs again. */
-async function keptRun(run: PlannedRun): Promise<FinishedRun | null> {
+/**
+ * The run's record when it finished with this recipe, else null: it runs again. The record keeps the recipe
+ * as parsed then (presets expanded, defaults filled in), so a preset or a default that has changed since
+ * counts as a change even where the recipe's text has not; records without it compare as written.
+ */
+export async function keptRun(run: PlannedRun): Promise<FinishedRun | null> {
   let text: string;
   try {
     text = await fs.readFile(path.join(run.dir, RUN_RECORD), 'utf8');
@@ -147,8 +152,16 @@ async function keptRun(run: PlannedRun): Promise<FinishedRun | null> {
   } catch {
     return null;
   }
-  if (!parsed.success || JSON.stringify(parsed.data.recipe) !== JSON.stringify(run.recipe) || parsed.data.row.name !== run.name) return null;
-  return { ...parsed.data.row, kept: true };
+  if (!parsed.success || parsed.data.row.name !== run.name) return null;
+  const record = parsed.data;
+  const same =
+    record.parsed === undefined ? JSON.stringify(record.recipe) === JSON.stringify(run.recipe) : JSON.stringify(record.parsed) === parsedJson(run.recipe);
+  return same ? { ...record.row, kept: true } : null;
+}
+
+/** The recipe as this version parses it, in JSON (the planned recipes were validated by planRuns). */
+function parsedJson(recipe: Record<string, unknown>): string {
+  return JSON.stringify(parseRecipe(recipe));
 }
 
 /**
@@ -210,7 +223,7 @@ export async function executeRuns(
       steps: r.steps,
     };
     rows.push(row);
-    const record = Buffer.from(`${JSON.stringify({ recipe: variantRecipe, row }, null, 2)}\n`);
+    const record = Buffer.from(`${JSON.stringify({ recipe: variantRecipe, parsed: JSON.parse(parsedJson(variantRecipe)) as unknown, row }, null, 2)}\n`);
     await writeFileAtomically(path.join(dir, RUN_RECORD), (h) => writeAll(h, record));
     log(`  held-out loss ${last.loss.toFixed(4)}, ${rows[rows.length - 1]!.secondsPerStep.toFixed(3)} s/step`);
   }

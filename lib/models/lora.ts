@@ -83,6 +83,7 @@ export async function applyLoraFile(target: LoraModel | { unet: LoraModel; textE
 const ATTENTION = /(^|\.)(to_q|to_k|to_v|to_out\.0)$/;
 const FEED_FORWARD = /(^|\.)ff\.net\.(0\.proj|2)$/;
 const CONVOLUTIONS = /\.resnets\.\d+\.(conv1|conv2|conv_shortcut)$/;
+const RESAMPLERS = /\.(downsamplers|upsamplers)\.\d+\.conv$/;
 
 /** The layers that get adapters, from the model's parameter names. An empty selection is an error. */
 export function loraTargetModules(parameterNames: readonly string[], options: LoraOptions, where = 'lora'): string[] {
@@ -96,9 +97,10 @@ export function loraTargetModules(parameterNames: readonly string[], options: Lo
       (options.attention && ATTENTION.test(m)) ||
       (options.feedForward && FEED_FORWARD.test(m)) ||
       (options.convolutions && CONVOLUTIONS.test(m)) ||
+      (options.resamplers && RESAMPLERS.test(m)) ||
       extra.some((p) => p.test(m)),
   );
-  if (chosen.length === 0) throw new ConfigError(`${where}: no layer selected (attention ${options.attention}, feedForward ${options.feedForward}, convolutions ${options.convolutions}, ${options.targets.length} patterns)`);
+  if (chosen.length === 0) throw new ConfigError(`${where}: no layer selected (attention ${options.attention}, feedForward ${options.feedForward}, convolutions ${options.convolutions}, resamplers ${options.resamplers}, ${options.targets.length} patterns)`);
   return chosen;
 }
 

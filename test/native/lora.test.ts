@@ -73,6 +73,18 @@ test('targets: attention projections by default, feed-forward and patterns on re
   expect(() => loraTargetModules(names, loraOptionsSchema.parse({ targets: ['nothing.**'] }))).toThrow(/matches no layer/);
 });
 
+test("the locon preset: attention, the resnets' convolutions and the down/upsamplers' (resamplers: false leaves those out)", async () => {
+  using unet = await loadUNet(COND);
+  const names = (await unet.parameters()).map((p) => p.name);
+  const locon = loraTargetModules(names, loraOptionsSchema.parse({ preset: 'locon' }));
+  const samplerConvs = names.filter((n) => /\.(down|up)samplers\.\d+\.conv\.weight$/.test(n)).map((n) => n.slice(0, -'.weight'.length));
+  expect(samplerConvs.length).toBeGreaterThan(0);
+  expect(locon).toEqual(expect.arrayContaining([...samplerConvs, 'down_blocks.0.resnets.0.conv1', 'mid_block.attentions.0.transformer_blocks.0.attn1.to_q']));
+  const withoutSamplers = loraTargetModules(names, loraOptionsSchema.parse({ preset: 'locon', resamplers: false }));
+  expect(withoutSamplers).toEqual(locon.filter((m) => !samplerConvs.includes(m)));
+  expect(locon.filter((m) => /conv_in|conv_out|time_emb/.test(m))).toEqual([]);
+});
+
 test('fresh adapters are a no-op; LoRA training leaves the base bit-identical', async () => {
   using base = await loadUNet(COND);
   const reference = await out(base);

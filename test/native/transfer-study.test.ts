@@ -5,7 +5,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { dataEfficiencySummarySchema, runDataEfficiencyStudy, type DataEfficiencySummary } from '../../lib/demo/data-efficiency';
-import { RUN_RECORD } from '../../lib/demo/transfer-study';
+import { parseRecipe } from '../../lib/config/recipe';
+import { keptRun, RUN_RECORD } from '../../lib/demo/transfer-study';
 import { ConfigError } from '../../lib/errors';
 import { expectReportRenders, testWithChromium } from '../helpers/report-render';
 import { useTempDir } from '../helpers/temp-dir';
@@ -113,6 +114,36 @@ describe('the data-efficiency study at 16 and 64 images, 4 steps', () => {
     expect(resumed.seconds).toBeGreaterThan(returned.runs[0]!.seconds + returned.runs[2]!.seconds);
     expect(dataEfficiencySummarySchema.parse(JSON.parse(fs.readFileSync(path.join(out(), 'study.json'), 'utf8')))).toEqual(resumed);
   }, 120_000);
+});
+
+test('--resume keeps a run only when its recipe as parsed then is what this version makes of the planned one', async () => {
+  const dir = path.join(tmp(), 'parsed-record');
+  fs.mkdirSync(dir, { recursive: true });
+  const planned = { ...recipe(dir), lora: { preset: 'locon' } };
+  const run = { name: 'LoRA locon', dir, recipe: planned };
+  const row = {
+    name: 'LoRA locon',
+    trainableParams: 1,
+    trainablePercent: 0.1,
+    heldOutLoss: 0.05,
+    secondsPerStep: 0.5,
+    curve: [{ step: 4, loss: 0.05 }],
+    seconds: 2,
+    steps: 4,
+  };
+  const now = parseRecipe(planned);
+  const write = (record: object) => fs.writeFileSync(path.join(dir, RUN_RECORD), JSON.stringify(record));
+  write({ recipe: planned, parsed: now, row });
+  expect(await keptRun(run)).toEqual({ ...row, kept: true });
+  // Made when the preset left the samplers out: the same text, another recipe.
+  write({ recipe: planned, parsed: { ...now, lora: { ...now.lora, resamplers: false } }, row });
+  expect(await keptRun(run)).toBeNull();
+  // Records of earlier versions (no parsed recipe) compare as written.
+  write({ recipe: planned, row });
+  expect(await keptRun(run)).toEqual({ ...row, kept: true });
+  write({ recipe: { ...planned, lora: { preset: 'locon', rank: 8 } }, row });
+  expect(await keptRun(run)).toBeNull();
+  expect(await keptRun({ ...run, name: 'another' })).toBeNull();
 });
 
 test('sizes the training data cannot give are refused before any run', async () => {

@@ -59,11 +59,11 @@ test('relative paths resolve against the recipe file’s folder; absolute ones s
 
 test('lora.preset fills in its values; a field beside it wins', () => {
   const locon = parseRecipe({ ...minimal, lora: { preset: 'locon' } }).lora!;
-  expect(locon).toMatchObject({ preset: 'locon', rank: 8, alpha: 16, attention: true, convolutions: true, feedForward: false, targets: [] });
+  expect(locon).toMatchObject({ preset: 'locon', rank: 8, alpha: 16, attention: true, convolutions: true, resamplers: true, feedForward: false, targets: [] });
   expect(parseRecipe({ ...minimal, lora: { preset: 'locon', rank: 4, convolutions: false } }).lora).toMatchObject({ rank: 4, alpha: 16, convolutions: false });
   // Without a preset nothing changes: rank 4, alpha = rank, attention only.
   const plain = parseRecipe({ ...minimal, lora: {} }).lora!;
-  expect(plain).toMatchObject({ rank: 4, attention: true, convolutions: false });
+  expect(plain).toMatchObject({ rank: 4, attention: true, convolutions: false, resamplers: false });
   expect(plain.alpha).toBeUndefined();
   expect(plain.preset).toBeUndefined();
 });
