@@ -49,7 +49,7 @@ export function defaultVariants(lr: number): StudyVariant[] {
     ft('decoder-only', { preset: 'decoder-only' }),
     ft('attention-only', { preset: 'attention-only' }),
     ft('bias-norm', { preset: 'bias-norm' }),
-    { name: 'LoRA locon (r8, alpha 16, attention + conv)', overrides: { lora: { preset: 'locon' }, train: { lr: lr * 10 } } },
+    { name: 'LoRA locon (r8, alpha 16, attention, convolutions, samplers)', overrides: { lora: { preset: 'locon' }, train: { lr: lr * 10 } } },
   ];
 }
 
