@@ -18,10 +18,14 @@ test('the shipped LoRA preset search plans every variant over the transfer-study
   const recipeFile = path.join(ROOT, 'recipes', 'transfer-study-fashion.json');
   const runs = planRuns(read('recipes/transfer-study-fashion.json'), recipeFile, path.join(os.tmpdir(), 'difftune-never-written'), search.variants);
   expect(runs.map((r) => r.name)).toEqual(search.variants.map((v) => v.name));
-  // The preset is what the LoRA rows train; the learning rate is the only other change.
-  const locon = runs.filter((r) => r.name.startsWith('LoRA locon'));
-  expect(locon.length).toBeGreaterThanOrEqual(2);
+  // The preset is what the plain LoRA rows train, learning rate and seed the only other changes; the
+  // ablations name what they change in theirs.
+  const locon = runs.filter((r) => /^LoRA locon, lr [0-9e-]+(, seed \d)?$/.test(r.name));
+  expect(locon.length).toBeGreaterThanOrEqual(4);
   for (const r of locon) expect(r.recipe.lora).toEqual({ preset: 'locon' });
+  const seeds = runs.filter((r) => r.name.includes(', seed '));
+  for (const r of seeds) expect((r.recipe.train as { seed: number }).seed).toBe(Number(r.name.slice(-1)));
+  expect(runs.find((r) => r.name.startsWith('LoRA locon without the samplers, lr'))?.recipe.lora).toEqual({ preset: 'locon', resamplers: false });
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   expect(readme).toContain('<!-- lora-preset-search:begin -->');
   expect(readme).toContain('<!-- lora-preset-search:end -->');
