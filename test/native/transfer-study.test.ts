@@ -97,8 +97,9 @@ describe('the data-efficiency study at 16 and 64 images, 4 steps', () => {
     const dirs = ['run-0-from-scratch-16-images', 'run-1-fine-tuned-16-images', 'run-2-from-scratch-64-images', 'run-3-fine-tuned-64-images'];
     const record = (i: number) => path.join(out(), dirs[i]!, RUN_RECORD);
     // Run 1's recipe differs (as if the base recipe had changed since), run 3 never finished.
-    const edited = JSON.parse(fs.readFileSync(record(1), 'utf8')) as { recipe: { train: { lr: number } } };
+    const edited = JSON.parse(fs.readFileSync(record(1), 'utf8')) as { recipe: { train: { lr: number } }; parsed: { train: { lr: number } } };
     edited.recipe.train.lr *= 2;
+    edited.parsed.train.lr *= 2;
     fs.writeFileSync(record(1), JSON.stringify(edited));
     fs.rmSync(record(3));
     const again: string[] = [];
