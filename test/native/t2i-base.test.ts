@@ -181,3 +181,27 @@ test('npm run pretrain:t2i stops on SIGTERM with a checkpoint and exits 143', as
   expect(checkpoints[0]!.step).toBeGreaterThanOrEqual(50);
   expect(fs.existsSync(target)).toBe(false);
 }, 300_000);
+
+test('the shipped models/t2i-base: summary.json passes its schema, the captions steer it, difftune draws what is asked', async () => {
+  const shipped = path.join(ROOT, 'models', 't2i-base');
+  const summary = t2iBaseSummarySchema.parse(JSON.parse(fs.readFileSync(path.join(shipped, 'summary.json'), 'utf8')));
+  expect(summary.unet.steps).toBe(15_000);
+  const right = summary.unet.heldOut.at(-1)!;
+  const wrong = summary.unet.heldOutWrongCaptions.at(-1)!;
+  expect(wrong.step).toBe(right.step);
+  expect(wrong.loss).toBeGreaterThan(right.loss * 1.05); // another class's caption denoises worse
+  using sd = await loadStableDiffusion(shipped);
+  // A "1" is a thin stroke, a coat fills most of the picture: the prompt decides which.
+  const prompt = [...Array<string>(4).fill('a handwritten digit one'), ...Array<string>(4).fill('a photo of a coat')];
+  const r = await txt2img(sd, { prompt, guidanceScale: 5, steps: 20, seed: 0 });
+  try {
+    expect(r.images.shape).toEqual([8, 3, 32, 32]);
+    const data = (await r.images.data()) as Float32Array;
+    const half = data.length / 2;
+    // Brightness in [0, 1], as the images are shown (decoded images are about [-1, 1]).
+    const mean = (from: number) => data.subarray(from, from + half).reduce((a, b) => a + Math.min(1, Math.max(0, (b + 1) / 2)), 0) / half;
+    expect(mean(0)).toBeLessThan(0.5 * mean(half));
+  } finally {
+    r.dispose();
+  }
+});
