@@ -4,6 +4,7 @@
 // images are those of difftune's merged model (issue 15, item 3).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { SafetensorsFile } from '../../lib/checkpoint/safetensors';
 import { loadUNet } from '../../lib/models/unet';
 import { useTempDir } from '../helpers/temp-dir';
 import { describeInterop, readTensor, relError, runPython, unetForwardBound } from './helpers/harness';
@@ -21,12 +22,18 @@ describeInterop('LoRA files difftune writes load in diffusers at the trained str
   beforeAll(async () => {
     output = path.join(tmp(), 'lora-run');
     // rank 4, alpha 16: the update is scaled by 4, which a loader that ignores alpha (diffusers v0.31 with
-    // alpha only in the metadata) would apply as 1. A high learning rate makes the adapters matter.
+    // alpha only in the metadata) would apply as 1. A high learning rate makes the adapters matter. The
+    // locon preset's layers (attention, resnet and down/upsampler convolutions) and the feed-forward ones.
     const result = await finetuneTinySd(output, {
-      lora: { rank: 4, alpha: 16, format: 'kohya', saveMerged: true, feedForward: true },
+      lora: { preset: 'locon', rank: 4, alpha: 16, format: 'kohya', saveMerged: true, feedForward: true },
       train: { steps: 4, batchSize: 2, lr: 1e-2, seed: 0 },
     });
     expect(result.loraFiles).toEqual([path.join(output, 'pytorch_lora_weights.safetensors'), path.join(output, 'lora.kohya.safetensors')]);
+    const adapters = await SafetensorsFile.open(result.loraFiles![0]!);
+    const names = adapters.names();
+    await adapters.close();
+    for (const layer of ['.downsamplers.0.conv.', '.upsamplers.0.conv.', '.resnets.0.conv1.', '.attn1.to_q.', '.ff.net.2.'])
+      expect([layer, names.some((n) => n.includes(layer))]).toEqual([layer, true]);
     inputsFile = path.join(tmp(), 'unet-inputs.safetensors');
     const x = await tinySdUNetInputs(inputsFile, 5);
     try {
