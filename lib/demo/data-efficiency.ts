@@ -295,6 +295,14 @@ export function dataEfficiencyGoals(runs: readonly DataEfficiencyRun[]): DataEff
   };
 }
 
+/**
+ * A goal's statement without its opening verdict ("met: …", "not met at 3 of 4 sizes …" → "…", "at 3 of 4
+ * sizes …"), for the table and the report, which show the verdict in a place of its own.
+ */
+function goalNumbers(statement: string): string {
+  return statement.replace(/^(not )?met:? /, '');
+}
+
 /** The README / study.md block: held-out loss by size, "N matches M", the goals, how long it took. */
 export function dataEfficiencyTable(summary: DataEfficiencySummary): string {
   const rows = pairs(summary.runs);
@@ -304,15 +312,13 @@ export function dataEfficiencyTable(summary: DataEfficiencySummary): string {
     lines.push(`| ${images} | ${lossText(scratch.heldOutLoss)} | ${lossText(ft.heldOutLoss)} | ${reachText(m.scratch)} |`);
   }
   const verdict = (met: boolean) => (met ? '**met**' : '**not met**');
-  // The statements open with their own verdict ("met: …", "not met at 3 of 4 sizes …"), which the bold one replaces.
-  const rest = (statement: string) => statement.replace(/^(not )?met:? /, '');
   return [
     `Held-out loss (${summary.heldOut.samples} images of ${summary.heldOut.data}) after ${summary.trainSteps} steps of batch ${summary.batchSize} at every size:`,
     '',
     ...lines,
     '',
-    `- Fine-tuned reaches from-scratch's final held-out loss in ≤ 1/5 of the steps: ${verdict(summary.goals.steps.met)} — ${rest(summary.goals.steps.statement)}.`,
-    `- With ≤ 1/10 of the images, fine-tuned matches scratch on all of them: ${verdict(summary.goals.images.met)} — ${rest(summary.goals.images.statement)}.`,
+    `- Fine-tuned reaches from-scratch's final held-out loss in ≤ 1/5 of the steps: ${verdict(summary.goals.steps.met)} — ${goalNumbers(summary.goals.steps.statement)}.`,
+    `- With ≤ 1/10 of the images, fine-tuned matches scratch on all of them: ${verdict(summary.goals.images.met)} — ${goalNumbers(summary.goals.images.statement)}.`,
     '',
     `The study took ${duration(summary.seconds)} (${summary.runs.length} runs) on ${summary.machine}.`,
   ].join('\n');
@@ -477,8 +483,16 @@ async function writeDataEfficiency(out: string, summary: DataEfficiencySummary, 
           kind: 'table',
           header: ['goal', 'result', 'numbers'],
           rows: [
-            ["fine-tuned reaches from-scratch's final held-out loss in ≤ 1/5 of the steps", verdict(summary.goals.steps.met), summary.goals.steps.statement],
-            ['with ≤ 1/10 of the images, fine-tuned matches scratch on all of them', verdict(summary.goals.images.met), summary.goals.images.statement],
+            [
+              "fine-tuned reaches from-scratch's final held-out loss in ≤ 1/5 of the steps",
+              verdict(summary.goals.steps.met),
+              goalNumbers(summary.goals.steps.statement),
+            ],
+            [
+              'with ≤ 1/10 of the images, fine-tuned matches scratch on all of them',
+              verdict(summary.goals.images.met),
+              goalNumbers(summary.goals.images.statement),
+            ],
           ],
         },
       ],

@@ -223,7 +223,7 @@ export async function executeRuns(
       steps: r.steps,
     };
     rows.push(row);
-    const record = Buffer.from(`${JSON.stringify({ recipe: variantRecipe, parsed: JSON.parse(parsedJson(variantRecipe)) as unknown, row }, null, 2)}\n`);
+    const record = Buffer.from(`${JSON.stringify({ recipe: variantRecipe, parsed: parseRecipe(variantRecipe), row }, null, 2)}\n`);
     await writeFileAtomically(path.join(dir, RUN_RECORD), (h) => writeAll(h, record));
     log(`  held-out loss ${last.loss.toFixed(4)}, ${rows[rows.length - 1]!.secondsPerStep.toFixed(3)} s/step`);
   }
