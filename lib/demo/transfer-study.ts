@@ -23,14 +23,24 @@ export interface StudyVariant {
   overrides: Record<string, unknown>;
 }
 
-export interface StudyRow {
-  name: string;
-  trainableParams: number;
-  trainablePercent: number;
-  heldOutLoss: number;
-  secondsPerStep: number;
-  curve: Array<{ step: number; loss: number }>;
-}
+const curvePointSchema = z.object({ step: z.number().int().nonnegative(), loss: z.number() }).strict();
+
+/** A row of the study's table; `study.json` is an array of them (`transferStudySchema`). */
+const studyRowSchema = z
+  .object({
+    name: z.string(),
+    trainableParams: z.number().int().nonnegative(),
+    trainablePercent: z.number(),
+    heldOutLoss: z.number(),
+    secondsPerStep: z.number().nonnegative(),
+    curve: z.array(curvePointSchema),
+  })
+  .strict();
+
+export type StudyRow = z.infer<typeof studyRowSchema>;
+
+/** The transfer study's `study.json`. */
+export const transferStudySchema = z.array(studyRowSchema).nonempty();
 
 export const COLORS = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
 
@@ -107,15 +117,7 @@ export interface PlannedRun {
   readonly recipe: Record<string, unknown>;
 }
 
-const curvePointSchema = z.object({ step: z.number().int().nonnegative(), loss: z.number() });
-
-const finishedRunSchema = z.object({
-  name: z.string(),
-  trainableParams: z.number().int().nonnegative(),
-  trainablePercent: z.number(),
-  heldOutLoss: z.number(),
-  secondsPerStep: z.number().nonnegative(),
-  curve: z.array(curvePointSchema),
+const finishedRunSchema = studyRowSchema.extend({
   seconds: z.number().nonnegative(),
   steps: z.number().int().nonnegative(),
 });

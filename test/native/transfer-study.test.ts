@@ -6,7 +6,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { dataEfficiencySummarySchema, runDataEfficiencyStudy, type DataEfficiencySummary } from '../../lib/demo/data-efficiency';
 import { parseRecipe } from '../../lib/config/recipe';
-import { keptRun, RUN_RECORD } from '../../lib/demo/transfer-study';
+import { defaultVariants, keptRun, RUN_RECORD, runTransferStudy, transferStudySchema } from '../../lib/demo/transfer-study';
 import { ConfigError } from '../../lib/errors';
 import { expectReportRenders, testWithChromium } from '../helpers/report-render';
 import { useTempDir } from '../helpers/temp-dir';
@@ -115,6 +115,44 @@ describe('the data-efficiency study at 16 and 64 images, 4 steps', () => {
     expect(resumed.seconds).toBeGreaterThan(returned.runs[0]!.seconds + returned.runs[2]!.seconds);
     expect(dataEfficiencySummarySchema.parse(JSON.parse(fs.readFileSync(path.join(out(), 'study.json'), 'utf8')))).toEqual(resumed);
   }, 120_000);
+});
+
+describe('the transfer study, every default variant at 4 steps', () => {
+  const out = () => path.join(tmp(), 'transfer');
+  const variants = defaultVariants(1e-4);
+
+  beforeAll(async () => {
+    await runTransferStudy(recipe(out()), path.join(tmp(), 'r.json'), out(), variants);
+  }, 180_000);
+
+  test('study.json passes its schema: a row per variant in order, the curve at every validation, the locon preset at 9.4%', () => {
+    const rows = transferStudySchema.parse(JSON.parse(fs.readFileSync(path.join(out(), 'study.json'), 'utf8')));
+    expect(rows.map((r) => r.name)).toEqual(variants.map((v) => v.name));
+    for (const r of rows) {
+      expect(r.curve.map((c) => c.step)).toEqual([0, 2, 4]);
+      expect(r.heldOutLoss).toBe(r.curve[2]!.loss);
+      expect(Number.isFinite(r.heldOutLoss)).toBe(true);
+    }
+    const full = rows.find((r) => r.name === 'full')!;
+    expect(full.trainablePercent).toBe(100);
+    // The adapters the file holds: 232,576 on models/mnist-ddpm (README, the preset search).
+    expect(rows.at(-1)!.trainableParams).toBe(232_576);
+    expect(rows.at(-1)!.trainableParams / full.trainableParams).toBeLessThan(0.1);
+    const md = fs.readFileSync(path.join(out(), 'study.md'), 'utf8');
+    for (const r of rows) expect(md).toContain(`| ${r.name} | ${r.trainableParams.toLocaleString('en-US')} (`);
+  });
+
+  test('the plot is a PNG that decodes, and report.html names it', async () => {
+    const { info } = await sharp(path.join(out(), 'loss.png')).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([760, 460]);
+    expect(fs.readFileSync(path.join(out(), 'report.html'), 'utf8')).toContain('src="loss.png"');
+  });
+
+  testWithChromium(
+    'report.html renders in headless Chromium',
+    () => expectReportRenders(path.join(out(), 'report.html'), path.join(tmp(), 'transfer-report.png')),
+    100_000,
+  );
 });
 
 test('--resume keeps a run only when its recipe as parsed then is what this version makes of the planned one', async () => {
